@@ -1,0 +1,141 @@
+//! The page index (§1.7): LEB128 triplets `pgno, offset, size` in ascending pgno, a `0x00`
+//! terminator, then the index length as a u64 BE.
+
+use crate::{Error, Result};
+
+/// Where one page's frame lies in an LTX file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageIndexEntry {
+    pub pgno: u32,
+    /// Absolute file offset of the page's 6-byte header.
+    pub offset: u64,
+    /// Total frame bytes: header, size field (block format) and payload.
+    pub size: u64,
+}
+
+/// A decoded page index, sorted by pgno.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageIndex {
+    pub entries: Vec<PageIndexEntry>,
+}
+
+pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads one uvarint at `*at`, advancing it. `None` if truncated or longer than 10 bytes.
+fn get_uvarint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    for i in 0..10 {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        if i == 9 && b > 1 {
+            return None;
+        }
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+impl PageIndex {
+    /// Encodes the triplets and terminator, followed by the u64 BE length.
+    pub fn encode(entries: &[PageIndexEntry], out: &mut Vec<u8>) {
+        let start = out.len();
+        for e in entries {
+            put_uvarint(out, u64::from(e.pgno));
+            put_uvarint(out, e.offset);
+            put_uvarint(out, e.size);
+        }
+        put_uvarint(out, 0);
+        let len = (out.len() - start) as u64;
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+
+    /// Decodes index bytes (triplets and terminator, without the u64 length). `base` is the
+    /// file offset of `bytes[0]`, used in errors. Entries must be in strictly ascending pgno and
+    /// the terminator must end the bytes exactly.
+    pub fn decode(bytes: &[u8], base: u64) -> Result<PageIndex> {
+        let bad = |at: usize, reason: &str| Error::InvalidIndex {
+            offset: base + at as u64,
+            reason: reason.to_owned(),
+        };
+        let mut entries = Vec::new();
+        let mut at = 0usize;
+        loop {
+            let entry_at = at;
+            let pgno = get_uvarint(bytes, &mut at)
+                .ok_or_else(|| bad(entry_at, "truncated page number"))?;
+            if pgno == 0 {
+                break;
+            }
+            let pgno =
+                u32::try_from(pgno).map_err(|_| bad(entry_at, "page number over 32 bits"))?;
+            let offset =
+                get_uvarint(bytes, &mut at).ok_or_else(|| bad(entry_at, "truncated offset"))?;
+            let size =
+                get_uvarint(bytes, &mut at).ok_or_else(|| bad(entry_at, "truncated size"))?;
+            if let Some(prev) = entries.last() {
+                let prev: &PageIndexEntry = prev;
+                if pgno <= prev.pgno {
+                    return Err(bad(entry_at, "page numbers not ascending"));
+                }
+            }
+            entries.push(PageIndexEntry { pgno, offset, size });
+        }
+        if at != bytes.len() {
+            return Err(bad(at, "data after the index terminator"));
+        }
+        Ok(PageIndex { entries })
+    }
+
+    pub fn find(&self, pgno: u32) -> Option<&PageIndexEntry> {
+        self.entries
+            .binary_search_by_key(&pgno, |e| e.pgno)
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_index_bytes() {
+        let mut out = Vec::new();
+        PageIndex::encode(
+            &[PageIndexEntry {
+                pgno: 2,
+                offset: 100,
+                size: 57,
+            }],
+            &mut out,
+        );
+        assert_eq!(out, [0x02, 0x64, 0x39, 0x00, 0, 0, 0, 0, 0, 0, 0, 4]);
+        let idx = PageIndex::decode(&out[..4], 0).expect("decode");
+        assert_eq!(idx.find(2).map(|e| e.size), Some(57));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(PageIndex::decode(&[0x80], 0).is_err());
+        assert!(PageIndex::decode(&[2, 100, 57, 1, 100, 57, 0], 0).is_err());
+        assert!(PageIndex::decode(&[0, 0], 0).is_err());
+        assert!(PageIndex::decode(&[0xff; 12], 0).is_err());
+    }
+}
