@@ -1,0 +1,251 @@
+//! `ls-restore -check`: verify a whole replica without writing a database. Every file's
+//! checksum is recomputed (all frames decompressed), every level's TXID chain is checked, and
+//! the report says what a restore could reach, from the newest snapshot to each level's newest
+//! TXID.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use ltx_codec::TxId;
+use serde::Serialize;
+use storage::{LtxFileInfo, SharedReplica};
+
+use crate::execute::{run_chunks, winners, ExecOptions};
+use crate::fetch::{file_label, plan_chunks, read_layout, FileLayout};
+use crate::plan::{calc_plan, Listing, Target};
+use crate::progress::Progress;
+use crate::verify::check_file;
+use crate::{RestoreError, Result};
+
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    pub file: String,
+    pub error: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LevelReport {
+    pub level: u8,
+    pub files: usize,
+    pub min_txid: String,
+    pub max_txid: String,
+    /// TXID ranges missing between consecutive files of the level.
+    pub gaps: Vec<String>,
+    /// Whether a restore to this level's newest TXID works with verified files only.
+    pub reachable: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Reach {
+    pub txid: String,
+    pub page_size: u32,
+    pub commit: u32,
+    pub db_size: u64,
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub ok: bool,
+    pub files_checked: usize,
+    pub bytes_checked: u64,
+    pub problems: Vec<Problem>,
+    pub levels: Vec<LevelReport>,
+    pub latest: Option<Reach>,
+    pub latest_error: Option<String>,
+}
+
+async fn verify_file(
+    client: &SharedReplica,
+    info: &LtxFileInfo,
+    opts: &ExecOptions,
+) -> Result<FileLayout> {
+    let layout = read_layout(client.as_ref(), info).await?;
+    let layouts = Arc::new(vec![layout]);
+    let chunks = plan_chunks(&layouts, opts.chunk_size);
+    let crcs = run_chunks(
+        client,
+        &layouts,
+        chunks,
+        None,
+        opts,
+        &Arc::new(Progress::hidden()),
+    )
+    .await?;
+    check_file(&layouts[0], &crcs[0])?;
+    Ok(layouts[0].clone())
+}
+
+/// Verifies every file and builds the report.
+pub async fn check_replica(client: &SharedReplica, parallelism: usize) -> Result<CheckReport> {
+    let listing = Listing::fetch(client.as_ref()).await?;
+    let opts = ExecOptions {
+        parallelism,
+        ..ExecOptions::default()
+    };
+    let mut good: BTreeMap<String, FileLayout> = BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut bytes = 0u64;
+    let all: Vec<&LtxFileInfo> = listing.levels.iter().flatten().collect();
+    for info in &all {
+        bytes += info.size;
+        match verify_file(client, info, &opts).await {
+            Ok(l) => {
+                good.insert(file_label(info), l);
+            }
+            Err(e) => problems.push(Problem {
+                file: file_label(info),
+                error: e.to_string(),
+            }),
+        }
+    }
+    // Plans use verified files only, so "reachable" means a restore would succeed.
+    let verified = Listing::from_files(
+        all.iter()
+            .filter(|f| good.contains_key(&file_label(f)))
+            .map(|f| (*f).clone()),
+    );
+    let reach = |target: Target| -> Result<Reach> {
+        let plan = calc_plan(&verified, target)?;
+        let layouts: Vec<FileLayout> = plan
+            .iter()
+            .filter_map(|f| good.get(&file_label(f)).cloned())
+            .collect();
+        winners(&layouts)?;
+        let last = layouts.last().ok_or(RestoreError::TxNotAvailable)?;
+        Ok(Reach {
+            txid: last.header.max_txid.to_string(),
+            page_size: last.header.page_size,
+            commit: last.header.commit,
+            db_size: u64::from(last.header.commit) * u64::from(last.header.page_size),
+            files: plan.iter().map(file_label).collect(),
+        })
+    };
+    let mut levels = Vec::new();
+    for (l, files) in listing.levels.iter().enumerate() {
+        let (Some(first), Some(last)) = (files.first(), files.last()) else {
+            continue;
+        };
+        let mut gaps = Vec::new();
+        if l != 9 {
+            for w in files.windows(2) {
+                if w[1].min_txid.0 > w[0].max_txid.0 + 1 {
+                    gaps.push(format!(
+                        "{}-{}",
+                        TxId(w[0].max_txid.0 + 1),
+                        TxId(w[1].min_txid.0 - 1)
+                    ));
+                }
+            }
+        }
+        levels.push(LevelReport {
+            level: l as u8,
+            files: files.len(),
+            min_txid: first.min_txid.to_string(),
+            max_txid: last.max_txid.to_string(),
+            gaps,
+            reachable: reach(Target::Txid(last.max_txid)).is_ok(),
+        });
+    }
+    let (latest, latest_error) = match reach(Target::Latest) {
+        Ok(r) => (Some(r), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    // Files left out of the verified listing can also make "latest" differ from the full
+    // listing's plan; report that as a problem too.
+    if let (Ok(full), Some(r)) = (calc_plan(&listing, Target::Latest), &latest) {
+        if full.last().map(|f| f.max_txid.to_string()).as_deref() != Some(r.txid.as_str()) {
+            problems.push(Problem {
+                file: "(plan)".into(),
+                error: format!(
+                    "the newest TXID {} is only reachable through damaged files",
+                    full.last()
+                        .map(|f| f.max_txid.to_string())
+                        .unwrap_or_default()
+                ),
+            });
+        }
+    }
+    Ok(CheckReport {
+        ok: problems.is_empty() && latest.is_some(),
+        files_checked: all.len(),
+        bytes_checked: bytes,
+        problems,
+        levels,
+        latest,
+        latest_error,
+    })
+}
+
+pub async fn run(
+    client: &SharedReplica,
+    parallelism: usize,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let r = check_replica(client, parallelism).await?;
+    let text = if json {
+        let mut s = serde_json::to_string_pretty(&r)
+            .map_err(|e| RestoreError::Output(format!("failed to format response: {e}")))?;
+        s.push('\n');
+        s
+    } else {
+        to_text(&r)
+    };
+    write!(out, "{text}").map_err(|e| RestoreError::io("stdout", e))?;
+    if r.ok {
+        Ok(())
+    } else {
+        Err(RestoreError::Output(format!(
+            "replica check failed: {} damaged file(s){}",
+            r.problems.len(),
+            if r.latest.is_none() {
+                ", nothing restorable"
+            } else {
+                ""
+            }
+        )))
+    }
+}
+
+fn to_text(r: &CheckReport) -> String {
+    let mut s = format!(
+        "checked {} files, {} bytes: {}\n",
+        r.files_checked,
+        r.bytes_checked,
+        if r.ok { "ok" } else { "PROBLEMS FOUND" }
+    );
+    for p in &r.problems {
+        s.push_str(&format!("  damaged: {}: {}\n", p.file, p.error));
+    }
+    s.push_str("\nlevel  files  min_txid          max_txid          reachable  gaps\n");
+    for l in &r.levels {
+        s.push_str(&format!(
+            "{:<6} {:<6} {}  {}  {:<9}  {}\n",
+            l.level,
+            l.files,
+            l.min_txid,
+            l.max_txid,
+            if l.reachable { "yes" } else { "no" },
+            if l.gaps.is_empty() {
+                "-".to_owned()
+            } else {
+                l.gaps.join(",")
+            }
+        ));
+    }
+    match (&r.latest, &r.latest_error) {
+        (Some(x), _) => s.push_str(&format!(
+            "\nrestorable to TXID {}: {} pages of {} bytes ({} bytes) from {}\n",
+            x.txid,
+            x.commit,
+            x.page_size,
+            x.db_size,
+            x.files.join(", ")
+        )),
+        (None, Some(e)) => s.push_str(&format!("\nnot restorable: {e}\n")),
+        (None, None) => {}
+    }
+    s
+}

@@ -1,0 +1,462 @@
+//! `ls-restore`'s command line, with Litestream's flag names and Go `flag` spellings (`-o x`,
+//! `-o=x`, `--o x`; booleans as `-force` or `-force=false`), and the command itself.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use ltx_codec::TxId;
+use serde::Serialize;
+use storage::{ReplicaUrl, SharedReplica};
+
+use crate::execute::{execute, ExecOptions};
+use crate::plan::{calc_plan, Listing, PlanReport, Target};
+use crate::progress::Progress;
+use crate::timefmt::parse_rfc3339;
+use crate::writer::prepare_output;
+use crate::{check, config, v3, IntegrityCheck, RestoreError, Result};
+
+/// Parsed flags and the one positional argument.
+#[derive(Clone, Debug)]
+pub struct Args {
+    pub config: Option<PathBuf>,
+    pub no_expand_env: bool,
+    pub output: Option<PathBuf>,
+    pub txid: Option<TxId>,
+    pub timestamp: Option<SystemTime>,
+    pub parallelism: usize,
+    pub if_db_not_exists: bool,
+    pub if_replica_exists: bool,
+    pub dry_run: bool,
+    pub json: bool,
+    pub force: bool,
+    pub follow: bool,
+    pub integrity: IntegrityCheck,
+    pub check: bool,
+    pub help: bool,
+    pub source: Option<String>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            config: None,
+            no_expand_env: false,
+            output: None,
+            txid: None,
+            timestamp: None,
+            parallelism: 8,
+            if_db_not_exists: false,
+            if_replica_exists: false,
+            dry_run: false,
+            json: false,
+            force: false,
+            follow: false,
+            integrity: IntegrityCheck::None,
+            check: false,
+            help: false,
+            source: None,
+        }
+    }
+}
+
+const BOOL_FLAGS: &[&str] = &[
+    "no-expand-env",
+    "if-db-not-exists",
+    "if-replica-exists",
+    "dry-run",
+    "json",
+    "force",
+    "f",
+    "check",
+    "h",
+    "help",
+];
+const VALUE_FLAGS: &[&str] = &[
+    "config",
+    "o",
+    "txid",
+    "timestamp",
+    "parallelism",
+    "integrity-check",
+    "follow-interval",
+];
+
+fn usage(msg: impl Into<String>) -> RestoreError {
+    RestoreError::Usage(msg.into())
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(usage(format!(
+            "invalid boolean value {v:?} for -{name}: parse error"
+        ))),
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse_args(argv: &[String]) -> Result<Args> {
+    let mut a = Args::default();
+    let mut positional = Vec::new();
+    let mut it = argv.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            positional.extend(it.by_ref().cloned());
+            break;
+        }
+        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            positional.push(arg.clone());
+            continue;
+        };
+        if body.is_empty() || body.starts_with('-') {
+            return Err(usage(format!("bad flag syntax: {arg}")));
+        }
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (body, None),
+        };
+        if BOOL_FLAGS.contains(&name) {
+            let on = match &inline {
+                Some(v) => parse_bool(name, v)?,
+                None => true,
+            };
+            match name {
+                "no-expand-env" => a.no_expand_env = on,
+                "if-db-not-exists" => a.if_db_not_exists = on,
+                "if-replica-exists" => a.if_replica_exists = on,
+                "dry-run" => a.dry_run = on,
+                "json" => a.json = on,
+                "force" => a.force = on,
+                "f" => a.follow = on,
+                "check" => a.check = on,
+                _ => a.help = on,
+            }
+            continue;
+        }
+        if !VALUE_FLAGS.contains(&name) {
+            return Err(usage(format!("flag provided but not defined: -{name}")));
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => it
+                .next()
+                .cloned()
+                .ok_or_else(|| usage(format!("flag needs an argument: -{name}")))?,
+        };
+        match name {
+            "config" => a.config = Some(PathBuf::from(value)),
+            "o" => a.output = Some(PathBuf::from(value)),
+            "txid" => {
+                let t: TxId = value.parse().map_err(|_| {
+                    usage(format!(
+                        "invalid value {value:?} for flag -txid: want 16 hex digits"
+                    ))
+                })?;
+                a.txid = Some(t);
+            }
+            "timestamp" if !value.is_empty() => {
+                a.timestamp = Some(parse_rfc3339(&value).ok_or_else(|| {
+                    usage("invalid -timestamp, must specify in ISO 8601 format (e.g. 2000-01-01T00:00:00Z)")
+                })?);
+            }
+            "parallelism" => {
+                let n: usize = value.parse().map_err(|_| {
+                    usage(format!(
+                        "invalid value {value:?} for flag -parallelism: parse error"
+                    ))
+                })?;
+                a.parallelism = n.max(1);
+            }
+            "integrity-check" => {
+                a.integrity = match value.as_str() {
+                    "none" => IntegrityCheck::None,
+                    "quick" => IntegrityCheck::Quick,
+                    "full" => IntegrityCheck::Full,
+                    _ => return Err(usage(format!("invalid -integrity-check value: {value}"))),
+                }
+            }
+            // Follow mode is refused below; its interval is accepted for compatibility.
+            _ => {}
+        }
+    }
+    if positional.len() > 1 {
+        return Err(usage("too many arguments"));
+    }
+    a.source = positional.pop().filter(|s| !s.is_empty());
+    Ok(a)
+}
+
+/// Litestream's `IsURL`: a scheme followed by `://`.
+pub fn is_url(s: &str) -> bool {
+    match s.split_once("://") {
+        Some((scheme, _)) => {
+            !scheme.is_empty() && scheme.chars().all(|c| c.is_alphanumeric() || c == '_')
+        }
+        None => false,
+    }
+}
+
+pub const USAGE: &str = "\
+ls-restore recovers a database from a Litestream replica, verifying every file.
+
+Usage:
+
+	ls-restore [arguments] REPLICA_URL
+	ls-restore -config PATH [arguments] DB_PATH
+	ls-restore -check REPLICA_URL
+
+Arguments:
+
+	-config PATH          configuration file (default $LITESTREAM_CONFIG or /etc/litestream.yml)
+	-no-expand-env        do not expand $VARS in the configuration file
+	-o PATH               output path (required with a replica URL)
+	-txid TXID            restore up to this TXID (16 hex digits), inclusive
+	-timestamp TIME       restore files created strictly before TIME (RFC 3339)
+	-parallelism NUM      ranged reads in flight (default 8)
+	-if-db-not-exists     exit 0 without restoring if the output already exists
+	-if-replica-exists    exit 0 if the replica has no matching backup
+	-dry-run              print the restore plan and exit (-json for JSON)
+	-force                replace an existing output database and its sidecars
+	-json                 machine-readable output on stdout
+	-integrity-check MODE none, quick or full, run before the database is published
+	-check                verify every file of a replica and print what it can restore
+
+Exit status: 0 on success (including the -if-* skips), 1 on any error; errors are printed
+to stderr as \"Error: MESSAGE\".
+";
+
+/// The JSON printed after a successful `-json` restore (Litestream's `RestoreResult`).
+#[derive(Debug, Serialize)]
+struct RestoreResult<'a> {
+    db_path: String,
+    replica: &'a str,
+    txid: String,
+    duration_ms: u128,
+    integrity_check: &'a str,
+}
+
+/// Where to restore from: the replica client, its kind, and its root for v0.3.x files.
+struct Source {
+    client: SharedReplica,
+    kind: &'static str,
+    v3_root: Option<PathBuf>,
+}
+
+fn open_source(url: &str) -> Result<Source> {
+    let parsed = ReplicaUrl::parse(url)?;
+    let v3_root = match &parsed {
+        ReplicaUrl::File(p) => Some(p.clone()),
+    };
+    Ok(Source {
+        client: storage::open_replica(url)?,
+        kind: parsed.kind(),
+        v3_root,
+    })
+}
+
+/// Prints informational lines where Litestream logs them: stdout, or stderr under `-json`.
+fn info(json: bool, out: &mut dyn Write, msg: &str) -> Result<()> {
+    if json {
+        eprintln!("{msg}");
+        Ok(())
+    } else {
+        writeln!(out, "{msg}").map_err(|e| RestoreError::io("stdout", e))
+    }
+}
+
+/// Runs the command. Errors are returned for the caller to print as `Error: ...`.
+pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
+    if a.help {
+        return write!(out, "{USAGE}").map_err(|e| RestoreError::io("stdout", e));
+    }
+    let Some(src) = a.source.clone() else {
+        return Err(usage("database path or replica URL required"));
+    };
+    if a.follow {
+        return Err(usage("follow mode (-f) is not supported by ls-restore"));
+    }
+    if a.txid.is_some() && a.timestamp.is_some() {
+        return Err(usage("cannot specify index & timestamp to restore"));
+    }
+    let target = match (a.txid, a.timestamp) {
+        (Some(t), _) => Target::Txid(t),
+        (_, Some(ts)) => Target::Timestamp(ts),
+        _ => Target::Latest,
+    };
+    if a.check {
+        let url = if is_url(&src) {
+            src.clone()
+        } else {
+            let cfg = a.config.clone().unwrap_or_else(config::default_config_path);
+            config::replica_url_for(&cfg, !a.no_expand_env, &config::expand_path(&src)?)?
+        };
+        let s = open_source(&url)?;
+        return check::run(&s.client, a.parallelism, a.json, out).await;
+    }
+
+    let (source, output) = if is_url(&src) {
+        if a.config.is_some() {
+            return Err(usage("cannot specify a replica URL and the -config flag"));
+        }
+        let Some(output) = a.output.clone() else {
+            return Err(usage(format!(
+                "-o is required when restoring from a replica URL\nTry: ls-restore -o /path/to/db {src}"
+            )));
+        };
+        (open_source(&src)?, output)
+    } else {
+        let cfg = a.config.clone().unwrap_or_else(config::default_config_path);
+        let db = config::expand_path(&src)?;
+        let url = config::replica_url_for(&cfg, !a.no_expand_env, &db)?;
+        let output = a.output.clone().unwrap_or(db);
+        (open_source(&url)?, output)
+    };
+    if a.if_db_not_exists && output_exists(&output) {
+        return info(a.json, out, "database already exists, skipping");
+    }
+
+    let listing = Listing::fetch(source.client.as_ref()).await?;
+    let v3 = match &source.v3_root {
+        Some(root) => v3::Catalog::load(root)?,
+        None => v3::Catalog::default(),
+    };
+    if is_url(&src) {
+        if let Some(ts) = a.timestamp {
+            check_timestamp_bounds(&listing, &v3, ts)?;
+        }
+    }
+    let use_v3 = a.txid.is_none() && v3.should_use(&listing, a.timestamp);
+
+    if a.dry_run {
+        if use_v3 {
+            let plan = v3.plan(a.timestamp)?;
+            return write!(out, "{}", plan.describe(&output, a.json))
+                .map_err(|e| RestoreError::io("stdout", e));
+        }
+        let plan = calc_plan(&listing, target)?;
+        let report = PlanReport::new(&src, &output.display().to_string(), source.kind, &plan);
+        let text = if a.json {
+            let mut j = serde_json::to_string_pretty(&report)
+                .map_err(|e| RestoreError::Output(format!("failed to format response: {e}")))?;
+            j.push('\n');
+            j
+        } else {
+            report.to_text()
+        };
+        return write!(out, "{text}").map_err(|e| RestoreError::io("stdout", e));
+    }
+
+    prepare_output(&output, a.force)?;
+    let start = Instant::now();
+    let txid = if use_v3 {
+        let plan = v3.plan(a.timestamp)?;
+        plan.restore(&output, a.integrity)?;
+        String::new()
+    } else {
+        let plan = match calc_plan(&listing, target) {
+            Err(RestoreError::TxNotAvailable) if a.if_replica_exists => {
+                return info(a.json, out, "no matching backups found");
+            }
+            r => r?,
+        };
+        let progress = Arc::new(if !a.json && std::io::stderr().is_terminal() {
+            Progress::terminal()
+        } else {
+            Progress::hidden()
+        });
+        let opts = ExecOptions {
+            parallelism: a.parallelism,
+            integrity: a.integrity,
+            ..ExecOptions::default()
+        };
+        let res = execute(&source.client, &plan, &output, &opts, &progress).await;
+        progress.finish();
+        res?.txid.to_string()
+    };
+    if a.json {
+        let r = RestoreResult {
+            db_path: output.display().to_string(),
+            replica: source.kind,
+            txid,
+            duration_ms: start.elapsed().as_millis(),
+            integrity_check: a.integrity.as_str(),
+        };
+        let j = serde_json::to_string_pretty(&r)
+            .map_err(|e| RestoreError::Output(format!("failed to format response: {e}")))?;
+        writeln!(out, "{j}").map_err(|e| RestoreError::io("stdout", e))?;
+    }
+    Ok(())
+}
+
+fn output_exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+/// Litestream's `CalcRestoreTarget` for URL sources: the timestamp must lie within the
+/// replica's [oldest, newest] CreatedAt, v0.3.x files included.
+fn check_timestamp_bounds(listing: &Listing, v3: &v3::Catalog, ts: SystemTime) -> Result<()> {
+    let bounds = [listing.time_bounds(), v3.time_bounds()]
+        .into_iter()
+        .flatten()
+        .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
+    let Some((lo, hi)) = bounds else {
+        return Err(RestoreError::Output("no backups found".into()));
+    };
+    if ts < lo || ts > hi {
+        return Err(RestoreError::Output("timestamp does not exist".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Result<Args> {
+        parse_args(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn go_flag_spellings() {
+        let a = args(&[
+            "-o",
+            "/tmp/x",
+            "--txid=00000000000000ff",
+            "-parallelism",
+            "3",
+            "--force",
+            "-json=true",
+            "-dry-run=false",
+            "file:///r",
+        ])
+        .expect("parse");
+        assert_eq!(a.output.as_deref(), Some(Path::new("/tmp/x")));
+        assert_eq!(a.txid, Some(TxId(255)));
+        assert_eq!(a.parallelism, 3);
+        assert!(a.force && a.json && !a.dry_run);
+        assert_eq!(a.source.as_deref(), Some("file:///r"));
+    }
+
+    #[test]
+    fn bad_flags() {
+        assert!(args(&["-txid", "ff", "x"]).is_err());
+        assert!(args(&["-timestamp", "yesterday", "x"]).is_err());
+        assert!(args(&["-integrity-check", "slow", "x"]).is_err());
+        assert!(args(&["-nope", "x"]).is_err());
+        assert!(args(&["-o"]).is_err());
+        assert!(args(&["a", "b"]).is_err());
+        let a = args(&["-integrity-check=full", "x"]).expect("ok");
+        assert_eq!(a.integrity, IntegrityCheck::Full);
+    }
+
+    #[test]
+    fn urls() {
+        assert!(is_url("file:///tmp/r"));
+        assert!(is_url("s3://bucket/x"));
+        assert!(!is_url("/tmp/db"));
+        assert!(!is_url("./a://b"));
+    }
+}
