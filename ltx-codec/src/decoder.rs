@@ -437,6 +437,15 @@ impl<R: Read> StreamDecoder<R> {
             self.finish_tail()?;
             return Ok(None);
         };
+        // The index check at the end would reject this file anyway, but callers act on each page
+        // as it arrives (the compactor merges, a restore writes), so a repeated or backward page
+        // must fail here, before it is handed out.
+        if let Some(prev) = self.frames.last().filter(|p| p.pgno >= ph.pgno) {
+            return Err(Error::InvalidPageHeader {
+                offset: frame_at,
+                reason: format!("page {} follows page {}", ph.pgno, prev.pgno),
+            });
+        }
         let dec_err = |reason: String| Error::Decompress {
             pgno: ph.pgno,
             offset: frame_at,
@@ -547,5 +556,41 @@ impl<R: Read> StreamDecoder<R> {
 
     pub fn into_inner(self) -> R {
         self.r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Encoder, TxId};
+
+    /// Found by fuzzing: a repeated frame used to be streamed out twice, failing only at the
+    /// index check after the caller had already used both copies.
+    #[test]
+    fn stream_rejects_a_repeated_page_when_it_arrives() {
+        let mut enc =
+            Encoder::new(Vec::new(), Header::new(512, 3, TxId(2), TxId(2), 0)).expect("encoder");
+        enc.encode_page(2, &[7u8; 512]).expect("page");
+        let (file, _) = enc.finish().expect("finish");
+        let f = LtxFile::open_verified(&file).expect("valid");
+        let size = f.index().entries[0].size as usize;
+        let frame = &file[HEADER_SIZE..HEADER_SIZE + size];
+        let bad = [
+            &file[..HEADER_SIZE],
+            frame,
+            frame,
+            &file[HEADER_SIZE + size..],
+        ]
+        .concat();
+
+        let mut d = StreamDecoder::new(&bad[..]).expect("header");
+        let mut page = vec![0u8; 512];
+        assert_eq!(d.next_page(&mut page).expect("first copy"), Some(2));
+        let err = d.next_page(&mut page).expect_err("second copy");
+        assert!(
+            matches!(err, Error::InvalidPageHeader { offset, .. } if offset == (HEADER_SIZE + size) as u64),
+            "{err}"
+        );
+        assert!(LtxFile::open_verified(&bad).is_err());
     }
 }
