@@ -148,27 +148,29 @@ pub async fn check_replica(client: &SharedReplica, parallelism: usize) -> Result
             reachable: reach(Target::Txid(last.max_txid)).is_ok(),
         });
     }
-    let (latest, latest_error) = match reach(Target::Latest) {
-        Ok(r) => (Some(r), None),
-        Err(e) => (None, Some(e.to_string())),
+    // What a plain restore of the whole replica would do: fail if its plan needs a damaged file.
+    let latest_error = match calc_plan(&listing, Target::Latest) {
+        Ok(plan) => plan
+            .iter()
+            .map(file_label)
+            .find(|l| !good.contains_key(l))
+            .map(|l| format!("the latest restore needs damaged file {l}")),
+        Err(e) => Some(e.to_string()),
     };
-    // Files left out of the verified listing can also make "latest" differ from the full
-    // listing's plan; report that as a problem too.
-    if let (Ok(full), Some(r)) = (calc_plan(&listing, Target::Latest), &latest) {
-        if full.last().map(|f| f.max_txid.to_string()).as_deref() != Some(r.txid.as_str()) {
-            problems.push(Problem {
-                file: "(plan)".into(),
-                error: format!(
-                    "the newest TXID {} is only reachable through damaged files",
-                    full.last()
-                        .map(|f| f.max_txid.to_string())
-                        .unwrap_or_default()
-                ),
-            });
-        }
-    }
+    // The newest TXID that verified files alone can restore.
+    let mut targets: Vec<TxId> = verified
+        .levels
+        .iter()
+        .flatten()
+        .map(|f| f.max_txid)
+        .collect();
+    targets.sort_unstable_by(|a, b| b.cmp(a));
+    targets.dedup();
+    let latest = targets
+        .into_iter()
+        .find_map(|t| reach(Target::Txid(t)).ok());
     Ok(CheckReport {
-        ok: problems.is_empty() && latest.is_some(),
+        ok: problems.is_empty() && latest_error.is_none() && latest.is_some(),
         files_checked: all.len(),
         bytes_checked: bytes,
         problems,
@@ -217,7 +219,7 @@ fn to_text(r: &CheckReport) -> String {
         if r.ok { "ok" } else { "PROBLEMS FOUND" }
     );
     for p in &r.problems {
-        s.push_str(&format!("  damaged: {}: {}\n", p.file, p.error));
+        s.push_str(&format!("  damaged: {}\n", p.error));
     }
     s.push_str("\nlevel  files  min_txid          max_txid          reachable  gaps\n");
     for l in &r.levels {
@@ -235,8 +237,11 @@ fn to_text(r: &CheckReport) -> String {
             }
         ));
     }
-    match (&r.latest, &r.latest_error) {
-        (Some(x), _) => s.push_str(&format!(
+    if let Some(e) = &r.latest_error {
+        s.push_str(&format!("\nlatest restore fails: {e}\n"));
+    }
+    match &r.latest {
+        Some(x) => s.push_str(&format!(
             "\nrestorable to TXID {}: {} pages of {} bytes ({} bytes) from {}\n",
             x.txid,
             x.commit,
@@ -244,8 +249,7 @@ fn to_text(r: &CheckReport) -> String {
             x.db_size,
             x.files.join(", ")
         )),
-        (None, Some(e)) => s.push_str(&format!("\nnot restorable: {e}\n")),
-        (None, None) => {}
+        None => s.push_str("\nnothing restorable from verified files\n"),
     }
     s
 }

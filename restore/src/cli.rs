@@ -247,8 +247,11 @@ struct Source {
 
 fn open_source(url: &str) -> Result<Source> {
     let parsed = ReplicaUrl::parse(url)?;
+    // v0.3.x files are read from file replicas only.
+    #[allow(unreachable_patterns)]
     let v3_root = match &parsed {
         ReplicaUrl::File(p) => Some(p.clone()),
+        _ => None,
     };
     Ok(Source {
         client: storage::open_replica(url)?,

@@ -19,7 +19,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Litestream's `prepareOutputPath`: a non-empty output or any SQLite sidecar is an error
-/// unless `force`; then the output and its sidecars are removed.
+/// unless `force`. The old files are removed only when the new database is published.
 pub fn prepare_output(path: &Path, force: bool) -> Result<()> {
     let meta = match fs::metadata(path) {
         Ok(m) => Some(m),
@@ -31,19 +31,22 @@ pub fn prepare_output(path: &Path, force: bool) -> Result<()> {
             )))
         }
     };
-    let Some(meta) = meta else { return Ok(()) };
-    if meta.is_dir() {
-        return Err(RestoreError::Output(format!(
-            "cannot restore, output path is a directory: {}",
-            path.display()
-        )));
+    if let Some(meta) = meta {
+        if meta.is_dir() {
+            return Err(RestoreError::Output(format!(
+                "cannot restore, output path is a directory: {}",
+                path.display()
+            )));
+        }
+        if meta.len() > 0 && !force {
+            return Err(RestoreError::Output(format!(
+                "cannot restore, output path already exists and is not empty: {}. Use -force to overwrite",
+                path.display()
+            )));
+        }
     }
-    if meta.len() > 0 && !force {
-        return Err(RestoreError::Output(format!(
-            "cannot restore, output path already exists and is not empty: {}. Use -force to overwrite",
-            path.display()
-        )));
-    }
+    // Unlike Litestream, sidecars are checked even when the output is absent: a stale -wal
+    // next to a freshly restored database would be replayed into it by SQLite.
     for s in SIDECARS {
         let p = with_suffix(path, s);
         match fs::symlink_metadata(&p) {

@@ -52,8 +52,7 @@ pub fn lit_cmd(bin: &Path) -> Command {
 }
 
 pub fn run(mut c: Command) -> Output {
-    let out = c.output().expect("spawn");
-    out
+    c.output().expect("spawn")
 }
 
 pub fn stderr(o: &Output) -> String {
