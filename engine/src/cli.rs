@@ -1,0 +1,212 @@
+//! Command line: Litestream's single-dash long flags (`-config`) and GNU `--config` both work.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ls-engine",
+    version,
+    about = "Litestream-compatible SQLite replication"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Continuously replicate databases (like `litestream replicate`).
+    Replicate(ReplicateArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// Config file (default $LITESTREAM_CONFIG, else /etc/litestream.yml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Do not expand $VAR / ${VAR} in the config file.
+    #[arg(long)]
+    pub no_expand_env: bool,
+    /// Run this command and stop replicating when it exits.
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// trace, debug, info, warn or error.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Restore from the replica first if the database is missing (not supported yet).
+    #[arg(long)]
+    pub restore_if_db_not_exists: bool,
+    /// Sync once and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// With -once, also write a snapshot (not supported yet).
+    #[arg(long)]
+    pub force_snapshot: bool,
+    /// With -once, enforce retention (not supported yet).
+    #[arg(long)]
+    pub enforce_retention: bool,
+    /// DB_PATH REPLICA_URL, instead of a config file.
+    #[arg(value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+const LONG_FLAGS: &[&str] = &[
+    "config",
+    "no-expand-env",
+    "exec",
+    "log-level",
+    "restore-if-db-not-exists",
+    "once",
+    "force-snapshot",
+    "enforce-retention",
+    "help",
+    "version",
+];
+
+/// Rewrites `-flag` / `-flag=value` into `--flag` for the flags above, stopping at `--`.
+pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut passthrough = false;
+    for (i, a) in args.into_iter().enumerate() {
+        if i == 0 || passthrough {
+            out.push(a);
+            continue;
+        }
+        let Some(s) = a.to_str() else {
+            out.push(a);
+            continue;
+        };
+        if s == "--" {
+            passthrough = true;
+            out.push(a);
+            continue;
+        }
+        if let Some(rest) = s.strip_prefix('-').filter(|r| !r.starts_with('-')) {
+            let name = rest.split('=').next().unwrap_or(rest);
+            if LONG_FLAGS.contains(&name) {
+                out.push(OsString::from(format!("-{s}")));
+                continue;
+            }
+        }
+        out.push(a);
+    }
+    out
+}
+
+pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(normalize_args(args))
+}
+
+/// Splits `-exec` like a POSIX shell would for words: whitespace separates, single and double
+/// quotes group, backslash escapes. No expansion.
+pub fn split_command(cmd: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = cmd.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let n = chars.next().ok_or("trailing backslash")?;
+                cur.push(n);
+                in_word = true;
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err("unterminated single quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c) => cur.push(c),
+                            None => return Err("trailing backslash".into()),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err("unterminated double quote".into()),
+                    }
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_splitting() {
+        assert_eq!(
+            split_command(r#"sh -c 'echo "hi there"' a\ b "x\"y""#),
+            Ok(vec![
+                "sh".to_owned(),
+                "-c".to_owned(),
+                "echo \"hi there\"".to_owned(),
+                "a b".to_owned(),
+                "x\"y".to_owned()
+            ])
+        );
+        assert!(split_command("'open").is_err());
+        assert_eq!(split_command("  "), Ok(vec![]));
+    }
+
+    use super::*;
+
+    fn p(args: &[&str]) -> ReplicateArgs {
+        let v = std::iter::once("ls-engine")
+            .chain(args.iter().copied())
+            .map(OsString::from);
+        match parse(v) {
+            Ok(Cli {
+                command: Command::Replicate(r),
+            }) => r,
+            other => panic!("unexpected parse result: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn single_and_double_dash() {
+        let r = p(&[
+            "replicate",
+            "-config",
+            "/x.yml",
+            "-once",
+            "-log-level=debug",
+        ]);
+        assert_eq!(r.config, Some(PathBuf::from("/x.yml")));
+        assert!(r.once);
+        assert_eq!(r.log_level.as_deref(), Some("debug"));
+        let r = p(&["replicate", "--config=/y.yml", "--no-expand-env"]);
+        assert_eq!(r.config, Some(PathBuf::from("/y.yml")));
+        assert!(r.no_expand_env);
+        let r = p(&["replicate", "-exec", "sleep 1", "/db", "file:///r"]);
+        assert_eq!(r.exec.as_deref(), Some("sleep 1"));
+        assert_eq!(r.args, vec!["/db", "file:///r"]);
+    }
+}

@@ -1,0 +1,188 @@
+//! `ls-engine`: a drop-in for `litestream replicate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use engine::cli::{self, Command, ReplicateArgs};
+use engine::config::{self, Config};
+use engine::replicate;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+const DEFAULT_CONFIG: &str = "/etc/litestream.yml";
+
+fn main() -> ExitCode {
+    let cli = match cli::parse(std::env::args_os()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Version => {
+            println!("ls-engine {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Replicate(args) => match replicate_cmd(args) {
+            Ok(code) => code,
+            Err(e) => {
+                // Logging may not be set up yet when the config is bad.
+                eprintln!("ls-engine: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn init_logging(level: &str, json: bool, stderr: bool) -> anyhow::Result<()> {
+    let level = match level.to_ascii_lowercase().as_str() {
+        "warning" => "warn".to_owned(),
+        l => l.to_owned(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .with_context(|| format!("invalid log level {level:?}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match (json, stderr) {
+        (true, true) => builder.json().with_writer(std::io::stderr).try_init(),
+        (true, false) => builder.json().with_writer(std::io::stdout).try_init(),
+        (false, true) => builder.with_writer(std::io::stderr).try_init(),
+        (false, false) => builder.with_writer(std::io::stdout).try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("set up logging: {e}"))
+}
+
+fn load_config(args: &ReplicateArgs) -> anyhow::Result<Config> {
+    if !args.args.is_empty() {
+        if args.config.is_some() {
+            bail!("cannot specify a replica URL and the -config flag");
+        }
+        let [db, url] = args.args.as_slice() else {
+            bail!("expected DB_PATH REPLICA_URL (one replica per database)");
+        };
+        return Ok(config::from_args(db, url)?);
+    }
+    let path = match &args.config {
+        Some(p) => p.clone(),
+        None => std::env::var_os("LITESTREAM_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+    };
+    let c = config::load(&path, !args.no_expand_env)?;
+    if c.dbs.is_empty() {
+        bail!("no databases specified in configuration {}", path.display());
+    }
+    Ok(c)
+}
+
+fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
+    if args.force_snapshot && !args.once {
+        bail!("-force-snapshot requires -once");
+    }
+    if args.enforce_retention && !args.once {
+        bail!("-enforce-retention requires -once");
+    }
+    if args.force_snapshot {
+        bail!("-force-snapshot is not supported yet");
+    }
+    if args.enforce_retention {
+        bail!("-enforce-retention is not supported yet");
+    }
+    if args.restore_if_db_not_exists {
+        bail!("-restore-if-db-not-exists is not supported yet");
+    }
+    let mut cfg = load_config(&args)?;
+    let level = args
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("LOG_LEVEL").ok().filter(|s| !s.is_empty()))
+        .or_else(|| cfg.logging.level.clone())
+        .unwrap_or_else(|| "info".to_owned());
+    config::check_log_level(&level).map_err(anyhow::Error::msg)?;
+    init_logging(&level, cfg.logging.json, cfg.logging.stderr)?;
+    for w in std::mem::take(&mut cfg.warnings) {
+        warn!("{w}");
+    }
+    let exec = args.exec.clone().or_else(|| cfg.exec.clone());
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start tokio runtime")?;
+    rt.block_on(async move {
+        info!(
+            version = env!("CARGO_PKG_VERSION"),
+            sqlite = %engine::sqlite::sqlite_version(),
+            local_io = storage::local::io_kind().as_str(),
+            "ls-engine replicate"
+        );
+        for db in &cfg.dbs {
+            info!(db = %db.path.display(), replica = %db.replica.kind, url = %db.replica.url, "initialized db");
+        }
+        let (tx, rx) = watch::channel(false);
+        let opts = replicate::Options { once: args.once };
+        let run = tokio::spawn(replicate::run(cfg, opts, rx));
+        if args.once {
+            let ok = run.await.unwrap_or(false);
+            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+
+        let mut child = match &exec {
+            Some(cmd) => {
+                let words = cli::split_command(cmd).map_err(anyhow::Error::msg)?;
+                let Some((prog, rest)) = words.split_first() else {
+                    bail!("-exec: empty command");
+                };
+                let c = tokio::process::Command::new(prog)
+                    .args(rest)
+                    .spawn()
+                    .with_context(|| format!("-exec: cannot start {prog}"))?;
+                Some(c)
+            }
+            None => None,
+        };
+        let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+        let mut code = ExitCode::SUCCESS;
+        tokio::select! {
+            _ = term.recv() => info!("signal received, litestream shutting down"),
+            _ = int.recv() => info!("signal received, litestream shutting down"),
+            status = async {
+                match child.as_mut() {
+                    Some(c) => c.wait().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match status {
+                    Ok(s) => {
+                        info!(status = %s, "subprocess exited, litestream shutting down");
+                        if let Some(c) = s.code().filter(|&c| c != 0) {
+                            code = ExitCode::from(c.clamp(1, 255) as u8);
+                        }
+                    }
+                    Err(e) => {
+                        error!(error = %e, "subprocess wait failed");
+                        code = ExitCode::from(1);
+                    }
+                }
+            }
+        }
+        let _ = tx.send(true);
+        if let Some(c) = child.as_mut() {
+            let _ = c.start_kill();
+        }
+        if let Err(e) = run.await {
+            error!(error = %e, "replication stopped abnormally");
+        }
+        info!("litestream shut down");
+        Ok(code)
+    })
+}

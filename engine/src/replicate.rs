@@ -1,0 +1,397 @@
+//! `replicate`: one task per database (follower + uploader), each independent, all stopped
+//! together with a final sync.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ltx_codec::{Level, TxId};
+use storage::SharedReplica;
+use tokio::sync::{watch, Notify};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, DbConfig};
+use crate::duration::format_go_duration;
+use crate::error::{Error, Result};
+use crate::follower::Follower;
+use crate::meta::MetaDir;
+use crate::uploader::{replica_max_l0, Uploader};
+use crate::watch::Watcher;
+
+/// Longest wait between retries of a failing database (Litestream's `DefaultSyncBackoffMax`).
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Sync every database once, upload, and return.
+    pub once: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Shared {
+    shutdown_sync_timeout: Duration,
+    shutdown_sync_interval: Duration,
+}
+
+/// Replicates every configured database until `shutdown` turns true (or once). Returns false if
+/// any database failed in `-once` mode.
+pub async fn run(config: Config, opts: Options, shutdown: watch::Receiver<bool>) -> bool {
+    let watcher = if opts.once {
+        None
+    } else {
+        match Watcher::start() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "inotify unavailable; relying on monitor-interval polling");
+                None
+            }
+        }
+    };
+    let shared = Shared {
+        shutdown_sync_timeout: config.shutdown_sync_timeout,
+        shutdown_sync_interval: config.shutdown_sync_interval,
+    };
+    let mut tasks = Vec::new();
+    for db in config.dbs {
+        let db = Arc::new(db);
+        let notify = watcher.as_ref().and_then(|w| match w.watch(&db.path) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                warn!(db = %db.path.display(), error = %e, "cannot watch database directory; polling instead");
+                None
+            }
+        });
+        let task = DbTask {
+            cfg: db.clone(),
+            shared: shared.clone(),
+            notify,
+            shutdown: shutdown.clone(),
+            once: opts.once,
+        };
+        tasks.push((db, tokio::spawn(task.run())));
+    }
+    let mut ok = true;
+    for (db, t) in tasks {
+        match t.await {
+            Ok(true) => {}
+            Ok(false) => ok = false,
+            Err(e) => {
+                error!(db = %db.path.display(), error = %e, "database task failed");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+struct DbTask {
+    cfg: Arc<DbConfig>,
+    shared: Shared,
+    notify: Option<Arc<Notify>>,
+    shutdown: watch::Receiver<bool>,
+    once: bool,
+}
+
+/// Size, mtime and inode of the database and its WAL: if none changed, there is nothing to do.
+type Fingerprint = [Option<(u64, i64, i64, u64)>; 2];
+
+fn fingerprint(db: &Path) -> Fingerprint {
+    let stat = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ino()))
+    };
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    [stat(db), stat(Path::new(&wal))]
+}
+
+fn next_backoff(cur: Duration, base: Duration) -> Duration {
+    if cur.is_zero() {
+        base
+    } else {
+        (cur * 2).min(MAX_BACKOFF)
+    }
+}
+
+/// Runs `op` on a blocking thread with the follower moved in and back out.
+async fn blocking<T: Send + 'static>(
+    slot: &mut Option<Follower>,
+    cfg: &Arc<DbConfig>,
+    op: impl FnOnce(&mut Follower) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let mut f = slot.take().unwrap_or_else(|| Follower::new(cfg.clone()));
+    match tokio::task::spawn_blocking(move || {
+        let r = op(&mut f);
+        (f, r)
+    })
+    .await
+    {
+        Ok((f, r)) => {
+            *slot = Some(f);
+            r
+        }
+        Err(e) => Err(Error::Other(format!("sync thread failed: {e}"))),
+    }
+}
+
+impl DbTask {
+    async fn run(mut self) -> bool {
+        let path = self.cfg.path.display().to_string();
+        let replica = match storage::open_replica(&self.cfg.replica.url) {
+            Ok(r) => r,
+            Err(e) => {
+                error!(db = %path, error = %e, "cannot open replica");
+                return false;
+            }
+        };
+        let (pos_tx, pos_rx) = watch::channel(TxId::ZERO);
+        let uploader = Uploader::new(
+            replica.clone(),
+            MetaDir::new(&self.cfg.meta_path),
+            self.cfg.path.clone(),
+        );
+        let up = tokio::spawn(upload_loop(
+            uploader,
+            pos_rx,
+            self.cfg.replica.sync_interval,
+            self.shared.clone(),
+        ));
+
+        let mut follower = Some(Follower::new(self.cfg.clone()));
+        let mut ok = true;
+        let mut backoff = Duration::ZERO;
+        let mut errors = 0u32;
+        let mut last_sync: Option<Instant> = None;
+        let mut last_print = fingerprint(&self.cfg.path);
+        let mut waiting_reported = false;
+        let window = self.cfg.replica.sync_interval;
+        let mut first = true;
+
+        'outer: loop {
+            if !first {
+                if !backoff.is_zero() {
+                    tokio::select! {
+                        _ = self.shutdown.changed() => break 'outer,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                } else {
+                    // Wait for a change: inotify, or the fallback timer finding a changed
+                    // fingerprint (or a due time-based checkpoint).
+                    loop {
+                        let notified = async {
+                            match &self.notify {
+                                Some(n) => n.notified().await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            _ = self.shutdown.changed() => break 'outer,
+                            _ = notified => break,
+                            _ = tokio::time::sleep(self.cfg.monitor_interval) => {
+                                if fingerprint(&self.cfg.path) != last_print {
+                                    break;
+                                }
+                                if follower.as_ref().is_some_and(|f| f.checkpoint_due()) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    // Leading-edge batching: the first change after a quiet spell ships at
+                    // once; later ones within the window wait for its end, so a busy database
+                    // makes at most one L0 file per window.
+                    if let Some(t) = last_sync {
+                        let next = t + window;
+                        if Instant::now() < next {
+                            tokio::select! {
+                                _ = self.shutdown.changed() => break 'outer,
+                                _ = tokio::time::sleep_until(next.into()) => {}
+                            }
+                        }
+                    }
+                }
+            }
+            first = false;
+            if *self.shutdown.borrow() {
+                break;
+            }
+
+            // Taken before the step so that a commit landing during it still differs.
+            last_print = fingerprint(&self.cfg.path);
+            let started = Instant::now();
+            let before = *pos_tx.borrow();
+            let r = self
+                .step(&mut follower, &replica, &pos_tx, &mut waiting_reported)
+                .await;
+            // Only a step that wrote an L0 file opens a batching window; wake-ups caused by our
+            // own bookkeeping writes must not delay the next real change.
+            if *pos_tx.borrow() != before {
+                last_sync = Some(started);
+            }
+            match r {
+                Ok(()) => {
+                    if errors > 0 {
+                        info!(db = %path, previous_errors = errors, "sync recovered");
+                    }
+                    errors = 0;
+                    backoff = Duration::ZERO;
+                }
+                Err(e) => {
+                    errors += 1;
+                    ok = false;
+                    backoff = next_backoff(backoff, self.cfg.monitor_interval);
+                    error!(db = %path, error = %e, consecutive_errors = errors, backoff = %format_go_duration(backoff), "sync error");
+                    // Start clean next time: reopen connections, re-derive the position.
+                    if let Some(mut f) = follower.take() {
+                        let _ = tokio::task::spawn_blocking(move || f.close()).await;
+                    }
+                }
+            }
+            if self.once {
+                break;
+            }
+        }
+
+        // Final sync, then let the uploader drain and stop.
+        let fin = blocking(&mut follower, &self.cfg, |f| f.final_sync()).await;
+        match fin {
+            Ok(pos) => {
+                pos_tx.send_replace(pos);
+            }
+            Err(e) => {
+                ok = false;
+                error!(db = %path, error = %e, "final sync failed");
+            }
+        }
+        drop(pos_tx);
+        match up.await {
+            Ok(true) => {}
+            Ok(false) => ok = false,
+            Err(e) => {
+                ok = false;
+                error!(db = %path, error = %e, "uploader failed");
+            }
+        }
+        if let Some(mut f) = follower.take() {
+            let _ = tokio::task::spawn_blocking(move || f.close()).await;
+        }
+        ok
+    }
+
+    async fn step(
+        &self,
+        follower: &mut Option<Follower>,
+        replica: &SharedReplica,
+        pos_tx: &watch::Sender<TxId>,
+        waiting_reported: &mut bool,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        if !follower.as_ref().is_some_and(|f| f.is_open()) {
+            let opened = blocking(follower, cfg, |f| f.open()).await?;
+            if !opened {
+                if self.once {
+                    return Err(Error::Other(format!(
+                        "database {} does not exist",
+                        cfg.path.display()
+                    )));
+                }
+                if !*waiting_reported {
+                    info!(db = %cfg.path.display(), "database does not exist yet; waiting for it");
+                    *waiting_reported = true;
+                }
+                return Ok(());
+            }
+            *waiting_reported = false;
+            self.check_behind_replica(follower, replica).await?;
+        }
+        let pos = blocking(follower, cfg, |f| f.sync()).await?;
+        pos_tx.send_replace(pos);
+        Ok(())
+    }
+
+    /// §4.9: if the replica is ahead of our local L0 files (local state lost, DB restored),
+    /// adopt its newest L0 file so numbering continues after it; verify then snapshots.
+    async fn check_behind_replica(
+        &self,
+        follower: &mut Option<Follower>,
+        replica: &SharedReplica,
+    ) -> Result<()> {
+        let local = follower.as_ref().map_or(TxId::ZERO, |f| f.pos());
+        let Some(remote) = replica_max_l0(replica).await? else {
+            return Ok(());
+        };
+        if local >= remote.max_txid {
+            return Ok(());
+        }
+        info!(db = %self.cfg.path.display(), db_txid = %local, replica_txid = %remote.max_txid, "detected database behind replica");
+        let bytes = replica
+            .read_range(Level(0), remote.min_txid, remote.max_txid, 0, None)
+            .await?;
+        let txid = remote.max_txid;
+        blocking(follower, &self.cfg, move |f| {
+            f.adopt_replica_l0(txid, &bytes)
+        })
+        .await?;
+        info!(db = %self.cfg.path.display(), txid = %txid, "fetched latest L0 file from replica");
+        Ok(())
+    }
+}
+
+/// Uploads whenever the follower publishes a new position; on an error, retries with backoff.
+/// When the follower drops its sender (shutdown), makes a final attempt for up to
+/// `shutdown-sync-timeout`.
+async fn upload_loop(
+    mut up: Uploader,
+    mut rx: watch::Receiver<TxId>,
+    base: Duration,
+    shared: Shared,
+) -> bool {
+    let mut backoff = Duration::ZERO;
+    let mut closed = false;
+    while !closed {
+        let target = *rx.borrow_and_update();
+        let behind = match up.pos() {
+            Some(p) => p < target,
+            None => target > TxId::ZERO,
+        };
+        if behind {
+            match up.sync(target).await {
+                Ok(_) => backoff = Duration::ZERO,
+                Err(e) => {
+                    backoff = next_backoff(backoff, base);
+                    error!(error = %e, backoff = %format_go_duration(backoff), "replica sync error");
+                    let until = tokio::time::Instant::now() + backoff;
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(until) => break,
+                            r = rx.changed() => if r.is_err() { closed = true; break },
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
+        if rx.changed().await.is_err() {
+            closed = true;
+        }
+    }
+    let target = *rx.borrow();
+    let deadline = Instant::now() + shared.shutdown_sync_timeout;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match up.sync(target).await {
+            Ok(_) => return true,
+            Err(e) if Instant::now() + shared.shutdown_sync_interval < deadline => {
+                warn!(error = %e, attempt, "shutdown sync failed, retrying");
+                tokio::time::sleep(shared.shutdown_sync_interval).await;
+            }
+            Err(e) => {
+                error!(error = %e, attempts = attempt, "shutdown sync failed after timeout");
+                return false;
+            }
+        }
+    }
+}

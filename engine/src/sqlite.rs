@@ -1,0 +1,198 @@
+//! The SQLite side of following a database (§4.2): three connections, because Litestream's
+//! pool uses three at the checkpoint barrier — one holds the long read transaction, one takes
+//! the write lock through `_litestream_lock`, one runs checkpoints and `_litestream_seq` bumps.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{ffi, Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+
+/// Checkpoint modes Litestream uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointMode {
+    Passive,
+    Truncate,
+}
+
+impl CheckpointMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointMode::Passive => "PASSIVE",
+            CheckpointMode::Truncate => "TRUNCATE",
+        }
+    }
+}
+
+pub struct Conns {
+    read: Connection,
+    lock: Connection,
+    exec: Connection,
+    in_read_txn: bool,
+    in_lock_txn: bool,
+}
+
+fn open_one(path: &Path, busy: Duration) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let c = Connection::open_with_flags(path, flags)
+        .map_err(|e| Error::sqlite(format!("open {}", path.display()), e))?;
+    c.busy_timeout(busy)
+        .map_err(|e| Error::sqlite("set busy_timeout", e))?;
+    // Only Litestream's own policy checkpoints; SQLite must not do it behind our back.
+    c.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(|e| Error::sqlite("set wal_autocheckpoint", e))?;
+    // Keep the WAL file when our connections close so its salts and frames survive for the
+    // next verify, as Litestream does.
+    let mut on: libc::c_int = 1;
+    // SAFETY: the handle is valid for the connection's lifetime; PERSIST_WAL takes an int*.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            c.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut on as *mut libc::c_int).cast(),
+        )
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(Error::Other(format!(
+            "set PERSIST_WAL on {}: sqlite error {rc}",
+            path.display()
+        )));
+    }
+    Ok(c)
+}
+
+impl Conns {
+    /// Opens the database, switches it to WAL mode, and creates Litestream's two tables.
+    pub fn open(path: &Path, busy: Duration) -> Result<Conns> {
+        let exec = open_one(path, busy)?;
+        let mode: String = exec
+            .query_row("PRAGMA journal_mode = wal;", [], |r| r.get(0))
+            .map_err(|e| Error::sqlite("set journal_mode=wal", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Other(format!("enable wal failed, mode={mode:?}")));
+        }
+        exec.execute_batch(
+            "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);",
+        )
+        .map_err(|e| Error::sqlite("create _litestream_seq table", e))?;
+        exec.execute_batch("CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);")
+            .map_err(|e| Error::sqlite("create _litestream_lock table", e))?;
+        Ok(Conns {
+            read: open_one(path, busy)?,
+            lock: open_one(path, busy)?,
+            exec,
+            in_read_txn: false,
+            in_lock_txn: false,
+        })
+    }
+
+    pub fn page_size(&self) -> Result<u32> {
+        let n: i64 = self
+            .read
+            .query_row("PRAGMA page_size;", [], |r| r.get(0))
+            .map_err(|e| Error::sqlite("read page size", e))?;
+        u32::try_from(n)
+            .ok()
+            .filter(|&n| n >= 512)
+            .ok_or_else(|| Error::Other(format!("invalid db page size: {n}")))
+    }
+
+    /// Starts (if not held) the long read transaction that keeps other processes'
+    /// checkpoints from moving past what we have not yet copied.
+    pub fn acquire_read_lock(&mut self) -> Result<()> {
+        if self.in_read_txn {
+            return Ok(());
+        }
+        self.read
+            .execute_batch("BEGIN;")
+            .map_err(|e| Error::sqlite("acquire read lock", e))?;
+        if let Err(e) = self
+            .read
+            .query_row("SELECT COUNT(1) FROM _litestream_seq;", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        {
+            let _ = self.read.execute_batch("ROLLBACK;");
+            return Err(Error::sqlite("acquire read lock", e));
+        }
+        self.in_read_txn = true;
+        Ok(())
+    }
+
+    pub fn release_read_lock(&mut self) -> Result<()> {
+        if !self.in_read_txn {
+            return Ok(());
+        }
+        self.in_read_txn = false;
+        self.read
+            .execute_batch("ROLLBACK;")
+            .map_err(|e| Error::sqlite("release read lock", e))
+    }
+
+    pub fn has_read_lock(&self) -> bool {
+        self.in_read_txn
+    }
+
+    /// Takes SQLite's write lock by inserting into `_litestream_lock` inside a transaction that
+    /// is always rolled back.
+    pub fn begin_write_lock(&mut self) -> Result<()> {
+        if self.in_lock_txn {
+            return Ok(());
+        }
+        self.lock
+            .execute_batch("BEGIN;")
+            .map_err(|e| Error::sqlite("begin _litestream_lock", e))?;
+        if let Err(e) = self
+            .lock
+            .execute_batch("INSERT INTO _litestream_lock (id) VALUES (1);")
+        {
+            let _ = self.lock.execute_batch("ROLLBACK;");
+            return Err(Error::sqlite("_litestream_lock", e));
+        }
+        self.in_lock_txn = true;
+        Ok(())
+    }
+
+    pub fn end_write_lock(&mut self) -> Result<()> {
+        if !self.in_lock_txn {
+            return Ok(());
+        }
+        self.in_lock_txn = false;
+        self.lock
+            .execute_batch("ROLLBACK;")
+            .map_err(|e| Error::sqlite("rollback _litestream_lock", e))
+    }
+
+    /// Forces a WAL write (used when the WAL is missing and after every checkpoint).
+    pub fn bump_seq(&self) -> Result<()> {
+        self.exec
+            .execute_batch(
+                "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) \
+                 ON CONFLICT (id) DO UPDATE SET seq = seq + 1;",
+            )
+            .map_err(|e| Error::sqlite("bump _litestream_seq", e))
+    }
+
+    /// Runs `PRAGMA wal_checkpoint(MODE)` with our read lock released (it would block the
+    /// checkpoint), re-acquiring it afterwards even on failure. Returns SQLite's
+    /// (busy, log frames, checkpointed frames).
+    pub fn checkpoint(&mut self, mode: CheckpointMode) -> Result<(i64, i64, i64)> {
+        self.release_read_lock()?;
+        let sql = format!("PRAGMA wal_checkpoint({});", mode.as_str());
+        let res = self
+            .exec
+            .query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| Error::sqlite(format!("checkpoint {}", mode.as_str()), e));
+        let relock = self.acquire_read_lock();
+        let res = res?;
+        relock?;
+        Ok(res)
+    }
+}
+
+/// The SQLite library version linked in (the bundled one).
+pub fn sqlite_version() -> String {
+    rusqlite::version().to_owned()
+}

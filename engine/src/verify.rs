@@ -1,0 +1,285 @@
+//! The verify step (§4.4): may the next L0 file continue incrementally from where the last one
+//! ended, or must it hold a full snapshot? Pure, with the two WAL inspections passed in, so the
+//! whole decision table is unit-tested.
+
+use ltx_codec::wal::WAL_HEADER_SIZE;
+
+const HDR: u64 = WAL_HEADER_SIZE as u64;
+
+/// What the last local L0 file says about where it stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastSync {
+    /// `WALOffset + WALSize` of the last L0 file.
+    pub end_offset: u64,
+    pub salts: (u32, u32),
+    pub commit: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyInput {
+    /// `None` before the first L0 file (TXID 0).
+    pub last: Option<LastSync>,
+    /// Current WAL file size.
+    pub wal_size: u64,
+    /// Salts in the current WAL header.
+    pub wal_salts: (u32, u32),
+    /// The previous pass read up to exactly the end of the WAL file.
+    pub synced_to_wal_end: bool,
+    pub frame_size: u64,
+}
+
+/// Where and how the next pass reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncPlan {
+    pub offset: u64,
+    pub salts: (u32, u32),
+    pub prev_commit: u32,
+    pub snapshot: bool,
+    /// Why a snapshot is needed (Litestream's wording), for the log.
+    pub reason: Option<&'static str>,
+    /// The expected-truncation case: the previous "synced to WAL end" no longer holds.
+    pub clear_synced_to_wal_end: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("prev WAL offset {0} is less than the header size")]
+    BadOffset(u64),
+    #[error("{0}")]
+    Inspect(String),
+}
+
+/// Decides per §4.4. `last_page_match(prev_frame_offset)` answers whether the WAL frame just
+/// before the last synced offset still carries the old salts and equals that page in the last
+/// L0 file; `full_checkpoint(new, old)` answers whether frames with a salt other than
+/// those two appear before the old salt (a FULL/RESTART checkpoint we may have missed).
+pub fn decide(
+    input: &VerifyInput,
+    last_page_match: impl FnOnce(u64) -> Result<bool, String>,
+    full_checkpoint: impl FnOnce((u32, u32), (u32, u32)) -> Result<bool, String>,
+) -> Result<SyncPlan, VerifyError> {
+    let Some(last) = input.last else {
+        return Ok(SyncPlan {
+            offset: HDR,
+            salts: (0, 0),
+            prev_commit: 0,
+            snapshot: true,
+            reason: None,
+            clear_synced_to_wal_end: false,
+        });
+    };
+    let mut plan = SyncPlan {
+        offset: last.end_offset,
+        salts: last.salts,
+        prev_commit: last.commit,
+        snapshot: true,
+        reason: None,
+        clear_synced_to_wal_end: false,
+    };
+    if last.end_offset > input.wal_size {
+        if input.synced_to_wal_end {
+            // A checkpoint truncated the WAL after we had copied all of it: nothing was lost.
+            plan.offset = HDR;
+            plan.salts = input.wal_salts;
+            plan.snapshot = false;
+            plan.clear_synced_to_wal_end = true;
+            return Ok(plan);
+        }
+        plan.reason = Some("wal truncated by another process");
+        return Ok(plan);
+    }
+    let salt_match = input.wal_salts == last.salts;
+    if last.end_offset == HDR {
+        if salt_match {
+            plan.snapshot = false;
+        } else {
+            plan.reason = Some("wal header salt reset, snapshotting");
+        }
+        return Ok(plan);
+    }
+    let prev = last
+        .end_offset
+        .checked_sub(input.frame_size)
+        .ok_or(VerifyError::BadOffset(last.end_offset))?;
+    if prev == HDR {
+        if salt_match {
+            plan.snapshot = false;
+        } else {
+            plan.reason = Some("wal header salt reset, snapshotting");
+        }
+        return Ok(plan);
+    }
+    if prev < HDR {
+        return Err(VerifyError::BadOffset(prev));
+    }
+    if !last_page_match(prev).map_err(VerifyError::Inspect)? {
+        plan.reason =
+            Some("last page does not exist in last ltx file, wal overwritten by another process");
+        return Ok(plan);
+    }
+    if !salt_match {
+        plan.offset = HDR;
+        plan.salts = input.wal_salts;
+        if full_checkpoint(input.wal_salts, last.salts).map_err(VerifyError::Inspect)? {
+            plan.reason = Some("full or restart checkpoint detected, snapshotting");
+        } else {
+            plan.snapshot = false;
+        }
+        return Ok(plan);
+    }
+    plan.snapshot = false;
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FS: u64 = 24 + 4096;
+    const OLD: (u32, u32) = (10, 20);
+    const NEW: (u32, u32) = (11, 99);
+
+    fn input(last_end: Option<u64>, wal_size: u64, salts: (u32, u32), to_end: bool) -> VerifyInput {
+        VerifyInput {
+            last: last_end.map(|end_offset| LastSync {
+                end_offset,
+                salts: OLD,
+                commit: 7,
+            }),
+            wal_size,
+            wal_salts: salts,
+            synced_to_wal_end: to_end,
+            frame_size: FS,
+        }
+    }
+
+    fn never(_: u64) -> Result<bool, String> {
+        panic!("last page match must not be consulted")
+    }
+    fn never_full(_: (u32, u32), _: (u32, u32)) -> Result<bool, String> {
+        panic!("full checkpoint detection must not be consulted")
+    }
+    fn yes(_: u64) -> Result<bool, String> {
+        Ok(true)
+    }
+    fn no(_: u64) -> Result<bool, String> {
+        Ok(false)
+    }
+
+    #[test]
+    fn first_sync_is_a_snapshot_from_the_header() {
+        let p = decide(&input(None, 0, NEW, false), never, never_full).expect("plan");
+        assert!(p.snapshot);
+        assert_eq!(p.offset, 32);
+        assert_eq!(p.prev_commit, 0);
+    }
+
+    #[test]
+    fn truncation_after_syncing_to_the_end_continues_incrementally() {
+        let p = decide(
+            &input(Some(32 + 3 * FS), 32 + FS, NEW, true),
+            never,
+            never_full,
+        )
+        .expect("plan");
+        assert!(!p.snapshot);
+        assert_eq!((p.offset, p.salts), (32, NEW));
+        assert!(p.clear_synced_to_wal_end);
+    }
+
+    #[test]
+    fn unexpected_truncation_snapshots() {
+        let p = decide(
+            &input(Some(32 + 3 * FS), 32 + FS, NEW, false),
+            never,
+            never_full,
+        )
+        .expect("plan");
+        assert!(p.snapshot);
+        assert_eq!(p.reason, Some("wal truncated by another process"));
+    }
+
+    #[test]
+    fn at_header_or_first_frame_depends_on_salts() {
+        for end in [32, 32 + FS] {
+            let p = decide(
+                &input(Some(end), 32 + 5 * FS, OLD, false),
+                never,
+                never_full,
+            )
+            .expect("plan");
+            assert!(!p.snapshot);
+            assert_eq!((p.offset, p.salts), (end, OLD));
+            let p = decide(
+                &input(Some(end), 32 + 5 * FS, NEW, false),
+                never,
+                never_full,
+            )
+            .expect("plan");
+            assert!(p.snapshot);
+            assert_eq!(p.reason, Some("wal header salt reset, snapshotting"));
+        }
+    }
+
+    #[test]
+    fn overwritten_last_frame_snapshots() {
+        let p = decide(
+            &input(Some(32 + 3 * FS), 32 + 5 * FS, OLD, false),
+            no,
+            never_full,
+        )
+        .expect("plan");
+        assert!(p.snapshot);
+        assert!(p.reason.is_some_and(|r| r.contains("wal overwritten")));
+    }
+
+    #[test]
+    fn matching_frame_continues_from_offset() {
+        let mut asked = 0;
+        let p = decide(
+            &input(Some(32 + 3 * FS), 32 + 5 * FS, OLD, false),
+            |prev| {
+                asked = prev;
+                Ok(true)
+            },
+            never_full,
+        )
+        .expect("plan");
+        assert_eq!(asked, 32 + 2 * FS);
+        assert!(!p.snapshot);
+        assert_eq!((p.offset, p.salts, p.prev_commit), (32 + 3 * FS, OLD, 7));
+    }
+
+    #[test]
+    fn restarted_wal_reads_from_start_with_new_salts() {
+        let p = decide(
+            &input(Some(32 + 3 * FS), 32 + 5 * FS, NEW, false),
+            yes,
+            |new, old| {
+                assert_eq!((new, old), (NEW, OLD));
+                Ok(false)
+            },
+        )
+        .expect("plan");
+        assert!(!p.snapshot);
+        assert_eq!((p.offset, p.salts), (32, NEW));
+
+        let p = decide(
+            &input(Some(32 + 3 * FS), 32 + 5 * FS, NEW, false),
+            yes,
+            |_, _| Ok(true),
+        )
+        .expect("plan");
+        assert!(p.snapshot);
+        assert_eq!(p.offset, 32);
+        assert_eq!(
+            p.reason,
+            Some("full or restart checkpoint detected, snapshotting")
+        );
+    }
+
+    #[test]
+    fn misaligned_offset_is_an_error() {
+        assert!(decide(&input(Some(40), 32 + 5 * FS, OLD, false), never, never_full).is_err());
+    }
+}
