@@ -1,10 +1,12 @@
 //! Replica storage: one [`ReplicaClient`] trait that every backend implements, so the engine and
 //! restore never know which backend they hold; plus [`local`], the local file I/O both use
-//! (io_uring with a pread/pwrite fallback).
+//! (io_uring with a pread/pwrite fallback). Backends: [`file`] and [`s3`] (also `oss://`).
 
 pub mod file;
 pub mod local;
+pub mod metrics;
 mod replica_url;
+pub mod s3;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -116,6 +118,10 @@ pub trait ReplicaClient: Send + Sync + std::fmt::Debug {
 
     /// Deletes every LTX file of the replica.
     async fn delete_all(&self) -> Result<()>;
+
+    /// Forgets cached listings, for callers that expect files written by someone else (restore
+    /// in follow mode). Backends that do not cache (`file`) ignore it.
+    fn invalidate_cache(&self) {}
 }
 
 pub type SharedReplica = Arc<dyn ReplicaClient>;

@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::file::FileReplica;
+use crate::s3::{S3Replica, S3Settings};
 use crate::{Result, SharedReplica, StorageError};
 
 /// A parsed replica URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplicaUrl {
     File(PathBuf),
+    /// `s3://` and `oss://` (see [`S3Settings::flavor`]).
+    S3(Box<S3Settings>),
 }
 
 impl ReplicaUrl {
@@ -35,9 +38,10 @@ impl ReplicaUrl {
                 }
                 Ok(ReplicaUrl::File(PathBuf::from(path)))
             }
-            "s3" | "gs" | "abs" | "sftp" | "webdav" | "webdavs" | "nats" | "oss" => Err(bad(
-                &format!("the {scheme} backend is not supported by this build yet"),
-            )),
+            "s3" | "oss" => Ok(ReplicaUrl::S3(Box::new(S3Settings::from_url(url)?))),
+            "gs" | "abs" | "sftp" | "webdav" | "webdavs" | "nats" => Err(bad(&format!(
+                "the {scheme} backend is not supported by this build yet"
+            ))),
             other => Err(bad(&format!("unknown replica type {other:?}"))),
         }
     }
@@ -45,6 +49,7 @@ impl ReplicaUrl {
     pub fn kind(&self) -> &'static str {
         match self {
             ReplicaUrl::File(_) => "file",
+            ReplicaUrl::S3(s) => s.flavor.kind(),
         }
     }
 }
@@ -53,6 +58,7 @@ impl ReplicaUrl {
 pub fn open_replica(url: &str) -> Result<SharedReplica> {
     match ReplicaUrl::parse(url)? {
         ReplicaUrl::File(p) => Ok(Arc::new(FileReplica::new(p))),
+        ReplicaUrl::S3(s) => Ok(Arc::new(S3Replica::new(*s)?)),
     }
 }
 
@@ -71,8 +77,15 @@ mod tests {
             Some(ReplicaUrl::File("/tmp/r".into()))
         );
         assert!(ReplicaUrl::parse("file://relative").is_err());
-        let e = ReplicaUrl::parse("s3://bucket/db").expect_err("s3 not yet");
-        assert!(e.to_string().contains("s3"));
+        let e = ReplicaUrl::parse("gs://bucket/db").expect_err("gs not yet");
+        assert!(e.to_string().contains("gs"));
+        let s3 = ReplicaUrl::parse("s3://bucket/db?region=eu-west-1").expect("s3");
+        assert_eq!(s3.kind(), "s3");
+        assert_eq!(
+            ReplicaUrl::parse("oss://b/db").map(|u| u.kind()).ok(),
+            Some("oss")
+        );
+        assert!(ReplicaUrl::parse("s3:///db").is_err());
         assert!(ReplicaUrl::parse("ftp://x/y").is_err());
     }
 }

@@ -1,0 +1,201 @@
+//! Replica operation metrics under Litestream's names (§7.1): counts, bytes, durations and
+//! errors by replica type and operation. Kept in process so the metrics endpoint, whenever it
+//! exists, only has to call [`render_prometheus`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Litestream's operation label values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Operation {
+    Get,
+    Put,
+    Delete,
+    List,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Get => "GET",
+            Operation::Put => "PUT",
+            Operation::Delete => "DELETE",
+            Operation::List => "LIST",
+        }
+    }
+}
+
+/// Histogram buckets of `litestream_replica_operation_duration_seconds`.
+pub const DURATION_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0];
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OperationStats {
+    pub total: u64,
+    pub bytes: u64,
+    /// Cumulative counts per bucket of [`DURATION_BUCKETS`].
+    pub buckets: [u64; 9],
+    pub duration_count: u64,
+    pub duration_sum: f64,
+}
+
+#[derive(Default)]
+struct Registry {
+    ops: BTreeMap<(&'static str, Operation), OperationStats>,
+    errors: BTreeMap<(&'static str, Operation, String), u64>,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+    let mut g = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    f(g.get_or_insert_with(Registry::default))
+}
+
+/// `n` operations moving `bytes` bytes.
+pub fn record(replica_type: &'static str, op: Operation, n: u64, bytes: u64) {
+    with(|r| {
+        let s = r.ops.entry((replica_type, op)).or_default();
+        s.total += n;
+        s.bytes += bytes;
+    });
+}
+
+pub fn observe_duration(replica_type: &'static str, op: Operation, d: Duration) {
+    let secs = d.as_secs_f64();
+    with(|r| {
+        let s = r.ops.entry((replica_type, op)).or_default();
+        for (i, b) in DURATION_BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                s.buckets[i] += 1;
+            }
+        }
+        s.duration_count += 1;
+        s.duration_sum += secs;
+    });
+}
+
+pub fn record_error(replica_type: &'static str, op: Operation, code: &str) {
+    with(|r| {
+        *r.errors
+            .entry((replica_type, op, code.to_owned()))
+            .or_default() += 1
+    });
+}
+
+pub fn stats(replica_type: &str, op: Operation) -> OperationStats {
+    with(|r| {
+        r.ops
+            .iter()
+            .find(|((t, o), _)| *t == replica_type && *o == op)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    })
+}
+
+pub fn errors(replica_type: &str, op: Operation, code: &str) -> u64 {
+    with(|r| {
+        r.errors
+            .iter()
+            .find(|((t, o, c), _)| *t == replica_type && *o == op && c == code)
+            .map_or(0, |(_, n)| *n)
+    })
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Appends every touched series in the Prometheus text format.
+pub fn render_prometheus(out: &mut String) {
+    with(|r| {
+        if !r.ops.is_empty() {
+            out.push_str("# HELP litestream_replica_operation_total The number of replica operations performed\n");
+            out.push_str("# TYPE litestream_replica_operation_total counter\n");
+            for ((t, op), s) in &r.ops {
+                let _ = writeln!(
+                    out,
+                    "litestream_replica_operation_total{{operation=\"{}\",replica_type=\"{t}\"}} {}",
+                    op.as_str(),
+                    s.total
+                );
+            }
+            out.push_str("# HELP litestream_replica_operation_bytes The number of bytes used by replica operations\n");
+            out.push_str("# TYPE litestream_replica_operation_bytes counter\n");
+            for ((t, op), s) in &r.ops {
+                let _ = writeln!(
+                    out,
+                    "litestream_replica_operation_bytes{{operation=\"{}\",replica_type=\"{t}\"}} {}",
+                    op.as_str(),
+                    s.bytes
+                );
+            }
+            out.push_str("# HELP litestream_replica_operation_duration_seconds Duration of replica operations\n");
+            out.push_str("# TYPE litestream_replica_operation_duration_seconds histogram\n");
+            for ((t, op), s) in r.ops.iter().filter(|(_, s)| s.duration_count > 0) {
+                let labels = format!("operation=\"{}\",replica_type=\"{t}\"", op.as_str());
+                for (b, n) in DURATION_BUCKETS.iter().zip(s.buckets) {
+                    let _ = writeln!(
+                        out,
+                        "litestream_replica_operation_duration_seconds_bucket{{{labels},le=\"{b}\"}} {n}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "litestream_replica_operation_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                    s.duration_count
+                );
+                let _ = writeln!(
+                    out,
+                    "litestream_replica_operation_duration_seconds_sum{{{labels}}} {}",
+                    s.duration_sum
+                );
+                let _ = writeln!(
+                    out,
+                    "litestream_replica_operation_duration_seconds_count{{{labels}}} {}",
+                    s.duration_count
+                );
+            }
+        }
+        if !r.errors.is_empty() {
+            out.push_str("# HELP litestream_replica_operation_errors_total The number of replica operation errors\n");
+            out.push_str("# TYPE litestream_replica_operation_errors_total counter\n");
+            for ((t, op, code), n) in &r.errors {
+                let _ = writeln!(
+                    out,
+                    "litestream_replica_operation_errors_total{{code=\"{}\",operation=\"{}\",replica_type=\"{t}\"}} {n}",
+                    escape_label(code),
+                    op.as_str()
+                );
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_touched_series() {
+        record("metrics-test", Operation::Put, 1, 575);
+        observe_duration("metrics-test", Operation::Put, Duration::from_millis(30));
+        record_error("metrics-test", Operation::Get, "NoSuchKey");
+        let mut out = String::new();
+        render_prometheus(&mut out);
+        assert!(out.contains(
+            "litestream_replica_operation_total{operation=\"PUT\",replica_type=\"metrics-test\"} 1"
+        ));
+        assert!(out.contains(
+            "litestream_replica_operation_bytes{operation=\"PUT\",replica_type=\"metrics-test\"} 575"
+        ));
+        assert!(out.contains("le=\"0.05\"} 1"));
+        assert!(
+            out.contains("code=\"NoSuchKey\",operation=\"GET\",replica_type=\"metrics-test\"} 1")
+        );
+        assert_eq!(stats("metrics-test", Operation::Put).total, 1);
+    }
+}

@@ -1,0 +1,336 @@
+//! HTTP/1.1 connections with a small keep-alive pool. HTTP/1.1 on purpose: an idle HTTP/1.1
+//! connection costs nothing, while HTTP/2 PINGs were where Litestream's idle CPU went. Idle
+//! connections are only checked when taken out of the pool, so an idle replica runs no timers.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::body::ReqBody;
+
+/// Servers close idle keep-alive connections after a while (S3: ~20 s of idleness is common
+/// for some gateways); reusing one older than this risks a reset mid-request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+const MAX_IDLE_PER_HOST: usize = 16;
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where to connect.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Target {
+    pub https: bool,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+impl Target {
+    /// The Host header value: the port only when it is not the scheme's default.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default = if self.https { 443 } else { 80 };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// Splits `http[s]://host[:port][/path]` into a target and the path as written.
+pub(crate) fn parse_http_url(url: &str) -> Option<(Target, String)> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return None;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let default = if https { 443 } else { 80 };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, tail) = v6.split_once(']')?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if tail.is_empty() => default,
+            None => return None,
+        };
+        (h.to_owned(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), p.parse().ok()?),
+            None => (authority.to_owned(), default),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((Target { https, host, port }, path.to_owned()))
+}
+
+/// A connection taken from the pool; give it back with [`Pool::checkin`] once its response
+/// body has been read to the end, or drop it to close it.
+pub(crate) struct Conn {
+    pub sender: SendRequest<ReqBody>,
+    target: Target,
+}
+
+struct Idle {
+    sender: SendRequest<ReqBody>,
+    since: Instant,
+}
+
+pub(crate) struct Pool {
+    tls: Option<TlsConnector>,
+    idle: Mutex<HashMap<Target, Vec<Idle>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    pub fn new(tls: Option<Arc<ClientConfig>>) -> Pool {
+        Pool {
+            tls: tls.map(TlsConnector::from),
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn checkout(&self, target: &Target) -> io::Result<Conn> {
+        loop {
+            let candidate = {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                idle.get_mut(target).and_then(|v| v.pop())
+            };
+            let Some(mut c) = candidate else { break };
+            if c.since.elapsed() > IDLE_TIMEOUT || c.sender.is_closed() {
+                continue;
+            }
+            // The connection task may not yet have noticed the previous response ended.
+            if let Ok(Ok(())) =
+                tokio::time::timeout(Duration::from_millis(100), c.sender.ready()).await
+            {
+                return Ok(Conn {
+                    sender: c.sender,
+                    target: target.clone(),
+                });
+            }
+        }
+        self.connect(target).await
+    }
+
+    pub fn checkin(&self, conn: Conn) {
+        if conn.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(conn.target).or_default();
+        list.retain(|c| c.since.elapsed() <= IDLE_TIMEOUT && !c.sender.is_closed());
+        if list.len() < MAX_IDLE_PER_HOST {
+            list.push(Idle {
+                sender: conn.sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(&self, target: &Target) -> io::Result<Conn> {
+        let addr = (target.host.as_str(), target.port);
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect to {} timed out", target.authority()),
+                )
+            })??;
+        tcp.set_nodelay(true)?;
+        let sender = if target.https {
+            let tls = self
+                .tls
+                .as_ref()
+                .ok_or_else(|| io::Error::other("https endpoint but TLS was not configured"))?;
+            let name = ServerName::try_from(target.host.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(name, tcp))
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("TLS handshake with {} timed out", target.authority()),
+                    )
+                })??;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(io::Error::other)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(io::Error::other)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        };
+        Ok(Conn {
+            sender,
+            target: target.clone(),
+        })
+    }
+}
+
+/// TLS client settings: webpki roots, plus PEM certificates from `AWS_CA_BUNDLE` and the
+/// configured CA file; or no verification at all with `skip_verify`.
+pub(crate) fn tls_config(
+    skip_verify: bool,
+    ca_file: Option<&Path>,
+) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let mut config = if skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let bundle = std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty());
+        for path in bundle.as_deref().map(Path::new).into_iter().chain(ca_file) {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read CA bundle {}: {e}", path.display()))?;
+            let mut n = 0;
+            for cert in certs {
+                let cert =
+                    cert.map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
+                // Bundles carry expired or odd roots; one bad entry should not cost the rest.
+                if roots.add(cert).is_ok() {
+                    n += 1;
+                }
+            }
+            if n == 0 {
+                return Err(format!("no usable certificates in {}", path.display()));
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// `skipVerify`: accepts any certificate but still checks handshake signatures, so the
+/// session is at least bound to the key the server presented.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let (t, p) = parse_http_url("http://127.0.0.1:9000/base/").expect("url");
+        assert_eq!(
+            t,
+            Target {
+                https: false,
+                host: "127.0.0.1".into(),
+                port: 9000
+            }
+        );
+        assert_eq!(p, "/base/");
+        assert_eq!(t.authority(), "127.0.0.1:9000");
+        let (t, p) = parse_http_url("https://s3.amazonaws.com").expect("url");
+        assert_eq!(
+            (t.port, t.authority().as_str(), p.as_str()),
+            (443, "s3.amazonaws.com", "")
+        );
+        let (t, _) = parse_http_url("http://[::1]:8080/x").expect("v6");
+        assert_eq!(
+            (t.host.as_str(), t.authority()),
+            ("::1", "[::1]:8080".to_owned())
+        );
+        assert!(parse_http_url("ftp://x").is_none());
+    }
+
+    #[test]
+    fn tls_configs_build() {
+        assert!(tls_config(true, None).is_ok());
+        assert!(tls_config(false, None).is_ok());
+        assert!(tls_config(false, Some(Path::new("/nonexistent/ca.pem"))).is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! When to try a request again and how long to wait. Retries cover what heals by itself
+//! (server errors, throttling, dropped or stalled connections); everything else is reported
+//! at once, since asking again with the same bad key or signature only delays the error.
+
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Total attempts per operation, the first included.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Litestream's transport retryer: 10 attempts; the AWS SDK's capped exponential backoff.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// "Full jitter" backoff before attempt `attempt + 1`: uniform in [0, min(cap, base·2^n)],
+    /// so many clients hit by the same outage do not come back in lockstep.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
+        let cap = exp.min(self.max_delay);
+        let nanos = cap.as_nanos().min(u128::from(u64::MAX)) as u64;
+        Duration::from_nanos(fastrand::u64(0..=nanos))
+    }
+}
+
+/// Whether an S3 error response is worth retrying.
+pub(crate) fn retryable_status(status: u16, code: &str) -> bool {
+    matches!(
+        code,
+        "SlowDown"
+            | "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "TooManyRequestsException"
+            | "ProvisionedThroughputExceededException"
+            | "TransactionInProgressException"
+            | "RequestLimitExceeded"
+            | "BandwidthLimitExceeded"
+            | "RequestTimeout"
+            | "RequestTimeoutException"
+            | "RequestCanceled"
+            | "InternalError"
+            | "ServiceUnavailable"
+            | "PriorRequestNotComplete"
+            | "EC2ThrottledException"
+    ) || matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 509)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_and_are_capped() {
+        let p = RetryPolicy::default();
+        for attempt in 0..40 {
+            let d = p.delay(attempt);
+            assert!(d <= p.max_delay);
+            assert!(d <= p.base_delay * 2u32.saturating_pow(attempt.min(20)));
+        }
+    }
+
+    #[test]
+    fn classification() {
+        assert!(retryable_status(503, "SlowDown"));
+        assert!(retryable_status(500, ""));
+        assert!(retryable_status(400, "RequestTimeout"));
+        assert!(!retryable_status(403, "SignatureDoesNotMatch"));
+        assert!(!retryable_status(404, "NoSuchBucket"));
+        assert!(!retryable_status(400, "InvalidArgument"));
+    }
+}

@@ -1,0 +1,796 @@
+//! S3 replica settings: the §6.1 keys, filled from a replica URL (`s3://`, `oss://`) or key by
+//! key from the YAML config, then checked and resolved into what the client needs.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use md5::{Digest as _, Md5};
+
+use crate::{Result, StorageError};
+
+/// Litestream's region when nothing says otherwise and an endpoint is set.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Litestream's OSS default region.
+pub const OSS_DEFAULT_REGION: &str = "cn-hangzhou";
+/// The AWS SDK uploader's default and minimum part size.
+pub const DEFAULT_PART_SIZE: u64 = 5 * 1024 * 1024;
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// The AWS SDK uploader's default parts in flight.
+pub const DEFAULT_CONCURRENCY: usize = 5;
+/// Litestream lowers concurrency for R2, which rejects many parallel parts.
+const R2_CONCURRENCY: usize = 2;
+
+/// Which object store dialect a replica talks to. Both use the same S3 protocol client; OSS
+/// differs in its default endpoint and region.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flavor {
+    #[default]
+    S3,
+    Oss,
+}
+
+impl Flavor {
+    pub fn kind(self) -> &'static str {
+        match self {
+            Flavor::S3 => "s3",
+            Flavor::Oss => "oss",
+        }
+    }
+}
+
+/// Settings of an S3 (or OSS) replica, named as the §6.1 config keys. `None` means "not set",
+/// so that URL query values, YAML keys and provider defaults can be layered like Litestream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    pub flavor: Flavor,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub region: Option<String>,
+    pub bucket: String,
+    /// Key prefix inside the bucket, without leading or trailing slashes.
+    pub path: String,
+    pub endpoint: Option<String>,
+    pub force_path_style: Option<bool>,
+    pub skip_verify: bool,
+    pub sign_payload: Option<bool>,
+    pub require_content_md5: Option<bool>,
+    pub storage_class: Option<String>,
+    pub part_size: Option<u64>,
+    pub concurrency: Option<usize>,
+    pub sse_customer_algorithm: Option<String>,
+    pub sse_customer_key: Option<String>,
+    pub sse_customer_key_path: Option<PathBuf>,
+    pub sse_customer_key_md5: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    /// Extra PEM CA certificates trusted besides the webpki roots (`AWS_CA_BUNDLE` is read too).
+    pub ca_file: Option<PathBuf>,
+}
+
+fn invalid(url: &str, reason: impl Into<String>) -> StorageError {
+    StorageError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn config_error(msg: impl Into<String>) -> StorageError {
+    StorageError::Other(format!("s3: {}", msg.into()))
+}
+
+/// Go's `strconv.ParseBool` set, as Litestream's `BoolQueryValue` accepts it. Anything else is
+/// an error here rather than Litestream's silent `false`, because a typo that turns off
+/// signature checks should not pass unnoticed.
+pub fn parse_bool(key: &str, v: &str) -> Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" | "yes" => Ok(true),
+        "false" | "0" | "f" | "no" => Ok(false),
+        _ => Err(config_error(format!("{key}: {v:?} is not a boolean"))),
+    }
+}
+
+/// A byte size as Litestream's config accepts it: a plain integer or a number with a unit
+/// (`5MiB`, `10MB`, `1 GiB`, `512k`).
+pub fn parse_byte_size(key: &str, v: &str) -> Result<u64> {
+    let s = v.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let mult: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "ki" | "kib" => 1 << 10,
+        "m" | "mb" => 1000 * 1000,
+        "mi" | "mib" => 1 << 20,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gi" | "gib" => 1 << 30,
+        _ => return Err(config_error(format!("{key}: unknown size unit in {v:?}"))),
+    };
+    let bad = || config_error(format!("{key}: {v:?} is not a size"));
+    let bytes = if num.contains('.') {
+        let f: f64 = num.parse().map_err(|_| bad())?;
+        (f * mult as f64) as u64
+    } else {
+        num.parse::<u64>()
+            .map_err(|_| bad())?
+            .checked_mul(mult)
+            .ok_or_else(bad)?
+    };
+    if bytes == 0 {
+        return Err(bad());
+    }
+    Ok(bytes)
+}
+
+fn parse_positive(key: &str, v: &str) -> Result<u64> {
+    match v.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(config_error(format!(
+            "invalid value for {key}: {v:?} (must be a positive integer)"
+        ))),
+    }
+}
+
+fn non_empty(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+/// Adds `https://` to an endpoint without a scheme, except for local hosts where Litestream
+/// assumes `http://` (MinIO and friends on a developer machine).
+pub fn ensure_endpoint_scheme(endpoint: &str) -> String {
+    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+        return endpoint.to_owned();
+    }
+    let host = endpoint.split(['/', ':']).next().unwrap_or_default();
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || is_private(&ip));
+    if local {
+        format!("http://{endpoint}")
+    } else {
+        format!("https://{endpoint}")
+    }
+}
+
+pub(crate) fn is_private(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_private(),
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+/// The host part of an endpoint URL, for provider detection.
+fn endpoint_host(endpoint: &str) -> &str {
+    let rest = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or_default()
+}
+
+/// Provider presets Litestream applies when an endpoint names a known S3-compatible service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Provider {
+    pub tigris: bool,
+    pub path_style: bool,
+    pub r2: bool,
+}
+
+fn detect_provider(endpoint: &str) -> Provider {
+    let host = endpoint_host(endpoint).to_ascii_lowercase();
+    let name = host.split(':').next().unwrap_or_default();
+    let tigris = name == "fly.storage.tigris.dev" || name == "t3.storage.dev";
+    let b2 = name.ends_with(".backblazeb2.com");
+    let filebase = name == "s3.filebase.com";
+    let supabase = name.ends_with(".supabase.co");
+    let minio = host.contains(':')
+        && ![
+            ".amazonaws.com",
+            ".digitaloceanspaces.com",
+            ".backblazeb2.com",
+            ".filebase.com",
+            ".scw.cloud",
+            ".r2.cloudflarestorage.com",
+            ".supabase.co",
+            "tigris.dev",
+        ]
+        .iter()
+        .any(|s| host.contains(s));
+    Provider {
+        tigris,
+        path_style: b2 || filebase || supabase || minio,
+        r2: name.ends_with(".r2.cloudflarestorage.com"),
+    }
+}
+
+/// What the host of an `s3://` URL says: bucket, maybe region, endpoint and path style.
+fn parse_s3_host(host: &str) -> (String, Option<String>, Option<String>, bool) {
+    // `bucket.host:port` is a MinIO-style server: path-style over plain HTTP.
+    if host.contains(':') && !host.contains(".com") {
+        return match host.split_once('.') {
+            Some((bucket, rest)) => (
+                bucket.to_owned(),
+                Some(DEFAULT_REGION.to_owned()),
+                Some(format!("http://{rest}")),
+                true,
+            ),
+            None => (String::new(), None, Some(format!("http://{host}")), true),
+        };
+    }
+    let lower = host.to_ascii_lowercase();
+    if let Some(stem) = lower.strip_suffix(".amazonaws.com") {
+        // <bucket>.s3.amazonaws.com or <bucket>.s3.<region>.amazonaws.com
+        if let Some(i) = stem.rfind(".s3") {
+            let bucket = &host[..i];
+            let tail = &stem[i + 3..];
+            let region = tail.strip_prefix('.').and_then(non_empty);
+            if !bucket.is_empty() && (tail.is_empty() || region.is_some()) {
+                return (bucket.to_owned(), region, None, false);
+            }
+        }
+    }
+    if let Some(stem) = lower.strip_suffix(".digitaloceanspaces.com") {
+        let (bucket, region) = stem.rsplit_once('.').unwrap_or(("", stem));
+        return (
+            host[..bucket.len()].to_owned(),
+            non_empty(region),
+            Some(format!("https://{region}.digitaloceanspaces.com")),
+            false,
+        );
+    }
+    if let Some(stem) = lower.strip_suffix(".backblazeb2.com") {
+        if let Some((bucket, region)) = stem
+            .rsplit_once(".s3.")
+            .or_else(|| stem.strip_prefix("s3.").map(|r| ("", r)))
+        {
+            return (
+                host[..bucket.len()].to_owned(),
+                non_empty(region),
+                Some(format!("https://s3.{region}.backblazeb2.com")),
+                true,
+            );
+        }
+    }
+    if let Some(stem) = lower.strip_suffix("s3.filebase.com") {
+        let bucket = stem.strip_suffix('.').unwrap_or(stem);
+        return (
+            host[..bucket.len()].to_owned(),
+            None,
+            Some("https://s3.filebase.com".to_owned()),
+            false,
+        );
+    }
+    if let Some(stem) = lower.strip_suffix(".scw.cloud") {
+        if let Some((bucket, region)) = stem
+            .rsplit_once(".s3.")
+            .or_else(|| stem.strip_prefix("s3.").map(|r| ("", r)))
+        {
+            return (
+                host[..bucket.len()].to_owned(),
+                non_empty(region),
+                Some(format!("https://s3.{region}.scw.cloud")),
+                false,
+            );
+        }
+    }
+    (host.to_owned(), None, None, false)
+}
+
+/// What the host of an `oss://` URL says: bucket and maybe region.
+fn parse_oss_host(host: &str) -> (String, Option<String>) {
+    let lower = host.to_ascii_lowercase();
+    if let Some(stem) = lower.strip_suffix(".aliyuncs.com") {
+        if let Some((bucket, region)) = stem.split_once(".oss-") {
+            let region = region.strip_suffix("-internal").unwrap_or(region);
+            return (host[..bucket.len()].to_owned(), non_empty(region));
+        }
+    }
+    (host.to_owned(), None)
+}
+
+/// `path.Clean` of a URL path, without leading slash; "" for the bucket root.
+fn clean_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    parts.join("/")
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn parse_query(url: &str, q: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = percent_decode(k).ok_or_else(|| invalid(url, "bad percent-encoding"))?;
+        let v = percent_decode(v).ok_or_else(|| invalid(url, "bad percent-encoding"))?;
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+impl S3Settings {
+    /// Parses `s3://bucket[.host[:port]]/path?query`, `s3://arn:...:accesspoint/name/path` and
+    /// `oss://bucket[.oss-<region>.aliyuncs.com]/path`, as Litestream's URL factories do,
+    /// including the `LITESTREAM_S3_ENDPOINT` fallback.
+    pub fn from_url(url: &str) -> Result<S3Settings> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| invalid(url, "missing scheme"))?;
+        let flavor = match scheme {
+            "s3" => Flavor::S3,
+            "oss" => Flavor::Oss,
+            other => return Err(invalid(url, format!("not an S3 URL scheme: {other}"))),
+        };
+        let rest = rest.split('#').next().unwrap_or_default();
+        let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let query = parse_query(url, query)?;
+
+        let mut s = S3Settings {
+            flavor,
+            ..S3Settings::default()
+        };
+        let mut endpoint_from_host = None;
+        let mut path_style_from_host = false;
+
+        if flavor == Flavor::S3 && before_query.to_ascii_lowercase().starts_with("arn:") {
+            // An access point ARN contains '/' after "accesspoint", so it cannot be split at the
+            // first slash like a host.
+            let lower = before_query.to_ascii_lowercase();
+            let marker = ":accesspoint/";
+            let idx = lower
+                .find(marker)
+                .ok_or_else(|| invalid(url, "invalid s3 access point arn"))?;
+            let name_start = idx + marker.len();
+            let tail = &before_query[name_start..];
+            if tail.is_empty() {
+                return Err(invalid(url, "invalid s3 access point arn"));
+            }
+            let (bucket, key) = match tail.find('/') {
+                Some(i) => (&before_query[..name_start + i], &tail[i + 1..]),
+                None => (before_query, ""),
+            };
+            s.bucket = bucket.to_owned();
+            s.region = bucket.split(':').nth(3).and_then(non_empty);
+            s.path = clean_path(key);
+        } else {
+            let (host, path) = before_query.split_once('/').unwrap_or((before_query, ""));
+            if host.contains('@') {
+                return Err(invalid(url, "credentials in an s3 URL are not supported"));
+            }
+            s.path = clean_path(&percent_decode(path).ok_or_else(|| invalid(url, "bad path"))?);
+            match flavor {
+                Flavor::S3 => {
+                    let (bucket, region, endpoint, path_style) = parse_s3_host(host);
+                    s.bucket = bucket;
+                    s.region = region;
+                    endpoint_from_host = endpoint;
+                    path_style_from_host = path_style;
+                }
+                Flavor::Oss => {
+                    let (bucket, region) = parse_oss_host(host);
+                    s.bucket = bucket;
+                    s.region = region;
+                }
+            }
+        }
+
+        let mut force_path_style_query = None;
+        let mut endpoint_query = None;
+        for (k, v) in &query {
+            if v.is_empty() {
+                continue;
+            }
+            match k.as_str() {
+                "endpoint" => endpoint_query = Some(ensure_endpoint_scheme(v)),
+                "forcePathStyle" | "force-path-style" => {
+                    force_path_style_query = Some(parse_bool(k, v)?)
+                }
+                _ => {
+                    s.set(k, v).map_err(|e| invalid(url, e.to_string()))?;
+                }
+            }
+        }
+
+        if let Some(ep) = endpoint_query {
+            s.endpoint = Some(ep);
+            // A custom endpoint defaults to path style unless the URL says otherwise.
+            s.force_path_style = Some(force_path_style_query.unwrap_or(true));
+        } else if let Some(ep) = endpoint_from_host {
+            s.endpoint = Some(ep);
+            s.force_path_style = Some(force_path_style_query.unwrap_or(path_style_from_host));
+        } else {
+            s.force_path_style = force_path_style_query;
+        }
+        if s.endpoint.is_none() && flavor == Flavor::S3 {
+            if let Some(ep) = std::env::var("LITESTREAM_S3_ENDPOINT")
+                .ok()
+                .filter(|v| !v.is_empty())
+            {
+                s.endpoint = Some(ensure_endpoint_scheme(&ep));
+                if force_path_style_query.is_none() {
+                    s.force_path_style = Some(true);
+                }
+            }
+        }
+        if s.bucket.is_empty() {
+            return Err(invalid(url, "bucket required for s3 replica URL"));
+        }
+        Ok(s)
+    }
+
+    /// Sets one setting by its YAML key (`part-size`) or URL query key (`partSize`). Unknown
+    /// keys are an error so a misspelt option is reported, not ignored.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let v = value.trim();
+        match key {
+            "access-key-id" | "accessKeyId" => self.access_key_id = non_empty(v),
+            "secret-access-key" | "secretAccessKey" => self.secret_access_key = non_empty(v),
+            "region" => self.region = non_empty(v),
+            "bucket" => self.bucket = v.to_owned(),
+            "path" => self.path = clean_path(v),
+            "endpoint" => self.endpoint = non_empty(v).map(|e| ensure_endpoint_scheme(&e)),
+            "force-path-style" | "forcePathStyle" => {
+                self.force_path_style = Some(parse_bool(key, v)?)
+            }
+            "skip-verify" | "skipVerify" => self.skip_verify = parse_bool(key, v)?,
+            "sign-payload" | "signPayload" => self.sign_payload = Some(parse_bool(key, v)?),
+            "require-content-md5" | "requireContentMD5" => {
+                self.require_content_md5 = Some(parse_bool(key, v)?)
+            }
+            "storage-class" | "storageClass" => self.storage_class = non_empty(v),
+            "part-size" | "partSize" => self.part_size = Some(parse_byte_size(key, v)?),
+            "concurrency" => self.concurrency = Some(parse_positive(key, v)? as usize),
+            "sse-customer-algorithm" | "sseCustomerAlgorithm" => {
+                self.sse_customer_algorithm = non_empty(v)
+            }
+            "sse-customer-key" | "sseCustomerKey" => self.sse_customer_key = non_empty(v),
+            "sse-customer-key-path" | "sseCustomerKeyPath" => {
+                self.sse_customer_key_path = non_empty(v).map(PathBuf::from)
+            }
+            "sse-customer-key-md5" | "sseCustomerKeyMD5" => {
+                self.sse_customer_key_md5 = non_empty(v)
+            }
+            "sse-kms-key-id" | "sseKmsKeyId" => self.sse_kms_key_id = non_empty(v),
+            "ca-file" | "caFile" => self.ca_file = non_empty(v).map(PathBuf::from),
+            // Accepted by the 0.5.17 binary; signing never covers Accept-Encoding here because
+            // we send none.
+            "sign-accept-encoding" | "signAcceptEncoding" => {
+                parse_bool(key, v)?;
+            }
+            other => return Err(config_error(format!("unknown S3 setting {other:?}"))),
+        }
+        Ok(())
+    }
+
+    /// Checks the settings and applies defaults and provider presets.
+    pub(crate) fn resolve(&self) -> Result<Resolved> {
+        if self.bucket.is_empty() {
+            return Err(config_error("bucket name is required"));
+        }
+        let endpoint = self.endpoint.as_deref().map(ensure_endpoint_scheme);
+        let provider = endpoint.as_deref().map(detect_provider).unwrap_or_default();
+        let force_path_style = self
+            .force_path_style
+            .unwrap_or(provider.path_style || endpoint.is_some());
+        let sign_payload = self.sign_payload.unwrap_or(true);
+        let require_content_md5 = self.require_content_md5.unwrap_or(!provider.tigris);
+        let part_size = self.part_size.unwrap_or(DEFAULT_PART_SIZE);
+        if part_size < MIN_PART_SIZE {
+            return Err(config_error(format!(
+                "part size must be at least {MIN_PART_SIZE} bytes, got {part_size}"
+            )));
+        }
+        let concurrency = self.concurrency.unwrap_or(if provider.r2 {
+            R2_CONCURRENCY
+        } else {
+            DEFAULT_CONCURRENCY
+        });
+        let sse = self.resolve_sse(endpoint.as_deref())?;
+        Ok(Resolved {
+            flavor: self.flavor,
+            bucket: self.bucket.clone(),
+            path: clean_path(&self.path),
+            region: self.region.clone(),
+            endpoint,
+            force_path_style,
+            skip_verify: self.skip_verify,
+            sign_payload,
+            require_content_md5,
+            storage_class: self.storage_class.clone(),
+            part_size,
+            concurrency: concurrency.max(1),
+            sse,
+            tigris: provider.tigris,
+            ca_file: self.ca_file.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+        })
+    }
+
+    fn resolve_sse(&self, endpoint: Option<&str>) -> Result<Sse> {
+        let key = match (&self.sse_customer_key, &self.sse_customer_key_path) {
+            (Some(k), _) => Some(k.trim().to_owned()),
+            (None, Some(p)) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| {
+                        config_error(format!("cannot read sse-customer-key-path {p:?}: {e}"))
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if key.is_some() && self.sse_kms_key_id.is_some() {
+            return Err(config_error(
+                "cannot use both sse-customer-key and sse-kms-key-id; they are mutually exclusive",
+            ));
+        }
+        if let Some(key) = key {
+            let algorithm = self
+                .sse_customer_algorithm
+                .clone()
+                .unwrap_or_else(|| "AES256".to_owned());
+            if algorithm != "AES256" {
+                return Err(config_error(format!(
+                    "sse-customer-algorithm must be AES256, got {algorithm:?}"
+                )));
+            }
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(&key)
+                .map_err(|e| config_error(format!("sse-customer-key must be valid base64: {e}")))?;
+            if raw.len() != 32 {
+                return Err(config_error(format!(
+                    "sse-customer-key must be 256-bit (32 bytes) when decoded, got {} bytes",
+                    raw.len()
+                )));
+            }
+            let key_md5 = self.sse_customer_key_md5.clone().unwrap_or_else(|| {
+                base64::engine::general_purpose::STANDARD.encode(Md5::digest(&raw))
+            });
+            if let Some(ep) = endpoint {
+                if let Some(rest) = ep.strip_prefix("http://") {
+                    let host = rest.split('/').next().unwrap_or_default();
+                    let name = host
+                        .rsplit_once(':')
+                        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+                        .map_or(host, |(h, _)| h)
+                        .trim_matches(['[', ']']);
+                    let local = name == "localhost"
+                        || name
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback() || is_private(&ip));
+                    if !local {
+                        return Err(config_error(
+                            "sse-customer-key requires HTTPS endpoint (HTTP only allowed for localhost/private networks)",
+                        ));
+                    }
+                }
+            }
+            return Ok(Sse::Customer {
+                algorithm,
+                key,
+                key_md5,
+            });
+        }
+        if let Some(id) = &self.sse_kms_key_id {
+            return Ok(Sse::Kms { key_id: id.clone() });
+        }
+        Ok(Sse::None)
+    }
+}
+
+/// Server-side encryption headers to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Sse {
+    None,
+    Customer {
+        algorithm: String,
+        key: String,
+        key_md5: String,
+    },
+    Kms {
+        key_id: String,
+    },
+}
+
+/// Checked settings with every default applied.
+#[derive(Clone, Debug)]
+pub(crate) struct Resolved {
+    pub flavor: Flavor,
+    pub bucket: String,
+    pub path: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub force_path_style: bool,
+    pub skip_verify: bool,
+    pub sign_payload: bool,
+    pub require_content_md5: bool,
+    pub storage_class: Option<String>,
+    pub part_size: u64,
+    pub concurrency: usize,
+    pub sse: Sse,
+    pub tigris: bool,
+    pub ca_file: Option<PathBuf>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(u: &str) -> S3Settings {
+        S3Settings::from_url(u).unwrap_or_else(|e| panic!("{u}: {e}"))
+    }
+
+    #[test]
+    fn plain_bucket_and_prefix() {
+        let s = parse("s3://my-bucket/a/b/../c/");
+        assert_eq!(s.bucket, "my-bucket");
+        assert_eq!(s.path, "a/c");
+        assert_eq!(s.endpoint, None);
+        let r = s.resolve().expect("resolve");
+        assert!(r.sign_payload && r.require_content_md5 && !r.force_path_style);
+        assert_eq!(r.part_size, DEFAULT_PART_SIZE);
+        assert_eq!(r.concurrency, DEFAULT_CONCURRENCY);
+    }
+
+    #[test]
+    fn query_keys_both_spellings() {
+        let s = parse(
+            "s3://b/p?endpoint=127.0.0.1:9000&region=eu-west-1&forcePathStyle=false\
+             &skip-verify=true&signPayload=false&require-content-md5=false\
+             &storageClass=STANDARD_IA&partSize=10485760&concurrency=3",
+        );
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(s.force_path_style, Some(false));
+        assert!(s.skip_verify);
+        assert_eq!(s.sign_payload, Some(false));
+        assert_eq!(s.require_content_md5, Some(false));
+        assert_eq!(s.storage_class.as_deref(), Some("STANDARD_IA"));
+        assert_eq!(s.part_size, Some(10 << 20));
+        assert_eq!(s.concurrency, Some(3));
+        assert!(S3Settings::from_url("s3://b/p?partSize=0").is_err());
+        assert!(S3Settings::from_url("s3://b/p?concurrency=x").is_err());
+    }
+
+    #[test]
+    fn endpoint_defaults_to_path_style() {
+        let s = parse("s3://b/p?endpoint=https://example.net");
+        assert_eq!(s.force_path_style, Some(true));
+        assert_eq!(s.endpoint.as_deref(), Some("https://example.net"));
+    }
+
+    #[test]
+    fn minio_host_port_is_path_style_http() {
+        let s = parse("s3://mybkt.localhost:9000/db");
+        assert_eq!(s.bucket, "mybkt");
+        assert_eq!(s.endpoint.as_deref(), Some("http://localhost:9000"));
+        assert_eq!(s.force_path_style, Some(true));
+        assert_eq!(s.region.as_deref(), Some(DEFAULT_REGION));
+    }
+
+    #[test]
+    fn aws_virtual_host_names() {
+        let s = parse("s3://bkt.s3.eu-central-1.amazonaws.com/x");
+        assert_eq!(
+            (s.bucket.as_str(), s.region.as_deref()),
+            ("bkt", Some("eu-central-1"))
+        );
+        let s = parse("s3://bkt.s3.amazonaws.com/x");
+        assert_eq!((s.bucket.as_str(), s.region.as_deref()), ("bkt", None));
+        let s = parse("s3://bkt.nyc3.digitaloceanspaces.com/x");
+        assert_eq!(s.bucket, "bkt");
+        assert_eq!(
+            s.endpoint.as_deref(),
+            Some("https://nyc3.digitaloceanspaces.com")
+        );
+    }
+
+    #[test]
+    fn access_point_arn() {
+        let s = parse("s3://arn:aws:s3:us-west-2:123456789012:accesspoint/my-ap/db/prod?region=");
+        assert_eq!(
+            s.bucket,
+            "arn:aws:s3:us-west-2:123456789012:accesspoint/my-ap"
+        );
+        assert_eq!(s.region.as_deref(), Some("us-west-2"));
+        assert_eq!(s.path, "db/prod");
+    }
+
+    #[test]
+    fn oss_host() {
+        let s = parse("oss://bkt.oss-cn-shanghai.aliyuncs.com/db");
+        assert_eq!(s.flavor, Flavor::Oss);
+        assert_eq!(
+            (s.bucket.as_str(), s.region.as_deref()),
+            ("bkt", Some("cn-shanghai"))
+        );
+    }
+
+    #[test]
+    fn yaml_keys() {
+        let mut s = S3Settings::default();
+        s.set("bucket", "b").expect("bucket");
+        s.set("part-size", "10MiB").expect("size");
+        s.set("sign-payload", "false").expect("bool");
+        assert_eq!(s.part_size, Some(10 << 20));
+        assert!(s.set("part-sise", "1").is_err());
+        assert!(s.set("skip-verify", "maybe").is_err());
+        assert_eq!(parse_byte_size("k", "5MB").ok(), Some(5_000_000));
+        assert_eq!(parse_byte_size("k", "1.5 KiB").ok(), Some(1536));
+        s.part_size = Some(1024);
+        assert!(s.resolve().is_err());
+    }
+
+    #[test]
+    fn sse_rules() {
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let mut s = S3Settings {
+            bucket: "b".into(),
+            sse_customer_key: Some(key.clone()),
+            endpoint: Some("http://10.0.0.1:9000".into()),
+            ..S3Settings::default()
+        };
+        let r = s.resolve().expect("private http allowed");
+        assert!(matches!(r.sse, Sse::Customer { ref key_md5, .. } if !key_md5.is_empty()));
+        s.endpoint = Some("http://example.com".into());
+        assert!(s.resolve().is_err());
+        s.endpoint = None;
+        s.sse_kms_key_id = Some("k".into());
+        assert!(s.resolve().is_err());
+        s.sse_customer_key = Some("c2hvcnQ=".into());
+        s.sse_kms_key_id = None;
+        assert!(s.resolve().is_err());
+    }
+
+    #[test]
+    fn provider_presets() {
+        let s = S3Settings {
+            bucket: "b".into(),
+            endpoint: Some("https://fly.storage.tigris.dev".into()),
+            force_path_style: Some(false),
+            ..S3Settings::default()
+        };
+        let r = s.resolve().expect("tigris");
+        assert!(r.tigris && !r.require_content_md5);
+        let s = S3Settings {
+            bucket: "b".into(),
+            endpoint: Some("https://acct.r2.cloudflarestorage.com".into()),
+            ..S3Settings::default()
+        };
+        assert_eq!(s.resolve().expect("r2").concurrency, R2_CONCURRENCY);
+    }
+}

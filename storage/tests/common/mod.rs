@@ -1,0 +1,215 @@
+//! Shared pieces of the S3 tests: the s3s-fs server from `tests/s3/start.sh`, a replica on a
+//! fresh prefix, and a TCP proxy that counts requests and injects faults.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use storage::s3::{RetryPolicy, S3Replica, S3Settings};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub bucket: String,
+}
+
+/// The server from the environment. Without one the test is skipped, unless `LS_INTEROP=1`
+/// (CI) says it must run.
+pub fn server(test: &str) -> Option<Server> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        get("LS_S3_ENDPOINT"),
+        get("LS_S3_ACCESS_KEY"),
+        get("LS_S3_SECRET_KEY"),
+    ) {
+        (Some(endpoint), Some(access_key), Some(secret_key)) => Some(Server {
+            endpoint,
+            access_key,
+            secret_key,
+            bucket: get("LS_S3_BUCKET").unwrap_or_else(|| "ls-test".to_owned()),
+        }),
+        _ => {
+            assert!(
+                std::env::var("LS_INTEROP").as_deref() != Ok("1"),
+                "{test}: LS_INTEROP=1 but LS_S3_ENDPOINT/LS_S3_ACCESS_KEY/LS_S3_SECRET_KEY are \
+                 unset; source tests/s3/start.sh first"
+            );
+            eprintln!("skipping {test}: no S3 server (source tests/s3/start.sh to run it)");
+            None
+        }
+    }
+}
+
+/// A prefix no other test (or earlier run) uses.
+pub fn unique_prefix(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+pub fn settings(s: &Server, endpoint: &str, path: &str) -> S3Settings {
+    S3Settings {
+        bucket: s.bucket.clone(),
+        path: path.to_owned(),
+        endpoint: Some(endpoint.to_owned()),
+        region: Some("us-east-1".to_owned()),
+        access_key_id: Some(s.access_key.clone()),
+        secret_access_key: Some(s.secret_key.clone()),
+        ..S3Settings::default()
+    }
+}
+
+/// Quick retries so fault tests stay fast.
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 5,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+    }
+}
+
+pub fn replica(s: &Server, path: &str) -> S3Replica {
+    S3Replica::with_retry_policy(settings(s, &s.endpoint, path), fast_retry()).expect("replica")
+}
+
+/// What the proxy saw and what it is told to break.
+#[derive(Default)]
+pub struct ProxyState {
+    /// Request heads seen (request line and headers), in order.
+    pub requests: Mutex<Vec<String>>,
+    /// Cut the next response after this many bytes (0 = off); fires once.
+    pub cut_next_response_after: AtomicUsize,
+    /// Answer this many next requests with 503 SlowDown.
+    pub fail_next_with_503: AtomicUsize,
+}
+
+impl ProxyState {
+    pub fn request_count(&self) -> usize {
+        self.requests.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    pub fn heads(&self) -> Vec<String> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+pub struct Proxy {
+    pub endpoint: String,
+    pub state: Arc<ProxyState>,
+}
+
+fn upstream_addr(endpoint: &str) -> String {
+    endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Starts a proxy on 127.0.0.1 in front of the (loopback) S3 server.
+pub async fn proxy(s: &Server) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = Arc::new(ProxyState::default());
+    let upstream = upstream_addr(&s.endpoint);
+    let st = state.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let st = st.clone();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let _ = handle(client, &upstream, st).await;
+            });
+        }
+    });
+    Proxy {
+        endpoint: format!("http://{addr}"),
+        state,
+    }
+}
+
+const SLOWDOWN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+
+async fn handle(client: TcpStream, upstream: &str, st: Arc<ProxyState>) -> std::io::Result<()> {
+    let server = TcpStream::connect(upstream).await?;
+    let (mut cr, cw) = client.into_split();
+    let cw = tokio::sync::Mutex::new(cw);
+    let (mut sr, mut sw) = server.into_split();
+    let up = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = cr.read(&mut buf).await?;
+            if n == 0 {
+                sw.shutdown().await?;
+                return Ok::<_, std::io::Error>(false);
+            }
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            let mut new_request = false;
+            for (i, _) in text.match_indices(" HTTP/1.1\r\n") {
+                let start = text[..i].rfind("\r\n").map_or(0, |p| p + 2);
+                let end = text[i..].find("\r\n\r\n").map_or(text.len(), |p| i + p);
+                if let Ok(mut r) = st.requests.lock() {
+                    r.push(text[start..end].to_owned());
+                }
+                new_request = true;
+            }
+            if new_request
+                && st
+                    .fail_next_with_503
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                    .is_ok()
+            {
+                let resp = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{SLOWDOWN}",
+                    SLOWDOWN.len()
+                );
+                cw.lock().await.write_all(resp.as_bytes()).await?;
+                return Ok(true);
+            }
+            sw.write_all(&buf[..n]).await?;
+        }
+    };
+    let down = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut cut: Option<usize> = None;
+        loop {
+            let n = sr.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            if cut.is_none() {
+                let armed = st.cut_next_response_after.swap(0, Ordering::SeqCst);
+                if armed > 0 {
+                    cut = Some(armed);
+                }
+            }
+            match cut.as_mut() {
+                Some(left) if *left <= n => {
+                    let mut w = cw.lock().await;
+                    w.write_all(&buf[..*left]).await?;
+                    w.flush().await?;
+                    // Drop the connection mid-body.
+                    return Ok(());
+                }
+                Some(left) => {
+                    *left -= n;
+                    cw.lock().await.write_all(&buf[..n]).await?;
+                }
+                None => cw.lock().await.write_all(&buf[..n]).await?,
+            }
+        }
+    };
+    // Either direction ending (or a fault) ends the connection, as a real drop would.
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
+    Ok(())
+}

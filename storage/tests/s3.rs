@@ -1,0 +1,489 @@
+//! The S3 backend against a real S3-compatible server that checks SigV4 (s3s-fs, started by
+//! `tests/s3/start.sh`), with a fault-injecting proxy in front where a test needs one.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ltx_codec::{Level, TxId};
+use storage::s3::{S3Replica, S3Settings};
+use storage::{open_replica, Body, ReplicaClient};
+
+use common::{fast_retry, proxy, replica, server, settings, unique_prefix};
+
+fn ts(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(u32::from(seed)) as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_list_read_delete() {
+    let Some(srv) = server("write_list_read_delete") else {
+        return;
+    };
+    let prefix = unique_prefix("basic");
+    let r = replica(&srv, &prefix);
+    assert_eq!(r.kind(), "s3");
+    assert!(r.ltx_files(Level(0)).await.expect("empty level").is_empty());
+
+    let created = ts(1_795_665_906_229);
+    for i in [3u64, 1, 2] {
+        let info = r
+            .write_ltx(
+                Level(0),
+                TxId(i),
+                TxId(i),
+                Body::Bytes(Bytes::from(pattern(100 + i as usize, i as u8))),
+                created,
+            )
+            .await
+            .expect("write");
+        assert_eq!(info.size, 100 + i);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snap = dir.path().join("snap.ltx");
+    std::fs::write(&snap, pattern(70_000, 9)).expect("write file");
+    r.write_ltx(Level(9), TxId(1), TxId(3), Body::File(snap), created)
+        .await
+        .expect("write file body");
+
+    // Layout of §3.1: <path>/<level %04x>/<min>-<max>.ltx
+    let fresh = replica(&srv, &prefix);
+    let keys: Vec<String> = fresh
+        .list_prefix(&format!("{prefix}/"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            format!("{prefix}/0000/0000000000000001-0000000000000001.ltx"),
+            format!("{prefix}/0000/0000000000000002-0000000000000002.ltx"),
+            format!("{prefix}/0000/0000000000000003-0000000000000003.ltx"),
+            format!("{prefix}/0009/0000000000000001-0000000000000003.ltx"),
+        ]
+    );
+    let files = fresh.ltx_files(Level(0)).await.expect("list level");
+    assert_eq!(
+        files
+            .iter()
+            .map(|f| (f.min_txid.0, f.size))
+            .collect::<Vec<_>>(),
+        vec![(1, 101), (2, 102), (3, 103)]
+    );
+    let l9 = fresh.ltx_files(Level(9)).await.expect("list l9");
+    assert_eq!(l9.len(), 1);
+    assert_eq!(l9[0].size, 70_000);
+
+    // Metadata carries the creation time; the listing carries LastModified.
+    assert_eq!(
+        fresh
+            .metadata_timestamp(Level(0), TxId(2), TxId(2))
+            .await
+            .expect("head"),
+        Some(created)
+    );
+    let with_meta = fresh.ltx_files_with_metadata(Level(0)).await.expect("meta");
+    assert!(with_meta.iter().all(|f| f.created_at == created));
+
+    let whole = fresh
+        .read_range(Level(9), TxId(1), TxId(3), 0, None)
+        .await
+        .expect("read");
+    assert_eq!(&whole[..], &pattern(70_000, 9)[..]);
+    let part = fresh
+        .read_range(Level(9), TxId(1), TxId(3), 1000, Some(50))
+        .await
+        .expect("range");
+    assert_eq!(&part[..], &pattern(70_000, 9)[1000..1050]);
+    let tail = fresh
+        .read_range(Level(9), TxId(1), TxId(3), 69_990, None)
+        .await
+        .expect("tail");
+    assert_eq!(tail.len(), 10);
+    let at_end = fresh
+        .read_range(Level(9), TxId(1), TxId(3), 70_000, None)
+        .await
+        .expect("empty read at the end");
+    assert!(at_end.is_empty());
+    assert!(fresh
+        .read_range(Level(9), TxId(1), TxId(3), 69_990, Some(20))
+        .await
+        .is_err());
+    assert!(fresh
+        .read_range(Level(9), TxId(1), TxId(3), 80_000, None)
+        .await
+        .is_err());
+    let missing = fresh.read_range(Level(0), TxId(7), TxId(7), 0, None).await;
+    assert!(missing.is_err_and(|e| e.is_not_found()));
+
+    fresh.delete_ltx(&files[..2]).await.expect("delete");
+    assert_eq!(fresh.ltx_files(Level(0)).await.expect("cached").len(), 1);
+    fresh.invalidate_cache();
+    assert_eq!(fresh.ltx_files(Level(0)).await.expect("relist").len(), 1);
+    // Deleting what is already gone is fine.
+    fresh.delete_ltx(&files[..2]).await.expect("delete again");
+
+    fresh.delete_all().await.expect("delete all");
+    fresh.invalidate_cache();
+    assert!(fresh.ltx_files(Level(0)).await.expect("l0").is_empty());
+    assert!(fresh.ltx_files(Level(9)).await.expect("l9").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_replica_sends_no_requests() {
+    let Some(srv) = server("idle_replica_sends_no_requests") else {
+        return;
+    };
+    let p = proxy(&srv).await;
+    let prefix = unique_prefix("idle");
+    let r = S3Replica::with_retry_policy(settings(&srv, &p.endpoint, &prefix), fast_retry())
+        .expect("replica");
+    assert_eq!(p.state.request_count(), 0, "building a replica is free");
+    r.ltx_files(Level(0)).await.expect("list");
+    let after_first_list = p.state.request_count();
+    assert_eq!(after_first_list, 1);
+    for _ in 0..5 {
+        r.ltx_files(Level(0)).await.expect("list again");
+    }
+    assert_eq!(
+        p.state.request_count(),
+        after_first_list,
+        "listing is cached"
+    );
+    let t = ts(1_700_000_000_000);
+    r.write_ltx(
+        Level(0),
+        TxId(1),
+        TxId(1),
+        Body::Bytes(Bytes::from_static(b"x")),
+        t,
+    )
+    .await
+    .expect("write");
+    assert_eq!(p.state.request_count(), after_first_list + 1, "one PUT");
+    let files = r.ltx_files(Level(0)).await.expect("list after write");
+    assert_eq!(files.len(), 1, "our own write is in the cached listing");
+    assert_eq!(p.state.request_count(), after_first_list + 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        p.state.request_count(),
+        after_first_list + 1,
+        "no background traffic"
+    );
+    r.delete_all().await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_upload_above_part_size() {
+    let Some(srv) = server("multipart_upload_above_part_size") else {
+        return;
+    };
+    let p = proxy(&srv).await;
+    let prefix = unique_prefix("multipart");
+    let mut s = settings(&srv, &p.endpoint, &prefix);
+    s.part_size = Some(5 * 1024 * 1024);
+    s.concurrency = Some(2);
+    let r = S3Replica::with_retry_policy(s, fast_retry()).expect("replica");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("snapshot.ltx");
+    let size = 12 * 1024 * 1024 + 12_345;
+    let data = pattern(size, 3);
+    std::fs::write(&path, &data).expect("write");
+    let created = ts(1_700_000_123_456);
+    let info = r
+        .write_ltx(Level(9), TxId(1), TxId(42), Body::File(path), created)
+        .await
+        .expect("multipart upload");
+    assert_eq!(info.size, size as u64);
+    let heads = p.state.heads();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.starts_with("POST") && h.contains("?uploads")),
+        "{heads:?}"
+    );
+    let parts = heads
+        .iter()
+        .filter(|h| h.starts_with("PUT") && h.contains("partNumber="))
+        .count();
+    assert_eq!(parts, 3, "{heads:?}");
+    assert!(heads
+        .iter()
+        .any(|h| h.starts_with("POST") && h.contains("uploadId=")));
+
+    let fresh = replica(&srv, &prefix);
+    let l9 = fresh.ltx_files(Level(9)).await.expect("list");
+    assert_eq!(l9.len(), 1);
+    assert_eq!(l9[0].size, size as u64);
+    let back = fresh
+        .read_range(Level(9), TxId(1), TxId(42), 0, None)
+        .await
+        .expect("read back");
+    assert!(back[..] == data[..], "multipart object differs");
+    assert_eq!(
+        fresh
+            .metadata_timestamp(Level(9), TxId(1), TxId(42))
+            .await
+            .expect("meta"),
+        Some(created)
+    );
+
+    // The same from memory.
+    let info = r
+        .write_ltx(
+            Level(9),
+            TxId(1),
+            TxId(43),
+            Body::Bytes(Bytes::from(data.clone())),
+            created,
+        )
+        .await
+        .expect("multipart from bytes");
+    assert_eq!(info.size, size as u64);
+    let back = fresh
+        .read_range(Level(9), TxId(1), TxId(43), size as u64 - 100, None)
+        .await
+        .expect("tail");
+    assert_eq!(&back[..], &data[size - 100..]);
+    fresh.delete_all().await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_and_deleting_more_than_1000_objects() {
+    let Some(srv) = server("listing_and_deleting_more_than_1000_objects") else {
+        return;
+    };
+    let p = proxy(&srv).await;
+    let prefix = unique_prefix("many");
+    let r = Arc::new(
+        S3Replica::with_retry_policy(settings(&srv, &p.endpoint, &prefix), fast_retry())
+            .expect("replica"),
+    );
+    let n = 1100u64;
+    let mut set = tokio::task::JoinSet::new();
+    let mut next = 1u64;
+    while next <= n || !set.is_empty() {
+        while set.len() < 16 && next <= n {
+            let r = r.clone();
+            let i = next;
+            set.spawn(async move {
+                r.write_ltx(
+                    Level(1),
+                    TxId(i),
+                    TxId(i),
+                    Body::Bytes(Bytes::from(vec![i as u8; 8])),
+                    ts(1_700_000_000_000),
+                )
+                .await
+            });
+            next += 1;
+        }
+        if let Some(done) = set.join_next().await {
+            done.expect("task").expect("write");
+        }
+    }
+    r.invalidate_cache();
+    let before = p.state.request_count();
+    let files = r.ltx_files(Level(1)).await.expect("list");
+    assert_eq!(files.len(), n as usize);
+    assert!(files.windows(2).all(|w| w[0].min_txid < w[1].min_txid));
+    let lists: Vec<String> = p.state.heads()[before..].to_vec();
+    assert!(lists.len() >= 2, "expected several pages: {lists:?}");
+    assert!(
+        lists.iter().any(|h| h.contains("continuation-token=")),
+        "{lists:?}"
+    );
+
+    let before = p.state.request_count();
+    r.delete_ltx(&files).await.expect("delete 1100");
+    let deletes: Vec<String> = p.state.heads()[before..]
+        .iter()
+        .filter(|h| h.starts_with("POST") && h.contains("?delete"))
+        .cloned()
+        .collect();
+    assert_eq!(deletes.len(), 2, "1000 + 100: {deletes:?}");
+    r.invalidate_cache();
+    assert!(r.ltx_files(Level(1)).await.expect("relist").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranged_read_resumes_after_dropped_connection() {
+    let Some(srv) = server("ranged_read_resumes_after_dropped_connection") else {
+        return;
+    };
+    let p = proxy(&srv).await;
+    let prefix = unique_prefix("resume");
+    let r = S3Replica::with_retry_policy(settings(&srv, &p.endpoint, &prefix), fast_retry())
+        .expect("replica");
+    let data = pattern(600_000, 5);
+    r.write_ltx(
+        Level(0),
+        TxId(5),
+        TxId(5),
+        Body::Bytes(Bytes::from(data.clone())),
+        ts(1_700_000_000_000),
+    )
+    .await
+    .expect("write");
+
+    // Whole-file read, cut after ~200 KB of the response.
+    let before = p.state.request_count();
+    p.state
+        .cut_next_response_after
+        .store(200_000, std::sync::atomic::Ordering::SeqCst);
+    let got = r
+        .read_range(Level(0), TxId(5), TxId(5), 0, None)
+        .await
+        .expect("resumed read");
+    assert!(got[..] == data[..], "resumed read differs");
+    let gets: Vec<String> = p.state.heads()[before..].to_vec();
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    let resume = gets[1].to_ascii_lowercase();
+    assert!(resume.contains("range: bytes="), "{resume}");
+    assert!(resume.contains("if-match:"), "{resume}");
+
+    // A bounded range, cut in the middle too.
+    let before = p.state.request_count();
+    p.state
+        .cut_next_response_after
+        .store(50_000, std::sync::atomic::Ordering::SeqCst);
+    let got = r
+        .read_range(Level(0), TxId(5), TxId(5), 100_000, Some(300_000))
+        .await
+        .expect("resumed range");
+    assert!(got[..] == data[100_000..400_000], "resumed range differs");
+    assert_eq!(p.state.request_count() - before, 2);
+    r.delete_all().await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowdown_is_retried() {
+    let Some(srv) = server("slowdown_is_retried") else {
+        return;
+    };
+    let p = proxy(&srv).await;
+    let prefix = unique_prefix("slowdown");
+    let r = S3Replica::with_retry_policy(settings(&srv, &p.endpoint, &prefix), fast_retry())
+        .expect("replica");
+    p.state
+        .fail_next_with_503
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    assert!(r
+        .ltx_files(Level(0))
+        .await
+        .expect("list after 2x 503")
+        .is_empty());
+    assert_eq!(p.state.request_count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_retryable_errors_are_reported_once_and_clearly() {
+    let Some(srv) = server("non_retryable_errors_are_reported_once_and_clearly") else {
+        return;
+    };
+    let p = proxy(&srv).await;
+    let mut s = settings(&srv, &p.endpoint, "db");
+    s.secret_access_key = Some("wrong-secret".to_owned());
+    let r = S3Replica::with_retry_policy(s, fast_retry()).expect("replica");
+    let err = r
+        .read_range(Level(0), TxId(1), TxId(1), 0, None)
+        .await
+        .expect_err("bad signature");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "s3://{}/db/0000/0000000000000001-0000000000000001.ltx",
+            srv.bucket
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("403"), "{msg}");
+    assert_eq!(p.state.request_count(), 1, "a bad signature is not retried");
+
+    let mut s = settings(&srv, &p.endpoint, "db");
+    s.bucket = "no-such-bucket-here".to_owned();
+    let r = S3Replica::with_retry_policy(s, fast_retry()).expect("replica");
+    let before = p.state.request_count();
+    let err = r.ltx_files(Level(0)).await.expect_err("missing bucket");
+    let msg = err.to_string();
+    assert!(msg.contains("no-such-bucket-here"), "{msg}");
+    assert!(msg.contains("NoSuchBucket"), "{msg}");
+    assert_eq!(p.state.request_count() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_replica_from_url_with_env_credentials() {
+    let Some(srv) = server("open_replica_from_url_with_env_credentials") else {
+        return;
+    };
+    let prefix = unique_prefix("url");
+    // Only this test relies on variables; the others pass keys explicitly.
+    std::env::set_var("LITESTREAM_ACCESS_KEY_ID", &srv.access_key);
+    std::env::set_var("LITESTREAM_SECRET_ACCESS_KEY", &srv.secret_key);
+    let url = format!(
+        "s3://{}/{prefix}?endpoint={}&region=us-east-1&partSize=5MiB&concurrency=2",
+        srv.bucket, srv.endpoint
+    );
+    let r = open_replica(&url).expect("open");
+    assert_eq!(r.kind(), "s3");
+    r.write_ltx(
+        Level(0),
+        TxId(1),
+        TxId(1),
+        Body::Bytes(Bytes::from_static(b"hello")),
+        ts(1_700_000_000_000),
+    )
+    .await
+    .expect("write via URL replica");
+    let again = open_replica(&url).expect("open");
+    let files = again.ltx_files(Level(0)).await.expect("list");
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        &again
+            .read_range(Level(0), TxId(1), TxId(1), 0, None)
+            .await
+            .expect("read")[..],
+        b"hello"
+    );
+    again.delete_all().await.expect("cleanup");
+
+    let s = S3Settings::from_url(&url).expect("settings");
+    assert_eq!(s.part_size, Some(5 << 20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_payload_and_no_md5_also_work() {
+    let Some(srv) = server("unsigned_payload_and_no_md5_also_work") else {
+        return;
+    };
+    let prefix = unique_prefix("unsigned");
+    let mut s = settings(&srv, &srv.endpoint, &prefix);
+    s.sign_payload = Some(false);
+    s.require_content_md5 = Some(false);
+    let r = S3Replica::with_retry_policy(s, fast_retry()).expect("replica");
+    r.write_ltx(
+        Level(2),
+        TxId(1),
+        TxId(9),
+        Body::Bytes(Bytes::from(pattern(1000, 1))),
+        ts(1_700_000_000_000),
+    )
+    .await
+    .expect("unsigned put");
+    assert_eq!(r.ltx_files(Level(2)).await.expect("list").len(), 1);
+    r.delete_all().await.expect("delete without md5");
+}
