@@ -108,14 +108,9 @@ impl S3Replica {
         self.client.cfg.flavor.kind()
     }
 
-    /// `<path>/<level %04x>/` (no leading slash when the path is empty).
+    /// `<path>/<level %04x>/`, joined as Litestream joins it (see [`S3Settings::path`]).
     pub fn level_prefix(&self, level: Level) -> String {
-        let p = &self.client.cfg.path;
-        if p.is_empty() {
-            format!("{:04x}/", level.0)
-        } else {
-            format!("{p}/{:04x}/", level.0)
-        }
+        format!("{}/{:04x}/", self.client.cfg.path, level.0)
     }
 
     pub fn ltx_key(&self, level: Level, min: TxId, max: TxId) -> String {
@@ -453,11 +448,7 @@ impl ReplicaClient for S3Replica {
 
     /// Deletes every object under the replica path, as Litestream's `DeleteAll` does.
     async fn delete_all(&self) -> Result<()> {
-        let prefix = if self.path().is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.path())
-        };
+        let prefix = format!("{}/", self.path());
         {
             let mut c = self.cache();
             c.version += 1;

@@ -47,7 +47,9 @@ pub struct S3Settings {
     pub secret_access_key: Option<String>,
     pub region: Option<String>,
     pub bucket: String,
-    /// Key prefix inside the bucket, without leading or trailing slashes.
+    /// Key prefix: objects are `<path>/<level %04x>/<file>` exactly as Litestream joins them,
+    /// so an empty path gives keys that start with `/` (and `s3://bucket` without a slash gives
+    /// `.`, as Go's `path.Clean("")` does); replicas at a bucket root stay shared with Litestream.
     pub path: String,
     pub endpoint: Option<String>,
     pub force_path_style: Option<bool>,
@@ -289,7 +291,17 @@ fn parse_oss_host(host: &str) -> (String, Option<String>) {
     (host.to_owned(), None)
 }
 
-/// `path.Clean` of a URL path, without leading slash; "" for the bucket root.
+/// Litestream's URL path handling: `strings.TrimPrefix(path.Clean(p), "/")`.
+fn go_clean_trim(p: &str) -> String {
+    let cleaned = clean_path(p);
+    if cleaned.is_empty() && !p.starts_with('/') {
+        ".".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// `path.Clean` of a path, without leading slash; "" for the root.
 fn clean_path(p: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for seg in p.split('/') {
@@ -384,11 +396,14 @@ impl S3Settings {
             s.region = bucket.split(':').nth(3).and_then(non_empty);
             s.path = clean_path(key);
         } else {
-            let (host, path) = before_query.split_once('/').unwrap_or((before_query, ""));
+            let (host, path) = match before_query.split_once('/') {
+                Some((h, p)) => (h, format!("/{p}")),
+                None => (before_query, String::new()),
+            };
             if host.contains('@') {
                 return Err(invalid(url, "credentials in an s3 URL are not supported"));
             }
-            s.path = clean_path(&percent_decode(path).ok_or_else(|| invalid(url, "bad path"))?);
+            s.path = go_clean_trim(&percent_decode(&path).ok_or_else(|| invalid(url, "bad path"))?);
             match flavor {
                 Flavor::S3 => {
                     let (bucket, region, endpoint, path_style) = parse_s3_host(host);
@@ -458,7 +473,7 @@ impl S3Settings {
             "secret-access-key" | "secretAccessKey" => self.secret_access_key = non_empty(v),
             "region" => self.region = non_empty(v),
             "bucket" => self.bucket = v.to_owned(),
-            "path" => self.path = clean_path(v),
+            "path" => self.path = v.to_owned(),
             "endpoint" => self.endpoint = non_empty(v).map(|e| ensure_endpoint_scheme(&e)),
             "force-path-style" | "forcePathStyle" => {
                 self.force_path_style = Some(parse_bool(key, v)?)
@@ -520,7 +535,7 @@ impl S3Settings {
         Ok(Resolved {
             flavor: self.flavor,
             bucket: self.bucket.clone(),
-            path: clean_path(&self.path),
+            path: self.path.clone(),
             region: self.region.clone(),
             endpoint,
             force_path_style,
@@ -664,6 +679,14 @@ mod tests {
         assert!(r.sign_payload && r.require_content_md5 && !r.force_path_style);
         assert_eq!(r.part_size, DEFAULT_PART_SIZE);
         assert_eq!(r.concurrency, DEFAULT_CONCURRENCY);
+    }
+
+    #[test]
+    fn bucket_root_paths_match_litestream() {
+        assert_eq!(parse("s3://b").path, ".");
+        assert_eq!(parse("s3://b/").path, "");
+        assert_eq!(parse("s3://b/x/").path, "x");
+        assert_eq!(parse("s3://b/%20a").path, " a");
     }
 
     #[test]
