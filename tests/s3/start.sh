@@ -57,12 +57,15 @@ ls_s3_start() {
   export LS_S3_SECRET_KEY="$secret_key"
   export LS_S3_BUCKET="$bucket"
   export LS_S3_DATA_DIR="$state/data"
+  # No test may fall through to the EC2 metadata address when it lacks keys.
+  export AWS_EC2_METADATA_DISABLED=true
   {
     echo "export LS_S3_ENDPOINT=$LS_S3_ENDPOINT"
     echo "export LS_S3_ACCESS_KEY=$LS_S3_ACCESS_KEY"
     echo "export LS_S3_SECRET_KEY=$LS_S3_SECRET_KEY"
     echo "export LS_S3_BUCKET=$LS_S3_BUCKET"
     echo "export LS_S3_DATA_DIR=$LS_S3_DATA_DIR"
+    echo "export AWS_EC2_METADATA_DISABLED=true"
   } >"$state/env"
   echo "[s3] s3s-fs listening on $LS_S3_ENDPOINT (pid $(cat "$state/pid"), data $state/data)" >&2
 }

@@ -919,8 +919,11 @@ mod tests {
     use super::*;
     use crate::s3::settings::S3Settings;
 
+    /// Always with keys: a unit test must never fall through to the instance metadata service.
     fn client(url: &str) -> S3Client {
-        let s = S3Settings::from_url(url).expect("url");
+        let mut s = S3Settings::from_url(url).expect("url");
+        s.access_key_id = Some("AKIDTEST".into());
+        s.secret_access_key = Some("secret".into());
         S3Client::new(s.resolve().expect("resolve")).expect("client")
     }
 
@@ -965,6 +968,56 @@ mod tests {
         let c = client("oss://bkt.oss-cn-beijing.aliyuncs.com/db");
         let (t, _) = c.locate(Some("k"), "cn-beijing");
         assert_eq!(t.host, "bkt.oss-cn-beijing.aliyuncs.com");
+    }
+
+    #[tokio::test]
+    async fn bucket_location_lookup() {
+        let (url, seen) = crate::s3::test_server::serve(3, |req| {
+            if req.starts_with("GET /eu-bkt?location ") {
+                (200, "<?xml version=\"1.0\"?><LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">eu-west-2</LocationConstraint>".to_owned())
+            } else if req.starts_with("GET /us-bkt?location ") {
+                (200, "<LocationConstraint/>".to_owned())
+            } else {
+                (404, "<Error><Code>NoSuchBucket</Code><Message>none</Message></Error>".to_owned())
+            }
+        })
+        .await;
+        let (target, base) = parse_http_url(&url).expect("url");
+        for (bucket, want) in [
+            ("eu-bkt", Some("eu-west-2")),
+            ("us-bkt", Some("us-east-1")),
+            ("nope", None),
+        ] {
+            let c = client(&format!("s3://{bucket}/db?endpoint={url}"));
+            let got = c.bucket_location(&target, &base).await;
+            assert_eq!(got.as_deref().ok(), want, "{bucket}: {got:?}");
+        }
+        let seen = seen.lock().map(|v| v.clone()).unwrap_or_default();
+        assert!(
+            seen[0].contains("/us-east-1/s3/aws4_request"),
+            "{}",
+            seen[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn connection_errors_are_retried_then_reported() {
+        // A port that was just free: connecting is refused.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        drop(l);
+        let mut c = client(&format!(
+            "s3://bkt/db?endpoint=http://127.0.0.1:{port}&region=us-east-1"
+        ));
+        c.retry = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        };
+        let err = c.list_page("db/0000/", None).await.expect_err("refused");
+        assert!(err.retryable);
+        assert!(err.to_string().contains("s3://bkt"), "{err}");
+        assert!(err.to_string().contains("connect"), "{err}");
     }
 
     #[test]

@@ -241,22 +241,36 @@ async fn from_ecs(pool: &Pool) -> Option<Result<Credentials, String>> {
         Some(p) => std::fs::read_to_string(p).ok().map(|t| t.trim().to_owned()),
         None => env("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
     };
+    Some(fetch_ecs(pool, &url, token.as_deref()).await)
+}
+
+async fn fetch_ecs(pool: &Pool, url: &str, token: Option<&str>) -> Result<Credentials, String> {
     let mut headers = vec![("accept", "application/json")];
-    if let Some(t) = token.as_deref() {
+    if let Some(t) = token {
         headers.push(("authorization", t));
     }
-    Some(match fetch(pool, "GET", &url, &headers).await {
+    match fetch(pool, "GET", url, &headers).await {
         Ok((200, body)) => parse_role_json(&body),
         Ok((status, _)) => Err(format!("ECS credentials endpoint answered {status}")),
         Err(e) => Err(format!("ECS credentials endpoint: {e}")),
-    })
+    }
 }
 
 async fn from_imds(pool: &Pool) -> Option<Result<Credentials, String>> {
     if env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return None;
     }
-    let base = env("AWS_EC2_METADATA_SERVICE_ENDPOINT").unwrap_or_else(|| IMDS_ENDPOINT.to_owned());
+    let base = match env("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+        Some(e) => e,
+        // Unit tests only ever talk to loopback stand-ins.
+        None if cfg!(test) => return None,
+        None => IMDS_ENDPOINT.to_owned(),
+    };
+    Some(fetch_imds(pool, &base).await)
+}
+
+/// IMDSv2: a session token first, then the role name, then its credentials.
+async fn fetch_imds(pool: &Pool, base: &str) -> Result<Credentials, String> {
     let base = base.trim_end_matches('/');
     let run = async {
         let (status, token) = fetch(
@@ -289,7 +303,7 @@ async fn from_imds(pool: &Pool) -> Option<Result<Credentials, String>> {
         }
         parse_role_json(&body)
     };
-    Some(run.await)
+    run.await
 }
 
 /// Resolves and caches credentials for one client.
@@ -453,14 +467,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ecs_task_role() {
+        let (url, seen) = crate::s3::test_server::serve(2, |req| {
+            if req.to_ascii_lowercase().contains("authorization: secret-token") {
+                (
+                    200,
+                    r#"{"AccessKeyId":"ASIAECS","SecretAccessKey":"s","Token":"t","Expiration":"2099-01-01T00:00:00Z"}"#.to_owned(),
+                )
+            } else {
+                (401, String::new())
+            }
+        })
+        .await;
+        let pool = Pool::new(None);
+        let c = fetch_ecs(
+            &pool,
+            &format!("{url}/v2/credentials/abc"),
+            Some("secret-token"),
+        )
+        .await
+        .expect("creds");
+        assert_eq!(c.access_key_id, "ASIAECS");
+        assert!(fetch_ecs(&pool, &format!("{url}/v2/credentials/abc"), None)
+            .await
+            .is_err());
+        let seen = seen.lock().map(|v| v.clone()).unwrap_or_default();
+        assert!(seen[0].starts_with("GET /v2/credentials/abc HTTP/1.1"));
+    }
+
+    #[tokio::test]
     async fn imds_v2_flow() {
         let (url, server) = fake_imds().await;
-        // Only this test touches these variables, and it sets the endpoint to loopback before
-        // anything could reach a real metadata address.
-        std::env::set_var("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url);
         let pool = Pool::new(None);
-        let got = from_imds(&pool).await.expect("enabled").expect("creds");
-        std::env::remove_var("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+        let got = fetch_imds(&pool, &url).await.expect("creds");
         assert_eq!(got.access_key_id, "ASIAIMDS");
         assert_eq!(got.session_token.as_deref(), Some("tk"));
         let seen = server.await.expect("server");

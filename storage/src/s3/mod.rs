@@ -14,6 +14,8 @@ mod pool;
 mod retry;
 pub mod settings;
 mod sign;
+#[cfg(test)]
+mod test_server;
 mod time;
 mod xml;
 

@@ -1,0 +1,54 @@
+//! A loopback HTTP/1.1 server for unit tests: answers each request (one per connection) with
+//! what a closure returns for the request text, and records the requests.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub(crate) type Seen = Arc<Mutex<Vec<String>>>;
+
+/// Serves up to `n` requests; returns the base URL and the requests seen.
+pub(crate) async fn serve(
+    n: usize,
+    answer: impl Fn(&str) -> (u16, String) + Send + Sync + 'static,
+) -> (String, Seen) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        for _ in 0..n {
+            let Ok((mut sock, _)) = l.accept().await else {
+                break;
+            };
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut len = 0;
+            // Read the head (and a small body) until the blank line.
+            while len < buf.len() {
+                let Ok(k) = sock.read(&mut buf[len..]).await else {
+                    break;
+                };
+                if k == 0 {
+                    break;
+                }
+                len += k;
+                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            let req = String::from_utf8_lossy(&buf[..len]).to_string();
+            let (status, body) = answer(&req);
+            if let Ok(mut v) = s.lock() {
+                v.push(req);
+            }
+            let resp = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
