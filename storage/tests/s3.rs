@@ -487,3 +487,62 @@ async fn unsigned_payload_and_no_md5_also_work() {
     assert_eq!(r.ltx_files(Level(2)).await.expect("list").len(), 1);
     r.delete_all().await.expect("delete without md5");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_endpoint_with_ca_file_and_skip_verify() {
+    let Some(srv) = server("https_endpoint_with_ca_file_and_skip_verify") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((ca, cert, key)) = common::test_certificates(dir.path()) else {
+        return;
+    };
+    let port = common::tls_proxy(&srv, &cert, &key).await;
+    let endpoint = format!("https://localhost:{port}");
+    let prefix = unique_prefix("tls");
+
+    // Trusted through the configured CA file.
+    let mut s = settings(&srv, &endpoint, &prefix);
+    s.ca_file = Some(ca);
+    let r = S3Replica::with_retry_policy(s, fast_retry()).expect("replica");
+    r.write_ltx(
+        Level(0),
+        TxId(1),
+        TxId(1),
+        Body::Bytes(Bytes::from(pattern(5000, 2))),
+        ts(1_700_000_000_000),
+    )
+    .await
+    .expect("write over TLS");
+    let back = r
+        .read_range(Level(0), TxId(1), TxId(1), 0, None)
+        .await
+        .expect("read over TLS");
+    assert_eq!(&back[..], &pattern(5000, 2)[..]);
+
+    // Unknown issuer (the test CA is not trusted here): refused, verified by default, and reported without retrying.
+    let untrusted = S3Replica::with_retry_policy(settings(&srv, &endpoint, &prefix), fast_retry())
+        .expect("replica");
+    let started = std::time::Instant::now();
+    let err = untrusted
+        .ltx_files(Level(0))
+        .await
+        .expect_err("self-signed certificate must be rejected");
+    assert!(
+        err.to_string().to_ascii_lowercase().contains("certificate"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // skipVerify opts out.
+    let url = format!(
+        "s3://{}/{prefix}?endpoint={endpoint}&region=us-east-1&skipVerify=true",
+        srv.bucket
+    );
+    let mut s = S3Settings::from_url(&url).expect("url");
+    s.access_key_id = Some(srv.access_key.clone());
+    s.secret_access_key = Some(srv.secret_key.clone());
+    let insecure = S3Replica::with_retry_policy(s, fast_retry()).expect("replica");
+    assert_eq!(insecure.ltx_files(Level(0)).await.expect("list").len(), 1);
+    insecure.delete_all().await.expect("cleanup");
+}

@@ -484,10 +484,15 @@ impl S3Client {
         let http_req = self
             .build(req, dest, digests, body, &creds)
             .map_err(AttemptError::Local)?;
-        let mut conn =
-            self.pool.checkout(target).await.map_err(|e| {
-                AttemptError::Transport(format!("connect {}: {e}", target.authority()))
-            })?;
+        let mut conn = self.pool.checkout(target).await.map_err(|e| {
+            let msg = format!("connect {}: {e}", target.authority());
+            // A certificate the server will keep presenting is not cured by asking again.
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                AttemptError::Local(msg)
+            } else {
+                AttemptError::Transport(msg)
+            }
+        })?;
         let limit = HEAD_TIMEOUT + Duration::from_secs(req.payload.len() / MIN_UPLOAD_RATE);
         let resp = tokio::time::timeout(limit, conn.sender.send_request(http_req))
             .await

@@ -213,3 +213,116 @@ async fn handle(client: TcpStream, upstream: &str, st: Arc<ProxyState>) -> std::
     }
     Ok(())
 }
+
+/// A test CA and a `localhost`/127.0.0.1 server certificate it signed, made with the
+/// `openssl` CLI: `(ca, cert, key)`. `None` (test skipped) where there is no openssl.
+pub fn test_certificates(
+    dir: &std::path::Path,
+) -> Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    let p = |n: &str| dir.join(n);
+    let ext = p("leaf.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .ok()?;
+    let run = |args: &[std::ffi::OsString]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let ec = [
+        os("-newkey"),
+        os("ec"),
+        os("-pkeyopt"),
+        os("ec_paramgen_curve:prime256v1"),
+        os("-nodes"),
+    ];
+    let mut ca_args = vec![
+        os("req"),
+        os("-x509"),
+        os("-days"),
+        os("2"),
+        os("-subj"),
+        os("/CN=ls-test-ca"),
+    ];
+    ca_args.extend(ec.iter().cloned());
+    ca_args.extend([
+        os("-keyout"),
+        p("ca.key").into(),
+        os("-out"),
+        p("ca.pem").into(),
+    ]);
+    let mut csr_args = vec![os("req"), os("-subj"), os("/CN=localhost")];
+    csr_args.extend(ec.iter().cloned());
+    csr_args.extend([
+        os("-keyout"),
+        p("key.pem").into(),
+        os("-out"),
+        p("leaf.csr").into(),
+    ]);
+    let sign_args = vec![
+        os("x509"),
+        os("-req"),
+        os("-days"),
+        os("2"),
+        os("-in"),
+        p("leaf.csr").into(),
+        os("-CA"),
+        p("ca.pem").into(),
+        os("-CAkey"),
+        p("ca.key").into(),
+        os("-CAcreateserial"),
+        os("-extfile"),
+        ext.into(),
+        os("-out"),
+        p("cert.pem").into(),
+    ];
+    if !(run(&ca_args) && run(&csr_args) && run(&sign_args)) {
+        eprintln!("skipping TLS test: openssl could not make certificates");
+        return None;
+    }
+    Some((p("ca.pem"), p("cert.pem"), p("key.pem")))
+}
+
+/// A TLS-terminating proxy on 127.0.0.1 in front of the plain-HTTP server.
+pub async fn tls_proxy(s: &Server, cert: &std::path::Path, key: &std::path::Path) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("cert")
+        .collect::<Result<_, _>>()
+        .expect("certs");
+    let key = PrivateKeyDer::from_pem_file(key).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let upstream = upstream_addr(&s.endpoint);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+            });
+        }
+    });
+    port
+}
