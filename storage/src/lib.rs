@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 
-pub use replica_url::{open_replica, ReplicaUrl};
+pub use replica_url::{open_replica, open_replica_from_config, ReplicaUrl};
 
 /// One LTX file in a replica level.
 #[derive(Clone, Debug, PartialEq, Eq)]

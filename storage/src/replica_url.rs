@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::file::FileReplica;
-use crate::s3::{S3Replica, S3Settings};
+use crate::s3::{Flavor, S3Replica, S3Settings};
 use crate::{Result, SharedReplica, StorageError};
 
 /// A parsed replica URL.
@@ -52,6 +52,27 @@ impl ReplicaUrl {
             ReplicaUrl::S3(s) => s.flavor.kind(),
         }
     }
+}
+
+/// Opens the backend of a YAML replica entry: its `type`, optional `url`, and the backend keys
+/// as written (`bucket`, `path`, `endpoint`, `part-size`, ...). For `file`, use
+/// [`open_replica`] with the path.
+pub fn open_replica_from_config<'a>(
+    kind: &str,
+    url: Option<&str>,
+    settings: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<SharedReplica> {
+    let flavor = match kind {
+        "s3" => Flavor::S3,
+        "oss" => Flavor::Oss,
+        other => {
+            return Err(StorageError::Other(format!(
+                "replica type {other:?} cannot be opened from settings"
+            )))
+        }
+    };
+    let settings = S3Settings::from_config(flavor, url, settings)?;
+    Ok(Arc::new(S3Replica::new(settings)?))
 }
 
 /// Opens the backend a URL names.

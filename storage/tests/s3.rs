@@ -546,3 +546,39 @@ async fn https_endpoint_with_ca_file_and_skip_verify() {
     assert_eq!(insecure.ltx_files(Level(0)).await.expect("list").len(), 1);
     insecure.delete_all().await.expect("cleanup");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_from_yaml_style_settings() {
+    let Some(srv) = server("open_from_yaml_style_settings") else {
+        return;
+    };
+    let prefix = unique_prefix("yaml");
+    let r = storage::open_replica_from_config(
+        "s3",
+        None,
+        [
+            ("bucket", srv.bucket.as_str()),
+            ("path", prefix.as_str()),
+            ("endpoint", srv.endpoint.as_str()),
+            ("region", "us-east-1"),
+            ("access-key-id", srv.access_key.as_str()),
+            ("secret-access-key", srv.secret_key.as_str()),
+            ("part-size", "5MiB"),
+            ("concurrency", "3"),
+            ("storage-class", "STANDARD"),
+        ],
+    )
+    .expect("open from settings");
+    r.write_ltx(
+        Level(3),
+        TxId(1),
+        TxId(2),
+        Body::Bytes(Bytes::from_static(b"yaml")),
+        ts(1_700_000_000_000),
+    )
+    .await
+    .expect("write");
+    let fresh = replica(&srv, &prefix);
+    assert_eq!(fresh.ltx_files(Level(3)).await.expect("list").len(), 1);
+    fresh.delete_all().await.expect("cleanup");
+}

@@ -68,6 +68,28 @@ pub struct S3Settings {
     pub ca_file: Option<PathBuf>,
 }
 
+/// The YAML keys of §6.1 that belong to S3 (and OSS).
+pub const S3_KEYS: &[&str] = &[
+    "access-key-id",
+    "secret-access-key",
+    "region",
+    "bucket",
+    "path",
+    "endpoint",
+    "force-path-style",
+    "skip-verify",
+    "sign-payload",
+    "sign-accept-encoding",
+    "require-content-md5",
+    "storage-class",
+    "part-size",
+    "concurrency",
+    "sse-customer-algorithm",
+    "sse-customer-key",
+    "sse-customer-key-path",
+    "sse-kms-key-id",
+];
+
 fn invalid(url: &str, reason: impl Into<String>) -> StorageError {
     StorageError::InvalidUrl {
         url: url.to_owned(),
@@ -464,6 +486,48 @@ impl S3Settings {
         Ok(s)
     }
 
+    /// Settings of a YAML replica entry, as Litestream's `NewS3ReplicaClientFromConfig` reads
+    /// them: an optional `url` (which must not be combined with `bucket` or `path`), then the
+    /// backend keys exactly as written in the config. Keys of other backends are ignored, as
+    /// Litestream ignores them.
+    pub fn from_config<'a>(
+        flavor: Flavor,
+        url: Option<&str>,
+        settings: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<S3Settings> {
+        let settings: Vec<(&str, &str)> = settings.into_iter().collect();
+        let mut s = match url.filter(|u| !u.is_empty()) {
+            Some(u) => {
+                for (k, _) in &settings {
+                    if *k == "bucket" || *k == "path" {
+                        return Err(config_error(format!(
+                            "cannot specify url & {k} for {} replica",
+                            flavor.kind()
+                        )));
+                    }
+                }
+                S3Settings::from_url(u)?
+            }
+            None => S3Settings {
+                flavor,
+                ..S3Settings::default()
+            },
+        };
+        for (k, v) in settings {
+            match s.set(k, v) {
+                Ok(()) => {}
+                Err(_) if !S3_KEYS.contains(&k) => {
+                    tracing::debug!(key = k, "setting does not apply to an S3 replica");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if s.bucket.is_empty() {
+            return Err(config_error("bucket required for s3 replica"));
+        }
+        Ok(s)
+    }
+
     /// Sets one setting by its YAML key (`part-size`) or URL query key (`partSize`). Unknown
     /// keys are an error so a misspelt option is reported, not ignored.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
@@ -776,6 +840,35 @@ mod tests {
         assert_eq!(parse_byte_size("k", "1.5 KiB").ok(), Some(1536));
         s.part_size = Some(1024);
         assert!(s.resolve().is_err());
+    }
+
+    #[test]
+    fn yaml_entries() {
+        let s = S3Settings::from_config(
+            Flavor::S3,
+            None,
+            [
+                ("bucket", "b"),
+                ("path", "db"),
+                ("endpoint", "http://127.0.0.1:9000"),
+                ("part-size", "8MiB"),
+                ("account-name", "ignored"),
+            ],
+        )
+        .expect("config");
+        assert_eq!((s.bucket.as_str(), s.path.as_str()), ("b", "db"));
+        let r = s.resolve().expect("resolve");
+        assert!(r.force_path_style, "an endpoint implies path style");
+        assert_eq!(r.part_size, 8 << 20);
+        let s = S3Settings::from_config(Flavor::S3, Some("s3://b/x"), [("region", "eu-west-1")])
+            .expect("url + keys");
+        assert_eq!(s.region.as_deref(), Some("eu-west-1"));
+        assert!(S3Settings::from_config(Flavor::S3, Some("s3://b/x"), [("bucket", "c")]).is_err());
+        assert!(S3Settings::from_config(Flavor::S3, None, [("path", "x")]).is_err());
+        assert!(
+            S3Settings::from_config(Flavor::S3, None, [("bucket", "b"), ("part-size", "x")])
+                .is_err()
+        );
     }
 
     #[test]
