@@ -391,3 +391,91 @@ fn same_l0_tree_as_litestream() {
         "L0 trees differ (left: Litestream, right: ls-engine)"
     );
 }
+
+#[test]
+fn database_behind_replica_continues_numbering() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+    let e = Engine::start(&c.config, &c.log);
+    insert_rows(&app, 0, 50, 100);
+    sleep_ms(300);
+    insert_rows(&app, 50, 50, 100);
+    sleep_ms(300);
+    e.stop();
+    let before = l0_names(&c.replica);
+    // Local state lost (§4.9): the engine must adopt the replica's newest L0 and go on from it.
+    std::fs::remove_dir_all(c.root.join(".app.db-litestream")).expect("remove meta");
+    let e = Engine::start(&c.config, &c.log);
+    insert_rows(&app, 100, 50, 100);
+    sleep_ms(400);
+    e.stop();
+    let after = l0_names(&c.replica);
+    assert!(after.len() > before.len(), "{before:?} -> {after:?}");
+    assert_eq!(&after[..before.len()], &before[..]);
+    let log = std::fs::read_to_string(&c.log).expect("log");
+    assert!(log.contains("detected database behind replica"), "{log}");
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
+
+#[test]
+fn one_failing_database_does_not_stop_the_others() {
+    let Some(ls) = litestream() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = (dir.path().join("good.db"), dir.path().join("good-replica"));
+    let bad = (dir.path().join("bad.db"), dir.path().join("bad-replica"));
+    let config = dir.path().join("litestream.yml");
+    fast_config(&config, &[bad.clone(), good.clone()]);
+    let ga = app(&good.0, 4096);
+    setup_table(&ga);
+    let ba = app(&bad.0, 4096);
+    setup_table(&ba);
+    // A corrupt last local L0 file: the bad database cannot verify its position.
+    let corrupt = dir
+        .path()
+        .join(".bad.db-litestream/ltx/0/0000000000000005-0000000000000005.ltx");
+    std::fs::create_dir_all(corrupt.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&corrupt, b"not an ltx file").expect("corrupt");
+
+    let log = dir.path().join("engine.log");
+    let e = Engine::start(&config, &log);
+    for i in 0..5 {
+        insert_rows(&ga, i * 20, 20, 50);
+        insert_rows(&ba, i * 20, 20, 50);
+        sleep_ms(200);
+    }
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("sync error") && text.contains("bad.db"),
+        "bad database error not reported:\n{text}"
+    );
+    // Repair it: the engine retries with backoff and picks it up.
+    std::fs::remove_file(&corrupt).expect("repair");
+    sleep_ms(3000);
+    insert_rows(&ba, 1000, 5, 5);
+    sleep_ms(500);
+    e.stop();
+    std::fs::create_dir_all(dir.path().join("g")).expect("mkdir");
+    assert_restores(&ls, &good.0, &good.1, &dir.path().join("g"));
+    std::fs::create_dir_all(dir.path().join("b")).expect("mkdir");
+    assert_restores(&ls, &bad.0, &bad.1, &dir.path().join("b"));
+}
+
+#[test]
+fn once_flag_and_args_form() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+    insert_rows(&app, 0, 100, 100);
+    let st = std::process::Command::new(ENGINE)
+        .args(["replicate", "-once"])
+        .arg(&c.db)
+        .arg(format!("file://{}", c.replica.display()))
+        .status()
+        .expect("run");
+    assert!(st.success());
+    assert_eq!(l0_names(&c.replica).len(), 1);
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
