@@ -44,7 +44,7 @@ pub struct ReplicateArgs {
     /// Sync once and exit.
     #[arg(long)]
     pub once: bool,
-    /// With -once, also write a snapshot (not supported yet).
+    /// With -once, also write a level-9 snapshot.
     #[arg(long)]
     pub force_snapshot: bool,
     /// With -once, enforce retention (not supported yet).

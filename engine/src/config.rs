@@ -875,6 +875,12 @@ fn read_replica(n: &mut Node<'_>, global: &ReplicaFields) -> Result<ReplicaConfi
         return Err(key_err(&n.key("sync-interval"), "must be greater than 0"));
     }
     let auto_recover = own.auto_recover.or(global.auto_recover).unwrap_or(false);
+    if auto_recover {
+        return Err(key_err(
+            &n.key("auto-recover"),
+            "automatic recovery of local state is not supported yet",
+        ));
+    }
     Ok(ReplicaConfig {
         kind,
         url,
@@ -1081,6 +1087,8 @@ dbs:
         let e =
             err("dbs:\n  - path: /a.db\n    max-sync-wal-bytes: lots\n    replica: {path: /r}\n");
         assert!(e.contains("dbs[0].max-sync-wal-bytes"), "{e}");
+        let e = err("dbs:\n  - path: /a.db\n    replica: {path: /r, auto-recover: true}\n");
+        assert!(e.contains("dbs[0].replica.auto-recover"), "{e}");
         let e = err("snapshot:\n  interval: 0s\n");
         assert!(e.contains("snapshot.interval"), "{e}");
         let e = err("levels:\n  - interval: 0s\n");

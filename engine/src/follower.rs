@@ -503,6 +503,79 @@ impl Follower {
         Ok(result)
     }
 
+    /// A level-9 snapshot `1-<pos>` (§4.10): every page of the database as of the last synced
+    /// WAL offset, from the WAL where it has the page, else from the DB file. `None` before the
+    /// first L0 file.
+    pub fn snapshot_l9(&mut self) -> Result<Option<(TxId, i64, Vec<u8>)>> {
+        if self.db.is_none() || self.pos == TxId::ZERO {
+            return Ok(None);
+        }
+        self.open_db()?.conns.acquire_read_lock()?;
+        let mut end = self.state.last_synced_wal_offset;
+        if end == 0 {
+            let bytes = self.last_l0_bytes()?;
+            let h = Header::decode(&bytes).map_err(|e| Error::ltx("last L0 header", e))?;
+            end = (h.wal_offset + h.wal_size) as u64;
+        }
+        let frame_size = self.frame_size();
+        let od = self
+            .db
+            .as_ref()
+            .ok_or_else(|| Error::Other("database is not open".into()))?;
+        let page_size = od.page_size;
+        let wal_file =
+            File::open(&self.wal_path).map_err(|e| Error::io("open WAL", &self.wal_path, e))?;
+        let wal_len = wal_file
+            .metadata()
+            .map_err(|e| Error::io("stat WAL", &self.wal_path, e))?
+            .len();
+        let map = WalMap::new(&wal_file, wal_len.min(end), &self.wal_path)?;
+        let data = map.bytes();
+        let (committed, salts) =
+            match WalReader::new(data).map_err(|e| Error::ltx("read WAL for snapshot", e))? {
+                Some(mut r) => {
+                    let c = read_committed(&mut r, None);
+                    (c, r.salts())
+                }
+                None => (Committed::default(), (0, 0)),
+            };
+        let db_len = od
+            .file
+            .metadata()
+            .map_err(|e| Error::io("stat database", &self.cfg.path, e))?
+            .len();
+        let commit = if committed.pages.is_empty() {
+            (db_len / u64::from(page_size)) as u32
+        } else {
+            committed.commit
+        };
+        let (wal_offset, wal_size) = if committed.pages.is_empty() {
+            (HDR, 0)
+        } else {
+            (committed.end_offset - frame_size, frame_size)
+        };
+        let ts = now_ms();
+        let mut h = Header::new(page_size, commit, TxId(1), self.pos, ts);
+        h.wal_offset = wal_offset as i64;
+        h.wal_size = wal_size as i64;
+        h.wal_salt1 = salts.0;
+        h.wal_salt2 = salts.1;
+        let pages = l0::page_list(true, &committed.pages, 0, commit, page_size);
+        let src = PageSource {
+            wal: data,
+            wal_pages: &committed.pages,
+            db: &od.file,
+            page_size,
+        };
+        let bytes = l0::encode_with_header(h, &pages, &src)?;
+        if map.faulted() {
+            return Err(Error::Other(
+                "WAL truncated while snapshotting; retry".into(),
+            ));
+        }
+        Ok(Some((self.pos, ts, bytes)))
+    }
+
     fn checkpoint_if_needed(&mut self, orig: u64, new: u64) -> Result<()> {
         let t = self.thresholds();
         if !t.exceeds_truncate(self.state.last_synced_wal_offset) {

@@ -94,9 +94,14 @@ pub fn page_list(
 
 /// Encodes an L0 file into memory.
 pub fn encode(p: &L0Params, pages: &[u32], src: &PageSource<'_>) -> Result<Vec<u8>> {
-    let what = || format!("encode L0 {}", p.txid);
-    let mut enc = Encoder::new(Vec::new(), header(p)).map_err(|e| Error::ltx(what(), e))?;
-    let mut buf = vec![0u8; p.page_size as usize];
+    encode_with_header(header(p), pages, src)
+}
+
+/// Encodes any LTX file (L0 or a level-9 snapshot) into memory.
+pub fn encode_with_header(h: Header, pages: &[u32], src: &PageSource<'_>) -> Result<Vec<u8>> {
+    let what = || format!("encode LTX {}-{}", h.min_txid, h.max_txid);
+    let mut enc = Encoder::new(Vec::new(), h).map_err(|e| Error::ltx(what(), e))?;
+    let mut buf = vec![0u8; h.page_size as usize];
     for &pgno in pages {
         src.read(pgno, &mut buf)?;
         enc.encode_page(pgno, &buf)

@@ -89,9 +89,6 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
     if args.enforce_retention && !args.once {
         bail!("-enforce-retention requires -once");
     }
-    if args.force_snapshot {
-        bail!("-force-snapshot is not supported yet");
-    }
     if args.enforce_retention {
         bail!("-enforce-retention is not supported yet");
     }
@@ -128,7 +125,10 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             info!(db = %db.path.display(), replica = %db.replica.kind, url = %db.replica.url, "initialized db");
         }
         let (tx, rx) = watch::channel(false);
-        let opts = replicate::Options { once: args.once };
+        let opts = replicate::Options {
+            once: args.once,
+            force_snapshot: args.force_snapshot,
+        };
         let run = tokio::spawn(replicate::run(cfg, opts, rx));
         if args.once {
             let ok = run.await.unwrap_or(false);

@@ -26,6 +26,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub struct Options {
     /// Sync every database once, upload, and return.
     pub once: bool,
+    /// With `once`: also write a level-9 snapshot to the replica.
+    pub force_snapshot: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +70,7 @@ pub async fn run(config: Config, opts: Options, shutdown: watch::Receiver<bool>)
             notify,
             shutdown: shutdown.clone(),
             once: opts.once,
+            force_snapshot: opts.force_snapshot,
         };
         tasks.push((db, tokio::spawn(task.run())));
     }
@@ -91,6 +94,7 @@ struct DbTask {
     notify: Option<Arc<Notify>>,
     shutdown: watch::Receiver<bool>,
     once: bool,
+    force_snapshot: bool,
 }
 
 /// Size, mtime and inode of the database and its WAL: if none changed, there is nothing to do.
@@ -274,10 +278,41 @@ impl DbTask {
                 error!(db = %path, error = %e, "uploader failed");
             }
         }
+        if self.force_snapshot && ok {
+            if let Err(e) = self.write_snapshot(&mut follower, &replica).await {
+                ok = false;
+                error!(db = %path, error = %e, "snapshot failed");
+            }
+        }
         if let Some(mut f) = follower.take() {
             let _ = tokio::task::spawn_blocking(move || f.close()).await;
         }
         ok
+    }
+
+    /// `-force-snapshot`: a level-9 snapshot `1-<txid>` straight to the replica.
+    async fn write_snapshot(
+        &self,
+        follower: &mut Option<Follower>,
+        replica: &SharedReplica,
+    ) -> Result<()> {
+        let Some((txid, ts, bytes)) = blocking(follower, &self.cfg, |f| f.snapshot_l9()).await?
+        else {
+            return Ok(());
+        };
+        let size = bytes.len();
+        let created = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ts).unwrap_or(0));
+        replica
+            .write_ltx(
+                Level(9),
+                TxId(1),
+                txid,
+                storage::Body::Bytes(bytes.into()),
+                created,
+            )
+            .await?;
+        info!(db = %self.cfg.path.display(), txid = %txid, size, "snapshot complete");
+        Ok(())
     }
 
     async fn step(

@@ -196,3 +196,21 @@ impl Conns {
 pub fn sqlite_version() -> String {
     rusqlite::version().to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bundled_sqlite_is_recent_enough() {
+        // The project's minimum: the engine is only validated with SQLite 3.51.3 or later.
+        let c = rusqlite::Connection::open_in_memory().expect("open");
+        let v: String = c
+            .query_row("SELECT sqlite_version()", [], |r| r.get(0))
+            .expect("version");
+        let parts: Vec<u32> = v.split('.').filter_map(|p| p.parse().ok()).collect();
+        assert!(
+            parts >= vec![3, 51, 3],
+            "bundled SQLite {v} is older than 3.51.3"
+        );
+        assert_eq!(v, super::sqlite_version());
+    }
+}

@@ -473,9 +473,43 @@ fn once_flag_and_args_form() {
         .args(["replicate", "-once"])
         .arg(&c.db)
         .arg(format!("file://{}", c.replica.display()))
+        .stdout(std::process::Stdio::null())
         .status()
         .expect("run");
     assert!(st.success());
     assert_eq!(l0_names(&c.replica).len(), 1);
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
+
+#[test]
+fn once_force_snapshot_writes_level_9() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+    insert_rows(&app, 0, 300, 100);
+    let run = || {
+        let st = std::process::Command::new(ENGINE)
+            .args(["replicate", "-once", "-force-snapshot", "-config"])
+            .arg(&c.config)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run");
+        assert!(st.success());
+    };
+    run();
+    insert_rows(&app, 300, 10, 10);
+    run();
+    let l9: Vec<String> = std::fs::read_dir(c.replica.join("ltx/9"))
+        .expect("level 9")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        l9.iter()
+            .any(|n| n == "0000000000000001-0000000000000002.ltx"),
+        "{l9:?}"
+    );
+    // Restore from the snapshot alone: drop the L0 files.
+    std::fs::remove_dir_all(c.replica.join("ltx/0")).expect("remove L0");
     assert_restores(&ls, &c.db, &c.replica, &c.root);
 }
