@@ -4,7 +4,7 @@ use std::io::Write;
 
 use crate::checksum::Crc64;
 use crate::index::{PageIndex, PageIndexEntry};
-use crate::lz4::Compressor;
+use crate::lz4::{self, Compressor};
 use crate::{Error, Header, Result, HEADER_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE};
 
 /// Writes one LTX file: header, then pages in the order §1.5 requires, then `finish`.
@@ -44,7 +44,11 @@ impl<W: Write> Encoder<W> {
             offset: HEADER_SIZE as u64,
             index: Vec::new(),
             compressor: Compressor::new(),
-            scratch: Vec::new(),
+            // Sized once for the worst case and reused, so a page costs no allocation or clear.
+            scratch: vec![
+                0u8;
+                PAGE_HEADER_SIZE + 4 + lz4::compress_buffer_len(header.page_size as usize)
+            ],
         })
     }
 
@@ -96,17 +100,19 @@ impl<W: Write> Encoder<W> {
             )));
         }
         self.check_order(pgno)?;
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&[0u8; PAGE_HEADER_SIZE + 4]);
-        let csize = self.compressor.compress(data, &mut self.scratch);
+        let framed = PAGE_HEADER_SIZE + 4;
+        let csize = self
+            .compressor
+            .compress_into(data, &mut self.scratch[framed..]);
         let csize32 = u32::try_from(csize).map_err(|_| Error::Encode("page too large".into()))?;
         self.scratch[0..4].copy_from_slice(&pgno.to_be_bytes());
         self.scratch[4..6].copy_from_slice(&PAGE_FLAG_SIZE.to_be_bytes());
         self.scratch[6..10].copy_from_slice(&csize32.to_be_bytes());
-        self.w.write_all(&self.scratch)?;
-        self.crc.update(&self.scratch[..PAGE_HEADER_SIZE + 4]);
+        let frame = &self.scratch[..framed + csize];
+        self.w.write_all(frame)?;
+        self.crc.update(&frame[..framed]);
         self.crc.update(data);
-        let size = self.scratch.len() as u64;
+        let size = frame.len() as u64;
         self.index.push(PageIndexEntry {
             pgno,
             offset: self.offset,

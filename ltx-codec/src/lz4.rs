@@ -2,7 +2,7 @@
 //!
 //! Compression reproduces the pierrec/lz4 v4 "fast" block compressor that Litestream 0.5.17 uses
 //! (§1.6), so our files are byte-identical to Litestream's for the same pages. Decompression
-//! accepts any valid block (via `lz4_flex`) and the legacy LZ4 *frame* pages of ltx v0.5.0/v0.5.1.
+//! accepts any valid block, and the legacy LZ4 *frame* pages of ltx v0.5.0/v0.5.1 (via `lz4_flex`).
 
 const MIN_MATCH: usize = 4;
 const WIN_SIZE: isize = 65536;
@@ -15,9 +15,17 @@ pub fn compress_bound(n: usize) -> usize {
     n + n / 255 + 16
 }
 
-/// A reusable compressor: the 128 KiB hash table is kept between pages and cleared per page.
+const TABLE_SIZE: usize = 1 << HASH_LOG;
+
+/// A reusable compressor whose hash table is kept between pages.
+///
+/// Each slot holds a position (low 16 bits) and the number of the page that wrote it (high 16
+/// bits). A slot from an earlier page reads as empty, so a new page costs nothing to set up
+/// instead of clearing 128 KiB, which on 4 KiB pages was the single largest cost after the match
+/// search itself. The table is zeroed only when the page counter wraps.
 pub struct Compressor {
-    table: Vec<u16>,
+    table: Box<[u32; TABLE_SIZE]>,
+    epoch: u32,
 }
 
 impl Default for Compressor {
@@ -48,7 +56,11 @@ fn le32(src: &[u8], at: usize) -> u32 {
 impl Compressor {
     pub fn new() -> Self {
         Compressor {
-            table: vec![0; 1 << HASH_LOG],
+            table: vec![0; TABLE_SIZE]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!()),
+            epoch: 0,
         }
     }
 
@@ -56,7 +68,12 @@ impl Compressor {
     fn get(&self, h: usize, si: usize) -> isize {
         // An empty slot reads as 0, exactly as the Go table does; 0 >= si only at si == 0,
         // which the window test then rejects.
-        let mut i = self.table[h] as isize;
+        let slot = self.table[h];
+        let mut i = if slot >> 16 == self.epoch {
+            (slot & 0xffff) as isize
+        } else {
+            0
+        };
         if i >= si as isize {
             i -= WIN_SIZE;
         }
@@ -65,16 +82,43 @@ impl Compressor {
 
     #[inline(always)]
     fn put(&mut self, h: usize, si: usize) {
-        self.table[h] = si as u16;
+        self.table[h] = self.epoch << 16 | (si as u32 & 0xffff);
     }
 
     /// Compresses `src` (at most 64 KiB, one page) and appends the block to `dst`.
     /// Returns the compressed length.
     pub fn compress(&mut self, src: &[u8], dst: &mut Vec<u8>) -> usize {
-        debug_assert!(src.len() <= 65536);
-        self.table.fill(0);
         let start = dst.len();
-        dst.reserve(compress_bound(src.len()));
+        dst.resize(start + compress_buffer_len(src.len()), 0);
+        let n = self.compress_into(src, &mut dst[start..]);
+        dst.truncate(start + n);
+        n
+    }
+
+    /// Compresses `src` (at most 64 KiB) into the front of `out` and returns the compressed
+    /// length. `out` must hold at least [`compress_buffer_len`]`(src.len())` bytes; a caller that
+    /// keeps one such buffer for every page avoids clearing it each time.
+    ///
+    /// # Panics
+    /// If `out` is shorter than that.
+    pub fn compress_into(&mut self, src: &[u8], out: &mut [u8]) -> usize {
+        debug_assert!(src.len() <= 65536);
+        assert!(
+            out.len() >= compress_buffer_len(src.len()),
+            "LZ4 output buffer of {} bytes for {} input bytes",
+            out.len(),
+            src.len()
+        );
+        // Epoch 0 is never used, so the zeroed table starts out empty.
+        self.epoch = (self.epoch + 1) & 0xffff;
+        if self.epoch == 0 {
+            self.table.fill(0);
+            self.epoch = 1;
+        }
+        // Writing through an index into room sized for the worst case avoids a capacity check
+        // per output byte; the slack after the bound lets literal runs be copied in whole
+        // 16-byte chunks.
+        let mut o = 0usize;
         let mut si = 0usize;
         let mut anchor = 0usize;
         let n = src.len();
@@ -134,15 +178,16 @@ impl Compressor {
             }
             let mfield = si - base;
 
-            let token = ((lit.min(15) as u8) << 4) | mfield.min(15) as u8;
-            dst.push(token);
+            out[o] = ((lit.min(15) as u8) << 4) | mfield.min(15) as u8;
+            o += 1;
             if lit >= 15 {
-                push_length(dst, lit - 15);
+                o = put_length(out, o, lit - 15);
             }
-            dst.extend_from_slice(&src[anchor..anchor + lit]);
-            dst.extend_from_slice(&(offset as u16).to_le_bytes());
+            o = put_literals(out, o, src, anchor, lit);
+            out[o..o + 2].copy_from_slice(&(offset as u16).to_le_bytes());
+            o += 2;
             if mfield >= 15 {
-                push_length(dst, mfield - 15);
+                o = put_length(out, o, mfield - 15);
             }
             anchor = si;
 
@@ -154,28 +199,155 @@ impl Compressor {
         }
 
         let lit = n - anchor;
-        dst.push((lit.min(15) as u8) << 4);
+        out[o] = (lit.min(15) as u8) << 4;
+        o += 1;
         if lit >= 15 {
-            push_length(dst, lit - 15);
+            o = put_length(out, o, lit - 15);
         }
-        dst.extend_from_slice(&src[anchor..]);
-        dst.len() - start
+        out[o..o + lit].copy_from_slice(&src[anchor..]);
+        o + lit
     }
 }
 
-fn push_length(dst: &mut Vec<u8>, mut l: usize) {
+/// Room past the compress bound for a 16-byte chunk overrunning the last literal run.
+const LITERAL_SLACK: usize = 16;
+
+/// The output room [`Compressor::compress_into`] needs for `n` input bytes.
+pub fn compress_buffer_len(n: usize) -> usize {
+    compress_bound(n) + LITERAL_SLACK
+}
+
+/// Copies `src[from..from + len]` to `out[o..]` and returns the new output position. Short runs,
+/// the common case between matches, go as one or two 16-byte copies, which may write bytes past
+/// the run that the next sequence then overwrites.
+#[inline(always)]
+fn put_literals(out: &mut [u8], o: usize, src: &[u8], from: usize, len: usize) -> usize {
+    if len <= 32 && from + 32 <= src.len() && o + 32 <= out.len() {
+        out[o..o + 16].copy_from_slice(&src[from..from + 16]);
+        if len > 16 {
+            out[o + 16..o + 32].copy_from_slice(&src[from + 16..from + 32]);
+        }
+    } else {
+        out[o..o + len].copy_from_slice(&src[from..from + len]);
+    }
+    o + len
+}
+
+#[inline(always)]
+fn put_length(out: &mut [u8], mut o: usize, mut l: usize) -> usize {
     while l >= 255 {
-        dst.push(255);
+        out[o] = 255;
+        o += 1;
         l -= 255;
     }
-    dst.push(l as u8);
+    out[o] = l as u8;
+    o + 1
+}
+
+/// Reads the extra length bytes that follow a 15 in a token nibble.
+#[inline(always)]
+fn read_length(src: &[u8], i: &mut usize) -> Result<usize, String> {
+    let mut len = 0usize;
+    loop {
+        let b = *src
+            .get(*i)
+            .ok_or_else(|| format!("LZ4 length truncated at +{i}"))?;
+        *i += 1;
+        len += b as usize;
+        if b != 255 {
+            return Ok(len);
+        }
+    }
+}
+
+/// Copies the `len` bytes that start `offset` back from `o` to `o` (`offset <= o` and
+/// `o + len <= out.len()` are checked by the caller). Matches are where the time goes on
+/// database pages: the zeroed middle of every page is a match with offset 1 or 2 thousands of
+/// bytes long, and rows give many short ones. So: a fill for runs of one byte, doubling copies
+/// for other short periods, and whole 16-byte chunks (which may write past the match, into bytes
+/// the next sequence overwrites) for short matches far enough back.
+#[inline(always)]
+fn copy_match(out: &mut [u8], o: usize, offset: usize, len: usize) {
+    let from = o - offset;
+    if offset >= 16 && o + len + 16 <= out.len() {
+        let mut d = 0;
+        while d < len {
+            out.copy_within(from + d..from + d + 16, o + d);
+            d += 16;
+        }
+    } else if offset == 1 {
+        let b = out[from];
+        out[o..o + len].fill(b);
+    } else if offset >= len {
+        out.copy_within(from..from + len, o);
+    } else {
+        // The bytes from `from` repeat with period `offset`; each copy doubles the repeated
+        // prefix, whose length stays a multiple of the period.
+        let end = o + len;
+        let mut d = o;
+        while d < end {
+            let n = (d - from).min(end - d);
+            out.copy_within(from..from + n, d);
+            d += n;
+        }
+    }
 }
 
 /// Decompresses one LZ4 block into `out`, which must be filled exactly.
+///
+/// Written here rather than taken from `lz4_flex` (which still decodes legacy frames): its
+/// overlapping-match copy goes byte by byte, which on pages with a zeroed middle made up most of
+/// the decode time. Every index is checked; malformed input is an error, never a panic.
 pub fn decompress_block(src: &[u8], out: &mut [u8]) -> Result<(), String> {
-    let n = lz4_flex::block::decompress_into(src, out).map_err(|e| e.to_string())?;
-    if n != out.len() {
-        return Err(format!("decompressed {n} bytes, want {}", out.len()));
+    let (mut i, mut o) = (0usize, 0usize);
+    loop {
+        let token = *src
+            .get(i)
+            .ok_or_else(|| format!("LZ4 block truncated at +{i}: expected a token"))?;
+        i += 1;
+        let mut lit = (token >> 4) as usize;
+        if lit == 15 {
+            lit += read_length(src, &mut i)?;
+        }
+        if lit > src.len() - i || lit > out.len() - o {
+            return Err(format!(
+                "LZ4 literal run of {lit} bytes at +{i} overruns the input or the page"
+            ));
+        }
+        if lit <= 16 && i + 16 <= src.len() && o + 16 <= out.len() {
+            out[o..o + 16].copy_from_slice(&src[i..i + 16]);
+        } else {
+            out[o..o + lit].copy_from_slice(&src[i..i + lit]);
+        }
+        i += lit;
+        o += lit;
+        if i == src.len() {
+            break;
+        }
+        let off = src
+            .get(i..i + 2)
+            .ok_or_else(|| format!("LZ4 match offset truncated at +{i}"))?;
+        let offset = u16::from_le_bytes([off[0], off[1]]) as usize;
+        if offset == 0 || offset > o {
+            return Err(format!(
+                "LZ4 match offset {offset} at +{i} points before the page"
+            ));
+        }
+        i += 2;
+        let mut len = (token & 0xf) as usize + MIN_MATCH;
+        if token & 0xf == 0xf {
+            len += read_length(src, &mut i)?;
+        }
+        if len > out.len() - o {
+            return Err(format!(
+                "LZ4 match of {len} bytes at +{i} overruns the page"
+            ));
+        }
+        copy_match(out, o, offset, len);
+        o += len;
+    }
+    if o != out.len() {
+        return Err(format!("decompressed {o} bytes, want {}", out.len()));
     }
     Ok(())
 }

@@ -37,56 +37,94 @@ fn put_varint(out: &mut Vec<u8>, v: u64) {
     out.push((v & 0x7f) as u8);
 }
 
-const WORDS: [&str; 16] = [
-    "alice",
-    "bob",
-    "carol",
-    "dave",
-    "erin",
-    "frank",
-    "grace",
-    "heidi",
+const FIRST: [&str; 24] = [
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
+    "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "xena", "yusuf",
+    "zoe", "amara", "bjorn",
+];
+const LAST: [&str; 16] = [
+    "smith", "garcia", "nguyen", "muller", "rossi", "kowalski", "tanaka", "okafor", "silva",
+    "dubois", "jensen", "haddad", "ivanova", "patel", "obrien", "larsen",
+];
+const DOMAINS: [&str; 6] = [
     "example.com",
-    "pending",
-    "shipped",
-    "invoice",
-    "customer",
-    "order",
-    "2024-05-17T10:32:00Z",
-    "paris",
+    "mail.test",
+    "corp.example",
+    "post.invalid",
+    "inbox.example.org",
+    "web.test",
+];
+const CITIES: [&str; 12] = [
+    "paris", "lagos", "osaka", "lima", "oslo", "pune", "denver", "porto", "quito", "hanoi",
+    "tunis", "perth",
+];
+const STATUS: [&str; 5] = ["pending", "paid", "shipped", "delivered", "refunded"];
+const NOTES: [&str; 16] = [
+    "gift wrap",
+    "leave at door",
+    "fragile",
+    "express",
+    "call first",
+    "second attempt",
+    "back order",
+    "partial refund",
+    "priority",
+    "bulk",
+    "repeat customer",
+    "new address",
+    "signature required",
+    "weekend",
+    "discount applied",
+    "",
 ];
 
-/// One table b-tree leaf cell: payload length, rowid, then a record (id, name, email, status,
-/// amount), the shape of a typical application row.
+fn pick<'a>(rng: &mut Rng, list: &[&'a str]) -> &'a str {
+    list[rng.below(list.len() as u64) as usize]
+}
+
+/// One table b-tree leaf cell of an `orders` row: (id INTEGER PRIMARY KEY, customer TEXT,
+/// email TEXT, city TEXT, status TEXT, created TEXT, amount INTEGER, token TEXT, note TEXT).
+/// Names, places and statuses repeat as they do in application data; timestamps, amounts and
+/// tokens mostly do not.
 fn leaf_cell(rng: &mut Rng, rowid: u64) -> Vec<u8> {
-    let mut text = |n: usize| -> Vec<u8> {
-        let mut s = Vec::new();
-        for i in 0..n {
-            if i > 0 {
-                s.push(b' ');
-            }
-            s.extend_from_slice(WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes());
-        }
-        s.extend_from_slice(format!("-{}", rng.below(100_000)).as_bytes());
-        s
-    };
-    let name = text(1);
-    let email = text(2);
-    let status = text(1);
-    let amount = rng.next_u64().to_be_bytes();
+    let (first, last) = (pick(rng, &FIRST), pick(rng, &LAST));
+    let customer = format!("{first} {last}");
+    let email = format!("{first}.{last}{}@{}", rng.below(100), pick(rng, &DOMAINS));
+    let city = pick(rng, &CITIES).to_owned();
+    let status = pick(rng, &STATUS).to_owned();
+    let created = format!(
+        "2024-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        1 + rng.below(12),
+        1 + rng.below(28),
+        rng.below(24),
+        rng.below(60),
+        rng.below(60)
+    );
+    let amount = (rng.below(1 << 24) as u32).to_be_bytes();
+    let token = format!("{:016x}", rng.next_u64());
+    let note = pick(rng, &NOTES).to_owned();
+    let texts = [customer, email, city, status, created];
+    let tail = [token, note];
+
     let mut header = Vec::new();
-    put_varint(&mut header, 0); // id aliases the rowid: stored as NULL
-    put_varint(&mut header, 13 + 2 * name.len() as u64);
-    put_varint(&mut header, 13 + 2 * email.len() as u64);
-    put_varint(&mut header, 13 + 2 * status.len() as u64);
-    put_varint(&mut header, 6);
+    put_varint(&mut header, 0); // the id aliases the rowid and is stored as NULL
+    for t in &texts {
+        put_varint(&mut header, 13 + 2 * t.len() as u64);
+    }
+    put_varint(&mut header, 4);
+    for t in &tail {
+        put_varint(&mut header, 13 + 2 * t.len() as u64);
+    }
     let mut record = Vec::new();
     put_varint(&mut record, header.len() as u64 + 1);
     record.extend_from_slice(&header);
-    record.extend_from_slice(&name);
-    record.extend_from_slice(&email);
-    record.extend_from_slice(&status);
+    for t in &texts {
+        record.extend_from_slice(t.as_bytes());
+    }
     record.extend_from_slice(&amount);
+    for t in &tail {
+        record.extend_from_slice(t.as_bytes());
+    }
     let mut cell = Vec::new();
     put_varint(&mut cell, record.len() as u64);
     put_varint(&mut cell, rowid);
