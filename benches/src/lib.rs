@@ -1,1 +1,7 @@
 //! Benchmarks live in benches/benches; the end-to-end harness in src/bin.
+//!
+//! The synthetic inputs (SQLite-like pages, valid WAL bytes) are the ones ltx-codec's property
+//! tests use, included by path so both measure and test the same shapes of data.
+
+#[path = "../../ltx-codec/tests/common/mod.rs"]
+pub mod synth;
