@@ -237,10 +237,30 @@ impl Follower {
         Ok(self.pos)
     }
 
+    /// Fails if the path no longer names the file we have open (deleted, or replaced by a
+    /// restore): the caller then closes and reopens.
+    fn check_same_file(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(od) = &self.db else { return Ok(()) };
+        let open = od
+            .file
+            .metadata()
+            .map_err(|e| Error::io("stat database", &self.cfg.path, e))?;
+        match std::fs::metadata(&self.cfg.path) {
+            Ok(m) if m.ino() == open.ino() && m.dev() == open.dev() => Ok(()),
+            Ok(_) => Err(Error::Other(format!(
+                "database {} was replaced by another file; reopening",
+                self.cfg.path.display()
+            ))),
+            Err(e) => Err(Error::io("database file disappeared", &self.cfg.path, e)),
+        }
+    }
+
     fn sync_once(&mut self, max_bytes: u64) -> Result<PassResult> {
         if self.db.is_none() {
             return Ok(PassResult::default());
         }
+        self.check_same_file()?;
         self.open_db()?.conns.acquire_read_lock()?;
         self.ensure_wal_exists()?;
         let r = self.verify_and_sync(false, max_bytes)?;

@@ -48,7 +48,15 @@ fn init_logging(level: &str, json: bool, stderr: bool) -> anyhow::Result<()> {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .with_context(|| format!("invalid log level {level:?}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    use std::io::IsTerminal;
+    let ansi = if stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     let result = match (json, stderr) {
         (true, true) => builder.json().with_writer(std::io::stderr).try_init(),
         (true, false) => builder.json().with_writer(std::io::stdout).try_init(),

@@ -513,3 +513,51 @@ fn once_force_snapshot_writes_level_9() {
     std::fs::remove_dir_all(c.replica.join("ltx/0")).expect("remove L0");
     assert_restores(&ls, &c.db, &c.replica, &c.root);
 }
+
+#[test]
+fn deleted_database_is_reported_and_picked_up_again() {
+    let Some(ls) = litestream() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = (dir.path().join("a.db"), dir.path().join("a-replica"));
+    let b = (dir.path().join("b.db"), dir.path().join("b-replica"));
+    let config = dir.path().join("litestream.yml");
+    fast_config(&config, &[a.clone(), b.clone()]);
+    let aa = app(&a.0, 4096);
+    setup_table(&aa);
+    let ba = app(&b.0, 4096);
+    setup_table(&ba);
+    let log = dir.path().join("engine.log");
+    let e = Engine::start(&config, &log);
+    insert_rows(&aa, 0, 20, 20);
+    insert_rows(&ba, 0, 20, 20);
+    sleep_ms(400);
+    drop(aa);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = a.0.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    insert_rows(&ba, 20, 20, 20);
+    sleep_ms(600);
+    // A new database at the same path: the engine reopens it and snapshots it.
+    let aa = app(&a.0, 4096);
+    setup_table(&aa);
+    insert_rows(&aa, 500, 30, 30);
+    sleep_ms(2500);
+    insert_rows(&ba, 40, 5, 5);
+    sleep_ms(400);
+    e.stop();
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("a.db"), "{text}");
+    for l in text
+        .lines()
+        .filter(|l| l.contains("a.db") && !l.contains("upload"))
+    {
+        eprintln!("{}", l.get(28..).unwrap_or(l));
+    }
+    for (name, (db, rep)) in [("a", &a), ("b", &b)] {
+        let out = dir.path().join(name);
+        std::fs::create_dir_all(&out).expect("mkdir");
+        assert_restores(&ls, db, rep, &out);
+    }
+}
