@@ -59,6 +59,11 @@ fn page_bytes(pages: &BTreeMap<u32, Vec<u8>>) -> u64 {
 }
 
 fn baseline(c: &mut Criterion) {
+    // Which SIMD path crc-fast picked at run time: the figure below depends on it.
+    eprintln!(
+        "crc-fast path: {}",
+        crc_fast::get_calculator_target(crc_fast::CrcAlgorithm::Crc64GoIso)
+    );
     let mut g = c.benchmark_group("baseline");
     let mut src = vec![0u8; MIB];
     Rng(1).fill(&mut src);
@@ -82,6 +87,10 @@ fn ltx(c: &mut Criterion) {
     ] {
         let header = snapshot_header(PAGES);
         let file = encode(header, &pages, Vec::new());
+        eprintln!(
+            "{name} pages: LTX file is {:.2} of the page bytes",
+            file.len() as f64 / page_bytes(&pages) as f64
+        );
         g.throughput(Throughput::Bytes(page_bytes(&pages)));
 
         let mut out = Vec::with_capacity(file.len());
