@@ -265,13 +265,18 @@ fn chain(page_size: u32, n: usize, first_snapshot: bool, seed: u64) -> Vec<FileS
         let min = next_txid;
         let max = min + rng.below(3);
         next_txid = max + 1;
-        let header = Header::new(
+        let mut header = Header::new(
             page_size,
             commit,
             TxId(min),
             TxId(max),
             rng.next_u64() as i64 >> 1,
         );
+        // L0 files carry their WAL position; a compaction must not.
+        header.wal_offset = 32 + rng.below(1 << 20) as i64;
+        header.wal_size = rng.below(1 << 20) as i64;
+        (header.wal_salt1, header.wal_salt2) = (rng.next_u64() as u32, rng.next_u64() as u32);
+        header.node_id = rng.next_u64();
         let snapshot = i == 0 && first_snapshot;
         let mut pages = Vec::new();
         for p in 1..=commit {
@@ -315,6 +320,7 @@ proptest! {
         prop_assert_eq!((h.min_txid, h.max_txid), (first.min_txid, last.max_txid));
         prop_assert_eq!((h.commit, h.timestamp), (last.commit, last.timestamp));
         prop_assert_eq!((h.wal_offset, h.wal_size, h.node_id), (0, 0, 0));
+        prop_assert_eq!((h.wal_salt1, h.wal_salt2), (0, 0));
         let (_, pages, stored) = slice_all(&out).expect("compacted output verifies");
         prop_assert_eq!(stored, sum);
         prop_assert!(pages == model, "compacted pages differ from replay");
