@@ -229,9 +229,10 @@ impl Follower {
         }
     }
 
-    /// One unlimited pass, as Litestream does on close.
+    /// One unlimited pass, as Litestream does on close. Reopens the database if an earlier
+    /// error closed it, so nothing committed before shutdown is left behind.
     pub fn final_sync(&mut self) -> Result<TxId> {
-        if self.db.is_some() {
+        if self.open()? {
             self.sync_once(0)?;
         }
         Ok(self.pos)
@@ -408,7 +409,7 @@ impl Follower {
         } else {
             Some(max_bytes)
         };
-        let read = |offset: &mut u64| -> Result<(Committed, (u32, u32))> {
+        let read = |data: &[u8], offset: &mut u64| -> Result<(Committed, (u32, u32))> {
             let reader = if *offset == HDR {
                 WalReader::new(data)
             } else {
@@ -446,7 +447,7 @@ impl Follower {
             })
         };
         let start_offset = offset;
-        let (committed, salts) = read(&mut offset)?;
+        let (committed, salts) = read(data, &mut offset)?;
         result.limited =
             limit.is_some_and(|m| committed.last_commit_end.saturating_sub(offset) >= m);
         let sz = if committed.pages.is_empty() {
@@ -483,10 +484,14 @@ impl Follower {
         };
         let bytes = l0::encode(&params, &pages, &src)?;
 
-        // The pages were copied out of a live mapping: make sure what was validated is still
-        // what is there (a truncation or WAL restart under us would show up here).
+        // The pages were copied out of a live mapping: make sure the frames validated above
+        // are still there, unchanged (a truncation or WAL restart under us would show up
+        // here). Only the committed prefix is re-read: the application may legitimately have
+        // appended more frames after it, inside the mapping, when the file holds stale frames
+        // of an older WAL generation beyond the valid end.
+        let prefix_end = (committed.last_commit_end as usize).clamp(HDR as usize, data.len());
         let mut again = start_offset;
-        let (check, check_salts) = read(&mut again)?;
+        let (check, check_salts) = read(&data[..prefix_end], &mut again)?;
         if map.faulted() || check != committed || check_salts != salts {
             return Err(Error::Other(format!(
                 "WAL {} changed while it was being read; retrying",

@@ -18,7 +18,12 @@ struct Case {
 }
 
 fn case() -> Case {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let mut dir = tempfile::tempdir().expect("tempdir");
+    // LS_KEEP=1 keeps the files (database, replica, engine log) for a post-mortem.
+    if std::env::var("LS_KEEP").is_ok_and(|v| v == "1") {
+        dir.disable_cleanup(true);
+        eprintln!("keeping {}", dir.path().display());
+    }
     let root = dir.path().to_owned();
     let c = Case {
         db: root.join("app.db"),
