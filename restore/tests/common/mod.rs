@@ -212,24 +212,42 @@ pub fn replicate(lit: &Path, o: &ReplicateOpts<'_>) -> Replicated {
 
 /// Restores with both tools and returns (litestream bytes, ls-restore bytes).
 pub fn restore_both(lit: &Path, r: &Replicated, args: &[&str], tag: &str) -> (Vec<u8>, Vec<u8>) {
+    restore_both_or_same_error(lit, r, args, tag)
+        .unwrap_or_else(|e| panic!("litestream restore {args:?} failed: {e}"))
+}
+
+/// Like [`restore_both`], but when Litestream refuses (e.g. "timestamp does not exist" for a
+/// time after the newest file), ls-restore must refuse with the same message; that message
+/// is returned as the error.
+pub fn restore_both_or_same_error(
+    lit: &Path,
+    r: &Replicated,
+    args: &[&str],
+    tag: &str,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
     let a = r.dir.path().join(format!("lit-{tag}.db"));
     let b = r.dir.path().join(format!("ls-{tag}.db"));
     let mut c = lit_cmd(lit);
     c.arg("restore").args(args).arg("-o").arg(&a).arg(r.url());
-    let o = run(c);
-    assert!(
-        o.status.success(),
-        "litestream restore {args:?}: {}",
-        stderr(&o)
-    );
+    let lo = run(c);
     let mut c = ls_restore();
     c.args(args).arg("-o").arg(&b).arg(r.url());
-    let o = run(c);
-    assert!(o.status.success(), "ls-restore {args:?}: {}", stderr(&o));
+    let mo = run(c);
+    if !lo.status.success() {
+        let want = stderr(&lo);
+        let want = want.lines().last().unwrap_or_default().trim().to_owned();
+        assert!(
+            !mo.status.success(),
+            "litestream failed ({want}), ls-restore succeeded"
+        );
+        assert_eq!(stderr(&mo).trim(), want, "error messages for {args:?}");
+        return Err(want);
+    }
+    assert!(mo.status.success(), "ls-restore {args:?}: {}", stderr(&mo));
     let (x, y) = (fs::read(&a).expect("read a"), fs::read(&b).expect("read b"));
     let _ = fs::remove_file(&a);
     let _ = fs::remove_file(&b);
-    (x, y)
+    Ok((x, y))
 }
 
 /// Writes an LTX file into a file replica the way Litestream does (mtime = header timestamp).
