@@ -272,6 +272,7 @@ fn corrupted_litestream_replica() {
             phases: 3,
             phase: &phase,
             min_run: Duration::from_secs(0),
+            compaction: true,
         },
     );
     // Without compaction running long enough, the plan is the L0 chain (and maybe L1).

@@ -59,6 +59,7 @@ fn interop(page_size: u32) {
             phases: 5,
             phase: &phase,
             min_run: Duration::from_secs(11),
+            compaction: true,
         },
     );
     let levels: Vec<usize> = (0..=9)
@@ -189,6 +190,7 @@ fn interop_over_1gib_crosses_lock_page() {
             phases: 2,
             phase: &touch,
             min_run: Duration::from_secs(3),
+            compaction: false,
         },
     );
     let (a, b) = restore_both(&lit, &r, &[], "big");

@@ -144,6 +144,9 @@ pub struct ReplicateOpts<'a> {
     pub phase: &'a dyn Fn(&Connection, usize),
     /// Keep Litestream running at least this long so that L1 and L9 files appear.
     pub min_run: Duration,
+    /// Short L1 and snapshot intervals (2 s, 5 s). Off for huge databases, where a snapshot
+    /// every 5 s would keep Litestream busy re-reading the whole file.
+    pub compaction: bool,
 }
 
 pub fn replicate(lit: &Path, o: &ReplicateOpts<'_>) -> Replicated {
@@ -161,7 +164,12 @@ pub fn replicate(lit: &Path, o: &ReplicateOpts<'_>) -> Replicated {
     fs::write(
         &cfg,
         format!(
-            "levels:\n  - interval: 2s\nsnapshot:\n  interval: 5s\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      type: file\n      path: {}\n      sync-interval: 100ms\n",
+            "{}dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      type: file\n      path: {}\n      sync-interval: 100ms\n",
+            if o.compaction {
+                "levels:\n  - interval: 2s\nsnapshot:\n  interval: 5s\n"
+            } else {
+                ""
+            },
             db.display(),
             replica.display()
         ),
@@ -180,7 +188,7 @@ pub fn replicate(lit: &Path, o: &ReplicateOpts<'_>) -> Replicated {
     let rep = Replicator(child);
     let l0 = replica.join("ltx/0");
     let l0_max = || ltx_names(&l0).last().map_or(0, |x| x.1);
-    wait_for("the first L0 file", Duration::from_secs(30), || {
+    wait_for("the first L0 file", Duration::from_secs(180), || {
         l0_max() >= 1
     });
     let mut marks = Vec::new();
@@ -189,7 +197,7 @@ pub fn replicate(lit: &Path, o: &ReplicateOpts<'_>) -> Replicated {
         conn.execute_batch("BEGIN").expect("begin");
         (o.phase)(&conn, p);
         conn.execute_batch("COMMIT").expect("commit");
-        wait_for("a new L0 file", Duration::from_secs(30), || {
+        wait_for("a new L0 file", Duration::from_secs(120), || {
             l0_max() > before
         });
         // Separate phases in time so that a timestamp between them is unambiguous.
