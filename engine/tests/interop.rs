@@ -592,3 +592,61 @@ fn deleted_database_is_reported_and_picked_up_again() {
         assert_restores(&ls, db, rep, &out);
     }
 }
+
+#[test]
+fn emergency_truncate_threshold() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    // Regular checkpoints off in effect; the emergency threshold at 30 pages does the work.
+    write_config(
+        &c.config,
+        &[(c.db.clone(), c.replica.clone())],
+        "monitor-interval: 100ms\nmin-checkpoint-page-count: 100000\ntruncate-page-n: 30\n",
+    );
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+    let e = Engine::start(&c.config, &c.log);
+    for round in 0..6 {
+        insert_rows(&app, round * 100, 100, 200);
+        sleep_ms(1200);
+    }
+    e.stop();
+    let log = std::fs::read_to_string(&c.log).expect("log");
+    assert!(log.contains("checkpoint"), "no checkpoint ran:\n{log}");
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
+
+#[test]
+fn first_write_after_idle_ships_at_once_and_bursts_are_batched() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    // Litestream's defaults: 1 s monitor and sync intervals.
+    write_config(&c.config, &[(c.db.clone(), c.replica.clone())], "");
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+    let e = Engine::start(&c.config, &c.log);
+    assert!(wait_for_l0(&c.replica, 1, Duration::from_secs(10)));
+    sleep_ms(2500);
+    let n0 = l0_names(&c.replica).len();
+    let t = std::time::Instant::now();
+    insert_rows(&app, 0, 1, 10);
+    assert!(wait_for_l0(&c.replica, n0 + 1, Duration::from_secs(5)));
+    let latency = t.elapsed();
+    eprintln!("first write after idle reached the replica in {latency:?}");
+    assert!(
+        latency < Duration::from_millis(500),
+        "took {latency:?}: looks like polling, not inotify"
+    );
+    // A burst of 200 transactions over ~2 s makes a handful of files, not 200.
+    let n1 = l0_names(&c.replica).len();
+    for i in 0..200 {
+        insert_rows(&app, 100 + i, 1, 10);
+        sleep_ms(10);
+    }
+    sleep_ms(1500);
+    e.stop();
+    let made = l0_names(&c.replica).len() - n1;
+    eprintln!("200 transactions in ~2 s made {made} L0 files");
+    assert!((1..=6).contains(&made), "{made} L0 files for the burst");
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
