@@ -506,11 +506,17 @@ impl Follower {
         } else {
             "incremental"
         };
+        let reason = match (plan.reason, checkpointing) {
+            (Some(r), _) => r,
+            (None, true) => "checkpoint",
+            (None, false) if plan.snapshot => "first sync",
+            (None, false) => "new WAL frames",
+        };
         info!(
             db = %db_path.display(),
             txid = %txid,
             kind,
-            reason = plan.reason.unwrap_or(if checkpointing { "checkpoint" } else { "" }),
+            reason,
             pages = pages.len(),
             commit,
             wal_offset = offset,

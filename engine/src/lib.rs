@@ -1,5 +1,23 @@
 //! ls-engine: follows SQLite WALs and replicates them as LTX files, producing the same local
-//! and replica trees as Litestream 0.5.17 (see the spec, §3 and §4).
+//! and replica trees as Litestream 0.5.17 (spec §3, §4).
+//!
+//! How the parts fit:
+//! - [`replicate`] runs one tokio task per database. It waits for an inotify wake-up
+//!   ([`watch`]) or the `monitor-interval` fallback timer, which only acts if the database or
+//!   WAL changed (size, mtime, inode) or a time-based checkpoint is due, so an idle database
+//!   costs one `stat` pair per interval and writes nothing.
+//! - Each pass runs the blocking [`follower::Follower`] on a blocking thread: verify
+//!   ([`verify`], §4.4), read committed frames from a guarded mapping of the WAL
+//!   ([`walmap`]), encode one L0 file ([`l0`]) into the meta directory ([`meta`]), then apply
+//!   the checkpoint policy ([`checkpoint`], §4.8) through [`sqlite`].
+//! - A pass that wrote an L0 file opens a batching window of the replica's `sync-interval`:
+//!   the first change after a quiet spell ships at once, later ones wait for the window's end,
+//!   so a busy database makes at most one L0 file (and one upload) per window.
+//! - [`uploader`] copies local L0 files to the replica in TXID order on its own task, so a slow
+//!   replica never stops local capture or checkpoints.
+//!
+//! Compaction, level-9 scheduling and retention are not here yet; their config is parsed and
+//! kept in [`config::Config`], and the per-database task is the place they will hook in.
 
 pub mod checkpoint;
 pub mod cli;
