@@ -28,6 +28,17 @@ pub fn check(path: &Path, mode: IntegrityCheck) -> Result<()> {
         it.collect::<std::result::Result<_, _>>().map_err(fail)?
     };
     drop(conn);
+    // A read-only connection to a WAL-mode database still creates -shm (and an empty -wal);
+    // they must not travel with the published file.
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(RestoreError::io(p, e)),
+        }
+    }
     if rows.len() == 1 && rows[0] == "ok" {
         Ok(())
     } else {

@@ -302,3 +302,20 @@ fn corrupted_litestream_replica() {
     assert!(err.contains(last["name"].as_str().unwrap_or("?")), "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn failed_integrity_check_leaves_nothing() {
+    // Valid LTX files whose pages are not a SQLite database.
+    let c = case(4096);
+    let out = c.dir.path().join("out.db");
+    let (ok, err) = restore_to(&c, &out, &["-integrity-check", "quick"]);
+    assert!(!ok);
+    assert!(err.contains("post-restore integrity check"), "{err}");
+    assert!(!out.exists());
+    for s in [".tmp", ".tmp-wal", ".tmp-shm", "-wal", "-shm"] {
+        assert!(
+            !c.dir.path().join(format!("out.db{s}")).exists(),
+            "{s} left"
+        );
+    }
+}

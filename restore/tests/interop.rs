@@ -76,6 +76,26 @@ fn interop(page_size: u32) {
     assert!(a == b, "latest: bytes differ");
     assert_eq!(a.len() % page_size as usize, 0);
 
+    // The integrity check runs on the temp file and must not change a byte of it.
+    let checked = r.dir.path().join("checked.db");
+    let mut c = ls_restore();
+    c.args(["-integrity-check", "full", "-json", "-o"])
+        .arg(&checked)
+        .arg(r.url());
+    let o = run(c);
+    assert!(o.status.success(), "integrity: {}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(j["integrity_check"], "full");
+    assert_eq!(j["replica"], "file");
+    assert!(
+        std::fs::read(&checked).expect("read") == a,
+        "integrity check changed bytes"
+    );
+    for s in ["-wal", "-shm"] {
+        assert!(!r.dir.path().join(format!("checked.db{s}")).exists());
+        assert!(!r.dir.path().join(format!("checked.db.tmp{s}")).exists());
+    }
+
     let max = r.max_txid();
     assert!(max >= 6, "max txid {max}");
     for txid in 1..=max {
