@@ -99,7 +99,8 @@ pub struct DbConfig {
     pub replica: ReplicaConfig,
 }
 
-/// One replica. `url` is what `storage::open_replica` takes.
+/// One replica. For `file`, `url` is the absolute directory; for `s3`/`oss` it is the URL if
+/// one was given (else empty) and `settings` holds the backend keys, `path` included.
 #[derive(Clone, Debug)]
 pub struct ReplicaConfig {
     pub kind: String,
@@ -814,6 +815,7 @@ fn read_replica(n: &mut Node<'_>, global: &ReplicaFields) -> Result<ReplicaConfi
             ));
         }
     }
+    let own_settings = own.settings.clone();
     let mut settings: BTreeMap<String, (String, String)> = global.settings.clone();
     settings.extend(own.settings);
     let url = match kind.as_str() {
@@ -846,18 +848,46 @@ fn read_replica(n: &mut Node<'_>, global: &ReplicaFields) -> Result<ReplicaConfi
                 (None, None) => return Err(key_err(&n.key("path"), "file replica path required")),
             };
             let abs = expand_path(&p).map_err(|e| key_err(&n.key("path"), e))?;
-            if let Some((_, (key, _))) = settings.iter().next() {
+            // Top-level backend keys are defaults for the replicas they apply to; only a key
+            // written on this file replica itself is a mistake worth reporting.
+            if let Some((_, (key, _))) = own_settings.iter().next() {
                 return Err(key_err(
                     key,
                     "this setting does not apply to a file replica",
                 ));
             }
+            settings.clear();
             abs.to_string_lossy().into_owned()
         }
-        "s3" | "gs" | "abs" | "sftp" | "webdav" | "webdavs" | "nats" | "oss" => {
+        "s3" | "oss" => {
+            // The YAML `path` of an S3 replica is the key prefix inside the bucket.
+            if let Some(p) = path {
+                settings.insert("path".into(), (n.key("path"), p));
+            }
+            let flavor = if kind == "s3" {
+                storage::s3::Flavor::S3
+            } else {
+                storage::s3::Flavor::Oss
+            };
+            let pairs: Vec<(&str, &str)> = settings
+                .iter()
+                .map(|(k, (_, v))| (k.as_str(), v.as_str()))
+                .collect();
+            // Parse now so a bad setting stops start-up with the key named, not later.
+            storage::s3::S3Settings::from_config(flavor, url.as_deref(), pairs).map_err(|e| {
+                let key = if url.is_some() {
+                    kind_key.clone()
+                } else {
+                    n.path.clone()
+                };
+                key_err(&key, e.to_string())
+            })?;
+            url.unwrap_or_default()
+        }
+        "gs" | "abs" | "sftp" | "webdav" | "webdavs" | "nats" => {
             return Err(key_err(
                 &kind_key,
-                format!("replica type {kind:?} is not supported yet (only \"file\" is)"),
+                format!("replica type {kind:?} is not supported yet (file, s3 and oss are)"),
             ))
         }
         other => {
@@ -1067,11 +1097,16 @@ dbs:
     fn errors_name_the_key() {
         let e = err("dbs:\n  - path: /a.db\n    monitor-interval: 5x\n    replica: {path: /r}\n");
         assert!(e.contains("dbs[0].monitor-interval"), "{e}");
-        let e = err("dbs:\n  - path: /a.db\n    replica: {url: s3://bucket/db}\n");
+        let e = err("dbs:\n  - path: /a.db\n    replica: {url: \"nats://h:4222/b\"}\n");
         assert!(
             e.contains("dbs[0].replica.url") && e.contains("not supported yet"),
             "{e}"
         );
+        let e =
+            err("dbs:\n  - path: /a.db\n    replica: {url: \"s3://bucket/db\", part-size: lots}\n");
+        assert!(e.contains("dbs[0].replica.url"), "{e}");
+        let e = err("dbs:\n  - path: /a.db\n    replica: {type: s3, path: db}\n");
+        assert!(e.contains("dbs[0].replica") && e.contains("bucket"), "{e}");
         let e = err("dbs:\n  - path: /a.db\n    replica: {type: gs, bucket: b}\n");
         assert!(e.contains("dbs[0].replica.type"), "{e}");
         let e = err("addr: \":9090\"\n");
@@ -1096,11 +1131,33 @@ dbs:
     }
 
     #[test]
+    fn s3_replicas_pass_settings_through() {
+        let c = must(
+            "access-key-id: AK\nregion: eu-west-1\ndbs:\n  - path: /a.db\n    replica:\n      type: s3\n      bucket: b\n      path: db/a\n      endpoint: http://localhost:9000\n  - path: /b.db\n    replica: {url: \"s3://b2/p?region=us-east-1\"}\n  - path: /c.db\n    replica: {path: /r}\n",
+        );
+        let a = &c.dbs[0].replica;
+        assert_eq!(a.kind, "s3");
+        assert_eq!(a.url, "");
+        assert_eq!(a.settings.get("bucket").map(String::as_str), Some("b"));
+        assert_eq!(a.settings.get("path").map(String::as_str), Some("db/a"));
+        assert_eq!(
+            a.settings.get("access-key-id").map(String::as_str),
+            Some("AK")
+        );
+        let b = &c.dbs[1].replica;
+        assert_eq!(b.url, "s3://b2/p?region=us-east-1");
+        // Global S3 keys do not leak into a file replica.
+        assert!(c.dbs[2].replica.settings.is_empty());
+    }
+
+    #[test]
     fn args_config() {
         let c = from_args("/tmp/db.sqlite", "file:///tmp/rep").expect("args");
         assert_eq!(c.dbs[0].replica.url, "/tmp/rep");
         assert_eq!(c.dbs[0].monitor_interval, defaults::MONITOR_INTERVAL);
-        let e = from_args("/tmp/db.sqlite", "s3://b/p").expect_err("s3");
+        let e = from_args("/tmp/db.sqlite", "gs://b/p").expect_err("gs");
         assert!(e.to_string().contains("REPLICA_URL"));
+        let c = from_args("/tmp/db.sqlite", "s3://b/p").expect("s3");
+        assert_eq!(c.dbs[0].replica.kind, "s3");
     }
 }

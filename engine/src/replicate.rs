@@ -19,6 +19,19 @@ use crate::meta::MetaDir;
 use crate::uploader::{replica_max_l0, Uploader};
 use crate::watch::Watcher;
 
+/// Opens the backend of a configured replica.
+pub fn open_replica(r: &crate::config::ReplicaConfig) -> storage::Result<SharedReplica> {
+    if r.kind == "file" {
+        return storage::open_replica(&r.url);
+    }
+    let url = (!r.url.is_empty()).then_some(r.url.as_str());
+    storage::open_replica_from_config(
+        &r.kind,
+        url,
+        r.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+}
+
 /// Longest wait between retries of a failing database (Litestream's `DefaultSyncBackoffMax`).
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -143,7 +156,7 @@ async fn blocking<T: Send + 'static>(
 impl DbTask {
     async fn run(mut self) -> bool {
         let path = self.cfg.path.display().to_string();
-        let replica = match storage::open_replica(&self.cfg.replica.url) {
+        let replica = match open_replica(&self.cfg.replica) {
             Ok(r) => r,
             Err(e) => {
                 error!(db = %path, error = %e, "cannot open replica");
