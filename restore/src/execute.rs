@@ -105,7 +105,7 @@ pub fn winners(layouts: &[FileLayout]) -> Result<Vec<u32>> {
     let lock = lock_pgno(first.header.page_size);
     let mut win = vec![0u32; commit as usize];
     for (fi, l) in layouts.iter().enumerate() {
-        for e in &l.index.entries {
+        for e in &l.frames {
             if let Some(slot) = win.get_mut(e.pgno as usize - 1) {
                 *slot = fi as u32 + 1;
             }

@@ -27,9 +27,8 @@ pub struct FileLayout {
     pub label: String,
     pub header: Header,
     pub file_checksum: u64,
-    /// Sorted by pgno.
-    pub index: PageIndex,
-    /// Index entries in file order; they tile `HEADER_SIZE..pages_end` exactly.
+    /// The page index in file order (the only copy kept: for a large database it is most of
+    /// restore's memory). The entries tile `HEADER_SIZE..pages_end` exactly.
     pub frames: Vec<PageIndexEntry>,
     /// File offset of the end-of-pages marker.
     pub pages_end: u64,
@@ -39,14 +38,6 @@ pub struct FileLayout {
     /// the file checksum).
     pub tail_crc: u64,
     pub tail_len: u64,
-}
-
-impl FileLayout {
-    /// Bytes of the hashed stream between the header and the end marker, if every frame is
-    /// what the index says: prefix plus one uncompressed page per frame.
-    pub fn page_bytes(&self) -> u64 {
-        self.frames.len() as u64 * u64::from(self.header.page_size)
-    }
 }
 
 /// Reads and checks the header, trailer and page index of one planned file.
@@ -121,8 +112,11 @@ pub async fn read_layout(client: &dyn ReplicaClient, info: &LtxFileInfo) -> Resu
         PageIndex::decode(index_bytes, index_at).map_err(|e| RestoreError::ltx(&label, e))?;
     let tail_len = need - 8;
     let tail_crc = ltx_codec::crc64(&t[..tail_len as usize]);
-    let mut frames = index.entries.clone();
-    frames.sort_by_key(|e| e.offset);
+    let mut frames = index.entries;
+    // Writers emit pages in pgno order, so this is almost always sorted already.
+    if !frames.is_sorted_by_key(|e| e.offset) {
+        frames.sort_by_key(|e| e.offset);
+    }
     let mut at = HEADER_SIZE as u64;
     for e in &frames {
         if e.offset != at || e.size < (PAGE_HEADER_SIZE + 1) as u64 {
@@ -150,7 +144,6 @@ pub async fn read_layout(client: &dyn ReplicaClient, info: &LtxFileInfo) -> Resu
         header_crc: ltx_codec::crc64(&head),
         header,
         file_checksum,
-        index,
         frames,
         pages_end: marker_at,
         tail_crc,

@@ -25,7 +25,7 @@ impl Progress {
     pub fn terminal() -> Progress {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(10));
         let style = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} fetched, {bytes_per_sec}, ETA {eta} {msg}",
+            "{spinner} {elapsed} [{bar:20}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
@@ -42,7 +42,7 @@ impl Progress {
         self.total_pages.store(total_pages, Ordering::Relaxed);
         if let Some(b) = &self.bar {
             b.set_length(total_bytes);
-            b.set_message(format!("0/{total_pages} pages written"));
+            b.set_message(format!("0/{total_pages} pages"));
         }
     }
 
@@ -56,7 +56,7 @@ impl Progress {
         let done = self.pages.fetch_add(pages, Ordering::Relaxed) + pages;
         if let Some(b) = &self.bar {
             let total = self.total_pages.load(Ordering::Relaxed);
-            b.set_message(format!("{done}/{total} pages written"));
+            b.set_message(format!("{done}/{total} pages"));
         }
     }
 
