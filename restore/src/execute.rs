@@ -282,3 +282,77 @@ pub async fn run_chunks(
     }
     Ok(crcs)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use ltx_codec::{Header, Level, PageIndexEntry};
+
+    use super::*;
+
+    fn layout(ps: u32, commit: u32, min: u64, max: u64, pages: &[u32]) -> FileLayout {
+        let info = LtxFileInfo {
+            level: Level(0),
+            min_txid: TxId(min),
+            max_txid: TxId(max),
+            size: 0,
+            created_at: UNIX_EPOCH,
+        };
+        FileLayout {
+            label: crate::fetch::file_label(&info),
+            info,
+            header: Header::new(ps, commit, TxId(min), TxId(max), 0),
+            file_checksum: 0,
+            frames: pages
+                .iter()
+                .map(|&pgno| PageIndexEntry {
+                    pgno,
+                    offset: 0,
+                    size: 0,
+                })
+                .collect(),
+            pages_end: 0,
+            header_crc: 0,
+            tail_crc: 0,
+            tail_len: 0,
+        }
+    }
+
+    #[test]
+    fn newest_file_wins_and_shrinks_drop_pages() {
+        let w = winners(&[
+            layout(4096, 5, 1, 1, &[1, 2, 3, 4, 5]),
+            layout(4096, 5, 2, 2, &[2, 5]),
+            layout(4096, 4, 3, 3, &[3]),
+        ])
+        .expect("winners");
+        assert_eq!(w, vec![1, 2, 3, 1]);
+    }
+
+    #[test]
+    fn lock_page_is_never_a_winner() {
+        let lock = lock_pgno(65536);
+        let all: Vec<u32> = (1..=lock + 1).filter(|&p| p != lock).collect();
+        let w = winners(&[layout(65536, lock + 1, 1, 1, &all)]).expect("winners");
+        assert_eq!(w[lock as usize - 1], 0);
+        assert_eq!(w[lock as usize], 1);
+    }
+
+    #[test]
+    fn gaps_and_bad_chains_are_errors() {
+        let e = winners(&[layout(4096, 3, 1, 1, &[1, 3])]).expect_err("missing page");
+        assert!(e.to_string().contains("page 2 of 3"), "{e}");
+        let e = winners(&[layout(4096, 1, 2, 2, &[1])]).expect_err("no snapshot");
+        assert!(e.to_string().contains("snapshot"), "{e}");
+        let e = winners(&[layout(4096, 1, 1, 1, &[1]), layout(1024, 1, 2, 2, &[1])])
+            .expect_err("page size");
+        assert!(
+            e.to_string().contains("page size 1024 differs from 4096"),
+            "{e}"
+        );
+        let e =
+            winners(&[layout(4096, 1, 1, 1, &[1]), layout(4096, 1, 3, 3, &[1])]).expect_err("gap");
+        assert!(e.to_string().contains("does not continue"), "{e}");
+    }
+}

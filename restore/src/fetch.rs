@@ -3,7 +3,9 @@
 
 use std::ops::Range;
 
-use ltx_codec::{Header, PageIndex, PageIndexEntry, HEADER_SIZE, PAGE_HEADER_SIZE, TRAILER_SIZE};
+use ltx_codec::{
+    lz4, Header, PageIndex, PageIndexEntry, HEADER_SIZE, PAGE_HEADER_SIZE, TRAILER_SIZE,
+};
 use storage::{LtxFileInfo, ReplicaClient};
 
 use crate::{RestoreError, Result};
@@ -117,9 +119,13 @@ pub async fn read_layout(client: &dyn ReplicaClient, info: &LtxFileInfo) -> Resu
     if !frames.is_sorted_by_key(|e| e.offset) {
         frames.sort_by_key(|e| e.offset);
     }
+    // A frame can be no longer than a page that did not compress, so a damaged index cannot
+    // make one ranged read (and its buffer) as large as the file.
+    let max_frame =
+        (PAGE_HEADER_SIZE + 4 + 64 + lz4::compress_bound(header.page_size as usize)) as u64;
     let mut at = HEADER_SIZE as u64;
     for e in &frames {
-        if e.offset != at || e.size < (PAGE_HEADER_SIZE + 1) as u64 {
+        if e.offset != at || e.size < (PAGE_HEADER_SIZE + 1) as u64 || e.size > max_frame {
             return Err(RestoreError::corrupt(
                 &label,
                 e.offset,
