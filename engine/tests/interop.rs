@@ -662,3 +662,39 @@ fn first_write_after_idle_ships_at_once_and_bursts_are_batched() {
     assert!((1..=6).contains(&made), "{made} L0 files for the burst");
     assert_restores(&ls, &c.db, &c.replica, &c.root);
 }
+
+#[test]
+fn catch_up_in_max_sync_wal_bytes_chunks() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    write_config(
+        &c.config,
+        &[(c.db.clone(), c.replica.clone())],
+        "monitor-interval: 100ms\nmax-sync-wal-bytes: 64KiB\nmin-checkpoint-page-count: 100000\n",
+    );
+    let app = app(&c.db, 4096);
+    // Keep SQLite from checkpointing on its own while the engine is away.
+    app.execute_batch("PRAGMA wal_autocheckpoint = 0")
+        .expect("pragma");
+    setup_table(&app);
+    let e = Engine::start(&c.config, &c.log);
+    insert_rows(&app, 0, 5, 5);
+    sleep_ms(300);
+    e.stop();
+    let before = l0_names(&c.replica).len();
+    // ~60 transactions of ~16 KiB of WAL each, written while nothing replicates.
+    for i in 0..60 {
+        app.execute_batch("BEGIN").expect("begin");
+        insert_rows(&app, 1000 + i * 30, 30, 300);
+        app.execute_batch("COMMIT").expect("commit");
+    }
+    let e = Engine::start(&c.config, &c.log);
+    sleep_ms(800);
+    e.stop();
+    let made = l0_names(&c.replica).len() - before;
+    assert!(
+        made >= 5,
+        "catch-up made only {made} L0 files; limit not applied"
+    );
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
