@@ -60,6 +60,21 @@ fn many_small_transactions() {
         .expect("delete");
     e.stop();
     assert!(l0_names(&c.replica).len() > 1);
+    // Replica files carry the header timestamp as their mtime (CreatedAt, §3.1), and are
+    // byte-identical to the local copies.
+    for n in l0_names(&c.replica) {
+        let p = c.replica.join("ltx/0").join(&n);
+        let bytes = std::fs::read(&p).expect("read");
+        let h = ltx_codec::Header::decode(&bytes).expect("header");
+        let mtime = std::fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .expect("mtime")
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after epoch");
+        assert_eq!(mtime.as_millis() as i64, h.timestamp, "{n}");
+        let local = std::fs::read(c.root.join(".app.db-litestream/ltx/0").join(&n)).expect("local");
+        assert_eq!(local, bytes, "{n}");
+    }
     assert_restores(&ls, &c.db, &c.replica, &c.root);
 }
 
