@@ -18,7 +18,7 @@ use crate::checkpoint::{self, Decision, Thresholds};
 use crate::config::DbConfig;
 use crate::error::{Error, Result};
 use crate::l0::{self, L0Params, PageSource};
-use crate::meta::MetaDir;
+use crate::meta::{LtxBytes, MetaDir};
 use crate::sqlite::{CheckpointMode, Conns};
 use crate::verify::{self, LastSync, SyncPlan, VerifyInput};
 use crate::walmap::WalMap;
@@ -59,7 +59,7 @@ pub struct Follower {
     state: SyncState,
     pos: TxId,
     /// Bytes of the L0 file at `pos`, kept so verify does not re-read it from disk.
-    last_l0: Option<Arc<Vec<u8>>>,
+    last_l0: Option<LtxBytes>,
 }
 
 fn now_ms() -> i64 {
@@ -214,7 +214,7 @@ impl Follower {
         self.meta.clear_l0()?;
         self.meta.write_l0(txid, bytes)?;
         self.pos = txid;
-        self.last_l0 = Some(Arc::new(bytes.to_vec()));
+        self.last_l0 = None;
         self.state.synced_to_wal_end = false;
         Ok(())
     }
@@ -301,14 +301,14 @@ impl Follower {
         Ok(r)
     }
 
-    fn last_l0_bytes(&mut self) -> Result<Arc<Vec<u8>>> {
+    fn last_l0_bytes(&mut self) -> Result<LtxBytes> {
         if let Some(b) = &self.last_l0 {
             return Ok(b.clone());
         }
-        let bytes = Arc::new(self.meta.read_l0(self.pos)?);
+        let bytes = self.meta.open_l0(self.pos)?;
         // Like Litestream's Pos(): a corrupt last file stops replication with a clear error
         // rather than building on it.
-        LtxFile::open_verified(&bytes).map_err(|e| {
+        LtxFile::open_verified((*bytes).as_ref()).map_err(|e| {
             Error::ltx(
                 format!("last local L0 {}", self.meta.l0_path(self.pos).display()),
                 e,
@@ -332,7 +332,7 @@ impl Follower {
             None
         } else {
             let bytes = self.last_l0_bytes()?;
-            let h = Header::decode(&bytes)
+            let h = Header::decode((*bytes).as_ref())
                 .map_err(|e| Error::ltx(format!("L0 {} header", self.pos), e))?;
             Some(LastSync {
                 end_offset: (h.wal_offset + h.wal_size) as u64,
@@ -362,7 +362,14 @@ impl Follower {
         };
         let plan = verify::decide(
             &input,
-            |prev| last_page_match(&wal_path, l0.as_deref(), prev, frame_size),
+            |prev| {
+                last_page_match(
+                    &wal_path,
+                    l0.as_ref().map(|b| (**b).as_ref()),
+                    prev,
+                    frame_size,
+                )
+            },
             |new, old| detect_full_checkpoint(&wal_path, frame_size, new, old),
         )?;
         Ok(plan)
@@ -482,7 +489,8 @@ impl Follower {
             db: &od.file,
             page_size,
         };
-        let bytes = l0::encode(&params, &pages, &src)?;
+        let staged = self.meta.stage(self.meta.l0_path(txid))?;
+        let staged = l0::encode(&params, &pages, &src, staged)?;
 
         // The pages were copied out of a live mapping: make sure the frames validated above
         // are still there, unchanged (a truncation or WAL restart under us would show up
@@ -500,7 +508,8 @@ impl Follower {
         }
         drop(map);
 
-        self.meta.write_l0(txid, &bytes)?;
+        let size = staged.len();
+        let kept = staged.commit()?;
         let kind = if plan.snapshot {
             "snapshot"
         } else {
@@ -522,11 +531,11 @@ impl Follower {
             wal_offset = offset,
             wal_size = sz,
             transactions = committed.transactions,
-            size = bytes.len(),
+            size,
             "synced"
         );
         self.pos = txid;
-        self.last_l0 = Some(Arc::new(bytes));
+        self.last_l0 = kept.map(|b| Arc::new(b) as LtxBytes);
         let final_offset = offset + sz;
         result.synced = true;
         result.new_wal_size = final_offset;
@@ -537,7 +546,7 @@ impl Follower {
     /// A level-9 snapshot `1-<pos>` (§4.10): every page of the database as of the last synced
     /// WAL offset, from the WAL where it has the page, else from the DB file. `None` before the
     /// first L0 file.
-    pub fn snapshot_l9(&mut self) -> Result<Option<(TxId, i64, Vec<u8>)>> {
+    pub fn snapshot_l9(&mut self) -> Result<Option<(TxId, i64, PathBuf)>> {
         if self.db.is_none() || self.pos == TxId::ZERO {
             return Ok(None);
         }
@@ -545,7 +554,8 @@ impl Follower {
         let mut end = self.state.last_synced_wal_offset;
         if end == 0 {
             let bytes = self.last_l0_bytes()?;
-            let h = Header::decode(&bytes).map_err(|e| Error::ltx("last L0 header", e))?;
+            let h =
+                Header::decode((*bytes).as_ref()).map_err(|e| Error::ltx("last L0 header", e))?;
             end = (h.wal_offset + h.wal_size) as u64;
         }
         let frame_size = self.frame_size();
@@ -598,13 +608,21 @@ impl Follower {
             db: &od.file,
             page_size,
         };
-        let bytes = l0::encode_with_header(h, &pages, &src)?;
+        // Staged in the meta directory, then streamed to the replica: a snapshot of a large
+        // database is never held in memory whole.
+        let path = self
+            .meta
+            .level_dir(ltx_codec::SNAPSHOT_LEVEL)
+            .join(ltx_codec::types::ltx_file_name(TxId(1), self.pos));
+        let staged = self.meta.stage(path.clone())?;
+        let staged = l0::encode_with_header(h, &pages, &src, staged)?;
         if map.faulted() {
             return Err(Error::Other(
                 "WAL truncated while snapshotting; retry".into(),
             ));
         }
-        Ok(Some((self.pos, ts, bytes)))
+        staged.commit()?;
+        Ok(Some((self.pos, ts, path)))
     }
 
     fn checkpoint_if_needed(&mut self, orig: u64, new: u64) -> Result<()> {
@@ -722,7 +740,7 @@ impl Follower {
 /// Does the WAL frame at `prev` still carry the last L0's salts and equal that page in it?
 fn last_page_match(
     wal_path: &Path,
-    l0: Option<&Vec<u8>>,
+    l0: Option<&[u8]>,
     prev: u64,
     frame_size: u64,
 ) -> std::result::Result<bool, String> {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 
 use ltx_codec::wal::WAL_FRAME_HEADER_SIZE;
@@ -92,15 +93,20 @@ pub fn page_list(
     out
 }
 
-/// Encodes an L0 file into memory.
-pub fn encode(p: &L0Params, pages: &[u32], src: &PageSource<'_>) -> Result<Vec<u8>> {
-    encode_with_header(header(p), pages, src)
+/// Encodes an L0 file into `w`.
+pub fn encode<W: Write>(p: &L0Params, pages: &[u32], src: &PageSource<'_>, w: W) -> Result<W> {
+    encode_with_header(header(p), pages, src, w)
 }
 
-/// Encodes any LTX file (L0 or a level-9 snapshot) into memory.
-pub fn encode_with_header(h: Header, pages: &[u32], src: &PageSource<'_>) -> Result<Vec<u8>> {
+/// Encodes any LTX file (L0 or a level-9 snapshot) into `w`, page by page.
+pub fn encode_with_header<W: Write>(
+    h: Header,
+    pages: &[u32],
+    src: &PageSource<'_>,
+    w: W,
+) -> Result<W> {
     let what = || format!("encode LTX {}-{}", h.min_txid, h.max_txid);
-    let mut enc = Encoder::new(Vec::new(), h).map_err(|e| Error::ltx(what(), e))?;
+    let mut enc = Encoder::new(w, h).map_err(|e| Error::ltx(what(), e))?;
     let mut buf = vec![0u8; h.page_size as usize];
     for &pgno in pages {
         src.read(pgno, &mut buf)?;

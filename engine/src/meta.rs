@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ltx_codec::types::ltx_file_name;
 use ltx_codec::{Level, TxId};
@@ -88,9 +89,146 @@ impl MetaDir {
         Ok(path)
     }
 
-    pub fn read_l0(&self, txid: TxId) -> Result<Vec<u8>> {
+    /// The bytes of a local L0 file: read into memory when small, mapped when large (a
+    /// snapshot of a big database must not be loaded whole).
+    pub fn open_l0(&self, txid: TxId) -> Result<LtxBytes> {
         let path = self.l0_path(txid);
-        fs::read(&path).map_err(|e| Error::io("read L0 file", &path, e))
+        let f = fs::File::open(&path).map_err(|e| Error::io("open L0 file", &path, e))?;
+        let len = f
+            .metadata()
+            .map_err(|e| Error::io("stat L0 file", &path, e))?
+            .len();
+        if len <= KEEP_IN_MEMORY as u64 {
+            let bytes = fs::read(&path).map_err(|e| Error::io("read L0 file", &path, e))?;
+            return Ok(Arc::new(bytes));
+        }
+        // SAFETY: L0 files are immutable once renamed into place and are only ever unlinked,
+        // never truncated or rewritten, so the mapped bytes cannot change under us.
+        let map =
+            unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io("map L0 file", &path, e))?;
+        Ok(Arc::new(map))
+    }
+
+    /// Starts writing an LTX file at `path` (via `<path>.tmp`).
+    pub fn stage(&self, path: PathBuf) -> Result<StagedFile> {
+        StagedFile::create(path)
+    }
+}
+
+/// LTX bytes in memory or mapped.
+pub type LtxBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// Files up to this size are kept in memory after writing (the verify step reads the last L0
+/// file on every pass); larger ones are mapped on demand.
+pub const KEEP_IN_MEMORY: usize = 8 << 20;
+
+const CHUNK: usize = 1 << 20;
+
+/// An LTX file being written: 1 MiB writes through `storage::local` (io_uring or pwrite) to
+/// `<path>.tmp`; `commit` fsyncs, renames and fsyncs the directory. Dropped without `commit`,
+/// the temp file is removed, so a half-written file never appears under its real name.
+pub struct StagedFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<fs::File>,
+    buf: Vec<u8>,
+    off: u64,
+    copy: Option<Vec<u8>>,
+}
+
+impl StagedFile {
+    fn create(path: PathBuf) -> Result<StagedFile> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        let tmp = storage::local::tmp_path(&path);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("create", &tmp, e))?;
+        Ok(StagedFile {
+            path,
+            tmp,
+            file: Some(file),
+            buf: Vec::with_capacity(CHUNK),
+            off: 0,
+            copy: Some(Vec::new()),
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.off + self.buf.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn flush_buf(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let f = self
+            .file
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("staged file already committed"))?;
+        storage::local::write_all_at(f, &self.buf, self.off)?;
+        self.off += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Makes the file durable under its real name. Returns its bytes if it was small enough
+    /// to keep in memory.
+    pub fn commit(mut self) -> Result<Option<Vec<u8>>> {
+        self.flush_buf()
+            .map_err(|e| Error::io("write", &self.tmp, e))?;
+        let f = self
+            .file
+            .take()
+            .ok_or_else(|| Error::Other("staged file already committed".into()))?;
+        storage::local::fsync(&f).map_err(|e| Error::io("fsync", &self.tmp, e))?;
+        drop(f);
+        fs::rename(&self.tmp, &self.path).map_err(|e| Error::io("rename", &self.tmp, e))?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        storage::local::fsync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
+        Ok(self.copy.take())
+    }
+}
+
+impl std::io::Write for StagedFile {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if let Some(c) = &mut self.copy {
+            if c.len() + data.len() > KEEP_IN_MEMORY {
+                self.copy = None;
+            } else {
+                c.extend_from_slice(data);
+            }
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush_buf()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Durability is `commit`'s job; a flush only has to keep the buffer bounded.
+        Ok(())
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -115,6 +253,17 @@ mod tests {
         assert!(m
             .l0_path(TxId(3))
             .ends_with(".x.db-litestream/ltx/0/0000000000000003-0000000000000003.ltx"));
+        let big = vec![7u8; KEEP_IN_MEMORY + 5];
+        let mut st = m.stage(m.l0_path(TxId(9))).expect("stage");
+        std::io::Write::write_all(&mut st, &big).expect("write");
+        assert!(st.commit().expect("commit").is_none(), "too big to keep");
+        let b = m.open_l0(TxId(9)).expect("open");
+        assert_eq!((*b).as_ref(), &big[..]);
+        let mut st = m.stage(m.l0_path(TxId(10))).expect("stage");
+        std::io::Write::write_all(&mut st, b"small").expect("write");
+        drop(st);
+        assert!(!m.l0_path(TxId(10)).exists());
+        assert!(!storage::local::tmp_path(&m.l0_path(TxId(10))).exists());
         m.clear_l0().expect("clear");
         assert_eq!(m.max_l0().expect("max"), TxId(0));
     }

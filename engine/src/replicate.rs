@@ -309,22 +309,24 @@ impl DbTask {
         follower: &mut Option<Follower>,
         replica: &SharedReplica,
     ) -> Result<()> {
-        let Some((txid, ts, bytes)) = blocking(follower, &self.cfg, |f| f.snapshot_l9()).await?
+        let Some((txid, ts, path)) = blocking(follower, &self.cfg, |f| f.snapshot_l9()).await?
         else {
             return Ok(());
         };
-        let size = bytes.len();
         let created = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ts).unwrap_or(0));
-        replica
+        let r = replica
             .write_ltx(
                 Level(9),
                 TxId(1),
                 txid,
-                storage::Body::Bytes(bytes.into()),
+                storage::Body::File(path.clone()),
                 created,
             )
-            .await?;
-        info!(db = %self.cfg.path.display(), txid = %txid, size, "snapshot complete");
+            .await;
+        // The local copy was only a staging file; Litestream keeps no local level 9.
+        let _ = tokio::fs::remove_file(&path).await;
+        let info = r?;
+        info!(db = %self.cfg.path.display(), txid = %txid, size = info.size, "snapshot complete");
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use storage::{Body, LtxFileInfo, SharedReplica};
 use tracing::info;
 
 use crate::error::{Error, Result};
-use crate::meta::MetaDir;
+use crate::meta::{MetaDir, KEEP_IN_MEMORY};
 
 pub struct Uploader {
     replica: SharedReplica,
@@ -24,6 +24,32 @@ pub struct Uploader {
 pub async fn replica_max_l0(replica: &SharedReplica) -> Result<Option<LtxFileInfo>> {
     let files = replica.ltx_files(Level(0)).await?;
     Ok(files.into_iter().max_by_key(|f| f.max_txid))
+}
+
+/// The header bytes and an upload body: small files in memory, large ones streamed from disk.
+async fn read_for_upload(path: &std::path::Path) -> Result<(Vec<u8>, Body)> {
+    let len = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| Error::io("stat local L0 file for upload", path, e))?
+        .len();
+    if len <= KEEP_IN_MEMORY as u64 {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| Error::io("read local L0 file for upload", path, e))?;
+        let head = bytes[..bytes.len().min(ltx_codec::HEADER_SIZE)].to_vec();
+        return Ok((head, Body::Bytes(Bytes::from(bytes))));
+    }
+    let p = path.to_owned();
+    let head = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut head = vec![0u8; ltx_codec::HEADER_SIZE];
+        std::fs::File::open(&p)?.read_exact(&mut head)?;
+        Ok(head)
+    })
+    .await
+    .map_err(|e| Error::Other(format!("read L0 header: {e}")))?
+    .map_err(|e| Error::io("read local L0 header", path, e))?;
+    Ok((head, Body::File(path.to_owned())))
 }
 
 impl Uploader {
@@ -66,22 +92,15 @@ impl Uploader {
         while pos < local_max {
             let txid = pos.next();
             let path = self.meta.l0_path(txid);
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(|e| Error::io("read local L0 file for upload", &path, e))?;
-            let header = Header::decode(&bytes).map_err(|e| Error::ltx(format!("L0 {txid}"), e))?;
+            let (head, body) = read_for_upload(&path).await?;
+            let header = Header::decode(&head).map_err(|e| Error::ltx(format!("L0 {txid}"), e))?;
             let created = SystemTime::UNIX_EPOCH
                 + Duration::from_millis(u64::try_from(header.timestamp).unwrap_or(0));
-            let size = bytes.len();
-            self.replica
-                .write_ltx(
-                    Level(0),
-                    txid,
-                    txid,
-                    Body::Bytes(Bytes::from(bytes)),
-                    created,
-                )
+            let info = self
+                .replica
+                .write_ltx(Level(0), txid, txid, body, created)
                 .await?;
+            let size = info.size;
             pos = txid;
             self.pos = Some(pos);
             n += 1;
