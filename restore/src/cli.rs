@@ -8,7 +8,8 @@ use std::time::{Instant, SystemTime};
 
 use ltx_codec::TxId;
 use serde::Serialize;
-use storage::{ReplicaUrl, SharedReplica};
+use storage::s3::S3Replica;
+use storage::{ReplicaClient, ReplicaUrl, SharedReplica};
 
 use crate::execute::{execute, ExecOptions};
 use crate::plan::{calc_plan, Listing, PlanReport, Target};
@@ -238,25 +239,50 @@ struct RestoreResult<'a> {
     integrity_check: &'a str,
 }
 
-/// Where to restore from: the replica client, its kind, and its root for v0.3.x files.
-struct Source {
-    client: SharedReplica,
-    kind: &'static str,
-    v3_root: Option<PathBuf>,
+/// Where to restore from: the replica client, its kind, its root for v0.3.x files, and for
+/// S3 the concrete client, which can also read metadata timestamps.
+pub(crate) struct Source {
+    pub(crate) client: SharedReplica,
+    pub(crate) kind: &'static str,
+    pub(crate) v3_root: Option<PathBuf>,
+    pub(crate) s3: Option<Arc<S3Replica>>,
 }
 
-fn open_source(url: &str) -> Result<Source> {
-    let parsed = ReplicaUrl::parse(url)?;
-    // v0.3.x files are read from file replicas only.
-    #[allow(unreachable_patterns)]
-    let v3_root = match &parsed {
-        ReplicaUrl::File(p) => Some(p.clone()),
-        _ => None,
-    };
-    Ok(Source {
-        client: storage::open_replica(url)?,
-        kind: parsed.kind(),
-        v3_root,
+impl Source {
+    pub(crate) fn s3(r: S3Replica) -> Source {
+        let r = Arc::new(r);
+        Source {
+            kind: ReplicaClient::kind(r.as_ref()),
+            client: Arc::clone(&r) as SharedReplica,
+            v3_root: None,
+            s3: Some(r),
+        }
+    }
+
+    pub(crate) fn file(root: PathBuf) -> Source {
+        Source {
+            client: Arc::new(storage::file::FileReplica::new(root.clone())),
+            kind: "file",
+            // v0.3.x files are read from file replicas only.
+            v3_root: Some(root),
+            s3: None,
+        }
+    }
+
+    /// The listing a plan for `target` is computed from: with `-timestamp` over S3, CreatedAt
+    /// comes from object metadata, as Litestream reads it; otherwise `plain` is used as is.
+    async fn plan_listing(&self, plain: Listing, target: Target) -> Result<Listing> {
+        match (&self.s3, target) {
+            (Some(s3), Target::Timestamp(_)) => Listing::fetch_with_metadata(s3).await,
+            _ => Ok(plain),
+        }
+    }
+}
+
+pub(crate) fn open_source(url: &str) -> Result<Source> {
+    Ok(match ReplicaUrl::parse(url)? {
+        ReplicaUrl::File(p) => Source::file(p),
+        ReplicaUrl::S3(s) => Source::s3(S3Replica::new(*s)?),
     })
 }
 
@@ -328,9 +354,11 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
     };
     if is_url(&src) {
         if let Some(ts) = a.timestamp {
+            // Litestream's TimeBounds reads plain listings (LastModified on S3), not metadata.
             check_timestamp_bounds(&listing, &v3, ts)?;
         }
     }
+    let listing = source.plan_listing(listing, target).await?;
     let use_v3 = a.txid.is_none() && v3.should_use(&listing, a.timestamp);
 
     if a.dry_run {

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use ltx_codec::{Level, TxId, SNAPSHOT_LEVEL};
 use serde::Serialize;
+use storage::s3::S3Replica;
 use storage::{LtxFileInfo, ReplicaClient};
 
 use crate::timefmt::format_rfc3339;
@@ -53,6 +54,19 @@ impl Listing {
         let mut listing = Listing::default();
         for (level, files) in listing.levels.iter_mut().enumerate() {
             *files = client.ltx_files(Level(level as u8)).await?;
+        }
+        listing.sort();
+        Ok(listing)
+    }
+
+    /// Lists levels 0..=9 of an S3 replica with each file's `litestream-timestamp` metadata as
+    /// its CreatedAt. Litestream reads these precise times for `-timestamp` restores (§5.1);
+    /// plain listings only carry LastModified, which is the upload time at one-second
+    /// resolution and would pick different files.
+    pub async fn fetch_with_metadata(s3: &S3Replica) -> Result<Listing> {
+        let mut listing = Listing::default();
+        for (level, files) in listing.levels.iter_mut().enumerate() {
+            *files = s3.ltx_files_with_metadata(Level(level as u8)).await?;
         }
         listing.sort();
         Ok(listing)

@@ -67,14 +67,20 @@ pub fn file_url(p: &Path) -> String {
 pub struct Replicated {
     pub dir: tempfile::TempDir,
     pub db: PathBuf,
+    /// The file replica's root (unused for other replicas).
     pub replica: PathBuf,
     /// Instants between write phases: a `-timestamp` at `marks[k]` sees phases `0..=k`.
     pub marks: Vec<SystemTime>,
+    /// What both restore tools are pointed at.
+    pub source_url: String,
+    /// Extra environment for `litestream` and for `ls-restore` (S3 credentials).
+    pub lit_env: Vec<(String, String)>,
+    pub ls_env: Vec<(String, String)>,
 }
 
 impl Replicated {
     pub fn url(&self) -> String {
-        file_url(&self.replica)
+        self.source_url.clone()
     }
 
     pub fn max_txid(&self) -> u64 {
@@ -149,10 +155,41 @@ pub struct ReplicateOpts<'a> {
     pub compaction: bool,
 }
 
+/// Where [`replicate_to`] sends the database.
+pub struct ReplicaSpec {
+    /// The `replica:` section's keys, one per line, without indentation.
+    pub yaml: Vec<String>,
+    pub url: String,
+    pub lit_env: Vec<(String, String)>,
+    pub ls_env: Vec<(String, String)>,
+    /// The newest MaxTXID at level 0 (0 when there is none yet).
+    pub l0_max: Box<dyn Fn() -> u64>,
+}
+
+/// Replicates into a file replica under the test's directory.
 pub fn replicate(lit: &Path, o: &ReplicateOpts<'_>) -> Replicated {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("src.db");
     let replica = dir.path().join("replica");
+    let l0 = replica.join("ltx/0");
+    let spec = ReplicaSpec {
+        yaml: vec!["type: file".into(), format!("path: {}", replica.display())],
+        url: file_url(&replica),
+        lit_env: Vec::new(),
+        ls_env: Vec::new(),
+        l0_max: Box::new(move || ltx_names(&l0).last().map_or(0, |x| x.1)),
+    };
+    replicate_to(lit, o, dir, replica, spec)
+}
+
+/// Runs `litestream replicate` on a fresh database in `dir` while `o`'s phases write to it.
+pub fn replicate_to(
+    lit: &Path,
+    o: &ReplicateOpts<'_>,
+    dir: tempfile::TempDir,
+    replica: PathBuf,
+    spec: ReplicaSpec,
+) -> Replicated {
+    let db = dir.path().join("src.db");
     let conn = Connection::open(&db).expect("open db");
     conn.execute_batch(&format!(
         "PRAGMA page_size={}; PRAGMA journal_mode=WAL;",
@@ -164,19 +201,23 @@ pub fn replicate(lit: &Path, o: &ReplicateOpts<'_>) -> Replicated {
     fs::write(
         &cfg,
         format!(
-            "{}dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      type: file\n      path: {}\n      sync-interval: 100ms\n",
+            "{}dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n{}      sync-interval: 100ms\n",
             if o.compaction {
                 "levels:\n  - interval: 2s\nsnapshot:\n  interval: 5s\n"
             } else {
                 ""
             },
             db.display(),
-            replica.display()
+            spec.yaml
+                .iter()
+                .map(|l| format!("      {l}\n"))
+                .collect::<String>()
         ),
     )
     .expect("config");
     let log = fs::File::create(dir.path().join("litestream.log")).expect("log");
     let child = lit_cmd(lit)
+        .envs(spec.lit_env.iter().map(|(k, v)| (k, v)))
         .args(["replicate", "-config"])
         .arg(&cfg)
         .stdout(log.try_clone().expect("log"))
@@ -186,8 +227,7 @@ pub fn replicate(lit: &Path, o: &ReplicateOpts<'_>) -> Replicated {
         .expect("spawn litestream replicate");
     let started = Instant::now();
     let rep = Replicator(child);
-    let l0 = replica.join("ltx/0");
-    let l0_max = || ltx_names(&l0).last().map_or(0, |x| x.1);
+    let l0_max = &spec.l0_max;
     wait_for("the first L0 file", Duration::from_secs(180), || {
         l0_max() >= 1
     });
@@ -215,6 +255,9 @@ pub fn replicate(lit: &Path, o: &ReplicateOpts<'_>) -> Replicated {
         db,
         replica,
         marks,
+        source_url: spec.url,
+        lit_env: spec.lit_env,
+        ls_env: spec.ls_env,
     }
 }
 
@@ -236,9 +279,11 @@ pub fn restore_both_or_same_error(
     let a = r.dir.path().join(format!("lit-{tag}.db"));
     let b = r.dir.path().join(format!("ls-{tag}.db"));
     let mut c = lit_cmd(lit);
+    c.envs(r.lit_env.iter().map(|(k, v)| (k, v)));
     c.arg("restore").args(args).arg("-o").arg(&a).arg(r.url());
     let lo = run(c);
     let mut c = ls_restore();
+    c.envs(r.ls_env.iter().map(|(k, v)| (k, v)));
     c.args(args).arg("-o").arg(&b).arg(r.url());
     let mo = run(c);
     if !lo.status.success() {
@@ -325,4 +370,121 @@ pub fn synthetic_replica(replica: &Path, ps: u32) -> Vec<u8> {
         );
     }
     db.concat()
+}
+
+/// The s3s-fs server `tests/s3/start.sh` exported, or `None` (with a SKIP line) when there is
+/// none. With `LS_INTEROP=1` a missing server fails the test instead.
+pub struct S3Server {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub bucket: String,
+}
+
+pub fn s3_server(test: &str) -> Option<S3Server> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        get("LS_S3_ENDPOINT"),
+        get("LS_S3_ACCESS_KEY"),
+        get("LS_S3_SECRET_KEY"),
+    ) {
+        (Some(endpoint), Some(access_key), Some(secret_key)) => Some(S3Server {
+            endpoint,
+            access_key,
+            secret_key,
+            bucket: get("LS_S3_BUCKET").unwrap_or_else(|| "ls-test".to_owned()),
+        }),
+        _ => {
+            assert!(
+                std::env::var("LS_INTEROP").as_deref() != Ok("1"),
+                "{test}: LS_INTEROP=1 but LS_S3_ENDPOINT is unset; source tests/s3/start.sh first"
+            );
+            eprintln!("SKIP: {test}: no S3 server (source tests/s3/start.sh to run it)");
+            None
+        }
+    }
+}
+
+impl S3Server {
+    /// A key prefix no other test or earlier run uses.
+    pub fn unique_prefix(&self, name: &str) -> String {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        format!("{name}-{}-{nanos}", std::process::id())
+    }
+
+    /// The replica URL both restore tools take.
+    pub fn url(&self, prefix: &str) -> String {
+        format!(
+            "s3://{}/{prefix}?endpoint={}&region=us-east-1&forcePathStyle=true",
+            self.bucket, self.endpoint
+        )
+    }
+
+    pub fn settings(&self, prefix: &str) -> storage::s3::S3Settings {
+        storage::s3::S3Settings {
+            bucket: self.bucket.clone(),
+            path: prefix.to_owned(),
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".to_owned()),
+            force_path_style: Some(true),
+            access_key_id: Some(self.access_key.clone()),
+            secret_access_key: Some(self.secret_key.clone()),
+            ..storage::s3::S3Settings::default()
+        }
+    }
+
+    /// Litestream gets the keys as `AWS_*`; ls-restore as `LITESTREAM_*`, so that both
+    /// spellings Litestream accepts are exercised.
+    pub fn lit_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), self.secret_key.clone()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]
+    }
+
+    pub fn ls_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("LITESTREAM_ACCESS_KEY_ID".into(), self.access_key.clone()),
+            (
+                "LITESTREAM_SECRET_ACCESS_KEY".into(),
+                self.secret_key.clone(),
+            ),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]
+    }
+
+    /// A `litestream replicate` target in this bucket under `prefix`, written with the
+    /// config keys (not a URL) users put in litestream.yml.
+    pub fn spec(&self, prefix: &str) -> ReplicaSpec {
+        let r = storage::s3::S3Replica::new(self.settings(prefix)).expect("s3 replica");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        ReplicaSpec {
+            yaml: vec![
+                "type: s3".into(),
+                format!("bucket: {}", self.bucket),
+                format!("path: {prefix}"),
+                format!("endpoint: {}", self.endpoint),
+                "region: us-east-1".into(),
+                "force-path-style: true".into(),
+            ],
+            url: self.url(prefix),
+            lit_env: self.lit_env(),
+            ls_env: self.ls_env(),
+            l0_max: Box::new(move || {
+                use storage::ReplicaClient;
+                r.invalidate_cache();
+                rt.block_on(r.ltx_files(ltx_codec::Level(0)))
+                    .unwrap_or_default()
+                    .last()
+                    .map_or(0, |f| f.max_txid.0)
+            }),
+        }
+    }
 }
