@@ -713,3 +713,20 @@ fn catch_up_in_max_sync_wal_bytes_chunks() {
     );
     assert_restores(&ls, &c.db, &c.replica, &c.root);
 }
+
+#[test]
+fn exec_subprocess_stops_replication_with_its_exit_code() {
+    let Some(ls) = litestream() else { return };
+    let c = case();
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+    insert_rows(&app, 0, 50, 50);
+    let st = std::process::Command::new(ENGINE)
+        .args(["replicate", "-exec", "sh -c 'sleep 0.5; exit 3'", "-config"])
+        .arg(&c.config)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run");
+    assert_eq!(st.code(), Some(3));
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
