@@ -233,7 +233,19 @@ fn vacuum_shrinks_file() {
     assert_restores(&ls, &c.db, &c.replica, &c.root);
 }
 
-fn litestream_replicate(ls: &Path, config: &Path, log: &Path) -> std::process::Child {
+/// A running `litestream replicate`, killed if the test fails before stopping it.
+struct LsChild(Option<std::process::Child>);
+
+impl Drop for LsChild {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn litestream_replicate(ls: &Path, config: &Path, log: &Path) -> LsChild {
     let out = std::fs::File::create(log).expect("log");
     let err = out.try_clone().expect("clone");
     litestream_cmd(ls)
@@ -243,10 +255,12 @@ fn litestream_replicate(ls: &Path, config: &Path, log: &Path) -> std::process::C
         .stdout(out)
         .stderr(err)
         .spawn()
+        .map(|c| LsChild(Some(c)))
         .expect("start litestream")
 }
 
-fn stop_child(mut c: std::process::Child) {
+fn stop_child(mut l: LsChild) {
+    let Some(mut c) = l.0.take() else { return };
     // SAFETY: plain kill(2) on our own child.
     unsafe {
         libc::kill(c.id() as i32, libc::SIGTERM);
