@@ -316,13 +316,12 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
         _ => Target::Latest,
     };
     if a.check {
-        let url = if is_url(&src) {
-            src.clone()
+        let s = if is_url(&src) {
+            open_source(&src)?
         } else {
             let cfg = a.config.clone().unwrap_or_else(config::default_config_path);
-            config::replica_url_for(&cfg, !a.no_expand_env, &config::expand_path(&src)?)?
+            config::replica_for(&cfg, !a.no_expand_env, &config::expand_path(&src)?)?.open()?
         };
-        let s = open_source(&url)?;
         return check::run(&s.client, a.parallelism, a.json, out).await;
     }
 
@@ -339,9 +338,9 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
     } else {
         let cfg = a.config.clone().unwrap_or_else(config::default_config_path);
         let db = config::expand_path(&src)?;
-        let url = config::replica_url_for(&cfg, !a.no_expand_env, &db)?;
+        let source = config::replica_for(&cfg, !a.no_expand_env, &db)?.open()?;
         let output = a.output.clone().unwrap_or(db);
-        (open_source(&url)?, output)
+        (source, output)
     };
     if a.if_db_not_exists && output_exists(&output) {
         return info(a.json, out, "database already exists, skipping");

@@ -1,34 +1,149 @@
 //! Just enough of Litestream's YAML config (§6.1) for `ls-restore -config PATH DB_PATH`: the
-//! `dbs` list with each database's `path` and its `replica` (`url`, or `type` + `path`).
-//! The engine has the full parser; restore keeps this small reader so that it does not depend
-//! on the engine.
+//! `dbs` list with each database's `path` and its `replica`, whose keys are handed as written
+//! to the storage crate (which owns the meaning of `bucket`, `endpoint`, `part-size`, ...).
+//! Top-level replica keys act as defaults, as in Litestream. The engine has the full parser;
+//! restore keeps this small reader so that it does not depend on the engine.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value};
+use storage::s3::{Flavor, S3Replica, S3Settings};
 
+use crate::cli::{open_source, Source};
 use crate::{RestoreError, Result};
 
 #[derive(Debug, Deserialize)]
 struct RawConfig {
     #[serde(default)]
     dbs: Vec<RawDb>,
+    /// Everything else at the top level: replica keys there are defaults for every replica.
+    #[serde(flatten)]
+    globals: Mapping,
 }
 
 #[derive(Debug, Deserialize)]
 struct RawDb {
     path: Option<String>,
-    replica: Option<RawReplica>,
+    replica: Option<Mapping>,
     #[serde(default)]
-    replicas: Vec<RawReplica>,
+    replicas: Vec<Mapping>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-struct RawReplica {
-    url: Option<String>,
-    path: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
+/// One database's replica as configured: its backend type, optional URL, and every other key
+/// as a string.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaEntry {
+    pub kind: String,
+    pub url: Option<String>,
+    pub settings: Vec<(String, String)>,
+}
+
+impl ReplicaEntry {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .rfind(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Opens the replica: file replicas by path or URL, S3/OSS through the storage crate's
+    /// settings with the URL (if any) and every key layered as Litestream layers them.
+    pub(crate) fn open(&self) -> Result<Source> {
+        match self.kind.as_str() {
+            "file" => match (&self.url, self.get("path")) {
+                (Some(u), _) => open_source(u),
+                (None, Some(p)) => Ok(Source::file(expand_path(p)?)),
+                (None, None) => Err(RestoreError::Config(
+                    "file replica needs a path or url".into(),
+                )),
+            },
+            "s3" | "oss" => {
+                let flavor = if self.kind == "s3" {
+                    Flavor::S3
+                } else {
+                    Flavor::Oss
+                };
+                let settings = S3Settings::from_config(
+                    flavor,
+                    self.url.as_deref(),
+                    self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                )?;
+                Ok(Source::s3(S3Replica::new(settings)?))
+            }
+            other => Err(RestoreError::Config(format!(
+                "replica type {other:?} is not supported by ls-restore"
+            ))),
+        }
+    }
+}
+
+/// A YAML scalar as the string Litestream's typed config would have parsed; `None` for nulls
+/// and nested values (which no S3 or file key has).
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Keys of a replica section that describe the replica itself rather than its backend.
+const NOT_BACKEND_KEYS: &[&str] = &[
+    "type",
+    "url",
+    "name",
+    "sync-interval",
+    "max-sync-ltx-files",
+    "auto-recover",
+    "validation-interval",
+];
+
+fn replica_entry(globals: &Mapping, replica: &Mapping) -> Result<ReplicaEntry> {
+    if let Some(age) = replica.get("age").and_then(Value::as_mapping) {
+        let set = |k: &str| {
+            age.get(k)
+                .and_then(Value::as_sequence)
+                .is_some_and(|s| !s.is_empty())
+        };
+        if set("identities") || set("recipients") {
+            return Err(RestoreError::Config(
+                "age encryption is not supported in Litestream 0.5; restore with Litestream 0.3.x"
+                    .into(),
+            ));
+        }
+    }
+    let text = |m: &Mapping, k: &str| m.get(k).and_then(scalar).filter(|v| !v.is_empty());
+    let url = text(replica, "url");
+    let kind = match (&url, text(replica, "type")) {
+        (Some(u), _) if u.contains("://") => u.split("://").next().unwrap_or("file").to_owned(),
+        (_, Some(t)) => t,
+        _ => "file".to_owned(),
+    };
+    let mut settings = Vec::new();
+    // Globals first so that the replica's own keys, pushed later, win. A global `path` is
+    // never a replica key.
+    for (m, is_global) in [(globals, true), (replica, false)] {
+        for (k, v) in m {
+            let (Some(k), Some(v)) = (k.as_str(), scalar(v)) else {
+                continue;
+            };
+            if NOT_BACKEND_KEYS.contains(&k) || (is_global && !global_replica_key(k)) {
+                continue;
+            }
+            settings.push((k.to_owned(), v));
+        }
+    }
+    Ok(ReplicaEntry {
+        kind,
+        url,
+        settings,
+    })
+}
+
+fn global_replica_key(k: &str) -> bool {
+    k != "path" && storage::s3::settings::S3_KEYS.contains(&k)
 }
 
 /// The config path when `-config` is not given.
@@ -81,6 +196,37 @@ pub fn expand_env(s: &str) -> String {
     out
 }
 
+/// The home directory as Go's `user.Current()` gives it to Litestream: the password database
+/// entry of the real user, not `$HOME` (checked on the 0.5.17 binary: with `HOME` pointing
+/// elsewhere, `~/db` still means `/root/db` for root). `$HOME` only when there is no entry.
+pub fn home_dir() -> Option<PathBuf> {
+    use std::ffi::CStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: getpwuid_r writes only into `pw` and `buf` (whose length it is told) and points
+    // `out` at `pw` on success; the strings it returns live in `buf`, read before it is freed.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            libc::getuid(),
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut out,
+        );
+        if rc == 0 && !out.is_null() && !pw.pw_dir.is_null() {
+            let dir = CStr::from_ptr(pw.pw_dir).to_bytes();
+            if !dir.is_empty() {
+                return Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir)));
+            }
+        }
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
 /// `~` to the home directory and relative paths made absolute, as Litestream does for database
 /// paths on both sides of the comparison.
 pub fn expand_path(p: &str) -> Result<PathBuf> {
@@ -89,9 +235,9 @@ pub fn expand_path(p: &str) -> Result<PathBuf> {
         .or_else(|| p.strip_prefix("sqlite://"))
         .unwrap_or(p);
     let path = if p == "~" || p.starts_with("~/") {
-        let home = std::env::var_os("HOME")
-            .ok_or_else(|| RestoreError::Config("cannot expand ~: HOME is not set".into()))?;
-        PathBuf::from(home).join(p.trim_start_matches('~').trim_start_matches('/'))
+        let home = home_dir()
+            .ok_or_else(|| RestoreError::Config("cannot expand ~: no home directory".into()))?;
+        home.join(p.trim_start_matches('~').trim_start_matches('/'))
     } else {
         PathBuf::from(p)
     };
@@ -102,8 +248,8 @@ pub fn expand_path(p: &str) -> Result<PathBuf> {
     Ok(cwd.join(path))
 }
 
-/// Finds the replica URL configured for `db_path`.
-pub fn replica_url_for(config_path: &Path, expand: bool, db_path: &Path) -> Result<String> {
+/// Finds the replica configured for `db_path`.
+pub fn replica_for(config_path: &Path, expand: bool, db_path: &Path) -> Result<ReplicaEntry> {
     let text = std::fs::read_to_string(config_path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             RestoreError::Config(format!("config file not found: {}", config_path.display()))
@@ -120,8 +266,8 @@ pub fn replica_url_for(config_path: &Path, expand: bool, db_path: &Path) -> Resu
             continue;
         }
         let replica = match (&db.replica, db.replicas.as_slice()) {
-            (Some(r), []) => r.clone(),
-            (None, [r]) => r.clone(),
+            (Some(r), []) => r,
+            (None, [r]) => r,
             (None, []) => {
                 return Err(RestoreError::Config(format!(
                     "database has no replica: {}",
@@ -134,19 +280,7 @@ pub fn replica_url_for(config_path: &Path, expand: bool, db_path: &Path) -> Resu
                 ))
             }
         };
-        if let Some(url) = replica.url.filter(|u| !u.is_empty()) {
-            return Ok(url);
-        }
-        let kind = replica.kind.as_deref().unwrap_or("file");
-        return match (kind, replica.path) {
-            ("file" | "", Some(p)) => Ok(expand_path(&p)?.display().to_string()),
-            ("file" | "", None) => Err(RestoreError::Config(
-                "file replica needs a path or url".into(),
-            )),
-            (other, _) => Err(RestoreError::Config(format!(
-                "replica type {other:?} needs a url in this config reader"
-            ))),
-        };
+        return replica_entry(&cfg.globals, replica);
     }
     Err(RestoreError::Config(format!(
         "database not found in config: {}",
@@ -173,15 +307,69 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("l.yml");
         std::env::set_var("LS_RESTORE_TEST_DIR", dir.path());
+        std::env::set_var("LS_RESTORE_TEST_EP", "http://127.0.0.1:9");
         std::fs::write(
             &cfg,
-            "dbs:\n  - path: ${LS_RESTORE_TEST_DIR}/a.db\n    replica:\n      url: file:///r/a\n  - path: $LS_RESTORE_TEST_DIR/b.db\n    replica:\n      type: file\n      path: /r/b\n    monitor-interval: 1s\n",
+            "region: eu-west-1\naccess-key-id: global\ndbs:\n  - path: ${LS_RESTORE_TEST_DIR}/a.db\n    replica:\n      url: file:///r/a\n  - path: $LS_RESTORE_TEST_DIR/b.db\n    replica:\n      type: file\n      path: /r/b\n    monitor-interval: 1s\n  - path: sqlite://$LS_RESTORE_TEST_DIR/c.db\n    replica:\n      type: s3\n      bucket: bk\n      path: pre/fix\n      endpoint: $LS_RESTORE_TEST_EP\n      force-path-style: true\n      part-size: 5MiB\n      concurrency: 3\n      access-key-id: mine\n      sync-interval: 1s\n",
         )
         .expect("write");
-        let a = replica_url_for(&cfg, true, &dir.path().join("a.db")).expect("a");
-        assert_eq!(a, "file:///r/a");
-        let b = replica_url_for(&cfg, true, &dir.path().join("b.db")).expect("b");
-        assert_eq!(b, "/r/b");
-        assert!(replica_url_for(&cfg, true, &dir.path().join("c.db")).is_err());
+        let a = replica_for(&cfg, true, &dir.path().join("a.db")).expect("a");
+        assert_eq!(
+            (a.kind.as_str(), a.url.as_deref()),
+            ("file", Some("file:///r/a"))
+        );
+        let b = replica_for(&cfg, true, &dir.path().join("b.db")).expect("b");
+        assert_eq!((b.kind.as_str(), b.get("path")), ("file", Some("/r/b")));
+        let c = replica_for(&cfg, true, &dir.path().join("c.db")).expect("c");
+        assert_eq!(c.kind, "s3");
+        assert_eq!(c.get("endpoint"), Some("http://127.0.0.1:9"));
+        assert_eq!(c.get("force-path-style"), Some("true"));
+        assert_eq!(c.get("concurrency"), Some("3"));
+        // The replica's key overrides the global one; globals fill the rest.
+        assert_eq!(c.get("access-key-id"), Some("mine"));
+        assert_eq!(c.get("region"), Some("eu-west-1"));
+        assert_eq!(c.get("sync-interval"), None);
+        let src = c.open().expect("open s3");
+        assert_eq!(src.kind, "s3");
+        let s3 = src.s3.expect("s3 client");
+        assert_eq!((s3.bucket(), s3.path()), ("bk", "pre/fix"));
+        // Without expansion the endpoint is the literal text.
+        let c = replica_for(&cfg, false, &dir.path().join("c.db"));
+        assert!(
+            c.is_err(),
+            "sqlite://$VAR path cannot match without expansion"
+        );
+        assert!(replica_for(&cfg, true, &dir.path().join("d.db")).is_err());
+    }
+
+    #[test]
+    fn tilde_is_the_passwd_home() {
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() }.to_string();
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let Some(home) = passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 5 && f[2] == uid)
+            .map(|f| PathBuf::from(f[5]))
+        else {
+            return;
+        };
+        assert_eq!(home_dir().as_deref(), Some(home.as_path()));
+        assert_eq!(expand_path("sqlite://~/x.db").ok(), Some(home.join("x.db")));
+        assert_eq!(expand_path("~").ok(), Some(home));
+    }
+
+    #[test]
+    fn age_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("l.yml");
+        std::fs::write(
+            &cfg,
+            "dbs:\n  - path: /x/a.db\n    replica:\n      path: /r\n      age:\n        identities: [AGE-SECRET-KEY-1]\n",
+        )
+        .expect("write");
+        let e = replica_for(&cfg, true, Path::new("/x/a.db")).expect_err("age");
+        assert!(e.to_string().contains("age"), "{e}");
     }
 }

@@ -139,3 +139,102 @@ fn s3_restore_matches_litestream() {
     }
     assert!(restored_any >= 4, "only {restored_any} timestamps restored");
 }
+
+/// `-config PATH DB_PATH` with a `type: s3` replica whose keys come from the environment
+/// (`$VAR`, `${VAR}`), credentials as top-level defaults, and a `sqlite://` database path:
+/// both tools restore the same bytes; with `-no-expand-env` both refuse.
+#[test]
+fn s3_config_mode_matches_litestream() {
+    let Some(srv) = s3_server("s3_config_mode_matches_litestream") else {
+        return;
+    };
+    let Some(lit) = litestream() else { return };
+    let prefix = srv.unique_prefix("restore-config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let replica = dir.path().join("unused");
+    let r = replicate_to(
+        &lit,
+        &ReplicateOpts {
+            page_size: 4096,
+            setup: &setup,
+            phases: 2,
+            phase: &phase,
+            min_run: Duration::ZERO,
+            compaction: false,
+        },
+        dir,
+        replica,
+        srv.spec(&prefix),
+    );
+    let cfg = r.dir.path().join("restore.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "access-key-id: ${{LS_T_KEY}}\nsecret-access-key: $LS_T_SECRET\ndbs:\n  - path: sqlite://$LS_T_DIR/src.db\n    replica:\n      type: s3\n      bucket: ${{LS_T_BUCKET}}\n      path: {prefix}\n      endpoint: $LS_T_ENDPOINT\n      region: us-east-1\n      force-path-style: true\n      part-size: 5MiB\n      sync-interval: 1s\n"
+        ),
+    )
+    .expect("config");
+    let env = |c: &mut std::process::Command| {
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "LITESTREAM_ACCESS_KEY_ID",
+            "LITESTREAM_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "LITESTREAM_S3_ENDPOINT",
+        ] {
+            c.env_remove(k);
+        }
+        c.env("LS_T_DIR", r.dir.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("LS_T_KEY", &srv.access_key)
+            .env("LS_T_SECRET", &srv.secret_key)
+            .env("LS_T_BUCKET", &srv.bucket)
+            .env("LS_T_ENDPOINT", &srv.endpoint);
+    };
+    for (tag, extra) in [
+        ("latest", vec![]),
+        ("txid", vec!["-txid", "0000000000000002"]),
+    ] {
+        let a = r.dir.path().join(format!("lit-cfg-{tag}.db"));
+        let b = r.dir.path().join(format!("ls-cfg-{tag}.db"));
+        let mut c = lit_cmd(&lit);
+        env(&mut c);
+        c.args(["restore", "-config"])
+            .arg(&cfg)
+            .args(&extra)
+            .arg("-o")
+            .arg(&a)
+            .arg(&r.db);
+        let lo = run(c);
+        assert!(lo.status.success(), "litestream: {}", stderr(&lo));
+        let mut c = ls_restore();
+        env(&mut c);
+        c.arg("-config")
+            .arg(&cfg)
+            .args(&extra)
+            .arg("-o")
+            .arg(&b)
+            .arg(&r.db);
+        let mo = run(c);
+        assert!(mo.status.success(), "ls-restore {tag}: {}", stderr(&mo));
+        let (x, y) = (
+            std::fs::read(&a).expect("read"),
+            std::fs::read(&b).expect("read"),
+        );
+        assert!(!x.is_empty() && x == y, "config {tag}: bytes differ");
+    }
+    let mut c = ls_restore();
+    env(&mut c);
+    c.args(["-no-expand-env", "-config"])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(r.dir.path().join("noexp.db"))
+        .arg(&r.db);
+    let o = run(c);
+    assert!(
+        !o.status.success(),
+        "-no-expand-env must not find the bucket"
+    );
+}
