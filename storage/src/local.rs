@@ -230,15 +230,7 @@ pub fn write_file_atomic(
     chunks: &[&[u8]],
     mtime: Option<SystemTime>,
 ) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = tmp_path(path);
-    let result = (|| {
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+    replace_atomically(path, mtime, |f| {
         let mut off = 0u64;
         let writes: Vec<(u64, &[u8])> = chunks
             .iter()
@@ -248,48 +240,51 @@ pub fn write_file_atomic(
                 w
             })
             .collect();
-        write_batch(&f, &writes)?;
-        fsync(&f)?;
-        if let Some(t) = mtime {
-            f.set_modified(t)?;
-        }
-        drop(f);
-        fs::rename(&tmp, path)?;
-        fsync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+        write_batch(f, &writes)
+    })
 }
 
 /// Copies `src` to `dst` atomically (as [`write_file_atomic`]), streaming in 1 MiB chunks.
 pub fn copy_file_atomic(src: &Path, dst: &Path, mtime: Option<SystemTime>) -> io::Result<()> {
-    let dir = dst.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = tmp_path(dst);
-    let result = (|| {
+    replace_atomically(dst, mtime, |to| {
         let from = File::open(src)?;
-        let to = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
         let len = from.metadata()?.len();
         let mut buf = vec![0u8; (1 << 20).min(len as usize)];
         let mut off = 0u64;
         while off < len {
             let n = buf.len().min((len - off) as usize);
             read_exact_at(&from, &mut buf[..n], off)?;
-            write_all_at(&to, &buf[..n], off)?;
+            write_all_at(to, &buf[..n], off)?;
             off += n as u64;
         }
-        fsync(&to)?;
+        Ok(())
+    })
+}
+
+/// The durable-replace protocol shared by every local write: `fill` writes `<path>.tmp`, which is
+/// fsynced, given its mtime, renamed over `path`, and the directory fsynced. On any error the
+/// temp file is removed and `path` is untouched.
+fn replace_atomically(
+    path: &Path,
+    mtime: Option<SystemTime>,
+    fill: impl FnOnce(&File) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = tmp_path(path);
+    let result = (|| {
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        fill(&f)?;
+        fsync(&f)?;
         if let Some(t) = mtime {
-            to.set_modified(t)?;
+            f.set_modified(t)?;
         }
-        drop(to);
-        fs::rename(&tmp, dst)?;
+        drop(f);
+        fs::rename(&tmp, path)?;
         fsync_dir(dir)
     })();
     if result.is_err() {
