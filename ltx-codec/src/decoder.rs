@@ -105,6 +105,31 @@ impl<'a> PageFrame<'a> {
         }))
     }
 
+    /// Parses a frame fetched by its index entry, checking that it holds the page and length the
+    /// index promised.
+    pub fn for_entry(
+        bytes: &'a [u8],
+        e: &PageIndexEntry,
+        page_size: usize,
+    ) -> Result<PageFrame<'a>> {
+        let bad = |reason: String| Error::InvalidIndex {
+            offset: e.offset,
+            reason,
+        };
+        let frame = PageFrame::parse(bytes, e.offset, page_size)?
+            .ok_or_else(|| bad(format!("page {} entry points at the end marker", e.pgno)))?;
+        if frame.pgno != e.pgno || frame.bytes.len() as u64 != e.size {
+            return Err(bad(format!(
+                "index says page {} ({} bytes), frame holds page {} ({} bytes)",
+                e.pgno,
+                e.size,
+                frame.pgno,
+                frame.bytes.len()
+            )));
+        }
+        Ok(frame)
+    }
+
     /// Decompresses the page into `out`, which must be exactly PageSize long.
     pub fn decompress(&self, out: &mut [u8]) -> Result<()> {
         let payload = &self.bytes[self.hashed_len..];
@@ -211,33 +236,9 @@ impl<'a> LtxFile<'a> {
     }
 
     fn frame_at(&self, e: &PageIndexEntry) -> Result<PageFrame<'a>> {
-        let bad = |reason: String| Error::InvalidIndex {
-            offset: e.offset,
-            reason,
-        };
-        let end = e
-            .offset
-            .checked_add(e.size)
-            .filter(|&end| e.offset >= HEADER_SIZE as u64 && end <= self.pages_end)
-            .ok_or_else(|| {
-                bad(format!(
-                    "page {} entry points outside the page data",
-                    e.pgno
-                ))
-            })?;
-        let slice = &self.bytes[e.offset as usize..end as usize];
-        let frame = PageFrame::parse(slice, e.offset, self.header.page_size as usize)?
-            .ok_or_else(|| bad(format!("page {} entry points at the end marker", e.pgno)))?;
-        if frame.pgno != e.pgno || frame.bytes.len() as u64 != e.size {
-            return Err(bad(format!(
-                "index says page {} ({} bytes), frame holds page {} ({} bytes)",
-                e.pgno,
-                e.size,
-                frame.pgno,
-                frame.bytes.len()
-            )));
-        }
-        Ok(frame)
+        e.check_within(self.pages_end)?;
+        let slice = &self.bytes[e.offset as usize..(e.offset + e.size) as usize];
+        PageFrame::for_entry(slice, e, self.header.page_size as usize)
     }
 
     /// Decompresses page `pgno` into `out` (PageSize bytes).

@@ -13,6 +13,27 @@ pub struct PageIndexEntry {
     pub size: u64,
 }
 
+impl PageIndexEntry {
+    /// Checks that the entry lies inside the page data, `[HEADER_SIZE, pages_end)`, where
+    /// `pages_end` is the offset of the end-of-pages marker.
+    pub fn check_within(&self, pages_end: u64) -> Result<()> {
+        let inside = self.offset >= crate::HEADER_SIZE as u64
+            && self.size >= crate::PAGE_HEADER_SIZE as u64
+            && self
+                .offset
+                .checked_add(self.size)
+                .is_some_and(|end| end <= pages_end);
+        if inside {
+            Ok(())
+        } else {
+            Err(Error::InvalidIndex {
+                offset: self.offset,
+                reason: format!("page {} entry points outside the page data", self.pgno),
+            })
+        }
+    }
+}
+
 /// A decoded page index, sorted by pgno.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PageIndex {

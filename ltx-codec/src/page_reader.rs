@@ -145,19 +145,7 @@ impl<S: ReadAt> PageReader<S> {
 
     /// Checks that an index entry lies inside the page data.
     pub fn check_entry(&self, e: &PageIndexEntry) -> Result<()> {
-        let ok = e.offset >= HEADER_SIZE as u64
-            && e.size >= 6
-            && e.offset
-                .checked_add(e.size)
-                .is_some_and(|end| end <= self.pages_end);
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::InvalidIndex {
-                offset: e.offset,
-                reason: format!("page {} entry points outside the page data", e.pgno),
-            })
-        }
+        e.check_within(self.pages_end)
     }
 
     /// Fetches and decompresses page `pgno` into `out` (PageSize bytes). `frame_buf` is reused
@@ -179,19 +167,5 @@ pub fn decode_frame(
     page_size: usize,
     out: &mut [u8],
 ) -> Result<()> {
-    let frame =
-        PageFrame::parse(bytes, e.offset, page_size)?.ok_or_else(|| Error::InvalidIndex {
-            offset: e.offset,
-            reason: format!("page {} entry points at the end marker", e.pgno),
-        })?;
-    if frame.pgno != e.pgno || frame.bytes.len() as u64 != e.size {
-        return Err(Error::InvalidIndex {
-            offset: e.offset,
-            reason: format!(
-                "index says page {}, frame holds page {}",
-                e.pgno, frame.pgno
-            ),
-        });
-    }
-    frame.decompress(out)
+    PageFrame::for_entry(bytes, e, page_size)?.decompress(out)
 }
