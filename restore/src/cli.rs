@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ltx_codec::TxId;
 use serde::Serialize;
@@ -16,7 +16,7 @@ use crate::plan::{calc_plan, Listing, PlanReport, Target};
 use crate::progress::Progress;
 use crate::timefmt::parse_rfc3339;
 use crate::writer::prepare_output;
-use crate::{check, config, v3, IntegrityCheck, RestoreError, Result};
+use crate::{check, config, follow, v3, IntegrityCheck, RestoreError, Result};
 
 /// Parsed flags and the one positional argument.
 #[derive(Clone, Debug)]
@@ -33,6 +33,7 @@ pub struct Args {
     pub json: bool,
     pub force: bool,
     pub follow: bool,
+    pub follow_interval: Duration,
     pub integrity: IntegrityCheck,
     pub check: bool,
     pub help: bool,
@@ -54,6 +55,7 @@ impl Default for Args {
             json: false,
             force: false,
             follow: false,
+            follow_interval: follow::DEFAULT_INTERVAL,
             integrity: IntegrityCheck::None,
             check: false,
             help: false,
@@ -179,7 +181,13 @@ pub fn parse_args(argv: &[String]) -> Result<Args> {
                     _ => return Err(usage(format!("invalid -integrity-check value: {value}"))),
                 }
             }
-            // Follow mode is refused below; its interval is accepted for compatibility.
+            "follow-interval" => {
+                a.follow_interval = follow::parse_duration(&value).ok_or_else(|| {
+                    usage(format!(
+                        "invalid value {value:?} for flag -follow-interval: parse error"
+                    ))
+                })?;
+            }
             _ => {}
         }
     }
@@ -224,6 +232,8 @@ Arguments:
 	-json                 machine-readable output on stdout
 	-integrity-check MODE none, quick or full, run before the database is published
 	-check                verify every file of a replica and print what it can restore
+	-f                    follow: after restoring, keep applying new replica files in place
+	-follow-interval DUR  how often follow mode polls the replica (default 1s)
 
 Exit status: 0 on success (including the -if-* skips), 1 on any error; errors are printed
 to stderr as \"Error: MESSAGE\".
@@ -304,11 +314,14 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
     let Some(src) = a.source.clone() else {
         return Err(usage("database path or replica URL required"));
     };
-    if a.follow {
-        return Err(usage("follow mode (-f) is not supported by ls-restore"));
-    }
     if a.txid.is_some() && a.timestamp.is_some() {
         return Err(usage("cannot specify index & timestamp to restore"));
+    }
+    if a.follow && a.txid.is_some() {
+        return Err(usage("cannot use follow mode with -txid"));
+    }
+    if a.follow && a.timestamp.is_some() {
+        return Err(usage("cannot use follow mode with -timestamp"));
     }
     let target = match (a.txid, a.timestamp) {
         (Some(t), _) => Target::Txid(t),
@@ -379,6 +392,17 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
         return write!(out, "{text}").map_err(|e| RestoreError::io("stdout", e));
     }
 
+    if a.follow && use_v3 {
+        return Err(usage(
+            "follow mode needs an LTX replica; this one holds v0.3.x files only",
+        ));
+    }
+    // Installed before the restore so that a signal during it is not lost once following.
+    let stop = if a.follow {
+        Some(shutdown_signal()?)
+    } else {
+        None
+    };
     prepare_output(&output, a.force)?;
     let start = Instant::now();
     let txid = if use_v3 {
@@ -404,7 +428,16 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
         };
         let res = execute(&source.client, &plan, &output, &opts, &progress).await;
         progress.finish();
-        res?.txid.to_string()
+        let txid = res?.txid;
+        if let Some(stop) = stop {
+            info(
+                a.json,
+                out,
+                &format!("following {src} into {} from txid {txid}", output.display()),
+            )?;
+            follow::follow(&source.client, &output, txid, a.follow_interval, stop).await?;
+        }
+        txid.to_string()
     };
     if a.json {
         let r = RestoreResult {
@@ -419,6 +452,20 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "{j}").map_err(|e| RestoreError::io("stdout", e))?;
     }
     Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM, which end follow mode cleanly.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let fail = |e| RestoreError::Output(format!("cannot install signal handler: {e}"));
+    let mut int = signal(SignalKind::interrupt()).map_err(fail)?;
+    let mut term = signal(SignalKind::terminate()).map_err(fail)?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 fn output_exists(p: &Path) -> bool {

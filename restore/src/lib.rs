@@ -9,6 +9,7 @@ pub mod config;
 mod error;
 pub mod execute;
 pub mod fetch;
+pub mod follow;
 pub mod integrity;
 pub mod plan;
 pub mod progress;

@@ -1,0 +1,243 @@
+//! Follow mode against the real Litestream: `litestream replicate` keeps shipping a database
+//! that is being written (inserts, updates, deletes, a VACUUM that shrinks it) while
+//! `ls-restore -f` follows the file replica; once writes stop, the followed database holds
+//! the same rows and schema as the source, passes integrity_check, is in rollback-journal mode,
+//! and SIGTERM ends ls-restore with status 0.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rusqlite::{Connection, OpenFlags};
+
+/// A child we started, stopped by its pid with SIGTERM (then SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn term(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            if self.term(Duration::from_secs(20)).is_none() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn max_txid(replica: &Path) -> u64 {
+    (0..=9)
+        .flat_map(|l| ltx_names(&replica.join("ltx").join(l.to_string())))
+        .map(|(_, max)| max)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Schema and every row, in a form two databases can be compared by.
+fn contents(path: &Path) -> Vec<String> {
+    let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
+    let mut out: Vec<String> = Vec::new();
+    let mut st = c
+        .prepare("SELECT type, name, sql FROM sqlite_master ORDER BY name")
+        .expect("schema");
+    let rows = st
+        .query_map([], |r| {
+            Ok(format!(
+                "{}|{}|{:?}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?
+            ))
+        })
+        .expect("query");
+    out.extend(rows.map(|r| r.expect("row")));
+    let mut st = c
+        .prepare("SELECT id, v, hex(b) FROM t ORDER BY id")
+        .expect("rows");
+    let rows = st
+        .query_map([], |r| {
+            Ok(format!(
+                "{}|{}|{}",
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?
+            ))
+        })
+        .expect("query");
+    out.extend(rows.map(|r| r.expect("row")));
+    out
+}
+
+#[test]
+fn follow_tracks_litestream_replicate() {
+    let Some(lit) = litestream() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("src.db");
+    let replica = dir.path().join("replica");
+    let out = dir.path().join("follower.db");
+    let conn = Connection::open(&db).expect("open");
+    conn.execute_batch(
+        "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;
+         CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB);
+         CREATE INDEX t_v ON t(v);",
+    )
+    .expect("schema");
+    let insert = |n: usize, tag: &str| {
+        let mut st = conn
+            .prepare("INSERT INTO t(v, b) VALUES (?1, randomblob(?2))")
+            .expect("prepare");
+        for i in 0..n {
+            st.execute(rusqlite::params![
+                format!("{tag} {i}"),
+                (i * 13 % 1500) as i64
+            ])
+            .expect("insert");
+        }
+    };
+    insert(200, "initial");
+    let cfg = dir.path().join("litestream.yml");
+    fs::write(
+        &cfg,
+        format!(
+            "levels:\n  - interval: 2s\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      type: file\n      path: {}\n      sync-interval: 100ms\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .expect("config");
+    let log = fs::File::create(dir.path().join("litestream.log")).expect("log");
+    let _rep = Proc(
+        lit_cmd(&lit)
+            .args(["replicate", "-config"])
+            .arg(&cfg)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("litestream replicate"),
+    );
+    wait_for("the first L0 file", Duration::from_secs(120), || {
+        max_txid(&replica) >= 1
+    });
+
+    // Follow mode cannot be combined with a point in time.
+    let mut c = ls_restore();
+    c.args(["-f", "-txid", "0000000000000001", "-o"])
+        .arg(dir.path().join("x.db"))
+        .arg(file_url(&replica));
+    let o = run(c);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot use follow mode with -txid"));
+
+    let flog = fs::File::create(dir.path().join("follow.log")).expect("log");
+    let mut follower = Proc(
+        ls_restore()
+            .args(["-f", "-follow-interval", "200ms", "-o"])
+            .arg(&out)
+            .arg(file_url(&replica))
+            .stdout(flog.try_clone().expect("log"))
+            .stderr(flog)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("ls-restore -f"),
+    );
+    let txid_file = dir.path().join("follower.db-txid");
+    wait_for("the follower's -txid file", Duration::from_secs(30), || {
+        txid_file.exists()
+    });
+
+    for round in 0..8 {
+        conn.execute_batch("BEGIN").expect("begin");
+        insert(60 + 20 * round, &format!("round {round}"));
+        conn.execute(
+            "UPDATE t SET v = v || '+' WHERE id % 7 = ?1",
+            [round as i64],
+        )
+        .expect("update");
+        if round == 5 {
+            conn.execute("DELETE FROM t WHERE id % 2 = 0", [])
+                .expect("delete");
+        }
+        conn.execute_batch("COMMIT").expect("commit");
+        if round == 5 {
+            // A smaller database: the follower must truncate to the new Commit.
+            conn.execute_batch("VACUUM").expect("vacuum");
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+
+    // Writes have stopped: wait until the replica is quiet and the follower has caught up.
+    let mut last = (0, Instant::now());
+    wait_for("the follower to catch up", Duration::from_secs(60), || {
+        let m = max_txid(&replica);
+        if m != last.0 {
+            last = (m, Instant::now());
+        }
+        let have = fs::read_to_string(&txid_file).unwrap_or_default();
+        last.1.elapsed() > Duration::from_secs(3) && have.trim() == format!("{m:016x}")
+    });
+    // A few more intervals with nothing new must change nothing.
+    std::thread::sleep(Duration::from_millis(800));
+
+    let flog = || fs::read_to_string(dir.path().join("follow.log")).unwrap_or_default();
+    let want = contents(&db);
+    let got = contents(&out);
+    assert_eq!(
+        want.len(),
+        got.len(),
+        "row counts; follower log:\n{}",
+        flog()
+    );
+    assert!(want == got, "followed database differs; log:\n{}", flog());
+    let c = Connection::open_with_flags(&out, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(ok, "ok");
+    drop(c);
+    let bytes = fs::read(&out).expect("read");
+    assert_eq!(
+        &bytes[18..20],
+        &[1, 1],
+        "rollback-journal mode after follow"
+    );
+    let page_count: u32 = u32::from_be_bytes(bytes[28..32].try_into().expect("4 bytes"));
+    assert_eq!(
+        bytes.len() as u64,
+        u64::from(page_count) * 4096,
+        "truncated to Commit"
+    );
+
+    let status = follower
+        .term(Duration::from_secs(10))
+        .expect("ls-restore exits on SIGTERM");
+    assert!(status.success(), "exit status {status}; log:\n{}", flog());
+}
