@@ -33,6 +33,10 @@ pub struct SyncState {
     pub synced_to_wal_end: bool,
     pub synced_since_checkpoint: bool,
     pub truncate_passive_failed: bool,
+    /// A pass ran since the database was opened. Before that, whatever another process did to
+    /// the WAL while we were not running (a RESTART/TRUNCATE checkpoint of frames we never
+    /// copied) went unseen.
+    pub passed_since_open: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -285,6 +289,7 @@ impl Follower {
     }
 
     fn apply(&mut self, r: &PassResult) {
+        self.state.passed_since_open = true;
         self.state.last_synced_wal_offset = r.new_wal_size;
         self.state.synced_to_wal_end = r.synced_to_wal_end;
     }
@@ -354,6 +359,7 @@ impl Follower {
             wal_salts,
             synced_to_wal_end: self.state.synced_to_wal_end,
             frame_size,
+            unwitnessed: !self.state.passed_since_open,
         };
         let wal_path = self.wal_path.clone();
         let l0 = match last {

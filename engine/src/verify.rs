@@ -26,6 +26,10 @@ pub struct VerifyInput {
     /// The previous pass read up to exactly the end of the WAL file.
     pub synced_to_wal_end: bool,
     pub frame_size: u64,
+    /// No pass since the database was opened: a WAL restart found now happened while we were
+    /// not running, and the old generation may have held committed frames after our last
+    /// offset that were checkpointed and are gone from the WAL.
+    pub unwitnessed: bool,
 }
 
 /// Where and how the next pass reads.
@@ -120,6 +124,10 @@ pub fn decide(
     if !salt_match {
         plan.offset = HDR;
         plan.salts = input.wal_salts;
+        if input.unwitnessed {
+            plan.reason = Some("wal restarted while not running, snapshotting");
+            return Ok(plan);
+        }
         if full_checkpoint(input.wal_salts, last.salts).map_err(VerifyError::Inspect)? {
             plan.reason = Some("full or restart checkpoint detected, snapshotting");
         } else {
@@ -150,6 +158,7 @@ mod tests {
             wal_salts: salts,
             synced_to_wal_end: to_end,
             frame_size: FS,
+            unwitnessed: false,
         }
     }
 
@@ -276,6 +285,26 @@ mod tests {
             p.reason,
             Some("full or restart checkpoint detected, snapshotting")
         );
+    }
+
+    /// Regression (crash suite): killed, then the application ran a RESTART checkpoint of
+    /// frames the engine never copied. On the first pass after opening, a restarted WAL must
+    /// snapshot rather than continue from the new header.
+    #[test]
+    fn wal_restarted_while_not_running_snapshots() {
+        let mut i = input(Some(32 + 3 * FS), 32 + 5 * FS, NEW, false);
+        i.unwitnessed = true;
+        let p = decide(&i, yes, never_full).expect("plan");
+        assert!(p.snapshot);
+        assert_eq!((p.offset, p.salts), (32, NEW));
+        assert_eq!(
+            p.reason,
+            Some("wal restarted while not running, snapshotting")
+        );
+        // Same salts: nothing was restarted, the pass continues incrementally.
+        let mut i = input(Some(32 + 3 * FS), 32 + 5 * FS, OLD, false);
+        i.unwitnessed = true;
+        assert!(!decide(&i, yes, never_full).expect("plan").snapshot);
     }
 
     #[test]
