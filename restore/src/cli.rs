@@ -428,14 +428,23 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
         };
         let res = execute(&source.client, &plan, &output, &opts, &progress).await;
         progress.finish();
-        let txid = res?.txid;
+        let restored = res?;
+        let txid = restored.txid;
         if let Some(stop) = stop {
             info(
                 a.json,
                 out,
                 &format!("following {src} into {} from txid {txid}", output.display()),
             )?;
-            follow::follow(&source.client, &output, txid, a.follow_interval, stop).await?;
+            follow::follow(
+                &source.client,
+                &output,
+                txid,
+                restored.page_size,
+                a.follow_interval,
+                stop,
+            )
+            .await?;
         }
         txid.to_string()
     };

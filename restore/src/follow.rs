@@ -113,18 +113,15 @@ fn random4() -> [u8; 4] {
 }
 
 impl Target {
-    fn open(path: &Path) -> Result<Target> {
+    /// `page_size` comes from the restore's LTX headers rather than from the database header
+    /// (where Litestream reads it): the two agree for any SQLite file, and the LTX value does
+    /// not depend on page 1 being a valid SQLite header.
+    fn open(path: &Path, page_size: u32) -> Result<Target> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| RestoreError::io(path, e))?;
-        let mut ps = [0u8; 2];
-        local::read_exact_at(&file, &mut ps, 16).map_err(|e| RestoreError::io(path, e))?;
-        let page_size = match u16::from_be_bytes(ps) {
-            1 => 65536,
-            n => u32::from(n),
-        };
         Ok(Target {
             file,
             path: path.to_owned(),
@@ -263,18 +260,20 @@ async fn fill_gap(
     (current, Ok(()))
 }
 
-/// Follows the replica into the restored database at `out`, which is at `txid`, until `stop`
+/// Follows the replica into the restored database at `out` (pages of `page_size` bytes),
+/// which is at `txid`, until `stop`
 /// completes. Errors while polling are reported on stderr and retried at the next tick, as
 /// Litestream does; only failing to record the TXID ends the loop with an error.
 pub async fn follow(
     client: &SharedReplica,
     out: &Path,
     txid: TxId,
+    page_size: u32,
     interval: Duration,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
     write_txid_file(out, txid)?;
-    let db = Target::open(out)?;
+    let db = Target::open(out, page_size)?;
     let interval = if interval.is_zero() {
         DEFAULT_INTERVAL
     } else {

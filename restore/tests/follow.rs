@@ -241,3 +241,86 @@ fn follow_tracks_litestream_replicate() {
         .expect("ls-restore exits on SIGTERM");
     assert!(status.success(), "exit status {status}; log:\n{}", flog());
 }
+
+/// On a synthetic replica: a gap at L0 is bridged from L1, and a file whose checksum fails is
+/// not applied at all (the database and the -txid file stay put) until a good copy appears.
+#[test]
+fn follow_fills_gaps_and_skips_corrupt_files() {
+    use ltx_codec::{Header, TxId};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let replica = dir.path().join("replica");
+    let out = dir.path().join("f.db");
+    let ps = 4096u32;
+    let mut want = synthetic_replica(&replica, ps);
+    let mut follower = Proc(
+        ls_restore()
+            .args(["-f", "-follow-interval", "100ms", "-o"])
+            .arg(&out)
+            .arg(file_url(&replica))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ls-restore -f"),
+    );
+    let txid_file = dir.path().join("f.db-txid");
+    let at = |t: u64| {
+        let want = format!("{t:016x}\n");
+        wait_for(&format!("txid {t}"), Duration::from_secs(20), || {
+            fs::read_to_string(&txid_file).is_ok_and(|s| s == want)
+        })
+    };
+    at(6);
+    assert!(fs::read(&out).expect("read") == want);
+
+    let t0 = 1_795_665_990_000i64;
+    let set = |want: &mut Vec<u8>, pgno: u32, version: u8| {
+        let p = page(ps, pgno, version);
+        let at = (pgno as usize - 1) * ps as usize;
+        want[at..at + ps as usize].copy_from_slice(&p);
+        (pgno, p)
+    };
+    // L0 jumps from 6 to 9; 7-8 exists only at L1.
+    let l1 = [set(&mut want, 2, 70), set(&mut want, 8, 70)];
+    let l0 = [set(&mut want, 3, 90)];
+    put_ltx(&replica, 1, Header::new(ps, 8, TxId(7), TxId(8), t0), &l1);
+    put_ltx(
+        &replica,
+        0,
+        Header::new(ps, 8, TxId(9), TxId(9), t0 + 1),
+        &l0,
+    );
+    at(9);
+    assert!(fs::read(&out).expect("read") == want, "after gap fill");
+
+    // A damaged TXID 10 changes nothing, however often it is polled.
+    let good_pages = [(4u32, page(ps, 4, 100))];
+    let path = put_ltx(
+        &replica,
+        0,
+        Header::new(ps, 8, TxId(10), TxId(10), t0 + 2),
+        &good_pages,
+    );
+    let good = fs::read(&path).expect("read ltx");
+    let mut bad = good.clone();
+    bad[100 + 6 + 20] ^= 0xff;
+    fs::write(&path, &bad).expect("corrupt");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        fs::read_to_string(&txid_file).expect("txid"),
+        format!("{:016x}\n", 9)
+    );
+    assert!(
+        fs::read(&out).expect("read") == want,
+        "corrupt file was applied"
+    );
+    fs::write(&path, &good).expect("repair");
+    set(&mut want, 4, 100);
+    at(10);
+    assert!(fs::read(&out).expect("read") == want, "after repair");
+
+    let status = follower
+        .term(Duration::from_secs(10))
+        .expect("exit on SIGTERM");
+    assert!(status.success());
+}
