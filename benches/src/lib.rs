@@ -1,7 +1,10 @@
-//! Benchmarks live in benches/benches; the end-to-end harness in src/bin.
+//! Benchmarks live in benches/benches; the end-to-end harness in src/bin/e2e.rs with its
+//! helpers in src/e2e.
 //!
 //! The synthetic inputs (SQLite-like pages, valid WAL bytes) are the ones ltx-codec's property
 //! tests use, included by path so both measure and test the same shapes of data.
 
 #[path = "../../ltx-codec/tests/common/mod.rs"]
 pub mod synth;
+
+pub mod e2e;

@@ -1,0 +1,74 @@
+//! A TCP proxy on 127.0.0.1 that counts the HTTP requests passing through it, put between an
+//! engine and the S3 server to count replica requests.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::Result;
+
+/// Every request line of HTTP/1.1 ends with this; bodies (compressed LTX) almost never hold it.
+const MARK: &[u8] = b" HTTP/1.1\r\n";
+
+pub struct CountingProxy {
+    pub addr: SocketAddr,
+    count: Arc<AtomicU64>,
+}
+
+impl CountingProxy {
+    /// Listens on an ephemeral port and forwards every connection to `upstream`.
+    pub fn start(upstream: SocketAddr) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let count = Arc::new(AtomicU64::new(0));
+        let c = count.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                let n = c.clone();
+                std::thread::spawn(move || pipe(client, server, Some(n)));
+                std::thread::spawn(move || pipe(s2, c2, None));
+            }
+        });
+        Ok(Self { addr, count })
+    }
+
+    /// Requests seen so far.
+    pub fn requests(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    // The last bytes of the previous read, so a mark split across reads is still seen.
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(c) = &count {
+            tail.extend_from_slice(&buf[..n]);
+            let hits = tail.windows(MARK.len()).filter(|w| *w == MARK).count();
+            c.fetch_add(hits as u64, Ordering::Relaxed);
+            let keep = MARK.len() - 1;
+            if tail.len() > keep {
+                tail.drain(..tail.len() - keep);
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    let _ = from.shutdown(Shutdown::Read);
+}
