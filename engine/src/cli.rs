@@ -47,7 +47,7 @@ pub struct ReplicateArgs {
     /// With -once, also write a level-9 snapshot.
     #[arg(long)]
     pub force_snapshot: bool,
-    /// With -once, enforce retention (not supported yet).
+    /// With -once, apply snapshot and L0 retention after syncing.
     #[arg(long)]
     pub enforce_retention: bool,
     /// DB_PATH REPLICA_URL, instead of a config file.

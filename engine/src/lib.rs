@@ -16,18 +16,24 @@
 //! - [`uploader`] copies local L0 files to the replica in TXID order on its own task, so a slow
 //!   replica never stops local capture or checkpoints.
 //!
-//! Compaction, level-9 scheduling and retention are not here yet; their config is parsed and
-//! kept in [`config::Config`], and the per-database task is the place they will hook in.
+//! - [`maintain`] runs beside each follower: level compactions ([`compactor`]), scheduled
+//!   level-9 snapshots ([`snapshot`]) and retention ([`retention`]) on aligned schedules
+//!   ([`schedule`]), under a pool of permits shared by all databases.
 
 pub mod checkpoint;
 pub mod cli;
+pub mod compactor;
 pub mod config;
 pub mod duration;
 pub mod error;
 pub mod follower;
 pub mod l0;
+pub mod maintain;
 pub mod meta;
 pub mod replicate;
+pub mod retention;
+pub mod schedule;
+pub mod snapshot;
 pub mod sqlite;
 pub mod uploader;
 pub mod verify;

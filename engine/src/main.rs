@@ -97,9 +97,6 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
     if args.enforce_retention && !args.once {
         bail!("-enforce-retention requires -once");
     }
-    if args.enforce_retention {
-        bail!("-enforce-retention is not supported yet");
-    }
     if args.restore_if_db_not_exists {
         bail!("-restore-if-db-not-exists is not supported yet");
     }
@@ -136,6 +133,7 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
         let opts = replicate::Options {
             once: args.once,
             force_snapshot: args.force_snapshot,
+            enforce_retention: args.enforce_retention,
         };
         let run = tokio::spawn(replicate::run(cfg, opts, rx));
         if args.once {

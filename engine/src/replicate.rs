@@ -8,14 +8,18 @@ use std::time::{Duration, Instant};
 
 use ltx_codec::{Level, TxId};
 use storage::SharedReplica;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, DbConfig};
 use crate::duration::format_go_duration;
 use crate::error::{Error, Result};
 use crate::follower::Follower;
+use crate::maintain::{Maintainer, Settings};
 use crate::meta::MetaDir;
+use crate::retention::{self, Policy};
+use crate::schedule::Pool;
+use crate::snapshot;
 use crate::uploader::{replica_max_l0, Uploader};
 use crate::watch::Watcher;
 
@@ -41,12 +45,16 @@ pub struct Options {
     pub once: bool,
     /// With `once`: also write a level-9 snapshot to the replica.
     pub force_snapshot: bool,
+    /// With `once`: apply snapshot and L0 retention after syncing.
+    pub enforce_retention: bool,
 }
 
 #[derive(Clone, Debug)]
 struct Shared {
     shutdown_sync_timeout: Duration,
     shutdown_sync_interval: Duration,
+    maintenance: Settings,
+    pool: Pool,
 }
 
 /// Replicates every configured database until `shutdown` turns true (or once). Returns false if
@@ -66,6 +74,18 @@ pub async fn run(config: Config, opts: Options, shutdown: watch::Receiver<bool>)
     let shared = Shared {
         shutdown_sync_timeout: config.shutdown_sync_timeout,
         shutdown_sync_interval: config.shutdown_sync_interval,
+        maintenance: Settings {
+            levels: config.levels.clone(),
+            snapshot_interval: config.snapshot_interval,
+            l0_check_interval: config.l0_retention_check_interval,
+            policy: Policy {
+                l0_retention: config.l0_retention,
+                snapshot_retention: config.snapshot_retention,
+                remote: config.retention_enabled,
+                max_level: u8::try_from(config.levels.len()).unwrap_or(8),
+            },
+        },
+        pool: Pool::default(),
     };
     let mut tasks = Vec::new();
     for db in config.dbs {
@@ -84,6 +104,7 @@ pub async fn run(config: Config, opts: Options, shutdown: watch::Receiver<bool>)
             shutdown: shutdown.clone(),
             once: opts.once,
             force_snapshot: opts.force_snapshot,
+            enforce_retention: opts.enforce_retention,
         };
         tasks.push((db, tokio::spawn(task.run())));
     }
@@ -108,6 +129,7 @@ struct DbTask {
     shutdown: watch::Receiver<bool>,
     once: bool,
     force_snapshot: bool,
+    enforce_retention: bool,
 }
 
 /// Size, mtime and inode of the database and its WAL: if none changed, there is nothing to do.
@@ -175,6 +197,23 @@ impl DbTask {
             self.cfg.replica.sync_interval,
             self.shared.clone(),
         ));
+        // Compaction, snapshots and retention run beside the follower, never on its task.
+        let (snap_tx, mut snap_rx) = mpsc::channel::<snapshot::Request>(1);
+        let maint = (!self.once).then(|| {
+            tokio::spawn(
+                Maintainer {
+                    replica: replica.clone(),
+                    meta: MetaDir::new(&self.cfg.meta_path),
+                    db: self.cfg.path.clone(),
+                    settings: self.shared.maintenance.clone(),
+                    pool: self.shared.pool.clone(),
+                    pos: pos_tx.subscribe(),
+                    snap_tx,
+                    shutdown: self.shutdown.clone(),
+                }
+                .run(),
+            )
+        });
 
         let mut follower = Some(Follower::new(self.cfg.clone()));
         let mut ok = true;
@@ -206,6 +245,13 @@ impl DbTask {
                         tokio::select! {
                             _ = self.shutdown.changed() => break 'outer,
                             _ = notified => break,
+                            Some(req) = snap_rx.recv() => {
+                                // The snapshot reads under the follower's read transaction
+                                // (checkpoints held off); the upload happens elsewhere.
+                                let r = blocking(&mut follower, &self.cfg, |f| f.snapshot_l9()).await;
+                                let _ = req.send(r);
+                                continue;
+                            }
                             _ = tokio::time::sleep(self.cfg.monitor_interval) => {
                                 if fingerprint(&self.cfg.path) != last_print {
                                     break;
@@ -291,10 +337,26 @@ impl DbTask {
                 error!(db = %path, error = %e, "uploader failed");
             }
         }
+        if let Some(m) = maint {
+            let _ = m.await;
+        }
         if self.force_snapshot && ok {
             if let Err(e) = self.write_snapshot(&mut follower, &replica).await {
                 ok = false;
                 error!(db = %path, error = %e, "snapshot failed");
+            }
+        }
+        if self.enforce_retention && ok {
+            let p = self.shared.maintenance.policy;
+            let meta = MetaDir::new(&self.cfg.meta_path);
+            let now = std::time::SystemTime::now();
+            let r = match retention::enforce_snapshots(&replica, p, now).await {
+                Ok(_) => retention::enforce_l0(&replica, &meta, p, now).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                ok = false;
+                error!(db = %path, error = %e, "retention enforcement failed");
             }
         }
         if let Some(mut f) = follower.take() {
@@ -313,19 +375,7 @@ impl DbTask {
         else {
             return Ok(());
         };
-        let created = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ts).unwrap_or(0));
-        let r = replica
-            .write_ltx(
-                Level(9),
-                TxId(1),
-                txid,
-                storage::Body::File(path.clone()),
-                created,
-            )
-            .await;
-        // The local copy was only a staging file; Litestream keeps no local level 9.
-        let _ = tokio::fs::remove_file(&path).await;
-        let info = r?;
+        let info = snapshot::upload(replica, txid, ts, path).await?;
         info!(db = %self.cfg.path.display(), txid = %txid, size = info.size, "snapshot complete");
         Ok(())
     }

@@ -1,0 +1,186 @@
+//! Level compaction (§2.2): merges the source level's new files into one file at the
+//! destination level, streaming. Inputs are local L0 copies when present (Litestream's
+//! `LocalFileOpener`), else remote files copied to temp files in the meta directory with ranged
+//! reads; the output is written to a temp file and uploaded from disk. Memory is one page
+//! buffer per input plus the output's page index, whatever the database size.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ltx_codec::{CompactOptions, Level, StreamDecoder, TxId};
+use storage::{LtxFileInfo, SharedReplica};
+
+use crate::error::{Error, Result};
+use crate::meta::MetaDir;
+use crate::schedule::prev_at;
+
+/// Remote inputs are fetched in pieces of this size, so a large file never sits in memory.
+const FETCH_CHUNK: u64 = 4 << 20;
+
+/// Newest file of a level by MaxTXID (Litestream's `MaxLTXFileInfo`).
+pub fn newest(files: &[LtxFileInfo]) -> Option<&LtxFileInfo> {
+    files.iter().max_by_key(|f| f.max_txid)
+}
+
+/// Why a level was left alone; both are normal outcomes, not errors.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Compacted(LtxFileInfo),
+    /// The destination already has a file created after the current period began.
+    TooEarly,
+    /// The source has nothing the destination lacks.
+    NothingNew,
+}
+
+/// The directory for compaction temp files. Their names end in `.tmp`, so a crash leaves
+/// nothing that `MetaDir::remove_tmp_files` does not clean up on the next start.
+fn work_dir(meta: &MetaDir) -> PathBuf {
+    meta.root().join("compact")
+}
+
+/// Removes a temp file when dropped, whatever path the compaction took.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Compacts `dst - 1` into `dst` if due at the period boundary `at` (an aligned multiple of
+/// `interval`, normally the wake-up time).
+pub async fn compact_level(
+    replica: &SharedReplica,
+    meta: &MetaDir,
+    dst: u8,
+    interval: Duration,
+    at: SystemTime,
+) -> Result<Outcome> {
+    let src = Level(dst - 1);
+    let dst = Level(dst);
+    let dst_files = replica.ltx_files(dst).await?;
+    let dst_newest = newest(&dst_files).cloned();
+    if let Some(d) = &dst_newest {
+        if d.created_at > prev_at(at, interval) {
+            return Ok(Outcome::TooEarly);
+        }
+    }
+    let (dst_min, dst_max) = dst_newest
+        .as_ref()
+        .map_or((TxId::ZERO, TxId::ZERO), |d| (d.min_txid, d.max_txid));
+    let src_files = replica.ltx_files(src).await?;
+    match newest(&src_files) {
+        Some(s) if s.max_txid > dst_min => {}
+        _ => return Ok(Outcome::NothingNew),
+    }
+    let inputs: Vec<LtxFileInfo> = src_files
+        .into_iter()
+        .filter(|f| f.min_txid.0 > dst_max.0)
+        .collect();
+    if inputs.is_empty() {
+        return Ok(Outcome::NothingNew);
+    }
+    let info = merge_into(replica, meta, &inputs, dst).await?;
+    Ok(Outcome::Compacted(info))
+}
+
+/// Merges `inputs` (in TXID order) into one file at `dst` and uploads it.
+pub async fn merge_into(
+    replica: &SharedReplica,
+    meta: &MetaDir,
+    inputs: &[LtxFileInfo],
+    dst: Level,
+) -> Result<LtxFileInfo> {
+    let dir = work_dir(meta);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| Error::io("create directory", &dir, e))?;
+    let mut temps = Vec::new();
+    let mut paths = Vec::with_capacity(inputs.len());
+    for f in inputs {
+        let local = meta.level_dir(f.level).join(f.name());
+        if tokio::fs::metadata(&local).await.is_ok() {
+            paths.push(local);
+            continue;
+        }
+        let tmp = dir.join(format!("in-{}-{}.tmp", f.level.0, f.name()));
+        let guard = TempFile(tmp.clone());
+        download(replica, f, &tmp).await?;
+        paths.push(tmp);
+        temps.push(guard);
+    }
+    let min = inputs
+        .iter()
+        .map(|f| f.min_txid)
+        .min()
+        .unwrap_or(TxId::ZERO);
+    let max = inputs
+        .iter()
+        .map(|f| f.max_txid)
+        .max()
+        .unwrap_or(TxId::ZERO);
+    let out = dir.join(format!(
+        "out-{}-{}.tmp",
+        dst.0,
+        ltx_codec::types::ltx_file_name(min, max)
+    ));
+    let out_guard = TempFile(out.clone());
+    let out2 = out.clone();
+    let timestamp = tokio::task::spawn_blocking(move || merge_files(&paths, &out2))
+        .await
+        .map_err(|e| Error::Other(format!("compaction thread failed: {e}")))??;
+    // The stored creation time follows the header timestamp (the last input's write time),
+    // as every Litestream backend derives it (§3.1).
+    let created = UNIX_EPOCH + Duration::from_millis(u64::try_from(timestamp).unwrap_or(0));
+    let info = replica
+        .write_ltx(dst, min, max, storage::Body::File(out.clone()), created)
+        .await?;
+    drop(out_guard);
+    drop(temps);
+    Ok(info)
+}
+
+/// Copies one remote file to `tmp` with ranged reads.
+async fn download(replica: &SharedReplica, f: &LtxFileInfo, tmp: &Path) -> Result<()> {
+    let mut file = tokio::fs::File::create(tmp)
+        .await
+        .map_err(|e| Error::io("create", tmp, e))?;
+    let mut off = 0;
+    while off < f.size {
+        let len = FETCH_CHUNK.min(f.size - off);
+        let bytes = replica
+            .read_range(f.level, f.min_txid, f.max_txid, off, Some(len))
+            .await?;
+        if bytes.is_empty() {
+            return Err(Error::Other(format!(
+                "{}: short read at offset {off}",
+                f.name()
+            )));
+        }
+        tokio::io::AsyncWriteExt::write_all(&mut file, &bytes)
+            .await
+            .map_err(|e| Error::io("write", tmp, e))?;
+        off += bytes.len() as u64;
+    }
+    Ok(())
+}
+
+/// The blocking merge: `ltx_codec::compact` over buffered file readers into `out`, with
+/// Litestream's NoChecksum flag. Returns the output header's timestamp.
+fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<i64> {
+    let mut decs = Vec::with_capacity(inputs.len());
+    for p in inputs {
+        let f = File::open(p).map_err(|e| Error::io("open compaction input", p, e))?;
+        let d = StreamDecoder::new(BufReader::with_capacity(256 << 10, f))
+            .map_err(|e| Error::ltx(format!("read {}", p.display()), e))?;
+        decs.push(d);
+    }
+    let f = File::create(out).map_err(|e| Error::io("create", out, e))?;
+    let w = BufWriter::with_capacity(1 << 20, f);
+    let (mut w, header, _) = ltx_codec::compact(decs, w, CompactOptions::default())
+        .map_err(|e| Error::ltx("compact", e))?;
+    w.flush().map_err(|e| Error::io("write", out, e))?;
+    Ok(header.timestamp)
+}

@@ -1,0 +1,400 @@
+//! Compaction levels, scheduled snapshots and retention, end to end with short intervals: the
+//! files at every level hold the pages a replay of the L0 files gives, and both the real
+//! Litestream and `ls-restore` restore the latest state and every level boundary.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ltx_codec::LtxFile;
+
+/// `ls-restore` next to the built `ls-engine` (same target directory), built if missing.
+fn ls_restore() -> PathBuf {
+    let dir = Path::new(ENGINE).parent().expect("target dir");
+    let bin = dir.join("ls-restore");
+    if !bin.exists() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-p", "restore", "--bin", "ls-restore"])
+            .status()
+            .expect("cargo build ls-restore");
+        assert!(st.success(), "building ls-restore failed");
+    }
+    bin
+}
+
+struct Case {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    db: PathBuf,
+    replica: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+fn case(top: &str) -> Case {
+    let mut dir = tempfile::tempdir().expect("tempdir");
+    if std::env::var("LS_KEEP").is_ok_and(|v| v == "1") {
+        dir.disable_cleanup(true);
+        eprintln!("keeping {}", dir.path().display());
+    }
+    let root = dir.path().to_owned();
+    let c = Case {
+        db: root.join("app.db"),
+        replica: root.join("replica"),
+        config: root.join("litestream.yml"),
+        log: root.join("engine.log"),
+        root,
+        _dir: dir,
+    };
+    fast_config(&c.config, &[(c.db.clone(), c.replica.clone())]);
+    let body = fs::read_to_string(&c.config).expect("read config");
+    fs::write(&c.config, format!("{top}{body}")).expect("write config");
+    c
+}
+
+/// `(min, max)` of every LTX file at `level` of a file replica (or meta directory).
+fn files(root: &Path, level: u8) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = fs::read_dir(root.join(format!("ltx/{level}")))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    let n = n.strip_suffix(".ltx")?.to_owned();
+                    let (a, b) = n.split_once('-')?;
+                    Some((
+                        u64::from_str_radix(a, 16).ok()?,
+                        u64::from_str_radix(b, 16).ok()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn path_of(root: &Path, level: u8, (min, max): (u64, u64)) -> PathBuf {
+    root.join(format!("ltx/{level}/{min:016x}-{max:016x}.ltx"))
+}
+
+/// The database image after each L0 TXID: page size, and per TXID the page list up to Commit.
+struct Replay {
+    page_size: usize,
+    states: BTreeMap<u64, Vec<Option<Vec<u8>>>>,
+}
+
+fn pages_of(bytes: &[u8]) -> (u32, u32, Vec<(u32, Vec<u8>)>) {
+    let f = LtxFile::open_verified(bytes).expect("valid LTX file");
+    let h = *f.header();
+    let mut out = Vec::new();
+    for fr in f.frames() {
+        let fr = fr.expect("frame");
+        let mut page = vec![0u8; h.page_size as usize];
+        fr.decompress(&mut page).expect("decompress");
+        out.push((fr.pgno, page));
+    }
+    (h.page_size, h.commit, out)
+}
+
+/// Replays the L0 files in `dir` (`ltx/0/*`), in TXID order.
+fn replay(dir: &Path) -> Replay {
+    let mut cur: Vec<Option<Vec<u8>>> = Vec::new();
+    let mut states = BTreeMap::new();
+    let mut page_size = 0;
+    for (min, max) in files(dir, 0) {
+        let bytes = fs::read(path_of(dir, 0, (min, max))).expect("read L0");
+        let (ps, commit, pages) = pages_of(&bytes);
+        page_size = ps as usize;
+        for (pgno, p) in pages {
+            let i = pgno as usize - 1;
+            if cur.len() <= i {
+                cur.resize(i + 1, None);
+            }
+            cur[i] = Some(p);
+        }
+        cur.truncate(commit as usize);
+        cur.resize(commit as usize, None);
+        states.insert(max, cur.clone());
+    }
+    Replay { page_size, states }
+}
+
+impl Replay {
+    /// The database file a restore to `txid` must produce.
+    fn image(&self, txid: u64) -> Vec<u8> {
+        let st = &self.states[&txid];
+        let mut out = Vec::with_capacity(st.len() * self.page_size);
+        for p in st {
+            match p {
+                Some(p) => out.extend_from_slice(p),
+                None => out.resize(out.len() + self.page_size, 0),
+            }
+        }
+        out
+    }
+
+    /// Every page of a compacted or snapshot file equals the replay at its MaxTXID.
+    fn check_file(&self, path: &Path, max: u64, full: bool) {
+        let bytes = fs::read(path).expect("read");
+        let (_, commit, pages) = pages_of(&bytes);
+        let st = self
+            .states
+            .get(&max)
+            .unwrap_or_else(|| panic!("{}: no L0 file ends at {max}", path.display()));
+        assert_eq!(commit as usize, st.len(), "{}: commit", path.display());
+        for (pgno, p) in &pages {
+            assert_eq!(
+                st[*pgno as usize - 1].as_deref(),
+                Some(&p[..]),
+                "{}: page {pgno}",
+                path.display()
+            );
+        }
+        if full {
+            let lock = ltx_codec::lock_pgno(self.page_size as u32);
+            let want = (1..=commit).filter(|p| *p != lock).count();
+            assert_eq!(pages.len(), want, "{}: snapshot pages", path.display());
+        }
+    }
+}
+
+/// Restores `replica` up to `txid` (latest if `None`) with `bin` (Litestream or ls-restore).
+fn restore(bin: &Path, replica: &Path, out: &Path, txid: Option<u64>) {
+    let _ = fs::remove_file(out);
+    let mut c = litestream_cmd(bin);
+    c.arg("restore").arg("-o").arg(out);
+    if bin.ends_with("ls-restore") {
+        c = Command::new(bin);
+        c.arg("-o").arg(out);
+    }
+    if let Some(t) = txid {
+        c.arg("-txid").arg(format!("{t:016x}"));
+    }
+    let o = c
+        .arg(format!("file://{}", replica.display()))
+        .output()
+        .expect("run restore");
+    assert!(
+        o.status.success(),
+        "{} restore (txid {txid:?}) failed: {}{}",
+        bin.display(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Copies every L0 file that appears in the replica into `keep` while `f` runs, so the
+/// expected states survive L0 retention.
+fn capture_l0(replica: &Path, keep: &Path) {
+    let dst = keep.join("ltx/0");
+    fs::create_dir_all(&dst).expect("mkdir");
+    for (min, max) in files(replica, 0) {
+        let to = path_of(keep, 0, (min, max));
+        if !to.exists() {
+            let _ = fs::copy(path_of(replica, 0, (min, max)), &to);
+        }
+    }
+}
+
+/// A write workload of `secs` seconds: inserts, updates and deletes every 150 ms, calling
+/// `tick` between transactions.
+fn workload(app: &rusqlite::Connection, secs: u64, mut tick: impl FnMut()) {
+    setup_table(app);
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut n = 0;
+    while Instant::now() < end {
+        insert_rows(app, n, 20, 200);
+        if n % 60 == 0 {
+            app.execute("UPDATE t SET v = 'u' || k WHERE k % 5 = 0", [])
+                .expect("update");
+        }
+        if n % 100 == 40 {
+            app.execute("DELETE FROM t WHERE k % 9 = 0", [])
+                .expect("delete");
+        }
+        n += 20;
+        tick();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+const LEVELS: &str = "levels:\n  - interval: 1s\n  - interval: 3s\n";
+
+#[test]
+fn levels_and_snapshots_restore_at_every_boundary() {
+    let Some(ls) = litestream() else { return };
+    let lsr = ls_restore();
+    let c = case(&format!(
+        "{LEVELS}snapshot:\n  interval: 4s\n  retention: 1h\nl0-retention: 0\n"
+    ));
+    let app = app(&c.db, 4096);
+    let e = Engine::start(&c.config, &c.log);
+    workload(&app, 9, || {});
+    let max_l0 = || files(&c.replica, 0).last().map_or(0, |f| f.1);
+    let caught_up = wait_until(Duration::from_secs(15), || {
+        let m = max_l0();
+        [1u8, 2, 9]
+            .iter()
+            .all(|l| files(&c.replica, *l).last().is_some_and(|f| f.1 == m))
+    });
+    assert!(caught_up, "levels did not catch up; log:\n{}", e.tail());
+    e.stop();
+
+    let rp = replay(&c.replica);
+    let mut boundaries = BTreeSet::new();
+    for level in [1u8, 2, 9] {
+        let fs_ = files(&c.replica, level);
+        assert!(!fs_.is_empty(), "no files at level {level}");
+        if level < 9 {
+            // A level is a contiguous chain from TXID 1.
+            let mut next = 1;
+            for (min, max) in &fs_ {
+                assert_eq!(*min, next, "level {level} chain");
+                next = max + 1;
+            }
+        }
+        for f in &fs_ {
+            rp.check_file(&path_of(&c.replica, level, *f), f.1, level == 9);
+            boundaries.insert(f.1);
+        }
+    }
+    let out = c.root.join("out.db");
+    for bin in [&ls, &lsr] {
+        restore(bin, &c.replica, &out, None);
+        assert_eq!(dump(&out), dump(&c.db), "{} latest", bin.display());
+        for t in &boundaries {
+            restore(bin, &c.replica, &out, Some(*t));
+            assert!(
+                fs::read(&out).expect("read") == rp.image(*t),
+                "{} -txid {t:x}: restored file differs from the L0 replay",
+                bin.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn retention_deletes_on_schedule_and_keeps_restores() {
+    let Some(ls) = litestream() else { return };
+    let lsr = ls_restore();
+    let c = case(&format!(
+        "{LEVELS}snapshot:\n  interval: 2s\n  retention: 3s\nl0-retention: 2s\nl0-retention-check-interval: 1s\n"
+    ));
+    let keep = c.root.join("l0-copy");
+    let app = app(&c.db, 4096);
+    let e = Engine::start(&c.config, &c.log);
+    let mut seen_l9 = BTreeSet::new();
+    workload(&app, 12, || {
+        capture_l0(&c.replica, &keep);
+        seen_l9.extend(files(&c.replica, 9));
+    });
+    let ok = wait_until(Duration::from_secs(10), || {
+        capture_l0(&c.replica, &keep);
+        let m = files(&keep, 0).last().map_or(0, |f| f.1);
+        files(&c.replica, 9).last().is_some_and(|f| f.1 == m)
+            && files(&c.replica, 2).last().is_some_and(|f| f.1 == m)
+    });
+    assert!(ok, "snapshot did not catch up; log:\n{}", e.tail());
+    e.stop();
+    capture_l0(&c.replica, &keep);
+
+    let all_l0 = files(&keep, 0);
+    let l0 = files(&c.replica, 0);
+    let l9 = files(&c.replica, 9);
+    seen_l9.extend(l9.iter().copied());
+    assert!(
+        l0.len() < all_l0.len() && l0.first() != all_l0.first(),
+        "old L0 files were not deleted: {} of {}",
+        l0.len(),
+        all_l0.len()
+    );
+    let meta_l0 = files(&c.db.with_file_name(".app.db-litestream"), 0);
+    assert!(
+        meta_l0.len() < all_l0.len(),
+        "local L0 files were not cleaned up"
+    );
+    assert!(
+        l9.len() < seen_l9.len(),
+        "old snapshots were not deleted: {l9:?} of {seen_l9:?}"
+    );
+
+    // Every retained point from the oldest retained snapshot on restores exactly.
+    let rp = replay(&keep);
+    let floor = l9.first().map_or(0, |f| f.1);
+    let mut points = BTreeSet::new();
+    for level in [0u8, 1, 2, 9] {
+        for f in files(&c.replica, level) {
+            if f.1 >= floor {
+                points.insert(f.1);
+            }
+        }
+    }
+    let out = c.root.join("out.db");
+    for bin in [&ls, &lsr] {
+        restore(bin, &c.replica, &out, None);
+        assert_eq!(dump(&out), dump(&c.db), "{} latest", bin.display());
+        for t in &points {
+            restore(bin, &c.replica, &out, Some(*t));
+            assert!(
+                fs::read(&out).expect("read") == rp.image(*t),
+                "{} -txid {t:x} differs from the L0 replay",
+                bin.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn retention_disabled_deletes_nothing_remote() {
+    let Some(ls) = litestream() else { return };
+    let c = case(&format!(
+        "{LEVELS}snapshot:\n  interval: 2s\n  retention: 2s\nl0-retention: 1s\nl0-retention-check-interval: 1s\nretention:\n  enabled: false\n"
+    ));
+    let app = app(&c.db, 4096);
+    let e = Engine::start(&c.config, &c.log);
+    let mut seen: BTreeSet<(u8, (u64, u64))> = BTreeSet::new();
+    let look = |seen: &mut BTreeSet<(u8, (u64, u64))>| {
+        for l in [0u8, 1, 2, 9] {
+            seen.extend(files(&c.replica, l).into_iter().map(|f| (l, f)));
+        }
+    };
+    workload(&app, 8, || look(&mut seen));
+    std::thread::sleep(Duration::from_secs(3));
+    e.stop();
+    look(&mut seen);
+    for (l, f) in &seen {
+        assert!(
+            path_of(&c.replica, *l, *f).exists(),
+            "L{l} {f:?} was deleted with retention disabled"
+        );
+    }
+    assert!(
+        seen.iter().filter(|(l, _)| *l == 9).count() >= 2,
+        "expected several snapshots"
+    );
+    let meta_l0 = files(&c.db.with_file_name(".app.db-litestream"), 0);
+    let remote_l0 = files(&c.replica, 0);
+    assert!(
+        meta_l0.len() < remote_l0.len(),
+        "local L0 cleanup must still run ({} local, {} remote)",
+        meta_l0.len(),
+        remote_l0.len()
+    );
+    assert_restores(&ls, &c.db, &c.replica, &c.root);
+}
