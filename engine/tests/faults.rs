@@ -1,0 +1,250 @@
+//! Storage faults: a fault-injecting HTTP proxy in front of the real S3 server (s3s-fs of
+//! `tests/s3/start.sh`) cuts connections, answers 500 and 503 SlowDown, delays, truncates
+//! bodies and stalls. Replication through it must retry and converge to the replica a clean
+//! run makes; `ls-restore` through it must either restore the right database or fail cleanly.
+
+mod common;
+mod harden;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use harden::*;
+
+fn slow() -> bool {
+    std::env::var("LS_SLOW").is_ok_and(|v| v == "1")
+}
+
+/// (min, max) TXIDs of the L0 objects of `prefix`, read from s3s-fs's data directory.
+fn s3_l0(srv: &S3, prefix: &str) -> Option<Vec<(u64, u64)>> {
+    let dir = srv
+        .data_dir
+        .as_ref()?
+        .join(&srv.bucket)
+        .join(prefix)
+        .join("0000");
+    let mut v: Vec<(u64, u64)> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| parse_ltx_name(&e.file_name().to_string_lossy()))
+        .collect();
+    v.sort_unstable();
+    Some(v)
+}
+
+fn restore_via(endpoint: &str, srv: &S3, prefix: &str, out: &Path) -> (bool, String) {
+    let _ = std::fs::remove_file(out);
+    let mut c = ls_restore();
+    c.env("LITESTREAM_ACCESS_KEY_ID", &srv.access_key)
+        .env("LITESTREAM_SECRET_ACCESS_KEY", &srv.secret_key)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .arg("-o")
+        .arg(out)
+        .arg(s3_url(endpoint, &srv.bucket, prefix));
+    let o = run(c);
+    (o.status.success(), text(&o))
+}
+
+#[test]
+fn replication_converges_through_faults() {
+    let Some(srv) = s3_server("replication_converges_through_faults") else {
+        return;
+    };
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    let proxy = Proxy::start(&srv.endpoint, 3, &FAULTS, Duration::from_secs(3));
+    let prefix = unique("faults-repl");
+    let cfg = dir.path().join("ls.yml");
+    std::fs::write(
+        &cfg,
+        s3_config(
+            &db,
+            &proxy.endpoint(),
+            &srv.bucket,
+            &prefix,
+            &srv.access_key,
+            &srv.secret_key,
+        ),
+    )
+    .expect("cfg");
+    let c = app(&db, 4096);
+    setup_table(&c);
+    let log = dir.path().join("engine.log");
+    let e = Engine::start(&cfg, &log);
+    let rounds = if slow() { 60 } else { 15 };
+    for r in 0..rounds {
+        insert_rows(&c, r * 50, 50, 200);
+        if r % 10 == 9 {
+            let _ = c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    // Converges with the faults still on: the replica (read directly, not through the
+    // proxy) restores to the source.
+    let out = dir.path().join("out.db");
+    let want = dump(&db);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (ok, _) = restore_via(&srv.endpoint, &srv, &prefix, &out);
+        if ok && dump(&out) == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica never converged; log:\n{}",
+            e.tail()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    e.stop();
+    let faults = proxy.injected();
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        log_text.contains("retrying") || log_text.contains("sync error"),
+        "no retry logged although {} faults were injected",
+        faults.len()
+    );
+    if let Some(l0) = s3_l0(&srv, &prefix) {
+        assert_eq!(
+            l0.first().map(|f| f.0),
+            Some(1),
+            "chain does not start at 1"
+        );
+        for w in l0.windows(2) {
+            assert_eq!(w[1].0, w[0].1 + 1, "gap in the replica chain: {w:?}");
+        }
+    }
+    let (ok, msg) = restore_via(&srv.endpoint, &srv, &prefix, &out);
+    assert!(ok, "{msg}");
+    integrity_ok(&out);
+    assert_eq!(dump(&out), want);
+    if let Some(ls) = litestream() {
+        let theirs = dir.path().join("theirs.db");
+        let o = litestream_cmd(&ls)
+            .env("AWS_ACCESS_KEY_ID", &srv.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &srv.secret_key)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .arg("restore")
+            .arg("-o")
+            .arg(&theirs)
+            .arg(s3_url(&srv.endpoint, &srv.bucket, &prefix))
+            .output()
+            .expect("litestream");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            std::fs::read(&out).expect("ours") == std::fs::read(&theirs).expect("theirs"),
+            "ls-restore and litestream differ on the faulted replica"
+        );
+    }
+    let count = |f: Fault| faults.iter().filter(|x| **x == f).count();
+    eprintln!(
+        "replication through faults: {} requests, {} faults injected (reset {}, 500 {}, 503 {}, \
+         delay {}, truncated {}, stall {}), {:.1}s",
+        proxy.requests.load(std::sync::atomic::Ordering::Relaxed),
+        faults.len(),
+        count(Fault::Reset),
+        count(Fault::Status500),
+        count(Fault::SlowDown),
+        count(Fault::Delay),
+        count(Fault::Truncate),
+        count(Fault::Stall),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn restore_through_faults_is_right_or_fails_cleanly() {
+    let Some(srv) = s3_server("restore_through_faults_is_right_or_fails_cleanly") else {
+        return;
+    };
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    let prefix = unique("faults-restore");
+    let cfg = dir.path().join("ls.yml");
+    std::fs::write(
+        &cfg,
+        s3_config(
+            &db,
+            &srv.endpoint,
+            &srv.bucket,
+            &prefix,
+            &srv.access_key,
+            &srv.secret_key,
+        ),
+    )
+    .expect("cfg");
+    let c = app(&db, 4096);
+    setup_table(&c);
+    let e = Engine::start(&cfg, &dir.path().join("engine.log"));
+    for r in 0..8 {
+        insert_rows(&c, r * 300, 300, 300);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    e.stop();
+    let want = dump(&db);
+    let out = dir.path().join("out.db");
+    let (ok, msg) = restore_via(&srv.endpoint, &srv, &prefix, &out);
+    assert!(ok, "clean restore: {msg}");
+    let clean = std::fs::read(&out).expect("clean bytes");
+
+    let mut injected = 0;
+    let (mut good, mut failed) = (0, 0);
+    let runs: &[(u64, &[Fault])] = &[
+        (2, &FAULTS),
+        (3, &FAULTS),
+        (2, &[Fault::Truncate]),
+        (2, &[Fault::Reset]),
+        (2, &[Fault::SlowDown, Fault::Status500]),
+        (1, &[Fault::Stall]),
+        (1, &[Fault::Truncate]),
+    ];
+    // Every request failing exhausts the retries (about 25 s each): only in the slow run.
+    let runs = if slow() { runs } else { &runs[..5] };
+    for &(every, faults) in runs {
+        let t = Instant::now();
+        let proxy = Proxy::start(&srv.endpoint, every, faults, Duration::from_millis(500));
+        let (ok, msg) = restore_via(&proxy.endpoint(), &srv, &prefix, &out);
+        injected += proxy.injected().len();
+        if ok {
+            good += 1;
+            integrity_ok(&out);
+            assert_eq!(dump(&out), want, "every {every} {faults:?}: wrong database");
+            assert!(std::fs::read(&out).expect("bytes") == clean);
+        } else {
+            failed += 1;
+            assert!(
+                !out.exists(),
+                "every {every} {faults:?}: output left behind"
+            );
+            let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+                .expect("read")
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("out.db"))
+                .collect();
+            assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+            assert!(
+                msg.contains("127.0.0.1") || msg.contains(&srv.bucket),
+                "failure does not name the endpoint or bucket: {msg}"
+            );
+        }
+        eprintln!(
+            "restore every {every} {faults:?}: {} after {} faults, {:.1}s",
+            if ok { "restored" } else { "failed cleanly" },
+            proxy.injected().len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    assert!(
+        good >= 4,
+        "too few restores got through moderate faults ({good})"
+    );
+    eprintln!(
+        "restore through faults: {good} restored, {failed} failed cleanly, {injected} faults \
+         injected, {:.1}s",
+        t0.elapsed().as_secs_f64()
+    );
+}
