@@ -14,9 +14,9 @@ use storage::{ReplicaClient, ReplicaUrl, SharedReplica};
 use crate::execute::{execute, ExecOptions};
 use crate::plan::{calc_plan, Listing, PlanReport, Target};
 use crate::progress::Progress;
-use crate::timefmt::parse_rfc3339;
 use crate::writer::prepare_output;
 use crate::{check, config, follow, v3, IntegrityCheck, RestoreError, Result};
+use storage::timefmt::parse_rfc3339;
 
 /// Parsed flags and the one positional argument.
 #[derive(Clone, Debug)]

@@ -13,7 +13,6 @@ pub mod follow;
 pub mod integrity;
 pub mod plan;
 pub mod progress;
-pub mod timefmt;
 pub mod v3;
 pub mod verify;
 pub mod writer;

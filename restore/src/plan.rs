@@ -8,8 +8,8 @@ use serde::Serialize;
 use storage::s3::S3Replica;
 use storage::{LtxFileInfo, ReplicaClient};
 
-use crate::timefmt::format_rfc3339;
 use crate::{RestoreError, Result};
+use storage::timefmt::format_rfc3339;
 
 /// What to restore to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use std::time::SystemTime;
 use rusqlite::Connection;
 
 use crate::plan::Listing;
-use crate::timefmt::format_rfc3339;
 use crate::writer::TempOutput;
 use crate::{integrity, IntegrityCheck, RestoreError, Result};
+use storage::timefmt::format_rfc3339;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotV3 {

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use restore::timefmt::format_rfc3339_nano;
 use rusqlite::Connection;
+use storage::timefmt::format_rfc3339_nano;
 
 fn setup(conn: &Connection) {
     conn.execute_batch(

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use common::*;
 use ltx_codec::Level;
-use restore::timefmt::format_rfc3339_nano;
 use rusqlite::Connection;
 use storage::s3::S3Replica;
+use storage::timefmt::format_rfc3339_nano;
 
 fn setup(conn: &Connection) {
     conn.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB);")

@@ -106,7 +106,7 @@ fn restores_v03x_replica_like_litestream() {
     drop(conn);
 
     // Point in time: the snapshot plus WAL index 0 only.
-    let ts = restore::timefmt::format_rfc3339(t0 + Duration::from_secs(25));
+    let ts = storage::timefmt::format_rfc3339(t0 + Duration::from_secs(25));
     let early = dir.path().join("early.db");
     let mut c = ls_restore();
     c.args(["-timestamp", &ts, "-o"])

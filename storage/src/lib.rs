@@ -7,6 +7,7 @@ pub mod local;
 pub mod metrics;
 mod replica_url;
 pub mod s3;
+pub mod timefmt;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -361,7 +361,7 @@ impl S3Client {
         if let Some(t) = created_at {
             h.push((
                 "x-amz-meta-litestream-timestamp",
-                super::time::format_rfc3339_nano(t),
+                crate::timefmt::format_rfc3339_nano(t),
             ));
         }
         if let Some(sc) = &self.cfg.storage_class {
@@ -720,7 +720,8 @@ impl S3Client {
                 let size = h("content-length")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
-                let ts = h("x-amz-meta-litestream-timestamp").and_then(super::time::parse_rfc3339);
+                let ts =
+                    h("x-amz-meta-litestream-timestamp").and_then(crate::timefmt::parse_rfc3339);
                 Ok(Some((size, ts)))
             }
             Err(e) if e.status == Some(404) && e.code != "NoSuchBucket" => Ok(None),

@@ -181,7 +181,7 @@ fn parse_role_json(body: &[u8]) -> Result<Credentials, String> {
         secret_access_key: s("SecretAccessKey")
             .ok_or("credentials JSON without SecretAccessKey")?,
         session_token: s("Token"),
-        expires: s("Expiration").and_then(|e| super::time::parse_rfc3339(&e)),
+        expires: s("Expiration").and_then(|e| crate::timefmt::parse_rfc3339(&e)),
     })
 }
 

@@ -16,7 +16,6 @@ pub mod settings;
 mod sign;
 #[cfg(test)]
 mod test_server;
-mod time;
 mod xml;
 
 use std::collections::HashMap;

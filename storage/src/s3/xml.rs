@@ -135,7 +135,7 @@ pub(crate) fn parse_list_v2(xml: &str) -> Result<ListPage, String> {
                 .map_err(|_| format!("bad Size for {key}"))?,
             None => 0,
         };
-        let last_modified = text(c, "LastModified").and_then(|t| super::time::parse_rfc3339(&t));
+        let last_modified = text(c, "LastModified").and_then(|t| crate::timefmt::parse_rfc3339(&t));
         page.objects.push(ListedObject {
             key,
             size,

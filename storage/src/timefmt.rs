@@ -1,5 +1,7 @@
 //! RFC 3339 timestamps as Go's `time.RFC3339` parses and formats them, without a date crate:
-//! `-timestamp` input and the `timestamp` column of a dry-run plan.
+//! restore's `-timestamp` input and plan output, S3's LastModified and credential expirations,
+//! and the `litestream-timestamp` metadata value, which Go writes with `time.RFC3339Nano` (UTC,
+//! trailing zeros of the fraction dropped).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -172,6 +174,18 @@ mod tests {
         assert_eq!(
             format_rfc3339(parse_rfc3339("2000-02-29T00:00:00Z").expect("leap")),
             "2000-02-29T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn metadata_timestamps_keep_milliseconds() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_665_906_229);
+        let s = format_rfc3339_nano(t);
+        assert_eq!(s, "2026-11-26T04:05:06.229Z");
+        assert_eq!(parse_rfc3339(&s), Some(t));
+        assert_eq!(
+            parse_rfc3339("2026-11-26T04:05:06.000Z"),
+            Some(t - Duration::from_millis(229))
         );
     }
 
