@@ -541,7 +541,13 @@ impl Follower {
             "synced"
         );
         self.pos = txid;
-        self.last_l0 = kept.map(|b| Arc::new(b) as LtxBytes);
+        // A file too large to keep in memory is mapped, not re-read: we just wrote it, so the
+        // whole-file checksum check `last_l0_bytes` does for files found on disk would only
+        // fault every page of it into our RSS.
+        self.last_l0 = match kept {
+            Some(b) => Some(Arc::new(b) as LtxBytes),
+            None => self.meta.open_l0(txid).ok(),
+        };
         let final_offset = offset + sz;
         result.synced = true;
         result.new_wal_size = final_offset;

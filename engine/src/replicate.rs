@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ltx_codec::{Level, TxId};
 use storage::SharedReplica;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, DbConfig};
@@ -21,7 +21,7 @@ use crate::retention::{self, Policy};
 use crate::schedule::Pool;
 use crate::snapshot;
 use crate::uploader::{replica_max_l0, Uploader};
-use crate::watch::Watcher;
+use crate::watch::{DbWatch, Watcher};
 
 /// Opens the backend of a configured replica.
 pub fn open_replica(r: &crate::config::ReplicaConfig) -> storage::Result<SharedReplica> {
@@ -125,7 +125,7 @@ pub async fn run(config: Config, opts: Options, shutdown: watch::Receiver<bool>)
 struct DbTask {
     cfg: Arc<DbConfig>,
     shared: Shared,
-    notify: Option<Arc<Notify>>,
+    notify: Option<DbWatch>,
     shutdown: watch::Receiver<bool>,
     once: bool,
     force_snapshot: bool,
@@ -238,7 +238,7 @@ impl DbTask {
                     loop {
                         let notified = async {
                             match &self.notify {
-                                Some(n) => n.notified().await,
+                                Some(w) => w.notify.notified().await,
                                 None => std::future::pending().await,
                             }
                         };
@@ -281,6 +281,11 @@ impl DbTask {
                 break;
             }
 
+            // Re-armed before the step: a write landing during it wakes us again, and the
+            // step reads whatever was written before.
+            if let Some(w) = &self.notify {
+                w.arm();
+            }
             // Taken before the step so that a commit landing during it still differs.
             last_print = fingerprint(&self.cfg.path);
             let started = Instant::now();
