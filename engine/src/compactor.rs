@@ -94,9 +94,7 @@ pub async fn merge_into(
     dst: Level,
 ) -> Result<LtxFileInfo> {
     let dir = work_dir(meta);
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| Error::io("create directory", &dir, e))?;
+    meta.create_dir(&dir)?;
     let mut temps = Vec::new();
     let mut paths = Vec::with_capacity(inputs.len());
     for f in inputs {
@@ -107,7 +105,7 @@ pub async fn merge_into(
         }
         let tmp = dir.join(format!("in-{}-{}.tmp", f.level.0, f.name()));
         let guard = TempFile(tmp.clone());
-        download(replica, f, &tmp).await?;
+        download(replica, f, &tmp, meta.file_mode()).await?;
         paths.push(tmp);
         temps.push(guard);
     }
@@ -128,7 +126,8 @@ pub async fn merge_into(
     ));
     let out_guard = TempFile(out.clone());
     let out2 = out.clone();
-    let timestamp = tokio::task::spawn_blocking(move || merge_files(&paths, &out2))
+    let mode = meta.file_mode();
+    let timestamp = tokio::task::spawn_blocking(move || merge_files(&paths, &out2, mode))
         .await
         .map_err(|e| Error::Other(format!("compaction thread failed: {e}")))??;
     // The stored creation time follows the header timestamp (the last input's write time),
@@ -143,10 +142,16 @@ pub async fn merge_into(
 }
 
 /// Copies one remote file to `tmp` with ranged reads.
-async fn download(replica: &SharedReplica, f: &LtxFileInfo, tmp: &Path) -> Result<()> {
-    let mut file = tokio::fs::File::create(tmp)
-        .await
-        .map_err(|e| Error::io("create", tmp, e))?;
+async fn download(
+    replica: &SharedReplica,
+    f: &LtxFileInfo,
+    tmp: &Path,
+    mode: Option<u32>,
+) -> Result<()> {
+    // Downloaded inputs hold database pages: capped like the database (see MetaDir).
+    let std_file =
+        storage::local::create_file_mode(tmp, mode).map_err(|e| Error::io("create", tmp, e))?;
+    let mut file = tokio::fs::File::from_std(std_file);
     let mut off = 0;
     while off < f.size {
         let len = FETCH_CHUNK.min(f.size - off);
@@ -169,7 +174,7 @@ async fn download(replica: &SharedReplica, f: &LtxFileInfo, tmp: &Path) -> Resul
 
 /// The blocking merge: `ltx_codec::compact` over buffered file readers into `out`, with
 /// Litestream's NoChecksum flag. Returns the output header's timestamp.
-fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<i64> {
+fn merge_files(inputs: &[PathBuf], out: &Path, mode: Option<u32>) -> Result<i64> {
     let mut decs = Vec::with_capacity(inputs.len());
     for p in inputs {
         let f = File::open(p).map_err(|e| Error::io("open compaction input", p, e))?;
@@ -177,7 +182,7 @@ fn merge_files(inputs: &[PathBuf], out: &Path) -> Result<i64> {
             .map_err(|e| Error::ltx(format!("read {}", p.display()), e))?;
         decs.push(d);
     }
-    let f = File::create(out).map_err(|e| Error::io("create", out, e))?;
+    let f = storage::local::create_file_mode(out, mode).map_err(|e| Error::io("create", out, e))?;
     let w = BufWriter::with_capacity(1 << 20, f);
     let (mut w, header, _) = ltx_codec::compact(decs, w, CompactOptions::default())
         .map_err(|e| Error::ltx("compact", e))?;

@@ -90,7 +90,7 @@ impl Follower {
         let mut wal = cfg.path.as_os_str().to_owned();
         wal.push("-wal");
         Follower {
-            meta: MetaDir::new(&cfg.meta_path),
+            meta: MetaDir::new(&cfg.meta_path).with_mode_from(&cfg.path),
             wal_path: PathBuf::from(wal),
             cfg,
             db: None,
@@ -174,7 +174,7 @@ impl Follower {
         let file = File::open(&self.cfg.path)
             .map_err(|e| Error::io("open database", &self.cfg.path, e))?;
         let l0 = self.meta.level_dir(ltx_codec::Level(0));
-        std::fs::create_dir_all(&l0).map_err(|e| Error::io("create meta directory", &l0, e))?;
+        self.meta.create_dir(&l0)?;
         self.db = Some(OpenDb {
             conns,
             file,

@@ -13,11 +13,36 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct MetaDir {
     root: PathBuf,
+    mode_ref: Option<PathBuf>,
 }
 
 impl MetaDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        MetaDir { root: root.into() }
+        MetaDir {
+            root: root.into(),
+            mode_ref: None,
+        }
+    }
+
+    /// Files and directories created here get no more permissions than `db` has (checked at
+    /// each write): L0 files hold the database's pages, so a 0600 database must not leave
+    /// 0644 copies of itself (Litestream users rely on this).
+    pub fn with_mode_from(mut self, db: impl Into<PathBuf>) -> Self {
+        self.mode_ref = Some(db.into());
+        self
+    }
+
+    /// The permission cap for new files, `None` when there is no reference or it is missing.
+    pub fn file_mode(&self) -> Option<u32> {
+        self.mode_ref
+            .as_deref()
+            .and_then(storage::local::file_mode_like)
+    }
+
+    /// `create_dir_all` with directories capped like files (see [`MetaDir::with_mode_from`]).
+    pub fn create_dir(&self, dir: &Path) -> Result<()> {
+        storage::local::create_dir_all_mode(dir, self.file_mode())
+            .map_err(|e| Error::io("create directory", dir, e))
     }
 
     pub fn root(&self) -> &Path {
@@ -78,13 +103,13 @@ impl MetaDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("remove", &dir, e)),
         }
-        fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))
+        self.create_dir(&dir)
     }
 
     /// Writes an L0 file durably: temp file, fsync, rename, directory fsync.
     pub fn write_l0(&self, txid: TxId, bytes: &[u8]) -> Result<PathBuf> {
         let path = self.l0_path(txid);
-        storage::local::write_file_atomic(&path, &[bytes], None)
+        storage::local::write_file_atomic(&path, &[bytes], None, self.file_mode())
             .map_err(|e| Error::io("write L0 file", &path, e))?;
         Ok(path)
     }
@@ -111,7 +136,9 @@ impl MetaDir {
 
     /// Starts writing an LTX file at `path` (via `<path>.tmp`).
     pub fn stage(&self, path: PathBuf) -> Result<StagedFile> {
-        StagedFile::create(path)
+        let dir = path.parent().unwrap_or(Path::new("."));
+        self.create_dir(dir)?;
+        StagedFile::create(path, self.file_mode())
     }
 }
 
@@ -137,15 +164,9 @@ pub struct StagedFile {
 }
 
 impl StagedFile {
-    fn create(path: PathBuf) -> Result<StagedFile> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    fn create(path: PathBuf, mode: Option<u32>) -> Result<StagedFile> {
         let tmp = storage::local::tmp_path(&path);
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
+        let file = storage::local::create_file_mode(&tmp, mode)
             .map_err(|e| Error::io("create", &tmp, e))?;
         Ok(StagedFile {
             path,

@@ -23,10 +23,19 @@ use crate::snapshot;
 use crate::uploader::{replica_max_l0, Uploader};
 use crate::watch::{DbWatch, Watcher};
 
-/// Opens the backend of a configured replica.
-pub fn open_replica(r: &crate::config::ReplicaConfig) -> storage::Result<SharedReplica> {
+/// Opens the backend of a configured replica. A file replica's files get no more permissions
+/// than the database `db` (object stores have no file modes).
+pub fn open_replica(
+    r: &crate::config::ReplicaConfig,
+    db: &std::path::Path,
+) -> storage::Result<SharedReplica> {
     if r.kind == "file" {
-        return storage::open_replica(&r.url);
+        return match storage::ReplicaUrl::parse(&r.url)? {
+            storage::ReplicaUrl::File(p) => Ok(Arc::new(
+                storage::file::FileReplica::new(p).with_mode_from(db),
+            )),
+            _ => storage::open_replica(&r.url),
+        };
     }
     let url = (!r.url.is_empty()).then_some(r.url.as_str());
     storage::open_replica_from_config(
@@ -178,7 +187,7 @@ async fn blocking<T: Send + 'static>(
 impl DbTask {
     async fn run(mut self) -> bool {
         let path = self.cfg.path.display().to_string();
-        let replica = match open_replica(&self.cfg.replica) {
+        let replica = match open_replica(&self.cfg.replica, &self.cfg.path) {
             Ok(r) => r,
             Err(e) => {
                 error!(db = %path, error = %e, "cannot open replica");
@@ -188,7 +197,7 @@ impl DbTask {
         let (pos_tx, pos_rx) = watch::channel(TxId::ZERO);
         let uploader = Uploader::new(
             replica.clone(),
-            MetaDir::new(&self.cfg.meta_path),
+            MetaDir::new(&self.cfg.meta_path).with_mode_from(&self.cfg.path),
             self.cfg.path.clone(),
         );
         let up = tokio::spawn(upload_loop(
@@ -203,7 +212,7 @@ impl DbTask {
             tokio::spawn(
                 Maintainer {
                     replica: replica.clone(),
-                    meta: MetaDir::new(&self.cfg.meta_path),
+                    meta: MetaDir::new(&self.cfg.meta_path).with_mode_from(&self.cfg.path),
                     db: self.cfg.path.clone(),
                     settings: self.shared.maintenance.clone(),
                     pool: self.shared.pool.clone(),
@@ -353,7 +362,7 @@ impl DbTask {
         }
         if self.enforce_retention && ok {
             let p = self.shared.maintenance.policy;
-            let meta = MetaDir::new(&self.cfg.meta_path);
+            let meta = MetaDir::new(&self.cfg.meta_path).with_mode_from(&self.cfg.path);
             let now = std::time::SystemTime::now();
             let r = match retention::enforce_snapshots(&replica, p, now).await {
                 Ok(_) => retention::enforce_l0(&replica, &meta, p, now).await,

@@ -109,10 +109,21 @@ fn walk(p: &Path, f: &mut dyn FnMut(&Path)) {
     }
 }
 
-/// Finds a real bug, not fixed yet: L0 files in the meta directory and in a file replica are
-/// created 0644 (umask) for a 0600 database. Run with `--ignored` to see it.
+/// Every directory under `p` (not `p` itself).
+fn walk_dirs(p: &Path, f: &mut dyn FnMut(&Path)) {
+    for e in fs::read_dir(p).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            f(&path);
+            walk_dirs(&path, f);
+        }
+    }
+}
+
+/// Regression: L0 files in the meta directory and in a file replica used to be created 0644
+/// (umask) for a 0600 database. Files must be capped by the database's mode, directories by
+/// the matching search bits. The restored database keeps 0666 minus umask (unchanged).
 #[test]
-#[ignore = "known bug: meta and file-replica L0 files are 0644 for a 0600 database"]
 fn created_files_are_no_more_permissive_than_the_database() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
@@ -140,6 +151,20 @@ fn created_files_are_no_more_permissive_than_the_database() {
             }
         });
     }
+    // Directories we create: search bits only where the database is readable.
+    let dirmode = dbmode | ((dbmode & 0o444) >> 2);
+    let meta = dir.path().join(".app.db-litestream");
+    let mut check_dir = |p: &Path| {
+        checked += 1;
+        let m = mode(p);
+        if m & !dirmode != 0 {
+            bad.push(format!("{} {m:o}", p.display()));
+        }
+    };
+    check_dir(&meta);
+    walk_dirs(&meta, &mut check_dir);
+    check_dir(&replica);
+    walk_dirs(&replica, &mut check_dir);
     assert!(checked > 0);
     let out = dir.path().join("out.db");
     let mut cmd = ls_restore();

@@ -31,7 +31,9 @@ pub fn txid_path(out: &Path) -> PathBuf {
 /// Writes `<out>-txid` atomically: 16 hex digits and a newline (Litestream's `WriteTXIDFile`).
 pub fn write_txid_file(out: &Path, txid: TxId) -> Result<()> {
     let p = txid_path(out);
-    local::write_file_atomic(&p, &[format!("{txid}\n").as_bytes()], None)
+    // The TXID file says how far the restored database is: no more readable than it.
+    let mode = local::file_mode_like(out);
+    local::write_file_atomic(&p, &[format!("{txid}\n").as_bytes()], None, mode)
         .map_err(|e| RestoreError::io(p, e))
 }
 

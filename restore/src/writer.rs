@@ -96,11 +96,17 @@ impl TempOutput {
         let dir = parent_dir(path);
         fs::create_dir_all(&dir).map_err(|e| RestoreError::io(&dir, e))?;
         let tmp = local::tmp_path(path);
+        // A stale `<out>.tmp` (or a symlink planted there) is unlinked, never opened: with
+        // create_new (O_EXCL) the open cannot follow a link to write outside the output.
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(RestoreError::io(&tmp, e)),
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&tmp)
             .map_err(|e| RestoreError::io(&tmp, e))?;
         let out = TempOutput {

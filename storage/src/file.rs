@@ -15,11 +15,28 @@ use crate::{local, Body, LtxFileInfo, ReplicaClient, Result, StorageError};
 #[derive(Clone, Debug)]
 pub struct FileReplica {
     root: PathBuf,
+    mode_ref: Option<PathBuf>,
 }
 
 impl FileReplica {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FileReplica { root: root.into() }
+        FileReplica {
+            root: root.into(),
+            mode_ref: None,
+        }
+    }
+
+    /// Files (and directories) this replica creates get no more permissions than `reference`
+    /// (the replicated database) has at the time of each write, so a 0600 database is not
+    /// copied into world-readable LTX files. The reference is re-read per write because the
+    /// database may not exist yet when the replica is opened, or be chmod'ed later.
+    pub fn with_mode_from(mut self, reference: impl Into<PathBuf>) -> Self {
+        self.mode_ref = Some(reference.into());
+        self
+    }
+
+    fn file_mode(&self) -> Option<u32> {
+        self.mode_ref.as_deref().and_then(local::file_mode_like)
     }
 
     pub fn root(&self) -> &Path {
@@ -59,12 +76,17 @@ pub fn list_level_dir(dir: &Path, level: Level) -> Result<Vec<LtxFileInfo>> {
         let Some((min, max)) = name.to_str().and_then(parse_ltx_file_name) else {
             continue;
         };
-        let meta = match entry.metadata() {
+        // fs::metadata follows a symlink (DirEntry::metadata would not): a linked LTX file is
+        // read through the link, read-only, so its size must be the target's, not the link's.
+        let meta = match fs::metadata(entry.path()) {
             Ok(m) => m,
-            // Deleted between readdir and stat (retention running elsewhere).
+            // Deleted between readdir and stat (retention running elsewhere), or a dangling link.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(StorageError::io(key(&entry.path()), e)),
         };
+        if !meta.is_file() {
+            continue;
+        }
         out.push(LtxFileInfo {
             level,
             min_txid: min,
@@ -133,15 +155,16 @@ impl ReplicaClient for FileReplica {
         created_at: SystemTime,
     ) -> Result<LtxFileInfo> {
         let path = self.ltx_path(level, min, max);
+        let mode = self.file_mode();
         blocking(move || {
             let size = match &body {
                 Body::Bytes(b) => {
-                    local::write_file_atomic(&path, &[b], Some(created_at))
+                    local::write_file_atomic(&path, &[b], Some(created_at), mode)
                         .map_err(|e| StorageError::io(key(&path), e))?;
                     b.len() as u64
                 }
                 Body::File(src) => {
-                    local::copy_file_atomic(src, &path, Some(created_at))
+                    local::copy_file_atomic(src, &path, Some(created_at), mode)
                         .map_err(|e| StorageError::io(key(&path), e))?;
                     fs::metadata(&path)
                         .map_err(|e| StorageError::io(key(&path), e))?

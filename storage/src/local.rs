@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::SystemTime;
@@ -222,15 +222,69 @@ pub fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The permission bits files derived from `reference` (a database) should get: its read and
+/// write bits, never execute or set-id bits. `None` if it cannot be stat'ed (not created yet),
+/// in which case callers fall back to the usual 0666 minus umask.
+pub fn file_mode_like(reference: &Path) -> Option<u32> {
+    fs::metadata(reference)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o666)
+}
+
+/// The directory mode matching a file mode: search (x) wherever read is allowed, so a 0600
+/// database gets 0700 directories and a 0644 one 0755.
+pub fn dir_mode_for(file_mode: u32) -> u32 {
+    let m = file_mode & 0o666;
+    m | ((m & 0o444) >> 2)
+}
+
+/// `create_dir_all`, giving directories it creates the mode matching `file_mode` (umask still
+/// applies, so they can only end up stricter). Existing directories are left alone: they may
+/// be shared with other programs.
+pub fn create_dir_all_mode(dir: &Path, file_mode: Option<u32>) -> io::Result<()> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    if let Some(m) = file_mode {
+        b.mode(dir_mode_for(m));
+    }
+    b.create(dir)
+}
+
+/// Opens `path` for writing, creating or truncating it, with at most `mode`'s permissions.
+/// The create mode only applies to a new file, and umask can only remove bits; a file that
+/// already existed (a stale temp file) is narrowed with fchmod, never widened.
+pub fn create_file_mode(path: &Path, mode: Option<u32>) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    // O_NOFOLLOW: a symlink planted at a temp name must not redirect (and truncate) a file
+    // elsewhere; opening it fails with ELOOP instead.
+    o.write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW);
+    if let Some(m) = mode {
+        o.mode(m & 0o666);
+    }
+    let f = o.open(path)?;
+    if let Some(m) = mode {
+        let cur = f.metadata()?.permissions().mode() & 0o7777;
+        if cur & !(m & 0o666) != 0 {
+            f.set_permissions(fs::Permissions::from_mode(cur & m & 0o666))?;
+        }
+    }
+    Ok(f)
+}
+
 /// Writes `chunks` to `path` atomically and durably: `<path>.tmp`, fsync, optional mtime,
 /// rename, fsync of the directory. A crash leaves either the old file or the new one (and maybe
-/// a `.tmp`, which readers ignore and writers remove).
+/// a `.tmp`, which readers ignore and writers remove). `mode` (see [`create_file_mode`]) caps
+/// the new file's permissions and those of any directory created for it.
 pub fn write_file_atomic(
     path: &Path,
     chunks: &[&[u8]],
     mtime: Option<SystemTime>,
+    mode: Option<u32>,
 ) -> io::Result<()> {
-    replace_atomically(path, mtime, |f| {
+    replace_atomically(path, mtime, mode, |f| {
         let mut off = 0u64;
         let writes: Vec<(u64, &[u8])> = chunks
             .iter()
@@ -245,8 +299,13 @@ pub fn write_file_atomic(
 }
 
 /// Copies `src` to `dst` atomically (as [`write_file_atomic`]), streaming in 1 MiB chunks.
-pub fn copy_file_atomic(src: &Path, dst: &Path, mtime: Option<SystemTime>) -> io::Result<()> {
-    replace_atomically(dst, mtime, |to| {
+pub fn copy_file_atomic(
+    src: &Path,
+    dst: &Path,
+    mtime: Option<SystemTime>,
+    mode: Option<u32>,
+) -> io::Result<()> {
+    replace_atomically(dst, mtime, mode, |to| {
         let from = File::open(src)?;
         let len = from.metadata()?.len();
         let mut buf = vec![0u8; (1 << 20).min(len as usize)];
@@ -267,17 +326,14 @@ pub fn copy_file_atomic(src: &Path, dst: &Path, mtime: Option<SystemTime>) -> io
 fn replace_atomically(
     path: &Path,
     mtime: Option<SystemTime>,
+    mode: Option<u32>,
     fill: impl FnOnce(&File) -> io::Result<()>,
 ) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    create_dir_all_mode(dir, mode)?;
     let tmp = tmp_path(path);
     let result = (|| {
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let f = create_file_mode(&tmp, mode)?;
         fill(&f)?;
         fsync(&f)?;
         if let Some(t) = mtime {
@@ -324,13 +380,60 @@ mod tests {
 
         let q = dir.path().join("sub/atomic");
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_665_906_229);
-        write_file_atomic(&q, &[b"abc", b"def"], Some(t)).expect("atomic");
+        write_file_atomic(&q, &[b"abc", b"def"], Some(t), None).expect("atomic");
         assert_eq!(fs::read(&q).expect("read"), b"abcdef");
         assert_eq!(
             fs::metadata(&q).and_then(|m| m.modified()).expect("mtime"),
             t
         );
         assert!(!tmp_path(&q).exists());
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        fs::metadata(p).expect("stat").permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn mode_caps_new_files_stale_temps_and_new_directories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("app.db");
+        fs::write(&db, b"x").expect("db");
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o4640)).expect("chmod");
+        // Set-id bits of the reference never propagate.
+        let m = file_mode_like(&db).expect("mode");
+        assert_eq!(m, 0o640);
+        assert_eq!(dir_mode_for(0o600), 0o700);
+        assert_eq!(dir_mode_for(0o644), 0o755);
+        assert_eq!(file_mode_like(&dir.path().join("missing")), None);
+
+        let q = dir.path().join("a/b/f.ltx");
+        // A stale, wide temp file from a crash must not keep its mode.
+        fs::create_dir_all(q.parent().expect("parent")).expect("mkdir");
+        fs::write(tmp_path(&q), b"old").expect("stale");
+        fs::set_permissions(tmp_path(&q), fs::Permissions::from_mode(0o666)).expect("chmod");
+        write_file_atomic(&q, &[b"new"], None, Some(0o600)).expect("write");
+        assert_eq!(fs::read(&q).expect("read"), b"new");
+        assert_eq!(mode_of(&q), 0o600);
+
+        let c = dir.path().join("c/d/copy.ltx");
+        copy_file_atomic(&q, &c, None, Some(m)).expect("copy");
+        // umask can only remove bits: 0640 or stricter.
+        assert_eq!(mode_of(&c) & !0o640, 0);
+        assert_eq!(mode_of(&c) & 0o600, 0o600);
+        for d in [dir.path().join("c"), dir.path().join("c/d")] {
+            assert_eq!(mode_of(&d) & !0o750, 0, "{}", d.display());
+        }
+        // A symlink at the temp name is never written through.
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep").expect("victim");
+        let s = dir.path().join("s.ltx");
+        std::os::unix::fs::symlink(&victim, tmp_path(&s)).expect("symlink");
+        assert!(write_file_atomic(&s, &[b"evil"], None, Some(0o600)).is_err());
+        assert_eq!(fs::read(&victim).expect("victim"), b"keep");
+        // Without a mode nothing changes from before (0666 minus umask).
+        let plain = dir.path().join("plain");
+        write_file_atomic(&plain, &[b"p"], None, None).expect("plain");
+        assert!(plain.exists());
     }
 }
 

@@ -331,11 +331,15 @@ impl ReplicaClient for S3Replica {
             }
             c.version
         };
-        let objects = self.list_prefix(&self.level_prefix(level)).await?;
+        let prefix = self.level_prefix(level);
+        let objects = self.list_prefix(&prefix).await?;
         let mut files: Vec<LtxFileInfo> = objects
             .into_iter()
             .filter_map(|o| {
-                let base = o.key.rsplit('/').next().unwrap_or_default();
+                // Only keys directly in the level "directory": a nested or dot-dot key such as
+                // `<level>/../../<name>.ltx` names a different object than the `ltx_key` we
+                // would read, so listing it would make reads hit the wrong object.
+                let base = o.key.strip_prefix(&prefix)?;
                 let (min, max) = parse_ltx_file_name(base)?;
                 Some(LtxFileInfo {
                     level,
@@ -472,5 +476,47 @@ impl ReplicaClient for S3Replica {
         let mut c = self.cache();
         c.version += 1;
         c.levels.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn listing_ignores_keys_outside_the_level_and_non_ltx_names() {
+        let good = "db/0000/0000000000000001-0000000000000001.ltx";
+        let keys = [
+            good,
+            "db/0000/../../0000000000000002-0000000000000002.ltx",
+            "db/0000/..%2f..%2f0000000000000003-0000000000000003.ltx",
+            "db/0000/sub/0000000000000004-0000000000000004.ltx",
+            "db/0000/../../evil.ltx",
+            "db/0000/0000000000000005-0000000000000005.ltx.tmp",
+            "db/0000/00000000000000AA-00000000000000AA.ltx",
+            "db/0000/readme",
+        ];
+        let contents: String = keys
+            .iter()
+            .map(|k| {
+                format!(
+                    "<Contents><Key>{k}</Key><Size>10</Size><LastModified>2026-01-01T00:00:00.000Z</LastModified></Contents>"
+                )
+            })
+            .collect();
+        let body = format!(
+            "<?xml version=\"1.0\"?><ListBucketResult><Name>bkt</Name><Prefix>db/0000/</Prefix><KeyCount>{}</KeyCount><IsTruncated>false</IsTruncated>{contents}</ListBucketResult>",
+            keys.len()
+        );
+        let (url, _seen) = test_server::serve(1, move |_| (200, body.clone())).await;
+        let mut s = S3Settings::from_url(&format!("s3://bkt/db?endpoint={url}&region=us-east-1"))
+            .expect("url");
+        s.access_key_id = Some("AKIDTEST".into());
+        s.secret_access_key = Some("secret".into());
+        let r = S3Replica::new(s).expect("replica");
+        let files = r.ltx_files(Level(0)).await.expect("list");
+        let names: Vec<String> = files.iter().map(|f| f.name()).collect();
+        assert_eq!(names, ["0000000000000001-0000000000000001.ltx"]);
+        assert_eq!(r.ltx_key(Level(0), TxId(1), TxId(1)), good);
     }
 }
