@@ -1,0 +1,214 @@
+//! Disk full: the meta directory (or the file replica) lives on a 2 MiB tmpfs that is then
+//! filled. The engine must log ENOSPC with the path, never rename a partial LTX file into
+//! place, keep the replica chain valid, and catch up on its own once space returns; then
+//! `ls-restore` and Litestream both restore the source exactly.
+//!
+//! Needs `mount` (root). Without it the tests print SKIP, unless `LS_INTEROP=1`.
+
+mod common;
+mod harden;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use harden::*;
+
+/// A tmpfs mounted for one test, unmounted when dropped (also on panic).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).expect("mount point");
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size}"))
+            .arg("tmpfs")
+            .arg(dir)
+            .output();
+        match o {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_owned())),
+            other => {
+                let why = match other {
+                    Ok(o) => text(&o),
+                    Err(e) => e.to_string(),
+                };
+                assert!(!interop(), "LS_INTEROP=1 but cannot mount a tmpfs: {why}");
+                eprintln!("SKIP disk_full: cannot mount a tmpfs ({why})");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Linux's errno for "No space left on device" (no libc dependency in the tests for one
+/// constant).
+const ENOSPC: i32 = 28;
+
+/// Fills the file system holding `dir` with `dir/filler` until ENOSPC.
+fn fill(dir: &Path) -> PathBuf {
+    let p = dir.join("filler");
+    let mut f = fs::File::create(&p).expect("filler");
+    let chunk = vec![0xa5u8; 4096];
+    loop {
+        match f.write_all(&chunk) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", p.display()),
+        }
+    }
+    let _ = f.sync_all();
+    p
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Every `.ltx` file under `root/ltx/*/` decodes and verifies: nothing partial was renamed in.
+fn assert_all_ltx_valid(root: &Path) -> usize {
+    let mut n = 0;
+    for (level, min, max) in ltx_files(root) {
+        let p = root
+            .join("ltx")
+            .join(level.to_string())
+            .join(format!("{min:016x}-{max:016x}.ltx"));
+        let bytes = fs::read(&p).expect("read ltx");
+        if let Err(e) = ltx_codec::LtxFile::open_verified(&bytes) {
+            panic!("{} is not a valid LTX file: {e}", p.display());
+        }
+        n += 1;
+    }
+    n
+}
+
+fn ls_restore_equals(replica: &Path, src_dump: &str, out: &Path) -> bool {
+    let _ = fs::remove_file(out);
+    let mut c = ls_restore();
+    c.arg("-o")
+        .arg(out)
+        .arg(format!("file://{}", replica.display()));
+    run(c).status.success() && dump(out) == src_dump
+}
+
+fn scenario(meta_on_tmpfs: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(fs_guard) = Tmpfs::mount(&dir.path().join("small"), "2m") else {
+        return;
+    };
+    let small = fs_guard.0.clone();
+    let db = dir.path().join("app.db");
+    let (meta, replica) = if meta_on_tmpfs {
+        (small.join("meta"), dir.path().join("replica"))
+    } else {
+        (dir.path().join("meta"), small.join("replica"))
+    };
+    let c = app(&db, 4096);
+    setup_table(&c);
+    let cfg = dir.path().join("ls.yml");
+    fast_config(&cfg, &[(db.clone(), replica.clone())]);
+    let s = fs::read_to_string(&cfg).expect("cfg");
+    let s = s.replacen(
+        "    monitor-interval",
+        &format!("    meta-path: {}\n    monitor-interval", meta.display()),
+        1,
+    );
+    fs::write(&cfg, s).expect("cfg");
+    let log = dir.path().join("engine.log");
+    let e = Engine::start(&cfg, &log);
+
+    insert_rows(&c, 0, 50, 100);
+    assert!(
+        wait_for_l0(&replica, 1, Duration::from_secs(20)),
+        "no first L0 file:\n{}",
+        e.tail()
+    );
+    let before = max_l0(&replica);
+
+    // No space left: every further L0 write (or upload) fails.
+    let filler = fill(&small);
+    let t0 = Instant::now();
+    for round in 0..5 {
+        insert_rows(&c, 1000 + round * 100, 100, 1000);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let full_dir = if meta_on_tmpfs { &meta } else { &replica };
+    let logged = wait_until(Duration::from_secs(20), || {
+        let l = fs::read_to_string(&log).unwrap_or_default();
+        l.lines().any(|line| {
+            line.contains("No space left on device") && line.contains(&*full_dir.to_string_lossy())
+        })
+    });
+    assert!(logged, "ENOSPC with the path not logged:\n{}", e.tail());
+    // While full: what is in place is whole, and the replica chain is intact.
+    assert_all_ltx_valid(&meta);
+    assert_all_ltx_valid(&replica);
+    assert_chain(&replica);
+    assert!(
+        max_l0(&replica) >= before,
+        "replica went backwards while full"
+    );
+
+    // Space returns: the engine must catch up without a restart.
+    fs::remove_file(&filler).expect("remove filler");
+    let full_secs = t0.elapsed().as_secs_f64();
+    insert_rows(&c, 5000, 10, 10);
+    let src = dump(&db);
+    let out = dir.path().join("check.db");
+    let t1 = Instant::now();
+    let caught_up = wait_until(Duration::from_secs(60), || {
+        ls_restore_equals(&replica, &src, &out)
+    });
+    assert!(
+        caught_up,
+        "replica did not catch up after space returned:\n{}",
+        e.tail()
+    );
+    eprintln!(
+        "disk_full (meta on tmpfs: {meta_on_tmpfs}): full for {full_secs:.1} s, caught up {:.1} s after space returned",
+        t1.elapsed().as_secs_f64()
+    );
+    e.stop();
+
+    assert_chain(&replica);
+    assert_all_ltx_valid(&meta);
+    let n = assert_all_ltx_valid(&replica);
+    assert!(n > 1);
+    let src = dump(&db);
+    assert!(
+        ls_restore_equals(&replica, &src, &out),
+        "ls-restore differs"
+    );
+    integrity_ok(&out);
+    if let Some(bin) = litestream() {
+        assert_restores(&bin, &db, &replica, dir.path());
+    }
+    drop(c);
+    drop(fs_guard);
+}
+
+#[test]
+fn meta_dir_on_a_full_disk() {
+    scenario(true);
+}
+
+#[test]
+fn file_replica_on_a_full_disk() {
+    scenario(false);
+}
