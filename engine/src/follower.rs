@@ -19,6 +19,7 @@ use crate::config::DbConfig;
 use crate::error::{Error, Result};
 use crate::l0::{self, L0Params, PageSource};
 use crate::meta::{LtxBytes, MetaDir};
+use crate::snapshot::{self, ReadHold};
 use crate::sqlite::{CheckpointMode, Conns};
 use crate::verify::{self, LastSync, SyncPlan, VerifyInput};
 use crate::walmap::WalMap;
@@ -52,6 +53,22 @@ struct OpenDb {
     conns: Conns,
     file: File,
     page_size: u32,
+    /// Shared with snapshot jobs that read under our read transaction.
+    hold: Arc<ReadHold>,
+}
+
+impl OpenDb {
+    /// A snapshot job still reads under our read transaction.
+    fn held(&self) -> bool {
+        Arc::strong_count(&self.hold) > 1
+    }
+}
+
+impl Drop for OpenDb {
+    // Dropping the connections ends the read transaction a running snapshot relies on.
+    fn drop(&mut self) {
+        self.hold.mark_broken();
+    }
 }
 
 /// One database being followed. `pos` is the highest local L0 TXID.
@@ -66,7 +83,7 @@ pub struct Follower {
     last_l0: Option<LtxBytes>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -130,6 +147,7 @@ impl Follower {
     pub fn checkpoint_due(&self) -> bool {
         let interval = self.cfg.checkpoint_interval;
         if interval.is_zero()
+            || self.snapshot_reading()
             || !self.state.synced_since_checkpoint
             || self.state.last_synced_wal_offset
                 <= crate::checkpoint::wal_bytes(self.page_size(), 1)
@@ -179,6 +197,7 @@ impl Follower {
             conns,
             file,
             page_size,
+            hold: Arc::default(),
         });
         self.state = SyncState::default();
         self.last_l0 = None;
@@ -406,14 +425,8 @@ impl Follower {
             .len();
         let mut commit = (db_len / u64::from(page_size)) as u32;
 
-        let wal_file =
-            File::open(&self.wal_path).map_err(|e| Error::io("open WAL", &self.wal_path, e))?;
         // The size seen now, with our read transaction held, bounds every read of this pass.
-        let wal_len = wal_file
-            .metadata()
-            .map_err(|e| Error::io("stat WAL", &self.wal_path, e))?
-            .len();
-        let map = WalMap::new(&wal_file, wal_len, &self.wal_path)?;
+        let map = WalMap::open(&self.wal_path, None)?;
         let data = map.bytes();
 
         let mut offset = plan.offset;
@@ -555,14 +568,21 @@ impl Follower {
         Ok(result)
     }
 
-    /// A level-9 snapshot `1-<pos>` (§4.10): every page of the database as of the last synced
-    /// WAL offset, from the WAL where it has the page, else from the DB file. `None` before the
-    /// first L0 file.
-    pub fn snapshot_l9(&mut self) -> Result<Option<(TxId, i64, PathBuf)>> {
+    /// Captures what a level-9 snapshot at `pos` needs (§4.10) so it can be built on another
+    /// thread while we go on syncing. The job shares our read transaction: until it is dropped
+    /// we do not checkpoint, so the WAL frames up to the synced offset stay in place and no
+    /// later frame reaches the database file.
+    pub fn snapshot_job(&mut self) -> Result<Option<snapshot::Job>> {
         if self.db.is_none() || self.pos == TxId::ZERO {
             return Ok(None);
         }
-        self.open_db()?.conns.acquire_read_lock()?;
+        if !self.open_db()?.conns.has_read_lock() {
+            // Taken now, its read mark could lie past the synced offset.
+            return Err(Error::Other(format!(
+                "{}: no read transaction held; the snapshot waits for the next sync",
+                self.cfg.path.display()
+            )));
+        }
         let mut end = self.state.last_synced_wal_offset;
         if end == 0 {
             let bytes = self.last_l0_bytes()?;
@@ -570,74 +590,36 @@ impl Follower {
                 Header::decode((*bytes).as_ref()).map_err(|e| Error::ltx("last L0 header", e))?;
             end = (h.wal_offset + h.wal_size) as u64;
         }
-        let frame_size = self.frame_size();
         let od = self
             .db
             .as_ref()
             .ok_or_else(|| Error::Other("database is not open".into()))?;
-        let page_size = od.page_size;
-        let wal_file =
-            File::open(&self.wal_path).map_err(|e| Error::io("open WAL", &self.wal_path, e))?;
-        let wal_len = wal_file
-            .metadata()
-            .map_err(|e| Error::io("stat WAL", &self.wal_path, e))?
-            .len();
-        let map = WalMap::new(&wal_file, wal_len.min(end), &self.wal_path)?;
-        let data = map.bytes();
-        let (committed, salts) =
-            match WalReader::new(data).map_err(|e| Error::ltx("read WAL for snapshot", e))? {
-                Some(mut r) => {
-                    let c = read_committed(&mut r, None);
-                    (c, r.salts())
-                }
-                None => (Committed::default(), (0, 0)),
-            };
-        let db_len = od
+        let db = od
             .file
-            .metadata()
-            .map_err(|e| Error::io("stat database", &self.cfg.path, e))?
-            .len();
-        let commit = if committed.pages.is_empty() {
-            (db_len / u64::from(page_size)) as u32
-        } else {
-            committed.commit
-        };
-        let (wal_offset, wal_size) = if committed.pages.is_empty() {
-            (HDR, 0)
-        } else {
-            (committed.end_offset - frame_size, frame_size)
-        };
-        let ts = now_ms();
-        let mut h = Header::new(page_size, commit, TxId(1), self.pos, ts);
-        h.wal_offset = wal_offset as i64;
-        h.wal_size = wal_size as i64;
-        h.wal_salt1 = salts.0;
-        h.wal_salt2 = salts.1;
-        let pages = l0::page_list(true, &committed.pages, 0, commit, page_size);
-        let src = PageSource {
-            wal: data,
-            wal_pages: &committed.pages,
-            db: &od.file,
-            page_size,
-        };
-        // Staged in the meta directory, then streamed to the replica: a snapshot of a large
-        // database is never held in memory whole.
-        let path = self
-            .meta
-            .level_dir(ltx_codec::SNAPSHOT_LEVEL)
-            .join(ltx_codec::types::ltx_file_name(TxId(1), self.pos));
-        let staged = self.meta.stage(path.clone())?;
-        let staged = l0::encode_with_header(h, &pages, &src, staged)?;
-        if map.faulted() {
-            return Err(Error::Other(
-                "WAL truncated while snapshotting; retry".into(),
-            ));
-        }
-        staged.commit()?;
-        Ok(Some((self.pos, ts, path)))
+            .try_clone()
+            .map_err(|e| Error::io("reopen database", &self.cfg.path, e))?;
+        Ok(Some(snapshot::Job {
+            db_path: self.cfg.path.clone(),
+            wal_path: self.wal_path.clone(),
+            db,
+            page_size: od.page_size,
+            txid: self.pos,
+            wal_end: end,
+            meta: self.meta.clone(),
+            hold: od.hold.clone(),
+        }))
+    }
+
+    /// A snapshot job is reading under our read transaction, which a checkpoint would release.
+    pub fn snapshot_reading(&self) -> bool {
+        self.db.as_ref().is_some_and(OpenDb::held)
     }
 
     fn checkpoint_if_needed(&mut self, orig: u64, new: u64) -> Result<()> {
+        if self.snapshot_reading() {
+            debug!(db = %self.cfg.path.display(), "checkpoint deferred: a snapshot is reading");
+            return Ok(());
+        }
         let t = self.thresholds();
         if !t.exceeds_truncate(self.state.last_synced_wal_offset) {
             self.state.truncate_passive_failed = false;
@@ -695,6 +677,10 @@ impl Follower {
 
     /// Litestream's checkpoint procedure (§4.8). Returns whether the WAL was restarted.
     pub fn checkpoint(&mut self, mode: CheckpointMode) -> Result<bool> {
+        if self.snapshot_reading() {
+            debug!(db = %self.cfg.path.display(), mode = mode.as_str(), "checkpoint deferred: a snapshot is reading");
+            return Ok(false);
+        }
         let before = self.read_wal_header()?;
         self.verify_and_sync(true, 0)?;
         if mode == CheckpointMode::Passive {

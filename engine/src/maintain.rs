@@ -139,12 +139,19 @@ impl Maintainer {
         if self.snap_tx.send(tx).await.is_err() {
             return Ok(()); // the database task is stopping
         }
-        let built = tokio::select! {
+        let job = tokio::select! {
             _ = self.shutdown.changed() => return Ok(()),
             r = rx => match r {
                 Ok(r) => r?,
                 Err(_) => return Ok(()),
             },
+        };
+        let Some(job) = job else { return Ok(()) };
+        // On shutdown the build is left to finish or die with the process; its staging file
+        // is removed when the database is next opened.
+        let built = tokio::select! {
+            _ = self.shutdown.changed() => return Ok(()),
+            r = snapshot::build(job) => r?,
         };
         if let Some((txid, ts, path)) = built {
             let info = snapshot::upload(&self.replica, txid, ts, path).await?;

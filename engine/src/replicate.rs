@@ -255,9 +255,9 @@ impl DbTask {
                             _ = self.shutdown.changed() => break 'outer,
                             _ = notified => break,
                             Some(req) = snap_rx.recv() => {
-                                // The snapshot reads under the follower's read transaction
-                                // (checkpoints held off); the upload happens elsewhere.
-                                let r = blocking(&mut follower, &self.cfg, |f| f.snapshot_l9()).await;
+                                // Only the job is taken here; it is built and uploaded
+                                // elsewhere while this loop goes on syncing.
+                                let r = blocking(&mut follower, &self.cfg, |f| f.snapshot_job()).await;
                                 let _ = req.send(r);
                                 continue;
                             }
@@ -385,8 +385,10 @@ impl DbTask {
         follower: &mut Option<Follower>,
         replica: &SharedReplica,
     ) -> Result<()> {
-        let Some((txid, ts, path)) = blocking(follower, &self.cfg, |f| f.snapshot_l9()).await?
-        else {
+        let Some(job) = blocking(follower, &self.cfg, |f| f.snapshot_job()).await? else {
+            return Ok(());
+        };
+        let Some((txid, ts, path)) = snapshot::build(job).await? else {
             return Ok(());
         };
         let info = snapshot::upload(replica, txid, ts, path).await?;

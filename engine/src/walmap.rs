@@ -95,6 +95,16 @@ pub struct WalMap {
 }
 
 impl WalMap {
+    /// Opens the WAL at `path` and maps it up to its current size, or `limit` if smaller.
+    pub fn open(path: &Path, limit: Option<u64>) -> Result<WalMap> {
+        let file = File::open(path).map_err(|e| Error::io("open WAL", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat WAL", path, e))?
+            .len();
+        WalMap::new(&file, limit.map_or(len, |l| l.min(len)), path)
+    }
+
     /// Maps `len` bytes of `file` (the size seen with the read lock held). Nothing past `len` is
     /// ever read, even if the file has grown since.
     pub fn new(file: &File, len: u64, path: &Path) -> Result<WalMap> {

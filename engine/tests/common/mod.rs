@@ -77,6 +77,11 @@ pub struct Engine {
 
 impl Engine {
     pub fn start(config: &Path, log: &Path) -> Engine {
+        Engine::start_env(config, log, &[])
+    }
+
+    /// Like [`Engine::start`], with extra environment variables (test hooks).
+    pub fn start_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Engine {
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -88,6 +93,7 @@ impl Engine {
             .arg("-config")
             .arg(config)
             .env("LOG_LEVEL", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .spawn()
