@@ -361,14 +361,11 @@ impl DbTask {
             }
         }
         if self.enforce_retention && ok {
+            // Snapshot retention and the TXID floor it sets for levels 1..n, as Litestream's
+            // `EnforceSnapshotRetention`; L0 retention is left to its own schedule.
             let p = self.shared.maintenance.policy;
-            let meta = MetaDir::new(&self.cfg.meta_path).with_mode_from(&self.cfg.path);
             let now = std::time::SystemTime::now();
-            let r = match retention::enforce_snapshots(&replica, p, now).await {
-                Ok(_) => retention::enforce_l0(&replica, &meta, p, now).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = r {
+            if let Err(e) = retention::enforce_snapshots(&replica, p, now).await {
                 ok = false;
                 error!(db = %path, error = %e, "retention enforcement failed");
             }

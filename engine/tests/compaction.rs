@@ -385,6 +385,110 @@ fn snapshot_build_does_not_block_the_follower() {
     }
 }
 
+/// Every file name at levels 0..=9 of a file replica or meta directory.
+fn all_files(root: &Path) -> BTreeMap<u8, Vec<(u64, u64)>> {
+    (0u8..=9).map(|l| (l, files(root, l))).collect()
+}
+
+/// `replicate -once -enforce-retention` on two identical copies of a replica, its meta directory
+/// and database: ls-engine and the real Litestream delete exactly the same files (old
+/// snapshots, and level 1+ files below the oldest kept snapshot; L0 is left to its own
+/// schedule), something is deleted, the newest file of every level stays, and both tools still
+/// restore the latest state.
+#[test]
+fn once_enforce_retention_matches_litestream() {
+    let Some(ls) = litestream() else { return };
+    let lsr = ls_restore();
+    let c = case(&format!(
+        "{LEVELS}snapshot:\n  interval: 2s\n  retention: 1h\nl0-retention: 1h\n"
+    ));
+    let app = app(&c.db, 4096);
+    let e = Engine::start(&c.config, &c.log);
+    workload(&app, 8, || {});
+    let max_l0 = || files(&c.replica, 0).last().map_or(0, |f| f.1);
+    let caught_up = wait_until(Duration::from_secs(15), || {
+        let m = max_l0();
+        [1u8, 2, 9]
+            .iter()
+            .all(|l| files(&c.replica, *l).last().is_some_and(|f| f.1 == m))
+    });
+    assert!(caught_up, "levels did not catch up; log:\n{}", e.tail());
+    e.stop();
+    drop(app);
+    let before = all_files(&c.replica);
+    assert!(before[&9].len() >= 2, "need several snapshots: {before:?}");
+    // Everything written so far is older than the 1 s retention used below.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let twin = tempfile::tempdir().expect("tempdir");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", c.root.display()))
+        .arg(twin.path())
+        .status()
+        .expect("cp");
+    assert!(st.success(), "copy the case directory");
+    let retain = |root: &Path| {
+        let cfg = fs::read_to_string(&c.config).expect("read config");
+        let cfg = cfg
+            .replace("retention: 1h", "retention: 1s")
+            .replace(&c.root.display().to_string(), &root.display().to_string());
+        let path = root.join("retain.yml");
+        fs::write(&path, cfg).expect("write config");
+        path
+    };
+    let ours_cfg = retain(&c.root);
+    let theirs_cfg = retain(twin.path());
+
+    let o = Command::new(ENGINE)
+        .args(["replicate", "-once", "-enforce-retention", "-config"])
+        .arg(&ours_cfg)
+        .output()
+        .expect("run ls-engine");
+    assert!(
+        o.status.success(),
+        "ls-engine -once -enforce-retention: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = litestream_cmd(&ls)
+        .args(["replicate", "-once", "-enforce-retention", "-config"])
+        .arg(&theirs_cfg)
+        .output()
+        .expect("run litestream");
+    assert!(
+        o.status.success(),
+        "litestream -once -enforce-retention: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let ours = all_files(&c.replica);
+    let theirs = all_files(&twin.path().join("replica"));
+    assert_eq!(ours, theirs, "remote files left by ls-engine vs Litestream");
+    let meta = |root: &Path| files(&root.join(".app.db-litestream"), 0);
+    assert_eq!(
+        meta(&c.root),
+        meta(twin.path()),
+        "local L0 files left by ls-engine vs Litestream"
+    );
+    assert!(
+        ours[&9].len() < before[&9].len() && ours[&1].len() < before[&1].len(),
+        "nothing was deleted: before {before:?}, after {ours:?}"
+    );
+    for (l, fs_) in &before {
+        if let Some(last) = fs_.last() {
+            assert!(
+                ours[l].contains(last),
+                "level {l}: newest file {last:?} deleted"
+            );
+        }
+    }
+    let out = c.root.join("out.db");
+    for bin in [&ls, &lsr] {
+        restore(bin, &c.replica, &out, None);
+        assert_eq!(dump(&out), dump(&c.db), "{} latest", bin.display());
+    }
+}
+
 #[test]
 fn retention_deletes_on_schedule_and_keeps_restores() {
     let Some(ls) = litestream() else { return };
