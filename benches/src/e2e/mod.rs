@@ -3,6 +3,7 @@
 
 pub mod chart;
 pub mod proc;
+#[path = "../../../tests/support/proxy.rs"]
 pub mod proxy;
 pub mod writer;
 

@@ -15,6 +15,8 @@ pub const ENGINE: &str = env!("CARGO_BIN_EXE_ls-engine");
 
 #[path = "../../../tests/support/env.rs"]
 mod env;
+#[path = "../../../tests/support/proxy.rs"]
+pub mod proxy;
 // Not every test binary uses every helper.
 #[allow(unused_imports)]
 pub use env::{litestream, s3_server, slow_enabled, S3Server};
