@@ -59,7 +59,7 @@ fn case(top: &str) -> Case {
 
 /// `(min, max)` of every LTX file at `level` of a file replica (or meta directory).
 fn files(root: &Path, level: u8) -> Vec<(u64, u64)> {
-    let mut v: Vec<(u64, u64)> = fs::read_dir(root.join(format!("ltx/{level}")))
+    let mut v: Vec<(u64, u64)> = fs::read_dir(level_dir(root, level))
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .filter_map(|e| {
@@ -78,8 +78,19 @@ fn files(root: &Path, level: u8) -> Vec<(u64, u64)> {
     v
 }
 
+/// A level's directory: `ltx/<level>` in a file replica or meta directory, `<level %04x>` under
+/// an S3 prefix as s3s-fs stores it.
+fn level_dir(root: &Path, level: u8) -> PathBuf {
+    let s3 = root.join(format!("{level:04x}"));
+    if s3.is_dir() {
+        s3
+    } else {
+        root.join(format!("ltx/{level}"))
+    }
+}
+
 fn path_of(root: &Path, level: u8, (min, max): (u64, u64)) -> PathBuf {
-    root.join(format!("ltx/{level}/{min:016x}-{max:016x}.ltx"))
+    level_dir(root, level).join(format!("{min:016x}-{max:016x}.ltx"))
 }
 
 /// The database image after each L0 TXID: page size, and per TXID the page list up to Commit.
@@ -172,6 +183,23 @@ fn restore(bin: &Path, replica: &Path, out: &Path, txid: Option<u64>) {
 
 /// Runs a restore; the error is the tool's output.
 fn try_restore(bin: &Path, replica: &Path, out: &Path, txid: Option<u64>) -> Result<(), String> {
+    try_restore_url(
+        bin,
+        &format!("file://{}", replica.display()),
+        &[],
+        out,
+        txid,
+    )
+}
+
+/// Runs a restore from any replica URL, with extra environment (S3 credentials).
+fn try_restore_url(
+    bin: &Path,
+    url: &str,
+    env: &[(&str, &str)],
+    out: &Path,
+    txid: Option<u64>,
+) -> Result<(), String> {
     let _ = fs::remove_file(out);
     let mut c = litestream_cmd(bin);
     c.arg("restore").arg("-o").arg(out);
@@ -183,7 +211,8 @@ fn try_restore(bin: &Path, replica: &Path, out: &Path, txid: Option<u64>) -> Res
         c.arg("-txid").arg(format!("{t:016x}"));
     }
     let o = c
-        .arg(format!("file://{}", replica.display()))
+        .envs(env.iter().copied())
+        .arg(url)
         .output()
         .expect("run restore");
     if o.status.success() {
@@ -382,6 +411,99 @@ fn snapshot_build_does_not_block_the_follower() {
     );
     for f in &snaps {
         rp.check_file(&path_of(&c.replica, 9, *f), f.1, true);
+    }
+}
+
+/// Compaction and snapshots through the S3 backend (s3s-fs): L1, L2 and L9 objects hold the
+/// pages of the L0 replay, and Litestream and ls-restore restore from S3 the latest state and
+/// every level boundary byte for byte.
+#[test]
+fn levels_and_snapshots_on_s3() {
+    let Some(srv) = s3_server("compaction on s3") else {
+        return;
+    };
+    let Some(ls) = litestream() else { return };
+    let lsr = ls_restore();
+    let data = srv
+        .data_dir
+        .clone()
+        .expect("LS_S3_DATA_DIR: where s3s-fs keeps objects");
+    let c = case(&format!(
+        "{LEVELS}snapshot:\n  interval: 4s\n  retention: 1h\nl0-retention: 1h\n"
+    ));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let prefix = format!("compaction-{}-{nanos}", std::process::id());
+    let cfg = fs::read_to_string(&c.config).expect("read config");
+    let file_replica = format!("      path: {}\n", c.replica.display());
+    assert!(cfg.contains(&file_replica), "config layout changed: {cfg}");
+    let cfg = cfg.replace("      type: file\n", "").replace(
+        &file_replica,
+        &format!(
+            "      type: s3\n      bucket: {}\n      path: {prefix}\n      endpoint: {}\n      \
+             region: us-east-1\n      force-path-style: true\n      access-key-id: {}\n      \
+             secret-access-key: {}\n",
+            srv.bucket, srv.endpoint, srv.access_key, srv.secret_key
+        ),
+    );
+    fs::write(&c.config, cfg).expect("write config");
+    let remote = data.join(&srv.bucket).join(&prefix);
+
+    let app = app(&c.db, 4096);
+    let e = Engine::start(&c.config, &c.log);
+    workload(&app, 9, || {});
+    let max_l0 = || files(&remote, 0).last().map_or(0, |f| f.1);
+    let caught_up = wait_until(Duration::from_secs(20), || {
+        let m = max_l0();
+        m > 0
+            && [1u8, 2, 9]
+                .iter()
+                .all(|l| files(&remote, *l).last().is_some_and(|f| f.1 == m))
+    });
+    assert!(
+        caught_up,
+        "levels did not catch up on S3; log:\n{}",
+        e.tail()
+    );
+    e.stop();
+
+    let rp = replay(&remote);
+    let mut boundaries = BTreeSet::new();
+    for level in [1u8, 2, 9] {
+        let fs_ = files(&remote, level);
+        assert!(!fs_.is_empty(), "no objects at level {level}");
+        for f in &fs_ {
+            rp.check_file(&path_of(&remote, level, *f), f.1, level == 9);
+            boundaries.insert(f.1);
+        }
+    }
+    let url = format!(
+        "s3://{}/{prefix}?endpoint={}&region=us-east-1&forcePathStyle=true",
+        srv.bucket, srv.endpoint
+    );
+    let env = [
+        ("AWS_ACCESS_KEY_ID", srv.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", srv.secret_key.as_str()),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let out = c.root.join("out.db");
+    for bin in [&ls, &lsr] {
+        let run = |txid| {
+            try_restore_url(bin, &url, &env, &out, txid)
+                .unwrap_or_else(|e| panic!("{} restore {txid:?}: {e}", bin.display()))
+        };
+        run(None);
+        assert_eq!(dump(&out), dump(&c.db), "{} latest", bin.display());
+        for t in &boundaries {
+            run(Some(*t));
+            assert!(
+                fs::read(&out).expect("read") == rp.image(*t),
+                "{} -txid {t:x}: restored file differs from the L0 replay",
+                bin.display()
+            );
+        }
     }
 }
 
