@@ -4,7 +4,7 @@
 # /usr/bin/time (apt-get install -y time). Usage: engine/scripts/rss_2gib.sh [workdir]
 set -e
 W=${1:-/tmp/ls-rss}
-BIN=${LS_ENGINE:-$(dirname "$0")/../../target/release/ls-engine}
+BIN=${LS_ENGINE:-$(cd "$(dirname "$0")/../.." && pwd)/target/release/ls-engine}
 mkdir -p "$W" && cd "$W"
 rm -rf replica .big.db-litestream
 if [ ! -f big.db ]; then
