@@ -59,6 +59,8 @@ fn key_err(key: &str, msg: impl Into<String>) -> ConfigError {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub dbs: Vec<DbConfig>,
+    /// `addr`: where to serve `/metrics` (`:9090`, `127.0.0.1:9090`); checked, not yet bound.
+    pub addr: Option<String>,
     /// Compaction intervals of levels 1..=n (`levels:`); stored for the compactor.
     pub levels: Vec<Duration>,
     pub snapshot_interval: Duration,
@@ -439,12 +441,12 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
     let mut top = Node::new(&root, "")?;
     let mut unknown = Vec::new();
 
-    // Litestream features not built here yet: refuse rather than silently ignore.
-    if let Some(addr) = top.string("addr")? {
-        if !addr.is_empty() {
-            return Err(key_err("addr", "the metrics server is not supported yet"));
-        }
+    let addr = top.string("addr")?.filter(|a| !a.is_empty());
+    if let Some(a) = &addr {
+        // Checked now so a bad address stops start-up before any database is touched.
+        crate::http::parse_addr(a).map_err(|msg| key_err("addr", format!("{a:?}: {msg}")))?;
     }
+    // Litestream features not built here yet: refuse rather than silently ignore.
     if let Some(v) = top.string("mcp-addr")? {
         if !v.is_empty() {
             return Err(key_err("mcp-addr", "the MCP server is not supported yet"));
@@ -601,6 +603,7 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
 
     Ok(Config {
         dbs,
+        addr,
         levels,
         snapshot_interval,
         snapshot_retention,
@@ -966,6 +969,7 @@ mod tests {
     fn full_config() {
         let c = must(
             r#"
+addr: :9090
 levels:
   - interval: 10s
   - interval: 1m
@@ -1001,6 +1005,7 @@ dbs:
             c.levels,
             vec![Duration::from_secs(10), Duration::from_secs(60)]
         );
+        assert_eq!(c.addr.as_deref(), Some(":9090"));
         assert_eq!(c.snapshot_interval, Duration::from_secs(20));
         assert_eq!(c.l0_retention, Duration::ZERO);
         assert!(!c.retention_enabled);
@@ -1109,8 +1114,8 @@ dbs:
         assert!(e.contains("dbs[0].replica") && e.contains("bucket"), "{e}");
         let e = err("dbs:\n  - path: /a.db\n    replica: {type: gs, bucket: b}\n");
         assert!(e.contains("dbs[0].replica.type"), "{e}");
-        let e = err("addr: \":9090\"\n");
-        assert!(e.contains("addr"), "{e}");
+        let e = err("addr: \"9090\"\n");
+        assert!(e.contains("config key addr") && e.contains("port"), "{e}");
         let e = err("dbs:\n  - dir: /data\n    pattern: '*.db'\n    replica: {path: /r}\n");
         assert!(e.contains("dbs[0].dir"), "{e}");
         let e = err("dbs:\n  - path: /a.db\n    replica: {path: /r, age: {recipients: [x]}}\n");

@@ -54,6 +54,36 @@ impl Error {
         }
     }
 
+    /// The disk (or quota) is full somewhere in the chain: ENOSPC/EDQUOT, SQLITE_FULL, or an
+    /// error that only says so in words (Litestream's `isDiskFullError`).
+    pub fn is_disk_full(&self) -> bool {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) {
+                    return true;
+                }
+            }
+            if let Some(s) = e.downcast_ref::<rusqlite::Error>() {
+                if s.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+                    return true;
+                }
+            }
+            cur = e.source();
+        }
+        let text = self.to_string().to_ascii_lowercase();
+        [
+            "no space left on device",
+            "disk quota exceeded",
+            "database or disk is full",
+        ]
+        .iter()
+        .any(|w| text.contains(w))
+    }
+
     /// SQLITE_BUSY / SQLITE_LOCKED: another connection holds a lock; retry later.
     pub fn is_busy(&self) -> bool {
         match self {
@@ -67,3 +97,20 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_full_is_found_in_the_chain() {
+        let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(Error::io("write L0", "/m/x.ltx", enospc).is_disk_full());
+        let edquot = std::io::Error::from_raw_os_error(libc::EDQUOT);
+        assert!(Error::io("write L0", "/m/x.ltx", edquot).is_disk_full());
+        let other = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert!(!Error::io("write L0", "/m/x.ltx", other).is_disk_full());
+        assert!(Error::Other("sync: no space left on device".into()).is_disk_full());
+        assert!(!Error::Other("database is locked".into()).is_disk_full());
+    }
+}

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ltx_codec::wal::{
     read_committed, Committed, WalReader, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE,
@@ -19,6 +19,7 @@ use crate::config::DbConfig;
 use crate::error::{Error, Result};
 use crate::l0::{self, L0Params, PageSource};
 use crate::meta::{LtxBytes, MetaDir};
+use crate::metrics::{self, DbMetrics};
 use crate::snapshot::{self, ReadHold};
 use crate::sqlite::{CheckpointMode, Conns};
 use crate::verify::{self, LastSync, SyncPlan, VerifyInput};
@@ -81,6 +82,7 @@ pub struct Follower {
     pos: TxId,
     /// Bytes of the L0 file at `pos`, kept so verify does not re-read it from disk.
     last_l0: Option<LtxBytes>,
+    metrics: Arc<DbMetrics>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -109,6 +111,7 @@ impl Follower {
         Follower {
             meta: MetaDir::new(&cfg.meta_path).with_mode_from(&cfg.path),
             wal_path: PathBuf::from(wal),
+            metrics: metrics::db(&cfg.path),
             cfg,
             db: None,
             state: SyncState::default(),
@@ -180,6 +183,16 @@ impl Follower {
         if self.db.is_some() {
             return Ok(true);
         }
+        let t = Instant::now();
+        let r = self.open_inner();
+        // Litestream opens inside its sync, so a failed open counts as a failed sync.
+        if let Err(e) = &r {
+            self.metrics.sync_done(t.elapsed(), true, e.is_disk_full());
+        }
+        r
+    }
+
+    fn open_inner(&mut self) -> Result<bool> {
         match std::fs::metadata(&self.cfg.path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -280,10 +293,31 @@ impl Follower {
         }
     }
 
+    /// One pass (Litestream's `syncLocked`), counted in the metrics; the gauges follow the
+    /// position and sizes it reached.
     fn sync_once(&mut self, max_bytes: u64) -> Result<PassResult> {
         if self.db.is_none() {
             return Ok(PassResult::default());
         }
+        let t = Instant::now();
+        let r = self.pass(max_bytes);
+        let err = r.as_ref().err();
+        self.metrics.sync_done(
+            t.elapsed(),
+            err.is_some(),
+            err.is_some_and(Error::is_disk_full),
+        );
+        if r.is_ok() {
+            self.metrics.synced(
+                self.pos.0,
+                file_size(&self.cfg.path).ok(),
+                self.state.last_synced_wal_offset,
+            );
+        }
+        r
+    }
+
+    fn pass(&mut self, max_bytes: u64) -> Result<PassResult> {
         self.check_same_file()?;
         self.open_db()?.conns.acquire_read_lock()?;
         self.ensure_wal_exists()?;
@@ -529,6 +563,9 @@ impl Follower {
 
         let size = staged.len();
         let kept = staged.commit()?;
+        // Counted once the L0 file is in place, so a pass retried after a failed write
+        // (Litestream counts before writing) does not count the same WAL bytes again.
+        self.metrics.wal_bytes(sz);
         let kind = if plan.snapshot {
             "snapshot"
         } else {
@@ -692,7 +729,10 @@ impl Follower {
                 return Err(e);
             }
         }
+        let t = Instant::now();
         let res = self.open_db()?.conns.checkpoint(mode);
+        self.metrics
+            .checkpoint_done(mode, t.elapsed(), res.is_err());
         let unlock = self.open_db()?.conns.end_write_lock();
         let (busy, log, done) = res?;
         unlock?;

@@ -19,6 +19,8 @@
 //! - [`maintain`] runs beside each follower: level compactions ([`compactor`]), scheduled
 //!   level-9 snapshots ([`snapshot`]) and retention ([`retention`]) on aligned schedules
 //!   ([`schedule`]), under a pool of permits shared by all databases.
+//! - [`metrics`] holds Litestream's Prometheus series (atomics bumped by the follower and
+//!   retention); [`http`] serves them on `addr` at `/metrics`.
 
 pub mod checkpoint;
 pub mod cli;
@@ -27,9 +29,11 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod follower;
+pub mod http;
 pub mod l0;
 pub mod maintain;
 pub mod meta;
+pub mod metrics;
 pub mod replicate;
 pub mod retention;
 pub mod schedule;

@@ -129,6 +129,14 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
         for db in &cfg.dbs {
             info!(db = %db.path.display(), replica = %db.replica.kind, url = %db.replica.url, "initialized db");
         }
+        // Bound before any database is touched, so a taken port or bad address stops
+        // start-up with an error naming `addr` (Litestream only logs it and runs on).
+        if let Some(addr) = &cfg.addr {
+            let srv = engine::http::MetricsServer::bind(addr).await?;
+            let local = srv.local_addr().context("config key addr: listener address")?;
+            info!(url = %format!("http://{local}/metrics"), "serving metrics on");
+            tokio::spawn(srv.serve());
+        }
         let (tx, rx) = watch::channel(false);
         let opts = replicate::Options {
             once: args.once,

@@ -13,6 +13,7 @@ use tracing::{debug, error, info};
 
 use crate::compactor::{compact_level, Outcome};
 use crate::meta::MetaDir;
+use crate::metrics;
 use crate::retention::{self, Policy};
 use crate::schedule::{jitter, next_at, Pool};
 use crate::snapshot;
@@ -124,9 +125,12 @@ impl Maintainer {
 
     async fn l0_retention(&self, db: &str) {
         let p = self.settings.policy;
-        if let Err(e) = retention::enforce_l0(&self.replica, &self.meta, p, SystemTime::now()).await
-        {
-            error!(db = %db, error = %e, "l0 retention enforcement failed");
+        match retention::enforce_l0(&self.replica, &self.meta, p, SystemTime::now()).await {
+            Ok(Some(s)) => {
+                metrics::l0_retention(&self.db, s.eligible, s.not_compacted, s.too_recent)
+            }
+            Ok(None) => {}
+            Err(e) => error!(db = %db, error = %e, "l0 retention enforcement failed"),
         }
     }
 

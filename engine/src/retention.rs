@@ -75,30 +75,59 @@ pub struct Policy {
     pub max_level: u8,
 }
 
+/// What one L0 retention scan found, by Litestream's `litestream_l0_retention_files_total`
+/// statuses: files it deletes, files not yet covered by L1, and files from the first one newer
+/// than the retention period on (where the scan stops).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct L0Scan {
+    pub eligible: usize,
+    pub not_compacted: usize,
+    pub too_recent: usize,
+}
+
+/// Counts for [`L0Scan`]; `eligible` is the victims' count. All zero before L1 has anything,
+/// as Litestream reports it.
+pub fn l0_scan(l0: &[LtxFileInfo], max_l1: TxId, threshold: SystemTime, eligible: usize) -> L0Scan {
+    if max_l1 == TxId::ZERO {
+        return L0Scan::default();
+    }
+    let recent = l0
+        .iter()
+        .position(|f| f.created_at > threshold)
+        .unwrap_or(l0.len());
+    L0Scan {
+        eligible,
+        not_compacted: l0[..recent].iter().filter(|f| f.max_txid > max_l1).count(),
+        too_recent: l0.len() - recent,
+    }
+}
+
 /// L0 retention, remote and local. Runs on its check interval and after each L1 compaction.
+/// `None` when L0 retention is off (`l0-retention: 0`).
 pub async fn enforce_l0(
     replica: &SharedReplica,
     meta: &MetaDir,
     policy: Policy,
     now: SystemTime,
-) -> Result<usize> {
+) -> Result<Option<L0Scan>> {
     if policy.l0_retention.is_zero() {
-        return Ok(0);
+        return Ok(None);
     }
     let l1 = replica.ltx_files(Level(1)).await?;
     let max_l1 = newest(&l1).map_or(TxId::ZERO, |f| f.max_txid);
     let l0 = replica.ltx_files(Level(0)).await?;
     let threshold = now.checked_sub(policy.l0_retention).unwrap_or(now);
     let victims = l0_victims(&l0, max_l1, threshold);
+    let scan = l0_scan(&l0, max_l1, threshold, victims.len());
     let Some(cutoff) = victims.iter().map(|f| f.max_txid).max() else {
-        return Ok(0);
+        return Ok(Some(scan));
     };
     if policy.remote {
         replica.delete_ltx(&victims).await?;
     }
     let n = delete_local_l0(meta, cutoff)?;
     info!(deleted = victims.len(), local_deleted = n, max_l1_txid = %max_l1, remote = policy.remote, "l0 retention enforced");
-    Ok(victims.len())
+    Ok(Some(scan))
 }
 
 /// Deletes local L0 files with `MaxTXID <= cutoff`, never the newest local one: the follower
@@ -185,6 +214,29 @@ mod tests {
         let v = l0_victims(&l0, TxId(3), t2);
         assert_eq!(v.iter().map(|x| x.max_txid.0).collect::<Vec<_>>(), [1, 2]);
         assert!(l0_victims(&l0, TxId(0), t).is_empty());
+    }
+
+    #[test]
+    fn l0_scan_counts() {
+        let l0 = vec![
+            f(0, 1, 1, 10),
+            f(0, 2, 2, 20),
+            f(0, 3, 3, 30),
+            f(0, 4, 4, 40),
+        ];
+        let t = UNIX_EPOCH + Duration::from_secs(25);
+        // Files 1-2 are old enough, file 2 is not in L1 yet, files 3-4 are too recent.
+        let v = l0_victims(&l0, TxId(1), t);
+        let scan = l0_scan(&l0, TxId(1), t, v.len());
+        assert_eq!(
+            scan,
+            L0Scan {
+                eligible: 1,
+                not_compacted: 1,
+                too_recent: 2
+            }
+        );
+        assert_eq!(l0_scan(&l0, TxId(0), t, 0), L0Scan::default());
     }
 
     #[test]

@@ -103,7 +103,8 @@ pub fn errors(replica_type: &str, op: Operation, code: &str) -> u64 {
     })
 }
 
-fn escape_label(v: &str) -> String {
+/// Escapes a label value for the Prometheus text format.
+pub fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -133,7 +134,7 @@ pub fn render_prometheus(out: &mut String) {
                     s.bytes
                 );
             }
-            out.push_str("# HELP litestream_replica_operation_duration_seconds Duration of replica operations\n");
+            out.push_str("# HELP litestream_replica_operation_duration_seconds Duration of replica operations by type and operation\n");
             out.push_str("# TYPE litestream_replica_operation_duration_seconds histogram\n");
             for ((t, op), s) in r.ops.iter().filter(|(_, s)| s.duration_count > 0) {
                 let labels = format!("operation=\"{}\",replica_type=\"{t}\"", op.as_str());
@@ -161,7 +162,7 @@ pub fn render_prometheus(out: &mut String) {
             }
         }
         if !r.errors.is_empty() {
-            out.push_str("# HELP litestream_replica_operation_errors_total The number of replica operation errors\n");
+            out.push_str("# HELP litestream_replica_operation_errors_total Number of replica operation errors by type, operation, and error code\n");
             out.push_str("# TYPE litestream_replica_operation_errors_total counter\n");
             for ((t, op, code), n) in &r.errors {
                 let _ = writeln!(

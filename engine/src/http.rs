@@ -1,0 +1,153 @@
+//! The HTTP server on `addr` (§7.1): `GET /metrics` in the Prometheus text format. Litestream
+//! also serves Go's `/debug/pprof/` there, which has no equivalent here; every other path is
+//! a 404, as it is there.
+//!
+//! An idle server is one task parked in `accept`: no timers, no polling. A connection's only
+//! timer is hyper's header-read timeout, armed while that connection waits for a request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+/// A problem with the `addr` key: its form, or binding it.
+#[derive(Debug, thiserror::Error)]
+pub enum AddrError {
+    #[error("config key addr: {addr:?}: {msg}")]
+    Invalid { addr: String, msg: &'static str },
+    #[error("config key addr: cannot listen on {addr:?}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Splits `host:port` as Go's `net.SplitHostPort` does (`[v6]:port`, `:port` for every
+/// interface) and requires a numeric port, which Litestream also insists on. The error says
+/// what is wrong with the address.
+pub fn parse_addr(addr: &str) -> Result<(String, u16), &'static str> {
+    const NO_PORT: &str = "must specify a port";
+    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("missing ']'")?;
+        (host, after.strip_prefix(':').ok_or(NO_PORT)?)
+    } else {
+        let (host, port) = addr.rsplit_once(':').ok_or(NO_PORT)?;
+        if host.contains(':') {
+            return Err("too many colons; write an IPv6 address as [addr]:port");
+        }
+        (host, port)
+    };
+    if port.is_empty() {
+        return Err(NO_PORT);
+    }
+    let port = port
+        .parse()
+        .map_err(|_| "the port must be a number from 0 to 65535")?;
+    Ok((host.to_owned(), port))
+}
+
+/// A bound metrics listener; [`MetricsServer::serve`] answers on it.
+pub struct MetricsServer {
+    listener: TcpListener,
+}
+
+impl MetricsServer {
+    /// Binds `addr`. An empty host means every interface, IPv6 and IPv4 as Go does, falling
+    /// back to IPv4 alone where IPv6 is unavailable.
+    pub async fn bind(addr: &str) -> Result<MetricsServer, AddrError> {
+        let (host, port) = parse_addr(addr).map_err(|msg| AddrError::Invalid {
+            addr: addr.to_owned(),
+            msg,
+        })?;
+        let res = if host.is_empty() {
+            match TcpListener::bind(("::", port)).await {
+                Err(e)
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied
+                    ) =>
+                {
+                    TcpListener::bind(("0.0.0.0", port)).await
+                }
+                r => r,
+            }
+        } else {
+            TcpListener::bind((host.as_str(), port)).await
+        };
+        let listener = res.map_err(|source| AddrError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
+        Ok(MetricsServer { listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until the runtime stops.
+    pub async fn serve(self) {
+        loop {
+            let stream = match self.listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of descriptors, usually: back off instead of spinning on it.
+                    warn!(error = %e, "metrics server: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            tokio::spawn(async move {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handle));
+                if let Err(e) = conn.await {
+                    debug!(error = %e, "metrics connection ended");
+                }
+            });
+        }
+    }
+}
+
+async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    if req.uri().path() != "/metrics" {
+        *resp.status_mut() = StatusCode::NOT_FOUND;
+        *resp.body_mut() = Full::new(Bytes::from_static(b"404 page not found\n"));
+    } else {
+        // Any method, as Litestream's handler answers (hyper drops the body for HEAD).
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        *resp.body_mut() = Full::new(Bytes::from(crate::metrics::render()));
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addr_forms() {
+        assert_eq!(parse_addr(":9090"), Ok((String::new(), 9090)));
+        assert_eq!(parse_addr("127.0.0.1:9090"), Ok(("127.0.0.1".into(), 9090)));
+        assert_eq!(parse_addr("localhost:0"), Ok(("localhost".into(), 0)));
+        assert_eq!(parse_addr("[::1]:9090"), Ok(("::1".into(), 9090)));
+        for bad in [
+            "9090", "host:", ":", "::1:9090", "[::1]", "h:http", ":70000", "",
+        ] {
+            assert!(parse_addr(bad).is_err(), "{bad}");
+        }
+    }
+}
