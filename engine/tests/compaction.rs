@@ -261,17 +261,6 @@ fn workload(app: &rusqlite::Connection, secs: u64, mut tick: impl FnMut()) {
     }
 }
 
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 const LEVELS: &str = "levels:\n  - interval: 1s\n  - interval: 3s\n";
 
 #[test]

@@ -9,77 +9,11 @@ mod common;
 mod harden;
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
 use harden::*;
-
-/// A tmpfs mounted for one test, unmounted when dropped (also on panic).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(dir).expect("mount point");
-        let o = Command::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={size}"))
-            .arg("tmpfs")
-            .arg(dir)
-            .output();
-        match o {
-            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_owned())),
-            other => {
-                let why = match other {
-                    Ok(o) => text(&o),
-                    Err(e) => e.to_string(),
-                };
-                assert!(!interop(), "LS_INTEROP=1 but cannot mount a tmpfs: {why}");
-                eprintln!("SKIP disk_full: cannot mount a tmpfs ({why})");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// Linux's errno for "No space left on device" (no libc dependency in the tests for one
-/// constant).
-const ENOSPC: i32 = 28;
-
-/// Fills the file system holding `dir` with `dir/filler` until ENOSPC.
-fn fill(dir: &Path) -> PathBuf {
-    let p = dir.join("filler");
-    let mut f = fs::File::create(&p).expect("filler");
-    let chunk = vec![0xa5u8; 4096];
-    loop {
-        match f.write_all(&chunk) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(ENOSPC) => break,
-            Err(e) => panic!("filling {}: {e}", p.display()),
-        }
-    }
-    let _ = f.sync_all();
-    p
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
 
 /// Every `.ltx` file under `root/ltx/*/` decodes and verifies: nothing partial was renamed in.
 fn assert_all_ltx_valid(root: &Path) -> usize {

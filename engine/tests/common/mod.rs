@@ -269,6 +269,18 @@ pub fn wait_for_l0(replica: &Path, n: usize, timeout: Duration) -> bool {
     false
 }
 
+/// Polls `f` every 100 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
 pub fn insert_rows(c: &Connection, from: usize, n: usize, width: usize) {
     for i in from..from + n {
         c.execute(

@@ -93,6 +93,59 @@ pub fn s3_url(endpoint: &str, bucket: &str, prefix: &str) -> String {
     format!("s3://{bucket}/{prefix}?endpoint={endpoint}&region=us-east-1&forcePathStyle=true")
 }
 
+/// A tmpfs mounted for one test, unmounted when dropped (also on panic).
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).expect("mount point");
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size}"))
+            .arg("tmpfs")
+            .arg(dir)
+            .output();
+        match o {
+            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_owned())),
+            other => {
+                let why = match other {
+                    Ok(o) => text(&o),
+                    Err(e) => e.to_string(),
+                };
+                assert!(!interop(), "LS_INTEROP=1 but cannot mount a tmpfs: {why}");
+                eprintln!("SKIP: cannot mount a tmpfs ({why})");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Linux's errno for "No space left on device" (no libc dependency in the tests for one
+/// constant).
+pub const ENOSPC: i32 = 28;
+
+/// Fills the file system holding `dir` with `dir/filler` until ENOSPC.
+pub fn fill(dir: &Path) -> PathBuf {
+    let p = dir.join("filler");
+    let mut f = fs::File::create(&p).expect("filler");
+    let chunk = vec![0xa5u8; 4096];
+    loop {
+        match f.write_all(&chunk) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", p.display()),
+        }
+    }
+    let _ = f.sync_all();
+    p
+}
+
 /// (level, min, max) of every `.ltx` file under `root/ltx/<level>/`.
 pub fn ltx_files(root: &Path) -> Vec<(u32, u64, u64)> {
     let mut v = Vec::new();
