@@ -27,7 +27,7 @@ done
 
 export LS_INTEROP=1 LS_SLOW=1
 echo "== cargo test (release, with interop and slow suites)"
-cargo test --release --workspace
+cargo test --release --workspace --no-fail-fast
 
 if [ -x fuzz/run.sh ]; then
   echo "== fuzz (short)"

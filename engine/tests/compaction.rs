@@ -274,7 +274,7 @@ fn levels_and_snapshots_restore_at_every_boundary() {
     let e = Engine::start(&c.config, &c.log);
     workload(&app, 9, || {});
     let max_l0 = || files(&c.replica, 0).last().map_or(0, |f| f.1);
-    let caught_up = wait_until(Duration::from_secs(15), || {
+    let caught_up = wait_until(Duration::from_secs(45), || {
         let m = max_l0();
         [1u8, 2, 9]
             .iter()
@@ -331,7 +331,7 @@ fn snapshot_build_does_not_block_the_follower() {
     let app = app(&c.db, 4096);
     setup_table(&app);
     insert_rows(&app, 0, 500, 300);
-    let e = Engine::start_env(&c.config, &c.log, &[("LS_TEST_SNAPSHOT_PAUSE_MS", "5000")]);
+    let e = Engine::start_env(&c.config, &c.log, &[("LS_TEST_SNAPSHOT_PAUSE_MS", "10000")]);
     let max_l0 = || files(&c.replica, 0).last().map_or(0, |f| f.1);
     assert!(
         wait_until(Duration::from_secs(10), || max_l0() > 0),
@@ -360,17 +360,18 @@ fn snapshot_build_does_not_block_the_follower() {
         );
     }
     assert!(
-        started.elapsed() < Duration::from_secs(4) && !log().contains("snapshot complete"),
-        "the rounds outlasted the snapshot pause; the test proves nothing"
+        !log().contains("snapshot complete"),
+        "the rounds outlasted the snapshot pause ({:?}); the test proves nothing",
+        started.elapsed()
     );
     assert!(
-        wait_until(Duration::from_secs(15), || !files(&c.replica, 9).is_empty()),
+        wait_until(Duration::from_secs(30), || !files(&c.replica, 9).is_empty()),
         "no snapshot uploaded; log:\n{}",
         e.tail()
     );
     // No checkpoint while the snapshot read; they resume once it is done.
     insert_rows(&app, 5000, 50, 300);
-    let resumed = wait_until(Duration::from_secs(10), || {
+    let resumed = wait_until(Duration::from_secs(30), || {
         let l = log();
         let done = l.find("snapshot complete").unwrap_or(l.len());
         l[done..].contains("mode=\"PASSIVE\"")
@@ -444,7 +445,7 @@ fn levels_and_snapshots_on_s3() {
     let e = Engine::start(&c.config, &c.log);
     workload(&app, 9, || {});
     let max_l0 = || files(&remote, 0).last().map_or(0, |f| f.1);
-    let caught_up = wait_until(Duration::from_secs(20), || {
+    let caught_up = wait_until(Duration::from_secs(45), || {
         let m = max_l0();
         m > 0
             && [1u8, 2, 9]
@@ -517,7 +518,7 @@ fn once_enforce_retention_matches_litestream() {
     let e = Engine::start(&c.config, &c.log);
     workload(&app, 8, || {});
     let max_l0 = || files(&c.replica, 0).last().map_or(0, |f| f.1);
-    let caught_up = wait_until(Duration::from_secs(15), || {
+    let caught_up = wait_until(Duration::from_secs(45), || {
         let m = max_l0();
         [1u8, 2, 9]
             .iter()
@@ -615,7 +616,7 @@ fn retention_deletes_on_schedule_and_keeps_restores() {
         capture_l0(&c.replica, &keep);
         seen_l9.extend(files(&c.replica, 9));
     });
-    let ok = wait_until(Duration::from_secs(10), || {
+    let ok = wait_until(Duration::from_secs(45), || {
         capture_l0(&c.replica, &keep);
         let m = files(&keep, 0).last().map_or(0, |f| f.1);
         files(&c.replica, 9).last().is_some_and(|f| f.1 == m)
@@ -799,7 +800,7 @@ fn takeover_both_directions_keeps_compacting() {
     setup_table(&app);
     let ls_log = c.root.join("litestream.log");
     let caught_up = |levels: &[u8]| {
-        wait_until(Duration::from_secs(15), || {
+        wait_until(Duration::from_secs(45), || {
             let m = files(&c.replica, 0).last().map_or(0, |f| f.1);
             levels
                 .iter()
