@@ -98,6 +98,9 @@ pub struct DbConfig {
     /// 0 means the default; negative disables the emergency TRUNCATE.
     pub truncate_page_n: i64,
     pub max_sync_wal_bytes: u64,
+    /// `restore-if-db-not-exists`: restore from the replica before replicating when the
+    /// database file is missing.
+    pub restore_if_missing: bool,
     pub replica: ReplicaConfig,
 }
 
@@ -688,12 +691,7 @@ fn read_db(
             ));
         }
     }
-    if n.bool("restore-if-db-not-exists")? == Some(true) {
-        return Err(key_err(
-            &n.key("restore-if-db-not-exists"),
-            "restoring on start-up is not supported yet",
-        ));
-    }
+    let restore_if_missing = n.bool("restore-if-db-not-exists")? == Some(true);
     let raw_path = n
         .string("path")?
         .ok_or_else(|| key_err(&n.key("path"), "required"))?;
@@ -717,6 +715,7 @@ fn read_db(
             min_checkpoint_page_n: defaults::MIN_CHECKPOINT_PAGE_N,
             truncate_page_n: defaults::TRUNCATE_PAGE_N,
             max_sync_wal_bytes: defaults::MAX_SYNC_WAL_BYTES,
+            restore_if_missing,
             replica,
         })
     };

@@ -22,6 +22,7 @@
 //! - [`metrics`] holds Litestream's Prometheus series (atomics bumped by the follower and
 //!   retention); [`http`] serves them on `addr` at `/metrics`.
 
+pub mod bootstrap;
 pub mod checkpoint;
 pub mod cli;
 pub mod compactor;

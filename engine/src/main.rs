@@ -97,10 +97,12 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
     if args.enforce_retention && !args.once {
         bail!("-enforce-retention requires -once");
     }
-    if args.restore_if_db_not_exists {
-        bail!("-restore-if-db-not-exists is not supported yet");
-    }
     let mut cfg = load_config(&args)?;
+    if args.restore_if_db_not_exists {
+        for db in &mut cfg.dbs {
+            db.restore_if_missing = true;
+        }
+    }
     let level = args
         .log_level
         .clone()
@@ -136,6 +138,10 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             let local = srv.local_addr().context("config key addr: listener address")?;
             info!(url = %format!("http://{local}/metrics"), "serving metrics on");
             tokio::spawn(srv.serve());
+        }
+        // Before any database is opened, as Litestream does; a failed restore stops start-up.
+        for db in cfg.dbs.iter().filter(|d| d.restore_if_missing) {
+            engine::bootstrap::restore_if_missing(db).await?;
         }
         let (tx, rx) = watch::channel(false);
         let opts = replicate::Options {
