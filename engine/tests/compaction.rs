@@ -263,6 +263,18 @@ fn workload(app: &rusqlite::Connection, secs: u64, mut tick: impl FnMut()) {
 
 const LEVELS: &str = "levels:\n  - interval: 1s\n  - interval: 3s\n";
 
+/// Waits until levels 1, 2 and 9 under `root` all end at the newest L0 TXID.
+fn wait_levels_caught_up(root: &Path, e: &Engine) {
+    let caught_up = wait_until(Duration::from_secs(45), || {
+        let m = files(root, 0).last().map_or(0, |f| f.1);
+        m > 0
+            && [1u8, 2, 9]
+                .iter()
+                .all(|l| files(root, *l).last().is_some_and(|f| f.1 == m))
+    });
+    assert!(caught_up, "levels did not catch up; log:\n{}", e.tail());
+}
+
 #[test]
 fn levels_and_snapshots_restore_at_every_boundary() {
     let Some(ls) = litestream() else { return };
@@ -273,14 +285,7 @@ fn levels_and_snapshots_restore_at_every_boundary() {
     let app = app(&c.db, 4096);
     let e = Engine::start(&c.config, &c.log);
     workload(&app, 9, || {});
-    let max_l0 = || files(&c.replica, 0).last().map_or(0, |f| f.1);
-    let caught_up = wait_until(Duration::from_secs(45), || {
-        let m = max_l0();
-        [1u8, 2, 9]
-            .iter()
-            .all(|l| files(&c.replica, *l).last().is_some_and(|f| f.1 == m))
-    });
-    assert!(caught_up, "levels did not catch up; log:\n{}", e.tail());
+    wait_levels_caught_up(&c.replica, &e);
     e.stop();
 
     let rp = replay(&c.replica);
@@ -444,19 +449,7 @@ fn levels_and_snapshots_on_s3() {
     let app = app(&c.db, 4096);
     let e = Engine::start(&c.config, &c.log);
     workload(&app, 9, || {});
-    let max_l0 = || files(&remote, 0).last().map_or(0, |f| f.1);
-    let caught_up = wait_until(Duration::from_secs(45), || {
-        let m = max_l0();
-        m > 0
-            && [1u8, 2, 9]
-                .iter()
-                .all(|l| files(&remote, *l).last().is_some_and(|f| f.1 == m))
-    });
-    assert!(
-        caught_up,
-        "levels did not catch up on S3; log:\n{}",
-        e.tail()
-    );
+    wait_levels_caught_up(&remote, &e);
     e.stop();
 
     let rp = replay(&remote);
@@ -517,14 +510,7 @@ fn once_enforce_retention_matches_litestream() {
     let app = app(&c.db, 4096);
     let e = Engine::start(&c.config, &c.log);
     workload(&app, 8, || {});
-    let max_l0 = || files(&c.replica, 0).last().map_or(0, |f| f.1);
-    let caught_up = wait_until(Duration::from_secs(45), || {
-        let m = max_l0();
-        [1u8, 2, 9]
-            .iter()
-            .all(|l| files(&c.replica, *l).last().is_some_and(|f| f.1 == m))
-    });
-    assert!(caught_up, "levels did not catch up; log:\n{}", e.tail());
+    wait_levels_caught_up(&c.replica, &e);
     e.stop();
     drop(app);
     let before = all_files(&c.replica);
