@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1::SendRequest;
@@ -14,6 +16,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -168,6 +171,7 @@ impl Pool {
                 )
             })??;
         tcp.set_nodelay(true)?;
+        let tcp = QuickAck::new(tcp);
         let sender = if target.https {
             let tls = self
                 .tls
@@ -203,6 +207,102 @@ impl Pool {
             sender,
             target: target.clone(),
         })
+    }
+}
+
+/// A TCP stream that leaves Linux's interactive ("pingpong") ACK mode after each request it
+/// sends, so that a response is acknowledged as soon as it arrives.
+///
+/// A kept-alive connection that alternates requests and responses is what Linux treats as
+/// interactive: it delays ACKs by 40 ms or more, hoping to piggyback them on the next request.
+/// A server that leaves Nagle's algorithm on (s3s-fs does) holds back a response's last,
+/// partial segment until everything before it is acknowledged, so a 100-byte GET took 40 ms
+/// on a reused connection (restore's header, trailer and page-index reads: ~80 ms of waiting).
+/// `TCP_QUICKACK` once per request (at the first read after a write) clears the mode; sending
+/// the next request sets it again. It does not remove the wait at the end of a long response
+/// (1 MiB GETs one after another still waited ~40 ms each); `TCP_QUICKACK` after every read
+/// does, but the extra ACKs cost more CPU on both ends than the waits cost a restore that
+/// reads page data with a few long requests, as restore does.
+struct QuickAck {
+    tcp: TcpStream,
+    wrote: bool,
+}
+
+impl QuickAck {
+    fn new(tcp: TcpStream) -> QuickAck {
+        QuickAck { tcp, wrote: false }
+    }
+
+    fn leave_pingpong(&self) {
+        use std::os::fd::AsRawFd;
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local; the fd is
+        // open for as long as `self.tcp`. Failure only costs the early ACK.
+        unsafe {
+            libc::setsockopt(
+                self.tcp.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+
+    fn note_write(&mut self, r: &Poll<io::Result<usize>>) {
+        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
+            self.wrote = true;
+        }
+    }
+}
+
+impl AsyncRead for QuickAck {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if std::mem::take(&mut this.wrote) {
+            this.leave_pingpong();
+        }
+        Pin::new(&mut this.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        this.note_write(&r);
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        this.note_write(&r);
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
     }
 }
 
