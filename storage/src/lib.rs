@@ -103,6 +103,29 @@ pub trait ReplicaClient: Send + Sync + std::fmt::Debug {
         len: Option<u64>,
     ) -> Result<Bytes>;
 
+    /// `len` bytes at `offset` of one file, handed over piece by piece as they arrive, so a
+    /// long range can be consumed in bounded memory. A range past the end is an error. The
+    /// default makes one `read_range` per piece; S3 streams one GET.
+    async fn read_range_stream<'a>(
+        &'a self,
+        level: Level,
+        min: TxId,
+        max: TxId,
+        offset: u64,
+        len: u64,
+    ) -> Result<Box<dyn RangeStream + 'a>> {
+        Ok(Box::new(PiecewiseRange {
+            client: self,
+            level,
+            min,
+            max,
+            next: offset,
+            end: offset
+                .checked_add(len)
+                .ok_or_else(|| StorageError::Other(format!("range {offset}+{len} overflows")))?,
+        }))
+    }
+
     /// Stores a file atomically (a reader never sees a partial file) and records `created_at`
     /// as its creation time.
     async fn write_ltx(
@@ -126,3 +149,88 @@ pub trait ReplicaClient: Send + Sync + std::fmt::Debug {
 }
 
 pub type SharedReplica = Arc<dyn ReplicaClient>;
+
+/// A ranged read in progress (see [`ReplicaClient::read_range_stream`]).
+#[async_trait]
+pub trait RangeStream: Send {
+    /// The next bytes of the range, at most `max` (> 0) of them, or `None` once all of it
+    /// has been returned. A backend that reads on demand returns exactly `max` bytes (or what
+    /// is left); one that streams returns what has arrived.
+    async fn next_piece(&mut self, max: u64) -> Result<Option<Bytes>>;
+}
+
+/// The default [`RangeStream`]: one `read_range` per piece.
+struct PiecewiseRange<'a, C: ?Sized> {
+    client: &'a C,
+    level: Level,
+    min: TxId,
+    max: TxId,
+    next: u64,
+    end: u64,
+}
+
+#[async_trait]
+impl<C: ReplicaClient + ?Sized> RangeStream for PiecewiseRange<'_, C> {
+    async fn next_piece(&mut self, max: u64) -> Result<Option<Bytes>> {
+        if self.next >= self.end {
+            return Ok(None);
+        }
+        let n = (self.end - self.next).min(max.max(1));
+        let piece = self
+            .client
+            .read_range(self.level, self.min, self.max, self.next, Some(n))
+            .await?;
+        if piece.len() as u64 != n {
+            return Err(StorageError::Other(format!(
+                "short read: {} of {n} bytes at {}",
+                piece.len(),
+                self.next
+            )));
+        }
+        self.next += n;
+        Ok(Some(piece))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn default_stream_reads_pieces_on_demand() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = file::FileReplica::new(dir.path());
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        r.write_ltx(
+            Level(0),
+            TxId(1),
+            TxId(1),
+            Body::Bytes(Bytes::from(data.clone())),
+            SystemTime::UNIX_EPOCH,
+        )
+        .await
+        .expect("write");
+        let mut s = r
+            .read_range_stream(Level(0), TxId(1), TxId(1), 100, 850)
+            .await
+            .expect("stream");
+        let mut sizes = Vec::new();
+        let mut got = Vec::new();
+        for max in [300u64, 1, 1000, 1000] {
+            match s.next_piece(max).await.expect("piece") {
+                Some(p) => {
+                    sizes.push(p.len());
+                    got.extend_from_slice(&p);
+                }
+                None => sizes.push(0),
+            }
+        }
+        assert_eq!(sizes, vec![300, 1, 549, 0]);
+        assert_eq!(got[..], data[100..950]);
+        let mut past = r
+            .read_range_stream(Level(0), TxId(1), TxId(1), 900, 200)
+            .await
+            .expect("stream");
+        assert!(past.next_piece(1000).await.is_err());
+    }
+}

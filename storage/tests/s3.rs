@@ -321,8 +321,8 @@ async fn listing_and_deleting_more_than_1000_objects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ranged_read_resumes_after_dropped_connection() {
-    let Some(srv) = server("ranged_read_resumes_after_dropped_connection") else {
+async fn ranged_reads_resume_after_dropped_connection() {
+    let Some(srv) = server("ranged_reads_resume_after_dropped_connection") else {
         return;
     };
     let p = proxy(&srv).await;
@@ -367,7 +367,63 @@ async fn ranged_read_resumes_after_dropped_connection() {
         .expect("resumed range");
     assert!(got[..] == data[100_000..400_000], "resumed range differs");
     assert_eq!(p.state.request_count() - before, 2);
+
+    // Streamed: one GET, handed over in pieces no larger than asked for.
+    let before = p.state.request_count();
+    let got = drain(&r, (Level(0), 5), 1_000, 500_000, 7_000)
+        .await
+        .expect("stream");
+    assert!(got[..] == data[1_000..501_000], "streamed range differs");
+    assert_eq!(p.state.request_count() - before, 1);
+
+    // Cut mid-body: resumed from the last byte received, pinned to the ETag.
+    let before = p.state.request_count();
+    p.state
+        .cut_next_response_after
+        .store(100_000, std::sync::atomic::Ordering::SeqCst);
+    let got = drain(&r, (Level(0), 5), 0, 600_000, 1 << 20)
+        .await
+        .expect("resumed stream");
+    assert!(got[..] == data[..], "resumed stream differs");
+    let gets: Vec<String> = p.state.heads()[before..].to_vec();
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    let resume = gets[1].to_ascii_lowercase();
+    assert!(resume.contains("if-match:"), "{resume}");
+    assert!(!resume.contains("range: bytes=0-"), "{resume}");
+
+    // Past the end, and empty.
+    let err = drain(&r, (Level(0), 5), 599_000, 2_000, 1 << 20)
+        .await
+        .expect_err("past the end");
+    assert!(err.to_string().contains("past the end"), "{err}");
+    assert!(drain(&r, (Level(0), 5), 600_000, 0, 10)
+        .await
+        .expect("empty")
+        .is_empty());
     r.delete_all().await.expect("cleanup");
+}
+
+/// Reads a whole stream with pieces of at most `max` bytes.
+async fn drain(
+    r: &dyn ReplicaClient,
+    file: (Level, u64),
+    offset: u64,
+    len: u64,
+    max: u64,
+) -> storage::Result<Vec<u8>> {
+    let mut s = r
+        .read_range_stream(file.0, TxId(file.1), TxId(file.1), offset, len)
+        .await?;
+    let mut out = Vec::new();
+    while let Some(p) = s.next_piece(max).await? {
+        assert!(
+            !p.is_empty() && p.len() as u64 <= max,
+            "piece of {}",
+            p.len()
+        );
+        out.extend_from_slice(&p);
+    }
+    Ok(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

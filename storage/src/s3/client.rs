@@ -24,6 +24,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 const MIN_UPLOAD_RATE: u64 = 256 * 1024;
 /// Gap allowed between two chunks of a response body.
 const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest ranged read whose buffer is allocated up front.
+const MAX_PREALLOC: u64 = 64 << 20;
 
 /// A failed S3 operation, with what it was about.
 #[derive(Debug, Clone)]
@@ -729,119 +731,63 @@ impl S3Client {
         }
     }
 
-    /// `len` bytes at `offset` (or to the end). A connection that drops mid-body is resumed
-    /// from the last byte received, pinned to the first response's ETag so a replaced object
-    /// is never stitched together from two versions.
+    /// `len` bytes at `offset` (or to the end), read whole; see [`S3Client::get_range_stream`].
     pub async fn get_range(
-        &self,
+        self: &Arc<Self>,
         key: &str,
         offset: u64,
         len: Option<u64>,
     ) -> Result<Bytes, S3Error> {
-        let region = self.region().await?;
-        let (target, path) = self.locate(Some(key), &region);
-        let dest = Dest {
-            target,
-            path,
-            region,
-        };
-        let no_digests = Digests {
-            sha256_hex: String::new(),
-            md5_base64: None,
-        };
-        let mut out = BytesMut::new();
-        let mut etag: Option<String> = None;
-        let mut failures = 0u32;
-        loop {
-            let got = out.len() as u64;
-            if len.is_some_and(|l| got >= l) {
-                break;
+        let mut body = self.get_range_stream(key, offset, len).await?;
+        // The whole range in one allocation: growing by doubling would copy (and fault in)
+        // about twice the bytes. Capped so a caller's huge `len` cannot reserve memory the
+        // object does not have.
+        let mut out = BytesMut::with_capacity(len.map_or(0, |l| l.min(MAX_PREALLOC) as usize));
+        while let Some(piece) = body.next_piece().await? {
+            if out.is_empty() && len.is_some_and(|l| piece.len() as u64 == l) {
+                // The whole range arrived in one piece: no copy.
+                return Ok(piece);
             }
-            let start = offset + got;
-            let mut req = Request::new("get object", Method::GET, Some(key.to_owned()));
-            req.headers = self.sse_c_headers();
-            match len {
-                Some(l) => req
-                    .headers
-                    .push(("range", format!("bytes={start}-{}", offset + l - 1))),
-                None if start > 0 => req.headers.push(("range", format!("bytes={start}-"))),
-                None => {}
-            }
-            if let Some(e) = &etag {
-                req.headers.push(("if-match", e.clone()));
-            }
-            let err = match self.attempt(&req, &dest, &no_digests).await {
-                Err(AttemptError::Local(e)) => {
-                    let mut err = self.error(&req, None, "", e);
-                    err.retryable = false;
-                    return Err(err);
-                }
-                Err(AttemptError::Transport(e)) => self.error(&req, None, "", e),
-                Ok((parts, body, conn)) => {
-                    let status = parts.status;
-                    if status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT {
-                        if etag.is_none() {
-                            etag = parts
-                                .headers
-                                .get("etag")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned);
-                        }
-                        // A server that ignores Range sends the whole object from byte 0.
-                        let skip = if status == StatusCode::OK { start } else { 0 };
-                        match read_into(body, &mut out, skip).await {
-                            Ok(()) => {
-                                self.pool.checkin(conn);
-                                break;
-                            }
-                            Err(e) => {
-                                if out.len() as u64 > got {
-                                    // Progress was made: this is a new failure, not a repeat.
-                                    failures = 0;
-                                }
-                                self.error(&req, None, "", format!("connection lost mid-body: {e}"))
-                            }
-                        }
-                    } else {
-                        let bytes = read_body(body).await.unwrap_or_default();
-                        self.pool.checkin(conn);
-                        if status == StatusCode::RANGE_NOT_SATISFIABLE {
-                            return self.range_past_end(key, offset, len).await;
-                        }
-                        let mut err = self.status_error(&req, status, &bytes);
-                        if status == StatusCode::PRECONDITION_FAILED {
-                            err.message = "object changed while being read".to_owned();
-                            err.retryable = false;
-                        }
-                        err
-                    }
-                }
-            };
-            failures += 1;
-            if !err.retryable || failures >= self.retry.max_attempts {
-                return Err(err);
-            }
-            let delay = self.retry.delay(failures - 1);
-            tracing::warn!(error = %err, received = out.len(), ?delay, "s3 read failed; resuming");
-            tokio::time::sleep(delay).await;
-        }
-        if let Some(l) = len {
-            if (out.len() as u64) < l {
-                return Err(S3Error {
-                    op: "get object",
-                    target: self.describe(Some(key)),
-                    status: None,
-                    code: String::new(),
-                    message: format!(
-                        "range {offset}+{l} is past the end (object ends at {})",
-                        offset + out.len() as u64
-                    ),
-                    retryable: false,
-                });
-            }
-            out.truncate(l as usize);
+            out.extend_from_slice(&piece);
         }
         Ok(out.freeze())
+    }
+
+    /// `len` bytes at `offset` (or to the end), handed over piece by piece as they arrive. A
+    /// connection that drops mid-body is resumed from the last byte received, pinned to the
+    /// first response's ETag so a replaced object is never stitched together from two
+    /// versions. Fewer, longer requests are also cheaper for the server than many short ones.
+    pub async fn get_range_stream(
+        self: &Arc<Self>,
+        key: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<RangeBody, S3Error> {
+        let region = self.region().await?;
+        let (target, path) = self.locate(Some(key), &region);
+        let mut body = RangeBody {
+            client: Arc::clone(self),
+            key: key.to_owned(),
+            dest: Dest {
+                target,
+                path,
+                region,
+            },
+            offset,
+            len,
+            got: 0,
+            etag: None,
+            failures: 0,
+            open: None,
+            done: false,
+        };
+        if len == Some(0) {
+            // Nothing to fetch (S3 would refuse the empty range anyway).
+            body.done = true;
+        } else {
+            body.connect().await?;
+        }
+        Ok(body)
     }
 
     /// S3 refuses a range that starts at the end; reading nothing at the end is valid for us.
@@ -889,31 +835,205 @@ fn describe_hyper(e: &hyper::Error) -> String {
     s
 }
 
-async fn read_body(body: Incoming) -> Result<Bytes, String> {
+async fn read_body(mut body: Incoming) -> Result<Bytes, String> {
     let mut out = BytesMut::new();
-    read_into(body, &mut out, 0).await?;
+    while let Some(data) = next_data(&mut body).await? {
+        out.extend_from_slice(&data);
+    }
     Ok(out.freeze())
 }
 
-/// Appends a response body to `out`, dropping its first `skip` bytes.
-async fn read_into(mut body: Incoming, out: &mut BytesMut, mut skip: u64) -> Result<(), String> {
+/// The next data frame of a response body (trailers skipped), or `None` at its end.
+async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, String> {
     loop {
         let frame = tokio::time::timeout(READ_IDLE_TIMEOUT, body.frame())
             .await
             .map_err(|_| format!("no data for {READ_IDLE_TIMEOUT:?}"))?;
         match frame {
-            None => return Ok(()),
+            None => return Ok(None),
             Some(Err(e)) => return Err(describe_hyper(&e)),
             Some(Ok(f)) => {
                 if let Ok(data) = f.into_data() {
-                    let d = if skip > 0 {
-                        let n = skip.min(data.len() as u64) as usize;
-                        skip -= n as u64;
-                        data.slice(n..)
-                    } else {
-                        data
-                    };
-                    out.extend_from_slice(&d);
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
+/// The response body of a ranged GET in progress (see [`S3Client::get_range_stream`]).
+pub(crate) struct RangeBody {
+    client: Arc<S3Client>,
+    key: String,
+    dest: Dest,
+    offset: u64,
+    len: Option<u64>,
+    /// Bytes handed out so far.
+    got: u64,
+    etag: Option<String>,
+    /// Failed attempts since the last one that made progress.
+    failures: u32,
+    /// The response being read: its body, its connection, and how many leading bytes to drop
+    /// (a server that ignores Range answers 200 with the whole object).
+    open: Option<(Incoming, Conn, u64)>,
+    done: bool,
+}
+
+impl RangeBody {
+    fn request(&self) -> Request {
+        let start = self.offset + self.got;
+        let mut req = Request::new("get object", Method::GET, Some(self.key.clone()));
+        req.headers = self.client.sse_c_headers();
+        match self.len {
+            Some(l) => req
+                .headers
+                .push(("range", format!("bytes={start}-{}", self.offset + l - 1))),
+            None if start > 0 => req.headers.push(("range", format!("bytes={start}-"))),
+            None => {}
+        }
+        if let Some(e) = &self.etag {
+            req.headers.push(("if-match", e.clone()));
+        }
+        req
+    }
+
+    /// Counts a failed attempt; returns the error if it is final, else waits before the next.
+    async fn failed(&mut self, err: S3Error) -> Result<(), S3Error> {
+        self.open = None;
+        self.failures += 1;
+        if !err.retryable || self.failures >= self.client.retry.max_attempts {
+            self.done = true;
+            return Err(err);
+        }
+        let delay = self.client.retry.delay(self.failures - 1);
+        tracing::warn!(error = %err, received = self.got, ?delay, "s3 read failed; resuming");
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    /// Sends the request for the bytes not yet received, with retries, until a response
+    /// with a body starts.
+    async fn connect(&mut self) -> Result<(), S3Error> {
+        let no_digests = Digests {
+            sha256_hex: String::new(),
+            md5_base64: None,
+        };
+        loop {
+            let req = self.request();
+            let c = Arc::clone(&self.client);
+            let err = match c.attempt(&req, &self.dest, &no_digests).await {
+                Err(AttemptError::Local(e)) => {
+                    let mut err = c.error(&req, None, "", e);
+                    err.retryable = false;
+                    self.done = true;
+                    return Err(err);
+                }
+                Err(AttemptError::Transport(e)) => c.error(&req, None, "", e),
+                Ok((parts, body, conn)) => {
+                    let status = parts.status;
+                    if status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT {
+                        if self.etag.is_none() {
+                            self.etag = parts
+                                .headers
+                                .get("etag")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                        }
+                        let start = self.offset + self.got;
+                        let skip = if status == StatusCode::OK { start } else { 0 };
+                        self.open = Some((body, conn, skip));
+                        return Ok(());
+                    }
+                    let bytes = read_body(body).await.unwrap_or_default();
+                    c.pool.checkin(conn);
+                    if status == StatusCode::RANGE_NOT_SATISFIABLE {
+                        self.done = true;
+                        c.range_past_end(&self.key, self.offset, self.len).await?;
+                        return Ok(());
+                    }
+                    let mut err = c.status_error(&req, status, &bytes);
+                    if status == StatusCode::PRECONDITION_FAILED {
+                        err.message = "object changed while being read".to_owned();
+                        err.retryable = false;
+                    }
+                    err
+                }
+            };
+            self.failed(err).await?;
+        }
+    }
+
+    /// The next bytes of the range, or `None` once all of it has been handed out.
+    pub async fn next_piece(&mut self) -> Result<Option<Bytes>, S3Error> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let want = self.len.map(|l| l - self.got);
+            if want == Some(0) {
+                self.done = true;
+                // Read the end of the body so the connection can be reused.
+                if let Some((mut body, conn, _)) = self.open.take() {
+                    if matches!(next_data(&mut body).await, Ok(None)) {
+                        self.client.pool.checkin(conn);
+                    }
+                }
+                return Ok(None);
+            }
+            if self.open.is_none() {
+                self.connect().await?;
+                continue;
+            }
+            let Some((body, _, skip)) = self.open.as_mut() else {
+                continue;
+            };
+            match next_data(body).await {
+                Ok(Some(mut data)) => {
+                    if *skip > 0 {
+                        let n = (*skip).min(data.len() as u64) as usize;
+                        *skip -= n as u64;
+                        data = data.slice(n..);
+                    }
+                    if let Some(w) = want {
+                        if data.len() as u64 > w {
+                            data.truncate(w as usize);
+                        }
+                    }
+                    if data.is_empty() {
+                        continue;
+                    }
+                    self.got += data.len() as u64;
+                    // Progress: a later failure is a new one, not a repeat.
+                    self.failures = 0;
+                    return Ok(Some(data));
+                }
+                Ok(None) => {
+                    if let Some((_, conn, _)) = self.open.take() {
+                        self.client.pool.checkin(conn);
+                    }
+                    self.done = true;
+                    if let Some(l) = self.len {
+                        return Err(S3Error {
+                            op: "get object",
+                            target: self.client.describe(Some(&self.key)),
+                            status: None,
+                            code: String::new(),
+                            message: format!(
+                                "range {}+{l} is past the end (object ends at {})",
+                                self.offset,
+                                self.offset + self.got
+                            ),
+                            retryable: false,
+                        });
+                    }
+                    return Ok(None);
+                }
+                Err(e) => {
+                    let req = self.request();
+                    let err =
+                        self.client
+                            .error(&req, None, "", format!("connection lost mid-body: {e}"));
+                    self.failed(err).await?;
                 }
             }
         }

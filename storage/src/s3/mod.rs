@@ -29,7 +29,7 @@ use ltx_codec::{Level, TxId};
 use tokio::task::JoinSet;
 
 use crate::metrics::{self, Operation};
-use crate::{Body, LtxFileInfo, ReplicaClient, Result, StorageError};
+use crate::{Body, LtxFileInfo, RangeStream, ReplicaClient, Result, StorageError};
 use body::Payload;
 use client::{S3Client, S3Error};
 
@@ -317,6 +317,48 @@ impl S3Replica {
     }
 }
 
+/// [`ReplicaClient::read_range_stream`] over one streamed GET; its bytes are added to the
+/// metrics when it is dropped.
+struct StreamedRange {
+    body: client::RangeBody,
+    kind: &'static str,
+    bytes: u64,
+    /// The rest of a piece that was longer than the caller wanted.
+    left: Bytes,
+}
+
+impl Drop for StreamedRange {
+    fn drop(&mut self) {
+        metrics::record(self.kind, Operation::Get, 0, self.bytes);
+    }
+}
+
+#[async_trait]
+impl RangeStream for StreamedRange {
+    async fn next_piece(&mut self, max: u64) -> Result<Option<Bytes>> {
+        let max = usize::try_from(max).unwrap_or(usize::MAX).max(1);
+        let mut piece = if self.left.is_empty() {
+            match self.body.next_piece().await {
+                Ok(Some(p)) => {
+                    self.bytes += p.len() as u64;
+                    p
+                }
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    metrics::record_error(self.kind, Operation::Get, &e.metric_code());
+                    return Err(storage_error(e));
+                }
+            }
+        } else {
+            std::mem::take(&mut self.left)
+        };
+        if piece.len() > max {
+            self.left = piece.split_off(max);
+        }
+        Ok(Some(piece))
+    }
+}
+
 #[async_trait]
 impl ReplicaClient for S3Replica {
     fn kind(&self) -> &'static str {
@@ -374,6 +416,35 @@ impl ReplicaClient for S3Replica {
             Ok(b) => {
                 metrics::record(self.kind_str(), Operation::Get, 1, b.len() as u64);
                 Ok(b)
+            }
+            Err(e) => {
+                metrics::record_error(self.kind_str(), Operation::Get, &e.metric_code());
+                Err(storage_error(e))
+            }
+        }
+    }
+
+    async fn read_range_stream<'a>(
+        &'a self,
+        level: Level,
+        min: TxId,
+        max: TxId,
+        offset: u64,
+        len: u64,
+    ) -> Result<Box<dyn RangeStream + 'a>> {
+        let key = self.ltx_key(level, min, max);
+        let start = Instant::now();
+        let r = self.client.get_range_stream(&key, offset, Some(len)).await;
+        metrics::observe_duration(self.kind_str(), Operation::Get, start.elapsed());
+        match r {
+            Ok(body) => {
+                metrics::record(self.kind_str(), Operation::Get, 1, 0);
+                Ok(Box::new(StreamedRange {
+                    body,
+                    kind: self.kind_str(),
+                    bytes: 0,
+                    left: Bytes::new(),
+                }))
             }
             Err(e) => {
                 metrics::record_error(self.kind_str(), Operation::Get, &e.metric_code());
