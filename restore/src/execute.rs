@@ -2,7 +2,6 @@
 //! `parallelism` ranged reads in flight, decompressed and checksummed on all cores, winning
 //! pages written at their offsets. The output is published only after every file verified.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,7 +13,7 @@ use tokio::task::JoinSet;
 use crate::fetch::{plan_chunks, read_layout, Chunk, FileLayout};
 use crate::progress::Progress;
 use crate::verify::{check_file, process_chunk, ChunkCrc, Discard, PageSink};
-use crate::writer::{PageWriter, TempOutput};
+use crate::writer::{OutputFile, PageWriter, TempOutput};
 use crate::{integrity, IntegrityCheck, RestoreError, Result};
 
 /// Knobs of the execution. Memory is about `parallelism × (chunk_size + write_batch)` plus
@@ -147,7 +146,8 @@ pub async fn execute(
     let total_pages = win.iter().filter(|&&w| w != 0).count() as u64;
     progress.start(total_bytes, total_pages);
 
-    let tmp = TempOutput::create(out, u64::from(commit) * u64::from(page_size))?;
+    let tmp =
+        TempOutput::create_for_pages(out, u64::from(commit) * u64::from(page_size), page_size)?;
     let crcs = run_chunks(
         client,
         &layouts,
@@ -180,7 +180,7 @@ pub async fn run_chunks(
     client: &SharedReplica,
     layouts: &Arc<Vec<FileLayout>>,
     chunks: Vec<Vec<Chunk>>,
-    output: Option<(Arc<File>, Arc<Vec<u32>>)>,
+    output: Option<(Arc<OutputFile>, Arc<Vec<u32>>)>,
     opts: &ExecOptions,
     progress: &Arc<Progress>,
 ) -> Result<Vec<Vec<ChunkCrc>>> {
