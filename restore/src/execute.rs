@@ -1,6 +1,7 @@
-//! Running a plan: page indexes first, then a winner for every page, then chunks fetched with
-//! `parallelism` ranged reads in flight, decompressed and checksummed on all cores, winning
-//! pages written at their offsets. The output is published only after every file verified.
+//! Running a plan: page indexes first, then a winner for every page, then the page data read
+//! by `parallelism` streamed ranged reads, cut into chunks as it arrives, decompressed and
+//! checksummed on all cores, winning pages written at their offsets (with direct I/O where
+//! the file system allows). The output is published only after every file verified.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,8 +17,8 @@ use crate::verify::{check_file, process_chunk, ChunkCrc, Discard, PageSink};
 use crate::writer::{OutputFile, PageWriter, TempOutput};
 use crate::{integrity, IntegrityCheck, RestoreError, Result};
 
-/// Knobs of the execution. Memory is about `parallelism × (chunk_size + write_batch)` plus
-/// the page indexes and a 4-byte winner entry per page.
+/// Knobs of the execution. Memory is about `parallelism × 2 × chunk_size` plus a write
+/// buffer per core, the page indexes and a 4-byte winner entry per page.
 #[derive(Clone, Debug)]
 pub struct ExecOptions {
     pub parallelism: usize,
@@ -30,7 +31,7 @@ impl Default for ExecOptions {
     fn default() -> Self {
         ExecOptions {
             parallelism: 8,
-            chunk_size: 4 << 20,
+            chunk_size: 1 << 20,
             write_batch: 2 << 20,
             integrity: IntegrityCheck::None,
         }
@@ -174,8 +175,42 @@ pub async fn execute(
     })
 }
 
-/// Fetches and decodes every chunk, `parallelism` in flight, and returns each file's chunk
-/// CRCs in order. With `output`, winning pages are written to the file.
+/// Groups each file's chunks into runs of consecutive chunks ("segments"), each fetched with
+/// one streamed ranged read. A file gets about `total / parallelism` bytes per segment (at
+/// least one chunk), so a large snapshot is read by `parallelism` long requests in parallel
+/// and small files by one request each.
+pub fn plan_segments(chunks: Vec<Vec<Chunk>>, parallelism: usize) -> Vec<Vec<Chunk>> {
+    let total: u64 = chunks.iter().flatten().map(|c| c.len).sum();
+    let target = total.div_ceil(parallelism.max(1) as u64).max(1);
+    let mut out = Vec::new();
+    for file in chunks {
+        let bytes: u64 = file.iter().map(|c| c.len).sum();
+        let n = bytes.div_ceil(target).max(1);
+        let per = bytes.div_ceil(n);
+        let mut seg: Vec<Chunk> = Vec::new();
+        let mut len = 0u64;
+        for c in file {
+            len += c.len;
+            seg.push(c);
+            if len >= per {
+                out.push(std::mem::take(&mut seg));
+                len = 0;
+            }
+        }
+        if !seg.is_empty() {
+            out.push(seg);
+        }
+    }
+    out
+}
+
+/// Chunks of one segment being decoded at once; more only holds more memory, as a stream
+/// delivers much slower than a core decodes.
+const DECODES_PER_SEGMENT: usize = 1;
+
+/// Fetches and decodes every chunk, `parallelism` streamed reads in flight, and returns each
+/// file's chunk CRCs in order. With `output`, winning pages are written to the file. Memory
+/// is about `parallelism × (DECODES_PER_SEGMENT + 1) × chunk_size`, whatever the database size.
 pub async fn run_chunks(
     client: &SharedReplica,
     layouts: &Arc<Vec<FileLayout>>,
@@ -189,13 +224,17 @@ pub async fn run_chunks(
         .map(|c| vec![ChunkCrc::default(); c.len()])
         .collect();
     let sem = Arc::new(Semaphore::new(opts.parallelism.max(1)));
-    let mut set: JoinSet<Result<(usize, usize, ChunkCrc)>> = JoinSet::new();
+    let mut set: JoinSet<Result<Vec<(usize, usize, ChunkCrc)>>> = JoinSet::new();
     let fail = |e| RestoreError::Plan(format!("task failed: {e}"));
-    for chunk in chunks.into_iter().flatten() {
+    let mut record = |done: Vec<(usize, usize, ChunkCrc)>| {
+        for (f, s, c) in done {
+            crcs[f][s] = c;
+        }
+    };
+    for segment in plan_segments(chunks, opts.parallelism) {
         // Stop scheduling as soon as anything failed.
         while let Some(done) = set.try_join_next() {
-            let (f, s, c) = done.map_err(fail)??;
-            crcs[f][s] = c;
+            record(done.map_err(fail)??);
         }
         let Ok(permit) = Arc::clone(&sem).acquire_owned().await else {
             break;
@@ -207,73 +246,12 @@ pub async fn run_chunks(
         let batch = opts.write_batch;
         set.spawn(async move {
             let _permit = permit;
-            let l = &layouts[chunk.file];
-            let bytes = client
-                .read_range(
-                    l.info.level,
-                    l.info.min_txid,
-                    l.info.max_txid,
-                    chunk.start,
-                    Some(chunk.len),
-                )
-                .await?;
-            if bytes.len() as u64 != chunk.len {
-                return Err(RestoreError::corrupt(
-                    &l.label,
-                    chunk.start,
-                    format!("short read: {} of {} bytes", bytes.len(), chunk.len),
-                ));
-            }
-            progress.fetched(chunk.len);
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let layouts2 = Arc::clone(&layouts);
-            rayon::spawn(move || {
-                let l = &layouts2[chunk.file];
-                let entries = &l.frames[chunk.frames.clone()];
-                let ps = l.header.page_size as usize;
-                let mut scratch = Vec::new();
-                let fi = chunk.file as u32 + 1;
-                let res = match &output {
-                    Some((file, win)) => {
-                        let is_winner = |pgno: u32| win.get(pgno as usize - 1) == Some(&fi);
-                        let mut w = PageWriter::new(file, ps, batch, &is_winner);
-                        process_chunk(
-                            &l.label,
-                            &bytes,
-                            chunk.start,
-                            entries,
-                            ps,
-                            &mut w,
-                            &mut scratch,
-                        )
-                        .and_then(|c| w.flush().map(|()| c))
-                    }
-                    None => {
-                        let mut d = Discard;
-                        process_chunk(
-                            &l.label,
-                            &bytes,
-                            chunk.start,
-                            entries,
-                            ps,
-                            &mut d,
-                            &mut scratch,
-                        )
-                        .and_then(|c| d.flush().map(|()| c))
-                    }
-                };
-                let _ = tx.send(res);
-            });
-            let c = rx
-                .await
-                .map_err(|_| RestoreError::Plan("decode worker vanished".into()))??;
-            progress.written(c.pages);
-            Ok((chunk.file, chunk.seq, c))
+            fetch_segment(&client, &layouts, segment, output, batch, &progress).await
         });
     }
     while let Some(done) = set.join_next().await {
         match done.map_err(fail).and_then(|r| r) {
-            Ok((f, s, c)) => crcs[f][s] = c,
+            Ok(d) => record(d),
             Err(e) => {
                 set.abort_all();
                 return Err(e);
@@ -281,6 +259,116 @@ pub async fn run_chunks(
         }
     }
     Ok(crcs)
+}
+
+/// Streams one segment, cutting it into its chunks as the bytes arrive and decoding each on
+/// the rayon pool while the next one is read.
+async fn fetch_segment(
+    client: &SharedReplica,
+    layouts: &Arc<Vec<FileLayout>>,
+    segment: Vec<Chunk>,
+    output: Option<(Arc<OutputFile>, Arc<Vec<u32>>)>,
+    batch: usize,
+    progress: &Arc<Progress>,
+) -> Result<Vec<(usize, usize, ChunkCrc)>> {
+    let (Some(first), Some(last)) = (segment.first(), segment.last()) else {
+        return Ok(Vec::new());
+    };
+    let l = &layouts[first.file];
+    let start = first.start;
+    let len = last.start + last.len - start;
+    let mut stream = client
+        .read_range_stream(l.info.level, l.info.min_txid, l.info.max_txid, start, len)
+        .await?;
+    let mut out = Vec::with_capacity(segment.len());
+    let mut decoding = std::collections::VecDeque::new();
+    for chunk in segment {
+        // The chunk as it arrived, in pieces: frames are decoded from them in place.
+        let mut pieces = Vec::new();
+        let mut have = 0u64;
+        while have < chunk.len {
+            let piece = stream.next_piece(chunk.len - have).await?;
+            let Some(piece) = piece.filter(|p| !p.is_empty()) else {
+                return Err(RestoreError::corrupt(
+                    &l.label,
+                    chunk.start + have,
+                    format!(
+                        "short read: {have} of {} bytes at {}",
+                        chunk.len, chunk.start
+                    ),
+                ));
+            };
+            have += piece.len() as u64;
+            pieces.push(piece);
+        }
+        progress.fetched(chunk.len);
+        if decoding.len() >= DECODES_PER_SEGMENT {
+            if let Some((f, s, rx)) = decoding.pop_front() {
+                out.push((f, s, decoded(rx, progress).await?));
+            }
+        }
+        let (f, s) = (chunk.file, chunk.seq);
+        decoding.push_back((f, s, decode(layouts, chunk, pieces, output.clone(), batch)));
+    }
+    while let Some((f, s, rx)) = decoding.pop_front() {
+        out.push((f, s, decoded(rx, progress).await?));
+    }
+    Ok(out)
+}
+
+type DecodeResult = tokio::sync::oneshot::Receiver<Result<ChunkCrc>>;
+
+async fn decoded(rx: DecodeResult, progress: &Progress) -> Result<ChunkCrc> {
+    let c = rx
+        .await
+        .map_err(|_| RestoreError::Plan("decode worker vanished".into()))??;
+    progress.written(c.pages);
+    Ok(c)
+}
+
+/// Decompresses and checksums one fetched chunk on the rayon pool, writing its winning pages
+/// when there is an output.
+fn decode(
+    layouts: &Arc<Vec<FileLayout>>,
+    chunk: Chunk,
+    pieces: Vec<bytes::Bytes>,
+    output: Option<(Arc<OutputFile>, Arc<Vec<u32>>)>,
+    batch: usize,
+) -> DecodeResult {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let layouts = Arc::clone(layouts);
+    rayon::spawn(move || {
+        let l = &layouts[chunk.file];
+        let entries = &l.frames[chunk.frames.clone()];
+        let ps = l.header.page_size as usize;
+        let mut scratch = Vec::new();
+        let fi = chunk.file as u32 + 1;
+        let is_winner = |pgno: u32| {
+            output
+                .as_ref()
+                .is_some_and(|(_, win)| win.get(pgno as usize - 1) == Some(&fi))
+        };
+        let mut writer = output
+            .as_ref()
+            .map(|(file, _)| PageWriter::new(file, ps, batch, &is_winner));
+        let mut discard = Discard;
+        let sink: &mut dyn PageSink = match writer.as_mut() {
+            Some(w) => w,
+            None => &mut discard,
+        };
+        let res = process_chunk(
+            &l.label,
+            &pieces,
+            chunk.start,
+            entries,
+            ps,
+            sink,
+            &mut scratch,
+        )
+        .and_then(|c| sink.flush().map(|()| c));
+        let _ = tx.send(res);
+    });
+    rx
 }
 
 #[cfg(test)]
@@ -317,6 +405,52 @@ mod tests {
             tail_crc: 0,
             tail_len: 0,
         }
+    }
+
+    fn chunks(file: usize, lens: &[u64]) -> Vec<Chunk> {
+        let mut start = 100;
+        lens.iter()
+            .enumerate()
+            .map(|(seq, &len)| {
+                let c = Chunk {
+                    file,
+                    seq,
+                    start,
+                    len,
+                    frames: 0..0,
+                };
+                start += len;
+                c
+            })
+            .collect()
+    }
+
+    #[test]
+    fn segments_split_large_files_and_keep_small_ones_whole() {
+        let big = chunks(0, &[10; 16]);
+        let small = chunks(1, &[3]);
+        let segs = plan_segments(vec![big, small], 4);
+        let shape: Vec<(usize, Vec<usize>)> = segs
+            .iter()
+            .map(|s| (s[0].file, s.iter().map(|c| c.seq).collect()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (0, vec![0, 1, 2, 3]),
+                (0, vec![4, 5, 6, 7]),
+                (0, vec![8, 9, 10, 11]),
+                (0, vec![12, 13, 14, 15]),
+                (1, vec![0]),
+            ]
+        );
+        // Every chunk once, in order, and a segment never spans files.
+        let one = plan_segments(vec![chunks(0, &[5, 5, 5])], 1);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].len(), 3);
+        let many = plan_segments(vec![chunks(0, &[5, 5, 5])], 16);
+        assert_eq!(many.len(), 3);
+        assert!(plan_segments(Vec::new(), 8).is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! is decompressed, winner or not. Each chunk's CRC is computed from the initial state on its
 //! own (so chunks run on any core in any order) and the pieces are joined with CRC combination.
 
+use bytes::Bytes;
 use crc_fast::CrcAlgorithm;
 use ltx_codec::decoder::PageHeader;
 use ltx_codec::{lz4, Crc64, PageIndexEntry, CHECKSUM_FLAG, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE};
@@ -41,11 +42,57 @@ pub struct ChunkCrc {
     pub pages: u64,
 }
 
-/// Decodes the frames `entries` held in `bytes` (which start at file offset `start`), feeds
-/// the CRC and hands wanted pages to `sink`.
+/// Consecutive pieces of a fetched range, read front to back. A frame that lies in one piece
+/// is borrowed from it; one that straddles pieces is copied into `joined`.
+struct Pieces<'a> {
+    pieces: &'a [Bytes],
+    idx: usize,
+    at: usize,
+    joined: Vec<u8>,
+}
+
+impl<'a> Pieces<'a> {
+    fn new(pieces: &'a [Bytes]) -> Self {
+        Pieces {
+            pieces,
+            idx: 0,
+            at: 0,
+            joined: Vec::new(),
+        }
+    }
+
+    /// The next `n` bytes, or `None` if fewer are left.
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        while self.idx < self.pieces.len() && self.at == self.pieces[self.idx].len() {
+            self.idx += 1;
+            self.at = 0;
+        }
+        let first = self.pieces.get(self.idx)?;
+        if first.len() - self.at >= n {
+            let s = &first[self.at..self.at + n];
+            self.at += n;
+            return Some(s);
+        }
+        self.joined.clear();
+        while self.joined.len() < n {
+            let p = self.pieces.get(self.idx)?;
+            let k = (n - self.joined.len()).min(p.len() - self.at);
+            self.joined.extend_from_slice(&p[self.at..self.at + k]);
+            self.at += k;
+            if self.at == p.len() {
+                self.idx += 1;
+                self.at = 0;
+            }
+        }
+        Some(&self.joined)
+    }
+}
+
+/// Decodes the frames `entries` held in `pieces` (consecutive, starting at file offset
+/// `start`), feeds the CRC and hands wanted pages to `sink`.
 pub fn process_chunk(
     label: &str,
-    bytes: &[u8],
+    pieces: &[Bytes],
     start: u64,
     entries: &[PageIndexEntry],
     page_size: usize,
@@ -56,10 +103,12 @@ pub fn process_chunk(
     let mut crc = Crc64::new();
     let mut len = 0u64;
     let mut pages = 0u64;
+    let mut data = Pieces::new(pieces);
+    let mut at = start;
     for e in entries {
-        let from = e.offset.checked_sub(start).map(|v| v as usize);
-        let frame = from
-            .and_then(|f| bytes.get(f..f + e.size as usize))
+        let frame = (e.offset == at)
+            .then(|| data.take(e.size as usize))
+            .flatten()
             .ok_or_else(|| {
                 RestoreError::corrupt(
                     label,
@@ -67,6 +116,7 @@ pub fn process_chunk(
                     "short read: frame outside the fetched range",
                 )
             })?;
+        at += e.size;
         let prefix = decode_frame(label, frame, e, |f, payload, block| {
             let decode = |out: &mut [u8]| {
                 if block {
@@ -203,6 +253,26 @@ pub fn check_file(layout: &FileLayout, chunks: &[ChunkCrc]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pieces_borrow_or_join() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let pieces = [
+            Bytes::copy_from_slice(&data[..10]),
+            Bytes::new(),
+            Bytes::copy_from_slice(&data[10..13]),
+            Bytes::copy_from_slice(&data[13..]),
+        ];
+        let mut p = Pieces::new(&pieces);
+        assert_eq!(p.take(4), Some(&data[..4]));
+        assert_eq!(p.take(6), Some(&data[4..10]));
+        assert_eq!(p.take(8), Some(&data[10..18]));
+        assert_eq!(p.take(80), Some(&data[18..98]));
+        assert_eq!(p.take(3), None);
+        let mut p = Pieces::new(&pieces);
+        assert_eq!(p.take(100), Some(&data[..]));
+        assert_eq!(p.take(1), None);
+    }
 
     #[test]
     fn combine_matches_one_shot() {
