@@ -22,22 +22,7 @@ LSR="$ROOT/target/release/ls-restore"
 
 if [ ! -f replica/ltx/0/0000000000000001-0000000000000001.ltx ]; then
   rm -rf db.sqlite* replica
-  python3 - "$SIZE_MIB" <<'PY'
-import sqlite3, sys
-mib = int(sys.argv[1])
-c = sqlite3.connect("db.sqlite")
-c.execute("pragma page_size=4096")
-c.execute("pragma journal_mode=wal")
-c.execute("create table t(id integer primary key, b blob)")
-# 4000-byte random rows fill one 4096-byte page each, so pages do not compress.
-n = mib * 1024 * 1024 // 4096
-for i in range(0, n, 10000):
-    c.execute("begin")
-    c.executemany("insert into t(b) values(randomblob(4000))", [()] * min(10000, n - i))
-    c.execute("commit")
-c.execute("pragma wal_checkpoint(truncate)")
-c.close()
-PY
+  python3 "$ROOT/restore/bench/make_db.py" db.sqlite "$SIZE_MIB"
   cat > litestream.yml <<YML
 dbs:
   - path: $WORK/db.sqlite
@@ -66,12 +51,9 @@ print(" ".join("replica/ltx/%d/%s" % (f["level"], f["name"]) for f in p["files"]
 REPLICA_BYTES=$(cat $PLAN | wc -c)
 DB_BYTES=$(stat -c %s db.sqlite)
 
-# Each timing starts from a quiet disk: earlier writes and deletions are flushed first, so that
-# no step pays for the previous one's writeback.
-t() { local s e; sync; sleep 1; s=$(date +%s.%N); "$@"; e=$(date +%s.%N); echo "$e - $s" | bc; }
-
+# shellcheck source=restore/bench/common.sh
+source "$ROOT/restore/bench/common.sh"
 ROUNDS=${ROUNDS:-3}
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # The file system may be mounted with online discard, which makes writes right after a large
 # delete slow; so nothing is deleted until every round is done.
 rm -rf out; mkdir out; sync; sleep 2
