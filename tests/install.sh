@@ -2,6 +2,7 @@
 # Installs everything the test suites need on a fresh machine that has only the Rust toolchain,
 # Python/pip and apt. Idempotent: what is already installed is left alone.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 log() { printf '[install] %s\n' "$*"; }
 
@@ -15,6 +16,13 @@ if ! command -v s3s-fs >/dev/null 2>&1; then
   log "s3s-fs 0.14.1 (S3 test server that checks SigV4)"
   cargo install --quiet s3s-fs --version 0.14.1 --features binary --locked
 fi
+
+# Each backend's test server installs itself (tests/<backend>/install.sh).
+for f in tests/*/install.sh; do
+  [ -f "$f" ] || continue
+  log "$f"
+  bash "$f"
+done
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   log "cargo-fuzz"

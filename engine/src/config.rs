@@ -117,52 +117,6 @@ pub struct ReplicaConfig {
     pub settings: BTreeMap<String, String>,
 }
 
-/// Backend-specific keys Litestream knows (S3, ABS, SFTP, WebDAV, NATS, OSS).
-const REPLICA_BACKEND_KEYS: &[&str] = &[
-    "access-key-id",
-    "secret-access-key",
-    "region",
-    "bucket",
-    "endpoint",
-    "force-path-style",
-    "sign-payload",
-    "sign-accept-encoding",
-    "require-content-md5",
-    "skip-verify",
-    "storage-class",
-    "part-size",
-    "concurrency",
-    "sse-customer-algorithm",
-    "sse-customer-key",
-    "sse-customer-key-path",
-    "sse-kms-key-id",
-    "account-name",
-    "account-key",
-    "sas-token",
-    "host",
-    "user",
-    "password",
-    "key-path",
-    "host-key",
-    "concurrent-writes",
-    "webdav-url",
-    "webdav-username",
-    "webdav-password",
-    "jwt",
-    "seed",
-    "creds",
-    "nkey",
-    "username",
-    "token",
-    "tls",
-    "root-cas",
-    "client-cert",
-    "client-key",
-    "max-reconnects",
-    "reconnect-wait",
-    "timeout",
-];
-
 /// Expands `$VAR` and `${VAR}` as Go's `os.Expand` does; `$PID` is this process's PID.
 pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
     let get = |name: &str| -> String {
@@ -660,7 +614,7 @@ fn read_replica_fields(n: &mut Node<'_>) -> Result<ReplicaFields, ConfigError> {
             ));
         }
     }
-    for k in REPLICA_BACKEND_KEYS {
+    for k in storage::BACKEND_KEYS {
         if let Some(v) = n.scalar(k)? {
             f.settings.insert((*k).to_owned(), (n.key(k), v));
         }
@@ -861,22 +815,17 @@ fn read_replica(n: &mut Node<'_>, global: &ReplicaFields) -> Result<ReplicaConfi
             settings.clear();
             abs.to_string_lossy().into_owned()
         }
-        "s3" | "oss" => {
-            // The YAML `path` of an S3 replica is the key prefix inside the bucket.
+        "s3" | "oss" | "gs" | "abs" | "sftp" | "webdav" | "webdavs" => {
+            // The YAML `path` of a remote replica is the key prefix (or directory) inside it.
             if let Some(p) = path {
                 settings.insert("path".into(), (n.key("path"), p));
             }
-            let flavor = if kind == "s3" {
-                storage::s3::Flavor::S3
-            } else {
-                storage::s3::Flavor::Oss
-            };
             let pairs: Vec<(&str, &str)> = settings
                 .iter()
                 .map(|(k, (_, v))| (k.as_str(), v.as_str()))
                 .collect();
             // Parse now so a bad setting stops start-up with the key named, not later.
-            storage::s3::S3Settings::from_config(flavor, url.as_deref(), pairs).map_err(|e| {
+            storage::ReplicaUrl::from_config(&kind, url.as_deref(), pairs).map_err(|e| {
                 let key = if url.is_some() {
                     kind_key.clone()
                 } else {
@@ -886,10 +835,10 @@ fn read_replica(n: &mut Node<'_>, global: &ReplicaFields) -> Result<ReplicaConfi
             })?;
             url.unwrap_or_default()
         }
-        "gs" | "abs" | "sftp" | "webdav" | "webdavs" | "nats" => {
+        "nats" => {
             return Err(key_err(
                 &kind_key,
-                format!("replica type {kind:?} is not supported yet (file, s3 and oss are)"),
+                format!("replica type {kind:?} is not supported yet"),
             ))
         }
         other => {
@@ -1111,7 +1060,7 @@ dbs:
         assert!(e.contains("dbs[0].replica.url"), "{e}");
         let e = err("dbs:\n  - path: /a.db\n    replica: {type: s3, path: db}\n");
         assert!(e.contains("dbs[0].replica") && e.contains("bucket"), "{e}");
-        let e = err("dbs:\n  - path: /a.db\n    replica: {type: gs, bucket: b}\n");
+        let e = err("dbs:\n  - path: /a.db\n    replica: {type: nats, bucket: b}\n");
         assert!(e.contains("dbs[0].replica.type"), "{e}");
         let e = err("addr: \"9090\"\n");
         assert!(e.contains("config key addr") && e.contains("port"), "{e}");

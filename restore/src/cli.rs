@@ -269,6 +269,17 @@ impl Source {
         }
     }
 
+    /// A replica of a backend with nothing restore-specific (no v0.3.x files, CreatedAt from
+    /// the listing).
+    pub(crate) fn remote(client: SharedReplica) -> Source {
+        Source {
+            kind: client.kind(),
+            client,
+            v3_root: None,
+            s3: None,
+        }
+    }
+
     pub(crate) fn file(root: PathBuf) -> Source {
         Source {
             client: Arc::new(storage::file::FileReplica::new(root.clone())),
@@ -293,6 +304,7 @@ pub(crate) fn open_source(url: &str) -> Result<Source> {
     Ok(match ReplicaUrl::parse(url)? {
         ReplicaUrl::File(p) => Source::file(p),
         ReplicaUrl::S3(s) => Source::s3(S3Replica::new(*s)?),
+        other => Source::remote(other.open()?),
     })
 }
 

@@ -71,6 +71,14 @@ impl ReplicaEntry {
                 )?;
                 Ok(Source::s3(S3Replica::new(settings)?))
             }
+            "gs" | "abs" | "sftp" | "webdav" | "webdavs" => {
+                let r = storage::ReplicaUrl::from_config(
+                    &self.kind,
+                    self.url.as_deref(),
+                    self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                )?;
+                Ok(Source::remote(r.open()?))
+            }
             other => Err(RestoreError::Config(format!(
                 "replica type {other:?} is not supported by ls-restore"
             ))),
@@ -143,7 +151,7 @@ fn replica_entry(globals: &Mapping, replica: &Mapping) -> Result<ReplicaEntry> {
 }
 
 fn global_replica_key(k: &str) -> bool {
-    k != "path" && storage::s3::settings::S3_KEYS.contains(&k)
+    k != "path" && storage::BACKEND_KEYS.contains(&k)
 }
 
 /// The config path when `-config` is not given.

@@ -1,13 +1,18 @@
 //! Replica storage: one [`ReplicaClient`] trait that every backend implements, so the engine and
 //! restore never know which backend they hold; plus [`local`], the local file I/O both use
-//! (io_uring with a pread/pwrite fallback). Backends: [`file`] and [`s3`] (also `oss://`).
+//! (io_uring with a pread/pwrite fallback). Backends: [`file`], [`s3`] (also `oss://`), [`gcs`],
+//! [`abs`], [`sftp`] and [`webdav`].
 
+pub mod abs;
 pub mod file;
+pub mod gcs;
 pub mod local;
 pub mod metrics;
 mod replica_url;
 pub mod s3;
+pub mod sftp;
 pub mod timefmt;
+pub mod webdav;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +22,55 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 
+pub(crate) use replica_url::not_built;
 pub use replica_url::{open_replica, open_replica_from_config, ReplicaUrl};
+
+/// Backend keys of a replica entry that Litestream knows (S3, ABS, SFTP, WebDAV, NATS, OSS), `path`
+/// aside. Written at the top level of a config, they are defaults for every replica.
+pub const BACKEND_KEYS: &[&str] = &[
+    "access-key-id",
+    "secret-access-key",
+    "region",
+    "bucket",
+    "endpoint",
+    "force-path-style",
+    "sign-payload",
+    "sign-accept-encoding",
+    "require-content-md5",
+    "skip-verify",
+    "storage-class",
+    "part-size",
+    "concurrency",
+    "sse-customer-algorithm",
+    "sse-customer-key",
+    "sse-customer-key-path",
+    "sse-kms-key-id",
+    "account-name",
+    "account-key",
+    "sas-token",
+    "host",
+    "user",
+    "password",
+    "key-path",
+    "host-key",
+    "concurrent-writes",
+    "webdav-url",
+    "webdav-username",
+    "webdav-password",
+    "jwt",
+    "seed",
+    "creds",
+    "nkey",
+    "username",
+    "token",
+    "tls",
+    "root-cas",
+    "client-cert",
+    "client-key",
+    "max-reconnects",
+    "reconnect-wait",
+    "timeout",
+];
 
 /// One LTX file in a replica level.
 #[derive(Clone, Debug, PartialEq, Eq)]

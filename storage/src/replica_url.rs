@@ -1,19 +1,31 @@
-//! Replica URLs (§6.1): which backend and where. Backends not built yet are a clear error that
-//! names the scheme, never a silent fallback.
+//! Replica URLs and config entries (§6.1): which backend and where. Backends not built yet are
+//! a clear error that names the scheme, never a silent fallback.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::abs::AbsSettings;
 use crate::file::FileReplica;
+use crate::gcs::GcsSettings;
 use crate::s3::{Flavor, S3Replica, S3Settings};
+use crate::sftp::SftpSettings;
+use crate::webdav::WebDavSettings;
 use crate::{Result, SharedReplica, StorageError};
 
-/// A parsed replica URL.
+/// A parsed replica URL or config entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplicaUrl {
     File(PathBuf),
     /// `s3://` and `oss://` (see [`S3Settings::flavor`]).
     S3(Box<S3Settings>),
+    /// `gs://`
+    Gcs(Box<GcsSettings>),
+    /// `abs://`
+    Abs(Box<AbsSettings>),
+    /// `sftp://`
+    Sftp(Box<SftpSettings>),
+    /// `webdav://` and `webdavs://`
+    WebDav(Box<WebDavSettings>),
 }
 
 impl ReplicaUrl {
@@ -39,47 +51,96 @@ impl ReplicaUrl {
                 Ok(ReplicaUrl::File(PathBuf::from(path)))
             }
             "s3" | "oss" => Ok(ReplicaUrl::S3(Box::new(S3Settings::from_url(url)?))),
-            "gs" | "abs" | "sftp" | "webdav" | "webdavs" | "nats" => Err(bad(&format!(
+            "gs" => Ok(ReplicaUrl::Gcs(Box::new(GcsSettings::from_url(url)?))),
+            "abs" => Ok(ReplicaUrl::Abs(Box::new(AbsSettings::from_url(url)?))),
+            "sftp" => Ok(ReplicaUrl::Sftp(Box::new(SftpSettings::from_url(url)?))),
+            "webdav" | "webdavs" => {
+                Ok(ReplicaUrl::WebDav(Box::new(WebDavSettings::from_url(url)?)))
+            }
+            "nats" => Err(bad(&format!(
                 "the {scheme} backend is not supported by this build yet"
             ))),
             other => Err(bad(&format!("unknown replica type {other:?}"))),
         }
     }
 
+    /// Parses a YAML replica entry of a remote backend: its `type`, optional `url`, and the
+    /// backend keys as written (`bucket`, `path`, `endpoint`, `part-size`, ...), the entry's
+    /// own keys after the global defaults. A `file` replica is a path: use [`ReplicaUrl::parse`].
+    pub fn from_config<'a>(
+        kind: &str,
+        url: Option<&str>,
+        settings: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<ReplicaUrl> {
+        let url = url.filter(|u| !u.is_empty());
+        Ok(match kind {
+            "s3" => ReplicaUrl::S3(Box::new(S3Settings::from_config(
+                Flavor::S3,
+                url,
+                settings,
+            )?)),
+            "oss" => ReplicaUrl::S3(Box::new(S3Settings::from_config(
+                Flavor::Oss,
+                url,
+                settings,
+            )?)),
+            "gs" => ReplicaUrl::Gcs(Box::new(GcsSettings::from_config(url, settings)?)),
+            "abs" => ReplicaUrl::Abs(Box::new(AbsSettings::from_config(url, settings)?)),
+            "sftp" => ReplicaUrl::Sftp(Box::new(SftpSettings::from_config(url, settings)?)),
+            "webdav" | "webdavs" => {
+                ReplicaUrl::WebDav(Box::new(WebDavSettings::from_config(url, settings)?))
+            }
+            other => {
+                return Err(StorageError::Other(format!(
+                    "replica type {other:?} cannot be opened from settings"
+                )))
+            }
+        })
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ReplicaUrl::File(_) => "file",
             ReplicaUrl::S3(s) => s.flavor.kind(),
+            ReplicaUrl::Gcs(_) => "gs",
+            ReplicaUrl::Abs(_) => "abs",
+            ReplicaUrl::Sftp(_) => "sftp",
+            ReplicaUrl::WebDav(_) => "webdav",
+        }
+    }
+
+    /// Opens the backend. No network I/O happens here: backends connect on first use.
+    pub fn open(self) -> Result<SharedReplica> {
+        match self {
+            ReplicaUrl::File(p) => Ok(Arc::new(FileReplica::new(p))),
+            ReplicaUrl::S3(s) => Ok(Arc::new(S3Replica::new(*s)?)),
+            ReplicaUrl::Gcs(s) => crate::gcs::open(*s),
+            ReplicaUrl::Abs(s) => crate::abs::open(*s),
+            ReplicaUrl::Sftp(s) => crate::sftp::open(*s),
+            ReplicaUrl::WebDav(s) => crate::webdav::open(*s),
         }
     }
 }
 
-/// Opens the backend of a YAML replica entry: its `type`, optional `url`, and the backend keys
-/// as written (`bucket`, `path`, `endpoint`, `part-size`, ...). For `file`, use
-/// [`open_replica`] with the path.
+/// Opens the backend of a YAML replica entry (see [`ReplicaUrl::from_config`]).
 pub fn open_replica_from_config<'a>(
     kind: &str,
     url: Option<&str>,
     settings: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<SharedReplica> {
-    let flavor = match kind {
-        "s3" => Flavor::S3,
-        "oss" => Flavor::Oss,
-        other => {
-            return Err(StorageError::Other(format!(
-                "replica type {other:?} cannot be opened from settings"
-            )))
-        }
-    };
-    let settings = S3Settings::from_config(flavor, url, settings)?;
-    Ok(Arc::new(S3Replica::new(settings)?))
+    ReplicaUrl::from_config(kind, url, settings)?.open()
 }
 
 /// Opens the backend a URL names.
 pub fn open_replica(url: &str) -> Result<SharedReplica> {
-    match ReplicaUrl::parse(url)? {
-        ReplicaUrl::File(p) => Ok(Arc::new(FileReplica::new(p))),
-        ReplicaUrl::S3(s) => Ok(Arc::new(S3Replica::new(*s)?)),
+    ReplicaUrl::parse(url)?.open()
+}
+
+/// An error for a backend this build does not have yet, naming the scheme and the URL.
+pub(crate) fn not_built(scheme: &str, url: &str) -> StorageError {
+    StorageError::InvalidUrl {
+        url: url.to_owned(),
+        reason: format!("the {scheme} backend is not supported by this build yet"),
     }
 }
 
@@ -98,8 +159,8 @@ mod tests {
             Some(ReplicaUrl::File("/tmp/r".into()))
         );
         assert!(ReplicaUrl::parse("file://relative").is_err());
-        let e = ReplicaUrl::parse("gs://bucket/db").expect_err("gs not yet");
-        assert!(e.to_string().contains("gs"));
+        let e = ReplicaUrl::parse("nats://host:4222/bucket").expect_err("nats not yet");
+        assert!(e.to_string().contains("nats"));
         let s3 = ReplicaUrl::parse("s3://bucket/db?region=eu-west-1").expect("s3");
         assert_eq!(s3.kind(), "s3");
         assert_eq!(
