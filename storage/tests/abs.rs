@@ -1,0 +1,451 @@
+//! The abs backend against a real Azure Blob Storage emulator (Azurite, `tests/abs/start.sh`),
+//! which checks Shared Key signatures: write, list, ranged reads, deletes, block uploads,
+//! paginated listings, Litestream's blob layout and metadata, error reports, retries and
+//! connection drops (through the fault-injecting proxy of the S3 tests), and no requests for a
+//! listing nothing has changed.
+
+mod common;
+#[path = "../../tests/support/abs.rs"]
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ltx_codec::{Level, TxId};
+use storage::abs::{AbsReplica, AbsSettings, RetryPolicy};
+use storage::{Body, ReplicaClient, StorageError};
+
+use support::{abs_server, AbsServer};
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 5,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+    }
+}
+
+fn settings(srv: &AbsServer, endpoint: &str, prefix: &str) -> AbsSettings {
+    let mut pairs = srv.pairs(prefix);
+    for (k, v) in pairs.iter_mut() {
+        if k == "endpoint" {
+            *v = endpoint.to_owned();
+        }
+    }
+    AbsSettings::from_config(None, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .expect("settings")
+}
+
+fn replica(srv: &AbsServer, prefix: &str) -> AbsReplica {
+    AbsReplica::with_retry_policy(settings(srv, &srv.endpoint, prefix), fast_retry())
+        .expect("replica")
+}
+
+/// `http://127.0.0.1:<port>` and the account path of the endpoint.
+fn split_endpoint(srv: &AbsServer) -> (String, String) {
+    let rest = srv.endpoint.trim_start_matches("http://");
+    let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
+    (format!("http://{hostport}"), format!("/{path}"))
+}
+
+/// The S3 tests' proxy in front of Azurite: it only needs a host and port.
+async fn proxy(srv: &AbsServer) -> (common::Proxy, String) {
+    let (upstream, account_path) = split_endpoint(srv);
+    let fake = common::Server {
+        endpoint: upstream,
+        access_key: String::new(),
+        secret_key: String::new(),
+        bucket: String::new(),
+        data_dir: None,
+    };
+    let p = common::proxy(&fake).await;
+    let endpoint = format!("{}{account_path}", p.endpoint);
+    (p, endpoint)
+}
+
+fn data(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[tokio::test]
+async fn write_list_read_delete() {
+    let Some(srv) = abs_server("abs write_list_read_delete") else {
+        return;
+    };
+    let prefix = srv.unique_prefix("rt");
+    let r = replica(&srv, &prefix).with_block_size(64 * 1024);
+    // Nanoseconds survive the metadata round trip (RFC 3339 with nine digits at most).
+    let t = UNIX_EPOCH + Duration::new(1_795_665_906, 229_000_123);
+    for i in [3u64, 1, 2] {
+        r.write_ltx(
+            Level(0),
+            TxId(i),
+            TxId(i),
+            Body::Bytes(Bytes::from(data(1000 + i as usize, i as u8))),
+            t + Duration::from_secs(i),
+        )
+        .await
+        .expect("write");
+    }
+    // Larger than a block: Put Block x4 + Put Block List, streamed from the file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = data(200_000, 7);
+    let big_path = dir.path().join("big.ltx");
+    std::fs::write(&big_path, &big).expect("write big");
+    let info = r
+        .write_ltx(Level(9), TxId(1), TxId(3), Body::File(big_path), t)
+        .await
+        .expect("write big");
+    assert_eq!(info.size, 200_000);
+
+    // A fresh replica (no cache) sees what was written.
+    let fresh = replica(&srv, &prefix);
+    let files = fresh.ltx_files(Level(0)).await.expect("list");
+    assert_eq!(
+        files
+            .iter()
+            .map(|f| (f.min_txid.0, f.size))
+            .collect::<Vec<_>>(),
+        vec![(1, 1001), (2, 1002), (3, 1003)]
+    );
+    for f in &files {
+        assert_eq!(f.created_at, t + Duration::from_secs(f.min_txid.0), "{f:?}");
+    }
+    let l9 = fresh.ltx_files(Level(9)).await.expect("list L9");
+    assert_eq!((l9.len(), l9[0].size, l9[0].created_at), (1, 200_000, t));
+    assert!(fresh
+        .ltx_files(Level(5))
+        .await
+        .expect("absent level")
+        .is_empty());
+
+    // Litestream's layout exactly, and its metadata as Get Blob Properties shows it.
+    let names: Vec<String> = fresh
+        .list_prefix(&format!("{prefix}/"))
+        .await
+        .expect("list prefix")
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            format!("{prefix}/ltx/0/0000000000000001-0000000000000001.ltx"),
+            format!("{prefix}/ltx/0/0000000000000002-0000000000000002.ltx"),
+            format!("{prefix}/ltx/0/0000000000000003-0000000000000003.ltx"),
+            format!("{prefix}/ltx/9/0000000000000001-0000000000000003.ltx"),
+        ]
+    );
+    let props = fresh
+        .blob_properties(Level(9), TxId(1), TxId(3))
+        .await
+        .expect("properties");
+    assert_eq!(props, Some((200_000, Some(t))));
+
+    // Reads: whole, ranges, across block boundaries, empty at the end, past the end.
+    let whole = fresh
+        .read_range(Level(9), TxId(1), TxId(3), 0, None)
+        .await
+        .expect("read whole");
+    assert!(whole[..] == big[..], "big blob differs");
+    let mid = fresh
+        .read_range(Level(9), TxId(1), TxId(3), 65_000, Some(70_000))
+        .await
+        .expect("read mid");
+    assert_eq!(&mid[..], &big[65_000..135_000]);
+    let tail = fresh
+        .read_range(Level(0), TxId(2), TxId(2), 1000, None)
+        .await
+        .expect("tail");
+    assert_eq!(&tail[..], &data(1002, 2)[1000..]);
+    let end = fresh
+        .read_range(Level(0), TxId(2), TxId(2), 1002, None)
+        .await
+        .expect("at end");
+    assert!(end.is_empty());
+    for (off, len) in [(1000u64, Some(5u64)), (1003, Some(1)), (5000, None)] {
+        let e = fresh
+            .read_range(Level(0), TxId(2), TxId(2), off, len)
+            .await
+            .expect_err("past the end");
+        assert!(!e.is_not_found(), "{e}");
+        assert!(
+            e.to_string()
+                .contains("0000000000000002-0000000000000002.ltx"),
+            "{e}"
+        );
+    }
+    let missing = fresh
+        .read_range(Level(0), TxId(9), TxId(9), 0, None)
+        .await
+        .expect_err("missing");
+    assert!(missing.is_not_found(), "{missing}");
+
+    // Deletes: listed files, a file already gone, then everything.
+    r.delete_ltx(&files[..2]).await.expect("delete");
+    r.delete_ltx(&files[..1]).await.expect("delete again");
+    assert_eq!(r.ltx_files(Level(0)).await.expect("list").len(), 1);
+    fresh.invalidate_cache();
+    assert_eq!(fresh.ltx_files(Level(0)).await.expect("list").len(), 1);
+    fresh.delete_all().await.expect("delete all");
+    assert!(fresh
+        .list_prefix(&format!("{prefix}/"))
+        .await
+        .expect("list")
+        .is_empty());
+    r.invalidate_cache();
+    assert!(r.ltx_files(Level(9)).await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn listing_follows_markers_across_pages() {
+    let Some(srv) = abs_server("abs listing_follows_markers_across_pages") else {
+        return;
+    };
+    let prefix = srv.unique_prefix("pages");
+    let r = std::sync::Arc::new(replica(&srv, &prefix).with_list_page_size(50));
+    let n = 260u64;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 1..=n {
+        let r = r.clone();
+        set.spawn(async move {
+            r.write_ltx(
+                Level(1),
+                TxId(i),
+                TxId(i),
+                Body::Bytes(Bytes::from(vec![i as u8; 10])),
+                UNIX_EPOCH + Duration::from_secs(i),
+            )
+            .await
+        });
+        if set.len() >= 16 {
+            set.join_next()
+                .await
+                .expect("task")
+                .expect("join")
+                .expect("write");
+        }
+    }
+    while let Some(j) = set.join_next().await {
+        j.expect("join").expect("write");
+    }
+    // Create Container on one that exists is fine (tests and tooling call it freely).
+    r.create_container().await.expect("container exists");
+    let before = storage::metrics::stats("abs", storage::metrics::Operation::List).total;
+    r.invalidate_cache();
+    let files = r.ltx_files(Level(1)).await.expect("list");
+    let pages = storage::metrics::stats("abs", storage::metrics::Operation::List).total - before;
+    assert_eq!(files.len() as u64, n);
+    assert!(files.windows(2).all(|w| w[0].min_txid < w[1].min_txid));
+    assert!(files
+        .iter()
+        .all(|f| f.created_at == UNIX_EPOCH + Duration::from_secs(f.min_txid.0)));
+    // 260 blobs at 50 a page: at least 6 List Blobs requests (other tests may list too).
+    assert!(pages >= 6, "{pages} list requests");
+    r.delete_all().await.expect("cleanup");
+    r.invalidate_cache();
+    assert!(r.ltx_files(Level(1)).await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn errors_name_the_problem() {
+    let Some(srv) = abs_server("abs errors_name_the_problem") else {
+        return;
+    };
+    // Wrong key: Azurite refuses the signature; reported once, not retried.
+    let (p, endpoint) = proxy(&srv).await;
+    let mut s = settings(&srv, &endpoint, "bad-key");
+    s.account_key = Some("d3Jvbmcga2V5IHdyb25nIGtleQ==".into());
+    let r = AbsReplica::with_retry_policy(s, fast_retry()).expect("replica");
+    let e = r.ltx_files(Level(0)).await.expect_err("wrong key");
+    let msg = e.to_string();
+    assert!(
+        // Azure says AuthenticationFailed, Azurite AuthorizationFailure.
+        (msg.contains("AuthenticationFailed") || msg.contains("AuthorizationFailure"))
+            && msg.contains("403")
+            && msg.contains("account-key"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("abs://{}/bad-key/ltx/0/", srv.container)),
+        "{msg}"
+    );
+    assert_eq!(p.state.request_count(), 1, "a refused key was retried");
+    let e = r
+        .write_ltx(
+            Level(0),
+            TxId(1),
+            TxId(1),
+            Body::Bytes(Bytes::from_static(b"x")),
+            SystemTime::now(),
+        )
+        .await
+        .expect_err("wrong key write");
+    assert!(
+        e.to_string()
+            .contains("bad-key/ltx/0/0000000000000001-0000000000000001.ltx"),
+        "{e}"
+    );
+
+    // Missing container: named, with a hint.
+    let mut s = settings(&srv, &srv.endpoint, "p");
+    s.container = "no-such-container".into();
+    let r = AbsReplica::with_retry_policy(s, fast_retry()).expect("replica");
+    let e = r.ltx_files(Level(0)).await.expect_err("no container");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("ContainerNotFound") && msg.contains("no-such-container"),
+        "{msg}"
+    );
+
+    // No credentials at all (and none in the environment): the keys are named, no request.
+    if std::env::var_os("LITESTREAM_AZURE_ACCOUNT_KEY").is_none()
+        && std::env::var_os("LITESTREAM_AZURE_SAS_TOKEN").is_none()
+    {
+        let (p, endpoint) = proxy(&srv).await;
+        let mut s = settings(&srv, &endpoint, "p");
+        s.account_key = None;
+        let r = AbsReplica::with_retry_policy(s, fast_retry()).expect("open needs no key");
+        let msg = r.ltx_files(Level(0)).await.expect_err("no key").to_string();
+        assert!(
+            msg.contains("account-key") && msg.contains("sas-token"),
+            "{msg}"
+        );
+        assert_eq!(p.state.request_count(), 0);
+    }
+
+    // Nothing listens: connection refused is retried, then reported with the container.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    drop(l);
+    let r = AbsReplica::with_retry_policy(
+        settings(
+            &srv,
+            &format!("http://127.0.0.1:{port}/devstoreaccount1"),
+            "p",
+        ),
+        fast_retry(),
+    )
+    .expect("replica");
+    let msg = r
+        .read_range(Level(0), TxId(1), TxId(1), 0, None)
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(msg.contains("connect") && msg.contains("abs://"), "{msg}");
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried() {
+    let Some(srv) = abs_server("abs transient_failures_are_retried") else {
+        return;
+    };
+    let (p, endpoint) = proxy(&srv).await;
+    let prefix = srv.unique_prefix("retry");
+    let r = AbsReplica::with_retry_policy(settings(&srv, &endpoint, &prefix), fast_retry())
+        .expect("replica");
+    let body = data(50_000, 3);
+    // Two 503s, then the upload goes through.
+    p.state.fail_next_with_503.store(2, Ordering::SeqCst);
+    r.write_ltx(
+        Level(0),
+        TxId(1),
+        TxId(1),
+        Body::Bytes(Bytes::from(body.clone())),
+        SystemTime::now(),
+    )
+    .await
+    .expect("write after 503s");
+    assert_eq!(p.state.request_count(), 3);
+    // A response cut mid-body: the read is sent again.
+    p.state
+        .cut_next_response_after
+        .store(20_000, Ordering::SeqCst);
+    let got = r
+        .read_range(Level(0), TxId(1), TxId(1), 0, None)
+        .await
+        .expect("read after a dropped connection");
+    assert!(got[..] == body[..]);
+    // More 503s than attempts: reported, naming the blob.
+    p.state.fail_next_with_503.store(100, Ordering::SeqCst);
+    let e = r
+        .read_range(Level(0), TxId(1), TxId(1), 0, Some(10))
+        .await
+        .expect_err("persistent 503");
+    assert!(
+        e.to_string()
+            .contains("ltx/0/0000000000000001-0000000000000001.ltx")
+            && e.to_string().contains("503"),
+        "{e}"
+    );
+    p.state.fail_next_with_503.store(0, Ordering::SeqCst);
+    r.delete_all().await.expect("cleanup");
+}
+
+#[tokio::test]
+async fn unchanged_listings_make_no_requests() {
+    let Some(srv) = abs_server("abs unchanged_listings_make_no_requests") else {
+        return;
+    };
+    let (p, endpoint) = proxy(&srv).await;
+    let prefix = srv.unique_prefix("idle");
+    let r = AbsReplica::with_retry_policy(settings(&srv, &endpoint, &prefix), fast_retry())
+        .expect("replica");
+    assert_eq!(p.state.request_count(), 0, "opening made requests");
+    r.ltx_files(Level(0)).await.expect("list");
+    let info = r
+        .write_ltx(
+            Level(0),
+            TxId(1),
+            TxId(1),
+            Body::Bytes(Bytes::from_static(b"abc")),
+            SystemTime::now(),
+        )
+        .await
+        .expect("write");
+    let n = p.state.request_count();
+    for level in [0u8, 0, 0] {
+        let files = r.ltx_files(Level(level)).await.expect("cached list");
+        assert_eq!(files, vec![info.clone()]);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(p.state.request_count(), n, "requests while nothing changed");
+    r.delete_ltx(&[info]).await.expect("delete");
+    assert!(r.ltx_files(Level(0)).await.expect("list").is_empty());
+    assert_eq!(p.state.request_count(), n + 1);
+    // Another writer's files show after invalidate_cache.
+    let other = replica(&srv, &prefix);
+    other
+        .write_ltx(
+            Level(0),
+            TxId(2),
+            TxId(2),
+            Body::Bytes(Bytes::from_static(b"de")),
+            SystemTime::now(),
+        )
+        .await
+        .expect("write");
+    r.invalidate_cache();
+    assert_eq!(r.ltx_files(Level(0)).await.expect("list").len(), 1);
+    other.delete_all().await.expect("cleanup");
+}
+
+#[test]
+fn url_and_config_entry_points() {
+    let u = storage::ReplicaUrl::parse("abs://acct@cont/db").expect("url");
+    assert_eq!(u.kind(), "abs");
+    let u = storage::ReplicaUrl::from_config(
+        "abs",
+        None,
+        [("bucket", "cont"), ("path", "db"), ("account-name", "a")],
+    )
+    .expect("config");
+    assert_eq!(u.kind(), "abs");
+    assert!(u.open().is_ok(), "open needs no network");
+    let e = storage::ReplicaUrl::from_config("abs", Some("abs://c/p"), [("bucket", "b")])
+        .expect_err("url & bucket");
+    assert!(matches!(e, StorageError::InvalidUrl { .. }), "{e}");
+}
