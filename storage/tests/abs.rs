@@ -64,6 +64,33 @@ async fn proxy(srv: &AbsServer) -> (common::Proxy, String) {
     (p, endpoint)
 }
 
+/// A replica on a fresh prefix whose requests go through the proxy.
+async fn proxied_replica(srv: &AbsServer, name: &str) -> (common::Proxy, AbsReplica) {
+    let (p, endpoint) = proxy(srv).await;
+    let prefix = srv.unique_prefix(name);
+    let r = AbsReplica::with_retry_policy(settings(srv, &endpoint, &prefix), fast_retry())
+        .expect("replica");
+    (p, r)
+}
+
+/// Writes one L0..L9 file `txid-txid` from memory.
+async fn put(
+    r: &AbsReplica,
+    level: u8,
+    txid: u64,
+    body: Bytes,
+    created_at: SystemTime,
+) -> Result<storage::LtxFileInfo, StorageError> {
+    r.write_ltx(
+        Level(level),
+        TxId(txid),
+        TxId(txid),
+        Body::Bytes(body),
+        created_at,
+    )
+    .await
+}
+
 fn data(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
@@ -80,11 +107,11 @@ async fn write_list_read_delete() {
     // Nanoseconds survive the metadata round trip (RFC 3339 with nine digits at most).
     let t = UNIX_EPOCH + Duration::new(1_795_665_906, 229_000_123);
     for i in [3u64, 1, 2] {
-        r.write_ltx(
-            Level(0),
-            TxId(i),
-            TxId(i),
-            Body::Bytes(Bytes::from(data(1000 + i as usize, i as u8))),
+        put(
+            &r,
+            0,
+            i,
+            Bytes::from(data(1000 + i as usize, i as u8)),
             t + Duration::from_secs(i),
         )
         .await
@@ -212,11 +239,11 @@ async fn listing_follows_markers_across_pages() {
     for i in 1..=n {
         let r = r.clone();
         set.spawn(async move {
-            r.write_ltx(
-                Level(1),
-                TxId(i),
-                TxId(i),
-                Body::Bytes(Bytes::from(vec![i as u8; 10])),
+            put(
+                &r,
+                1,
+                i,
+                Bytes::from(vec![i as u8; 10]),
                 UNIX_EPOCH + Duration::from_secs(i),
             )
             .await
@@ -274,14 +301,7 @@ async fn errors_name_the_problem() {
         "{msg}"
     );
     assert_eq!(p.state.request_count(), 1, "a refused key was retried");
-    let e = r
-        .write_ltx(
-            Level(0),
-            TxId(1),
-            TxId(1),
-            Body::Bytes(Bytes::from_static(b"x")),
-            SystemTime::now(),
-        )
+    let e = put(&r, 0, 1, Bytes::from_static(b"x"), SystemTime::now())
         .await
         .expect_err("wrong key write");
     assert!(
@@ -343,22 +363,13 @@ async fn transient_failures_are_retried() {
     let Some(srv) = abs_server("abs transient_failures_are_retried") else {
         return;
     };
-    let (p, endpoint) = proxy(&srv).await;
-    let prefix = srv.unique_prefix("retry");
-    let r = AbsReplica::with_retry_policy(settings(&srv, &endpoint, &prefix), fast_retry())
-        .expect("replica");
+    let (p, r) = proxied_replica(&srv, "retry").await;
     let body = data(50_000, 3);
     // Two 503s, then the upload goes through.
     p.state.fail_next_with_503.store(2, Ordering::SeqCst);
-    r.write_ltx(
-        Level(0),
-        TxId(1),
-        TxId(1),
-        Body::Bytes(Bytes::from(body.clone())),
-        SystemTime::now(),
-    )
-    .await
-    .expect("write after 503s");
+    put(&r, 0, 1, Bytes::from(body.clone()), SystemTime::now())
+        .await
+        .expect("write after 503s");
     assert_eq!(p.state.request_count(), 3);
     // A response cut mid-body: the read is sent again.
     p.state
@@ -390,20 +401,10 @@ async fn unchanged_listings_make_no_requests() {
     let Some(srv) = abs_server("abs unchanged_listings_make_no_requests") else {
         return;
     };
-    let (p, endpoint) = proxy(&srv).await;
-    let prefix = srv.unique_prefix("idle");
-    let r = AbsReplica::with_retry_policy(settings(&srv, &endpoint, &prefix), fast_retry())
-        .expect("replica");
+    let (p, r) = proxied_replica(&srv, "idle").await;
     assert_eq!(p.state.request_count(), 0, "opening made requests");
     r.ltx_files(Level(0)).await.expect("list");
-    let info = r
-        .write_ltx(
-            Level(0),
-            TxId(1),
-            TxId(1),
-            Body::Bytes(Bytes::from_static(b"abc")),
-            SystemTime::now(),
-        )
+    let info = put(&r, 0, 1, Bytes::from_static(b"abc"), SystemTime::now())
         .await
         .expect("write");
     let n = p.state.request_count();
@@ -417,15 +418,8 @@ async fn unchanged_listings_make_no_requests() {
     assert!(r.ltx_files(Level(0)).await.expect("list").is_empty());
     assert_eq!(p.state.request_count(), n + 1);
     // Another writer's files show after invalidate_cache.
-    let other = replica(&srv, &prefix);
-    other
-        .write_ltx(
-            Level(0),
-            TxId(2),
-            TxId(2),
-            Body::Bytes(Bytes::from_static(b"de")),
-            SystemTime::now(),
-        )
+    let other = replica(&srv, r.path());
+    put(&other, 0, 2, Bytes::from_static(b"de"), SystemTime::now())
         .await
         .expect("write");
     r.invalidate_cache();
@@ -448,4 +442,158 @@ fn url_and_config_entry_points() {
     let e = storage::ReplicaUrl::from_config("abs", Some("abs://c/p"), [("bucket", "b")])
         .expect_err("url & bucket");
     assert!(matches!(e, StorageError::InvalidUrl { .. }), "{e}");
+}
+
+/// An account SAS token for the test account (Blob service, every resource type), made as
+/// the Azure documentation lays out its string to sign (version 2020-12-06 and later).
+fn account_sas(srv: &AbsServer, permissions: &str) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (sv, ss, srt, se, spr) = (
+        "2021-12-02",
+        "b",
+        "sco",
+        "2099-01-01T00:00:00Z",
+        "https,http",
+    );
+    let sts = format!(
+        "{}\n{permissions}\n{ss}\n{srt}\n\n{se}\n\n{spr}\n{sv}\n\n",
+        srv.account
+    );
+    let key = b64.decode(&srv.key).expect("account key");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac");
+    mac.update(sts.as_bytes());
+    let sig = b64.encode(mac.finalize().into_bytes());
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    format!(
+        "sv={sv}&ss={ss}&srt={srt}&sp={permissions}&se={}&spr={}&sig={}",
+        enc(se),
+        enc(spr),
+        enc(&sig)
+    )
+}
+
+#[tokio::test]
+async fn sas_tokens_authenticate() {
+    let Some(srv) = abs_server("abs sas_tokens_authenticate") else {
+        return;
+    };
+    let prefix = srv.unique_prefix("sas");
+    let with_sas = |token: String| {
+        let mut s = settings(&srv, &srv.endpoint, &prefix);
+        // A SAS alone is enough: no account key, and the account only in the endpoint.
+        s.account_key = None;
+        s.account_name = None;
+        s.sas_token = Some(token);
+        AbsReplica::with_retry_policy(s, fast_retry()).expect("replica")
+    };
+    let r = with_sas(format!("?{}", account_sas(&srv, "rwdlac")));
+    let t = UNIX_EPOCH + Duration::from_millis(1_795_665_906_229);
+    put(&r, 0, 1, Bytes::from(data(3000, 1)), t)
+        .await
+        .expect("write with SAS");
+    let files = r.ltx_files(Level(0)).await.expect("list with SAS");
+    assert_eq!((files.len(), files[0].created_at), (1, t));
+    let got = r
+        .read_range(Level(0), TxId(1), TxId(1), 100, Some(200))
+        .await
+        .expect("read with SAS");
+    assert_eq!(&got[..], &data(3000, 1)[100..300]);
+
+    // Read-only: listing works, a write is refused once and names the blob.
+    let ro = with_sas(account_sas(&srv, "rl"));
+    assert_eq!(ro.ltx_files(Level(0)).await.expect("list").len(), 1);
+    let e = put(&ro, 0, 2, Bytes::from_static(b"x"), t)
+        .await
+        .expect_err("read-only SAS");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("403") && msg.contains("ltx/0/0000000000000002-0000000000000002.ltx"),
+        "{msg}"
+    );
+
+    // A tampered signature is refused.
+    let bad = account_sas(&srv, "rwdlac").replace("&sig=", "&sig=AAAA");
+    let e = with_sas(bad)
+        .ltx_files(Level(0))
+        .await
+        .expect_err("bad SAS");
+    assert!(e.to_string().contains("403"), "{e}");
+
+    r.delete_all().await.expect("cleanup");
+    r.invalidate_cache();
+    assert!(r.ltx_files(Level(0)).await.expect("list").is_empty());
+}
+
+async fn collect(
+    r: &AbsReplica,
+    min: u64,
+    offset: u64,
+    len: u64,
+    max: u64,
+) -> Result<Vec<u8>, StorageError> {
+    let mut s = r
+        .read_range_stream(Level(0), TxId(min), TxId(min), offset, len)
+        .await?;
+    let mut out = Vec::new();
+    while let Some(p) = s.next_piece(max).await? {
+        assert!(!p.is_empty() && p.len() as u64 <= max);
+        out.extend_from_slice(&p);
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn streamed_reads_resume_and_stop_at_the_end() {
+    let Some(srv) = abs_server("abs streamed_reads_resume_and_stop_at_the_end") else {
+        return;
+    };
+    let (p, r) = proxied_replica(&srv, "stream").await;
+    let body = data(300_000, 9);
+    put(&r, 0, 1, Bytes::from(body.clone()), SystemTime::now())
+        .await
+        .expect("write");
+    let before = p.state.request_count();
+    let got = collect(&r, 1, 1000, 250_000, 7_000).await.expect("stream");
+    assert!(got[..] == body[1000..251_000]);
+    assert_eq!(p.state.request_count() - before, 1, "one GET for the range");
+    // A connection cut mid-body: the rest is asked for from where it broke.
+    p.state
+        .cut_next_response_after
+        .store(100_000, Ordering::SeqCst);
+    let before = p.state.request_count();
+    let got = collect(&r, 1, 0, 300_000, 1 << 20).await.expect("resumed");
+    assert!(got[..] == body[..], "resumed stream differs");
+    let heads = p.state.heads();
+    assert_eq!(heads.len() - before, 2, "{heads:?}");
+    let resume = heads.last().expect("resume request").to_ascii_lowercase();
+    assert!(
+        resume.contains("if-match") && resume.contains("x-ms-range: bytes="),
+        "{resume}"
+    );
+    // Past the end: an error, at the start or when the body ends early.
+    for (off, len) in [(299_000u64, 2_000u64), (300_000, 1), (400_000, 10)] {
+        let e = collect(&r, 1, off, len, 1 << 20)
+            .await
+            .expect_err("past the end");
+        assert!(!e.is_not_found(), "{e}");
+        assert!(e.to_string().contains("past the end"), "{e}");
+    }
+    assert!(collect(&r, 1, 300_000, 0, 10)
+        .await
+        .expect("empty range")
+        .is_empty());
+    let e = collect(&r, 2, 0, 10, 10).await.expect_err("missing");
+    assert!(e.is_not_found(), "{e}");
+    r.delete_all().await.expect("cleanup");
 }

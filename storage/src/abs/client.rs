@@ -135,7 +135,7 @@ impl Request {
         self
     }
 
-    fn header(mut self, k: &'static str, v: impl Into<String>) -> Self {
+    pub(crate) fn header(mut self, k: &'static str, v: impl Into<String>) -> Self {
         self.headers.push((k, v.into()));
         self
     }
@@ -149,7 +149,7 @@ pub(crate) struct Response {
 }
 
 /// Why one attempt failed below the HTTP status level.
-enum AttemptError {
+pub(crate) enum AttemptError {
     /// Connection refused, reset or timed out: worth another try.
     Transport(String),
     /// Our side cannot build the request: not worth retrying.
@@ -225,18 +225,26 @@ fn describe_hyper(e: &hyper::Error) -> String {
     s
 }
 
-async fn read_body(mut body: Incoming) -> Result<Bytes, String> {
+pub(crate) async fn read_body(mut body: Incoming) -> Result<Bytes, String> {
     let mut out = BytesMut::new();
+    while let Some(data) = next_data(&mut body).await? {
+        out.extend_from_slice(&data);
+    }
+    Ok(out.freeze())
+}
+
+/// The next data frame of a response body (trailers skipped), or `None` at its end.
+pub(crate) async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, String> {
     loop {
         let frame = tokio::time::timeout(READ_IDLE_TIMEOUT, body.frame())
             .await
             .map_err(|_| format!("no data for {READ_IDLE_TIMEOUT:?}"))?;
         match frame {
-            None => return Ok(out.freeze()),
+            None => return Ok(None),
             Some(Err(e)) => return Err(describe_hyper(&e)),
             Some(Ok(f)) => {
                 if let Ok(data) = f.into_data() {
-                    out.extend_from_slice(&data);
+                    return Ok(Some(data));
                 }
             }
         }
@@ -249,7 +257,7 @@ pub(crate) struct AbsClient {
     /// Encoded path before the container ("" or "/devstoreaccount1"), no trailing slash.
     base: String,
     auth: Auth,
-    pool: Pool,
+    pub(crate) pool: Pool,
     pub retry: RetryPolicy,
 }
 
@@ -323,7 +331,13 @@ impl AbsClient {
         }
     }
 
-    fn error(&self, req: &Request, status: Option<u16>, code: &str, msg: String) -> AbsError {
+    pub(crate) fn error(
+        &self,
+        req: &Request,
+        status: Option<u16>,
+        code: &str,
+        msg: String,
+    ) -> AbsError {
         AbsError {
             op: req.op,
             target: self.describe(req.blob.as_deref()),
@@ -336,7 +350,7 @@ impl AbsClient {
         }
     }
 
-    fn status_error(
+    pub(crate) fn status_error(
         &self,
         req: &Request,
         status: StatusCode,
@@ -480,7 +494,7 @@ impl AbsClient {
     }
 
     /// One attempt: connect (or reuse), send, wait for the response head.
-    async fn attempt(
+    pub(crate) async fn attempt(
         &self,
         req: &Request,
     ) -> Result<(http::response::Parts, Incoming, Conn), AttemptError> {
@@ -673,7 +687,13 @@ impl AbsClient {
         Ok(resp.body)
     }
 
-    fn past_end(&self, req: &Request, offset: u64, len: Option<u64>, size: u64) -> AbsError {
+    pub(crate) fn past_end(
+        &self,
+        req: &Request,
+        offset: u64,
+        len: Option<u64>,
+        size: u64,
+    ) -> AbsError {
         let mut e = self.error(
             req,
             Some(416),

@@ -10,6 +10,7 @@
 
 mod client;
 pub mod settings;
+mod stream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,8 +25,9 @@ use tokio::task::JoinSet;
 
 use crate::metrics::{self, Operation};
 use crate::s3::body::Payload;
-use crate::{Body, LtxFileInfo, ReplicaClient, Result, SharedReplica, StorageError};
+use crate::{Body, LtxFileInfo, RangeStream, ReplicaClient, Result, SharedReplica, StorageError};
 use client::{AbsClient, AbsError};
+use stream::BlobStream;
 
 pub use crate::s3::RetryPolicy;
 pub use settings::AbsSettings;
@@ -285,6 +287,47 @@ impl AbsReplica {
     }
 }
 
+/// [`ReplicaClient::read_range_stream`] over one streamed Get Blob; its bytes are added to the
+/// metrics when it is dropped.
+struct StreamedRange {
+    stream: BlobStream,
+    bytes: u64,
+    /// The rest of a piece that was longer than the caller wanted.
+    left: Bytes,
+}
+
+impl Drop for StreamedRange {
+    fn drop(&mut self) {
+        metrics::record(KIND, Operation::Get, 0, self.bytes);
+    }
+}
+
+#[async_trait]
+impl RangeStream for StreamedRange {
+    async fn next_piece(&mut self, max: u64) -> Result<Option<Bytes>> {
+        let max = usize::try_from(max).unwrap_or(usize::MAX).max(1);
+        let mut piece = if self.left.is_empty() {
+            match self.stream.next_piece().await {
+                Ok(Some(p)) => {
+                    self.bytes += p.len() as u64;
+                    p
+                }
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    metrics::record_error(KIND, Operation::Get, &e.metric_code());
+                    return Err(storage_error(e));
+                }
+            }
+        } else {
+            std::mem::take(&mut self.left)
+        };
+        if piece.len() > max {
+            self.left = piece.split_off(max);
+        }
+        Ok(Some(piece))
+    }
+}
+
 #[async_trait]
 impl ReplicaClient for AbsReplica {
     fn kind(&self) -> &'static str {
@@ -341,6 +384,34 @@ impl ReplicaClient for AbsReplica {
             Ok(b) => {
                 metrics::record(KIND, Operation::Get, 1, b.len() as u64);
                 Ok(b)
+            }
+            Err(e) => {
+                metrics::record_error(KIND, Operation::Get, &e.metric_code());
+                Err(storage_error(e))
+            }
+        }
+    }
+
+    async fn read_range_stream<'a>(
+        &'a self,
+        level: Level,
+        min: TxId,
+        max: TxId,
+        offset: u64,
+        len: u64,
+    ) -> Result<Box<dyn RangeStream + 'a>> {
+        let blob = self.ltx_blob(level, min, max);
+        let start = Instant::now();
+        let r = BlobStream::open(self.client.clone(), &blob, offset, len).await;
+        metrics::observe_duration(KIND, Operation::Get, start.elapsed());
+        match r {
+            Ok(stream) => {
+                metrics::record(KIND, Operation::Get, 1, 0);
+                Ok(Box::new(StreamedRange {
+                    stream,
+                    bytes: 0,
+                    left: Bytes::new(),
+                }))
             }
             Err(e) => {
                 metrics::record_error(KIND, Operation::Get, &e.metric_code());
