@@ -597,3 +597,121 @@ async fn streamed_reads_resume_and_stop_at_the_end() {
     assert!(e.is_not_found(), "{e}");
     r.delete_all().await.expect("cleanup");
 }
+
+/// An Azurite of this test's own (so that it can be stopped without disturbing the others),
+/// keeping its data in `dir` across restarts.
+struct OwnAzurite(std::process::Child);
+
+impl OwnAzurite {
+    fn start(dir: &std::path::Path, port: u16) -> Option<OwnAzurite> {
+        let child = std::process::Command::new("azurite-blob")
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .arg("--location")
+            .arg(dir)
+            .args([
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            assert!(
+                std::env::var("LS_INTEROP").as_deref() != Ok("1"),
+                "LS_INTEROP=1 but azurite-blob cannot be run (tests/abs/install.sh)"
+            );
+            eprintln!("SKIP: azurite-blob not found");
+            return None;
+        };
+        let server = OwnAzurite(child);
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("azurite did not start on port {port}");
+    }
+}
+
+impl Drop for OwnAzurite {
+    /// SIGTERM, so that Azurite saves its blob index before exiting; SIGKILL if it lingers.
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of our own child, not yet reaped.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn reconnects_after_the_server_restarts() {
+    let Some(srv) = abs_server("abs reconnects_after_the_server_restarts") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let Some(server) = OwnAzurite::start(dir.path(), port) else {
+        return;
+    };
+    let endpoint = format!("http://127.0.0.1:{port}/{}", srv.account);
+    let r = AbsReplica::with_retry_policy(settings(&srv, &endpoint, "restart"), fast_retry())
+        .expect("replica");
+    r.create_container().await.expect("create container");
+    let body = Bytes::from(data(20_000, 5));
+    put(&r, 0, 1, body.clone(), SystemTime::now())
+        .await
+        .expect("write");
+    let got = r
+        .read_range(Level(0), TxId(1), TxId(1), 0, None)
+        .await
+        .expect("read");
+    assert_eq!(got, body);
+
+    // Restarted between two requests: the pooled connection is dead, a new one is made.
+    drop(server);
+    let server = OwnAzurite::start(dir.path(), port).expect("restart");
+    let got = r
+        .read_range(Level(0), TxId(1), TxId(1), 0, None)
+        .await
+        .expect("read after a restart");
+    assert_eq!(got, body);
+
+    // Down: reported (after retries) as a connection failure naming the blob.
+    drop(server);
+    let e = r
+        .read_range(Level(0), TxId(1), TxId(1), 0, None)
+        .await
+        .expect_err("server down");
+    assert!(
+        e.to_string()
+            .contains("restart/ltx/0/0000000000000001-0000000000000001.ltx"),
+        "{e}"
+    );
+
+    // Back up on the same port.
+    let _server = OwnAzurite::start(dir.path(), port).expect("restart");
+    let got = r
+        .read_range(Level(0), TxId(1), TxId(1), 0, None)
+        .await
+        .expect("read after restart");
+    assert_eq!(got, body);
+    put(&r, 0, 2, Bytes::from_static(b"after"), SystemTime::now())
+        .await
+        .expect("write after restart");
+    r.invalidate_cache();
+    assert_eq!(r.ltx_files(Level(0)).await.expect("list").len(), 2);
+}
