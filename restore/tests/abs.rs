@@ -221,6 +221,43 @@ fn abs_restore_matches_litestream() {
     assert!(!a.is_empty() && a == b, "latest: bytes differ");
     check_db(&b, r.dir.path(), 300 + 100 + 150 + 200 + 250);
 
+    // The same replica named by `url:` (with `endpoint:` beside it, as Litestream allows) and
+    // the account key from LITESTREAM_AZURE_ACCOUNT_KEY: both tools restore the same bytes.
+    let cfg = r.dir.path().join("url-env.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      url: abs://{}@{}/{prefix}\n      endpoint: {}\n",
+            r.db.display(),
+            srv.account,
+            srv.container,
+            srv.endpoint
+        ),
+    )
+    .expect("config");
+    let mut outs = Vec::new();
+    for (tool, out) in [("litestream", "lit-env.db"), ("ls-restore", "ls-env.db")] {
+        let out = r.dir.path().join(out);
+        let mut c = if tool == "litestream" {
+            let mut c = lit_cmd(&lit);
+            c.arg("restore");
+            c
+        } else {
+            ls_restore()
+        };
+        c.env("LITESTREAM_AZURE_ACCOUNT_KEY", &srv.key)
+            .env_remove("LITESTREAM_AZURE_SAS_TOKEN")
+            .arg("-config")
+            .arg(&cfg)
+            .arg("-o")
+            .arg(&out)
+            .arg(&r.db);
+        let o = run(c);
+        assert!(o.status.success(), "{tool}: {}", stderr(&o));
+        outs.push(std::fs::read(&out).expect("restored"));
+    }
+    assert!(outs[0] == a && outs[1] == a, "url + env restores differ");
+
     // Every TXID.
     let mut restored = 0;
     for txid in 1..=max_txid {
