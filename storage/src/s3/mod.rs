@@ -7,16 +7,16 @@
 //! is listed for the first time. A reader that expects another writer calls
 //! [`ReplicaClient::invalidate_cache`] before listing.
 
-mod body;
+pub(crate) mod body;
 mod client;
 pub mod credentials;
-mod pool;
-mod retry;
+pub(crate) mod pool;
+pub(crate) mod retry;
 pub mod settings;
 mod sign;
 #[cfg(test)]
 mod test_server;
-mod xml;
+pub(crate) mod xml;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
