@@ -162,7 +162,10 @@ impl std::fmt::Debug for DavClient {
 impl DavClient {
     pub fn new(server: Server, dir: &[String], retry: RetryPolicy) -> Result<DavClient, String> {
         let tls = if server.https {
-            Some(Arc::new(crate::s3::pool::tls_config(false, None)?))
+            // Go's TLS (Litestream) also trusts the PEM file SSL_CERT_FILE names.
+            let ca = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty());
+            let ca = ca.as_deref().map(std::path::Path::new);
+            Some(Arc::new(crate::s3::pool::tls_config(false, ca)?))
         } else {
             None
         };
