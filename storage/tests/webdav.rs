@@ -447,6 +447,37 @@ async fn wrong_password_is_a_clear_error() {
     );
 }
 
+/// A server URL whose base directory does not exist: listings are empty (as Litestream's
+/// are), and the first write fails once, naming the directory it could not make.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_base_directory_is_reported() {
+    let Some(srv) = webdav_server("missing_base_directory_is_reported") else {
+        return;
+    };
+    let p = proxy(&srv).await;
+    let base = format!("{}/{}", p.endpoint, srv.unique_path("no-such-dir"));
+    let r = WebDavReplica::with_retry_policy(settings(&srv, &base, "db"), fast_retry())
+        .expect("replica");
+    assert!(r.ltx_files(Level(0)).await.expect("list").is_empty());
+    let e = r
+        .write_ltx(
+            Level(0),
+            TxId(1),
+            TxId(1),
+            Body::Bytes(Bytes::from_static(b"x")),
+            SystemTime::now(),
+        )
+        .await
+        .expect_err("no base directory");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("{base}/db/")) && msg.contains("409") && msg.contains("webdav-url"),
+        "{msg}"
+    );
+    // list, PUT, MKCOL of the level, MKCOL of <path>: each once.
+    assert_eq!(p.state.request_count(), 4, "{:?}", p.state.heads());
+}
+
 /// 503s are retried with backoff; a response cut mid-body is resumed where it stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_are_retried() {

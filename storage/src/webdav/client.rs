@@ -44,9 +44,12 @@ impl std::fmt::Display for DavError {
             write!(f, "HTTP {s} ")?;
         }
         f.write_str(&self.message)?;
-        f.write_str(match self.status {
-            Some(401) => " (check webdav-username and webdav-password)",
-            Some(403) => " (the user may not access this path)",
+        f.write_str(match (self.status, self.op) {
+            (Some(401), _) => " (check webdav-username and webdav-password)",
+            (Some(403), _) => " (the user may not access this path)",
+            (Some(409), "create directory") => {
+                " (the directory above it is missing: check webdav-url)"
+            }
             _ => "",
         })
     }
