@@ -398,7 +398,11 @@ async fn url_and_config_keys_open_the_same_replica() {
     );
 }
 
-async fn write_via(r: &dyn ReplicaClient, txid: u64, data: &'static [u8]) {
+async fn try_write(
+    r: &dyn ReplicaClient,
+    txid: u64,
+    data: &'static [u8],
+) -> storage::Result<storage::LtxFileInfo> {
     r.write_ltx(
         Level(0),
         TxId(txid),
@@ -407,7 +411,10 @@ async fn write_via(r: &dyn ReplicaClient, txid: u64, data: &'static [u8]) {
         SystemTime::now(),
     )
     .await
-    .expect("write");
+}
+
+async fn write_via(r: &dyn ReplicaClient, txid: u64, data: &'static [u8]) {
+    try_write(r, txid, data).await.expect("write");
 }
 
 /// A wrong password is reported at once (no retries), naming the URL and the keys to check.
@@ -431,16 +438,7 @@ async fn wrong_password_is_a_clear_error() {
     );
     assert!(!msg.contains("wrong"), "the password leaked: {msg}");
     assert_eq!(p.state.request_count(), 1, "a 401 must not be retried");
-    let e = r
-        .write_ltx(
-            Level(0),
-            TxId(1),
-            TxId(1),
-            Body::Bytes(Bytes::from_static(b"x")),
-            SystemTime::now(),
-        )
-        .await
-        .expect_err("401");
+    let e = try_write(&r, 1, b"x").await.expect_err("401");
     assert!(
         matches!(e, StorageError::Other(_)) && e.to_string().contains("401"),
         "{e}"
@@ -459,16 +457,7 @@ async fn missing_base_directory_is_reported() {
     let r = WebDavReplica::with_retry_policy(settings(&srv, &base, "db"), fast_retry())
         .expect("replica");
     assert!(r.ltx_files(Level(0)).await.expect("list").is_empty());
-    let e = r
-        .write_ltx(
-            Level(0),
-            TxId(1),
-            TxId(1),
-            Body::Bytes(Bytes::from_static(b"x")),
-            SystemTime::now(),
-        )
-        .await
-        .expect_err("no base directory");
+    let e = try_write(&r, 1, b"x").await.expect_err("no base directory");
     let msg = e.to_string();
     assert!(
         msg.contains(&format!("{base}/db/")) && msg.contains("409") && msg.contains("webdav-url"),
