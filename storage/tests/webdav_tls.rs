@@ -1,0 +1,78 @@
+//! `webdavs://`: HTTPS to the WebDAV server through a TLS-terminating proxy whose certificate
+//! a test CA signed. Untrusted, the certificate is refused at once (not retried); trusted
+//! through `SSL_CERT_FILE` (as Go, hence Litestream, trusts it), files go and come back. A
+//! test binary of its own because it sets the variable for the whole process.
+
+mod common;
+#[path = "../../tests/support/webdav.rs"]
+mod webdav_env;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use ltx_codec::{Level, TxId};
+use storage::{open_replica, Body};
+use webdav_env::webdav_server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webdavs_with_a_private_ca() {
+    let Some(srv) = webdav_server("webdavs_with_a_private_ca") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((ca, cert, key)) = common::test_certificates(dir.path()) else {
+        return;
+    };
+    let upstream = common::Server {
+        endpoint: srv.url.clone(),
+        access_key: String::new(),
+        secret_key: String::new(),
+        bucket: String::new(),
+        data_dir: None,
+    };
+    let port = common::tls_proxy(&upstream, &cert, &key).await;
+    let path = srv.unique_path("tls");
+    let url = format!(
+        "webdavs://{}:{}@localhost:{port}/{path}",
+        srv.user, srv.pass
+    );
+
+    std::env::remove_var("SSL_CERT_FILE");
+    let untrusted = open_replica(&url).expect("open");
+    let start = Instant::now();
+    let e = untrusted
+        .ltx_files(Level(0))
+        .await
+        .expect_err("unknown issuer");
+    assert!(start.elapsed() < Duration::from_secs(5), "retried: {e}");
+    let s = e.to_string();
+    assert!(
+        s.contains(&format!("https://localhost:{port}/{path}/ltx/0/")) && s.contains("certificate"),
+        "{s}"
+    );
+
+    std::env::set_var("SSL_CERT_FILE", &ca);
+    let r = open_replica(&url).expect("open");
+    r.write_ltx(
+        Level(0),
+        TxId(1),
+        TxId(2),
+        Body::Bytes(Bytes::from_static(b"over tls")),
+        SystemTime::now(),
+    )
+    .await
+    .expect("write over TLS");
+    let files = r.ltx_files(Level(0)).await.expect("list over TLS");
+    assert_eq!(files.len(), 1);
+    let b = r
+        .read_range(Level(0), TxId(1), TxId(2), 5, None)
+        .await
+        .expect("read over TLS");
+    assert_eq!(&b[..], b"tls");
+    if let Some(data) = &srv.data_dir {
+        let f = data
+            .join(&path)
+            .join("ltx/0/0000000000000001-0000000000000002.ltx");
+        assert_eq!(std::fs::read(f).expect("on the server"), b"over tls");
+    }
+}
