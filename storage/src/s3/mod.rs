@@ -7,11 +7,11 @@
 //! is listed for the first time. A reader that expects another writer calls
 //! [`ReplicaClient::invalidate_cache`] before listing.
 
-mod body;
+pub(crate) mod body;
 mod client;
 pub mod credentials;
-mod pool;
-mod retry;
+pub(crate) mod pool;
+pub(crate) mod retry;
 pub mod settings;
 mod sign;
 #[cfg(test)]
