@@ -188,6 +188,61 @@ async fn write_list_read_delete_round_trip() {
 }
 
 #[tokio::test]
+async fn streamed_reads() {
+    let Some(srv) = gcs_server("streamed_reads") else {
+        return;
+    };
+    let prefix = srv.unique_prefix("stream");
+    let r = replica(&srv, &prefix);
+    let body = data(3 << 20, 5);
+    r.write_ltx(
+        Level(9),
+        TxId(1),
+        TxId(9),
+        Body::Bytes(body.clone()),
+        ms_time(0),
+    )
+    .await
+    .expect("write");
+    let mut s = r
+        .read_range_stream(Level(9), TxId(1), TxId(9), 100, body.len() as u64 - 105)
+        .await
+        .expect("stream");
+    let mut got = Vec::new();
+    while let Some(p) = s.next_piece(64 << 10).await.expect("piece") {
+        assert!(!p.is_empty() && p.len() <= 64 << 10);
+        got.extend_from_slice(&p);
+    }
+    assert_eq!(
+        Sha256::digest(&got),
+        Sha256::digest(&body[100..body.len() - 5])
+    );
+    drop(s);
+    // Past the end: an error, at the start or when the bytes run out.
+    let len = body.len() as u64;
+    assert!(r
+        .read_range_stream(Level(9), TxId(1), TxId(9), len + 10, 5)
+        .await
+        .is_err());
+    let mut s = r
+        .read_range_stream(Level(9), TxId(1), TxId(9), len - 10, 20)
+        .await
+        .expect("open");
+    let mut res = Ok(Some(Bytes::new()));
+    while matches!(res, Ok(Some(_))) {
+        res = s.next_piece(1 << 20).await;
+    }
+    assert!(res.is_err(), "short range must fail: {res:?}");
+    let missing = r
+        .read_range_stream(Level(9), TxId(2), TxId(9), 0, 10)
+        .await
+        .err()
+        .expect("missing");
+    assert!(missing.is_not_found(), "{missing}");
+    r.delete_all().await.expect("clean up");
+}
+
+#[tokio::test]
 async fn layout_and_metadata_match_litestream() {
     let Some(srv) = gcs_server("layout_and_metadata_match_litestream") else {
         return;

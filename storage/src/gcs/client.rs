@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::auth::{AuthError, TokenSource};
 use crate::s3::body::{Payload, ReqBody};
-use crate::s3::pool::{parse_http_url, Pool, Target};
+use crate::s3::pool::{parse_http_url, Conn, Pool, Target};
 use crate::s3::retry::{retryable_status, RetryPolicy};
 
 const USER_AGENT: &str = concat!("litestream-rs/", env!("CARGO_PKG_VERSION"));
@@ -127,35 +127,43 @@ pub(crate) fn describe_hyper(e: &hyper::Error) -> String {
     s
 }
 
-/// Reads a whole response body, with a limit on the gap between chunks.
-pub(crate) async fn read_body(mut body: Incoming) -> Result<Bytes, String> {
-    let mut out = BytesMut::new();
+/// The next data frame of a response body, or `None` at its end, with a limit on the gap
+/// between frames.
+pub(crate) async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, String> {
     loop {
         let frame = tokio::time::timeout(READ_IDLE_TIMEOUT, body.frame())
             .await
             .map_err(|_| format!("no data for {READ_IDLE_TIMEOUT:?}"))?;
         match frame {
-            None => return Ok(out.freeze()),
+            None => return Ok(None),
             Some(Err(e)) => return Err(describe_hyper(&e)),
             Some(Ok(f)) => {
                 if let Ok(data) = f.into_data() {
-                    out.extend_from_slice(&data);
+                    return Ok(Some(data));
                 }
             }
         }
     }
 }
 
-/// Sends one request on a pooled connection and reads the whole response. The connection goes
-/// back to the pool only when the response was read to its end.
-pub(crate) async fn send_once(
+/// Reads a whole response body.
+pub(crate) async fn read_body(mut body: Incoming) -> Result<Bytes, String> {
+    let mut out = BytesMut::new();
+    while let Some(data) = next_data(&mut body).await? {
+        out.extend_from_slice(&data);
+    }
+    Ok(out.freeze())
+}
+
+/// Sends one request on a pooled connection and returns when the response head arrives.
+pub(crate) async fn send_head(
     pool: &Pool,
     target: &Target,
     method: Method,
     path: &str,
     headers: &[(&str, String)],
     payload: &Payload,
-) -> Result<Response, AttemptError> {
+) -> Result<(http::response::Parts, Incoming, Conn), AttemptError> {
     let body = payload
         .open()
         .await
@@ -189,6 +197,20 @@ pub(crate) async fn send_once(
         .map_err(|_| AttemptError::Transport(format!("no response within {limit:?}")))?
         .map_err(|e| AttemptError::Transport(describe_hyper(&e)))?;
     let (parts, body) = resp.into_parts();
+    Ok((parts, body, conn))
+}
+
+/// Sends one request and reads the whole response. The connection goes back to the pool only
+/// when the response was read to its end.
+pub(crate) async fn send_once(
+    pool: &Pool,
+    target: &Target,
+    method: Method,
+    path: &str,
+    headers: &[(&str, String)],
+    payload: &Payload,
+) -> Result<Response, AttemptError> {
+    let (parts, body, conn) = send_head(pool, target, method, path, headers, payload).await?;
     let body = read_body(body).await.map_err(AttemptError::Transport)?;
     pool.checkin(conn);
     Ok(Response {
@@ -344,6 +366,18 @@ impl GcsClient {
         self.error(req, Some(status.as_u16()), message)
     }
 
+    /// An error below HTTP: transport failures may heal, local ones will not.
+    fn attempt_error(&self, req: &Request, e: AttemptError) -> GcsError {
+        match e {
+            AttemptError::Transport(e) => self.error(req, None, e),
+            AttemptError::Local(e) => {
+                let mut err = self.error(req, None, e);
+                err.retryable = false;
+                err
+            }
+        }
+    }
+
     /// Sends a request with retries and reads the whole response. Statuses other than 2xx
     /// and `req.accept` are errors.
     pub async fn execute(&self, req: &Request) -> Result<Response, GcsError> {
@@ -356,12 +390,7 @@ impl GcsClient {
                     }
                     self.status_error(req, resp.status, &resp.body)
                 }
-                Err(AttemptError::Transport(e)) => self.error(req, None, e),
-                Err(AttemptError::Local(e)) => {
-                    let mut err = self.error(req, None, e);
-                    err.retryable = false;
-                    return Err(err);
-                }
+                Err(e) => self.attempt_error(req, e),
             };
             attempt += 1;
             if !err.retryable || attempt >= self.retry.max_attempts {
@@ -373,14 +402,20 @@ impl GcsClient {
         }
     }
 
-    async fn attempt(&self, req: &Request) -> Result<Response, AttemptError> {
-        let mut headers: Vec<(&str, String)> = req.headers.clone();
+    /// The request's headers plus authorization.
+    async fn authorized(&self, req: &Request) -> Result<Vec<(&'static str, String)>, AttemptError> {
+        let mut headers = req.headers.clone();
         match self.auth.token(&self.pool).await {
             Ok(Some(t)) => headers.push(("authorization", format!("Bearer {t}"))),
             Ok(None) => {}
             Err(AuthError::Transient(e)) => return Err(AttemptError::Transport(e)),
             Err(AuthError::Fatal(e)) => return Err(AttemptError::Local(e)),
         }
+        Ok(headers)
+    }
+
+    async fn attempt(&self, req: &Request) -> Result<Response, AttemptError> {
+        let headers = self.authorized(req).await?;
         send_once(
             &self.pool,
             &req.target,
@@ -415,6 +450,60 @@ impl GcsClient {
             objects: list.items,
             next_token: list.next_page_token.filter(|t| !t.is_empty()),
         })
+    }
+
+    /// Starts a ranged download of `[from, to)`, pinned to `generation` when given, and
+    /// returns once its head arrives: the status, the generation served, the body and its
+    /// connection. Non-2xx answers are read whole and returned as errors.
+    pub async fn open_range(
+        &self,
+        name: &str,
+        from: u64,
+        to: u64,
+        generation: Option<&str>,
+    ) -> Result<(StatusCode, Option<String>, Incoming, Conn), GcsError> {
+        let mut path = format!("{}?alt=media", self.object_path(name));
+        if let Some(g) = generation {
+            path.push_str(&format!("&generation={}", encode(g)));
+        }
+        let mut req = self.request("get object", Method::GET, Some(name), path);
+        req.headers
+            .push(("range", format!("bytes={from}-{}", to.saturating_sub(1))));
+        let headers = self
+            .authorized(&req)
+            .await
+            .map_err(|e| self.attempt_error(&req, e))?;
+        let sent = send_head(
+            &self.pool,
+            &req.target,
+            Method::GET,
+            &req.path,
+            &headers,
+            &Payload::Empty,
+        )
+        .await;
+        let (parts, body, conn) = sent.map_err(|e| self.attempt_error(&req, e))?;
+        if parts.status.is_success() {
+            let generation = parts
+                .headers
+                .get("x-goog-generation")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return Ok((parts.status, generation, body, conn));
+        }
+        let bytes = read_body(body).await.unwrap_or_default();
+        self.pool.checkin(conn);
+        let mut err = self.status_error(&req, parts.status, &bytes);
+        if parts.status == StatusCode::RANGE_NOT_SATISFIABLE {
+            err.message = format!("range {from}..{to} is past the end");
+            err.retryable = false;
+        }
+        Err(err)
+    }
+
+    /// Gives a connection whose response was read to its end back to the pool.
+    pub fn checkin(&self, conn: Conn) {
+        self.pool.checkin(conn);
     }
 
     /// The object's size, or `None` when it does not exist.
@@ -622,12 +711,7 @@ impl GcsClient {
                     continue;
                 }
                 Ok(resp) => self.status_error(&req, resp.status, &resp.body),
-                Err(AttemptError::Transport(e)) => self.error(&req, None, e),
-                Err(AttemptError::Local(e)) => {
-                    let mut err = self.error(&req, None, e);
-                    err.retryable = false;
-                    return Err(err);
-                }
+                Err(e) => self.attempt_error(&req, e),
             };
             failures += 1;
             if !outcome.retryable || failures >= self.retry.max_attempts {

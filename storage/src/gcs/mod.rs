@@ -11,6 +11,7 @@
 mod auth;
 mod cache;
 mod client;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -25,7 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::metrics::{self, Operation};
 use crate::s3::pool::{tls_config, Pool};
-use crate::{Body, LtxFileInfo, ReplicaClient, Result, SharedReplica, StorageError};
+use crate::{Body, LtxFileInfo, RangeStream, ReplicaClient, Result, SharedReplica, StorageError};
 use client::{ChunkSource, GcsClient, GcsError};
 
 pub use crate::s3::RetryPolicy;
@@ -499,6 +500,19 @@ impl ReplicaClient for GcsReplica {
             |b| b.len() as u64,
         )
         .await
+    }
+
+    async fn read_range_stream<'a>(
+        &'a self,
+        level: Level,
+        min: TxId,
+        max: TxId,
+        offset: u64,
+        len: u64,
+    ) -> Result<Box<dyn RangeStream + 'a>> {
+        let key = self.ltx_key(level, min, max);
+        let s = stream::StreamedRange::open(self.client.clone(), key, offset, len).await?;
+        Ok(Box::new(s))
     }
 
     async fn write_ltx(
