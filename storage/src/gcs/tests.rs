@@ -167,6 +167,14 @@ async fn serve(handler: Arc<Handler>) -> (String, Arc<StdMutex<Vec<Seen>>>) {
                     let Some((status, body)) = handler(&req) else {
                         return;
                     };
+                    // "HDRS:<lines>\n\n" before a body adds response headers.
+                    let (extra, body) = match body.strip_prefix("HDRS:") {
+                        Some(rest) => {
+                            let (h, b) = rest.split_once("\n\n").unwrap_or((rest, ""));
+                            (format!("{h}\r\n"), b.to_owned())
+                        }
+                        None => (String::new(), body),
+                    };
                     // "CUT:" bodies promise more than they send, then the connection drops.
                     let (body, cut) = match body.strip_prefix("CUT:") {
                         Some(b) => (b.to_owned(), 1000),
@@ -174,7 +182,7 @@ async fn serve(handler: Arc<Handler>) -> (String, Arc<StdMutex<Vec<Seen>>>) {
                     };
                     let resp = format!(
                         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
-                         X-Goog-Generation: 7\r\nContent-Length: {}\r\n\r\n{body}",
+                         X-Goog-Generation: 7\r\n{extra}Content-Length: {}\r\n\r\n{body}",
                         body.len() + cut
                     );
                     if sock.write_all(resp.as_bytes()).await.is_err() || cut > 0 {
@@ -518,5 +526,82 @@ async fn streamed_reads_resume_where_the_connection_broke() {
         seen[1].path().contains("generation=7"),
         "{}",
         seen[1].path()
+    );
+}
+
+#[tokio::test]
+async fn resumable_uploads_ask_where_to_go_on_after_a_failed_chunk() {
+    const SIZE: usize = 600_000;
+    let stored = Arc::new(StdMutex::new(vec![0u8; SIZE]));
+    let held = Arc::new(AtomicUsize::new(0));
+    let failed_once = Arc::new(AtomicUsize::new(0));
+    let (st, h, f) = (stored.clone(), held.clone(), failed_once.clone());
+    let url_cell = Arc::new(StdMutex::new(String::new()));
+    let u = url_cell.clone();
+    let (url, seen) = serve(Arc::new(move |req: &Seen| {
+        if req.head.starts_with("POST ") {
+            assert!(
+                req.path().contains("uploadType=resumable"),
+                "{}",
+                req.path()
+            );
+            let meta: serde_json::Value = serde_json::from_slice(&req.body).expect("metadata");
+            assert_eq!(
+                meta["metadata"]["litestream-timestamp"],
+                "2023-11-14T22:13:20.123Z"
+            );
+            let base = u.lock().expect("url").clone();
+            return Some((200, format!("HDRS:Location: {base}/session/1\n\n{{}}")));
+        }
+        let range = req.header("content-range").unwrap_or_default();
+        let spec = range.strip_prefix("bytes ").unwrap_or_default();
+        let (span, _total) = spec.split_once('/').unwrap_or(("", ""));
+        let have = h.load(Ordering::SeqCst);
+        if span == "*" {
+            // Status query.
+            return Some((308, format!("HDRS:Range: bytes=0-{}\n\n", have - 1)));
+        }
+        let (a, b) = span.split_once('-').unwrap_or(("0", "0"));
+        let (a, b): (usize, usize) = (a.parse().unwrap_or(0), b.parse().unwrap_or(0));
+        assert_eq!(a, have, "chunks continue where the session is");
+        if a == 262_144 && f.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Some((503, "{}".into()));
+        }
+        st.lock().expect("store")[a..=b].copy_from_slice(&req.body);
+        h.store(b + 1, Ordering::SeqCst);
+        if b + 1 == SIZE {
+            Some((200, "{}".into()))
+        } else {
+            Some((308, format!("HDRS:Range: bytes=0-{b}\n\n")))
+        }
+    }))
+    .await;
+    *url_cell.lock().expect("url") = url.clone();
+    let mut r = test_replica(&url, TokenSource::anonymous());
+    r.set_chunk_size(256 * 1024);
+    let body: Vec<u8> = (0..SIZE).map(|i| (i * 31 % 251) as u8).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("snap.ltx");
+    std::fs::write(&path, &body).expect("write");
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+    r.write_ltx(Level(9), TxId(1), TxId(5), crate::Body::File(path), t)
+        .await
+        .expect("upload");
+    assert_eq!(*stored.lock().expect("store"), body);
+    let ranges: Vec<String> = seen
+        .lock()
+        .expect("log")
+        .iter()
+        .filter_map(|s| s.header("content-range"))
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            "bytes 0-262143/*",
+            "bytes 262144-524287/*",
+            "bytes */600000",
+            "bytes 262144-524287/*",
+            "bytes 524288-599999/600000",
+        ]
     );
 }
