@@ -705,10 +705,16 @@ impl GcsClient {
             req.headers.push(("content-range", range));
             let outcome = match self.attempt(&req).await {
                 Ok(resp) if resp.status.is_success() => return Ok(()),
-                Ok(resp) if resp.status.as_u16() == 308 => {
+                Ok(resp) if resp.status.as_u16() == 308 && persisted(&resp.headers) > sent => {
                     sent = persisted(&resp.headers);
                     failures = 0;
                     continue;
+                }
+                Ok(resp) if resp.status.as_u16() == 308 => {
+                    // The session took nothing of the chunk: count it as a failed try.
+                    let mut e = self.error(&req, Some(308), "the chunk was not stored".into());
+                    e.retryable = true;
+                    e
                 }
                 Ok(resp) => self.status_error(&req, resp.status, &resp.body),
                 Err(e) => self.attempt_error(&req, e),
