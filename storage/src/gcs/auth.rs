@@ -1,0 +1,386 @@
+//! OAuth2 access tokens for GCS, found the way Google's Go client finds them (Application
+//! Default Credentials): the JSON file named by `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's
+//! `application_default_credentials.json`, else the GCE metadata server. Service-account keys
+//! are exchanged with an RS256-signed JWT, user credentials with their refresh token. Tokens
+//! are cached until shortly before they expire; nothing is looked up before the first request.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::Method;
+use ring::rand::SystemRandom;
+use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use serde::Deserialize;
+
+use super::client::{send_once, AttemptError};
+use crate::s3::body::Payload;
+use crate::s3::pool::{parse_http_url, Pool};
+
+/// What Google's storage client asks for (`storage.ScopeFullControl`).
+pub(crate) const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.full_control";
+const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+const METADATA_HOST: &str = "metadata.google.internal";
+const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+/// A token is renewed when less than this is left of it.
+const REFRESH_MARGIN: Duration = Duration::from_secs(4 * 60);
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub(crate) enum AuthError {
+    /// The token endpoint could not be reached or failed: worth another try.
+    Transient(String),
+    /// No credentials, unreadable credentials, or credentials the endpoint refused.
+    Fatal(String),
+}
+
+/// Where tokens come from.
+pub(crate) enum Credentials {
+    ServiceAccount {
+        email: String,
+        key: Arc<RsaKeyPair>,
+        token_uri: String,
+    },
+    AuthorizedUser {
+        client_id: String,
+        client_secret: String,
+        refresh_token: String,
+        token_uri: String,
+    },
+    /// The metadata server at this base URL (`http://metadata.google.internal`).
+    Metadata(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::ServiceAccount { email, .. } => write!(f, "service account {email}"),
+            Credentials::AuthorizedUser { client_id, .. } => write!(f, "user ({client_id})"),
+            Credentials::Metadata(u) => write!(f, "metadata server {u}"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CredentialsFile {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    client_email: String,
+    #[serde(default)]
+    private_key: String,
+    #[serde(default)]
+    token_uri: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    refresh_token: String,
+}
+
+/// Parses a PEM private key (PKCS#8 `PRIVATE KEY`, as Google issues them, or PKCS#1 `RSA
+/// PRIVATE KEY`).
+pub(crate) fn parse_private_key(pem: &str) -> Result<RsaKeyPair, String> {
+    let pkcs1 = pem.contains("BEGIN RSA PRIVATE KEY");
+    let b64: String = pem
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .map_err(|e| format!("private key is not valid PEM: {e}"))?;
+    let key = if pkcs1 {
+        RsaKeyPair::from_der(&der)
+    } else {
+        RsaKeyPair::from_pkcs8(&der)
+    };
+    key.map_err(|e| format!("private key is not a usable RSA key: {e}"))
+}
+
+impl Credentials {
+    /// Parses an ADC JSON file (`service_account` or `authorized_user`).
+    pub(crate) fn from_json(text: &[u8], origin: &str) -> Result<Credentials, String> {
+        let f: CredentialsFile = serde_json::from_slice(text)
+            .map_err(|e| format!("{origin}: not a Google credentials file: {e}"))?;
+        let token_uri = if f.token_uri.is_empty() {
+            DEFAULT_TOKEN_URI.to_owned()
+        } else {
+            f.token_uri
+        };
+        match f.kind.as_str() {
+            "service_account" => {
+                if f.client_email.is_empty() || f.private_key.is_empty() {
+                    return Err(format!(
+                        "{origin}: service_account credentials need client_email and private_key"
+                    ));
+                }
+                let key =
+                    parse_private_key(&f.private_key).map_err(|e| format!("{origin}: {e}"))?;
+                Ok(Credentials::ServiceAccount {
+                    email: f.client_email,
+                    key: Arc::new(key),
+                    token_uri,
+                })
+            }
+            "authorized_user" => {
+                if f.client_id.is_empty() || f.refresh_token.is_empty() {
+                    return Err(format!(
+                        "{origin}: authorized_user credentials need client_id and refresh_token"
+                    ));
+                }
+                Ok(Credentials::AuthorizedUser {
+                    client_id: f.client_id,
+                    client_secret: f.client_secret,
+                    refresh_token: f.refresh_token,
+                    token_uri,
+                })
+            }
+            other => Err(format!(
+                "{origin}: credentials of type {other:?} are not supported (use a service \
+                 account key or `gcloud auth application-default login`)"
+            )),
+        }
+    }
+
+    fn from_file(path: &Path) -> Result<Credentials, String> {
+        let text = std::fs::read(path)
+            .map_err(|e| format!("cannot read credentials file {}: {e}", path.display()))?;
+        Credentials::from_json(&text, &path.display().to_string())
+    }
+
+    /// Application Default Credentials, as Google's Go client looks them up.
+    fn find_default() -> Result<Credentials, String> {
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        if let Some(p) = env("GOOGLE_APPLICATION_CREDENTIALS") {
+            return Credentials::from_file(Path::new(&p));
+        }
+        let well_known = env("CLOUDSDK_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config/gcloud")))
+            .map(|d| d.join("application_default_credentials.json"));
+        if let Some(p) = well_known.filter(|p| p.is_file()) {
+            return Credentials::from_file(&p);
+        }
+        let host = std::env::var("GCE_METADATA_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| METADATA_HOST.to_owned());
+        Ok(Credentials::Metadata(format!("http://{host}")))
+    }
+
+    /// Fetches a new token and its lifetime.
+    async fn fetch(&self, pool: &Pool) -> Result<(String, Duration), AuthError> {
+        let (url, form) = match self {
+            Credentials::ServiceAccount {
+                email,
+                key,
+                token_uri,
+            } => {
+                let jwt =
+                    sign_jwt(email, key, token_uri, SystemTime::now()).map_err(AuthError::Fatal)?;
+                let form = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
+                    .append_pair("assertion", &jwt)
+                    .finish();
+                (token_uri.clone(), Some(form))
+            }
+            Credentials::AuthorizedUser {
+                client_id,
+                client_secret,
+                refresh_token,
+                token_uri,
+            } => {
+                let form = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("grant_type", "refresh_token")
+                    .append_pair("client_id", client_id)
+                    .append_pair("client_secret", client_secret)
+                    .append_pair("refresh_token", refresh_token)
+                    .finish();
+                (token_uri.clone(), Some(form))
+            }
+            Credentials::Metadata(base) => (format!("{base}{TOKEN_PATH}"), None),
+        };
+        let (target, path) = parse_http_url(&url)
+            .ok_or_else(|| AuthError::Fatal(format!("bad token URL {url:?}")))?;
+        let (method, headers, payload) = match form {
+            Some(f) => (
+                Method::POST,
+                vec![(
+                    "content-type",
+                    "application/x-www-form-urlencoded".to_owned(),
+                )],
+                Payload::Bytes(Bytes::from(f)),
+            ),
+            None => (
+                Method::GET,
+                vec![("metadata-flavor", "Google".to_owned())],
+                Payload::Empty,
+            ),
+        };
+        let sent = tokio::time::timeout(
+            TOKEN_TIMEOUT,
+            send_once(pool, &target, method, &path, &headers, &payload),
+        )
+        .await;
+        let resp = match sent {
+            Err(_) => {
+                return Err(AuthError::Transient(format!(
+                    "token request to {url} timed out"
+                )))
+            }
+            Ok(Err(AttemptError::Transport(e))) => {
+                let msg = format!("token request to {url} ({self:?}): {e}");
+                // Off GCE the metadata server does not even resolve: that is a missing
+                // configuration, not an outage.
+                return Err(match self {
+                    Credentials::Metadata(_) => AuthError::Fatal(format!(
+                        "no Google credentials: GOOGLE_APPLICATION_CREDENTIALS is unset, there \
+                         is no gcloud application_default_credentials.json, and the metadata \
+                         server is unreachable ({msg})"
+                    )),
+                    _ => AuthError::Transient(msg),
+                });
+            }
+            Ok(Err(AttemptError::Local(e))) => return Err(AuthError::Fatal(e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status.as_u16();
+        if status != 200 {
+            let body = String::from_utf8_lossy(&resp.body);
+            let msg = format!(
+                "token request to {url} ({self:?}) answered HTTP {status}: {}",
+                body.trim()
+            );
+            return Err(if status >= 500 || status == 429 {
+                AuthError::Transient(msg)
+            } else {
+                AuthError::Fatal(msg)
+            });
+        }
+        #[derive(Deserialize)]
+        struct TokenResponse {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let t: TokenResponse = serde_json::from_slice(&resp.body)
+            .map_err(|e| AuthError::Fatal(format!("token answer from {url} unreadable: {e}")))?;
+        Ok((
+            t.access_token,
+            Duration::from_secs(t.expires_in.unwrap_or(3600)),
+        ))
+    }
+}
+
+fn b64url(data: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+/// The JWT a service account presents to the token endpoint (RFC 7523), valid for an hour.
+pub(crate) fn sign_jwt(
+    email: &str,
+    key: &RsaKeyPair,
+    audience: &str,
+    now: SystemTime,
+) -> Result<String, String> {
+    let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let header = b64url(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let claims = serde_json::json!({
+        "iss": email,
+        "scope": SCOPE,
+        "aud": audience,
+        "iat": iat,
+        "exp": iat + 3600,
+    });
+    let signing_input = format!("{header}.{}", b64url(claims.to_string().as_bytes()));
+    let mut sig = vec![0u8; key.public().modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        signing_input.as_bytes(),
+        &mut sig,
+    )
+    .map_err(|_| "RS256 signing failed".to_owned())?;
+    Ok(format!("{signing_input}.{}", b64url(&sig)))
+}
+
+struct Cached {
+    token: String,
+    refresh_at: Instant,
+}
+
+/// Tokens for requests: none for an emulator, else from [`Credentials`] (found on first use
+/// when not given), cached.
+pub(crate) struct TokenSource {
+    anonymous: bool,
+    creds: tokio::sync::OnceCell<Result<Credentials, String>>,
+    cache: tokio::sync::Mutex<Option<Cached>>,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("anonymous", &self.anonymous)
+            .field("creds", &self.creds.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    /// No authentication (`STORAGE_EMULATOR_HOST`, as Google's client does).
+    pub fn anonymous() -> TokenSource {
+        TokenSource {
+            anonymous: true,
+            creds: tokio::sync::OnceCell::new(),
+            cache: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Application Default Credentials, looked up at the first request.
+    pub fn default_credentials() -> TokenSource {
+        TokenSource {
+            anonymous: false,
+            creds: tokio::sync::OnceCell::new(),
+            cache: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn with_credentials(c: Credentials) -> TokenSource {
+        TokenSource {
+            anonymous: false,
+            creds: tokio::sync::OnceCell::new_with(Some(Ok(c))),
+            cache: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A valid token, or `None` when requests go unauthenticated.
+    pub async fn token(&self, pool: &Pool) -> Result<Option<String>, AuthError> {
+        if self.anonymous {
+            return Ok(None);
+        }
+        let creds = self
+            .creds
+            .get_or_init(|| async { Credentials::find_default() })
+            .await
+            .as_ref()
+            .map_err(|e| AuthError::Fatal(e.clone()))?;
+        let mut cache = self.cache.lock().await;
+        if let Some(c) = cache.as_ref() {
+            if Instant::now() < c.refresh_at {
+                return Ok(Some(c.token.clone()));
+            }
+        }
+        let (token, lifetime) = creds.fetch(pool).await?;
+        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        *cache = Some(Cached {
+            token: token.clone(),
+            refresh_at: Instant::now() + lifetime - margin,
+        });
+        Ok(Some(token))
+    }
+}
