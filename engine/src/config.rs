@@ -1108,8 +1108,10 @@ dbs:
         let c = from_args("/tmp/db.sqlite", "file:///tmp/rep").expect("args");
         assert_eq!(c.dbs[0].replica.url, "/tmp/rep");
         assert_eq!(c.dbs[0].monitor_interval, defaults::MONITOR_INTERVAL);
-        let e = from_args("/tmp/db.sqlite", "gs://b/p").expect_err("gs");
+        let e = from_args("/tmp/db.sqlite", "ftp://b/p").expect_err("ftp");
         assert!(e.to_string().contains("REPLICA_URL"));
+        let c = from_args("/tmp/db.sqlite", "gs://b/p").expect("gs");
+        assert_eq!(c.dbs[0].replica.kind, "gs");
         let c = from_args("/tmp/db.sqlite", "s3://b/p").expect("s3");
         assert_eq!(c.dbs[0].replica.kind, "s3");
     }
