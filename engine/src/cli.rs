@@ -20,8 +20,59 @@ pub struct Cli {
 pub enum Command {
     /// Continuously replicate databases (like `litestream replicate`).
     Replicate(ReplicateArgs),
+    /// Restore a database from its replica (the same as `ls-restore`; see `restore -h`).
+    #[command(disable_help_flag = true)]
+    Restore(RestoreArgs),
+    /// List the configured databases and their replica types.
+    Databases(DatabasesArgs),
+    /// List the LTX files of a database's replica (alias: wal).
+    #[command(alias = "wal")]
+    Ltx(LtxArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Arguments of `litestream restore`, passed through unchanged.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DatabasesArgs {
+    /// Config file (default $LITESTREAM_CONFIG, else /etc/litestream.yml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Do not expand $VAR / ${VAR} in the config file.
+    #[arg(long)]
+    pub no_expand_env: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LtxArgs {
+    /// Config file (default $LITESTREAM_CONFIG, else /etc/litestream.yml); used with DB_PATH.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Do not expand $VAR / ${VAR} in the config file.
+    #[arg(long)]
+    pub no_expand_env: bool,
+    /// Compaction level to list: 0-9 or "all".
+    #[arg(long, default_value = "0", value_name = "LEVEL")]
+    pub level: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// DB_PATH (looked up in the config) or REPLICA_URL.
+    #[arg(value_name = "DB_PATH|REPLICA_URL")]
+    pub target: String,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +115,8 @@ const LONG_FLAGS: &[&str] = &[
     "once",
     "force-snapshot",
     "enforce-retention",
+    "json",
+    "level",
     "help",
     "version",
 ];
@@ -81,7 +134,8 @@ pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString
             out.push(a);
             continue;
         };
-        if s == "--" {
+        // `restore` parses its own flags, Go-style.
+        if s == "--" || (i == 1 && s == "restore") {
             passthrough = true;
             out.push(a);
             continue;

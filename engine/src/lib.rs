@@ -31,6 +31,7 @@ pub mod duration;
 pub mod error;
 pub mod follower;
 pub mod http;
+pub mod inspect;
 pub mod l0;
 pub mod maintain;
 pub mod meta;

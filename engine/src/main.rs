@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use engine::cli::{self, Command, ReplicateArgs};
+use engine::cli::{self, Command, DatabasesArgs, LtxArgs, ReplicateArgs};
 use engine::config::{self, Config};
 use engine::replicate;
 use tokio::signal::unix::{signal, SignalKind};
@@ -38,7 +38,74 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Restore(args) => report(restore_cmd(&args.args)),
+        Command::Databases(args) => report(databases_cmd(&args)),
+        Command::Ltx(args) => report(ltx_cmd(&args)),
     }
+}
+
+/// Exit status and message of the one-shot commands, as Litestream prints them.
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn current_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start tokio runtime")
+}
+
+fn restore_cmd(argv: &[String]) -> anyhow::Result<()> {
+    let args = restore::cli::parse_args(argv)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start tokio runtime")?;
+    let mut stdout = std::io::stdout().lock();
+    rt.block_on(restore::cli::run(args, &mut stdout))?;
+    Ok(())
+}
+
+fn config_path(arg: &Option<PathBuf>) -> PathBuf {
+    match arg {
+        Some(p) => p.clone(),
+        None => std::env::var_os("LITESTREAM_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+    }
+}
+
+fn databases_cmd(args: &DatabasesArgs) -> anyhow::Result<()> {
+    let cfg = config::load(&config_path(&args.config), !args.no_expand_env)?;
+    let mut out = std::io::stdout().lock();
+    engine::inspect::write_databases(&cfg, args.json, &mut out).context("write to stdout")
+}
+
+fn ltx_cmd(args: &LtxArgs) -> anyhow::Result<()> {
+    let sel = engine::inspect::LevelSel::parse(&args.level).map_err(anyhow::Error::msg)?;
+    let client = if args.target.contains("://") {
+        if args.config.is_some() {
+            bail!("cannot specify a replica URL and the -config flag");
+        }
+        storage::open_replica(&args.target)?
+    } else {
+        let path = config_path(&args.config);
+        let cfg = config::load(&path, !args.no_expand_env)?;
+        let db = engine::inspect::find_db(&cfg, std::path::Path::new(&args.target))
+            .with_context(|| format!("database not found in config: {}", args.target))?;
+        replicate::open_replica(&db.replica, &db.path)?
+    };
+    let files = current_thread_runtime()?.block_on(engine::inspect::list_ltx(&client, sel))?;
+    let mut out = std::io::stdout().lock();
+    engine::inspect::write_ltx(&files, args.json, &mut out).context("write to stdout")
 }
 
 fn init_logging(level: &str, json: bool, stderr: bool) -> anyhow::Result<()> {
@@ -76,13 +143,7 @@ fn load_config(args: &ReplicateArgs) -> anyhow::Result<Config> {
         };
         return Ok(config::from_args(db, url)?);
     }
-    let path = match &args.config {
-        Some(p) => p.clone(),
-        None => std::env::var_os("LITESTREAM_CONFIG")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
-    };
+    let path = config_path(&args.config);
     let c = config::load(&path, !args.no_expand_env)?;
     if c.dbs.is_empty() {
         bail!("no databases specified in configuration {}", path.display());
