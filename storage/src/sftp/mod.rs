@@ -15,6 +15,7 @@ pub mod settings;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,6 +50,8 @@ pub fn open(s: SftpSettings) -> Result<SharedReplica> {
 struct Pool {
     idle: Mutex<Vec<Conn>>,
     slots: Arc<Semaphore>,
+    /// Connections made so far.
+    made: AtomicU64,
 }
 
 impl Pool {
@@ -111,6 +114,7 @@ impl SftpReplica {
             pool: Arc::new(Pool {
                 idle: Mutex::new(Vec::new()),
                 slots: Arc::new(Semaphore::new(slots)),
+                made: AtomicU64::new(0),
             }),
             retry,
             listings: Mutex::new(Listings::default()),
@@ -145,6 +149,11 @@ impl SftpReplica {
         self.pool.idle().len()
     }
 
+    /// How many connections have been made (for tests of reconnection).
+    pub fn connections_made(&self) -> u64 {
+        self.pool.made.load(Ordering::Relaxed)
+    }
+
     /// Runs `f` with a connection on the blocking pool. A connection that fails is dropped; a
     /// kept one found dead is replaced at once (with every other idle one, which a server
     /// restart killed too), and connection failures are retried with backoff. Refusals and
@@ -169,7 +178,11 @@ impl SftpReplica {
             let r = tokio::task::spawn_blocking(move || {
                 let conn = match kept {
                     Some(c) => c,
-                    None => connect(&settings)?,
+                    None => {
+                        let c = connect(&settings)?;
+                        pool.made.fetch_add(1, Ordering::Relaxed);
+                        c
+                    }
                 };
                 let r = f(&conn);
                 if matches!(r, Ok(_) | Err(Fail::Status { .. })) {
