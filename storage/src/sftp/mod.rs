@@ -60,6 +60,19 @@ impl Pool {
     }
 }
 
+impl Drop for Pool {
+    /// Closing a session waits for the server (up to the session timeout if it went silent):
+    /// never on the caller's thread, which may be an async worker.
+    fn drop(&mut self) {
+        let conns = std::mem::take(&mut *self.idle());
+        if !conns.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("sftp-close".into())
+                .spawn(move || drop(conns));
+        }
+    }
+}
+
 /// Per-level listings, and a counter bumped by every change we make so that a listing that
 /// raced with a change is not kept.
 #[derive(Default)]
