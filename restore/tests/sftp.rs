@@ -3,6 +3,10 @@
 //! wrote (Litestream's names, mtimes), and `ls-restore -config` restores byte for byte what
 //! `litestream restore -config` restores from it: latest and every `-txid`.
 //!
+//! With a password login, the other way users name a replica: Litestream replicates with
+//! `host`/`user`/`password` keys and a `path` relative to the login directory (no `host-key`),
+//! and both tools restore from `sftp://user:password@host/<absolute path>` the same bytes.
+//!
 //! Needs `source tests/sftp/start.sh`; without a server the tests print SKIP, or fail under
 //! `LS_INTEROP=1`.
 
@@ -18,7 +22,7 @@ use storage::ReplicaClient;
 
 #[path = "../../tests/support/sftp.rs"]
 mod sftp_env;
-use sftp_env::{sftp_server, SftpServer};
+use sftp_env::{password_login, sftp_server, unique_name, SftpServer};
 
 /// `n` rows of `tag`, with blobs of varying size (some spill to overflow pages).
 fn rows(conn: &Connection, tag: &str, n: usize) {
@@ -175,4 +179,56 @@ fn sftp_restore_matches_litestream() {
     }
     assert!(restored >= 5, "restored {restored} txids of {max_txid}");
     std::fs::remove_dir_all(&path).expect("cleanup");
+}
+
+#[test]
+fn sftp_url_restore_matches_litestream() {
+    let Some(srv) = sftp_server("sftp_url_restore_matches_litestream") else {
+        return;
+    };
+    let Some((user, pw, home)) = password_login("sftp_url_restore_matches_litestream") else {
+        return;
+    };
+    let Some(lit) = litestream() else { return };
+    let rel = format!("replicas/{}", unique_name("url-interop"));
+    let abs = home.join(&rel);
+    let l0 = abs.join("ltx/0");
+    let spec = ReplicaSpec {
+        yaml: vec![
+            "type: sftp".into(),
+            format!("host: {}", srv.host),
+            format!("user: {user}"),
+            format!("password: {pw}"),
+            format!("path: {rel}"),
+        ],
+        // Litestream takes a URL's path as absolute (and a config `path` as relative to the
+        // login directory): both name the same directory here.
+        url: format!("sftp://{user}:{pw}@{}{}", srv.host, abs.display()),
+        lit_env: Vec::new(),
+        ls_env: Vec::new(),
+        l0_max: Box::new(move || ltx_names(&l0).last().map_or(0, |x| x.1)),
+    };
+    let r = replicate_to(
+        &lit,
+        &ReplicateOpts {
+            page_size: 4096,
+            setup: &setup,
+            phases: 2,
+            phase: &phase,
+            min_run: Duration::ZERO,
+            compaction: false,
+        },
+        tempfile::tempdir().expect("tempdir"),
+        abs.clone(),
+        spec,
+    );
+    let (a, b) = restore_both(&lit, &r, &[], "url-latest");
+    assert!(!a.is_empty() && a == b, "latest: bytes differ");
+    let src: i64 = Connection::open(&r.db)
+        .and_then(|c| c.query_row("SELECT count(*) FROM t", [], |row| row.get(0)))
+        .expect("source count");
+    assert_eq!(count_rows(&b, r.dir.path()), src);
+    let (a, b) = restore_both(&lit, &r, &["-txid", "0000000000000002"], "url-txid");
+    assert!(!a.is_empty() && a == b, "-txid 2: bytes differ");
+    std::fs::remove_dir_all(&abs).expect("cleanup");
 }

@@ -15,7 +15,7 @@ use storage::{Body, ReplicaClient, StorageError};
 
 #[path = "../../tests/support/sftp.rs"]
 mod sftp_env;
-use sftp_env::{sftp_server, ByteCountingProxy, SftpServer};
+use sftp_env::{password_login, sftp_server, unique_name, ByteCountingProxy, SftpServer};
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {
@@ -442,4 +442,72 @@ async fn parallel_writes_in_both_modes() {
         }
         r.delete_all().await.expect("cleanup");
     }
+}
+
+/// Password login from a `sftp://user:password@host/path` URL, whose path is absolute (as in
+/// `litestream restore URL`), and from config keys with a path relative to the login
+/// directory; a wrong password is reported at once, without the password.
+#[tokio::test]
+async fn password_login_from_a_url() {
+    let Some(srv) = sftp_server("password_login_from_a_url") else {
+        return;
+    };
+    let Some((user, pw, home)) = password_login("password_login_from_a_url") else {
+        return;
+    };
+    let rel = format!("replicas/{}", unique_name("pw"));
+    let url = format!(
+        "sftp://{user}:{pw}@{}{}",
+        srv.host,
+        home.join(&rel).display()
+    );
+    let r =
+        SftpReplica::with_retry_policy(SftpSettings::from_url(&url).expect("url"), fast_retry());
+    put_l0(&r, 1, data(1, 4000), at_ms(1_760_000_000_000))
+        .await
+        .expect("write");
+    assert_eq!(
+        std::fs::read(ltx_file(&home.join(&rel), 0, 1, 1)).expect("in the login directory"),
+        data(1, 4000)
+    );
+    let keys = SftpSettings::from_config(
+        None,
+        [
+            ("host", srv.host.as_str()),
+            ("user", user.as_str()),
+            ("password", pw.as_str()),
+            ("path", rel.as_str()),
+        ],
+    )
+    .expect("keys");
+    let relative = SftpReplica::with_retry_policy(keys, fast_retry());
+    assert_eq!(
+        relative
+            .read_range(Level(0), TxId(1), TxId(1), 0, None)
+            .await
+            .expect("read")
+            .len(),
+        4000
+    );
+
+    let bad = format!("sftp://{user}:wrong-{pw}@{}/{rel}", srv.host);
+    let r2 = SftpReplica::with_retry_policy(
+        SftpSettings::from_url(&bad).expect("url"),
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(2),
+        },
+    );
+    let start = Instant::now();
+    let e = r2.ltx_files(Level(0)).await.expect_err("wrong password");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("authentication failed") && msg.contains(&user),
+        "{msg}"
+    );
+    assert!(msg.contains("password") && !msg.contains(&pw), "{msg}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    r.delete_all().await.expect("cleanup");
+    assert!(!home.join(&rel).exists());
 }

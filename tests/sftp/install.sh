@@ -19,6 +19,13 @@ if [ ! -x /usr/sbin/sshd ]; then
     $sudo_cmd rm -f /usr/sbin/policy-rc.d
   fi
 fi
+# A login for the password-authentication tests: no shell, no password until start.sh sets a
+# random one for its private sshd (and stop.sh locks it again).
+if [ "$(id -u)" = 0 ] && ! id ls-sftp-test >/dev/null 2>&1; then
+  echo "[sftp] adding user ls-sftp-test (password tests)" >&2
+  useradd --create-home --shell /usr/sbin/nologin ls-sftp-test
+  passwd -l ls-sftp-test >/dev/null
+fi
 for tool in ssh-keygen python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "[sftp] $tool missing" >&2; exit 1; }
 done

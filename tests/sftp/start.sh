@@ -5,7 +5,8 @@
 # bash prints them as `export` lines instead.
 #
 #   source tests/sftp/start.sh   # exports LS_SFTP_HOST, LS_SFTP_USER, LS_SFTP_KEY,
-#                                # LS_SFTP_HOST_KEY, LS_SFTP_ROOT, LS_SFTP_SSHD_CONFIG
+#                                # LS_SFTP_HOST_KEY, LS_SFTP_ROOT, LS_SFTP_SSHD_CONFIG, and
+#                                # as root LS_SFTP_PW_USER, LS_SFTP_PASSWORD, LS_SFTP_PW_HOME
 #   bash tests/sftp/stop.sh
 #
 # tests/sftp/install.sh installs openssh-server when /usr/sbin/sshd is missing.
@@ -51,6 +52,19 @@ MaxStartups 100:30:200
 MaxSessions 100
 ClientAliveInterval 0
 CONF
+  # Password logins for ls-sftp-test only (tests/sftp/install.sh adds it when run as root),
+  # with a fresh random password; it gets SFTP and nothing else.
+  local pw_user=ls-sftp-test pw=""
+  if [ "$(id -u)" = 0 ] && id "$pw_user" >/dev/null 2>&1; then
+    pw="$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')" || return 1
+    echo "$pw_user:$pw" | chpasswd || return 1
+    usermod -U "$pw_user" 2>/dev/null || true
+    cat >>"$state/sshd_config" <<CONF
+Match User $pw_user
+  PasswordAuthentication yes
+  ForceCommand internal-sftp
+CONF
+  fi
 
   # setsid: the server must not share the caller's process group, so a Ctrl-C in the
   # foreground job does not kill it before stop.sh runs.
@@ -81,6 +95,11 @@ CONF
   export LS_SFTP_HOST_KEY
   export LS_SFTP_ROOT="$state/root"
   export LS_SFTP_SSHD_CONFIG="$state/sshd_config"
+  if [ -n "$pw" ]; then
+    export LS_SFTP_PW_USER="$pw_user" LS_SFTP_PASSWORD="$pw"
+    LS_SFTP_PW_HOME="$(getent passwd "$pw_user" | cut -d: -f6)"
+    export LS_SFTP_PW_HOME
+  fi
   {
     echo "export LS_SFTP_HOST=$LS_SFTP_HOST"
     echo "export LS_SFTP_USER=$LS_SFTP_USER"
@@ -88,6 +107,11 @@ CONF
     echo "export LS_SFTP_HOST_KEY='$LS_SFTP_HOST_KEY'"
     echo "export LS_SFTP_ROOT=$LS_SFTP_ROOT"
     echo "export LS_SFTP_SSHD_CONFIG=$LS_SFTP_SSHD_CONFIG"
+    if [ -n "$pw" ]; then
+      echo "export LS_SFTP_PW_USER=$LS_SFTP_PW_USER"
+      echo "export LS_SFTP_PASSWORD=$LS_SFTP_PASSWORD"
+      echo "export LS_SFTP_PW_HOME=$LS_SFTP_PW_HOME"
+    fi
   } >"$state/env"
   echo "[sftp] sshd listening on $LS_SFTP_HOST (pid $(cat "$state/sshd.pid"), root $LS_SFTP_ROOT)" >&2
 }

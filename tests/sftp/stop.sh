@@ -17,3 +17,7 @@ if [ -f "$state/sshd.pid" ]; then
   fi
 fi
 rm -rf "$state"
+# No password stays valid for the password-test login between runs.
+if [ "$(id -u)" = 0 ] && id ls-sftp-test >/dev/null 2>&1; then
+  passwd -l ls-sftp-test >/dev/null 2>&1 || true
+fi

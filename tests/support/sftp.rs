@@ -67,12 +67,7 @@ pub fn sftp_server(test: &str) -> Option<SftpServer> {
 impl SftpServer {
     /// A fresh absolute replica directory under the server root (not created).
     pub fn unique_path(&self, name: &str) -> PathBuf {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        self.root
-            .join(format!("{name}-{}-{nanos}", std::process::id()))
+        self.root.join(unique_name(name))
     }
 
     /// The `replica:` keys of a litestream.yml for `path` on this server (key auth, verified
@@ -99,6 +94,38 @@ impl SftpServer {
             })
             .collect()
     }
+}
+
+/// The password login of `tests/sftp/start.sh` (`LS_SFTP_PW_*`, set when it runs as root):
+/// `(user, password, home directory)`, or `None` after a skip message (a failure under
+/// `LS_INTEROP=1`).
+pub fn password_login(test: &str) -> Option<(String, String, PathBuf)> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        get("LS_SFTP_PW_USER"),
+        get("LS_SFTP_PASSWORD"),
+        get("LS_SFTP_PW_HOME"),
+    ) {
+        (Some(u), Some(p), Some(h)) => Some((u, p, PathBuf::from(h))),
+        _ => {
+            assert!(
+                !interop_required(),
+                "{test}: LS_INTEROP=1 but LS_SFTP_PW_USER/LS_SFTP_PASSWORD/LS_SFTP_PW_HOME are \
+                 unset; run tests/sftp/install.sh and source tests/sftp/start.sh as root"
+            );
+            eprintln!("SKIP {test}: no password login (tests/sftp/start.sh as root sets one)");
+            None
+        }
+    }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique_name(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
 }
 
 fn free_port() -> u16 {

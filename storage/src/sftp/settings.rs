@@ -166,19 +166,19 @@ impl SftpSettings {
         }
     }
 
-    /// Parses `sftp://user[:password]@host[:port]/path` as `litestream restore URL` does: the
-    /// path is cleaned and made relative (to the login directory), the query is ignored.
+    /// Parses `sftp://user[:password]@host[:port]/path` as `litestream restore URL` (and
+    /// `replicate`) do: through the config path, so the path is absolute as written
+    /// (`/backups/db`), and the query is ignored.
     pub fn from_url(url: &str) -> Result<SftpSettings> {
         let p = parse_url(url)?;
         if p.host.is_empty() {
-            return Err(invalid(url, "host required for sftp replica URL"));
+            return Err(invalid(url, "host required for sftp replica"));
         }
         let Some(user) = p.user else {
-            return Err(invalid(url, "user required for sftp replica URL"));
+            return Err(invalid(url, "user required for sftp replica"));
         };
         let mut s = SftpSettings::new(redact(url), p.host, user, p.password);
-        let cleaned = clean(&p.path);
-        s.path = cleaned.strip_prefix('/').unwrap_or(&cleaned).to_owned();
+        s.path = p.path;
         Ok(s)
     }
 
@@ -284,22 +284,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn url_path_is_cleaned_and_relative_like_litestream() {
+    fn url_path_is_taken_as_written_like_litestream_restore() {
         let s = SftpSettings::from_url("sftp://bob:s%40cret@example.com:2222/backups//db/?x=1")
             .expect("url");
         assert_eq!(s.host, "example.com:2222");
         assert_eq!(s.user, "bob");
         assert_eq!(s.password.as_deref(), Some("s@cret"));
-        assert_eq!(s.path, "backups/db");
+        // `litestream restore URL` goes through the config code: `u.Path`, not trimmed.
+        assert_eq!(s.path, "/backups//db/");
         assert!(s.concurrent_writes);
         assert!(!s.source.contains("s%40cret") && !s.source.contains("s@cret"));
         assert!(!format!("{s:?}").contains("cret"));
         assert_eq!(s.address(), "example.com:2222");
-        assert_eq!(s.level_dir(0), "backups/db/ltx/0");
-        assert_eq!(s.level_dir(9), "backups/db/ltx/9");
+        assert_eq!(s.level_dir(0), "/backups/db/ltx/0");
+        assert_eq!(s.level_dir(9), "/backups/db/ltx/9");
 
         let s = SftpSettings::from_url("sftp://bob@example.com").expect("no path");
-        assert_eq!(s.path, ".");
+        assert_eq!(s.path, "");
         assert_eq!(s.password, None);
         assert_eq!(s.address(), "example.com:22");
         assert_eq!(s.level_dir(1), "ltx/1");
