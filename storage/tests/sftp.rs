@@ -511,3 +511,48 @@ async fn password_login_from_a_url() {
     r.delete_all().await.expect("cleanup");
     assert!(!home.join(&rel).exists());
 }
+
+/// A server that accepts the connection and never speaks: the handshake times out (after
+/// `io_timeout`) instead of hanging, is retried, and the error names the host.
+#[tokio::test]
+async fn silent_server_times_out() {
+    let Some(srv) = sftp_server("silent_server_times_out") else {
+        return;
+    };
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = silent.local_addr().expect("addr").to_string();
+    let held = std::thread::spawn(move || {
+        // Accept and hold the connections without a word until the test is done.
+        let mut conns = Vec::new();
+        silent.set_nonblocking(true).expect("nonblocking");
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until && conns.len() < 3 {
+            if let Ok((c, _)) = silent.accept() {
+                conns.push(c);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        conns.len()
+    });
+    let mut s = settings(&srv, &srv.unique_path("silent"), &[("host", &host)]);
+    s.io_timeout = Duration::from_millis(500);
+    let r = SftpReplica::with_retry_policy(s, fast_retry());
+    let start = Instant::now();
+    let e = r.ltx_files(Level(0)).await.expect_err("silent server");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&host) && msg.contains("gave up after 3 attempts"),
+        "{msg}"
+    );
+    assert_eq!(
+        held.join().expect("listener"),
+        3,
+        "one connection per attempt"
+    );
+}

@@ -2,20 +2,14 @@
 //! what a failure means: the connection is gone (drop it, reconnect, try again), the server
 //! refused one request (report it, keep the connection), or the settings are wrong (report).
 
-use std::io::Read;
-use std::net::{TcpStream, ToSocketAddrs};
-use std::path::Path;
-use std::time::Duration;
-
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use ssh2::{ErrorCode, MethodType, Session, Sftp};
+use std::io::Read;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
 
 use super::settings::SftpSettings;
-
-/// How long one blocking libssh2 call may wait for the server before the connection is
-/// given up (ssh2 otherwise waits forever on a silent peer).
-pub(crate) const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 
 // libssh2 SFTP status codes (SSH_FX_*).
 pub(crate) const FX_NO_SUCH_FILE: i32 = 2;
@@ -177,7 +171,7 @@ pub(crate) fn connect(s: &SftpSettings) -> Result<Conn, Fail> {
     let _ = tcp.set_nodelay(true);
 
     let mut sess = Session::new().map_err(|e| Fail::Conn(format!("sftp: session: {e}")))?;
-    sess.set_timeout(SESSION_TIMEOUT.as_millis() as u32);
+    sess.set_timeout(s.io_timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
     if let Some((ty, _)) = &expected {
         // Ask for the kind of key we can check, as an ssh client with a known_hosts entry does.
         let _ = sess.method_pref(MethodType::HostKey, &host_key_methods(ty));

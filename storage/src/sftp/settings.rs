@@ -10,6 +10,9 @@ use crate::{Result, StorageError};
 
 /// Litestream's dial timeout.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one blocking libssh2 call may wait for the server before the connection is given
+/// up (libssh2 otherwise waits forever on a silent peer).
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// SFTP connection and replica settings.
 #[derive(Clone, PartialEq, Eq)]
@@ -30,6 +33,8 @@ pub struct SftpSettings {
     /// Litestream's `concurrent-writes`: pipelined writes and several connections at once.
     pub concurrent_writes: bool,
     pub dial_timeout: Duration,
+    /// Longest wait for the server within one operation (handshake included).
+    pub io_timeout: Duration,
 }
 
 impl std::fmt::Debug for SftpSettings {
@@ -163,6 +168,7 @@ impl SftpSettings {
             host_key: None,
             concurrent_writes: true,
             dial_timeout: DEFAULT_DIAL_TIMEOUT,
+            io_timeout: DEFAULT_IO_TIMEOUT,
         }
     }
 
