@@ -18,6 +18,7 @@ use common::*;
 use ltx_codec::Level;
 use rusqlite::Connection;
 use storage::sftp::{SftpReplica, SftpSettings};
+use storage::timefmt::format_rfc3339_nano;
 use storage::ReplicaClient;
 
 #[path = "../../tests/support/sftp.rs"]
@@ -127,6 +128,7 @@ fn sftp_restore_matches_litestream() {
         .expect("runtime");
     let ours = replica(&srv, &path);
     let mut levels_seen = Vec::new();
+    let mut times = Vec::new();
     let mut max_txid = 0;
     for level in 0..=9u8 {
         let files = rt.block_on(ours.ltx_files(Level(level))).expect("list");
@@ -148,6 +150,7 @@ fn sftp_restore_matches_litestream() {
             // Litestream set the mtime to the header timestamp (whole seconds on SFTP).
             assert_eq!(secs, h.timestamp as u64 / 1000, "{}", f.name());
             max_txid = max_txid.max(f.max_txid.0);
+            times.push(f.created_at);
         }
         if !files.is_empty() {
             levels_seen.push(level);
@@ -178,6 +181,23 @@ fn sftp_restore_matches_litestream() {
         }
     }
     assert!(restored >= 5, "restored {restored} txids of {max_txid}");
+
+    // -timestamp between phases, and at / just after each file's mtime (whole seconds here):
+    // both tools choose the same files.
+    let mut stamps: Vec<String> = r.marks.iter().map(|m| format_rfc3339_nano(*m)).collect();
+    for t in &times {
+        stamps.push(format_rfc3339_nano(*t));
+        stamps.push(format_rfc3339_nano(*t + Duration::from_millis(1)));
+    }
+    let mut by_time = 0;
+    for (k, ts) in stamps.iter().enumerate() {
+        let args = ["-config", cfg_s, "-timestamp", ts];
+        if let Ok((a, b)) = restore_both_or_same_error(&lit, &r, &args, &format!("ts{k}")) {
+            assert!(a == b, "-timestamp {ts}: bytes differ");
+            by_time += 1;
+        }
+    }
+    assert!(by_time >= 4, "only {by_time} timestamps restored");
     std::fs::remove_dir_all(&path).expect("cleanup");
 }
 
