@@ -255,10 +255,12 @@ impl Drop for PrivateSshd {
     }
 }
 
-/// A TCP proxy on 127.0.0.1 that counts the bytes clients send to `upstream`.
+/// A TCP proxy on 127.0.0.1 that counts the connections and the bytes clients send to
+/// `upstream`.
 pub struct ByteCountingProxy {
     pub addr: SocketAddr,
     sent: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
 }
 
 impl ByteCountingProxy {
@@ -267,9 +269,12 @@ impl ByteCountingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let sent = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicU64::new(0));
         let counter = sent.clone();
+        let conns = accepted.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                conns.fetch_add(1, Ordering::Relaxed);
                 let Ok(server) = TcpStream::connect(upstream) else {
                     continue;
                 };
@@ -281,7 +286,16 @@ impl ByteCountingProxy {
                 std::thread::spawn(move || pipe(s2, c2, None));
             }
         });
-        ByteCountingProxy { addr, sent }
+        ByteCountingProxy {
+            addr,
+            sent,
+            accepted,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// Bytes clients have sent so far.
