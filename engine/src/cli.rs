@@ -28,8 +28,43 @@ pub enum Command {
     /// List the LTX files of a database's replica (alias: wal).
     #[command(alias = "wal")]
     Ltx(LtxArgs),
+    /// Show each database's local replication position and WAL size.
+    Status(StatusArgs),
+    /// Remove a database's local LTX files so the next sync starts with a snapshot.
+    Reset(ResetArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Config file (default $LITESTREAM_CONFIG, else /etc/litestream.yml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Do not expand $VAR / ${VAR} in the config file.
+    #[arg(long)]
+    pub no_expand_env: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this database (its path as configured).
+    #[arg(value_name = "DB_PATH")]
+    pub db: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Config file (default $LITESTREAM_CONFIG, else /etc/litestream.yml); may be missing.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Do not expand $VAR / ${VAR} in the config file.
+    #[arg(long)]
+    pub no_expand_env: bool,
+    /// Only list the local files that would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(value_name = "DB_PATH")]
+    pub db: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +152,7 @@ const LONG_FLAGS: &[&str] = &[
     "enforce-retention",
     "json",
     "level",
+    "dry-run",
     "help",
     "version",
 ];

@@ -159,6 +159,166 @@ fn write_json<T: Serialize>(v: &T, out: &mut dyn Write) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
+#[derive(Serialize)]
+struct StatusRow {
+    database: String,
+    status: &'static str,
+    local_txid: String,
+    wal_size: String,
+}
+
+/// `status`: each database's local position (highest L0 TXID in its meta directory) and WAL
+/// size, read from disk without opening the database; `filter` keeps the one whose configured
+/// path is exactly that string, as Litestream compares it.
+pub fn write_status(
+    cfg: &Config,
+    filter: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let rows: Vec<StatusRow> = cfg
+        .dbs
+        .iter()
+        .filter(|d| filter.is_none_or(|f| d.path.as_os_str() == f))
+        .map(|d| db_status(&d.path, &d.meta_path))
+        .collect();
+    if json {
+        return write_json(&rows, out);
+    }
+    let mut table = vec![["database", "status", "local txid", "wal size"]
+        .map(str::to_owned)
+        .to_vec()];
+    table.extend(
+        rows.into_iter()
+            .map(|r| vec![r.database, r.status.to_owned(), r.local_txid, r.wal_size]),
+    );
+    out.write_all(tabulate(&table).as_bytes())
+}
+
+fn db_status(db: &Path, meta: &Path) -> StatusRow {
+    let mut row = StatusRow {
+        database: db.display().to_string(),
+        status: "unknown",
+        local_txid: "-".to_owned(),
+        wal_size: "-".to_owned(),
+    };
+    if std::fs::metadata(db).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        row.status = "no database";
+        return row;
+    }
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    match std::fs::metadata(&wal) {
+        Ok(m) => row.wal_size = si_bytes(m.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => row.wal_size = "0 B".to_owned(),
+        Err(_) => {}
+    }
+    match crate::meta::MetaDir::new(meta).max_l0() {
+        Ok(t) if t.0 > 0 => {
+            row.local_txid = format!("{:016x}", t.0);
+            row.status = "ok";
+        }
+        Ok(_) => row.status = "not initialized",
+        Err(_) => row.status = "error",
+    }
+    row
+}
+
+/// Sizes as go-humanize's `Bytes` writes them: SI units, one decimal below 10.
+pub fn si_bytes(n: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    if n < 10 {
+        return format!("{n} B");
+    }
+    let mut e = 0;
+    let mut scale = 1f64;
+    while e + 1 < UNITS.len() && n as f64 >= scale * 1000.0 {
+        scale *= 1000.0;
+        e += 1;
+    }
+    let val = (n as f64 / scale * 10.0 + 0.5).floor() / 10.0;
+    if val < 10.0 {
+        format!("{val:.1} {}", UNITS[e])
+    } else {
+        format!("{val:.0} {}", UNITS[e])
+    }
+}
+
+/// `reset`: removes the local LTX files of a database (`<meta>/ltx`), so that the next sync
+/// starts over with a snapshot; with `dry_run`, only lists them. Messages as Litestream's.
+pub fn reset(db: &Path, meta: &Path, dry_run: bool, out: &mut dyn Write) -> Result<(), String> {
+    let w = |out: &mut dyn Write, s: String| {
+        writeln!(out, "{s}").map_err(|e| format!("write to stdout: {e}"))
+    };
+    match std::fs::metadata(db) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("database does not exist: {}", db.display()))
+        }
+        Err(e) => return Err(format!("cannot access database: {e}")),
+    }
+    if std::fs::metadata(meta).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        w(out, format!("No local state to reset for {}", db.display()))?;
+        return w(
+            out,
+            format!("Meta directory does not exist: {}", meta.display()),
+        );
+    }
+    let ltx = meta.join("ltx");
+    if dry_run {
+        let files = files_under(&ltx).map_err(|e| format!("dry run failed: {e}"))?;
+        w(
+            out,
+            format!(
+                "Dry run: local Litestream state would be reset for: {}",
+                db.display()
+            ),
+        )?;
+        w(out, format!("Would remove: {}", ltx.display()))?;
+        if files.is_empty() {
+            return w(out, "No local LTX files would be removed.".to_owned());
+        }
+        w(out, "Files that would be removed:".to_owned())?;
+        for f in files {
+            w(out, format!("  {}", f.display()))?;
+        }
+        return w(out, "No files were removed.".to_owned());
+    }
+    w(
+        out,
+        format!("Resetting local Litestream state for: {}", db.display()),
+    )?;
+    w(out, format!("Removing: {}", ltx.display()))?;
+    match std::fs::remove_dir_all(&ltx) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("reset failed: remove {}: {e}", ltx.display())),
+    }
+    w(
+        out,
+        "Reset complete. Next replication sync will create a fresh snapshot.".to_owned(),
+    )
+}
+
+/// Every file below `root`, in lexical walk order (Go's `filepath.WalkDir`); none if absent.
+fn files_under(root: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    let mut entries = match std::fs::read_dir(root) {
+        Ok(rd) => rd.collect::<std::io::Result<Vec<_>>>()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        if e.file_type()?.is_dir() {
+            out.extend(files_under(&e.path())?);
+        } else {
+            out.push(e.path());
+        }
+    }
+    Ok(out)
+}
+
 /// The configured database at `db` (made absolute), as Litestream matches `DB_PATH`.
 pub fn find_db<'a>(cfg: &'a Config, db: &Path) -> Option<&'a crate::config::DbConfig> {
     let abs = std::path::absolute(db).ok()?;
@@ -212,6 +372,24 @@ mod tests {
         let mut empty = Vec::new();
         write_ltx(&[], true, &mut empty).expect("json");
         assert_eq!(empty, b"[]\n");
+    }
+
+    #[test]
+    fn sizes_like_go_humanize() {
+        for (n, s) in [
+            (0, "0 B"),
+            (9, "9 B"),
+            (10, "10 B"),
+            (999, "999 B"),
+            (1000, "1.0 kB"),
+            (4152, "4.2 kB"),
+            (9_950, "10 kB"),
+            (82_432, "82 kB"),
+            (4_120_032, "4.1 MB"),
+            (1_073_741_824, "1.1 GB"),
+        ] {
+            assert_eq!(si_bytes(n), s, "{n}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use engine::cli::{self, Command, DatabasesArgs, LtxArgs, ReplicateArgs};
+use engine::cli::{self, Command, DatabasesArgs, LtxArgs, ReplicateArgs, ResetArgs, StatusArgs};
 use engine::config::{self, Config};
 use engine::replicate;
 use tokio::signal::unix::{signal, SignalKind};
@@ -41,6 +41,8 @@ fn main() -> ExitCode {
         Command::Restore(args) => report(restore_cmd(&args.args)),
         Command::Databases(args) => report(databases_cmd(&args)),
         Command::Ltx(args) => report(ltx_cmd(&args)),
+        Command::Status(args) => report(status_cmd(&args)),
+        Command::Reset(args) => report(reset_cmd(&args)),
     }
 }
 
@@ -87,6 +89,27 @@ fn databases_cmd(args: &DatabasesArgs) -> anyhow::Result<()> {
     let cfg = config::load(&config_path(&args.config), !args.no_expand_env)?;
     let mut out = std::io::stdout().lock();
     engine::inspect::write_databases(&cfg, args.json, &mut out).context("write to stdout")
+}
+
+fn status_cmd(args: &StatusArgs) -> anyhow::Result<()> {
+    let cfg = config::load(&config_path(&args.config), !args.no_expand_env)?;
+    let mut out = std::io::stdout().lock();
+    engine::inspect::write_status(&cfg, args.db.as_deref(), args.json, &mut out)
+        .context("write to stdout")
+}
+
+fn reset_cmd(args: &ResetArgs) -> anyhow::Result<()> {
+    let db = std::path::absolute(&args.db)
+        .with_context(|| format!("database path {}", args.db.display()))?;
+    // The database need not be in the config (then its default meta directory is used); the
+    // config itself must be readable, as in Litestream 0.5.17.
+    let cfg = config::load(&config_path(&args.config), !args.no_expand_env)
+        .map_err(|e| anyhow::anyhow!("cannot read config: {e}"))?;
+    let meta = engine::inspect::find_db(&cfg, &db)
+        .map(|d| d.meta_path.clone())
+        .unwrap_or_else(|| config::default_meta_path(&db));
+    let mut out = std::io::stdout().lock();
+    engine::inspect::reset(&db, &meta, args.dry_run, &mut out).map_err(anyhow::Error::msg)
 }
 
 fn ltx_cmd(args: &LtxArgs) -> anyhow::Result<()> {

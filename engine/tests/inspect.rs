@@ -1,4 +1,4 @@
-//! `ls-engine databases`, `ltx` and `restore` print and do what `litestream` 0.5.17 does on the
+//! `ls-engine databases`, `ltx`, `status`, `reset` and `restore` print and do what `litestream` 0.5.17 does on the
 //! same config and replica, so scripts written against one work with the other.
 
 mod common;
@@ -91,6 +91,10 @@ fn databases_ltx_and_restore_match_litestream() {
         vec!["ltx", "-json", "-level", "all", url.as_str()],
         vec!["ltx", "-level", "9", "-json", url.as_str()],
         vec!["wal", "-level=3", url.as_str()],
+        vec!["status", "-config", cfg_s],
+        vec!["status", "-config", cfg_s, "-json"],
+        vec!["status", "-config", cfg_s, db_s],
+        vec!["reset", "-config", cfg_s, "-dry-run", db_s],
     ] {
         let (a, b) = (ours(&args), theirs(&ls, &args));
         assert_eq!(a, b, "output of {args:?} differs");
@@ -133,6 +137,28 @@ fn databases_ltx_and_restore_match_litestream() {
     assert_eq!(fs::read(&a).expect("ours"), fs::read(&b).expect("theirs"));
     integrity_ok(&a);
     assert_eq!(dump(&a), dump(&db));
+
+    // The status line is not vacuous either: it carries the replicated position.
+    let st = ours(&["status", "-config", cfg_s, db_s]);
+    assert!(
+        st.contains(" ok ") && st.contains("0000000000000003"),
+        "{st}"
+    );
+
+    // A real reset removes the local LTX files and says what Litestream says.
+    let meta_ltx = dir.path().join(".app.db-litestream").join("ltx");
+    assert!(meta_ltx.is_dir());
+    let said = ours(&["reset", "-config", cfg_s, db_s]);
+    assert!(!meta_ltx.exists(), "reset left {}", meta_ltx.display());
+    theirs(&ls, &["replicate", "-config", one_s, "-once"]);
+    assert!(meta_ltx.is_dir());
+    // Litestream also logs two `time=...` lines to stdout there; the messages are the same.
+    let theirs_said: String = theirs(&ls, &["reset", "-config", cfg_s, db_s])
+        .lines()
+        .filter(|l| !l.starts_with("time="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(said, theirs_said);
 
     // Errors name what is wrong, with Litestream's exit status.
     let o = Command::new(ENGINE)

@@ -22,7 +22,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 
-pub(crate) use replica_url::not_built;
 pub use replica_url::{open_replica, open_replica_from_config, ReplicaUrl};
 
 /// Backend keys of a replica entry that Litestream knows (S3, ABS, SFTP, WebDAV, NATS, OSS), `path`

@@ -136,14 +136,6 @@ pub fn open_replica(url: &str) -> Result<SharedReplica> {
     ReplicaUrl::parse(url)?.open()
 }
 
-/// An error for a backend this build does not have yet, naming the scheme and the URL.
-pub(crate) fn not_built(scheme: &str, url: &str) -> StorageError {
-    StorageError::InvalidUrl {
-        url: url.to_owned(),
-        reason: format!("the {scheme} backend is not supported by this build yet"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
