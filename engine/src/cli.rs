@@ -38,12 +38,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Config file (default $LITESTREAM_CONFIG, else /etc/litestream.yml).
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// Do not expand $VAR / ${VAR} in the config file.
-    #[arg(long)]
-    pub no_expand_env: bool,
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -54,17 +50,24 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct ResetArgs {
-    /// Config file (default $LITESTREAM_CONFIG, else /etc/litestream.yml); may be missing.
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// Do not expand $VAR / ${VAR} in the config file.
-    #[arg(long)]
-    pub no_expand_env: bool,
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     /// Only list the local files that would be removed.
     #[arg(long)]
     pub dry_run: bool,
     #[arg(value_name = "DB_PATH")]
     pub db: PathBuf,
+}
+
+/// `-config` and `-no-expand-env`, shared by the commands that read the config.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Config file (default $LITESTREAM_CONFIG, else /etc/litestream.yml).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Do not expand $VAR / ${VAR} in the config file.
+    #[arg(long)]
+    pub no_expand_env: bool,
 }
 
 #[derive(Debug, Args)]
@@ -80,12 +83,8 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct DatabasesArgs {
-    /// Config file (default $LITESTREAM_CONFIG, else /etc/litestream.yml).
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// Do not expand $VAR / ${VAR} in the config file.
-    #[arg(long)]
-    pub no_expand_env: bool,
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -93,12 +92,8 @@ pub struct DatabasesArgs {
 
 #[derive(Debug, Args)]
 pub struct LtxArgs {
-    /// Config file (default $LITESTREAM_CONFIG, else /etc/litestream.yml); used with DB_PATH.
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// Do not expand $VAR / ${VAR} in the config file.
-    #[arg(long)]
-    pub no_expand_env: bool,
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     /// Compaction level to list: 0-9 or "all".
     #[arg(long, default_value = "0", value_name = "LEVEL")]
     pub level: String,

@@ -86,13 +86,13 @@ fn config_path(arg: &Option<PathBuf>) -> PathBuf {
 }
 
 fn databases_cmd(args: &DatabasesArgs) -> anyhow::Result<()> {
-    let cfg = config::load(&config_path(&args.config), !args.no_expand_env)?;
+    let cfg = config::load(&config_path(&args.cfg.config), !args.cfg.no_expand_env)?;
     let mut out = std::io::stdout().lock();
     engine::inspect::write_databases(&cfg, args.json, &mut out).context("write to stdout")
 }
 
 fn status_cmd(args: &StatusArgs) -> anyhow::Result<()> {
-    let cfg = config::load(&config_path(&args.config), !args.no_expand_env)?;
+    let cfg = config::load(&config_path(&args.cfg.config), !args.cfg.no_expand_env)?;
     let mut out = std::io::stdout().lock();
     engine::inspect::write_status(&cfg, args.db.as_deref(), args.json, &mut out)
         .context("write to stdout")
@@ -103,7 +103,7 @@ fn reset_cmd(args: &ResetArgs) -> anyhow::Result<()> {
         .with_context(|| format!("database path {}", args.db.display()))?;
     // The database need not be in the config (then its default meta directory is used); the
     // config itself must be readable, as in Litestream 0.5.17.
-    let cfg = config::load(&config_path(&args.config), !args.no_expand_env)
+    let cfg = config::load(&config_path(&args.cfg.config), !args.cfg.no_expand_env)
         .map_err(|e| anyhow::anyhow!("cannot read config: {e}"))?;
     let meta = engine::inspect::find_db(&cfg, &db)
         .map(|d| d.meta_path.clone())
@@ -115,13 +115,13 @@ fn reset_cmd(args: &ResetArgs) -> anyhow::Result<()> {
 fn ltx_cmd(args: &LtxArgs) -> anyhow::Result<()> {
     let sel = engine::inspect::LevelSel::parse(&args.level).map_err(anyhow::Error::msg)?;
     let client = if args.target.contains("://") {
-        if args.config.is_some() {
+        if args.cfg.config.is_some() {
             bail!("cannot specify a replica URL and the -config flag");
         }
         storage::open_replica(&args.target)?
     } else {
-        let path = config_path(&args.config);
-        let cfg = config::load(&path, !args.no_expand_env)?;
+        let path = config_path(&args.cfg.config);
+        let cfg = config::load(&path, !args.cfg.no_expand_env)?;
         let db = engine::inspect::find_db(&cfg, std::path::Path::new(&args.target))
             .with_context(|| format!("database not found in config: {}", args.target))?;
         replicate::open_replica(&db.replica, &db.path)?
