@@ -9,8 +9,8 @@
 //!
 //! With `watch: true` a monitor task follows the tree with inotify (the process-wide
 //! [`Watcher`]): directory watches report files and subdirectories appearing, disappearing or
-//! being renamed; a matching file that is not (yet) a SQLite database gets a one-shot modify
-//! watch and is looked at again when it is written. Events are gathered for 250 ms
+//! being renamed; a matching file too short to hold the SQLite header yet (SQLite creates it
+//! empty) gets a one-shot modify watch and is looked at again when it is written. Events are gathered for 250 ms
 //! (Litestream's debounce) before databases are started. A removed database's task is
 //! stopped with a final sync, as Litestream's `UnregisterDB` closes it. Nothing runs while
 //! nothing happens: the task is parked on its channel.
@@ -549,8 +549,10 @@ impl Monitor {
             return;
         }
         if !is_sqlite(path) {
-            // Perhaps not written yet: look again when it is.
-            if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+            // Perhaps not written yet (SQLite creates the file empty and writes the header
+            // with the first page): look again when it is. A file that already has 16 bytes
+            // of something else is left alone, which bounds the number of file watches.
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() < 16) {
                 self.watcher.arm_once(path, &self.changed);
                 self.candidates.insert(path.to_path_buf());
             }

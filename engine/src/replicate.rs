@@ -383,6 +383,11 @@ impl DbTask {
             Ok(pos) => {
                 pos_tx.send_replace(pos);
             }
+            // A database removed from a watched directory is stopped after it is gone.
+            Err(e) if !self.cfg.path.exists() => {
+                ok = false;
+                warn!(db = %path, error = %e, "database removed; no final sync");
+            }
             Err(e) => {
                 ok = false;
                 error!(db = %path, error = %e, "final sync failed");
