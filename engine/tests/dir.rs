@@ -101,11 +101,20 @@ fn count(db: &Path) -> i64 {
 
 /// Runs a restore command (`litestream restore` or `ls-restore`) with `args`.
 fn restore_cmd(bin: &Path, args: &[&str]) -> Output {
+    restore_cmd_env(bin, &[], args)
+}
+
+/// [`restore_cmd`] with extra environment (S3 credentials).
+fn restore_cmd_env(bin: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut c = litestream_cmd(bin);
+    c.env_remove("AWS_SESSION_TOKEN").env_remove("AWS_PROFILE");
     if !bin.ends_with("ls-restore") {
         c.arg("restore");
     }
-    c.args(args).output().expect("run restore")
+    c.envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("run restore")
 }
 
 fn restore_url(bin: &Path, replica: &Path, out: &Path) {
@@ -410,6 +419,67 @@ fn watch_picks_up_new_databases() {
         );
         integrity_ok(&out);
         assert_eq!(dump(&out), dump(db), "{}", db.display());
+    }
+}
+
+/// Directory entries with S3 replicas, one with the `path` key and one with a URL: each
+/// database lands at `<prefix>/<relative path>` where Litestream's restore finds it.
+#[test]
+fn s3_replicas_get_the_relative_path_appended() {
+    let Some(srv) = s3_server("engine dir s3") else {
+        return;
+    };
+    let Some(ls) = litestream() else { return };
+    let keyed = tree("");
+    let by_url = tree("");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let prefix = format!("dir-{}-{nanos}", std::process::id());
+    let query = format!(
+        "endpoint={}&region=us-east-1&forcePathStyle=true",
+        srv.endpoint
+    );
+    let config = format!(
+        "access-key-id: {ak}\nsecret-access-key: {sk}\ndbs:\n  - dir: {d1}\n    pattern: '*.db'\n    \
+         recursive: true\n    monitor-interval: 100ms\n    replica:\n      type: s3\n      \
+         bucket: {b}\n      path: {prefix}/keyed/\n      endpoint: {ep}\n      region: us-east-1\n      \
+         force-path-style: true\n      sync-interval: 100ms\n  - dir: {d2}\n    pattern: '*.db'\n    \
+         recursive: true\n    monitor-interval: 100ms\n    replica:\n      url: \"s3://{b}/{prefix}/url?{query}\"\n      \
+         sync-interval: 100ms\n",
+        ak = srv.access_key,
+        sk = srv.secret_key,
+        d1 = keyed.data.display(),
+        d2 = by_url.data.display(),
+        b = srv.bucket,
+        ep = srv.endpoint,
+    );
+    fs::write(&keyed.config, config).expect("config");
+    let e = Engine::start(&keyed.config, &keyed.root.join("engine.log"));
+    workload(&keyed, 4);
+    workload(&by_url, 4);
+    std::thread::sleep(Duration::from_millis(500));
+    e.stop();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", srv.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", srv.secret_key.as_str()),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    for (t, sub) in [(&keyed, "keyed"), (&by_url, "url")] {
+        for rel in &t.dbs {
+            let out = t.root.join("restored.db");
+            let _ = fs::remove_file(&out);
+            let url = format!("s3://{}/{prefix}/{sub}/{rel}?{query}", srv.bucket);
+            let o = restore_cmd_env(&ls, &env, &["-o", &out.to_string_lossy(), &url]);
+            assert!(
+                o.status.success(),
+                "{sub}/{rel}: litestream restore failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            integrity_ok(&out);
+            assert_eq!(dump(&out), dump(&t.data.join(rel)), "{sub}/{rel}");
+        }
     }
 }
 
