@@ -58,7 +58,11 @@ fn key_err(key: &str, msg: impl Into<String>) -> ConfigError {
 /// The whole file, resolved.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Databases listed with `path`.
     pub dbs: Vec<DbConfig>,
+    /// `dir` + `pattern` entries; [`crate::dirs`] turns them into databases at start-up (and,
+    /// with `watch`, while running).
+    pub dirs: Vec<crate::dirs::DirConfig>,
     /// `addr`: where to serve `/metrics` (`:9090`, `127.0.0.1:9090`); checked, not yet bound.
     pub addr: Option<String>,
     /// Compaction intervals of levels 1..=n (`levels:`); stored for the compactor.
@@ -509,6 +513,7 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
     let global_replica = read_replica_fields(&mut top)?;
 
     let mut dbs = Vec::new();
+    let mut dirs = Vec::new();
     match top.get("dbs") {
         None => {}
         Some(Value::Sequence(seq)) => {
@@ -535,7 +540,10 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
                     }
                 }
                 unknown.extend(db_unknown);
-                dbs.push(db);
+                match db {
+                    Entry::Db(db) => dbs.push(db),
+                    Entry::Dir(d) => dirs.push(d),
+                }
             }
         }
         Some(_) => return Err(key_err("dbs", "expected a list")),
@@ -560,6 +568,7 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
 
     Ok(Config {
         dbs,
+        dirs,
         addr,
         levels,
         snapshot_interval,
@@ -627,31 +636,87 @@ type DbSnapshot = (Option<Duration>, Option<Duration>);
 fn read_db(
     n: &mut Node<'_>,
     global: &ReplicaFields,
-) -> Result<(DbConfig, Vec<String>, DbSnapshot), ConfigError> {
+) -> Result<(Entry, Vec<String>, DbSnapshot), ConfigError> {
     let mut unknown = Vec::new();
-    for k in ["dir", "pattern", "meta-dir"] {
-        if n.get(k).is_some() {
-            return Err(key_err(
-                &n.key(k),
-                "directory replication is not supported yet; list each database with `path`",
-            ));
-        }
-    }
-    for k in ["recursive", "watch"] {
-        if n.bool(k)? == Some(true) {
-            return Err(key_err(
-                &n.key(k),
-                "directory replication is not supported yet",
-            ));
-        }
-    }
     let restore_if_missing = n.bool("restore-if-db-not-exists")? == Some(true);
-    let raw_path = n
-        .string("path")?
-        .ok_or_else(|| key_err(&n.key("path"), "required"))?;
-    let path = expand_path(&raw_path).map_err(|e| key_err(&n.key("path"), e))?;
-    let meta_path = match n.string("meta-path")? {
-        Some(p) => expand_path(&p).map_err(|e| key_err(&n.key("meta-path"), e))?,
+    let raw_path = n.string("path")?.filter(|s| !s.is_empty());
+    let raw_dir = n.string("dir")?.filter(|s| !s.is_empty());
+    let pattern = n.string("pattern")?.filter(|s| !s.is_empty());
+    let recursive = n.bool("recursive")?.unwrap_or(false);
+    let watch = n.bool("watch")?.unwrap_or(false);
+    let raw_meta_path = n.string("meta-path")?;
+    let raw_meta_dir = n.string("meta-dir")?;
+    // Litestream's `Config.Validate` checks, in its order, each naming its key here.
+    match (&raw_path, &raw_dir) {
+        (Some(_), Some(_)) => {
+            return Err(key_err(
+                &n.key("dir"),
+                "cannot specify both 'path' and 'dir'",
+            ))
+        }
+        (None, None) => {
+            return Err(key_err(
+                &n.key("path"),
+                "must specify either 'path' or 'dir'",
+            ))
+        }
+        _ => {}
+    }
+    if raw_dir.is_some() && pattern.is_none() {
+        return Err(key_err(
+            &n.key("pattern"),
+            "'pattern' is required when using 'dir'",
+        ));
+    }
+    if watch && raw_dir.is_none() {
+        return Err(key_err(
+            &n.key("watch"),
+            "'watch' can only be enabled with a directory",
+        ));
+    }
+    if raw_meta_dir.is_some() && raw_dir.is_none() {
+        return Err(key_err(
+            &n.key("meta-dir"),
+            "'meta-dir' can only be used with a directory",
+        ));
+    }
+    if raw_meta_path.is_some() && raw_meta_dir.is_some() {
+        return Err(key_err(
+            &n.key("meta-dir"),
+            "cannot specify both 'meta-path' and 'meta-dir'",
+        ));
+    }
+    let dir = match &raw_dir {
+        Some(d) => {
+            let pattern = pattern.clone().unwrap_or_default();
+            crate::dirs::check_pattern(&pattern)
+                .map_err(|e| key_err(&n.key("pattern"), format!("{pattern:?}: {e}")))?;
+            let base = match (&raw_meta_path, &raw_meta_dir) {
+                (Some(p), _) => crate::dirs::MetaBase::MetaPath(
+                    expand_path(p).map_err(|e| key_err(&n.key("meta-path"), e))?,
+                ),
+                (None, Some(p)) => crate::dirs::MetaBase::MetaDir(
+                    expand_path(p).map_err(|e| key_err(&n.key("meta-dir"), e))?,
+                ),
+                (None, None) => crate::dirs::MetaBase::Default,
+            };
+            Some((
+                expand_path(d).map_err(|e| key_err(&n.key("dir"), e))?,
+                pattern,
+                base,
+            ))
+        }
+        None => None,
+    };
+    let path = match (&raw_path, &dir) {
+        (Some(p), _) => expand_path(p).map_err(|e| key_err(&n.key("path"), e))?,
+        // A directory entry's own settings are a template; each database found gets its
+        // path, meta directory and replica location from `dirs`.
+        (None, Some((d, _, _))) => d.clone(),
+        (None, None) => return Err(key_err(&n.key("path"), "required")),
+    };
+    let meta_path = match raw_meta_path.as_deref().filter(|_| dir.is_none()) {
+        Some(p) => expand_path(p).map_err(|e| key_err(&n.key("meta-path"), e))?,
         None => default_meta_path(&path),
     };
     let mut snap = (None, None);
@@ -742,7 +807,30 @@ fn read_db(
         out.max_sync_wal_bytes = v;
     }
     unknown.extend(n.unknown());
-    Ok((out, unknown, snap))
+    let entry = match dir {
+        Some((dir, pattern, meta)) => {
+            out.restore_if_missing = false;
+            Entry::Dir(crate::dirs::DirConfig {
+                key: n.path.clone(),
+                dir,
+                pattern,
+                recursive,
+                watch,
+                meta,
+                restore_if_missing,
+                template: out,
+                found: Vec::new(),
+            })
+        }
+        None => Entry::Db(out),
+    };
+    Ok((entry, unknown, snap))
+}
+
+/// One `dbs` entry: a database, or a directory of them.
+enum Entry {
+    Db(DbConfig),
+    Dir(crate::dirs::DirConfig),
 }
 
 fn read_replica(n: &mut Node<'_>, global: &ReplicaFields) -> Result<ReplicaConfig, ConfigError> {
@@ -1064,8 +1152,6 @@ dbs:
         assert!(e.contains("dbs[0].replica.type"), "{e}");
         let e = err("addr: \"9090\"\n");
         assert!(e.contains("config key addr") && e.contains("port"), "{e}");
-        let e = err("dbs:\n  - dir: /data\n    pattern: '*.db'\n    replica: {path: /r}\n");
-        assert!(e.contains("dbs[0].dir"), "{e}");
         let e = err("dbs:\n  - path: /a.db\n    replica: {path: /r, age: {recipients: [x]}}\n");
         assert!(e.contains("age encryption"), "{e}");
         let e = err("dbs:\n  - path: /a.db\n");
@@ -1081,6 +1167,118 @@ dbs:
         assert!(e.contains("snapshot.interval"), "{e}");
         let e = err("levels:\n  - interval: 0s\n");
         assert!(e.contains("levels[0].interval"), "{e}");
+    }
+
+    #[test]
+    fn directory_entries() {
+        let c = must(
+            "dbs:\n  - path: /a.db\n    replica: {path: /r/a}\n  - dir: /data\n    pattern: '*.db'\n    recursive: true\n    watch: true\n    meta-dir: /meta\n    monitor-interval: 250ms\n    restore-if-db-not-exists: true\n    replica: {url: 's3://bkt/pre?region=x'}\n",
+        );
+        assert_eq!(c.dbs.len(), 1);
+        let d = &c.dirs[0];
+        assert_eq!(d.key, "dbs[1]");
+        assert_eq!(d.dir, PathBuf::from("/data"));
+        assert_eq!(d.pattern, "*.db");
+        assert!(d.recursive && d.watch && d.restore_if_missing);
+        assert!(!d.template.restore_if_missing);
+        assert_eq!(d.template.monitor_interval, Duration::from_millis(250));
+        let db = d.db_for(Path::new("/data/sub/b.db")).expect("db_for");
+        assert_eq!(db.path, PathBuf::from("/data/sub/b.db"));
+        assert_eq!(db.meta_path, PathBuf::from("/meta/sub/b.db-litestream"));
+        assert_eq!(db.replica.url, "s3://bkt/pre/sub/b.db?region=x");
+        assert_eq!(db.monitor_interval, Duration::from_millis(250));
+
+        // A file replica gets `<path>/<rel>`; meta-path gives `<meta-path>/<reldir>/.<file>-litestream`.
+        let c = must(
+            "dbs:\n  - dir: /data\n    pattern: '*'\n    meta-path: /m\n    replica: {url: 'file:///r'}\n",
+        );
+        let db = c.dirs[0]
+            .db_for(Path::new("/data/x/y.sqlite"))
+            .expect("db_for");
+        assert_eq!(db.replica.url, "/r/x/y.sqlite");
+        assert_eq!(db.meta_path, PathBuf::from("/m/x/.y.sqlite-litestream"));
+        let db = c.dirs[0]
+            .db_for(Path::new("/data/y.sqlite"))
+            .expect("db_for");
+        assert_eq!(db.meta_path, PathBuf::from("/m/.y.sqlite-litestream"));
+
+        // Default meta directory beside the database; `path` key of a remote replica.
+        let c = must(
+            "bucket: b\ndbs:\n  - dir: /data\n    pattern: '*.db'\n    replica: {type: s3, path: backups/}\n",
+        );
+        let d = &c.dirs[0];
+        assert!(!d.recursive && !d.watch);
+        assert_eq!(d.meta, crate::dirs::MetaBase::Default);
+        let db = d.db_for(Path::new("/data/s/a.db")).expect("db_for");
+        assert_eq!(db.meta_path, PathBuf::from("/data/s/.a.db-litestream"));
+        assert_eq!(
+            db.replica.settings.get("path").map(String::as_str),
+            Some("backups/s/a.db")
+        );
+        assert_eq!(
+            db.replica.settings.get("bucket").map(String::as_str),
+            Some("b")
+        );
+        let c =
+            must("bucket: b\ndbs:\n  - dir: /data\n    pattern: '*.db'\n    replica: {type: s3}\n");
+        let db = c.dirs[0].db_for(Path::new("/data/a.db")).expect("db_for");
+        assert_eq!(
+            db.replica.settings.get("path").map(String::as_str),
+            Some("a.db")
+        );
+    }
+
+    #[test]
+    fn directory_entry_errors_name_the_key() {
+        let r = "    replica: {path: /r}\n";
+        for (entry, key, text) in [
+            ("  - dir: /d\n", "dbs[0].pattern", "'pattern' is required"),
+            (
+                "  - dir: /d\n    path: /a.db\n    pattern: '*'\n",
+                "dbs[0].dir",
+                "both 'path' and 'dir'",
+            ),
+            (
+                "  - pattern: '*.db'\n",
+                "dbs[0].path",
+                "either 'path' or 'dir'",
+            ),
+            (
+                "  - path: /a.db\n    watch: true\n",
+                "dbs[0].watch",
+                "only be enabled with a directory",
+            ),
+            (
+                "  - path: /a.db\n    meta-dir: /m\n",
+                "dbs[0].meta-dir",
+                "only be used with a directory",
+            ),
+            (
+                "  - dir: /d\n    pattern: '*'\n    meta-dir: /m\n    meta-path: /p\n",
+                "dbs[0].meta-dir",
+                "both 'meta-path' and 'meta-dir'",
+            ),
+            (
+                "  - dir: /d\n    pattern: '[x'\n",
+                "dbs[0].pattern",
+                "syntax error in pattern",
+            ),
+            (
+                "  - dir: /d\n    pattern: '*'\n    recursive: maybe\n",
+                "dbs[0].recursive",
+                "true or false",
+            ),
+            (
+                "  - dir: /d\n    pattern: '*'\n    watch: 3\n",
+                "dbs[0].watch",
+                "true or false",
+            ),
+        ] {
+            let e = err(&format!("dbs:\n{entry}{r}"));
+            assert!(e.contains(key) && e.contains(text), "{entry}: {e}");
+        }
+        let e = err("dbs:\n  - dir: /d\n    pattern: '*'\n");
+        assert!(e.contains("dbs[0].replica"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod compactor;
 pub mod config;
+pub mod dirs;
 pub mod duration;
 pub mod error;
 pub mod follower;

@@ -168,7 +168,7 @@ fn load_config(args: &ReplicateArgs) -> anyhow::Result<Config> {
     }
     let path = config_path(&args.config);
     let c = config::load(&path, !args.no_expand_env)?;
-    if c.dbs.is_empty() {
+    if c.dbs.is_empty() && c.dirs.is_empty() {
         bail!("no databases specified in configuration {}", path.display());
     }
     Ok(c)
@@ -198,6 +198,15 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
     for w in std::mem::take(&mut cfg.warnings) {
         warn!("{w}");
     }
+    for d in &cfg.dirs {
+        // Litestream 0.5.17 only restores `path` entries; directory entries start as they are.
+        if d.restore_if_missing || args.restore_if_db_not_exists {
+            warn!(dir = %d.dir.display(), "restore-if-db-not-exists does not apply to directory entries (as in Litestream); not restoring");
+        }
+    }
+    // Directory entries are scanned before anything starts; no database found (without
+    // `watch`), a missing directory or a meta-path collision stops start-up.
+    engine::dirs::scan_all(&mut cfg.dirs).map_err(anyhow::Error::msg)?;
     let exec = args.exec.clone().or_else(|| cfg.exec.clone());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -212,7 +221,8 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             local_io = storage::local::io_kind().as_str(),
             "ls-engine replicate"
         );
-        for db in &cfg.dbs {
+        let found = cfg.dirs.iter().flat_map(|d| d.found.iter());
+        for db in cfg.dbs.iter().chain(found) {
             info!(db = %db.path.display(), replica = %db.replica.kind, url = %db.replica.url, "initialized db");
         }
         // Bound before any database is touched, so a taken port or bad address stops

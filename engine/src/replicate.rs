@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, DbConfig};
+use crate::dirs::Monitor;
 use crate::duration::format_go_duration;
 use crate::error::{Error, Result};
 use crate::follower::Follower;
@@ -96,26 +97,35 @@ pub async fn run(config: Config, opts: Options, shutdown: watch::Receiver<bool>)
         },
         pool: Pool::default(),
     };
-    let mut tasks = Vec::new();
+    let spawner = Spawner {
+        watcher: watcher.clone(),
+        shared,
+        opts,
+    };
+    let mut tasks: Vec<(String, tokio::task::JoinHandle<bool>)> = Vec::new();
     for db in config.dbs {
-        let db = Arc::new(db);
-        let notify = watcher.as_ref().and_then(|w| match w.watch(&db.path) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                warn!(db = %db.path.display(), error = %e, "cannot watch database directory; polling instead");
-                None
+        let name = db.path.display().to_string();
+        tasks.push((name, spawner.spawn(db, shutdown.clone())));
+    }
+    for mut dir in config.dirs {
+        info!(dir = %dir.dir.display(), count = dir.found.len(), watch = dir.watch, "found databases in directory");
+        match (&watcher, dir.watch) {
+            (Some(w), true) => {
+                // The monitor starts (and stops) the directory's databases itself.
+                let name = dir.dir.display().to_string();
+                let m = Monitor::run(dir, w.clone(), spawner.clone(), shutdown.clone());
+                tasks.push((name, tokio::spawn(m)));
+                continue;
             }
-        });
-        let task = DbTask {
-            cfg: db.clone(),
-            shared: shared.clone(),
-            notify,
-            shutdown: shutdown.clone(),
-            once: opts.once,
-            force_snapshot: opts.force_snapshot,
-            enforce_retention: opts.enforce_retention,
-        };
-        tasks.push((db, tokio::spawn(task.run())));
+            (None, true) if !opts.once => {
+                error!(dir = %dir.dir.display(), "inotify unavailable: new databases in this directory will not be picked up");
+            }
+            _ => {}
+        }
+        for db in std::mem::take(&mut dir.found) {
+            let name = db.path.display().to_string();
+            tasks.push((name, spawner.spawn(db, shutdown.clone())));
+        }
     }
     let mut ok = true;
     for (db, t) in tasks {
@@ -123,12 +133,48 @@ pub async fn run(config: Config, opts: Options, shutdown: watch::Receiver<bool>)
             Ok(true) => {}
             Ok(false) => ok = false,
             Err(e) => {
-                error!(db = %db.path.display(), error = %e, "database task failed");
+                error!(db = %db, error = %e, "database task failed");
                 ok = false;
             }
         }
     }
     ok
+}
+
+/// Starts database tasks; shared with the directory monitors of `watch` entries.
+#[derive(Clone)]
+pub struct Spawner {
+    watcher: Option<Arc<Watcher>>,
+    shared: Shared,
+    opts: Options,
+}
+
+impl Spawner {
+    /// Replicates `db` on its own task until `shutdown` turns true (or once).
+    pub fn spawn(
+        &self,
+        db: DbConfig,
+        shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<bool> {
+        let db = Arc::new(db);
+        let notify = self.watcher.as_ref().and_then(|w| match w.watch(&db.path) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                warn!(db = %db.path.display(), error = %e, "cannot watch database directory; polling instead");
+                None
+            }
+        });
+        let task = DbTask {
+            cfg: db,
+            shared: self.shared.clone(),
+            notify,
+            shutdown,
+            once: self.opts.once,
+            force_snapshot: self.opts.force_snapshot,
+            enforce_retention: self.opts.enforce_retention,
+        };
+        tokio::spawn(task.run())
+    }
 }
 
 struct DbTask {
@@ -336,6 +382,11 @@ impl DbTask {
         match fin {
             Ok(pos) => {
                 pos_tx.send_replace(pos);
+            }
+            // A database removed from a watched directory is stopped after it is gone.
+            Err(e) if !self.cfg.path.exists() => {
+                ok = false;
+                warn!(db = %path, error = %e, "database removed; no final sync");
             }
             Err(e) => {
                 ok = false;

@@ -8,6 +8,11 @@
 //! commits costs one event, not one per commit. The task re-arms right before each pass;
 //! anything written after the re-arm fires again, anything written before it is read by the
 //! pass, so no change goes unnoticed. Events on anything else are ignored.
+//!
+//! Directory replication with `watch` ([`crate::dirs`]) adds listeners to directory watches:
+//! they receive every create, delete and rename in the directory, and the directory's own
+//! removal. Watches are added with `IN_MASK_ADD`, so a directory watched for a database and
+//! for a listener keeps both masks; databases are only woken by the events they asked for.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -15,11 +20,40 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
+
+/// What a database watch wants to hear about in its directory.
+const DB_DIR_MASK: WatchMask = WatchMask::CREATE
+    .union(WatchMask::DELETE)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::MOVED_FROM);
+const DB_DIR_EVENTS: EventMask = EventMask::CREATE
+    .union(EventMask::DELETE)
+    .union(EventMask::MOVED_TO)
+    .union(EventMask::MOVED_FROM);
+
+/// One event in a directory with listeners; `name` is `None` for the directory itself
+/// (`IN_DELETE_SELF`, `IN_MOVE_SELF`, `IN_IGNORED`).
+#[derive(Debug)]
+pub struct DirEvent {
+    pub dir: PathBuf,
+    pub name: Option<OsString>,
+    pub mask: EventMask,
+}
+
+type Listener = mpsc::UnboundedSender<DirEvent>;
+
+#[derive(Default)]
+struct DirTarget {
+    /// The file names of interest to databases.
+    names: Vec<(OsString, Arc<Notify>)>,
+    /// Directory monitors, with the path they watch.
+    listeners: Vec<(PathBuf, Listener)>,
+}
 
 enum Target {
-    /// A directory watch: the file names of interest in it.
-    Dir(Vec<(OsString, Arc<Notify>)>),
+    /// A directory watch.
+    Dir(DirTarget),
     /// A one-shot modify watch on a file (several databases could share an inode).
     File(Vec<Arc<Notify>>),
 }
@@ -42,27 +76,8 @@ impl DbWatch {
     /// (Re-)installs the one-shot modify watches on the database and its WAL. A missing file is
     /// not an error: the directory watch reports its creation.
     pub fn arm(&self) {
-        let Ok(mut map) = self.watcher.targets.lock() else {
-            return;
-        };
-        let Ok(mut watches) = self.watcher.watches.lock() else {
-            return;
-        };
-        // The targets lock is held across the add, so the reader thread cannot see an event
-        // for the new descriptor before it is registered.
         for f in &self.files {
-            let Ok(wd) = watches.add(f, WatchMask::MODIFY | WatchMask::ONESHOT) else {
-                continue;
-            };
-            match map.entry(wd).or_insert_with(|| Target::File(Vec::new())) {
-                Target::File(list) => {
-                    if !list.iter().any(|n| Arc::ptr_eq(n, &self.notify)) {
-                        list.push(self.notify.clone());
-                    }
-                }
-                // Cannot happen (a file is not a directory); wake rather than lose a change.
-                Target::Dir(_) => self.notify.notify_one(),
-            }
+            self.watcher.arm_once(f, &self.notify);
         }
     }
 }
@@ -92,9 +107,23 @@ impl Watcher {
                     for ev in events {
                         let ignored = ev.mask.contains(EventMask::IGNORED);
                         match map.get(&ev.wd) {
-                            Some(Target::Dir(list)) => {
+                            Some(Target::Dir(t)) => {
+                                for (dir, l) in &t.listeners {
+                                    let _ = l.send(DirEvent {
+                                        dir: dir.clone(),
+                                        name: ev.name.map(|n| n.to_owned()),
+                                        mask: ev.mask,
+                                    });
+                                }
+                                if ignored {
+                                    map.remove(&ev.wd);
+                                    continue;
+                                }
                                 let Some(name) = ev.name else { continue };
-                                for (want, n) in list {
+                                if !ev.mask.intersects(DB_DIR_EVENTS) {
+                                    continue;
+                                }
+                                for (want, n) in &t.names {
                                     if want.as_os_str() == name {
                                         n.notify_one();
                                     }
@@ -130,29 +159,11 @@ impl Watcher {
             .ok_or_else(|| std::io::Error::other("database path has no file name"))?;
         let mut wal = name.clone();
         wal.push("-wal");
-        let mask =
-            WatchMask::CREATE | WatchMask::DELETE | WatchMask::MOVED_TO | WatchMask::MOVED_FROM;
         let notify = Arc::new(Notify::new());
-        {
-            let mut map = self
-                .targets
-                .lock()
-                .map_err(|_| std::io::Error::other("watcher lock poisoned"))?;
-            let wd = self
-                .watches
-                .lock()
-                .map_err(|_| std::io::Error::other("watcher lock poisoned"))?
-                .add(dir, mask)?;
-            match map.entry(wd).or_insert_with(|| Target::Dir(Vec::new())) {
-                Target::Dir(list) => {
-                    list.push((name, notify.clone()));
-                    list.push((wal.clone(), notify.clone()));
-                }
-                Target::File(_) => {
-                    return Err(std::io::Error::other("directory watched as a file"));
-                }
-            }
-        }
+        self.with_dir(dir, DB_DIR_MASK, |t| {
+            t.names.push((name, notify.clone()));
+            t.names.push((wal.clone(), notify.clone()));
+        })?;
         let w = DbWatch {
             watcher: self.clone(),
             files: [db.to_path_buf(), dir.join(wal)],
@@ -160,5 +171,72 @@ impl Watcher {
         };
         w.arm();
         Ok(w)
+    }
+
+    /// Adds `mask` to the watch of directory `dir` and updates its target.
+    fn with_dir(
+        &self,
+        dir: &Path,
+        mask: WatchMask,
+        f: impl FnOnce(&mut DirTarget),
+    ) -> std::io::Result<WatchDescriptor> {
+        // The targets lock is held across the add, so the reader thread cannot see an event
+        // for the new descriptor before it is registered.
+        let mut map = self
+            .targets
+            .lock()
+            .map_err(|_| std::io::Error::other("watcher lock poisoned"))?;
+        let wd = self
+            .watches
+            .lock()
+            .map_err(|_| std::io::Error::other("watcher lock poisoned"))?
+            .add(dir, mask | WatchMask::MASK_ADD)?;
+        match map
+            .entry(wd.clone())
+            .or_insert_with(|| Target::Dir(DirTarget::default()))
+        {
+            Target::Dir(t) => f(t),
+            Target::File(_) => return Err(std::io::Error::other("directory watched as a file")),
+        }
+        Ok(wd)
+    }
+
+    /// Sends every create, delete and rename in `dir` (and its own removal) to `tx`.
+    pub fn watch_dir(&self, dir: &Path, tx: Listener) -> std::io::Result<WatchDescriptor> {
+        let mask = DB_DIR_MASK | WatchMask::DELETE_SELF | WatchMask::MOVE_SELF;
+        self.with_dir(dir, mask, |t| t.listeners.push((dir.to_path_buf(), tx)))
+    }
+
+    /// Stops sending events of `wd` to `tx`.
+    pub fn unwatch_dir(&self, wd: &WatchDescriptor, tx: &Listener) {
+        let Ok(mut map) = self.targets.lock() else {
+            return;
+        };
+        if let Some(Target::Dir(t)) = map.get_mut(wd) {
+            t.listeners.retain(|(_, l)| !l.same_channel(tx));
+        }
+    }
+
+    /// (Re-)installs a one-shot modify watch on `file` that wakes `notify`. A missing file is
+    /// not an error.
+    pub fn arm_once(&self, file: &Path, notify: &Arc<Notify>) {
+        let Ok(mut map) = self.targets.lock() else {
+            return;
+        };
+        let Ok(mut watches) = self.watches.lock() else {
+            return;
+        };
+        let Ok(wd) = watches.add(file, WatchMask::MODIFY | WatchMask::ONESHOT) else {
+            return;
+        };
+        match map.entry(wd).or_insert_with(|| Target::File(Vec::new())) {
+            Target::File(list) => {
+                if !list.iter().any(|n| Arc::ptr_eq(n, notify)) {
+                    list.push(notify.clone());
+                }
+            }
+            // Cannot happen (a file is not a directory); wake rather than lose a change.
+            Target::Dir(_) => notify.notify_one(),
+        }
     }
 }
