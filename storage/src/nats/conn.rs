@@ -329,8 +329,17 @@ async fn options(s: &NatsSettings) -> Result<ConnectOptions, NatsError> {
             // async-nats reads 0 as unlimited; Go's 0 means no reconnect.
             Some((s.max_reconnects as usize).max(1))
         });
+    // The client asks before every attempt, the first one of a (re)connect included.
     let wait = s.reconnect_wait;
-    o = o.reconnect_delay_callback(move |_| wait);
+    o = o.reconnect_delay_callback(
+        move |attempt| {
+            if attempt <= 1 {
+                Duration::ZERO
+            } else {
+                wait
+            }
+        },
+    );
     if !s.jwt.is_empty() && !s.seed.is_empty() {
         let creds = format!(
             "-----BEGIN NATS USER JWT-----\n{}\n------END NATS USER JWT------\n\n\
