@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts nats-server with JetStream (user and password required) on 127.0.0.1 for the NATS
+# Starts nats-server with JetStream (a password user) on 127.0.0.1 for the NATS
 # backend tests. Meant to be sourced (tests/run-all.sh does) so the LS_NATS_* variables reach
 # cargo test; running it with bash prints them as `export` lines instead.
 #
@@ -28,8 +28,17 @@ ls_nats_start() {
     port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')" || return 1
   fi
   local user="ls-test" pass="ls-test-pass-0123"
+  # A password is required, except that a client without credentials is taken as that
+  # user (no_auth_user): Litestream 0.5.17 drops the user and password of a nats:// URL, so
+  # `litestream restore nats://...` connects without any.
+  cat >"$state/server.conf" <<CONF
+authorization {
+  users = [ { user: "$user", password: "$pass" } ]
+}
+no_auth_user: "$user"
+CONF
   cat >"$state/cmd" <<CMD
-exec nats-server -js -a 127.0.0.1 -p $port -sd "$state/js" --user $user --pass $pass
+exec nats-server -js -a 127.0.0.1 -p $port -sd "$state/js" -c "$state/server.conf"
 CMD
 
   # setsid: the server must not share the caller's process group, so a Ctrl-C in the
