@@ -234,11 +234,18 @@ impl Conn {
         let server = s.server_url().to_owned();
         let client = opts.connect(server.as_str()).await.map_err(|e| {
             let msg = format!("nats: failed to connect to {server}: {}", chain(&e));
+            // A certificate the client refuses comes back as an I/O error; asking again
+            // gets the same certificate.
+            let tls = msg.contains("certificate") || msg.contains("TLS");
             match e.kind() {
                 ConnectErrorKind::Io
                 | ConnectErrorKind::TimedOut
                 | ConnectErrorKind::Dns
-                | ConnectErrorKind::MaxReconnects => NatsError::transient(msg, "Connect"),
+                | ConnectErrorKind::MaxReconnects
+                    if !tls =>
+                {
+                    NatsError::transient(msg, "Connect")
+                }
                 _ => NatsError::fatal(msg, "Connect"),
             }
         })?;
