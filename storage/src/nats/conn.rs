@@ -192,10 +192,9 @@ impl Conn {
     pub async fn store(&self) -> Result<(ObjectStore, InUse), NatsError> {
         let mut live = self.inner.live.lock().await;
         if let Some(l) = live.as_ref() {
-            // A client that gave up reconnecting stays disconnected: start over.
-            if l.client.connection_state() == State::Disconnected
-                && self.inner.settings.max_reconnects >= 0
-            {
+            // A client that gave up reconnecting (or whose runtime is gone) stays
+            // disconnected: start over rather than wait on it.
+            if l.client.connection_state() == State::Disconnected {
                 *live = None;
             }
         }
