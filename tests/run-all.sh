@@ -17,7 +17,7 @@ cleanup() {
   for s in "${servers[@]}"; do bash "tests/$s/stop.sh" || true; done
 }
 trap cleanup EXIT
-for s in s3 gcs abs sftp webdav; do
+for s in s3 gcs abs sftp webdav nats; do
   if [ -f "tests/$s/start.sh" ]; then
     # shellcheck disable=SC1090
     source "tests/$s/start.sh"

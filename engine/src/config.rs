@@ -903,7 +903,7 @@ fn read_replica(n: &mut Node<'_>, global: &ReplicaFields) -> Result<ReplicaConfi
             settings.clear();
             abs.to_string_lossy().into_owned()
         }
-        "s3" | "oss" | "gs" | "abs" | "sftp" | "webdav" | "webdavs" => {
+        "s3" | "oss" | "gs" | "abs" | "sftp" | "webdav" | "webdavs" | "nats" => {
             // The YAML `path` of a remote replica is the key prefix (or directory) inside it.
             if let Some(p) = path {
                 settings.insert("path".into(), (n.key("path"), p));
@@ -922,12 +922,6 @@ fn read_replica(n: &mut Node<'_>, global: &ReplicaFields) -> Result<ReplicaConfi
                 key_err(&key, e.to_string())
             })?;
             url.unwrap_or_default()
-        }
-        "nats" => {
-            return Err(key_err(
-                &kind_key,
-                format!("replica type {kind:?} is not supported yet"),
-            ))
         }
         other => {
             return Err(key_err(
@@ -1138,9 +1132,9 @@ dbs:
     fn errors_name_the_key() {
         let e = err("dbs:\n  - path: /a.db\n    monitor-interval: 5x\n    replica: {path: /r}\n");
         assert!(e.contains("dbs[0].monitor-interval"), "{e}");
-        let e = err("dbs:\n  - path: /a.db\n    replica: {url: \"nats://h:4222/b\"}\n");
+        let e = err("dbs:\n  - path: /a.db\n    replica: {url: \"ftp://h:4222/b\"}\n");
         assert!(
-            e.contains("dbs[0].replica.url") && e.contains("not supported yet"),
+            e.contains("dbs[0].replica.url") && e.contains("unknown replica type"),
             "{e}"
         );
         let e =
@@ -1148,7 +1142,7 @@ dbs:
         assert!(e.contains("dbs[0].replica.url"), "{e}");
         let e = err("dbs:\n  - path: /a.db\n    replica: {type: s3, path: db}\n");
         assert!(e.contains("dbs[0].replica") && e.contains("bucket"), "{e}");
-        let e = err("dbs:\n  - path: /a.db\n    replica: {type: nats, bucket: b}\n");
+        let e = err("dbs:\n  - path: /a.db\n    replica: {type: ftp, bucket: b}\n");
         assert!(e.contains("dbs[0].replica.type"), "{e}");
         let e = err("addr: \"9090\"\n");
         assert!(e.contains("config key addr") && e.contains("port"), "{e}");

@@ -71,7 +71,7 @@ impl ReplicaEntry {
                 )?;
                 Ok(Source::s3(S3Replica::new(settings)?))
             }
-            "gs" | "abs" | "sftp" | "webdav" | "webdavs" => {
+            "gs" | "abs" | "sftp" | "webdav" | "webdavs" | "nats" => {
                 let r = storage::ReplicaUrl::from_config(
                     &self.kind,
                     self.url.as_deref(),

@@ -1,13 +1,14 @@
 //! Replica storage: one [`ReplicaClient`] trait that every backend implements, so the engine and
 //! restore never know which backend they hold; plus [`local`], the local file I/O both use
 //! (io_uring with a pread/pwrite fallback). Backends: [`file`], [`s3`] (also `oss://`), [`gcs`],
-//! [`abs`], [`sftp`] and [`webdav`].
+//! [`abs`], [`sftp`], [`webdav`] and [`nats`].
 
 pub mod abs;
 pub mod file;
 pub mod gcs;
 pub mod local;
 pub mod metrics;
+pub mod nats;
 mod replica_url;
 pub mod s3;
 pub mod sftp;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::abs::AbsSettings;
 use crate::file::FileReplica;
 use crate::gcs::GcsSettings;
+use crate::nats::NatsSettings;
 use crate::s3::{Flavor, S3Replica, S3Settings};
 use crate::sftp::SftpSettings;
 use crate::webdav::WebDavSettings;
@@ -26,6 +27,8 @@ pub enum ReplicaUrl {
     Sftp(Box<SftpSettings>),
     /// `webdav://` and `webdavs://`
     WebDav(Box<WebDavSettings>),
+    /// `nats://`
+    Nats(Box<NatsSettings>),
 }
 
 impl ReplicaUrl {
@@ -57,9 +60,7 @@ impl ReplicaUrl {
             "webdav" | "webdavs" => {
                 Ok(ReplicaUrl::WebDav(Box::new(WebDavSettings::from_url(url)?)))
             }
-            "nats" => Err(bad(&format!(
-                "the {scheme} backend is not supported by this build yet"
-            ))),
+            "nats" => Ok(ReplicaUrl::Nats(Box::new(NatsSettings::from_url(url)?))),
             other => Err(bad(&format!("unknown replica type {other:?}"))),
         }
     }
@@ -90,6 +91,7 @@ impl ReplicaUrl {
             "webdav" | "webdavs" => {
                 ReplicaUrl::WebDav(Box::new(WebDavSettings::from_config(url, settings)?))
             }
+            "nats" => ReplicaUrl::Nats(Box::new(NatsSettings::from_config(url, settings)?)),
             other => {
                 return Err(StorageError::Other(format!(
                     "replica type {other:?} cannot be opened from settings"
@@ -106,6 +108,7 @@ impl ReplicaUrl {
             ReplicaUrl::Abs(_) => "abs",
             ReplicaUrl::Sftp(_) => "sftp",
             ReplicaUrl::WebDav(_) => "webdav",
+            ReplicaUrl::Nats(_) => "nats",
         }
     }
 
@@ -118,6 +121,7 @@ impl ReplicaUrl {
             ReplicaUrl::Abs(s) => crate::abs::open(*s),
             ReplicaUrl::Sftp(s) => crate::sftp::open(*s),
             ReplicaUrl::WebDav(s) => crate::webdav::open(*s),
+            ReplicaUrl::Nats(s) => crate::nats::open(*s),
         }
     }
 }
@@ -151,8 +155,15 @@ mod tests {
             Some(ReplicaUrl::File("/tmp/r".into()))
         );
         assert!(ReplicaUrl::parse("file://relative").is_err());
-        let e = ReplicaUrl::parse("nats://host:4222/bucket").expect_err("nats not yet");
-        assert!(e.to_string().contains("nats"));
+        let nats = ReplicaUrl::parse("nats://host:4222/bucket").expect("nats");
+        assert_eq!(nats.kind(), "nats");
+        assert!(ReplicaUrl::parse("nats://host:4222").is_err());
+        assert_eq!(
+            ReplicaUrl::from_config("nats", None, [("bucket", "b")])
+                .map(|u| u.kind())
+                .ok(),
+            Some("nats")
+        );
         let s3 = ReplicaUrl::parse("s3://bucket/db?region=eu-west-1").expect("s3");
         assert_eq!(s3.kind(), "s3");
         assert_eq!(

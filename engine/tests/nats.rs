@@ -1,0 +1,253 @@
+//! ls-engine replicating to a NATS JetStream object store (nats-server of
+//! `tests/nats/start.sh`) with the YAML keys Litestream uses, restored by the real Litestream
+//! 0.5.17; and an idle engine sends nothing to the server, then closes its connection.
+//! Skipped without `LS_NATS_URL`/`LS_NATS_USER`/`LS_NATS_PASS`, unless `LS_INTEROP=1` says
+//! it must run.
+
+mod common;
+#[path = "../../tests/support/nats.rs"]
+mod nats_env;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ltx_codec::Level;
+use nats_env::{nats_server, NatsServer};
+use storage::nats::{NatsReplica, NatsSettings};
+use storage::ReplicaClient;
+
+/// One `dbs:` entry replicating `db` to `bucket` on the server at `url` (`nats://host:port`).
+fn db_entry(db: &Path, srv: &NatsServer, url: &str, bucket: &str) -> String {
+    format!(
+        "  - path: {}\n    monitor-interval: 100ms\n    replica:\n      type: nats\n      \
+         url: {url}/{bucket}\n      username: {}\n      password: {}\n      \
+         sync-interval: 100ms\n",
+        db.display(),
+        srv.user,
+        srv.pass
+    )
+}
+
+fn count(p: &Path) -> i64 {
+    rusqlite::Connection::open(p)
+        .and_then(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)))
+        .expect("count")
+}
+
+#[test]
+fn replicate_to_nats_and_restore_with_litestream() {
+    let Some(srv) = nats_server("engine nats") else {
+        return;
+    };
+    let Some(ls) = litestream() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    let bucket = srv.new_bucket("engine");
+    let config = dir.path().join("litestream.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "levels:\n  - interval: 2s\nsnapshot:\n  interval: 5s\ndbs:\n{}",
+            db_entry(&db, &srv, &srv.url, &bucket)
+        ),
+    )
+    .expect("config");
+    let app = app(&db, 4096);
+    setup_table(&app);
+    let e = Engine::start(&config, &dir.path().join("engine.log"));
+    let started = Instant::now();
+    for round in 0..8 {
+        insert_rows(&app, round * 100, 100, 300);
+        std::thread::sleep(Duration::from_millis(300));
+        app.execute(
+            "DELETE FROM t WHERE k % 5 = 0 AND k / 100 = ?1",
+            [round as i64],
+        )
+        .expect("delete");
+    }
+    // Long enough for L1 compaction and a snapshot to be shipped too.
+    if let Some(rest) = Duration::from_secs(7).checked_sub(started.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    e.stop();
+
+    // Every level the engine writes, in Litestream's layout, as a plain listing sees it.
+    let ours = NatsReplica::new(NatsSettings::from_url(&srv.replica_url(&bucket)).expect("url"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for level in [0u8, 1, 9] {
+        let files = rt.block_on(ours.ltx_files(Level(level))).expect("list");
+        assert!(!files.is_empty(), "no files at level {level}");
+    }
+
+    // Litestream restores from the URL (it connects without the user: see start.sh) and from
+    // the engine's own config file.
+    let out = dir.path().join("restored.db");
+    let o = litestream_cmd(&ls)
+        .arg("restore")
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("{}/{bucket}", srv.url))
+        .output()
+        .expect("litestream restore");
+    assert!(
+        o.status.success(),
+        "litestream restore failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    integrity_ok(&out);
+    assert_eq!(dump(&db), dump(&out), "restored dump differs");
+    assert_eq!(count(&out), count(&db));
+    assert!(count(&out) > 600);
+
+    let out2 = dir.path().join("restored2.db");
+    let o = litestream_cmd(&ls)
+        .arg("restore")
+        .arg("-config")
+        .arg(&config)
+        .arg("-o")
+        .arg(&out2)
+        .arg(&db)
+        .output()
+        .expect("litestream restore -config");
+    assert!(
+        o.status.success(),
+        "litestream restore -config failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    integrity_ok(&out2);
+    assert_eq!(dump(&out2), dump(&db), "restore -config dump differs");
+}
+
+/// A TCP proxy counting the bytes that cross it and the connections open through it.
+struct ByteProxy {
+    port: u16,
+    bytes: Arc<AtomicU64>,
+    open: Arc<AtomicU64>,
+}
+
+impl ByteProxy {
+    fn start(upstream: &str) -> ByteProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (bytes, open) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (b, o, up) = (bytes.clone(), open.clone(), upstream.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&up) else {
+                    continue;
+                };
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                o.fetch_add(1, Ordering::SeqCst);
+                let (b1, b2, o2) = (b.clone(), b.clone(), o.clone());
+                std::thread::spawn(move || copy_counting(client, server, &b1));
+                std::thread::spawn(move || {
+                    copy_counting(s2, c2, &b2);
+                    o2.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        ByteProxy { port, bytes, open }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::SeqCst)
+    }
+
+    fn open(&self) -> u64 {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+fn copy_counting(mut from: TcpStream, mut to: TcpStream, n: &AtomicU64) {
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(k) = from.read(&mut buf) {
+        if k == 0 || to.write_all(&buf[..k]).is_err() {
+            break;
+        }
+        n.fetch_add(k as u64, Ordering::SeqCst);
+    }
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+/// Idle databases cost no NATS traffic once start-up replication and compaction settled; the
+/// connection is closed after 90 s without use (before the client's first PING at 120 s),
+/// and the first write after that connects again and is shipped.
+#[test]
+fn idle_engine_sends_nothing_and_closes_its_connection() {
+    let Some(srv) = nats_server("engine nats idle") else {
+        return;
+    };
+    if !slow_enabled("idle_engine_sends_nothing_and_closes_its_connection") {
+        return;
+    }
+    let proxy = ByteProxy::start(srv.authority());
+    let url = format!("nats://127.0.0.1:{}", proxy.port);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = String::from("levels:\n  - interval: 1s\n  - interval: 2s\ndbs:\n");
+    let mut apps = Vec::new();
+    for i in 0..2 {
+        let db = dir.path().join(format!("db{i}.db"));
+        let c = app(&db, 4096);
+        setup_table(&c);
+        insert_rows(&c, 0, 50, 100);
+        cfg.push_str(&db_entry(
+            &db,
+            &srv,
+            &url,
+            &srv.new_bucket(&format!("idle{i}")),
+        ));
+        cfg.push_str("    checkpoint-interval: 3s\n");
+        apps.push(c);
+    }
+    let config = dir.path().join("litestream.yml");
+    std::fs::write(&config, cfg).expect("config");
+    let e = Engine::start(&config, &dir.path().join("engine.log"));
+
+    // Settled: no byte for 8 s in a row.
+    let quiet = wait_until(Duration::from_secs(90), || {
+        let n = proxy.bytes();
+        std::thread::sleep(Duration::from_secs(8));
+        n > 0 && proxy.bytes() == n
+    });
+    assert!(quiet, "traffic never stopped; log:\n{}", e.tail());
+    let settled = proxy.bytes();
+    assert!(proxy.open() >= 2, "{} connections open", proxy.open());
+    std::thread::sleep(Duration::from_secs(30));
+    assert_eq!(
+        proxy.bytes(),
+        settled,
+        "bytes in 30 s of idle; log:\n{}",
+        e.tail()
+    );
+
+    // The connections close on their own, and nothing moves after that.
+    let closed = wait_until(Duration::from_secs(120), || proxy.open() == 0);
+    assert!(closed, "idle connections stayed open; log:\n{}", e.tail());
+    let after_close = proxy.bytes();
+    eprintln!(
+        "nats idle: {settled} bytes to settle, 0 in 30 s idle, {} for the idle close",
+        after_close - settled
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(proxy.bytes(), after_close, "bytes after the idle close");
+
+    // A write is shipped at once over a new connection.
+    insert_rows(&apps[1], 1000, 5, 100);
+    let shipped = wait_until(Duration::from_secs(10), || proxy.bytes() > after_close);
+    assert!(
+        shipped,
+        "a write after idle sent nothing; log:\n{}",
+        e.tail()
+    );
+    e.stop();
+}
