@@ -624,6 +624,21 @@ fn read_replica_fields(n: &mut Node<'_>) -> Result<ReplicaFields, ConfigError> {
         }
     }
     for k in storage::BACKEND_KEYS {
+        // `root-cas` is a list in Litestream; backends take it one path per line.
+        if *k == "root-cas" {
+            if let Some(Value::Sequence(items)) = n.get(k) {
+                let mut paths = Vec::new();
+                for item in items {
+                    match item {
+                        Value::String(s) => paths.push(s.clone()),
+                        _ => return Err(key_err(&n.key(k), "expected a list of file paths")),
+                    }
+                }
+                f.settings
+                    .insert((*k).to_owned(), (n.key(k), paths.join("\n")));
+                continue;
+            }
+        }
         if let Some(v) = n.scalar(k)? {
             f.settings.insert((*k).to_owned(), (n.key(k), v));
         }
@@ -986,6 +1001,25 @@ mod tests {
             Ok(c) => c,
             Err(e) => panic!("parse failed: {e}"),
         }
+    }
+
+    #[test]
+    fn root_cas_is_a_list() {
+        let c = parse(
+            "dbs:\n  - path: /a.db\n    replica:\n      url: nats://127.0.0.1:4222/b\n      root-cas: [/ca1.pem, /ca2.pem]\n",
+            false,
+        )
+        .expect("config");
+        assert_eq!(
+            c.dbs[0]
+                .replica
+                .settings
+                .get("root-cas")
+                .map(String::as_str),
+            Some("/ca1.pem\n/ca2.pem")
+        );
+        let e = err("dbs:\n  - path: /a.db\n    replica:\n      url: nats://h:4222/b\n      root-cas: [{a: 1}]\n");
+        assert!(e.contains("dbs[0].replica.root-cas"), "{e}");
     }
 
     fn err(text: &str) -> String {

@@ -134,9 +134,19 @@ fn replica_entry(globals: &Mapping, replica: &Mapping) -> Result<ReplicaEntry> {
     // never a replica key.
     for (m, is_global) in [(globals, true), (replica, false)] {
         for (k, v) in m {
-            let (Some(k), Some(v)) = (k.as_str(), scalar(v)) else {
-                continue;
+            let Some(k) = k.as_str() else { continue };
+            // `root-cas` is a list in Litestream; backends take it one path per line.
+            let v = match v {
+                Value::Sequence(items) if k == "root-cas" => Some(
+                    items
+                        .iter()
+                        .filter_map(scalar)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
+                v => scalar(v),
             };
+            let Some(v) = v else { continue };
             if NOT_BACKEND_KEYS.contains(&k) || (is_global && !global_replica_key(k)) {
                 continue;
             }
@@ -318,7 +328,7 @@ mod tests {
         std::env::set_var("LS_RESTORE_TEST_EP", "http://127.0.0.1:9");
         std::fs::write(
             &cfg,
-            "region: eu-west-1\naccess-key-id: global\ndbs:\n  - path: ${LS_RESTORE_TEST_DIR}/a.db\n    replica:\n      url: file:///r/a\n  - path: $LS_RESTORE_TEST_DIR/b.db\n    replica:\n      type: file\n      path: /r/b\n    monitor-interval: 1s\n  - path: sqlite://$LS_RESTORE_TEST_DIR/c.db\n    replica:\n      type: s3\n      bucket: bk\n      path: pre/fix\n      endpoint: $LS_RESTORE_TEST_EP\n      force-path-style: true\n      part-size: 5MiB\n      concurrency: 3\n      access-key-id: mine\n      sync-interval: 1s\n",
+            "region: eu-west-1\naccess-key-id: global\ndbs:\n  - path: ${LS_RESTORE_TEST_DIR}/a.db\n    replica:\n      url: file:///r/a\n  - path: $LS_RESTORE_TEST_DIR/b.db\n    replica:\n      type: file\n      path: /r/b\n    monitor-interval: 1s\n  - path: sqlite://$LS_RESTORE_TEST_DIR/c.db\n    replica:\n      type: s3\n      bucket: bk\n      path: pre/fix\n      endpoint: $LS_RESTORE_TEST_EP\n      force-path-style: true\n      part-size: 5MiB\n      concurrency: 3\n      access-key-id: mine\n      sync-interval: 1s\n  - path: $LS_RESTORE_TEST_DIR/n.db\n    replica:\n      url: nats://127.0.0.1:9/bk\n      root-cas: [/ca1.pem, /ca2.pem]\n",
         )
         .expect("write");
         let a = replica_for(&cfg, true, &dir.path().join("a.db")).expect("a");
@@ -348,6 +358,9 @@ mod tests {
             "sqlite://$VAR path cannot match without expansion"
         );
         assert!(replica_for(&cfg, true, &dir.path().join("d.db")).is_err());
+        // A YAML list (NATS `root-cas`) reaches the backend one item per line.
+        let n = replica_for(&cfg, true, &dir.path().join("n.db")).expect("n");
+        assert_eq!(n.get("root-cas"), Some("/ca1.pem\n/ca2.pem"));
     }
 
     #[test]

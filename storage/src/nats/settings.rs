@@ -246,7 +246,7 @@ impl NatsSettings {
     /// Builds the settings from a YAML replica entry: its optional `url` (server and bucket)
     /// and the NATS keys, the entry's own after the global defaults. The bucket of the URL wins
     /// over `bucket`. Credentials written into the URL are used when no key gives them
-    /// (Litestream drops them from a YAML `url`). `root-cas` is one PEM file here.
+    /// (Litestream drops them from a YAML `url`). `root-cas` is a list of PEM files, one per line.
     pub fn from_config<'a>(
         url: Option<&str>,
         settings: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -276,12 +276,14 @@ impl NatsSettings {
                 "tls" => {
                     s.tls = parse_bool(v).ok_or_else(|| bad(k, v, "expected true or false"))?
                 }
+                // One path per line: the YAML list, as the configs pass it.
                 "root-cas" => {
-                    s.root_cas = if v.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![v.to_owned()]
-                    }
+                    s.root_cas = v
+                        .lines()
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_owned)
+                        .collect()
                 }
                 "client-cert" => s.client_cert = v.to_owned(),
                 "client-key" => s.client_key = v.to_owned(),
@@ -380,7 +382,7 @@ mod tests {
                 ("bucket", "mine"),
                 ("path", "ignored/by/litestream"),
                 ("tls", "true"),
-                ("root-cas", "/etc/ca.pem"),
+                ("root-cas", "/etc/ca.pem\n/etc/other.pem\n"),
                 ("client-cert", "/c.pem"),
                 ("client-key", "/k.pem"),
                 ("max-reconnects", "5"),
@@ -393,7 +395,7 @@ mod tests {
         assert_eq!(s.bucket, "mine");
         assert_eq!(s.server_url(), DEFAULT_SERVER);
         assert!(s.tls);
-        assert_eq!(s.root_cas, ["/etc/ca.pem"]);
+        assert_eq!(s.root_cas, ["/etc/ca.pem", "/etc/other.pem"]);
         assert_eq!(s.max_reconnects, 5);
         assert_eq!(s.reconnect_wait, Duration::from_secs(90));
         assert_eq!(s.timeout, Duration::from_millis(250));
