@@ -875,7 +875,12 @@ fn read_replica(n: &mut Node<'_>, global: &ReplicaFields) -> Result<ReplicaConfi
         }
     }
     let own_settings = own.settings.clone();
-    let mut settings: BTreeMap<String, (String, String)> = global.settings.clone();
+    let mut settings: BTreeMap<String, (String, String)> = global
+        .settings
+        .iter()
+        .filter(|(k, _)| storage::inherited_from_top_level(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     settings.extend(own.settings);
     let url = match kind.as_str() {
         "file" => {
@@ -1312,7 +1317,7 @@ dbs:
     #[test]
     fn s3_replicas_pass_settings_through() {
         let c = must(
-            "access-key-id: AK\nregion: eu-west-1\ndbs:\n  - path: /a.db\n    replica:\n      type: s3\n      bucket: b\n      path: db/a\n      endpoint: http://localhost:9000\n  - path: /b.db\n    replica: {url: \"s3://b2/p?region=us-east-1\"}\n  - path: /c.db\n    replica: {path: /r}\n",
+            "access-key-id: AK\nregion: eu-west-1\npart-size: 64MiB\nwebdav-url: http://dav\ndbs:\n  - path: /a.db\n    replica:\n      type: s3\n      bucket: b\n      path: db/a\n      endpoint: http://localhost:9000\n  - path: /b.db\n    replica: {url: \"s3://b2/p?region=us-east-1\"}\n  - path: /c.db\n    replica: {path: /r}\n",
         );
         let a = &c.dbs[0].replica;
         assert_eq!(a.kind, "s3");
@@ -1323,6 +1328,9 @@ dbs:
             a.settings.get("access-key-id").map(String::as_str),
             Some("AK")
         );
+        // As in Litestream, a top-level part-size or webdav-url is no default.
+        assert_eq!(a.settings.get("part-size"), None);
+        assert_eq!(a.settings.get("webdav-url"), None);
         let b = &c.dbs[1].replica;
         assert_eq!(b.url, "s3://b2/p?region=us-east-1");
         // Global S3 keys do not leak into a file replica.

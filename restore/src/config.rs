@@ -147,7 +147,8 @@ fn replica_entry(globals: &Mapping, replica: &Mapping) -> Result<ReplicaEntry> {
                 v => scalar(v),
             };
             let Some(v) = v else { continue };
-            if NOT_BACKEND_KEYS.contains(&k) || (is_global && !global_replica_key(k)) {
+            if NOT_BACKEND_KEYS.contains(&k) || (is_global && !storage::inherited_from_top_level(k))
+            {
                 continue;
             }
             settings.push((k.to_owned(), v));
@@ -158,10 +159,6 @@ fn replica_entry(globals: &Mapping, replica: &Mapping) -> Result<ReplicaEntry> {
         url,
         settings,
     })
-}
-
-fn global_replica_key(k: &str) -> bool {
-    k != "path" && storage::BACKEND_KEYS.contains(&k)
 }
 
 /// The config path when `-config` is not given.
@@ -328,7 +325,7 @@ mod tests {
         std::env::set_var("LS_RESTORE_TEST_EP", "http://127.0.0.1:9");
         std::fs::write(
             &cfg,
-            "region: eu-west-1\naccess-key-id: global\ndbs:\n  - path: ${LS_RESTORE_TEST_DIR}/a.db\n    replica:\n      url: file:///r/a\n  - path: $LS_RESTORE_TEST_DIR/b.db\n    replica:\n      type: file\n      path: /r/b\n    monitor-interval: 1s\n  - path: sqlite://$LS_RESTORE_TEST_DIR/c.db\n    replica:\n      type: s3\n      bucket: bk\n      path: pre/fix\n      endpoint: $LS_RESTORE_TEST_EP\n      force-path-style: true\n      part-size: 5MiB\n      concurrency: 3\n      access-key-id: mine\n      sync-interval: 1s\n  - path: $LS_RESTORE_TEST_DIR/n.db\n    replica:\n      url: nats://127.0.0.1:9/bk\n      root-cas: [/ca1.pem, /ca2.pem]\n",
+            "region: eu-west-1\naccess-key-id: global\nconcurrency: 9\ndbs:\n  - path: ${LS_RESTORE_TEST_DIR}/a.db\n    replica:\n      url: file:///r/a\n  - path: $LS_RESTORE_TEST_DIR/b.db\n    replica:\n      type: file\n      path: /r/b\n    monitor-interval: 1s\n  - path: sqlite://$LS_RESTORE_TEST_DIR/c.db\n    replica:\n      type: s3\n      bucket: bk\n      path: pre/fix\n      endpoint: $LS_RESTORE_TEST_EP\n      force-path-style: true\n      part-size: 5MiB\n      concurrency: 3\n      access-key-id: mine\n      sync-interval: 1s\n  - path: $LS_RESTORE_TEST_DIR/n.db\n    replica:\n      url: nats://127.0.0.1:9/bk\n      root-cas: [/ca1.pem, /ca2.pem]\n",
         )
         .expect("write");
         let a = replica_for(&cfg, true, &dir.path().join("a.db")).expect("a");
@@ -343,6 +340,10 @@ mod tests {
         assert_eq!(c.get("endpoint"), Some("http://127.0.0.1:9"));
         assert_eq!(c.get("force-path-style"), Some("true"));
         assert_eq!(c.get("concurrency"), Some("3"));
+        // Litestream does not pass a top-level `concurrency` on to replicas.
+        let n = replica_for(&cfg, true, &dir.path().join("n.db")).expect("n");
+        assert_eq!(n.get("concurrency"), None);
+        assert_eq!(n.get("region"), Some("eu-west-1"));
         // The replica's key overrides the global one; globals fill the rest.
         assert_eq!(c.get("access-key-id"), Some("mine"));
         assert_eq!(c.get("region"), Some("eu-west-1"));

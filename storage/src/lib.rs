@@ -72,6 +72,23 @@ pub const BACKEND_KEYS: &[&str] = &[
     "timeout",
 ];
 
+/// Backend keys that a top-level value does NOT set for every replica: Litestream 0.5.17's
+/// `ReplicaSettings.SetDefaults` leaves them out, so a top-level `part-size` or `webdav-url` is
+/// parsed and ignored there, and must be here too.
+pub const NOT_INHERITED_KEYS: &[&str] = &[
+    "part-size",
+    "concurrency",
+    "host-key",
+    "webdav-url",
+    "webdav-username",
+    "webdav-password",
+];
+
+/// Whether a top-level `key` is a default for every replica (see [`NOT_INHERITED_KEYS`]).
+pub fn inherited_from_top_level(key: &str) -> bool {
+    key != "path" && BACKEND_KEYS.contains(&key) && !NOT_INHERITED_KEYS.contains(&key)
+}
+
 /// One LTX file in a replica level.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LtxFileInfo {
