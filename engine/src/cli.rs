@@ -32,8 +32,76 @@ pub enum Command {
     Status(StatusArgs),
     /// Remove a database's local LTX files so the next sync starts with a snapshot.
     Reset(ResetArgs),
+    /// Force an immediate sync of a database (via the control socket).
+    Sync(SyncArgs),
+    /// Start replication of a stopped database (via the control socket).
+    Start(CtlArgs),
+    /// Stop replication of a database, after a final sync (via the control socket).
+    Stop(CtlArgs),
+    /// Replicate a new database to a replica URL (via the control socket).
+    Register(RegisterArgs),
+    /// Stop replicating a database and forget it (via the control socket).
+    Unregister(UnregisterArgs),
+    /// Show the running daemon's version, PID and uptime (via the control socket).
+    Info(CtlArgs),
+    /// List the running daemon's databases (via the control socket).
+    List(CtlArgs),
     /// Print the version.
     Version,
+}
+
+/// `-socket`, `-timeout` and `-json` of the control socket commands.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// Path to the control socket.
+    #[arg(long, default_value = crate::config::DEFAULT_SOCKET_PATH, value_name = "PATH")]
+    pub socket: String,
+    /// Maximum time to wait in seconds (default 30; 10 for info and list).
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub timeout: Option<i64>,
+    /// Output raw JSON instead of human-readable text.
+    #[arg(long)]
+    pub json: bool,
+    /// DB_PATH (none for info and list).
+    #[arg(value_name = "DB_PATH")]
+    pub args: Vec<String>,
+}
+
+impl CtlArgs {
+    pub fn opts(&self, default_timeout: i64) -> crate::ctl::Opts<'_> {
+        crate::ctl::Opts {
+            socket: &self.socket,
+            timeout: self.timeout.unwrap_or(default_timeout),
+            json: self.json,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub ctl: CtlArgs,
+    /// Block until the replica has the sync too.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub ctl: CtlArgs,
+    /// Replica URL (e.g. s3://bucket/prefix, file:///backup/path).
+    #[arg(long, value_name = "URL")]
+    pub replica: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnregisterArgs {
+    #[command(flatten)]
+    pub ctl: CtlArgs,
+    /// Print what would be unregistered without asking the daemon.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +216,10 @@ const LONG_FLAGS: &[&str] = &[
     "json",
     "level",
     "dry-run",
+    "socket",
+    "timeout",
+    "wait",
+    "replica",
     "help",
     "version",
 ];

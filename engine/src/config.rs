@@ -12,6 +12,8 @@ use crate::duration::{parse_byte_size, parse_go_duration};
 /// Defaults from Litestream 0.5.17 (`db.go`, `replica.go`, `cmd/litestream/main.go`).
 pub mod defaults {
     use std::time::Duration;
+    pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
+    pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
     pub const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
     pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
     pub const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -78,8 +80,31 @@ pub struct Config {
     pub shutdown_sync_interval: Duration,
     pub exec: Option<String>,
     pub logging: LoggingConfig,
+    /// `socket:` with `enabled: true`: where to serve the control socket.
+    pub socket: Option<SocketConfig>,
+    /// `heartbeat-url` (with `heartbeat-interval`).
+    pub heartbeat: Option<HeartbeatConfig>,
     /// Unknown keys, with their line, for the caller to log once logging is set up.
     pub warnings: Vec<String>,
+}
+
+/// The control socket (`socket.path`, `socket.permissions`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketConfig {
+    pub path: PathBuf,
+    /// File mode of the socket (default 0600).
+    pub permissions: u32,
+}
+
+/// Litestream's default `socket.path`.
+pub const DEFAULT_SOCKET_PATH: &str = "/var/run/litestream.sock";
+
+/// Heartbeat pings (`heartbeat-url`, `heartbeat-interval`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatConfig {
+    pub url: String,
+    /// At least one minute (default five).
+    pub interval: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -378,6 +403,21 @@ fn line_of(text: &str, dotted: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// A file mode as yaml.v2 reads it into a uint32: `0600` (a leading zero) is octal, `384` is
+/// decimal (serde gives `0o600` as the number 384 already).
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let bad = || format!("{s:?}: expected a file mode such as 0600");
+    let v = if s.len() > 1 && s.starts_with('0') && s.bytes().all(|b| b.is_ascii_digit()) {
+        u32::from_str_radix(&s[1..], 8).map_err(|_| bad())?
+    } else {
+        s.parse::<u32>().map_err(|_| bad())?
+    };
+    if v > 0o7777 {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
 /// Reads a config file. `expand_env` follows `-no-expand-env`.
 pub fn load(path: &Path, expand: bool) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -413,24 +453,42 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
             return Err(key_err("mcp-addr", "the MCP server is not supported yet"));
         }
     }
-    if let Some(v) = top.string("heartbeat-url")? {
-        if !v.is_empty() {
-            return Err(key_err("heartbeat-url", "heartbeats are not supported yet"));
-        }
-    }
-    if top.duration("heartbeat-interval")?.is_some() {
-        // Harmless without heartbeat-url, which is refused above.
-    }
-    if let Some(mut sock) = top.child("socket")? {
-        if sock.bool("enabled")? == Some(true) {
+    let heartbeat_url = top.string("heartbeat-url")?.filter(|v| !v.is_empty());
+    if let Some(u) = &heartbeat_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
             return Err(key_err(
-                "socket.enabled",
-                "the control socket is not supported yet",
+                "heartbeat-url",
+                format!("{u:?}: heartbeat URL must be a valid HTTP or HTTPS URL"),
             ));
         }
-        sock.string("path")?;
-        sock.scalar("permissions")?;
+    }
+    let heartbeat_interval = top.duration("heartbeat-interval")?;
+    if heartbeat_interval.is_some_and(|d| d < defaults::MIN_HEARTBEAT_INTERVAL) {
+        return Err(key_err(
+            "heartbeat-interval",
+            "heartbeat interval must be at least 1 minute",
+        ));
+    }
+    let heartbeat = heartbeat_url.map(|url| HeartbeatConfig {
+        url,
+        interval: heartbeat_interval.unwrap_or(defaults::HEARTBEAT_INTERVAL),
+    });
+    let mut socket = None;
+    if let Some(mut sock) = top.child("socket")? {
+        let enabled = sock.bool("enabled")?.unwrap_or(false);
+        let path = sock
+            .string("path")?
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| DEFAULT_SOCKET_PATH.to_owned());
+        let permissions = match sock.scalar("permissions")? {
+            None => 0o600,
+            Some(p) => parse_mode(&p).map_err(|e| key_err("socket.permissions", e))?,
+        };
         unknown.extend(sock.unknown());
+        if enabled {
+            let path = expand_path(&path).map_err(|e| key_err("socket.path", e))?;
+            socket = Some(SocketConfig { path, permissions });
+        }
     }
     if let Some(mut v) = top.child("validation")? {
         if v.duration("interval")?.is_some_and(|d| !d.is_zero()) {
@@ -580,6 +638,8 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
         shutdown_sync_timeout,
         shutdown_sync_interval,
         exec,
+        socket,
+        heartbeat,
         logging,
         warnings,
     })
@@ -1145,6 +1205,43 @@ dbs:
         );
         let rel = expand_path("rel.db").expect("relative");
         assert!(rel.is_absolute() && rel.ends_with("rel.db"));
+    }
+
+    #[test]
+    fn socket_and_heartbeat_keys() {
+        let c = must("socket:\n  enabled: true\n  permissions: 0660\n");
+        let sc = c.socket.expect("socket");
+        assert_eq!(sc.path, PathBuf::from(DEFAULT_SOCKET_PATH));
+        assert_eq!(sc.permissions, 0o660);
+        let c = must("socket:\n  enabled: true\n  path: /tmp/x.sock\n");
+        assert_eq!(c.socket.map(|s| s.permissions), Some(0o600));
+        assert!(must("socket:\n  path: /tmp/x.sock\n").socket.is_none());
+        assert_eq!(
+            must("socket:\n  enabled: true\n  permissions: 384\n")
+                .socket
+                .map(|s| s.permissions),
+            Some(0o600)
+        );
+        assert!(
+            err("socket:\n  enabled: true\n  permissions: 0999\n").contains("socket.permissions")
+        );
+        assert!(
+            err("socket:\n  enabled: true\n  path: ''\n  permissions: abc\n")
+                .contains("socket.permissions")
+        );
+
+        let c = must("heartbeat-url: http://h/ping\n");
+        let hb = c.heartbeat.expect("heartbeat");
+        assert_eq!(hb.interval, Duration::from_secs(300));
+        let c = must("heartbeat-url: https://h/ping\nheartbeat-interval: 2m\n");
+        assert_eq!(
+            c.heartbeat.map(|h| h.interval),
+            Some(Duration::from_secs(120))
+        );
+        assert!(must("heartbeat-interval: 2m\n").heartbeat.is_none());
+        assert!(err("heartbeat-url: ftp://h\n").contains("heartbeat-url"));
+        assert!(err("heartbeat-url: http://h\nheartbeat-interval: 30s\n")
+            .contains("heartbeat-interval"));
     }
 
     #[test]

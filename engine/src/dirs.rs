@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::config::{default_meta_path, DbConfig, ReplicaConfig};
-use crate::replicate::Spawner;
+use crate::replicate::Registry;
 use crate::watch::{DirEvent, Watcher};
 
 /// Litestream's `debounceInterval`.
@@ -349,22 +349,15 @@ fn class_char(p: &[char], mut i: usize) -> Option<(char, usize)> {
     }
 }
 
-/// A running database of a watched directory.
-struct Child {
-    meta: PathBuf,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<bool>,
-}
-
 /// The `watch: true` side of one directory entry: starts its databases, then follows the tree.
 pub struct Monitor {
     cfg: DirConfig,
     watcher: Arc<Watcher>,
-    spawner: Spawner,
+    /// Where the databases run (shared with the control socket).
+    registry: Arc<Registry>,
     tx: mpsc::UnboundedSender<DirEvent>,
     /// Watched directories.
     watched: HashMap<PathBuf, WatchDescriptor>,
-    running: HashMap<PathBuf, Child>,
     /// Stopped on removal, still finishing their final sync.
     stopping: Vec<(PathBuf, JoinHandle<bool>)>,
     /// Matching files that were not SQLite databases when looked at; each has a one-shot
@@ -375,12 +368,12 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Runs until `shutdown`, then stops every database (each with its final sync). Returns
-    /// false if any of them failed.
+    /// Runs until `shutdown`, then waits for the databases it removed to finish their final
+    /// sync (the registry stops the others). Returns false if any of them failed.
     pub async fn run(
         mut cfg: DirConfig,
         watcher: Arc<Watcher>,
-        spawner: Spawner,
+        registry: Arc<Registry>,
         mut shutdown: watch::Receiver<bool>,
     ) -> bool {
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -388,10 +381,9 @@ impl Monitor {
         let mut m = Monitor {
             cfg,
             watcher,
-            spawner,
+            registry,
             tx,
             watched: HashMap::new(),
-            running: HashMap::new(),
             stopping: Vec::new(),
             candidates: HashSet::new(),
             changed: Arc::new(Notify::new()),
@@ -436,35 +428,13 @@ impl Monitor {
         for wd in m.watched.values() {
             m.watcher.unwatch_dir(wd, &m.tx);
         }
-        let mut ok = true;
-        let children: Vec<_> = m
-            .running
-            .drain()
-            .map(|(p, c)| {
-                let _ = c.stop.send(true);
-                (p, c.task)
-            })
-            .chain(m.stopping.drain(..))
-            .collect();
-        for (p, t) in children {
-            match t.await {
-                Ok(true) => {}
-                Ok(false) => ok = false,
-                Err(e) => {
-                    error!(db = %p.display(), error = %e, "database task failed");
-                    ok = false;
-                }
-            }
-        }
-        ok
+        crate::replicate::join_all(m.stopping.drain(..)).await
     }
 
     fn start(&mut self, db: DbConfig) {
-        let (stop, rx) = watch::channel(false);
-        let path = db.path.clone();
-        let meta = db.meta_path.clone();
-        let task = self.spawner.spawn(db, rx);
-        self.running.insert(path, Child { meta, stop, task });
+        if let Err(e) = self.registry.add(db) {
+            error!(dir = %self.cfg.dir.display(), error = %e, "database not replicated");
+        }
     }
 
     /// Watches `dir` (and with `recursive` every directory below it) and looks at every file
@@ -541,7 +511,7 @@ impl Monitor {
 
     /// A file that may be a new database (Litestream's `handlePotentialDatabase`).
     fn consider(&mut self, path: &Path) {
-        if self.running.contains_key(path) {
+        if self.registry.contains(path) {
             return;
         }
         let Some(name) = path.file_name() else { return };
@@ -565,7 +535,7 @@ impl Monitor {
                 return;
             }
         };
-        if let Some((other, _)) = self.running.iter().find(|(_, c)| c.meta == db.meta_path) {
+        if let Some(other) = self.registry.meta_owner(&db.meta_path) {
             error!(path = %path.display(), other = %other.display(), meta = %db.meta_path.display(), "meta-path collision; database not replicated");
             return;
         }
@@ -575,12 +545,13 @@ impl Monitor {
 
     /// Stops the database at `path`, with its final sync.
     fn remove(&mut self, path: &Path) {
-        let Some(c) = self.running.remove(path) else {
+        let Some(task) = self.registry.remove(path) else {
             return;
         };
-        let _ = c.stop.send(true);
         self.stopping.retain(|(_, t)| !t.is_finished());
-        self.stopping.push((path.to_path_buf(), c.task));
+        if let Some(task) = task {
+            self.stopping.push((path.to_path_buf(), task));
+        }
         info!(dir = %self.cfg.dir.display(), path = %path.display(), "removed database from replication");
     }
 
@@ -592,7 +563,7 @@ impl Monitor {
                 self.watcher.unwatch_dir(&wd, &self.tx);
             }
         }
-        for p in keys_under(&self.running, dir) {
+        for p in self.registry.paths_under(dir) {
             self.remove(&p);
         }
         self.candidates.retain(|p| !p.starts_with(dir));

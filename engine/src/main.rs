@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use engine::cli::{self, Command, DatabasesArgs, LtxArgs, ReplicateArgs, ResetArgs, StatusArgs};
 use engine::config::{self, Config};
+use engine::ctl;
 use engine::replicate;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -43,6 +44,38 @@ fn main() -> ExitCode {
         Command::Ltx(args) => report(ltx_cmd(&args)),
         Command::Status(args) => report(status_cmd(&args)),
         Command::Reset(args) => report(reset_cmd(&args)),
+        Command::Sync(a) => {
+            let o = a.ctl.opts(30);
+            ctl_report(|out| ctl::sync(o, &a.ctl.args, a.wait, out))
+        }
+        Command::Start(a) => ctl_report(|out| ctl::start_stop(a.opts(30), true, &a.args, out)),
+        Command::Stop(a) => ctl_report(|out| ctl::start_stop(a.opts(30), false, &a.args, out)),
+        Command::Register(a) => {
+            let (o, r) = (a.ctl.opts(30), a.replica.as_deref());
+            ctl_report(|out| ctl::register(o, &a.ctl.args, r, out))
+        }
+        Command::Unregister(a) => {
+            let o = a.ctl.opts(30);
+            ctl_report(|out| ctl::unregister(o, &a.ctl.args, a.dry_run, out))
+        }
+        Command::Info(a) => ctl_report(|out| ctl::info(a.opts(10), &a.args, out)),
+        Command::List(a) => ctl_report(|out| ctl::list(a.opts(10), &a.args, out)),
+    }
+}
+
+/// Exit status and message of the socket commands: `Error: …`, and `Try: …` for usage errors.
+fn ctl_report(
+    run: impl FnOnce(&mut std::io::StdoutLock<'static>) -> Result<(), ctl::CtlError>,
+) -> ExitCode {
+    match run(&mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            if let Some(h) = &e.hint {
+                eprintln!("Try: {h}");
+            }
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -168,7 +201,9 @@ fn load_config(args: &ReplicateArgs) -> anyhow::Result<Config> {
     }
     let path = config_path(&args.config);
     let c = config::load(&path, !args.no_expand_env)?;
-    if c.dbs.is_empty() && c.dirs.is_empty() {
+    // With the control socket, databases can be registered later (Litestream logs an error
+    // and runs on).
+    if c.dbs.is_empty() && c.dirs.is_empty() && c.socket.is_none() {
         bail!("no databases specified in configuration {}", path.display());
     }
     Ok(c)
@@ -243,7 +278,20 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             force_snapshot: args.force_snapshot,
             enforce_retention: args.enforce_retention,
         };
-        let run = tokio::spawn(replicate::run(cfg, opts, rx));
+        let registry = replicate::Registry::new(&cfg, opts);
+        let mut socket = None;
+        if let (Some(sc), false) = (&cfg.socket, args.once) {
+            let srv = engine::socket::ControlServer::bind(sc, registry.clone())
+                .map_err(anyhow::Error::msg)?;
+            socket = Some(tokio::spawn(srv.serve(rx.clone())));
+        }
+        if cfg.dbs.is_empty() && cfg.dirs.is_empty() {
+            error!("no databases specified in configuration");
+        }
+        if let (Some(hb), false) = (&cfg.heartbeat, args.once) {
+            tokio::spawn(engine::heartbeat::run(hb.clone(), registry.clone(), rx.clone()));
+        }
+        let run = tokio::spawn(replicate::run_with(cfg, registry, rx));
         if args.once {
             let ok = run.await.unwrap_or(false);
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
@@ -295,6 +343,9 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
         }
         if let Err(e) = run.await {
             error!(error = %e, "replication stopped abnormally");
+        }
+        if let Some(s) = socket {
+            let _ = s.await;
         }
         info!("litestream shut down");
         Ok(code)

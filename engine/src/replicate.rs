@@ -2,13 +2,14 @@
 //! together with a final sync.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use ltx_codec::{Level, TxId};
 use storage::SharedReplica;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, DbConfig};
@@ -70,51 +71,31 @@ struct Shared {
 /// Replicates every configured database until `shutdown` turns true (or once). Returns false if
 /// any database failed in `-once` mode.
 pub async fn run(config: Config, opts: Options, shutdown: watch::Receiver<bool>) -> bool {
-    let watcher = if opts.once {
-        None
-    } else {
-        match Watcher::start() {
-            Ok(w) => Some(w),
-            Err(e) => {
-                warn!(error = %e, "inotify unavailable; relying on monitor-interval polling");
-                None
-            }
-        }
-    };
-    let shared = Shared {
-        shutdown_sync_timeout: config.shutdown_sync_timeout,
-        shutdown_sync_interval: config.shutdown_sync_interval,
-        maintenance: Settings {
-            levels: config.levels.clone(),
-            snapshot_interval: config.snapshot_interval,
-            l0_check_interval: config.l0_retention_check_interval,
-            policy: Policy {
-                l0_retention: config.l0_retention,
-                snapshot_retention: config.snapshot_retention,
-                remote: config.retention_enabled,
-                max_level: u8::try_from(config.levels.len()).unwrap_or(8),
-            },
-        },
-        pool: Pool::default(),
-    };
-    let spawner = Spawner {
-        watcher: watcher.clone(),
-        shared,
-        opts,
-    };
-    let mut tasks: Vec<(String, tokio::task::JoinHandle<bool>)> = Vec::new();
+    let registry = Registry::new(&config, opts);
+    run_with(config, registry, shutdown).await
+}
+
+/// [`run`] with databases kept in `registry`, which the control socket shares.
+pub async fn run_with(
+    config: Config,
+    registry: Arc<Registry>,
+    mut shutdown: watch::Receiver<bool>,
+) -> bool {
+    let opts = registry.spawner.opts;
     for db in config.dbs {
-        let name = db.path.display().to_string();
-        tasks.push((name, spawner.spawn(db, shutdown.clone())));
+        if let Err(e) = registry.add(db) {
+            error!(error = %e, "cannot start database");
+        }
     }
+    let mut monitors: Vec<(PathBuf, tokio::task::JoinHandle<bool>)> = Vec::new();
     for mut dir in config.dirs {
         info!(dir = %dir.dir.display(), count = dir.found.len(), watch = dir.watch, "found databases in directory");
-        match (&watcher, dir.watch) {
+        match (&registry.spawner.watcher, dir.watch) {
             (Some(w), true) => {
                 // The monitor starts (and stops) the directory's databases itself.
-                let name = dir.dir.display().to_string();
-                let m = Monitor::run(dir, w.clone(), spawner.clone(), shutdown.clone());
-                tasks.push((name, tokio::spawn(m)));
+                let name = dir.dir.clone();
+                let m = Monitor::run(dir, w.clone(), registry.clone(), shutdown.clone());
+                monitors.push((name, tokio::spawn(m)));
                 continue;
             }
             (None, true) if !opts.once => {
@@ -123,17 +104,29 @@ pub async fn run(config: Config, opts: Options, shutdown: watch::Receiver<bool>)
             _ => {}
         }
         for db in std::mem::take(&mut dir.found) {
-            let name = db.path.display().to_string();
-            tasks.push((name, spawner.spawn(db, shutdown.clone())));
+            if let Err(e) = registry.add(db) {
+                error!(error = %e, "cannot start database");
+            }
         }
     }
+    if !opts.once {
+        stopped(&mut shutdown).await;
+    }
+    let ok = join_all(monitors).await;
+    registry.shutdown().await && ok
+}
+
+/// Awaits every task (named by its database or directory); false if any failed or panicked.
+pub async fn join_all(
+    tasks: impl IntoIterator<Item = (PathBuf, tokio::task::JoinHandle<bool>)>,
+) -> bool {
     let mut ok = true;
-    for (db, t) in tasks {
+    for (path, t) in tasks {
         match t.await {
             Ok(true) => {}
             Ok(false) => ok = false,
             Err(e) => {
-                error!(db = %db, error = %e, "database task failed");
+                error!(path = %path.display(), error = %e, "task failed");
                 ok = false;
             }
         }
@@ -141,22 +134,340 @@ pub async fn run(config: Config, opts: Options, shutdown: watch::Receiver<bool>)
     ok
 }
 
-/// Starts database tasks; shared with the directory monitors of `watch` entries.
+/// Returns once `shutdown` is true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A `/sync` request of the control socket: answered with the local position after a sync
+/// pass, or why there was none.
+pub type SyncReply = oneshot::Sender<std::result::Result<TxId, String>>;
+
+/// What a database task shares with the control socket and the heartbeat: positions, health,
+/// and a way to ask for a sync now. It outlives the task (a stopped database keeps its last
+/// positions).
+#[derive(Clone, Debug)]
+pub struct DbHandle {
+    inner: Arc<HandleInner>,
+}
+
+#[derive(Debug)]
+struct HandleInner {
+    local: watch::Sender<TxId>,
+    replicated: watch::Sender<TxId>,
+    /// The follower opened the database at least once.
+    opened: AtomicBool,
+    /// The last sync pass or upload failed.
+    step_failing: AtomicBool,
+    upload_failing: AtomicBool,
+    /// The last successful upload (or caught-up check) of the replica.
+    last_ok: Mutex<Option<SystemTime>>,
+    sync_tx: mpsc::UnboundedSender<SyncReply>,
+}
+
+impl DbHandle {
+    fn new() -> (DbHandle, mpsc::UnboundedReceiver<SyncReply>) {
+        let (sync_tx, sync_rx) = mpsc::unbounded_channel();
+        let h = HandleInner {
+            local: watch::channel(TxId::ZERO).0,
+            replicated: watch::channel(TxId::ZERO).0,
+            opened: AtomicBool::new(false),
+            step_failing: AtomicBool::new(false),
+            upload_failing: AtomicBool::new(false),
+            last_ok: Mutex::new(None),
+            sync_tx,
+        };
+        (DbHandle { inner: Arc::new(h) }, sync_rx)
+    }
+
+    /// Highest local TXID (the newest L0 file in the meta directory).
+    pub fn local_txid(&self) -> TxId {
+        *self.inner.local.borrow()
+    }
+
+    /// Highest TXID the replica is known to hold.
+    pub fn replicated_txid(&self) -> TxId {
+        *self.inner.replicated.borrow()
+    }
+
+    /// When the replica last took (or already had) everything local.
+    pub fn last_sync_at(&self) -> Option<SystemTime> {
+        *self.inner.last_ok.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// For the heartbeat: the database is open, its last sync pass and upload succeeded, and
+    /// the replica either holds everything local or took something since `since`.
+    pub fn healthy_since(&self, since: SystemTime) -> bool {
+        let i = &self.inner;
+        if !i.opened.load(Ordering::Relaxed)
+            || i.step_failing.load(Ordering::Relaxed)
+            || i.upload_failing.load(Ordering::Relaxed)
+        {
+            return false;
+        }
+        self.replicated_txid() >= self.local_txid()
+            || self.last_sync_at().is_some_and(|t| t >= since)
+    }
+
+    /// Asks the task for a sync pass now; the answer is the local TXID after it. An error if
+    /// the task has ended.
+    pub fn request_sync(&self) -> Option<oneshot::Receiver<std::result::Result<TxId, String>>> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.sync_tx.send(tx).ok()?;
+        Some(rx)
+    }
+
+    /// Waits until the replica holds `txid`.
+    pub async fn wait_replicated(&self, txid: TxId) {
+        let mut rx = self.inner.replicated.subscribe();
+        let _ = rx.wait_for(|t| *t >= txid).await;
+    }
+
+    fn set_local(&self, t: TxId) {
+        self.inner.local.send_replace(t);
+    }
+
+    fn upload_ok(&self, pos: Option<TxId>) {
+        if let Some(p) = pos {
+            self.inner.replicated.send_replace(p);
+        }
+        self.inner.upload_failing.store(false, Ordering::Relaxed);
+        *self.inner.last_ok.lock().unwrap_or_else(|e| e.into_inner()) = Some(SystemTime::now());
+    }
+}
+
+/// Every database this process replicates, running or stopped by the control socket, in the
+/// order they were added. Directory monitors and the control socket add and remove databases
+/// through it; each running one is a task of [`Spawner`] with its own stop switch.
+pub struct Registry {
+    spawner: Spawner,
+    dbs: Mutex<Vec<Entry>>,
+    /// Tasks told to stop whose end nobody awaited (a timed-out `stop`), awaited at shutdown.
+    detached: Mutex<Vec<(PathBuf, tokio::task::JoinHandle<bool>)>>,
+}
+
+struct Entry {
+    cfg: DbConfig,
+    handle: DbHandle,
+    run: Option<Running>,
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<bool>,
+}
+
+/// What the registry knows of one database, for `/list`, `/txid` and the heartbeat.
+#[derive(Clone, Debug)]
+pub struct DbView {
+    pub path: PathBuf,
+    pub running: bool,
+    pub handle: DbHandle,
+}
+
+impl Registry {
+    /// An empty registry for `config`'s global settings (levels, retention, shutdown sync).
+    pub fn new(config: &Config, opts: Options) -> Arc<Registry> {
+        let watcher = if opts.once {
+            None
+        } else {
+            match Watcher::start() {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    warn!(error = %e, "inotify unavailable; relying on monitor-interval polling");
+                    None
+                }
+            }
+        };
+        let shared = Shared {
+            shutdown_sync_timeout: config.shutdown_sync_timeout,
+            shutdown_sync_interval: config.shutdown_sync_interval,
+            maintenance: Settings {
+                levels: config.levels.clone(),
+                snapshot_interval: config.snapshot_interval,
+                l0_check_interval: config.l0_retention_check_interval,
+                policy: Policy {
+                    l0_retention: config.l0_retention,
+                    snapshot_retention: config.snapshot_retention,
+                    remote: config.retention_enabled,
+                    max_level: u8::try_from(config.levels.len()).unwrap_or(8),
+                },
+            },
+            pool: Pool::default(),
+        };
+        Arc::new(Registry {
+            spawner: Spawner {
+                watcher,
+                shared,
+                opts,
+            },
+            dbs: Mutex::new(Vec::new()),
+            detached: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        self.dbs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts replicating `db`. Refused if its path or meta directory is already in use.
+    pub fn add(&self, db: DbConfig) -> std::result::Result<(), String> {
+        let mut dbs = self.lock();
+        if dbs.iter().any(|e| e.cfg.path == db.path) {
+            return Err(format!(
+                "database {} is already registered",
+                db.path.display()
+            ));
+        }
+        if let Some(other) = dbs.iter().find(|e| e.cfg.meta_path == db.meta_path) {
+            return Err(format!(
+                "meta-path collision: databases {} and {} would share meta-path {}",
+                other.cfg.path.display(),
+                db.path.display(),
+                db.meta_path.display()
+            ));
+        }
+        let (handle, run) = self.spawner.start(&db);
+        dbs.push(Entry {
+            cfg: db,
+            handle,
+            run: Some(run),
+        });
+        Ok(())
+    }
+
+    /// Whether a database at `path` is registered.
+    pub fn contains(&self, path: &Path) -> bool {
+        self.lock().iter().any(|e| e.cfg.path == path)
+    }
+
+    /// The registered database using meta directory `meta`.
+    pub fn meta_owner(&self, meta: &Path) -> Option<PathBuf> {
+        let dbs = self.lock();
+        dbs.iter()
+            .find(|e| e.cfg.meta_path == meta)
+            .map(|e| e.cfg.path.clone())
+    }
+
+    /// Registered databases at or below `dir`.
+    pub fn paths_under(&self, dir: &Path) -> Vec<PathBuf> {
+        let dbs = self.lock();
+        dbs.iter()
+            .filter(|e| e.cfg.path.starts_with(dir))
+            .map(|e| e.cfg.path.clone())
+            .collect()
+    }
+
+    /// The database at `path`.
+    pub fn get(&self, path: &Path) -> Option<DbView> {
+        self.lock()
+            .iter()
+            .find(|e| e.cfg.path == path)
+            .map(Entry::view)
+    }
+
+    /// Every database, in the order they were added.
+    pub fn list(&self) -> Vec<DbView> {
+        self.lock().iter().map(Entry::view).collect()
+    }
+
+    /// Starts a stopped database again. `None` if unknown, `Some(false)` if already running.
+    pub fn start(&self, path: &Path) -> Option<bool> {
+        let mut dbs = self.lock();
+        let e = dbs.iter_mut().find(|e| e.cfg.path == path)?;
+        if e.run.is_some() {
+            return Some(false);
+        }
+        let (handle, run) = self.spawner.start(&e.cfg);
+        // Until the task has looked, the positions are the ones it stopped at.
+        handle.set_local(e.handle.local_txid());
+        handle
+            .inner
+            .replicated
+            .send_replace(e.handle.replicated_txid());
+        e.handle = handle;
+        e.run = Some(run);
+        Some(true)
+    }
+
+    /// Tells the database's task to stop (it makes its final sync) and hands back the task.
+    /// `None` if unknown, `Some(None)` if already stopped.
+    pub fn stop(&self, path: &Path) -> Option<Option<tokio::task::JoinHandle<bool>>> {
+        let mut dbs = self.lock();
+        let e = dbs.iter_mut().find(|e| e.cfg.path == path)?;
+        Some(e.run.take().map(Running::stop))
+    }
+
+    /// Stops and forgets the database. `None` if unknown; else its task, if it was running.
+    pub fn remove(&self, path: &Path) -> Option<Option<tokio::task::JoinHandle<bool>>> {
+        let mut dbs = self.lock();
+        let i = dbs.iter().position(|e| e.cfg.path == path)?;
+        Some(dbs.remove(i).run.map(Running::stop))
+    }
+
+    /// Keeps a stopping task to await at shutdown.
+    pub fn detach(&self, path: PathBuf, task: tokio::task::JoinHandle<bool>) {
+        let mut d = self.detached.lock().unwrap_or_else(|e| e.into_inner());
+        d.retain(|(_, t)| !t.is_finished());
+        d.push((path, task));
+    }
+
+    /// Stops every database (each with its final sync, or after its one pass in `-once`
+    /// mode) and waits for all of them. False if any failed.
+    pub async fn shutdown(&self) -> bool {
+        let once = self.spawner.opts.once;
+        let mut tasks: Vec<(PathBuf, tokio::task::JoinHandle<bool>)> = {
+            let mut dbs = self.lock();
+            dbs.iter_mut()
+                .filter_map(|e| {
+                    let r = e.run.take()?;
+                    let task = if once { r.task } else { r.stop() };
+                    Some((e.cfg.path.clone(), task))
+                })
+                .collect()
+        };
+        tasks.extend(std::mem::take(
+            &mut *self.detached.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
+        join_all(tasks).await
+    }
+}
+
+impl Entry {
+    fn view(&self) -> DbView {
+        DbView {
+            path: self.cfg.path.clone(),
+            running: self.run.is_some(),
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl Running {
+    fn stop(self) -> tokio::task::JoinHandle<bool> {
+        let _ = self.stop.send(true);
+        self.task
+    }
+}
+
+/// Starts database tasks for the [`Registry`].
 #[derive(Clone)]
-pub struct Spawner {
+struct Spawner {
     watcher: Option<Arc<Watcher>>,
     shared: Shared,
     opts: Options,
 }
 
 impl Spawner {
-    /// Replicates `db` on its own task until `shutdown` turns true (or once).
-    pub fn spawn(
-        &self,
-        db: DbConfig,
-        shutdown: watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<bool> {
-        let db = Arc::new(db);
+    /// Replicates `db` on its own task until its stop switch turns true (or once).
+    fn start(&self, db: &DbConfig) -> (DbHandle, Running) {
+        let (stop, shutdown) = watch::channel(false);
+        let (handle, sync_rx) = DbHandle::new();
+        let db = Arc::new(db.clone());
         let notify = self.watcher.as_ref().and_then(|w| match w.watch(&db.path) {
             Ok(n) => Some(n),
             Err(e) => {
@@ -169,11 +480,14 @@ impl Spawner {
             shared: self.shared.clone(),
             notify,
             shutdown,
+            handle: handle.clone(),
+            sync_rx,
             once: self.opts.once,
             force_snapshot: self.opts.force_snapshot,
             enforce_retention: self.opts.enforce_retention,
         };
-        tokio::spawn(task.run())
+        let task = tokio::spawn(task.run());
+        (handle, Running { stop, task })
     }
 }
 
@@ -182,6 +496,8 @@ struct DbTask {
     shared: Shared,
     notify: Option<DbWatch>,
     shutdown: watch::Receiver<bool>,
+    handle: DbHandle,
+    sync_rx: mpsc::UnboundedReceiver<SyncReply>,
     once: bool,
     force_snapshot: bool,
     enforce_retention: bool,
@@ -251,6 +567,7 @@ impl DbTask {
             pos_rx,
             self.cfg.replica.sync_interval,
             self.shared.clone(),
+            self.handle.clone(),
         ));
         // Compaction, snapshots and retention run beside the follower, never on its task.
         let (snap_tx, mut snap_rx) = mpsc::channel::<snapshot::Request>(1);
@@ -279,6 +596,8 @@ impl DbTask {
         let mut waiting_reported = false;
         let window = self.cfg.replica.sync_interval;
         let mut first = true;
+        // `/sync` requests waiting for the next pass.
+        let mut replies: Vec<SyncReply> = Vec::new();
 
         'outer: loop {
             if !first {
@@ -286,6 +605,7 @@ impl DbTask {
                     tokio::select! {
                         _ = self.shutdown.changed() => break 'outer,
                         _ = tokio::time::sleep(backoff) => {}
+                        Some(r) = self.sync_rx.recv() => replies.push(r),
                     }
                 } else {
                     // Wait for a change: inotify, or the fallback timer finding a changed
@@ -300,6 +620,10 @@ impl DbTask {
                         tokio::select! {
                             _ = self.shutdown.changed() => break 'outer,
                             _ = notified => break,
+                            Some(r) = self.sync_rx.recv() => {
+                                replies.push(r);
+                                break;
+                            }
                             Some(req) = snap_rx.recv() => {
                                 // Only the job is taken here; it is built and uploaded
                                 // elsewhere while this loop goes on syncing.
@@ -320,12 +644,14 @@ impl DbTask {
                     // Leading-edge batching: the first change after a quiet spell ships at
                     // once; later ones within the window wait for its end, so a busy database
                     // makes at most one L0 file per window.
-                    if let Some(t) = last_sync {
+                    // A `/sync` request does not wait for the window.
+                    if let Some(t) = last_sync.filter(|_| replies.is_empty()) {
                         let next = t + window;
                         if Instant::now() < next {
                             tokio::select! {
                                 _ = self.shutdown.changed() => break 'outer,
                                 _ = tokio::time::sleep_until(next.into()) => {}
+                                Some(r) = self.sync_rx.recv() => replies.push(r),
                             }
                         }
                     }
@@ -352,6 +678,16 @@ impl DbTask {
             // own bookkeeping writes must not delay the next real change.
             if *pos_tx.borrow() != before {
                 last_sync = Some(started);
+            }
+            self.handle
+                .inner
+                .step_failing
+                .store(r.is_err(), Ordering::Relaxed);
+            for reply in replies.drain(..) {
+                let _ = reply.send(match &r {
+                    Ok(()) => Ok(*pos_tx.borrow()),
+                    Err(e) => Err(e.to_string()),
+                });
             }
             match r {
                 Ok(()) => {
@@ -382,6 +718,7 @@ impl DbTask {
         match fin {
             Ok(pos) => {
                 pos_tx.send_replace(pos);
+                self.handle.set_local(pos);
             }
             // A database removed from a watched directory is stopped after it is gone.
             Err(e) if !self.cfg.path.exists() => {
@@ -468,10 +805,12 @@ impl DbTask {
                 return Ok(());
             }
             *waiting_reported = false;
+            self.handle.inner.opened.store(true, Ordering::Relaxed);
             self.check_behind_replica(follower, replica).await?;
         }
         let pos = blocking(follower, cfg, |f| f.sync()).await?;
         pos_tx.send_replace(pos);
+        self.handle.set_local(pos);
         Ok(())
     }
 
@@ -511,6 +850,7 @@ async fn upload_loop(
     mut rx: watch::Receiver<TxId>,
     base: Duration,
     shared: Shared,
+    handle: DbHandle,
 ) -> bool {
     let mut backoff = Duration::ZERO;
     let mut closed = false;
@@ -522,8 +862,12 @@ async fn upload_loop(
         };
         if behind {
             match up.sync(target).await {
-                Ok(_) => backoff = Duration::ZERO,
+                Ok(_) => {
+                    backoff = Duration::ZERO;
+                    handle.upload_ok(up.pos());
+                }
                 Err(e) => {
+                    handle.inner.upload_failing.store(true, Ordering::Relaxed);
                     backoff = next_backoff(backoff, base);
                     error!(error = %e, backoff = %format_go_duration(backoff), "replica sync error");
                     let until = tokio::time::Instant::now() + backoff;
@@ -547,7 +891,10 @@ async fn upload_loop(
     loop {
         attempt += 1;
         match up.sync(target).await {
-            Ok(_) => return true,
+            Ok(_) => {
+                handle.upload_ok(up.pos());
+                return true;
+            }
             Err(e) if Instant::now() + shared.shutdown_sync_interval < deadline => {
                 warn!(error = %e, attempt, "shutdown sync failed, retrying");
                 tokio::time::sleep(shared.shutdown_sync_interval).await;

@@ -6,6 +6,7 @@
 pub mod abs;
 pub mod file;
 pub mod gcs;
+pub mod http;
 pub mod local;
 pub mod metrics;
 pub mod nats;
