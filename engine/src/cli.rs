@@ -123,8 +123,9 @@ pub struct ResetArgs {
     /// Only list the local files that would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Missing: Litestream's usage error, not clap's.
     #[arg(value_name = "DB_PATH")]
-    pub db: PathBuf,
+    pub db: Option<PathBuf>,
 }
 
 /// `-config` and `-no-expand-env`, shared by the commands that read the config.
@@ -169,8 +170,9 @@ pub struct LtxArgs {
     #[arg(long)]
     pub json: bool,
     /// DB_PATH (looked up in the config) or REPLICA_URL.
+    /// Missing: Litestream's usage error, not clap's.
     #[arg(value_name = "DB_PATH|REPLICA_URL")]
-    pub target: String,
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Args)]

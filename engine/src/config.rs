@@ -42,6 +42,8 @@ pub enum ConfigError {
     Key { key: String, msg: String },
     #[error("config: {0}")]
     Yaml(String),
+    #[error("config file not found: {}", path.display())]
+    NotFound { path: PathBuf },
     #[error("config file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -67,6 +69,8 @@ pub struct Config {
     pub dirs: Vec<crate::dirs::DirConfig>,
     /// `addr`: where to serve `/metrics` (`:9090`, `127.0.0.1:9090`); checked, not yet bound.
     pub addr: Option<String>,
+    /// `mcp-addr`: where `replicate` serves MCP (§7.2); checked, not yet bound.
+    pub mcp_addr: Option<String>,
     /// Compaction intervals of levels 1..=n (`levels:`); stored for the compactor.
     pub levels: Vec<Duration>,
     pub snapshot_interval: Duration,
@@ -420,9 +424,15 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 
 /// Reads a config file. `expand_env` follows `-no-expand-env`.
 pub fn load(path: &Path, expand: bool) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
+    let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+        // Litestream's wording.
+        std::io::ErrorKind::NotFound => ConfigError::NotFound {
+            path: path.to_owned(),
+        },
+        _ => ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        },
     })?;
     parse(&text, expand)
 }
@@ -447,11 +457,9 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
         // Checked now so a bad address stops start-up before any database is touched.
         crate::http::parse_addr(a).map_err(|msg| key_err("addr", format!("{a:?}: {msg}")))?;
     }
-    // Litestream features not built here yet: refuse rather than silently ignore.
-    if let Some(v) = top.string("mcp-addr")? {
-        if !v.is_empty() {
-            return Err(key_err("mcp-addr", "the MCP server is not supported yet"));
-        }
+    let mcp_addr = top.string("mcp-addr")?.filter(|a| !a.is_empty());
+    if let Some(a) = &mcp_addr {
+        crate::http::parse_addr(a).map_err(|msg| key_err("mcp-addr", format!("{a:?}: {msg}")))?;
     }
     let heartbeat_url = top.string("heartbeat-url")?.filter(|v| !v.is_empty());
     if let Some(u) = &heartbeat_url {
@@ -628,6 +636,7 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
         dbs,
         dirs,
         addr,
+        mcp_addr,
         levels,
         snapshot_interval,
         snapshot_retention,
@@ -1282,6 +1291,17 @@ dbs:
         assert!(e.contains("dbs[0].replica.type"), "{e}");
         let e = err("addr: \"9090\"\n");
         assert!(e.contains("config key addr") && e.contains("port"), "{e}");
+        let e = err("mcp-addr: localhost\n");
+        assert!(
+            e.contains("config key mcp-addr") && e.contains("port"),
+            "{e}"
+        );
+        let c = parse("mcp-addr: 127.0.0.1:3001\n", false).expect("mcp-addr");
+        assert_eq!(c.mcp_addr.as_deref(), Some("127.0.0.1:3001"));
+        assert_eq!(
+            parse("mcp-addr: ''\n", false).expect("empty").mcp_addr,
+            None
+        );
         let e = err("dbs:\n  - path: /a.db\n    replica: {path: /r, age: {recipients: [x]}}\n");
         assert!(e.contains("age encryption"), "{e}");
         let e = err("dbs:\n  - path: /a.db\n");

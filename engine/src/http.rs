@@ -17,13 +17,18 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-/// A problem with the `addr` key: its form, or binding it.
+/// A problem with a listen-address key (`addr`, `mcp-addr`): its form, or binding it.
 #[derive(Debug, thiserror::Error)]
 pub enum AddrError {
-    #[error("config key addr: {addr:?}: {msg}")]
-    Invalid { addr: String, msg: &'static str },
-    #[error("config key addr: cannot listen on {addr:?}: {source}")]
+    #[error("config key {key}: {addr:?}: {msg}")]
+    Invalid {
+        key: &'static str,
+        addr: String,
+        msg: &'static str,
+    },
+    #[error("config key {key}: cannot listen on {addr:?}: {source}")]
     Bind {
+        key: &'static str,
         addr: String,
         #[source]
         source: std::io::Error,
@@ -54,38 +59,45 @@ pub fn parse_addr(addr: &str) -> Result<(String, u16), &'static str> {
     Ok((host.to_owned(), port))
 }
 
+/// Binds the listen address `addr` of config key `key`. An empty host means every interface,
+/// IPv6 and IPv4 as Go does, falling back to IPv4 alone where IPv6 is unavailable.
+pub async fn bind_key(key: &'static str, addr: &str) -> Result<TcpListener, AddrError> {
+    let (host, port) = parse_addr(addr).map_err(|msg| AddrError::Invalid {
+        key,
+        addr: addr.to_owned(),
+        msg,
+    })?;
+    let res = if host.is_empty() {
+        match TcpListener::bind(("::", port)).await {
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                TcpListener::bind(("0.0.0.0", port)).await
+            }
+            r => r,
+        }
+    } else {
+        TcpListener::bind((host.as_str(), port)).await
+    };
+    res.map_err(|source| AddrError::Bind {
+        key,
+        addr: addr.to_owned(),
+        source,
+    })
+}
+
 /// A bound metrics listener; [`MetricsServer::serve`] answers on it.
 pub struct MetricsServer {
     listener: TcpListener,
 }
 
 impl MetricsServer {
-    /// Binds `addr`. An empty host means every interface, IPv6 and IPv4 as Go does, falling
-    /// back to IPv4 alone where IPv6 is unavailable.
+    /// Binds `addr` (the `addr` key).
     pub async fn bind(addr: &str) -> Result<MetricsServer, AddrError> {
-        let (host, port) = parse_addr(addr).map_err(|msg| AddrError::Invalid {
-            addr: addr.to_owned(),
-            msg,
-        })?;
-        let res = if host.is_empty() {
-            match TcpListener::bind(("::", port)).await {
-                Err(e)
-                    if !matches!(
-                        e.kind(),
-                        std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied
-                    ) =>
-                {
-                    TcpListener::bind(("0.0.0.0", port)).await
-                }
-                r => r,
-            }
-        } else {
-            TcpListener::bind((host.as_str(), port)).await
-        };
-        let listener = res.map_err(|source| AddrError::Bind {
-            addr: addr.to_owned(),
-            source,
-        })?;
+        let listener = bind_key("addr", addr).await?;
         Ok(MetricsServer { listener })
     }
 
@@ -95,26 +107,40 @@ impl MetricsServer {
 
     /// Serves until the runtime stops.
     pub async fn serve(self) {
-        loop {
-            let stream = match self.listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // Out of descriptors, usually: back off instead of spinning on it.
-                    warn!(error = %e, "metrics server: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            tokio::spawn(async move {
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handle));
-                if let Err(e) = conn.await {
-                    debug!(error = %e, "metrics connection ended");
-                }
-            });
-        }
+        serve_with(self.listener, "metrics", handle).await
+    }
+}
+
+/// Answers each connection on `listener` with `handler`, until the runtime stops. `what`
+/// names the server in logs.
+pub async fn serve_with<F, Fut, B>(listener: TcpListener, what: &'static str, handler: F)
+where
+    F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors, usually: back off instead of spinning on it.
+                warn!(error = %e, "{what} server: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handler));
+            if let Err(e) = conn.await {
+                debug!(error = %e, "{what} connection ended");
+            }
+        });
     }
 }
 

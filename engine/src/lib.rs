@@ -37,6 +37,7 @@ pub mod http;
 pub mod inspect;
 pub mod l0;
 pub mod maintain;
+pub mod mcp;
 pub mod meta;
 pub mod metrics;
 pub mod replicate;

@@ -41,8 +41,15 @@ fn main() -> ExitCode {
         },
         Command::Restore(args) => report(restore_cmd(&args.args)),
         Command::Databases(args) => report(databases_cmd(&args)),
+        Command::Ltx(LtxArgs { target: None, .. }) => usage_error(
+            "database path or replica URL required",
+            "litestream ltx /path/to/db",
+        ),
         Command::Ltx(args) => report(ltx_cmd(&args)),
         Command::Status(args) => report(status_cmd(&args)),
+        Command::Reset(ResetArgs { db: None, .. }) => {
+            usage_error("database path required", "litestream reset /path/to/db")
+        }
         Command::Reset(args) => report(reset_cmd(&args)),
         Command::Sync(a) => {
             let o = a.ctl.opts(30);
@@ -79,6 +86,12 @@ fn ctl_report(
     }
 }
 
+/// A missing argument, as Litestream reports it.
+fn usage_error(msg: &str, hint: &str) -> ExitCode {
+    eprintln!("Error: {msg}\nTry: {hint}");
+    ExitCode::from(1)
+}
+
 /// Exit status and message of the one-shot commands, as Litestream prints them.
 fn report(r: anyhow::Result<()>) -> ExitCode {
     match r {
@@ -108,8 +121,10 @@ fn restore_cmd(argv: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `-config`, else `$LITESTREAM_CONFIG`, else the default; an empty `-config` counts as none,
+/// as in Litestream (its MCP tools pass `-config ""` when `replicate` had no config path).
 fn config_path(arg: &Option<PathBuf>) -> PathBuf {
-    match arg {
+    match arg.as_ref().filter(|p| !p.as_os_str().is_empty()) {
         Some(p) => p.clone(),
         None => std::env::var_os("LITESTREAM_CONFIG")
             .filter(|v| !v.is_empty())
@@ -132,8 +147,9 @@ fn status_cmd(args: &StatusArgs) -> anyhow::Result<()> {
 }
 
 fn reset_cmd(args: &ResetArgs) -> anyhow::Result<()> {
-    let db = std::path::absolute(&args.db)
-        .with_context(|| format!("database path {}", args.db.display()))?;
+    let arg = args.db.clone().unwrap_or_default();
+    let db =
+        std::path::absolute(&arg).with_context(|| format!("database path {}", arg.display()))?;
     // The database need not be in the config (then its default meta directory is used); the
     // config itself must be readable, as in Litestream 0.5.17.
     let cfg = config::load(&config_path(&args.cfg.config), !args.cfg.no_expand_env)
@@ -146,17 +162,23 @@ fn reset_cmd(args: &ResetArgs) -> anyhow::Result<()> {
 }
 
 fn ltx_cmd(args: &LtxArgs) -> anyhow::Result<()> {
+    let target = args.target.as_deref().unwrap_or_default();
     let sel = engine::inspect::LevelSel::parse(&args.level).map_err(anyhow::Error::msg)?;
-    let client = if args.target.contains("://") {
-        if args.cfg.config.is_some() {
+    let client = if target.contains("://") {
+        if args
+            .cfg
+            .config
+            .as_ref()
+            .is_some_and(|c| !c.as_os_str().is_empty())
+        {
             bail!("cannot specify a replica URL and the -config flag");
         }
-        storage::open_replica(&args.target)?
+        storage::open_replica(target)?
     } else {
         let path = config_path(&args.cfg.config);
         let cfg = config::load(&path, !args.cfg.no_expand_env)?;
-        let db = engine::inspect::find_db(&cfg, std::path::Path::new(&args.target))
-            .with_context(|| format!("database not found in config: {}", args.target))?;
+        let db = engine::inspect::find_db(&cfg, std::path::Path::new(target))
+            .with_context(|| format!("database not found in config: {target}"))?;
         replicate::open_replica(&db.replica, &db.path)?
     };
     let files = current_thread_runtime()?.block_on(engine::inspect::list_ltx(&client, sel))?;
@@ -266,6 +288,19 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             let srv = engine::http::MetricsServer::bind(addr).await?;
             let local = srv.local_addr().context("config key addr: listener address")?;
             info!(url = %format!("http://{local}/metrics"), "serving metrics on");
+            tokio::spawn(srv.serve());
+        }
+        // The MCP server likewise; its tools run this executable's commands with the config
+        // path `replicate` read (none with DB_PATH REPLICA_URL arguments).
+        if let Some(addr) = &cfg.mcp_addr {
+            let config = if args.args.is_empty() {
+                config_path(&args.config).display().to_string()
+            } else {
+                String::new()
+            };
+            let srv = engine::mcp::McpServer::bind(addr, config).await?;
+            let local = srv.local_addr().context("config key mcp-addr: listener address")?;
+            info!(addr = %local, "starting MCP Streamable HTTP server");
             tokio::spawn(srv.serve());
         }
         // Before any database is opened, as Litestream does; a failed restore stops start-up.
