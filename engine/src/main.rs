@@ -117,7 +117,14 @@ fn restore_cmd(argv: &[String]) -> anyhow::Result<()> {
         .build()
         .context("start tokio runtime")?;
     let mut stdout = std::io::stdout().lock();
-    rt.block_on(restore::cli::run(args, &mut stdout))?;
+    rt.block_on(restore::cli::run(args, &mut stdout))
+        .map_err(|e| match e.to_string() {
+            // With Litestream's hint.
+            m if m == "database path or replica URL required" => {
+                anyhow::anyhow!("{m}\nTry: litestream restore -o /path/to/db s3://bucket/prefix")
+            }
+            _ => e.into(),
+        })?;
     Ok(())
 }
 
