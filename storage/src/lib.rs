@@ -7,6 +7,7 @@ pub mod abs;
 pub mod file;
 pub mod gcs;
 pub mod http;
+mod listing_cache;
 pub mod local;
 pub mod metrics;
 pub mod nats;

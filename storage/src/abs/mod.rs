@@ -12,8 +12,7 @@ mod client;
 pub mod settings;
 mod stream;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -23,6 +22,7 @@ use ltx_codec::types::{ltx_file_name, parse_ltx_file_name};
 use ltx_codec::{Level, TxId};
 use tokio::task::JoinSet;
 
+use crate::listing_cache::LevelCache;
 use crate::metrics::{self, Operation};
 use crate::s3::body::Payload;
 use crate::{Body, LtxFileInfo, RangeStream, ReplicaClient, Result, SharedReplica, StorageError};
@@ -54,20 +54,12 @@ pub struct BlobInfo {
     pub created_at: Option<SystemTime>,
 }
 
-/// Listings per level, and a change counter so that a listing that raced with one of our
-/// own writes or deletes is not kept.
-#[derive(Default)]
-struct LevelCache {
-    levels: HashMap<Level, Vec<LtxFileInfo>>,
-    changes: u64,
-}
-
 pub struct AbsReplica {
     client: Arc<AbsClient>,
     path: String,
     block_size: u64,
     page_size: Option<u32>,
-    cache: Mutex<LevelCache>,
+    cache: LevelCache,
 }
 
 impl std::fmt::Debug for AbsReplica {
@@ -101,7 +93,7 @@ impl AbsReplica {
             path: settings.path,
             block_size: DEFAULT_BLOCK_SIZE,
             page_size: None,
-            cache: Mutex::new(LevelCache::default()),
+            cache: LevelCache::default(),
         })
     }
 
@@ -136,10 +128,6 @@ impl AbsReplica {
 
     pub fn ltx_blob(&self, level: Level, min: TxId, max: TxId) -> String {
         format!("{}{}", self.level_prefix(level), ltx_file_name(min, max))
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, LevelCache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Creates the container if it does not exist (for tests and tooling; Litestream expects
@@ -280,11 +268,6 @@ impl AbsReplica {
             None => Ok(()),
         }
     }
-
-    /// Records that a change of ours is under way: a listing started before it is not cached.
-    fn begin_change(&self) {
-        self.cache().changes += 1;
-    }
 }
 
 /// [`ReplicaClient::read_range_stream`] over one streamed Get Blob; its bytes are added to the
@@ -335,12 +318,9 @@ impl ReplicaClient for AbsReplica {
     }
 
     async fn ltx_files(&self, level: Level) -> Result<Vec<LtxFileInfo>> {
-        let changes = {
-            let c = self.cache();
-            if let Some(files) = c.levels.get(&level) {
-                return Ok(files.clone());
-            }
-            c.changes
+        let version = match self.cache.get(level) {
+            Ok(files) => return Ok(files),
+            Err(version) => version,
         };
         let prefix = self.level_prefix(level);
         let mut files: Vec<LtxFileInfo> = self
@@ -361,10 +341,7 @@ impl ReplicaClient for AbsReplica {
             })
             .collect();
         files.sort_by_key(|f| (f.min_txid, f.max_txid));
-        let mut c = self.cache();
-        if c.changes == changes {
-            c.levels.insert(level, files.clone());
-        }
+        self.cache.store(level, version, &files);
         Ok(files)
     }
 
@@ -436,13 +413,13 @@ impl ReplicaClient for AbsReplica {
                 .map_err(|e| StorageError::io(p.display().to_string(), e))?
                 .len(),
         };
-        self.begin_change();
+        self.cache.begin_change();
         let start = Instant::now();
         let r = self.upload(&blob, &body, size, created_at).await;
         metrics::observe_duration(KIND, Operation::Put, start.elapsed());
         if let Err(e) = r {
             metrics::record_error(KIND, Operation::Put, &e.metric_code());
-            self.cache().levels.remove(&level);
+            self.cache.written(level, None);
             return Err(storage_error(e));
         }
         metrics::record(KIND, Operation::Put, 1, size);
@@ -453,12 +430,7 @@ impl ReplicaClient for AbsReplica {
             size,
             created_at,
         };
-        let mut c = self.cache();
-        if let Some(files) = c.levels.get_mut(&level) {
-            files.retain(|f| (f.min_txid, f.max_txid) != (min, max));
-            let at = files.partition_point(|f| (f.min_txid, f.max_txid) < (min, max));
-            files.insert(at, info.clone());
-        }
+        self.cache.written(level, Some(&info));
         Ok(info)
     }
 
@@ -470,18 +442,9 @@ impl ReplicaClient for AbsReplica {
             .iter()
             .map(|f| self.ltx_blob(f.level, f.min_txid, f.max_txid))
             .collect();
-        self.begin_change();
+        self.cache.begin_change();
         let r = self.delete_blobs(blobs).await;
-        let mut c = self.cache();
-        for f in files {
-            if r.is_ok() {
-                if let Some(list) = c.levels.get_mut(&f.level) {
-                    list.retain(|x| (x.min_txid, x.max_txid) != (f.min_txid, f.max_txid));
-                }
-            } else {
-                c.levels.remove(&f.level);
-            }
-        }
+        self.cache.deleted(files, r.is_ok());
         r
     }
 
@@ -506,9 +469,7 @@ impl ReplicaClient for AbsReplica {
     }
 
     fn invalidate_cache(&self) {
-        let mut c = self.cache();
-        c.changes += 1;
-        c.levels.clear();
+        self.cache.clear();
     }
 }
 

@@ -9,7 +9,6 @@
 //! current by our own writes and deletes, so an idle database costs no requests.
 
 mod auth;
-mod cache;
 mod client;
 mod stream;
 #[cfg(test)]
@@ -204,7 +203,7 @@ pub fn open(s: GcsSettings) -> Result<SharedReplica> {
 pub struct GcsReplica {
     client: Arc<GcsClient>,
     path: String,
-    cache: cache::LevelCache,
+    cache: crate::listing_cache::LevelCache,
     /// Resumable chunk size and the size from which uploads are resumable.
     chunk_size: u64,
 }
@@ -300,7 +299,7 @@ impl GcsReplica {
         Ok(GcsReplica {
             client: Arc::new(client),
             path: settings.path,
-            cache: cache::LevelCache::default(),
+            cache: crate::listing_cache::LevelCache::default(),
             chunk_size: DEFAULT_CHUNK_SIZE,
         })
     }

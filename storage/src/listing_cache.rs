@@ -1,6 +1,7 @@
 //! Listings cached per level and kept current by our own writes and deletes, so that an idle
 //! replica makes no requests. A version number, bumped by every change we start, keeps a
 //! listing that raced with a change out of the cache.
+//! Shared by the backends that list over the network (`gcs`, `abs`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
