@@ -1,36 +1,63 @@
 #!/usr/bin/env bash
 # Runs every test of the project: format and lint checks, unit and end-to-end tests against the
 # real Litestream 0.5.17 and real servers on 127.0.0.1, the slow suites, and a short fuzz run.
-# This is the README's test command; .ci/run calls it.
+# This is the README's test command; .ci/run calls it. Prints how long each phase took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash tests/install.sh
-
-echo "== cargo fmt"
-cargo fmt --all -- --check
-echo "== cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+phases=()
+t_all=$SECONDS
+phase() { # phase NAME COMMAND... : runs COMMAND and records its duration under NAME
+  local name=$1 t=$SECONDS
+  shift
+  echo "== $name"
+  "$@"
+  phases+=("$(printf '%-34s %5ds' "$name" $((SECONDS - t)))")
+}
+report() {
+  echo "== phase durations"
+  local p
+  for p in "${phases[@]}"; do echo "  $p"; done
+  printf '  %-34s %5ds\n' total $((SECONDS - t_all))
+}
 
 servers=()
 cleanup() {
+  local s
   for s in "${servers[@]}"; do bash "tests/$s/stop.sh" || true; done
 }
-trap cleanup EXIT
-for s in s3 gcs abs sftp webdav nats; do
-  if [ -f "tests/$s/start.sh" ]; then
-    # shellcheck disable=SC1090
-    source "tests/$s/start.sh"
-    servers+=("$s")
-  fi
-done
+trap 'cleanup; report' EXIT
 
+phase "install tools and servers" bash tests/install.sh
+phase "cargo fmt" cargo fmt --all -- --check
+phase "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+
+start_servers() {
+  local s
+  for s in s3 gcs abs sftp webdav nats; do
+    if [ -f "tests/$s/start.sh" ]; then
+      # shellcheck disable=SC1090
+      source "tests/$s/start.sh"
+      servers+=("$s")
+    fi
+  done
+}
+phase "start test servers" start_servers
+
+# The tests build with the `ci` profile (release optimisation, no LTO): see Cargo.toml.
 export LS_INTEROP=1 LS_SLOW=1
-echo "== cargo test (release, with interop and slow suites)"
-cargo test --release --workspace --no-fail-fast
+if cargo nextest --version >/dev/null 2>&1; then
+  phase "build tests (profile ci)" cargo nextest run --cargo-profile ci --workspace --no-run
+  phase "run tests (nextest, interop and slow suites)" \
+    cargo nextest run --cargo-profile ci --workspace --profile ci --no-fail-fast
+else
+  echo "cargo-nextest is not installed; running the suites with cargo test"
+  phase "build tests (profile ci)" cargo test --profile ci --workspace --no-run
+  phase "run tests (cargo test, interop and slow suites)" \
+    cargo test --profile ci --workspace --no-fail-fast
+fi
 
 if [ -x fuzz/run.sh ]; then
-  echo "== fuzz (short)"
-  fuzz/run.sh "${LS_FUZZ_SECONDS:-20}"
+  phase "fuzz (short)" fuzz/run.sh "${LS_FUZZ_SECONDS:-20}"
 fi
 echo "all suites passed"
