@@ -2,9 +2,8 @@
 //! helpers in src/e2e.
 //!
 //! The synthetic inputs (SQLite-like pages, valid WAL bytes) are the ones ltx-codec's property
-//! tests use, included by path so both measure and test the same shapes of data.
+//! tests use (from `test-support`), so both measure and test the same shapes of data.
 
-#[path = "../../ltx-codec/tests/common/mod.rs"]
-pub mod synth;
+pub use test_support::synth;
 
 pub mod e2e;

@@ -3,9 +3,8 @@
 //! idle engine making no requests. Skipped without the `LS_ABS_*` variables, unless
 //! `LS_INTEROP=1` says it must run.
 
-mod common;
-#[path = "../../tests/support/abs.rs"]
-mod support;
+use crate::common;
+use test_support::abs as support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -3,8 +3,8 @@
 //! database, garbage in place of an LTX file). Each must give a clear error naming the file,
 //! key or endpoint, a non-zero exit where the command cannot go on, and no partial output.
 
-mod common;
-mod harden;
+use crate::common;
+use crate::harden;
 
 use std::fs;
 use std::path::{Path, PathBuf};

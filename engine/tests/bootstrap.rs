@@ -3,7 +3,7 @@
 //! goes on from there; an existing database is never touched; an empty replica means a fresh
 //! start; a damaged replica stops start-up and leaves no database behind.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

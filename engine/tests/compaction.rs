@@ -2,7 +2,7 @@
 //! files at every level hold the pages a replay of the L0 files gives, and both the real
 //! Litestream and `ls-restore` restore the latest state and every level boundary.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -12,20 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ltx_codec::LtxFile;
-
-/// `ls-restore` next to the built `ls-engine` (same target directory), built if missing.
-fn ls_restore() -> PathBuf {
-    let dir = Path::new(ENGINE).parent().expect("target dir");
-    let bin = dir.join("ls-restore");
-    if !bin.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-p", "restore", "--bin", "ls-restore"])
-            .status()
-            .expect("cargo build ls-restore");
-        assert!(st.success(), "building ls-restore failed");
-    }
-    bin
-}
 
 struct Case {
     _dir: tempfile::TempDir,
@@ -278,7 +264,7 @@ fn wait_levels_caught_up(root: &Path, e: &Engine) {
 #[test]
 fn levels_and_snapshots_restore_at_every_boundary() {
     let Some(ls) = litestream() else { return };
-    let lsr = ls_restore();
+    let lsr = ls_restore_bin();
     let c = case(&format!(
         "{LEVELS}snapshot:\n  interval: 4s\n  retention: 1h\nl0-retention: 0\n"
     ));
@@ -418,7 +404,7 @@ fn levels_and_snapshots_on_s3() {
         return;
     };
     let Some(ls) = litestream() else { return };
-    let lsr = ls_restore();
+    let lsr = ls_restore_bin();
     let data = srv
         .data_dir
         .clone()
@@ -503,7 +489,7 @@ fn all_files(root: &Path) -> BTreeMap<u8, Vec<(u64, u64)>> {
 #[test]
 fn once_enforce_retention_matches_litestream() {
     let Some(ls) = litestream() else { return };
-    let lsr = ls_restore();
+    let lsr = ls_restore_bin();
     let c = case(&format!(
         "{LEVELS}snapshot:\n  interval: 2s\n  retention: 1h\nl0-retention: 1h\n"
     ));
@@ -590,7 +576,7 @@ fn once_enforce_retention_matches_litestream() {
 #[test]
 fn retention_deletes_on_schedule_and_keeps_restores() {
     let Some(ls) = litestream() else { return };
-    let lsr = ls_restore();
+    let lsr = ls_restore_bin();
     let c = case(&format!(
         "{LEVELS}snapshot:\n  interval: 2s\n  retention: 3s\nl0-retention: 2s\nl0-retention-check-interval: 1s\n"
     ));
@@ -778,7 +764,7 @@ impl Drop for Litestream {
 #[test]
 fn takeover_both_directions_keeps_compacting() {
     let Some(ls) = litestream() else { return };
-    let lsr = ls_restore();
+    let lsr = ls_restore_bin();
     let c = case(&format!(
         "{LEVELS}snapshot:\n  interval: 3s\n  retention: 1h\nl0-retention: 0\n"
     ));

@@ -6,8 +6,8 @@
 //!
 //! `LS_SLOW=1` runs the long kill loop (60 kills); by default 8.
 
-mod common;
-mod harden;
+use crate::common;
+use crate::harden;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -336,7 +336,12 @@ fn writer_killed_mid_transaction() {
     let rounds = 3;
     for round in 1..=rounds {
         let mut child = Command::new(std::env::current_exe().expect("test exe"))
-            .args(["--exact", "writer_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash::writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("LS_CRASH_WRITER_DB", &db)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -4,8 +4,8 @@
 //! does, and `ls-engine` takes over with the same meta directories; `watch` picks up databases
 //! created (and stops those removed) while running; config errors name the key.
 
-mod common;
-mod harden;
+use crate::common;
+use crate::harden;
 
 use std::fs;
 use std::path::{Path, PathBuf};

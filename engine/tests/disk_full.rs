@@ -5,8 +5,8 @@
 //!
 //! Needs `mount` (root). Without it the tests print SKIP, unless `LS_INTEROP=1`.
 
-mod common;
-mod harden;
+use crate::common;
+use crate::harden;
 
 use std::fs;
 use std::path::Path;

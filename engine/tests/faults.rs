@@ -3,8 +3,8 @@
 //! bodies and stalls. Replication through it must retry and converge to the replica a clean
 //! run makes; `ls-restore` through it must either restore the right database or fail cleanly.
 
-mod common;
-mod harden;
+use crate::common;
+use crate::harden;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The checkpoint procedure driven directly through the library: a TRUNCATE checkpoint must be
 //! followed by a boundary snapshot, and the replica must still restore exactly.
 
-mod common;
+use crate::common;
 
 use common::*;
 use engine::config;

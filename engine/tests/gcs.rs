@@ -3,10 +3,9 @@
 //! idle engine making no GCS requests. Skipped without `LS_GCS_ENDPOINT`, unless
 //! `LS_INTEROP=1` says it must run.
 
-mod common;
+use crate::common;
 
-#[path = "../../tests/support/gcs.rs"]
-mod gcs_env;
+use test_support::gcs as gcs_env;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! back when it recovers, and none is sent without `heartbeat-url`. The interval is shortened
 //! through the `LS_TEST_HEARTBEAT_INTERVAL` hook; the config itself refuses less than 1m.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{Read, Write};

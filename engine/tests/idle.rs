@@ -1,7 +1,7 @@
 //! An idle database costs nothing: with 50 idle databases the engine writes nothing and uses
 //! (almost) no CPU. `LS_IDLE_SECS` sets the measurement window (default 10 s).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! `ls-engine databases`, `ltx`, `status`, `reset` and `restore` print and do what `litestream` 0.5.17 does on the
 //! same config and replica, so scripts written against one work with the other.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

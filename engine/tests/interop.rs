@@ -1,7 +1,7 @@
 //! End to end: `ls-engine replicate` writes a file replica, the real Litestream 0.5.17 restores
 //! it, and the restored database equals the source.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -6,8 +6,8 @@
 //! the engine starts so the first sync is one snapshot; then rows whose overflow chains lie
 //! before, across and after the lock page are rewritten with random bytes while it runs.
 
-mod common;
-mod harden;
+use crate::common;
+use crate::harden;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! tools print what Litestream's CLI prints on the same replica (and Litestream's tools what
 //! ours prints), `litestream_restore` writes a sound database, and bad calls fail the same way.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

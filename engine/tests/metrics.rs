@@ -3,8 +3,8 @@
 //! replica's newest L0 file, syncs, WAL bytes, checkpoints, L0 retention, disk full, S3
 //! operations). A bad `addr` stops start-up with an error naming the key.
 
-mod common;
-mod harden;
+use crate::common;
+use crate::harden;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

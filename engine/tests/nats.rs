@@ -4,9 +4,8 @@
 //! Skipped without `LS_NATS_URL`/`LS_NATS_USER`/`LS_NATS_PASS`, unless `LS_INTEROP=1` says
 //! it must run.
 
-mod common;
-#[path = "../../tests/support/nats.rs"]
-mod nats_env;
+use crate::common;
+use test_support::nats as nats_env;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

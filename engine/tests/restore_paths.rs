@@ -4,8 +4,8 @@
 //! components are covered by storage's `listing_ignores_keys_outside_the_level_and_non_ltx_names`
 //! (a file-backed S3 server cannot hold such keys).
 
-mod common;
-mod harden;
+use crate::common;
+use crate::harden;
 
 use std::collections::BTreeMap;
 use std::fs;

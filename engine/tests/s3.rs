@@ -2,7 +2,7 @@
 //! Litestream. Skipped without `LS_S3_ENDPOINT`/`LS_S3_ACCESS_KEY`/`LS_S3_SECRET_KEY`, unless
 //! `LS_INTEROP=1` says it must run.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

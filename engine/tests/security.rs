@@ -2,8 +2,8 @@
 //! permissive than the database. TLS verification (on unless the user opts out) is covered by
 //! storage/tests/s3.rs against a TLS proxy with a self-signed certificate.
 
-mod common;
-mod harden;
+use crate::common;
+use crate::harden;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -3,16 +3,15 @@
 //! idle engine sends the server nothing. Skipped without the `LS_SFTP_*` variables, unless
 //! `LS_INTEROP=1` says it must run.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use common::*;
 
-#[path = "../../tests/support/sftp.rs"]
-mod sftp_env;
 use sftp_env::{sftp_server, ByteCountingProxy, SftpServer};
+use test_support::sftp as sftp_env;
 
 /// One `dbs:` entry replicating `db` to `path` on the server, reached at `host`.
 fn db_entry(db: &Path, srv: &SftpServer, host: &str, path: &Path) -> String {

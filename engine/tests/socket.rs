@@ -7,7 +7,7 @@
 //! replaced, a taken or non-socket path is an error naming `socket.path`, and it is removed at
 //! shutdown.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -3,9 +3,8 @@
 //! costs no requests. Skipped without `LS_WEBDAV_URL`/`LS_WEBDAV_USER`/`LS_WEBDAV_PASS`,
 //! unless `LS_INTEROP=1` says it must run.
 
-mod common;
-#[path = "../../tests/support/webdav.rs"]
-mod webdav_env;
+use crate::common;
+use test_support::webdav as webdav_env;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -2,11 +2,8 @@
 //! page-by-page replay, rejection of every single-bit flip and truncation, and the WAL reader
 //! against a synthetic WAL.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{make_page, PageKind, Rng, WalBuilder};
 use ltx_codec::wal::{read_committed, WalReader};
 use ltx_codec::{
     compact, lock_pgno, CompactOptions, Encoder, Error, Header, LtxFile, PageReader, StreamDecoder,
@@ -14,6 +11,7 @@ use ltx_codec::{
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
+use test_support::synth::{make_page, PageKind, Rng, WalBuilder};
 
 /// `cases` by default; `PROPTEST_CASES` overrides it for a longer hunt.
 fn config(cases: u32) -> ProptestConfig {

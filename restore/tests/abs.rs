@@ -8,9 +8,8 @@
 //! Needs `source tests/abs/start.sh`; without a server the tests print SKIP, or fail under
 //! `LS_INTEROP=1`.
 
-mod common;
-#[path = "../../tests/support/abs.rs"]
-mod support;
+use crate::common;
+use test_support::abs as support;
 
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};

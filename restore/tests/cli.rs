@@ -1,6 +1,6 @@
 //! The command line a script relies on: config mode, messages and exit codes.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

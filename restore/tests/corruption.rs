@@ -1,7 +1,7 @@
 //! Damaged replicas fail with a clear error that names the file (and offset), leave no output
 //! and no temp file behind, and never touch an existing database without `-force`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! the same rows and schema as the source, passes integrity_check, is in rollback-journal mode,
 //! and SIGTERM ends ls-restore with status 0.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -7,10 +7,9 @@
 //! Needs `source tests/gcs/start.sh`; without a server the tests print SKIP, or fail under
 //! `LS_INTEROP=1`.
 
-mod common;
+use crate::common;
 
-#[path = "../../tests/support/gcs.rs"]
-mod gcs_env;
+use test_support::gcs as gcs_env;
 
 use std::time::Duration;
 

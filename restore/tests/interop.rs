@@ -2,7 +2,7 @@
 //! `litestream replicate` wrote: latest, every `-txid`, and timestamps between write phases, at
 //! page sizes 512, 4096 and 65536; plus a database over 1 GiB that crosses the lock page.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! instead of a size-prefixed block. A replica mixing both formats restores correctly, and the
 //! same way as `litestream restore` 0.5.17.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

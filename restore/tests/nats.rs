@@ -8,9 +8,8 @@
 //! Needs `source tests/nats/start.sh`; without a server the test prints SKIP, or fails under
 //! `LS_INTEROP=1`.
 
-mod common;
-#[path = "../../tests/support/nats.rs"]
-mod nats_env;
+use crate::common;
+use test_support::nats as nats_env;
 
 use std::time::{Duration, SystemTime};
 

@@ -7,7 +7,7 @@
 //! Needs `source tests/s3/start.sh`; without a server the tests print SKIP, or fail under
 //! `LS_INTEROP=1`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

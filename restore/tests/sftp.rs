@@ -10,7 +10,7 @@
 //! Needs `source tests/sftp/start.sh`; without a server the tests print SKIP, or fail under
 //! `LS_INTEROP=1`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -21,9 +21,8 @@ use storage::sftp::{SftpReplica, SftpSettings};
 use storage::timefmt::format_rfc3339_nano;
 use storage::ReplicaClient;
 
-#[path = "../../tests/support/sftp.rs"]
-mod sftp_env;
 use sftp_env::{password_login, sftp_server, unique_name, SftpServer};
+use test_support::sftp as sftp_env;
 
 /// `n` rows of `tag`, with blobs of varying size (some spill to overflow pages).
 fn rows(conn: &Connection, tag: &str, n: usize) {

@@ -4,7 +4,7 @@
 //! the page cache), 4096 and 65536 (direct I/O where the file system takes it); a file
 //! replica always, and S3 when the test server is there.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

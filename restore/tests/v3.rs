@@ -2,7 +2,7 @@
 //! frames. The replica here is built by hand the way 0.3.13 laid it out, from a real SQLite
 //! database and its real WAL; `litestream restore` 0.5.17 and `ls-restore` must agree.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;

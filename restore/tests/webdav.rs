@@ -8,9 +8,8 @@
 //! Needs `source tests/webdav/start.sh`; without a server the tests print SKIP, or fail under
 //! `LS_INTEROP=1`.
 
-mod common;
-#[path = "../../tests/support/webdav.rs"]
-mod webdav_env;
+use crate::common;
+use test_support::webdav as webdav_env;
 
 use std::time::{Duration, SystemTime};
 

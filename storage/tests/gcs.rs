@@ -11,10 +11,8 @@ use sha2::{Digest, Sha256};
 use storage::gcs::{GcsReplica, GcsSettings, RetryPolicy};
 use storage::{Body, ReplicaClient};
 
-#[path = "../../tests/support/gcs.rs"]
-mod gcs_env;
-#[path = "../../tests/support/proxy.rs"]
-mod proxy;
+use test_support::gcs as gcs_env;
+use test_support::proxy;
 
 use gcs_env::{gcs_server, GcsServer};
 

@@ -2,9 +2,8 @@
 //! `tests/nats/start.sh`), with a small TCP proxy in front where a test needs to count
 //! connections and bytes or refuse connections.
 
-mod common;
-#[path = "../../tests/support/nats.rs"]
-mod nats_env;
+use crate::common;
+use test_support::nats as nats_env;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -2,9 +2,8 @@
 //! certificate a test CA signed. Without the CA the certificate is refused at once (not
 //! retried), naming the server; with `root-cas` files go and come back.
 
-mod common;
-#[path = "../../tests/support/nats.rs"]
-mod nats_env;
+use crate::common;
+use test_support::nats as nats_env;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};

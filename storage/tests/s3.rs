@@ -1,7 +1,7 @@
 //! The S3 backend against a real S3-compatible server that checks SigV4 (s3s-fs, started by
 //! `tests/s3/start.sh`), with a fault-injecting proxy in front where a test needs one.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

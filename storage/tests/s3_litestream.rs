@@ -3,7 +3,7 @@
 //! Litestream's own restore produces); what our backend writes, `litestream restore` restores
 //! byte for byte.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -13,9 +13,8 @@ use storage::s3::RetryPolicy;
 use storage::sftp::{SftpReplica, SftpSettings};
 use storage::{Body, ReplicaClient, StorageError};
 
-#[path = "../../tests/support/sftp.rs"]
-mod sftp_env;
 use sftp_env::{password_login, sftp_server, unique_name, ByteCountingProxy, SftpServer};
+use test_support::sftp as sftp_env;
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {

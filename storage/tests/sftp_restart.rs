@@ -1,5 +1,5 @@
 //! The sftp backend across server restarts: a second sshd with the test server's keys (see
-//! `tests/support/sftp.rs`) is killed with all its sessions and started again on the same port;
+//! `test_support::sftp`) is killed with all its sessions and started again on the same port;
 //! the next operation reconnects, and one issued while the server is down succeeds once it is
 //! back. Its own test binary, so no other test shares the restarted server.
 
@@ -12,9 +12,8 @@ use storage::s3::RetryPolicy;
 use storage::sftp::{SftpReplica, SftpSettings};
 use storage::{Body, ReplicaClient};
 
-#[path = "../../tests/support/sftp.rs"]
-mod sftp_env;
 use sftp_env::{sftp_server, PrivateSshd};
+use test_support::sftp as sftp_env;
 
 async fn put(r: &SftpReplica, i: u64) -> storage::Result<storage::LtxFileInfo> {
     r.write_ltx(

@@ -2,9 +2,8 @@
 //! `tests/webdav/start.sh`), with the fault-injecting proxy of the S3 tests in front where a
 //! test needs to count requests or break them.
 
-mod common;
-#[path = "../../tests/support/webdav.rs"]
-mod webdav_env;
+use crate::common;
+use test_support::webdav as webdav_env;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

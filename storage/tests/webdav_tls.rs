@@ -3,9 +3,8 @@
 //! through `SSL_CERT_FILE` (as Go, hence Litestream, trusts it), files go and come back. A
 //! test binary of its own because it sets the variable for the whole process.
 
-mod common;
-#[path = "../../tests/support/webdav.rs"]
-mod webdav_env;
+use crate::common;
+use test_support::webdav as webdav_env;
 
 use std::time::{Duration, Instant, SystemTime};
 

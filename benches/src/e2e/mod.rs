@@ -3,8 +3,7 @@
 
 pub mod chart;
 pub mod proc;
-#[path = "../../../tests/support/proxy.rs"]
-pub mod proxy;
+pub use test_support::proxy;
 pub mod writer;
 
 /// Median of a list (the mean of the middle two for an even count); NaN when empty.

@@ -13,13 +13,44 @@ use rusqlite::{Connection, OpenFlags};
 
 pub const ENGINE: &str = env!("CARGO_BIN_EXE_ls-engine");
 
-#[path = "../../../tests/support/env.rs"]
-mod env;
-#[path = "../../../tests/support/proxy.rs"]
-pub mod proxy;
+use test_support::env;
+pub use test_support::proxy;
 // Not every test binary uses every helper.
 #[allow(unused_imports)]
 pub use env::{litestream, s3_server, slow_enabled, S3Server};
+
+/// `ls-restore` from the same target directory and profile as the `ls-engine` under test (a
+/// binary of another package, so Cargo does not hand its path to these tests), built there first
+/// if it is missing (when one test is run on its own).
+pub fn ls_restore_bin() -> PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let dir = Path::new(ENGINE).parent().expect("bin dir").to_owned();
+    let bin = dir.join("ls-restore");
+    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if !bin.is_file() {
+        // target/<dir>: `debug` is the dev profile; every other directory is named after its
+        // profile (release, ci).
+        let profile = match dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev".to_owned(),
+            Some(p) => p.to_owned(),
+        };
+        let st = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "restore",
+                "--bin",
+                "ls-restore",
+                "--profile",
+                &profile,
+            ])
+            .status()
+            .expect("cargo build ls-restore");
+        assert!(st.success(), "cannot build ls-restore");
+    }
+    assert!(bin.is_file(), "no ls-restore at {}", bin.display());
+    bin
+}
 
 pub fn litestream_cmd(bin: &Path) -> Command {
     let mut c = Command::new(bin);

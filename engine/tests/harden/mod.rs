@@ -13,28 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-static BUILD: Mutex<()> = Mutex::new(());
-
-/// `ls-restore` from the same target directory and profile as the `ls-engine` under test,
-/// built there first if it is missing.
-pub fn ls_restore_bin() -> PathBuf {
-    let engine = PathBuf::from(env!("CARGO_BIN_EXE_ls-engine"));
-    let dir = engine.parent().expect("bin dir").to_owned();
-    let bin = dir.join("ls-restore");
-    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !bin.is_file() {
-        let release = dir.file_name().is_some_and(|n| n == "release");
-        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        c.args(["build", "-p", "restore", "--bin", "ls-restore"]);
-        if release {
-            c.arg("--release");
-        }
-        let st = c.status().expect("cargo build ls-restore");
-        assert!(st.success(), "cannot build ls-restore");
-    }
-    assert!(bin.is_file(), "no ls-restore at {}", bin.display());
-    bin
-}
+pub use crate::common::ls_restore_bin;
 
 pub fn ls_restore() -> Command {
     let mut c = Command::new(ls_restore_bin());

@@ -6,8 +6,7 @@ use proptest::prelude::*;
 
 use super::{compress_buffer_len, decompress_block, Compressor, MAX_INPUT};
 
-#[path = "../../tests/common/mod.rs"]
-mod synth;
+use test_support::synth;
 
 /// pierrec/lz4 v4 `CompressBlock` as written in Go: a fresh table per input (Go resets its
 /// `inUse` bitmap), signed positions, every test spelled out, output through `push`. Slow and

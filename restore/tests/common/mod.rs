@@ -10,8 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ltx_codec::{Encoder, Header, TxId};
 use rusqlite::Connection;
 
-#[path = "../../../tests/support/env.rs"]
-mod env;
+use test_support::env;
 // Not every test binary uses every helper.
 #[allow(unused_imports)]
 pub use env::{litestream, s3_server, slow_enabled, S3Server};
@@ -348,25 +347,15 @@ pub fn synthetic_replica(replica: &Path, ps: u32) -> Vec<u8> {
     db.concat()
 }
 
-impl S3Server {
-    /// A key prefix no other test or earlier run uses.
-    pub fn unique_prefix(&self, name: &str) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        format!("{name}-{}-{nanos}", std::process::id())
-    }
+/// What restore tests build from the S3 test server (storage settings and `litestream replicate`
+/// targets); the storage-independent parts are on [`S3Server`] itself.
+pub trait S3ServerExt {
+    fn settings(&self, prefix: &str) -> storage::s3::S3Settings;
+    fn spec(&self, prefix: &str) -> ReplicaSpec;
+}
 
-    /// The replica URL both restore tools take.
-    pub fn url(&self, prefix: &str) -> String {
-        format!(
-            "s3://{}/{prefix}?endpoint={}&region=us-east-1&forcePathStyle=true",
-            self.bucket, self.endpoint
-        )
-    }
-
-    pub fn settings(&self, prefix: &str) -> storage::s3::S3Settings {
+impl S3ServerExt for S3Server {
+    fn settings(&self, prefix: &str) -> storage::s3::S3Settings {
         storage::s3::S3Settings {
             bucket: self.bucket.clone(),
             path: prefix.to_owned(),
@@ -379,30 +368,9 @@ impl S3Server {
         }
     }
 
-    /// Litestream gets the keys as `AWS_*`; ls-restore as `LITESTREAM_*`, so that both
-    /// spellings Litestream accepts are exercised.
-    pub fn lit_env(&self) -> Vec<(String, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID".into(), self.access_key.clone()),
-            ("AWS_SECRET_ACCESS_KEY".into(), self.secret_key.clone()),
-            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ]
-    }
-
-    pub fn ls_env(&self) -> Vec<(String, String)> {
-        vec![
-            ("LITESTREAM_ACCESS_KEY_ID".into(), self.access_key.clone()),
-            (
-                "LITESTREAM_SECRET_ACCESS_KEY".into(),
-                self.secret_key.clone(),
-            ),
-            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ]
-    }
-
     /// A `litestream replicate` target in this bucket under `prefix`, written with the
     /// config keys (not a URL) users put in litestream.yml.
-    pub fn spec(&self, prefix: &str) -> ReplicaSpec {
+    fn spec(&self, prefix: &str) -> ReplicaSpec {
         let r = storage::s3::S3Replica::new(self.settings(prefix)).expect("s3 replica");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

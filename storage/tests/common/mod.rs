@@ -11,8 +11,7 @@ use storage::s3::{RetryPolicy, S3Replica, S3Settings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-#[path = "../../../tests/support/env.rs"]
-mod env;
+use test_support::env;
 // Not every test binary uses every helper.
 #[allow(unused_imports)]
 pub use env::{s3_server as server, S3Server as Server};

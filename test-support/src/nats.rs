@@ -1,17 +1,18 @@
 //! The NATS test server of `tests/nats/start.sh` (nats-server with JetStream), for the test
-//! suites of every crate (each includes this file by path). Without its `LS_NATS_*` variables
+//! suites of every crate. Without its `LS_NATS_*` variables
 //! a test is skipped, unless `LS_INTEROP=1` says it must run.
 //!
 //! Litestream expects the object store bucket to exist, so tests create theirs with
 //! [`NatsServer::create_bucket`], which speaks the NATS protocol itself (no client library:
 //! the engine and restore crates do not depend on one).
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::private::PrivateServer;
 
 #[derive(Clone, Debug)]
 pub struct NatsServer {
@@ -43,6 +44,23 @@ pub fn nats_server(test: &str) -> Option<NatsServer> {
             None
         }
     }
+}
+
+/// A NATS server of the calling test's own (same script and settings as the shared one), for
+/// tests that stop or restart it; it stops when the returned guard is dropped.
+pub fn private_nats_server() -> (PrivateServer, NatsServer) {
+    let p = PrivateServer::start("nats", "LS_NATS_STATE_DIR");
+    let var = |k: &str| {
+        p.var(k)
+            .unwrap_or_else(|| panic!("tests/nats/start.sh exported no {k}"))
+    };
+    let srv = NatsServer {
+        url: var("LS_NATS_URL"),
+        user: var("LS_NATS_USER"),
+        pass: var("LS_NATS_PASS"),
+        state_dir: Some(p.state_dir().to_owned()),
+    };
+    (p, srv)
 }
 
 impl NatsServer {

@@ -1,11 +1,12 @@
 //! The WebDAV test server of `tests/webdav/start.sh` (`rclone serve webdav`), for the test
-//! suites of every crate (each includes this file by path). Without its `LS_WEBDAV_*`
+//! suites of every crate. Without its `LS_WEBDAV_*`
 //! variables a test is skipped, unless `LS_INTEROP=1` says it must run.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::private::PrivateServer;
 
 #[derive(Clone, Debug)]
 pub struct WebDavServer {
@@ -44,6 +45,24 @@ pub fn webdav_server(test: &str) -> Option<WebDavServer> {
             None
         }
     }
+}
+
+/// A WebDAV server of the calling test's own (same script and settings as the shared one), for
+/// tests that stop or restart it; it stops when the returned guard is dropped.
+pub fn private_webdav_server() -> (PrivateServer, WebDavServer) {
+    let p = PrivateServer::start("webdav", "LS_WEBDAV_STATE_DIR");
+    let var = |k: &str| {
+        p.var(k)
+            .unwrap_or_else(|| panic!("tests/webdav/start.sh exported no {k}"))
+    };
+    let srv = WebDavServer {
+        url: var("LS_WEBDAV_URL").trim_end_matches('/').to_owned(),
+        user: var("LS_WEBDAV_USER"),
+        pass: var("LS_WEBDAV_PASS"),
+        data_dir: p.var("LS_WEBDAV_DATA_DIR").map(PathBuf::from),
+        state_dir: Some(p.state_dir().to_owned()),
+    };
+    (p, srv)
 }
 
 impl WebDavServer {

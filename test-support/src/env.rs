@@ -1,10 +1,9 @@
-//! What the test environment provides, shared by the test suites of every crate (each crate's
-//! `tests/common` includes this file by path): the real Litestream binary, the slow-suite switch,
-//! and the S3 test server started by `tests/s3/start.sh`. Without them a test is skipped, unless
+//! What the test environment provides to the test suites of every crate: the real Litestream
+//! binary, the slow-suite switch, and the S3 test server started by `tests/s3/start.sh`. Without them a test is skipped, unless
 //! `LS_INTEROP=1` (CI) says it must run, which makes a missing piece a failure.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 fn interop_required() -> bool {
     std::env::var("LS_INTEROP").is_ok_and(|v| v == "1")
@@ -76,5 +75,45 @@ pub fn s3_server(test: &str) -> Option<S3Server> {
             eprintln!("SKIP {test}: no S3 server (source tests/s3/start.sh to run it)");
             None
         }
+    }
+}
+
+impl S3Server {
+    /// A key prefix no other test or earlier run uses.
+    pub fn unique_prefix(&self, name: &str) -> String {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        format!("{name}-{}-{nanos}", std::process::id())
+    }
+
+    /// The replica URL both restore tools take.
+    pub fn url(&self, prefix: &str) -> String {
+        format!(
+            "s3://{}/{prefix}?endpoint={}&region=us-east-1&forcePathStyle=true",
+            self.bucket, self.endpoint
+        )
+    }
+
+    /// Litestream gets the keys as `AWS_*`; ls-restore as `LITESTREAM_*`, so that both
+    /// spellings Litestream accepts are exercised.
+    pub fn lit_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), self.secret_key.clone()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]
+    }
+
+    pub fn ls_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("LITESTREAM_ACCESS_KEY_ID".into(), self.access_key.clone()),
+            (
+                "LITESTREAM_SECRET_ACCESS_KEY".into(),
+                self.secret_key.clone(),
+            ),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]
     }
 }

@@ -1,7 +1,6 @@
-//! The Azurite server of `tests/abs/start.sh`, for the abs backend's tests in every crate (each
-//! includes this file by path). Without its `LS_ABS_*` variables a test is skipped, unless
+//! The Azurite server of `tests/abs/start.sh`, for the abs backend's tests in every crate.
+//! Without its `LS_ABS_*` variables a test is skipped, unless
 //! `LS_INTEROP=1` says it must run, which makes a missing server a failure.
-#![allow(dead_code)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

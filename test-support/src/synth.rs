@@ -1,6 +1,4 @@
-//! Synthetic inputs shared by the property tests and the benchmarks (which include this file by
-//! path): SQLite-like pages and valid SQLite WAL bytes.
-#![allow(dead_code)]
+//! Synthetic inputs shared by the property tests and the benchmarks: SQLite-like pages and valid SQLite WAL bytes.
 
 /// splitmix64: deterministic, so a failing property case or a benchmark input is reproducible
 /// from its seed alone.

@@ -1,7 +1,6 @@
 //! A TCP proxy on 127.0.0.1 that counts the HTTP requests passing through it, put between an
 //! engine and the S3 server to count replica requests. Shared by the engine's tests and the e2e
-//! harness (each includes this file by path).
-#![allow(dead_code)]
+//! harness.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

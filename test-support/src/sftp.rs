@@ -1,9 +1,8 @@
 //! The SFTP test server of `tests/sftp/start.sh` (a private OpenSSH sshd on 127.0.0.1), for the
-//! test suites of every crate (included by path). Without its `LS_SFTP_*` variables a test is
+//! test suites of every crate. Without its `LS_SFTP_*` variables a test is
 //! skipped, unless `LS_INTEROP=1` says it must run, which makes a missing server a failure.
 //! Also: a second sshd with the same keys that a test may kill and restart on the same port,
 //! and a TCP proxy that counts the bytes a client sends.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

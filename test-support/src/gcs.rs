@@ -1,7 +1,6 @@
 //! The GCS test server started by `tests/gcs/start.sh` (fake-gcs-server), for the test suites
-//! of every crate (each includes this file by path). Without it a test is skipped, unless
+//! of every crate. Without it a test is skipped, unless
 //! `LS_INTEROP=1` says it must run, which makes a missing server a failure.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,0 +1,29 @@
+//! The integration tests of `engine`: one test binary, one module per area (linking one
+//! binary instead of one per file is most of what building the tests costs).
+
+mod abs;
+mod bad_inputs;
+mod bootstrap;
+mod common;
+mod compaction;
+mod crash;
+mod dir;
+mod disk_full;
+mod faults;
+mod follower_checkpoint;
+mod gcs;
+mod harden;
+mod heartbeat;
+mod idle;
+mod inspect;
+mod interop;
+mod lock_page;
+mod mcp;
+mod metrics;
+mod nats;
+mod restore_paths;
+mod s3;
+mod security;
+mod sftp;
+mod socket;
+mod webdav;

@@ -1,0 +1,17 @@
+//! The integration tests of `restore`: one test binary, one module per area (linking one
+//! binary instead of one per file is most of what building the tests costs).
+
+mod abs;
+mod cli;
+mod common;
+mod corruption;
+mod follow;
+mod gcs;
+mod interop;
+mod legacy;
+mod nats;
+mod s3;
+mod sftp;
+mod streamed;
+mod v3;
+mod webdav;
