@@ -1,7 +1,6 @@
 //! ls-engine replicating to Azure Blob Storage (Azurite, `tests/abs/start.sh`) with Litestream's
 //! `type: abs` config keys, restored by the real Litestream 0.5.17 from the same config; and an
-//! idle engine making no requests. Skipped without the `LS_ABS_*` variables, unless
-//! `LS_INTEROP=1` says it must run.
+//! idle engine making no requests.
 
 use crate::common;
 use test_support::abs as support;
@@ -32,11 +31,10 @@ fn config(srv: &AbsServer, endpoint: &str, prefix: &str, dbs: &[&Path], extra: &
 }
 
 #[test]
+#[ignore = "needs the Azurite test server and the real Litestream"]
 fn replicate_to_abs_and_restore_with_litestream() {
-    let Some(srv) = abs_server("engine abs") else {
-        return;
-    };
-    let Some(ls) = litestream() else { return };
+    let srv = abs_server();
+    let ls = litestream();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
     let prefix = srv.unique_prefix("engine-abs");
@@ -96,13 +94,9 @@ fn replicate_to_abs_and_restore_with_litestream() {
 /// three idle databases make zero requests in 30 s (counted by a proxy in front of Azurite),
 /// and the first write after that is shipped through the same proxy.
 #[test]
+#[ignore = "slow suite; needs the Azurite test server"]
 fn idle_databases_make_no_abs_requests() {
-    let Some(srv) = abs_server("engine abs idle") else {
-        return;
-    };
-    if !slow_enabled("idle_databases_make_no_abs_requests") {
-        return;
-    }
+    let srv = abs_server();
     let rest = srv.endpoint.trim_start_matches("http://");
     let (hostport, account_path) = rest.split_once('/').expect("endpoint has the account");
     let proxy = CountingProxy::start(hostport.parse().expect("host:port")).expect("proxy");

@@ -95,8 +95,9 @@ fn write_rows(db: &Path, from: usize, n: usize) {
 }
 
 #[test]
+#[ignore = "needs the real Litestream"]
 fn flag_restores_a_missing_database_and_replication_goes_on() {
-    let Some(ls) = litestream() else { return };
+    let ls = litestream();
     let c = case("");
     write_rows(&c.db, 0, 400);
     ok(&once(&c, &[]), "first replicate");
@@ -153,8 +154,9 @@ fn config_key_restores_but_never_overwrites() {
 /// First start: nothing to restore, so replication starts from nothing and picks the database
 /// up once the application creates it.
 #[test]
+#[ignore = "needs the real Litestream"]
 fn empty_replica_starts_fresh() {
-    let Some(ls) = litestream() else { return };
+    let ls = litestream();
     let c = case("restore-if-db-not-exists: true\n");
     let log = c.root.join("engine.log");
     let e = Engine::start(&c.config, &log);

@@ -165,8 +165,9 @@ fn log_ids(db: &Path) -> (i64, i64) {
 }
 
 #[test]
+#[ignore = "needs the real Litestream"]
 fn sigkill_loop_loses_nothing_synced() {
-    let Some(ls) = litestream() else { return };
+    let ls = litestream();
     let kills = if std::env::var("LS_SLOW").is_ok_and(|v| v == "1") {
         60
     } else {
@@ -269,12 +270,13 @@ fn sigkill_loop_loses_nothing_synced() {
     );
 }
 
-/// The child half of `writer_killed_mid_transaction`: a no-op unless `LS_CRASH_WRITER_DB` is set.
+/// The child half of `writer_killed_mid_transaction`, which runs this test binary again with
+/// `--ignored --exact crash::writer_child` and `LS_CRASH_WRITER_DB` set. Not a test of its own.
 #[test]
+#[ignore = "the child process of crash::writer_killed_mid_transaction, not a test"]
 fn writer_child() {
-    let Ok(db) = std::env::var("LS_CRASH_WRITER_DB") else {
-        return;
-    };
+    let db = std::env::var("LS_CRASH_WRITER_DB")
+        .expect("LS_CRASH_WRITER_DB (set by crash::writer_killed_mid_transaction)");
     let c = app(Path::new(&db), 4096);
     c.execute_batch("CREATE TABLE IF NOT EXISTS w(id INTEGER PRIMARY KEY, tag TEXT, v BLOB)")
         .expect("schema");
@@ -323,8 +325,9 @@ fn count_tag(db: &Path, tag: &str) -> i64 {
 }
 
 #[test]
+#[ignore = "needs the real Litestream"]
 fn writer_killed_mid_transaction() {
-    let Some(ls) = litestream() else { return };
+    let ls = litestream();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
     let replica = dir.path().join("replica");
@@ -337,6 +340,7 @@ fn writer_killed_mid_transaction() {
     for round in 1..=rounds {
         let mut child = Command::new(std::env::current_exe().expect("test exe"))
             .args([
+                "--ignored",
                 "--exact",
                 "crash::writer_child",
                 "--nocapture",

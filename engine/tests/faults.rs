@@ -47,10 +47,9 @@ fn restore_via(endpoint: &str, srv: &S3, prefix: &str, out: &Path) -> (bool, Str
 }
 
 #[test]
+#[ignore = "needs the S3 test server and the real Litestream"]
 fn replication_converges_through_faults() {
-    let Some(srv) = s3_server("replication_converges_through_faults") else {
-        return;
-    };
+    let srv = s3_server();
     let t0 = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
@@ -120,24 +119,23 @@ fn replication_converges_through_faults() {
     assert!(ok, "{msg}");
     integrity_ok(&out);
     assert_eq!(dump(&out), want);
-    if let Some(ls) = litestream() {
-        let theirs = dir.path().join("theirs.db");
-        let o = litestream_cmd(&ls)
-            .env("AWS_ACCESS_KEY_ID", &srv.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &srv.secret_key)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .arg("restore")
-            .arg("-o")
-            .arg(&theirs)
-            .arg(s3_url(&srv.endpoint, &srv.bucket, &prefix))
-            .output()
-            .expect("litestream");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert!(
-            std::fs::read(&out).expect("ours") == std::fs::read(&theirs).expect("theirs"),
-            "ls-restore and litestream differ on the faulted replica"
-        );
-    }
+    let ls = litestream();
+    let theirs = dir.path().join("theirs.db");
+    let o = litestream_cmd(&ls)
+        .env("AWS_ACCESS_KEY_ID", &srv.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &srv.secret_key)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .arg("restore")
+        .arg("-o")
+        .arg(&theirs)
+        .arg(s3_url(&srv.endpoint, &srv.bucket, &prefix))
+        .output()
+        .expect("litestream");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        std::fs::read(&out).expect("ours") == std::fs::read(&theirs).expect("theirs"),
+        "ls-restore and litestream differ on the faulted replica"
+    );
     let count = |f: Fault| faults.iter().filter(|x| **x == f).count();
     eprintln!(
         "replication through faults: {} requests, {} faults injected (reset {}, 500 {}, 503 {}, \
@@ -155,10 +153,9 @@ fn replication_converges_through_faults() {
 }
 
 #[test]
+#[ignore = "needs the S3 test server"]
 fn restore_through_faults_is_right_or_fails_cleanly() {
-    let Some(srv) = s3_server("restore_through_faults_is_right_or_fails_cleanly") else {
-        return;
-    };
+    let srv = s3_server();
     let t0 = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");

@@ -1,7 +1,6 @@
 //! ls-engine replicating to GCS (fake-gcs-server of `tests/gcs/start.sh`, reached through
 //! `STORAGE_EMULATOR_HOST` like Litestream), restored by the real Litestream 0.5.17; and an
-//! idle engine making no GCS requests. Skipped without `LS_GCS_ENDPOINT`, unless
-//! `LS_INTEROP=1` says it must run.
+//! idle engine making no GCS requests.
 
 use crate::common;
 
@@ -23,11 +22,10 @@ fn gs_db_entry(db: &std::path::Path, bucket: &str, prefix: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs the GCS test server and the real Litestream"]
 fn replicate_to_gcs_and_restore_with_litestream() {
-    let Some(srv) = gcs_server("engine gcs") else {
-        return;
-    };
-    let Some(ls) = litestream() else { return };
+    let srv = gcs_server();
+    let ls = litestream();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
     let prefix = srv.unique_prefix("engine");
@@ -104,11 +102,10 @@ fn replicate_to_gcs_and_restore_with_litestream() {
 /// A database of ~20 MiB of incompressible rows: its snapshot and compactions go up as
 /// resumable uploads in 8 MiB chunks; Litestream restores it exactly.
 #[test]
+#[ignore = "needs the GCS test server and the real Litestream"]
 fn large_database_uses_resumable_uploads() {
-    let Some(srv) = gcs_server("engine gcs large") else {
-        return;
-    };
-    let Some(ls) = litestream() else { return };
+    let srv = gcs_server();
+    let ls = litestream();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("big.db");
     let prefix = srv.unique_prefix("engine-big");
@@ -178,13 +175,9 @@ fn large_database_uses_resumable_uploads() {
 /// settled, five idle databases make zero requests in 30 s (counted by a proxy that
 /// `STORAGE_EMULATOR_HOST` points at), and the first write after that goes out at once.
 #[test]
+#[ignore = "slow suite; needs the GCS test server"]
 fn idle_databases_make_no_gcs_requests() {
-    let Some(srv) = gcs_server("engine gcs idle") else {
-        return;
-    };
-    if !slow_enabled("idle_databases_make_no_gcs_requests") {
-        return;
-    }
+    let srv = gcs_server();
     let upstream = srv
         .emulator_host
         .parse()

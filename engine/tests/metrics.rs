@@ -162,6 +162,7 @@ const PER_DB: [(&str, &str); 9] = [
 ];
 
 #[test]
+#[ignore = "needs the S3 test server and root (it mounts a tmpfs)"]
 fn metrics_follow_replication() {
     // A low checkpoint threshold so PASSIVE checkpoints happen; short levels and L0 retention
     // so the retention gauges are touched within the test.
@@ -366,13 +367,12 @@ fn bad_addr_stops_startup() {
 }
 
 /// The meta directory on a full tmpfs: `litestream_disk_full` goes to 1 with failing syncs
-/// counted, and back to 0 once space returns. Needs `mount` (SKIP unless `LS_INTEROP=1`).
+/// counted, and back to 0 once space returns. Needs `mount` (root).
 #[test]
+#[ignore = "needs root (it mounts a tmpfs)"]
 fn disk_full_gauge() {
     let mnt = tempfile::tempdir().expect("tempdir");
-    let Some(small) = Tmpfs::mount(&mnt.path().join("small"), "2m") else {
-        return;
-    };
+    let small = Tmpfs::mount(&mnt.path().join("small"), "2m");
     let meta = small.0.join("meta");
     let r = start_with(|dir, db| {
         format!(
@@ -408,10 +408,9 @@ fn disk_full_gauge() {
 /// S3 operations show up as Litestream's `litestream_replica_operation_*` series, and PUTs
 /// grow with writes. Needs the server of `tests/s3/start.sh`.
 #[test]
+#[ignore = "needs the S3 test server"]
 fn s3_operations_are_counted() {
-    let Some(srv) = s3_server("metrics s3") else {
-        return;
-    };
+    let srv = s3_server();
     let r = start_with(|_, db| {
         s3_config(
             db,

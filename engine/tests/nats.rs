@@ -1,8 +1,7 @@
 //! ls-engine replicating to a NATS JetStream object store (nats-server of
 //! `tests/nats/start.sh`) with the YAML keys Litestream uses, restored by the real Litestream
 //! 0.5.17; and an idle engine sends nothing to the server, then closes its connection.
-//! Skipped without `LS_NATS_URL`/`LS_NATS_USER`/`LS_NATS_PASS`, unless `LS_INTEROP=1` says
-//! it must run.
+//!
 
 use crate::common;
 use test_support::nats as nats_env;
@@ -39,11 +38,10 @@ fn count(p: &Path) -> i64 {
 }
 
 #[test]
+#[ignore = "needs the NATS test server and the real Litestream"]
 fn replicate_to_nats_and_restore_with_litestream() {
-    let Some(srv) = nats_server("engine nats") else {
-        return;
-    };
-    let Some(ls) = litestream() else { return };
+    let srv = nats_server();
+    let ls = litestream();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
     let bucket = srv.new_bucket("engine");
@@ -182,13 +180,9 @@ fn copy_counting(mut from: TcpStream, mut to: TcpStream, n: &AtomicU64) {
 /// connection is closed after 90 s without use (before the client's first PING at 120 s),
 /// and the first write after that connects again and is shipped.
 #[test]
+#[ignore = "slow suite; needs the NATS test server"]
 fn idle_engine_sends_nothing_and_closes_its_connection() {
-    let Some(srv) = nats_server("engine nats idle") else {
-        return;
-    };
-    if !slow_enabled("idle_engine_sends_nothing_and_closes_its_connection") {
-        return;
-    }
+    let srv = nats_server();
     let proxy = ByteProxy::start(srv.authority());
     let url = format!("nats://127.0.0.1:{}", proxy.port);
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,6 +1,5 @@
 //! ls-engine replicating to S3 (the s3s-fs server of `tests/s3/start.sh`), restored by the real
-//! Litestream. Skipped without `LS_S3_ENDPOINT`/`LS_S3_ACCESS_KEY`/`LS_S3_SECRET_KEY`, unless
-//! `LS_INTEROP=1` says it must run.
+//! Litestream.
 
 use crate::common;
 
@@ -31,11 +30,10 @@ fn s3_db_entry(db: &std::path::Path, srv: &S3Server, endpoint: &str, prefix: &st
 }
 
 #[test]
+#[ignore = "needs the S3 test server and the real Litestream"]
 fn replicate_to_s3_and_restore_with_litestream() {
-    let Some(srv) = s3_server("engine s3") else {
-        return;
-    };
-    let Some(ls) = litestream() else { return };
+    let srv = s3_server();
+    let ls = litestream();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
     let prefix = unique_prefix("engine");
@@ -93,13 +91,9 @@ fn replicate_to_s3_and_restore_with_litestream() {
 /// ten idle databases make zero requests in 60 s (counted by a proxy in front of the server),
 /// and the first write after that is shipped through the same proxy.
 #[test]
+#[ignore = "slow suite; needs the S3 test server"]
 fn idle_databases_make_no_s3_requests() {
-    let Some(srv) = s3_server("engine s3 idle") else {
-        return;
-    };
-    if !slow_enabled("idle_databases_make_no_s3_requests") {
-        return;
-    }
+    let srv = s3_server();
     let upstream = srv
         .endpoint
         .trim_start_matches("http://")

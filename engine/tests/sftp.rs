@@ -1,7 +1,6 @@
 //! ls-engine replicating to SFTP (the OpenSSH server of `tests/sftp/start.sh`) with a
 //! `type: sftp` config, restored by the real Litestream 0.5.17 from the same config; and an
-//! idle engine sends the server nothing. Skipped without the `LS_SFTP_*` variables, unless
-//! `LS_INTEROP=1` says it must run.
+//! idle engine sends the server nothing.
 
 use crate::common;
 
@@ -66,11 +65,10 @@ fn check_layout(root: &Path) -> Vec<(u8, usize)> {
 }
 
 #[test]
+#[ignore = "needs the SFTP test server and the real Litestream"]
 fn replicate_to_sftp_and_restore_with_litestream() {
-    let Some(srv) = sftp_server("engine sftp") else {
-        return;
-    };
-    let Some(ls) = litestream() else { return };
+    let srv = sftp_server();
+    let ls = litestream();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
     let path = srv.unique_path("engine");
@@ -131,13 +129,9 @@ fn replicate_to_sftp_and_restore_with_litestream() {
 /// settled, three idle databases send zero bytes in 45 s (counted by a proxy in front of
 /// sshd), and the first write after that is shipped through the same proxy.
 #[test]
+#[ignore = "slow suite; needs the SFTP test server"]
 fn idle_databases_send_nothing_over_sftp() {
-    let Some(srv) = sftp_server("engine sftp idle") else {
-        return;
-    };
-    if !slow_enabled("idle_databases_send_nothing_over_sftp") {
-        return;
-    }
+    let srv = sftp_server();
     let proxy = ByteCountingProxy::start(&srv.host);
     let host = proxy.addr.to_string();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -3,8 +3,8 @@
 //!     exact database bytes at every TXID;
 //! (b) our compactor reproduces, byte for byte, the L1/L2 files `litestream replicate` wrote.
 //!
-//! The binary comes from `LITESTREAM_BIN` or `PATH`. Without it these tests print a skip
-//! message, unless `LS_INTEROP=1` (as in CI), where they fail.
+//! The binary comes from `LITESTREAM_BIN` or `PATH`; the tests are ignored unless asked for
+//! (`--include-ignored`, as `tests/run-all.sh` does).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,34 +14,17 @@ use std::time::{Duration, Instant, SystemTime};
 use ltx_codec::types::{ltx_file_name, parse_ltx_file_name};
 use ltx_codec::{compact, lock_pgno, CompactOptions, Encoder, Header, StreamDecoder, TxId};
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-/// The tools an interop test needs, or `None` (after saying why) when it should be skipped.
-fn tools(test: &str) -> Option<(PathBuf, PathBuf)> {
-    let litestream = std::env::var_os("LITESTREAM_BIN")
-        .map(PathBuf::from)
-        .or_else(|| find_in_path("litestream"))
-        .filter(|p| p.is_file());
-    let python = find_in_path("python3");
-    let missing = match (&litestream, &python) {
-        (Some(_), Some(_)) => None,
-        (None, _) => Some("litestream (set LITESTREAM_BIN or PATH)"),
-        (_, None) => Some("python3"),
-    };
-    if let Some(missing) = missing {
-        if std::env::var("LS_INTEROP").as_deref() == Ok("1") {
-            panic!("{test}: LS_INTEROP=1 but {missing} was not found");
-        }
-        eprintln!("skipping {test}: {missing} not found");
-        return None;
-    }
-    litestream.zip(python)
+/// The real Litestream (test_support panics naming it when it is missing) and python3, which
+/// writes the databases Litestream replicates.
+fn tools() -> (PathBuf, PathBuf) {
+    let python = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("python3"))
+                .find(|p| p.is_file())
+        })
+        .expect("python3 on PATH");
+    (test_support::litestream(), python)
 }
 
 fn litestream(bin: &Path) -> Command {
@@ -136,10 +119,9 @@ fn write_ltx(dir: &Path, header: Header, pages: &BTreeMap<u32, &[u8]>) {
 }
 
 #[test]
+#[ignore = "needs the real Litestream"]
 fn litestream_restores_a_replica_we_wrote() {
-    let Some((ls, py)) = tools("litestream_restores_a_replica_we_wrote") else {
-        return;
-    };
+    let (ls, py) = tools();
     let tmp = tempfile::tempdir().expect("tempdir");
     let v: Vec<PathBuf> = (1..=3)
         .map(|i| tmp.path().join(format!("v{i}.db")))
@@ -253,10 +235,9 @@ fn sources(lower: &[(TxId, TxId, PathBuf)], min: TxId, max: TxId) -> Option<Vec<
 }
 
 #[test]
+#[ignore = "needs the real Litestream"]
 fn our_compactor_reproduces_litestream_levels() {
-    let Some((ls, py)) = tools("our_compactor_reproduces_litestream_levels") else {
-        return;
-    };
+    let (ls, py) = tools();
     let tmp = tempfile::tempdir().expect("tempdir");
     let db = tmp.path().join("app.db");
     let replica = tmp.path().join("replica");

@@ -5,8 +5,7 @@
 //! byte what `litestream restore -config` restores: latest, every `-txid`, and `-timestamp`
 //! between write phases.
 //!
-//! Needs `source tests/abs/start.sh`; without a server the tests print SKIP, or fail under
-//! `LS_INTEROP=1`.
+//! Needs the server of `tests/abs/start.sh` (the tests are ignored without `--include-ignored`).
 
 use crate::common;
 use test_support::abs as support;
@@ -144,11 +143,10 @@ fn check_db(bytes: &[u8], dir: &Path, rows: i64) {
 }
 
 #[test]
+#[ignore = "needs the Azurite test server and the real Litestream"]
 fn abs_restore_matches_litestream() {
-    let Some(srv) = abs_server("abs_restore_matches_litestream") else {
-        return;
-    };
-    let Some(lit) = litestream() else { return };
+    let srv = abs_server();
+    let lit = litestream();
     let prefix = srv.unique_prefix("restore-abs");
     let dir = tempfile::tempdir().expect("tempdir");
     let unused = dir.path().join("unused");

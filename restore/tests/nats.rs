@@ -5,8 +5,7 @@
 //! byte what `litestream restore` restores: latest, `-txid`s and `-timestamp`s between write
 //! phases; and from `-config` with the same kind of YAML.
 //!
-//! Needs `source tests/nats/start.sh`; without a server the test prints SKIP, or fails under
-//! `LS_INTEROP=1`.
+//! Needs the server of `tests/nats/start.sh` (the tests are ignored without `--include-ignored`).
 
 use crate::common;
 use test_support::nats as nats_env;
@@ -83,11 +82,10 @@ fn table_rows(c: &Connection) -> (i64, i64, String) {
 }
 
 #[test]
+#[ignore = "needs the NATS test server and the real Litestream"]
 fn nats_restore_matches_litestream() {
-    let Some(srv) = nats_server("nats_restore_matches_litestream") else {
-        return;
-    };
-    let Some(lit) = litestream() else { return };
+    let srv = nats_server();
+    let lit = litestream();
     let bucket = srv.new_bucket("restore-interop");
     let dir = tempfile::tempdir().expect("tempdir");
     let unused = dir.path().join("unused");

@@ -4,8 +4,7 @@
 //! both between write phases and exactly at files' metadata timestamps, where only the precise
 //! `litestream-timestamp` metadata (not LastModified) gives Litestream's answer.
 //!
-//! Needs `source tests/s3/start.sh`; without a server the tests print SKIP, or fail under
-//! `LS_INTEROP=1`.
+//! Needs the server of `tests/s3/start.sh` (the tests are ignored without `--include-ignored`).
 
 use crate::common;
 
@@ -79,11 +78,10 @@ fn assert_same(lit: &std::path::Path, r: &Replicated, args: &[&str], tag: &str) 
 }
 
 #[test]
+#[ignore = "needs the S3 test server and the real Litestream"]
 fn s3_restore_matches_litestream() {
-    let Some(srv) = s3_server("s3_restore_matches_litestream") else {
-        return;
-    };
-    let Some(lit) = litestream() else { return };
+    let srv = s3_server();
+    let lit = litestream();
     let prefix = srv.unique_prefix("restore-interop");
     let dir = tempfile::tempdir().expect("tempdir");
     let replica = dir.path().join("unused");
@@ -144,11 +142,10 @@ fn s3_restore_matches_litestream() {
 /// (`$VAR`, `${VAR}`), credentials as top-level defaults, and a `sqlite://` database path:
 /// both tools restore the same bytes; with `-no-expand-env` both refuse.
 #[test]
+#[ignore = "needs the S3 test server and the real Litestream"]
 fn s3_config_mode_matches_litestream() {
-    let Some(srv) = s3_server("s3_config_mode_matches_litestream") else {
-        return;
-    };
-    let Some(lit) = litestream() else { return };
+    let srv = s3_server();
+    let lit = litestream();
     let prefix = srv.unique_prefix("restore-config");
     let dir = tempfile::tempdir().expect("tempdir");
     let replica = dir.path().join("unused");

@@ -7,8 +7,7 @@
 //! `host`/`user`/`password` keys and a `path` relative to the login directory (no `host-key`),
 //! and both tools restore from `sftp://user:password@host/<absolute path>` the same bytes.
 //!
-//! Needs `source tests/sftp/start.sh`; without a server the tests print SKIP, or fail under
-//! `LS_INTEROP=1`.
+//! Needs the server of `tests/sftp/start.sh` (the tests are ignored without `--include-ignored`).
 
 use crate::common;
 
@@ -95,11 +94,10 @@ fn count_rows(bytes: &[u8], dir: &std::path::Path) -> i64 {
 }
 
 #[test]
+#[ignore = "needs the SFTP test server and the real Litestream"]
 fn sftp_restore_matches_litestream() {
-    let Some(srv) = sftp_server("sftp_restore_matches_litestream") else {
-        return;
-    };
-    let Some(lit) = litestream() else { return };
+    let srv = sftp_server();
+    let lit = litestream();
     let path = srv.unique_path("restore-interop");
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("src.db");
@@ -201,14 +199,11 @@ fn sftp_restore_matches_litestream() {
 }
 
 #[test]
+#[ignore = "needs the SFTP test server and the real Litestream"]
 fn sftp_url_restore_matches_litestream() {
-    let Some(srv) = sftp_server("sftp_url_restore_matches_litestream") else {
-        return;
-    };
-    let Some((user, pw, home)) = password_login("sftp_url_restore_matches_litestream") else {
-        return;
-    };
-    let Some(lit) = litestream() else { return };
+    let srv = sftp_server();
+    let (user, pw, home) = password_login();
+    let lit = litestream();
     let rel = format!("replicas/{}", unique_name("url-interop"));
     let abs = home.join(&rel);
     let l0 = abs.join("ltx/0");

@@ -1,7 +1,7 @@
 //! The gs backend against a real GCS API (fake-gcs-server from `tests/gcs/start.sh`): round
 //! trips, Litestream's object layout and metadata, chunked (resumable) uploads, paginated
 //! listings, idle listings served from the cache, and errors that name the bucket.
-//! Skipped without `LS_GCS_ENDPOINT`, unless `LS_INTEROP=1` says it must run.
+//!
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,10 +52,9 @@ fn data(n: usize, seed: u8) -> Bytes {
 }
 
 #[tokio::test]
+#[ignore = "needs the GCS test server"]
 async fn write_list_read_delete_round_trip() {
-    let Some(srv) = gcs_server("write_list_read_delete_round_trip") else {
-        return;
-    };
+    let srv = gcs_server();
     let prefix = srv.unique_prefix("rt");
     let r = replica(&srv, &prefix);
     let t = ms_time(1_795_665_906_229);
@@ -186,10 +185,9 @@ async fn write_list_read_delete_round_trip() {
 }
 
 #[tokio::test]
+#[ignore = "needs the GCS test server"]
 async fn streamed_reads() {
-    let Some(srv) = gcs_server("streamed_reads") else {
-        return;
-    };
+    let srv = gcs_server();
     let prefix = srv.unique_prefix("stream");
     let r = replica(&srv, &prefix);
     let body = data(3 << 20, 5);
@@ -241,10 +239,9 @@ async fn streamed_reads() {
 }
 
 #[tokio::test]
+#[ignore = "needs the GCS test server"]
 async fn layout_and_metadata_match_litestream() {
-    let Some(srv) = gcs_server("layout_and_metadata_match_litestream") else {
-        return;
-    };
+    let srv = gcs_server();
     let prefix = srv.unique_prefix("layout");
     let nested = format!("{prefix}/sub");
     let r = replica(&srv, &nested);
@@ -312,10 +309,9 @@ async fn layout_and_metadata_match_litestream() {
 }
 
 #[tokio::test]
+#[ignore = "needs the GCS test server"]
 async fn objects_written_by_others_use_metadata_time_or_creation_time() {
-    let Some(srv) = gcs_server("objects_written_by_others") else {
-        return;
-    };
+    let srv = gcs_server();
     let prefix = srv.unique_prefix("foreign");
     // Uploaded without metadata (by hand, say), plus a name that is not an LTX file and one
     // nested deeper: only the first is listed, with the object's creation time.
@@ -365,10 +361,9 @@ fn upload_raw(srv: &GcsServer, name: &str, body: &[u8]) {
 }
 
 #[tokio::test]
+#[ignore = "needs the GCS test server"]
 async fn large_bodies_go_up_in_resumable_chunks() {
-    let Some(srv) = gcs_server("large_bodies_go_up_in_resumable_chunks") else {
-        return;
-    };
+    let srv = gcs_server();
     let prefix = srv.unique_prefix("chunks");
     let upstream = srv
         .endpoint
@@ -419,10 +414,9 @@ async fn large_bodies_go_up_in_resumable_chunks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the GCS test server"]
 async fn listings_follow_page_tokens() {
-    let Some(srv) = gcs_server("listings_follow_page_tokens") else {
-        return;
-    };
+    let srv = gcs_server();
     let prefix = srv.unique_prefix("pages");
     let upstream = srv
         .endpoint
@@ -517,10 +511,9 @@ async fn listings_follow_page_tokens() {
 }
 
 #[tokio::test]
+#[ignore = "needs the GCS test server"]
 async fn errors_name_the_bucket_and_object() {
-    let Some(srv) = gcs_server("errors_name_the_bucket_and_object") else {
-        return;
-    };
+    let srv = gcs_server();
     let r = replica(&srv, "db");
     let missing_bucket = GcsReplica::with_retry_policy(
         settings(&srv.endpoint, "no-such-bucket-ls", "db"),
@@ -635,10 +628,9 @@ fn start_own_server(port: u16, root: &std::path::Path) -> OwnServer {
 /// The server goes away and comes back: pooled connections to the old process are dead, and
 /// the replica carries on over new ones (requests during the outage fail after retries).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the GCS test server"]
 async fn carries_on_after_the_server_restarts() {
-    let Some(_srv) = gcs_server("carries_on_after_the_server_restarts") else {
-        return;
-    };
+    let _srv = gcs_server();
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("data");
     std::fs::create_dir_all(root.join("restart-bkt")).expect("bucket directory");

@@ -93,10 +93,9 @@ async fn write(r: &NatsReplica, level: u8, min: u64, max: u64, data: Vec<u8>, at
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the NATS test server"]
 async fn write_list_read_delete() {
-    let Some(srv) = nats_server("nats write_list_read_delete") else {
-        return;
-    };
+    let srv = nats_server();
     let bucket = srv.new_bucket("rw");
     let r = replica(&srv, &bucket);
     assert!(r.ltx_files(Level(0)).await.expect("empty").is_empty());
@@ -260,10 +259,9 @@ async fn write_list_read_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the NATS test server"]
 async fn long_listing_is_complete_and_ignores_other_names() {
-    let Some(srv) = nats_server("nats long_listing_is_complete_and_ignores_other_names") else {
-        return;
-    };
+    let srv = nats_server();
     let bucket = srv.new_bucket("many");
     let raw = raw_store(&srv, &bucket).await;
     const N: u64 = 1100;
@@ -304,10 +302,9 @@ async fn long_listing_is_complete_and_ignores_other_names() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the NATS test server"]
 async fn url_and_config_keys_open_the_same_replica() {
-    let Some(srv) = nats_server("nats url_and_config_keys_open_the_same_replica") else {
-        return;
-    };
+    let srv = nats_server();
     let bucket = srv.new_bucket("url");
     let by_url = open_replica(&srv.replica_url(&bucket)).expect("url");
     assert_eq!(by_url.kind(), "nats");
@@ -340,11 +337,9 @@ async fn url_and_config_keys_open_the_same_replica() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the NATS test server"]
 async fn wrong_credentials_and_missing_bucket_are_clear_errors() {
-    let Some(srv) = nats_server("nats wrong_credentials_and_missing_bucket_are_clear_errors")
-    else {
-        return;
-    };
+    let srv = nats_server();
     let bucket = srv.new_bucket("auth");
     let proxy = Proxy::start(srv.authority()).await;
     let url = format!("nats://127.0.0.1:{}", proxy.addr.port());
@@ -385,10 +380,9 @@ async fn wrong_credentials_and_missing_bucket_are_clear_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the NATS test server"]
 async fn open_is_lazy_and_refused_connections_are_retried() {
-    let Some(srv) = nats_server("nats open_is_lazy_and_refused_connections_are_retried") else {
-        return;
-    };
+    let srv = nats_server();
     let bucket = srv.new_bucket("lazy");
     let proxy = Proxy::start(srv.authority()).await;
     proxy.refuse.store(true, Ordering::SeqCst);
@@ -442,10 +436,9 @@ async fn open_is_lazy_and_refused_connections_are_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the NATS test server"]
 async fn idle_replica_closes_its_connection_and_sends_nothing() {
-    let Some(srv) = nats_server("nats idle_replica_closes_its_connection_and_sends_nothing") else {
-        return;
-    };
+    let srv = nats_server();
     let bucket = srv.new_bucket("idle");
     let proxy = Proxy::start(srv.authority()).await;
     let url = format!("nats://127.0.0.1:{}", proxy.addr.port());

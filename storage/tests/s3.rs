@@ -28,10 +28,9 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server"]
 async fn write_list_read_delete() {
-    let Some(srv) = server("write_list_read_delete") else {
-        return;
-    };
+    let srv = server();
     let prefix = unique_prefix("basic");
     let r = replica(&srv, &prefix);
     assert_eq!(r.kind(), "s3");
@@ -144,10 +143,9 @@ async fn write_list_read_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server"]
 async fn idle_replica_sends_no_requests() {
-    let Some(srv) = server("idle_replica_sends_no_requests") else {
-        return;
-    };
+    let srv = server();
     let p = proxy(&srv).await;
     let prefix = unique_prefix("idle");
     let r = S3Replica::with_retry_policy(settings(&srv, &p.endpoint, &prefix), fast_retry())
@@ -188,10 +186,9 @@ async fn idle_replica_sends_no_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server"]
 async fn multipart_upload_above_part_size() {
-    let Some(srv) = server("multipart_upload_above_part_size") else {
-        return;
-    };
+    let srv = server();
     let p = proxy(&srv).await;
     let prefix = unique_prefix("multipart");
     let mut s = settings(&srv, &p.endpoint, &prefix);
@@ -263,10 +260,9 @@ async fn multipart_upload_above_part_size() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server"]
 async fn listing_and_deleting_more_than_1000_objects() {
-    let Some(srv) = server("listing_and_deleting_more_than_1000_objects") else {
-        return;
-    };
+    let srv = server();
     let p = proxy(&srv).await;
     let prefix = unique_prefix("many");
     let r = Arc::new(
@@ -321,10 +317,9 @@ async fn listing_and_deleting_more_than_1000_objects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server"]
 async fn ranged_reads_resume_after_dropped_connection() {
-    let Some(srv) = server("ranged_reads_resume_after_dropped_connection") else {
-        return;
-    };
+    let srv = server();
     let p = proxy(&srv).await;
     let prefix = unique_prefix("resume");
     let r = S3Replica::with_retry_policy(settings(&srv, &p.endpoint, &prefix), fast_retry())
@@ -427,10 +422,9 @@ async fn drain(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server"]
 async fn slowdown_is_retried() {
-    let Some(srv) = server("slowdown_is_retried") else {
-        return;
-    };
+    let srv = server();
     let p = proxy(&srv).await;
     let prefix = unique_prefix("slowdown");
     let r = S3Replica::with_retry_policy(settings(&srv, &p.endpoint, &prefix), fast_retry())
@@ -447,10 +441,9 @@ async fn slowdown_is_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server"]
 async fn non_retryable_errors_are_reported_once_and_clearly() {
-    let Some(srv) = server("non_retryable_errors_are_reported_once_and_clearly") else {
-        return;
-    };
+    let srv = server();
     let p = proxy(&srv).await;
     let mut s = settings(&srv, &p.endpoint, "db");
     s.secret_access_key = Some("wrong-secret".to_owned());
@@ -482,10 +475,9 @@ async fn non_retryable_errors_are_reported_once_and_clearly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server"]
 async fn open_replica_from_url_with_env_credentials() {
-    let Some(srv) = server("open_replica_from_url_with_env_credentials") else {
-        return;
-    };
+    let srv = server();
     let prefix = unique_prefix("url");
     // Only this test relies on variables; the others pass keys explicitly.
     std::env::set_var("LITESTREAM_ACCESS_KEY_ID", &srv.access_key);
@@ -522,10 +514,9 @@ async fn open_replica_from_url_with_env_credentials() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server"]
 async fn unsigned_payload_and_no_md5_also_work() {
-    let Some(srv) = server("unsigned_payload_and_no_md5_also_work") else {
-        return;
-    };
+    let srv = server();
     let prefix = unique_prefix("unsigned");
     let mut s = settings(&srv, &srv.endpoint, &prefix);
     s.sign_payload = Some(false);
@@ -545,14 +536,11 @@ async fn unsigned_payload_and_no_md5_also_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server"]
 async fn https_endpoint_with_ca_file_and_skip_verify() {
-    let Some(srv) = server("https_endpoint_with_ca_file_and_skip_verify") else {
-        return;
-    };
+    let srv = server();
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some((ca, cert, key)) = common::test_certificates(dir.path()) else {
-        return;
-    };
+    let (ca, cert, key) = common::test_certificates(dir.path());
     let port = common::tls_proxy(&srv, &cert, &key).await;
     let endpoint = format!("https://localhost:{port}");
     let prefix = unique_prefix("tls");
@@ -604,10 +592,9 @@ async fn https_endpoint_with_ca_file_and_skip_verify() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server"]
 async fn open_from_yaml_style_settings() {
-    let Some(srv) = server("open_from_yaml_style_settings") else {
-        return;
-    };
+    let srv = server();
     let prefix = unique_prefix("yaml");
     let r = storage::open_replica_from_config(
         "s3",

@@ -16,22 +16,6 @@ use storage::{Body, LtxFileInfo, ReplicaClient};
 
 use common::{fast_retry, server, settings, unique_prefix, Server};
 
-fn have_litestream() -> bool {
-    let ok = Command::new("litestream")
-        .arg("version")
-        .env_remove("AWS_CA_BUNDLE")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("LS_INTEROP").as_deref() != Ok("1"),
-            "LS_INTEROP=1 but `litestream` is not runnable (tests/install.sh installs it)"
-        );
-        eprintln!("skipping: litestream not installed");
-    }
-    ok
-}
-
 fn python(script: &str, args: &[&str]) {
     let out = Command::new("python3")
         .arg("-c")
@@ -48,7 +32,7 @@ fn python(script: &str, args: &[&str]) {
 
 /// Litestream as users run it against S3, with our server's keys in its environment.
 fn litestream(srv: &Server) -> Command {
-    let mut c = Command::new("litestream");
+    let mut c = Command::new(test_support::litestream());
     // Litestream 0.5.17 fails with a custom HTTP client when AWS_CA_BUNDLE is set.
     c.env_remove("AWS_CA_BUNDLE")
         .env("AWS_ACCESS_KEY_ID", &srv.access_key)
@@ -121,13 +105,10 @@ fn rebuild_from_l0(files: &[(LtxFileInfo, Vec<u8>)]) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server and the real Litestream"]
 async fn litestream_writes_we_read() {
-    let Some(srv) = server("litestream_writes_we_read") else {
-        return;
-    };
-    if !have_litestream() {
-        return;
-    }
+    let srv = server();
+    test_support::litestream();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
     let db_s = db.to_str().expect("utf-8 path");
@@ -389,13 +370,10 @@ async fn write_and_restore(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server and the real Litestream"]
 async fn we_write_litestream_restores() {
-    let Some(srv) = server("we_write_litestream_restores") else {
-        return;
-    };
-    if !have_litestream() {
-        return;
-    }
+    let srv = server();
+    test_support::litestream();
     let dir = tempfile::tempdir().expect("tempdir");
     write_and_restore(&srv, dir.path(), 4096, 300, None).await;
     write_and_restore(&srv, dir.path(), 512, 100, None).await;

@@ -1,7 +1,6 @@
 //! The sftp backend against a real OpenSSH server (`source tests/sftp/start.sh`): round trip,
 //! Litestream's layout and mtimes, paged listings, errors that name what failed, the listing
-//! cache, and both write modes. Without the server the tests print SKIP (or fail under
-//! `LS_INTEROP=1`).
+//! cache, and both write modes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,10 +77,9 @@ async fn put_l0(
 }
 
 #[tokio::test]
+#[ignore = "needs the SFTP test server"]
 async fn round_trip_layout_and_times() {
-    let Some(srv) = sftp_server("round_trip_layout_and_times") else {
-        return;
-    };
+    let srv = sftp_server();
     let root = srv.unique_path("rt");
     let r = replica(&srv, &root);
     assert_eq!(r.kind(), "sftp");
@@ -230,10 +228,9 @@ async fn round_trip_layout_and_times() {
 /// OpenSSH answers READDIR with at most 100 names: 1050 files take many pages. Temp files
 /// (Litestream's `<name>.<pid>.<nanos>.tmp`), other names and directories are not listed.
 #[tokio::test]
+#[ignore = "needs the SFTP test server"]
 async fn listing_pages_and_ignores_temp_files() {
-    let Some(srv) = sftp_server("listing_pages_and_ignores_temp_files") else {
-        return;
-    };
+    let srv = sftp_server();
     let root = srv.unique_path("page");
     let dir = root.join("ltx/1");
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -274,10 +271,9 @@ fn keygen(dir: &Path) -> PathBuf {
 /// Wrong key, wrong host key, a closed port: errors name the user, host and file, and what is
 /// not worth retrying is reported after one connection (counted by a proxy).
 #[tokio::test]
+#[ignore = "needs the SFTP test server"]
 async fn errors_name_the_host_and_file() {
-    let Some(srv) = sftp_server("errors_name_the_host_and_file") else {
-        return;
-    };
+    let srv = sftp_server();
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = srv.unique_path("err");
     let slow = RetryPolicy {
@@ -378,10 +374,9 @@ async fn errors_name_the_host_and_file() {
 /// Listings are cached and kept current by our own writes: a second listing, and a listing
 /// after a write, send nothing to the server.
 #[tokio::test]
+#[ignore = "needs the SFTP test server"]
 async fn cached_listings_send_nothing() {
-    let Some(srv) = sftp_server("cached_listings_send_nothing") else {
-        return;
-    };
+    let srv = sftp_server();
     let proxy = ByteCountingProxy::start(&srv.host);
     let root = srv.unique_path("cache");
     let addr = proxy.addr.to_string();
@@ -413,10 +408,9 @@ async fn cached_listings_send_nothing() {
 /// Many writes at once, with `concurrent-writes` on (several connections, pipelined writes)
 /// and off (one connection): every file arrives whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the SFTP test server"]
 async fn parallel_writes_in_both_modes() {
-    let Some(srv) = sftp_server("parallel_writes_in_both_modes") else {
-        return;
-    };
+    let srv = sftp_server();
     for concurrent in ["true", "false"] {
         let root = srv.unique_path(&format!("par-{concurrent}"));
         let r = Arc::new(SftpReplica::with_retry_policy(
@@ -457,13 +451,10 @@ async fn parallel_writes_in_both_modes() {
 /// `litestream restore URL`), and from config keys with a path relative to the login
 /// directory; a wrong password is reported at once, without the password.
 #[tokio::test]
+#[ignore = "needs the SFTP test server"]
 async fn password_login_from_a_url() {
-    let Some(srv) = sftp_server("password_login_from_a_url") else {
-        return;
-    };
-    let Some((user, pw, home)) = password_login("password_login_from_a_url") else {
-        return;
-    };
+    let srv = sftp_server();
+    let (user, pw, home) = password_login();
     let rel = format!("replicas/{}", unique_name("pw"));
     let url = format!(
         "sftp://{user}:{pw}@{}{}",
@@ -524,10 +515,9 @@ async fn password_login_from_a_url() {
 /// A server that accepts the connection and never speaks: the handshake times out (after
 /// `io_timeout`) instead of hanging, is retried, and the error names the host.
 #[tokio::test]
+#[ignore = "needs the SFTP test server"]
 async fn silent_server_times_out() {
-    let Some(srv) = sftp_server("silent_server_times_out") else {
-        return;
-    };
+    let srv = sftp_server();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let host = silent.local_addr().expect("addr").to_string();
     let held = std::thread::spawn(move || {

@@ -100,10 +100,9 @@ async fn write(r: &WebDavReplica, level: u8, min: u64, max: u64, data: Vec<u8>) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the WebDAV test server"]
 async fn write_list_read_delete() {
-    let Some(srv) = webdav_server("write_list_read_delete") else {
-        return;
-    };
+    let srv = webdav_server();
     let path = format!("nested/{}/db", srv.unique_path("basic"));
     let r = replica(&srv, &path);
     assert_eq!(r.kind(), "webdav");
@@ -287,14 +286,13 @@ async fn write_list_read_delete() {
 
 /// Names in a level directory that are not LTX files, or not directly in it, are not listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the WebDAV test server"]
 async fn listing_ignores_other_names() {
-    let Some(srv) = webdav_server("listing_ignores_other_names") else {
-        return;
-    };
-    let Some(data) = srv.data_dir.clone() else {
-        eprintln!("SKIP listing_ignores_other_names: LS_WEBDAV_DATA_DIR unset");
-        return;
-    };
+    let srv = webdav_server();
+    let data = srv
+        .data_dir
+        .clone()
+        .expect("LS_WEBDAV_DATA_DIR (tests/webdav/start.sh sets it)");
     let path = srv.unique_path("names");
     let level = data.join(&path).join("ltx/0");
     std::fs::create_dir_all(level.join("0000000000000005-0000000000000005.ltx")).expect("mkdir");
@@ -323,14 +321,13 @@ async fn listing_ignores_other_names() {
 
 /// WebDAV has no paged listings: one PROPFIND returns the whole level, however long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the WebDAV test server"]
 async fn long_listing_in_one_request() {
-    let Some(srv) = webdav_server("long_listing_in_one_request") else {
-        return;
-    };
-    let Some(data) = srv.data_dir.clone() else {
-        eprintln!("SKIP long_listing_in_one_request: LS_WEBDAV_DATA_DIR unset");
-        return;
-    };
+    let srv = webdav_server();
+    let data = srv
+        .data_dir
+        .clone()
+        .expect("LS_WEBDAV_DATA_DIR (tests/webdav/start.sh sets it)");
     let path = srv.unique_path("long");
     let level = data.join(&path).join("ltx/1");
     std::fs::create_dir_all(&level).expect("mkdir");
@@ -353,10 +350,9 @@ async fn long_listing_in_one_request() {
 
 /// The replica URL and the YAML keys reach the same files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the WebDAV test server"]
 async fn url_and_config_keys_open_the_same_replica() {
-    let Some(srv) = webdav_server("url_and_config_keys_open_the_same_replica") else {
-        return;
-    };
+    let srv = webdav_server();
     let path = srv.unique_path("urls");
     let by_url = open_replica(&srv.replica_url(&path)).expect("open url");
     write_via(&*by_url, 7, b"hello webdav").await;
@@ -418,10 +414,9 @@ async fn write_via(r: &dyn ReplicaClient, txid: u64, data: &'static [u8]) {
 
 /// A wrong password is reported at once (no retries), naming the URL and the keys to check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the WebDAV test server"]
 async fn wrong_password_is_a_clear_error() {
-    let Some(srv) = webdav_server("wrong_password_is_a_clear_error") else {
-        return;
-    };
+    let srv = webdav_server();
     let p = proxy(&srv).await;
     let path = srv.unique_path("badpass");
     let mut s = settings(&srv, &p.endpoint, &path);
@@ -447,10 +442,9 @@ async fn wrong_password_is_a_clear_error() {
 /// A server URL whose base directory does not exist: listings are empty (as Litestream's
 /// are), and the first write fails once, naming the directory it could not make.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the WebDAV test server"]
 async fn missing_base_directory_is_reported() {
-    let Some(srv) = webdav_server("missing_base_directory_is_reported") else {
-        return;
-    };
+    let srv = webdav_server();
     let p = proxy(&srv).await;
     let base = format!("{}/{}", p.endpoint, srv.unique_path("no-such-dir"));
     let r = WebDavReplica::with_retry_policy(settings(&srv, &base, "db"), fast_retry())
@@ -468,10 +462,9 @@ async fn missing_base_directory_is_reported() {
 
 /// 503s are retried with backoff; a response cut mid-body is resumed where it stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the WebDAV test server"]
 async fn transient_failures_are_retried() {
-    let Some(srv) = webdav_server("transient_failures_are_retried") else {
-        return;
-    };
+    let srv = webdav_server();
     let p = proxy(&srv).await;
     let path = srv.unique_path("retry");
     let r = WebDavReplica::with_retry_policy(settings(&srv, &p.endpoint, &path), fast_retry())
@@ -529,10 +522,9 @@ async fn transient_failures_are_retried() {
 
 /// Listings are cached and kept current by our own changes: repeating them costs nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the WebDAV test server"]
 async fn idle_replica_makes_no_requests() {
-    let Some(srv) = webdav_server("idle_replica_makes_no_requests") else {
-        return;
-    };
+    let srv = webdav_server();
     let p = proxy(&srv).await;
     let path = srv.unique_path("idle");
     let r = WebDavReplica::with_retry_policy(settings(&srv, &p.endpoint, &path), fast_retry())

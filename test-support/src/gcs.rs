@@ -1,10 +1,10 @@
-//! The GCS test server started by `tests/gcs/start.sh` (fake-gcs-server), for the test suites
-//! of every crate. Without it a test is skipped, unless
-//! `LS_INTEROP=1` says it must run, which makes a missing server a failure.
+//! The GCS test server started by `tests/gcs/start.sh` (fake-gcs-server).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::env::{server_vars, unique_name, var};
 
 #[derive(Clone, Debug)]
 pub struct GcsServer {
@@ -15,35 +15,21 @@ pub struct GcsServer {
     pub bucket: String,
 }
 
-/// The server from the `LS_GCS_*` variables, or `None` after a skip message naming `test`.
-pub fn gcs_server(test: &str) -> Option<GcsServer> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match get("LS_GCS_ENDPOINT") {
-        Some(endpoint) => Some(GcsServer {
-            emulator_host: get("LS_GCS_EMULATOR_HOST")
-                .unwrap_or_else(|| endpoint.trim_start_matches("http://").to_owned()),
-            endpoint,
-            bucket: get("LS_GCS_BUCKET").unwrap_or_else(|| "ls-test".to_owned()),
-        }),
-        None => {
-            assert!(
-                !std::env::var("LS_INTEROP").is_ok_and(|v| v == "1"),
-                "{test}: LS_INTEROP=1 but LS_GCS_ENDPOINT is unset; source tests/gcs/start.sh first"
-            );
-            eprintln!("SKIP {test}: no GCS server (source tests/gcs/start.sh to run it)");
-            None
-        }
+/// The server from the `LS_GCS_*` variables; panics if they are unset.
+pub fn gcs_server() -> GcsServer {
+    let [endpoint] = server_vars("gcs", ["LS_GCS_ENDPOINT"]);
+    GcsServer {
+        emulator_host: var("LS_GCS_EMULATOR_HOST")
+            .unwrap_or_else(|| endpoint.trim_start_matches("http://").to_owned()),
+        endpoint,
+        bucket: var("LS_GCS_BUCKET").unwrap_or_else(|| "ls-test".to_owned()),
     }
 }
 
 impl GcsServer {
     /// A replica path no other test or earlier run uses.
     pub fn unique_prefix(&self, name: &str) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        format!("{name}-{}-{nanos}", std::process::id())
+        unique_name(name)
     }
 
     /// The replica URL Litestream and ls-restore take.

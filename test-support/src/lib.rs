@@ -1,5 +1,6 @@
 //! What the integration tests of every crate share (a dev-dependency only): the test servers
-//! that `tests/<backend>/start.sh` starts, the real Litestream binary, the slow-suite switch,
+//! that `tests/<backend>/start.sh` starts, the real Litestream binary, how a test says it needs
+//! them (see [`env`]),
 //! synthetic SQLite pages and WAL bytes (also the benchmarks' inputs), and a TCP proxy that
 //! counts bytes.
 //!
@@ -15,4 +16,4 @@ pub mod sftp;
 pub mod synth;
 pub mod webdav;
 
-pub use env::{litestream, s3_server, slow_enabled, S3Server};
+pub use env::{litestream, s3_server, unique_name, S3Server};

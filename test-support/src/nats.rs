@@ -1,6 +1,4 @@
-//! The NATS test server of `tests/nats/start.sh` (nats-server with JetStream), for the test
-//! suites of every crate. Without its `LS_NATS_*` variables
-//! a test is skipped, unless `LS_INTEROP=1` says it must run.
+//! The NATS test server of `tests/nats/start.sh` (nats-server with JetStream).
 //!
 //! Litestream expects the object store bucket to exist, so tests create theirs with
 //! [`NatsServer::create_bucket`], which speaks the NATS protocol itself (no client library:
@@ -10,8 +8,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use crate::env::{server_vars, unique_name, var};
 use crate::private::PrivateServer;
 
 #[derive(Clone, Debug)]
@@ -24,25 +23,14 @@ pub struct NatsServer {
     pub state_dir: Option<PathBuf>,
 }
 
-/// The server from the `LS_NATS_*` variables, or `None` after a skip message naming `test`.
-pub fn nats_server(test: &str) -> Option<NatsServer> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (get("LS_NATS_URL"), get("LS_NATS_USER"), get("LS_NATS_PASS")) {
-        (Some(url), Some(user), Some(pass)) => Some(NatsServer {
-            url: url.trim_end_matches('/').to_owned(),
-            user,
-            pass,
-            state_dir: get("LS_NATS_STATE_DIR").map(PathBuf::from),
-        }),
-        _ => {
-            assert!(
-                !std::env::var("LS_INTEROP").is_ok_and(|v| v == "1"),
-                "{test}: LS_INTEROP=1 but LS_NATS_URL/LS_NATS_USER/LS_NATS_PASS are unset; \
-                 source tests/nats/start.sh first"
-            );
-            eprintln!("SKIP {test}: no NATS server (source tests/nats/start.sh to run it)");
-            None
-        }
+/// The server from the `LS_NATS_*` variables; panics if they are unset.
+pub fn nats_server() -> NatsServer {
+    let [url, user, pass] = server_vars("nats", ["LS_NATS_URL", "LS_NATS_USER", "LS_NATS_PASS"]);
+    NatsServer {
+        url: url.trim_end_matches('/').to_owned(),
+        user,
+        pass,
+        state_dir: var("LS_NATS_STATE_DIR").map(PathBuf::from),
     }
 }
 
@@ -71,11 +59,7 @@ impl NatsServer {
 
     /// A bucket name no other test (or earlier run) uses.
     pub fn unique_bucket(&self, name: &str) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        format!("{name}-{}-{nanos}", std::process::id())
+        unique_name(name)
     }
 
     /// The `nats://user:pass@host:port/<bucket>` replica URL.

@@ -1,6 +1,4 @@
-//! The SFTP test server of `tests/sftp/start.sh` (a private OpenSSH sshd on 127.0.0.1), for the
-//! test suites of every crate. Without its `LS_SFTP_*` variables a test is
-//! skipped, unless `LS_INTEROP=1` says it must run, which makes a missing server a failure.
+//! The SFTP test server of `tests/sftp/start.sh` (a private OpenSSH sshd on 127.0.0.1).
 //! Also: a second sshd with the same keys that a test may kill and restart on the same port,
 //! and a TCP proxy that counts the bytes a client sends.
 
@@ -10,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+pub use crate::env::unique_name;
+use crate::env::{server_vars, var};
 
 /// The server from the `LS_SFTP_*` variables.
 #[derive(Clone, Debug)]
@@ -29,37 +30,25 @@ pub struct SftpServer {
     pub sshd_config: Option<PathBuf>,
 }
 
-fn interop_required() -> bool {
-    std::env::var("LS_INTEROP").is_ok_and(|v| v == "1")
-}
-
-/// The server, or `None` after a skip message naming `test` (a failure under `LS_INTEROP=1`).
-pub fn sftp_server(test: &str) -> Option<SftpServer> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (
-        get("LS_SFTP_HOST"),
-        get("LS_SFTP_USER"),
-        get("LS_SFTP_KEY"),
-        get("LS_SFTP_HOST_KEY"),
-        get("LS_SFTP_ROOT"),
-    ) {
-        (Some(host), Some(user), Some(key), Some(host_key), Some(root)) => Some(SftpServer {
-            host,
-            user,
-            key: PathBuf::from(key),
-            host_key,
-            root: PathBuf::from(root),
-            sshd_config: get("LS_SFTP_SSHD_CONFIG").map(PathBuf::from),
-        }),
-        _ => {
-            assert!(
-                !interop_required(),
-                "{test}: LS_INTEROP=1 but LS_SFTP_HOST/LS_SFTP_USER/LS_SFTP_KEY/LS_SFTP_HOST_KEY/\
-                 LS_SFTP_ROOT are unset; source tests/sftp/start.sh first"
-            );
-            eprintln!("SKIP {test}: no SFTP server (source tests/sftp/start.sh to run it)");
-            None
-        }
+/// The server from the `LS_SFTP_*` variables; panics if they are unset.
+pub fn sftp_server() -> SftpServer {
+    let [host, user, key, host_key, root] = server_vars(
+        "sftp",
+        [
+            "LS_SFTP_HOST",
+            "LS_SFTP_USER",
+            "LS_SFTP_KEY",
+            "LS_SFTP_HOST_KEY",
+            "LS_SFTP_ROOT",
+        ],
+    );
+    SftpServer {
+        host,
+        user,
+        key: PathBuf::from(key),
+        host_key,
+        root: PathBuf::from(root),
+        sshd_config: var("LS_SFTP_SSHD_CONFIG").map(PathBuf::from),
     }
 }
 
@@ -96,35 +85,13 @@ impl SftpServer {
 }
 
 /// The password login of `tests/sftp/start.sh` (`LS_SFTP_PW_*`, set when it runs as root):
-/// `(user, password, home directory)`, or `None` after a skip message (a failure under
-/// `LS_INTEROP=1`).
-pub fn password_login(test: &str) -> Option<(String, String, PathBuf)> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (
-        get("LS_SFTP_PW_USER"),
-        get("LS_SFTP_PASSWORD"),
-        get("LS_SFTP_PW_HOME"),
-    ) {
-        (Some(u), Some(p), Some(h)) => Some((u, p, PathBuf::from(h))),
-        _ => {
-            assert!(
-                !interop_required(),
-                "{test}: LS_INTEROP=1 but LS_SFTP_PW_USER/LS_SFTP_PASSWORD/LS_SFTP_PW_HOME are \
-                 unset; run tests/sftp/install.sh and source tests/sftp/start.sh as root"
-            );
-            eprintln!("SKIP {test}: no password login (tests/sftp/start.sh as root sets one)");
-            None
-        }
-    }
-}
-
-/// A name no other test (or earlier run) uses.
-pub fn unique_name(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
+/// `(user, password, home directory)`; panics if it is unset.
+pub fn password_login() -> (String, String, PathBuf) {
+    let [user, password, home] = server_vars(
+        "sftp",
+        ["LS_SFTP_PW_USER", "LS_SFTP_PASSWORD", "LS_SFTP_PW_HOME"],
+    );
+    (user, password, PathBuf::from(home))
 }
 
 fn free_port() -> u16 {

@@ -1,11 +1,10 @@
-//! The WebDAV test server of `tests/webdav/start.sh` (`rclone serve webdav`), for the test
-//! suites of every crate. Without its `LS_WEBDAV_*`
-//! variables a test is skipped, unless `LS_INTEROP=1` says it must run.
+//! The WebDAV test server of `tests/webdav/start.sh` (`rclone serve webdav`).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use crate::env::{server_vars, unique_name, var};
 use crate::private::PrivateServer;
 
 #[derive(Clone, Debug)]
@@ -20,30 +19,18 @@ pub struct WebDavServer {
     pub state_dir: Option<PathBuf>,
 }
 
-/// The server from the `LS_WEBDAV_*` variables, or `None` after a skip message naming `test`.
-pub fn webdav_server(test: &str) -> Option<WebDavServer> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (
-        get("LS_WEBDAV_URL"),
-        get("LS_WEBDAV_USER"),
-        get("LS_WEBDAV_PASS"),
-    ) {
-        (Some(url), Some(user), Some(pass)) => Some(WebDavServer {
-            url: url.trim_end_matches('/').to_owned(),
-            user,
-            pass,
-            data_dir: get("LS_WEBDAV_DATA_DIR").map(PathBuf::from),
-            state_dir: get("LS_WEBDAV_STATE_DIR").map(PathBuf::from),
-        }),
-        _ => {
-            assert!(
-                !std::env::var("LS_INTEROP").is_ok_and(|v| v == "1"),
-                "{test}: LS_INTEROP=1 but LS_WEBDAV_URL/LS_WEBDAV_USER/LS_WEBDAV_PASS are \
-                 unset; source tests/webdav/start.sh first"
-            );
-            eprintln!("SKIP {test}: no WebDAV server (source tests/webdav/start.sh to run it)");
-            None
-        }
+/// The server from the `LS_WEBDAV_*` variables; panics if they are unset.
+pub fn webdav_server() -> WebDavServer {
+    let [url, user, pass] = server_vars(
+        "webdav",
+        ["LS_WEBDAV_URL", "LS_WEBDAV_USER", "LS_WEBDAV_PASS"],
+    );
+    WebDavServer {
+        url: url.trim_end_matches('/').to_owned(),
+        user,
+        pass,
+        data_dir: var("LS_WEBDAV_DATA_DIR").map(PathBuf::from),
+        state_dir: var("LS_WEBDAV_STATE_DIR").map(PathBuf::from),
     }
 }
 
@@ -68,11 +55,7 @@ pub fn private_webdav_server() -> (PrivateServer, WebDavServer) {
 impl WebDavServer {
     /// A directory name no other test (or earlier run) uses.
     pub fn unique_path(&self, name: &str) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        format!("{name}-{}-{nanos}", std::process::id())
+        unique_name(name)
     }
 
     /// Waits until files written straight into `data_dir` are visible through the server

@@ -17,7 +17,7 @@ use test_support::env;
 pub use test_support::proxy;
 // Not every test binary uses every helper.
 #[allow(unused_imports)]
-pub use env::{litestream, s3_server, slow_enabled, S3Server};
+pub use env::{litestream, s3_server, S3Server};
 
 /// `ls-restore` from the same target directory and profile as the `ls-engine` under test (a
 /// binary of another package, so Cargo does not hand its path to these tests), built there first

@@ -33,10 +33,6 @@ pub fn text(o: &Output) -> String {
     )
 }
 
-pub fn interop() -> bool {
-    std::env::var("LS_INTEROP").is_ok_and(|v| v == "1")
-}
-
 // Not every test binary uses every helper.
 #[allow(unused_imports)]
 pub use crate::common::{s3_server, S3Server as S3};
@@ -76,7 +72,8 @@ pub fn s3_url(endpoint: &str, bucket: &str, prefix: &str) -> String {
 pub struct Tmpfs(pub PathBuf);
 
 impl Tmpfs {
-    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+    /// Panics when the mount fails (it needs root, as `tests/run-all.sh` has in CI).
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
         fs::create_dir_all(dir).expect("mount point");
         let o = Command::new("mount")
             .args(["-t", "tmpfs", "-o"])
@@ -85,16 +82,9 @@ impl Tmpfs {
             .arg(dir)
             .output();
         match o {
-            Ok(o) if o.status.success() => Some(Tmpfs(dir.to_owned())),
-            other => {
-                let why = match other {
-                    Ok(o) => text(&o),
-                    Err(e) => e.to_string(),
-                };
-                assert!(!interop(), "LS_INTEROP=1 but cannot mount a tmpfs: {why}");
-                eprintln!("SKIP: cannot mount a tmpfs ({why})");
-                None
-            }
+            Ok(o) if o.status.success() => Tmpfs(dir.to_owned()),
+            Ok(o) => panic!("this test needs to mount a tmpfs (root): {}", text(&o)),
+            Err(e) => panic!("this test needs to mount a tmpfs (root): {e}"),
         }
     }
 }

@@ -13,7 +13,7 @@ use rusqlite::Connection;
 use test_support::env;
 // Not every test binary uses every helper.
 #[allow(unused_imports)]
-pub use env::{litestream, s3_server, slow_enabled, S3Server};
+pub use env::{litestream, s3_server, S3Server};
 
 pub fn ls_restore() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ls-restore"))
