@@ -1,13 +1,20 @@
-//! Codec throughput: CRC-64, LTX encode/decode/verify, compaction and WAL parsing, next to a
-//! memcpy of the same size as the ceiling.
+//! Throughput of the hot paths: CRC-64, LTX encode/decode/verify, compaction, WAL parsing, WAL
+//! frames into an L0 file (the engine's per-sync work) and the restore's decode-verify-place of
+//! fetched frames, next to a memcpy of the same size as the ceiling.
+//!
+//! `tests/run-all.sh` runs them in a short mode and compares with `results/baseline.json`
+//! (`cargo run -p benches --bin bench-report`; see `benches/README.md`).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use benches::synth::{make_page, sqlite_leaf_page, PageKind, Rng, WalBuilder};
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use engine::l0::{self, L0Params, PageSource};
 use ltx_codec::wal::{read_committed, WalReader};
 use ltx_codec::{compact, crc64, CompactOptions, Encoder, Header, LtxFile, StreamDecoder, TxId};
+use restore::verify::{process_chunk, PageSink};
 
 const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;
@@ -150,7 +157,7 @@ fn compaction(c: &mut Criterion) {
 
 /// A 4 MiB WAL of 4 KiB pages: transactions of 1–8 frames over 300 pages, then an
 /// uncommitted tail.
-fn wal(c: &mut Criterion) {
+fn wal_bytes() -> Vec<u8> {
     let mut rng = Rng(5);
     let mut b = WalBuilder::new(PAGE as u32, false, (0x1234_5678, 0x9abc_def0), 1);
     let page = sqlite_leaf_page(&mut rng, PAGE, 80);
@@ -168,7 +175,11 @@ fn wal(c: &mut Criterion) {
         };
         b.frame(1 + rng.below(300) as u32, commit, &page);
     }
-    let bytes = b.bytes;
+    b.bytes
+}
+
+fn wal(c: &mut Criterion) {
+    let bytes = wal_bytes();
     let mut g = c.benchmark_group("wal");
     g.throughput(Throughput::Bytes(bytes.len() as u64));
     g.bench_function("read_committed_4MiB", |bch| {
@@ -182,5 +193,95 @@ fn wal(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, baseline, ltx, compaction, wal);
+/// What the engine does per sync: the committed frames of a 4 MiB WAL into one L0 file
+/// (parse, pick the latest version of each page, compress, index, checksum). Throughput counts
+/// WAL bytes.
+fn l0(c: &mut Criterion) {
+    let bytes = wal_bytes();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every page is in the WAL, so the (empty) database file is never read.
+    let db = std::fs::File::create(dir.path().join("db")).expect("db file");
+    let mut g = c.benchmark_group("l0");
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.bench_function("wal_to_l0_4MiB", |bch| {
+        bch.iter(|| {
+            let mut r = WalReader::new(black_box(&bytes))
+                .expect("wal")
+                .expect("header");
+            let committed = read_committed(&mut r, None);
+            let pages = l0::page_list(
+                false,
+                &committed.pages,
+                committed.commit,
+                committed.commit,
+                PAGE as u32,
+            );
+            let params = L0Params {
+                txid: TxId(2),
+                page_size: PAGE as u32,
+                commit: committed.commit,
+                timestamp_ms: 1_700_000_000_000,
+                wal_offset: 32,
+                wal_size: committed.end_offset - 32,
+                salts: r.salts(),
+            };
+            let src = PageSource {
+                wal: &bytes,
+                wal_pages: &committed.pages,
+                db: &db,
+                page_size: PAGE as u32,
+            };
+            l0::encode(&params, &pages, &src, Vec::with_capacity(2 * MIB)).expect("encode")
+        })
+    });
+    g.finish();
+}
+
+/// The restore's inner loop: a fetched run of page frames decompressed, checksummed and placed
+/// into the output (here an in-memory image of the database). Throughput counts page bytes.
+fn restore(c: &mut Criterion) {
+    struct Image {
+        pages: Vec<u8>,
+    }
+    impl PageSink for Image {
+        fn page_buf(&mut self, pgno: u32) -> restore::Result<Option<&mut [u8]>> {
+            let at = (pgno as usize - 1) * PAGE;
+            Ok(self.pages.get_mut(at..at + PAGE))
+        }
+        fn commit(&mut self) {}
+        fn flush(&mut self) -> restore::Result<()> {
+            Ok(())
+        }
+    }
+    let pages = typical_pages(PAGES, 11);
+    let file = encode(snapshot_header(PAGES), &pages, Vec::new());
+    let ltx = LtxFile::open(&file).expect("ltx");
+    let entries = ltx.index().entries.clone();
+    let start = entries.first().expect("pages").offset;
+    let end = entries.last().map(|e| e.offset + e.size).expect("pages");
+    let frames = vec![Bytes::copy_from_slice(&file[start as usize..end as usize])];
+    let mut image = Image {
+        pages: vec![0; PAGES as usize * PAGE],
+    };
+    let mut scratch = Vec::new();
+    let mut g = c.benchmark_group("restore");
+    g.throughput(Throughput::Bytes(page_bytes(&pages)));
+    g.bench_function("place_pages_typical", |b| {
+        b.iter(|| {
+            process_chunk(
+                "bench",
+                black_box(&frames),
+                start,
+                &entries,
+                PAGE,
+                &mut image,
+                &mut scratch,
+            )
+            .expect("chunk")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, baseline, ltx, compaction, wal, l0, restore);
 criterion_main!(benches);
