@@ -24,6 +24,11 @@ for f in tests/*/install.sh; do
   bash "$f"
 done
 
+if ! command -v cargo-deb >/dev/null 2>&1; then
+  log "cargo-deb (the .deb packaging test)"
+  cargo install --quiet cargo-deb --locked
+fi
+
 if ! cargo fuzz --version >/dev/null 2>&1; then
   log "cargo-fuzz"
   cargo install --quiet cargo-fuzz --locked

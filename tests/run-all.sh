@@ -60,6 +60,21 @@ else
     cargo test --profile ci --workspace --no-fail-fast -- --include-ignored --skip crash::writer_child
 fi
 
+# Every criterion bench in a short mode, compared with the committed baseline
+# (benches/README.md). A regression is a warning; a bench that fails to build or panics fails.
+bench_short() {
+  export CRITERION_HOME="$PWD/target/criterion-short"
+  rm -rf "$CRITERION_HOME"
+  cargo bench --profile ci -p benches --bench codec -- \
+    --warm-up-time 0.5 --measurement-time 1.5 --noplot >target/bench-short.log 2>&1 ||
+    { tail -n 40 target/bench-short.log; return 1; }
+  cargo run --profile ci -q -p benches --bin bench-report
+}
+phase "benches (short, vs baseline)" bench_short
+
+# The Debian package: built from the test build's binaries, installed, checked, purged.
+phase "package (.deb install, run, purge)" bash tests/package/test.sh ci
+
 if [ -x fuzz/run.sh ]; then
   phase "fuzz (short)" fuzz/run.sh "${LS_FUZZ_SECONDS:-20}"
 fi
