@@ -11,7 +11,7 @@
 //!   ([`walread`]), encode one L0 file ([`l0`]) into the meta directory ([`meta`]), then apply
 //!   the checkpoint policy ([`checkpoint`], §4.8) through [`sqlite`]: the WAL is copied into
 //!   the database before the write lock is taken, so writers wait only for the last few
-//!   frames (docs/checkpoints.md).
+//!   frames (docs/checkpoints.md#the-procedure).
 //! - A pass that wrote an L0 file opens a batching window of the replica's `sync-interval`:
 //!   the first change after a quiet spell ships at once, later ones wait for the window's end,
 //!   so a busy database makes at most one L0 file (and one upload) per window.

@@ -140,7 +140,7 @@ impl Conns {
 
     /// Moves the read transaction to the WAL's current end: a new one is begun on the other
     /// read connection before the old one ends, so the frames the old one pinned stay pinned
-    /// throughout (docs/checkpoints.md). Call it only after syncing: the new read mark may let a
+    /// throughout (docs/checkpoints.md#what-sqlite-does). Call it only after syncing: the new read mark may let a
     /// checkpoint copy, and another writer then restart over, every frame up to it.
     pub fn refresh_read_lock(&mut self) -> Result<()> {
         if !self.in_read_txn {

@@ -7,7 +7,7 @@
 //! re-reads the header. SQLite rewrites the WAL header with a new salt whenever it restarts or
 //! truncates the WAL, and that header is written before any frame of the new generation, while
 //! committed frames of one generation are never rewritten; so an unchanged header after the
-//! copy means every frame read was still the one validated (docs/checkpoints.md, "Reading the WAL").
+//! copy means every frame read was still the one validated (docs/checkpoints.md#reading-the-wal).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

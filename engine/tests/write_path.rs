@@ -1,21 +1,21 @@
 //! The write path under a writer committing as fast as it can: the engine's checkpoints must not
 //! make the application's commits wait (the WAL is copied into the database before the write
-//! lock is taken), and the replica must still restore to exactly the same rows.
+//! lock is taken), and the replica must still restore to exactly the same rows (with
+//! `ls-restore`; the interop suite restores checkpointed replicas with Litestream).
 //!
 //! The writer runs with its auto-checkpoint off and the engine's regular checkpoint threshold
-//! raised, so the WAL reaches the (lowered) truncate threshold, about 200 MB, before the engine
+//! raised, so the WAL reaches the (lowered) truncate threshold, about 400 MB, before the engine
 //! checkpoints it: the emergency checkpoint then has a large WAL to make durable and copy, which
 //! used to happen under the write lock and stalled commits for the better part of a second.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common;
 use common::*;
 
-/// Longest a single commit may take. The stall this test catches was 0.3-1.6 s; an unloaded
+/// Longest a single commit may take. The stall this test catches was 0.5-1.6 s; an unloaded
 /// machine commits in well under a millisecond. The margin is for a machine shared with builds.
-const MAX_COMMIT: Duration = Duration::from_millis(300);
+const MAX_COMMIT: Duration = Duration::from_millis(500);
 
 #[test]
 fn commits_do_not_wait_for_the_emergency_checkpoint() {
@@ -32,7 +32,7 @@ fn commits_do_not_wait_for_the_emergency_checkpoint() {
     write_config(
         &cfg,
         &[(db.clone(), replica.clone())],
-        "monitor-interval: 100ms\nmin-checkpoint-page-count: 1000000\ntruncate-page-n: 50000\n",
+        "monitor-interval: 100ms\nmin-checkpoint-page-count: 1000000\ntruncate-page-n: 100000\n",
     );
     let eng = Engine::start(&cfg, &dir.path().join("engine.log"));
     assert!(
@@ -91,9 +91,20 @@ fn commits_do_not_wait_for_the_emergency_checkpoint() {
         "replica did not settle"
     );
     eng.stop();
-    let Some(ls) = litestream() else { return };
-    assert_restores(&ls, &db, &replica, dir.path());
     let out = dir.path().join("restored.db");
+    let o = std::process::Command::new(ls_restore_bin())
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("file://{}", replica.display()))
+        .output()
+        .expect("run ls-restore");
+    assert!(
+        o.status.success(),
+        "ls-restore failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    integrity_ok(&out);
+    assert_eq!(dump(&out), dump(&db), "restored rows differ");
     let c = rusqlite::Connection::open(&out).expect("open restored");
     let got: i64 = c
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))

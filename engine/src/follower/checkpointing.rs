@@ -78,7 +78,7 @@ impl Follower {
     }
 
     /// Litestream's checkpoint procedure (§4.8), arranged so that writers are blocked only for
-    /// a few milliseconds (docs/checkpoints.md): the WAL is first copied into the database
+    /// a few milliseconds (docs/checkpoints.md#the-procedure): the WAL is first copied into the database
     /// without the write lock, in rounds, each under a fresh read transaction that pins
     /// everything not yet in an L0 file; only then is the write lock taken, for what was
     /// committed during the last round. TRUNCATE is done the same way, its truncation by the
@@ -100,7 +100,7 @@ impl Follower {
         self.open_db()?.conns.begin_write_lock()?;
         let locked = Instant::now();
         // The last frames are copied out under the lock; making their L0 file durable waits
-        // until writers are let go (docs/checkpoints.md says why that loses nothing).
+        // until writers are let go (docs/checkpoints.md#the-procedure says why that loses nothing).
         let sealed = match self.verify_and_encode(true, 0) {
             Ok(e) => e,
             Err(e) => {
