@@ -5,15 +5,15 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-use ltx_codec::wal::WAL_FRAME_HEADER_SIZE;
 use ltx_codec::{lock_pgno, Encoder, Header, TxId};
 
 use crate::error::{Error, Result};
+use crate::walread::WalFile;
 
 /// Where page contents come from: the latest committed WAL frame if there is one, else the DB
 /// file.
 pub struct PageSource<'a> {
-    pub wal: &'a [u8],
+    pub wal: &'a WalFile,
     /// pgno -> WAL offset of its frame header.
     pub wal_pages: &'a BTreeMap<u32, u64>,
     pub db: &'a File,
@@ -24,14 +24,7 @@ impl PageSource<'_> {
     fn read(&self, pgno: u32, buf: &mut [u8]) -> Result<()> {
         let ps = self.page_size as usize;
         if let Some(&off) = self.wal_pages.get(&pgno) {
-            let start = off as usize + WAL_FRAME_HEADER_SIZE;
-            let data = self.wal.get(start..start + ps).ok_or_else(|| {
-                Error::Other(format!(
-                    "page {pgno} frame at WAL offset {off} is past the map"
-                ))
-            })?;
-            buf.copy_from_slice(data);
-            return Ok(());
+            return self.wal.read_page(off, &mut buf[..ps]);
         }
         // A page inside Commit but past the end of the DB file reads as zeros in SQLite too
         // (its WAL copy was dropped by a later shrink-then-grow, or the file is sparse).
@@ -62,7 +55,7 @@ pub struct L0Params {
     pub salts: (u32, u32),
 }
 
-fn header(p: &L0Params) -> Header {
+pub fn header(p: &L0Params) -> Header {
     let mut h = Header::new(p.page_size, p.commit, p.txid, p.txid, p.timestamp_ms);
     h.wal_offset = p.wal_offset as i64;
     h.wal_size = p.wal_size as i64;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ltx_codec::types::ltx_file_name;
-use ltx_codec::{Level, TxId};
+use ltx_codec::{Header, Level, TxId};
 
 use crate::error::{Error, Result};
 
@@ -114,24 +114,19 @@ impl MetaDir {
         Ok(path)
     }
 
-    /// The bytes of a local L0 file: read into memory when small, mapped when large (a
-    /// snapshot of a big database must not be loaded whole).
-    pub fn open_l0(&self, txid: TxId) -> Result<LtxBytes> {
+    /// Reads the L0 file at `txid` to its end, checking it whole (checksum, index), as a stream:
+    /// a large file costs a buffer, not its size in memory. Returns what verify keeps of it.
+    pub fn verify_l0(&self, txid: TxId) -> Result<LastL0> {
         let path = self.l0_path(txid);
         let f = fs::File::open(&path).map_err(|e| Error::io("open L0 file", &path, e))?;
-        let len = f
-            .metadata()
-            .map_err(|e| Error::io("stat L0 file", &path, e))?
-            .len();
-        if len <= KEEP_IN_MEMORY as u64 {
-            let bytes = fs::read(&path).map_err(|e| Error::io("read L0 file", &path, e))?;
-            return Ok(Arc::new(bytes));
-        }
-        // SAFETY: L0 files are immutable once renamed into place and are only ever unlinked,
-        // never truncated or rewritten, so the mapped bytes cannot change under us.
-        let map =
-            unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io("map L0 file", &path, e))?;
-        Ok(Arc::new(map))
+        let what = || format!("last local L0 {}", path.display());
+        let mut d = ltx_codec::StreamDecoder::new(std::io::BufReader::with_capacity(CHUNK, f))
+            .map_err(|e| Error::ltx(what(), e))?;
+        d.verify_to_end().map_err(|e| Error::ltx(what(), e))?;
+        Ok(LastL0 {
+            header: *d.header(),
+            last_page: None,
+        })
     }
 
     /// Starts writing an LTX file at `path` (via `<path>.tmp`).
@@ -142,11 +137,29 @@ impl MetaDir {
     }
 }
 
-/// LTX bytes in memory or mapped.
-pub type LtxBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+/// What the follower keeps of the newest L0 file for the next verify (§4.4): its header and,
+/// when it wrote the file itself, the page of the WAL frame just before the file's end, the one
+/// verify compares with the WAL. Other pages are read from the file when asked for.
+#[derive(Clone, Debug)]
+pub struct LastL0 {
+    pub header: Header,
+    pub last_page: Option<(u32, Arc<Vec<u8>>)>,
+}
 
-/// Files up to this size are kept in memory after writing (the verify step reads the last L0
-/// file on every pass); larger ones are mapped on demand.
+/// Page `pgno` of the LTX file at `path` into `out` (positional reads of the header, index and
+/// that one page); `Ok(false)` when the file does not hold that page.
+pub fn read_l0_page(path: &Path, pgno: u32, out: &mut [u8]) -> ltx_codec::Result<bool> {
+    let f = fs::File::open(path)?;
+    let size = f.metadata()?.len();
+    let r = ltx_codec::PageReader::open(f, size)?;
+    match r.read_page(pgno, out, &mut Vec::new()) {
+        Ok(()) => Ok(true),
+        Err(ltx_codec::Error::PageNotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Small local files are uploaded from memory, larger ones streamed from disk.
 pub const KEEP_IN_MEMORY: usize = 8 << 20;
 
 const CHUNK: usize = 1 << 20;
@@ -160,7 +173,6 @@ pub struct StagedFile {
     file: Option<fs::File>,
     buf: Vec<u8>,
     off: u64,
-    copy: Option<Vec<u8>>,
 }
 
 impl StagedFile {
@@ -174,7 +186,6 @@ impl StagedFile {
             file: Some(file),
             buf: Vec::with_capacity(CHUNK),
             off: 0,
-            copy: Some(Vec::new()),
         })
     }
 
@@ -205,9 +216,8 @@ impl StagedFile {
         Ok(())
     }
 
-    /// Makes the file durable under its real name. Returns its bytes if it was small enough
-    /// to keep in memory.
-    pub fn commit(mut self) -> Result<Option<Vec<u8>>> {
+    /// Makes the file durable under its real name.
+    pub fn commit(mut self) -> Result<()> {
         self.flush_buf()
             .map_err(|e| Error::io("write", &self.tmp, e))?;
         let f = self
@@ -218,20 +228,12 @@ impl StagedFile {
         drop(f);
         fs::rename(&self.tmp, &self.path).map_err(|e| Error::io("rename", &self.tmp, e))?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        storage::local::fsync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))?;
-        Ok(self.copy.take())
+        storage::local::fsync_dir(dir).map_err(|e| Error::io("fsync directory", dir, e))
     }
 }
 
 impl std::io::Write for StagedFile {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if let Some(c) = &mut self.copy {
-            if c.len() + data.len() > KEEP_IN_MEMORY {
-                self.copy = None;
-            } else {
-                c.extend_from_slice(data);
-            }
-        }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= CHUNK {
             self.flush_buf()?;
@@ -274,12 +276,11 @@ mod tests {
         assert!(m
             .l0_path(TxId(3))
             .ends_with(".x.db-litestream/ltx/0/0000000000000003-0000000000000003.ltx"));
-        let big = vec![7u8; KEEP_IN_MEMORY + 5];
+        let big = vec![7u8; 3 * CHUNK + 5];
         let mut st = m.stage(m.l0_path(TxId(9))).expect("stage");
         std::io::Write::write_all(&mut st, &big).expect("write");
-        assert!(st.commit().expect("commit").is_none(), "too big to keep");
-        let b = m.open_l0(TxId(9)).expect("open");
-        assert_eq!((*b).as_ref(), &big[..]);
+        st.commit().expect("commit");
+        assert_eq!(fs::read(m.l0_path(TxId(9))).expect("read"), big);
         let mut st = m.stage(m.l0_path(TxId(10))).expect("stage");
         std::io::Write::write_all(&mut st, b"small").expect("write");
         drop(st);

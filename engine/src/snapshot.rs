@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ltx_codec::wal::{
-    read_committed, Committed, WalReader, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE,
-};
+use ltx_codec::wal::{WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
 use ltx_codec::{Header, TxId, SNAPSHOT_LEVEL};
 use storage::{LtxFileInfo, SharedReplica};
 use tokio::sync::oneshot;
@@ -22,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::l0::{self, PageSource};
 use crate::meta::MetaDir;
 use crate::schedule::prev_at;
-use crate::walmap::WalMap;
+use crate::walread::WalFile;
 
 /// A built snapshot staged on disk: its MaxTXID, header timestamp (ms) and path.
 pub type Built = Option<(TxId, i64, PathBuf)>;
@@ -81,16 +79,15 @@ impl Job {
     pub fn build(self) -> Result<Built> {
         let hdr = WAL_HEADER_SIZE as u64;
         let frame_size = u64::from(self.page_size) + WAL_FRAME_HEADER_SIZE as u64;
-        let map = WalMap::open(&self.wal_path, Some(self.wal_end))?;
-        let data = map.bytes();
-        let (committed, salts) =
-            match WalReader::new(data).map_err(|e| Error::ltx("read WAL for snapshot", e))? {
-                Some(mut r) => {
-                    let c = read_committed(&mut r, None);
-                    (c, r.salts())
-                }
-                None => (Committed::default(), (0, 0)),
-            };
+        let wal = WalFile::open(&self.wal_path, Some(self.wal_end))?;
+        let scan = wal.scan(hdr, (0, 0), None)?;
+        // Litestream writes zero salts when the WAL has no valid header.
+        let salts = if scan.header_valid {
+            scan.salts
+        } else {
+            (0, 0)
+        };
+        let committed = scan.committed;
         debug!(db = %self.db_path.display(), txid = %self.txid, wal_end = self.wal_end, "building snapshot");
         if let Some(d) = test_pause() {
             std::thread::sleep(d);
@@ -117,7 +114,7 @@ impl Job {
         h.wal_salt2 = salts.1;
         let pages = l0::page_list(true, &committed.pages, 0, commit, self.page_size);
         let src = PageSource {
-            wal: data,
+            wal: &wal,
             wal_pages: &committed.pages,
             db: &self.db,
             page_size: self.page_size,
@@ -128,7 +125,7 @@ impl Job {
             .join(ltx_codec::types::ltx_file_name(TxId(1), self.txid));
         let staged = self.meta.stage(path.clone())?;
         let staged = l0::encode_with_header(h, &pages, &src, staged)?;
-        if map.faulted() || self.hold.is_broken() {
+        if !wal.unchanged()? || self.hold.is_broken() {
             return Err(Error::Other(format!(
                 "{}: the read transaction was lost while snapshotting; will retry",
                 self.db_path.display()

@@ -27,3 +27,4 @@ mod security;
 mod sftp;
 mod socket;
 mod webdav;
+mod write_path;

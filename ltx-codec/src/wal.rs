@@ -117,26 +117,27 @@ impl WalFrame<'_> {
     }
 }
 
-/// Walks valid frames: right salts, unbroken checksum chain. Stops at the first frame that is
-/// short, salted for another generation, or fails its checksum (the rest is stale).
-pub struct WalReader<'a> {
-    data: &'a [u8],
+/// The state of a walk over valid frames (right salts, unbroken checksum chain), apart from where
+/// the bytes live: a reader over a slice ([`WalReader`]) or one that reads the WAL in bounded
+/// chunks feeds it one frame at a time.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameCursor {
     header: WalHeader,
-    offset: usize,
+    offset: u64,
     sum: (u32, u32),
     salt1: u32,
     salt2: u32,
 }
 
-impl<'a> WalReader<'a> {
-    /// Reads from the first frame. `Ok(None)` when the WAL has no valid header (it is empty).
-    pub fn new(data: &'a [u8]) -> Result<Option<Self>> {
-        let Some(header) = WalHeader::parse(data)? else {
+impl FrameCursor {
+    /// At the first frame. `Ok(None)` when `hdr` (the WAL's first 32 bytes, or fewer if the file
+    /// is shorter) is no valid header: the WAL is empty.
+    pub fn new(hdr: &[u8]) -> Result<Option<Self>> {
+        let Some(header) = WalHeader::parse(hdr)? else {
             return Ok(None);
         };
-        Ok(Some(WalReader {
-            data,
-            offset: WAL_HEADER_SIZE,
+        Ok(Some(FrameCursor {
+            offset: WAL_HEADER_SIZE as u64,
             sum: (header.checksum1, header.checksum2),
             salt1: header.salt1,
             salt2: header.salt2,
@@ -144,31 +145,37 @@ impl<'a> WalReader<'a> {
         }))
     }
 
-    /// Resumes at `offset` (a frame boundary after the first frame), seeding the checksum from
-    /// the frame just before it, which must carry `salts` (those of the last LTX file). Fails with
-    /// a "previous frame mismatch" when that frame is missing or salted differently.
-    pub fn with_offset(data: &'a [u8], offset: u64, salts: (u32, u32)) -> Result<Option<Self>> {
-        let Some(mut r) = Self::new(data)? else {
+    /// At `offset` (a frame boundary after the first frame), seeded from the header of the frame
+    /// just before it (`prev`, `None` when it could not be read), which must carry `salts` (those
+    /// of the last LTX file). `wal_len` is the WAL's size. Fails with a "previous frame mismatch"
+    /// when that frame is missing or salted differently.
+    pub fn resume(
+        hdr: &[u8],
+        offset: u64,
+        prev: Option<&[u8]>,
+        wal_len: u64,
+        salts: (u32, u32),
+    ) -> Result<Option<Self>> {
+        let Some(mut c) = Self::new(hdr)? else {
             return Ok(None);
         };
-        let fs = r.header.frame_size() as u64;
+        let fs = c.header.frame_size() as u64;
         if offset <= WAL_HEADER_SIZE as u64 || !(offset - WAL_HEADER_SIZE as u64).is_multiple_of(fs)
         {
             return Err(Error::Wal(format!(
                 "offset {offset} is not a frame boundary after the first frame"
             )));
         }
-        let prev = (offset - fs) as usize;
-        let Some(fh) = data.get(prev..prev + WAL_FRAME_HEADER_SIZE) else {
+        let Some(fh) = prev.filter(|p| p.len() >= WAL_FRAME_HEADER_SIZE) else {
             return Err(prev_mismatch(offset));
         };
-        if offset as usize > data.len() || (be32(fh, 8), be32(fh, 12)) != salts {
+        if offset > wal_len || (be32(fh, 8), be32(fh, 12)) != salts {
             return Err(prev_mismatch(offset));
         }
-        r.offset = offset as usize;
-        r.sum = (be32(fh, 16), be32(fh, 20));
-        (r.salt1, r.salt2) = salts;
-        Ok(Some(r))
+        c.offset = offset;
+        c.sum = (be32(fh, 16), be32(fh, 20));
+        (c.salt1, c.salt2) = salts;
+        Ok(Some(c))
     }
 
     pub fn header(&self) -> &WalHeader {
@@ -177,18 +184,20 @@ impl<'a> WalReader<'a> {
 
     /// Offset of the next frame to read.
     pub fn offset(&self) -> u64 {
-        self.offset as u64
+        self.offset
     }
 
-    /// Salts frames must carry to be read: the header's, or those given to `with_offset`.
+    /// Salts frames must carry to be read: the header's, or those given to `resume`.
     pub fn salts(&self) -> (u32, u32) {
         (self.salt1, self.salt2)
     }
 
-    /// The next valid frame, or `None` where the valid WAL ends.
-    pub fn next_frame(&mut self) -> Option<WalFrame<'a>> {
+    /// Checks `frame`, the bytes of the frame at [`FrameCursor::offset`] (exactly one frame;
+    /// anything shorter is the end of the file), and moves past it if it is valid. `None` where
+    /// the valid WAL ends.
+    pub fn next_frame<'a>(&mut self, frame: &'a [u8]) -> Option<WalFrame<'a>> {
         let fs = self.header.frame_size();
-        let frame = self.data.get(self.offset..self.offset + fs)?;
+        let frame = frame.get(..fs)?;
         let (pgno, commit) = (be32(frame, 0), be32(frame, 4));
         if (be32(frame, 8), be32(frame, 12)) != (self.salt1, self.salt2) || pgno == 0 {
             return None;
@@ -199,14 +208,63 @@ impl<'a> WalReader<'a> {
             return None;
         }
         self.sum = sum;
-        let offset = self.offset as u64;
-        self.offset += fs;
+        let offset = self.offset;
+        self.offset += fs as u64;
         Some(WalFrame {
             offset,
             pgno,
             commit,
             data: &frame[WAL_FRAME_HEADER_SIZE..],
         })
+    }
+}
+
+/// Walks valid frames of a WAL held in one byte slice (see [`FrameCursor`]). Stops at the first
+/// frame that is short, salted for another generation, or fails its checksum (the rest is stale).
+pub struct WalReader<'a> {
+    data: &'a [u8],
+    cursor: FrameCursor,
+}
+
+impl<'a> WalReader<'a> {
+    /// Reads from the first frame. `Ok(None)` when the WAL has no valid header (it is empty).
+    pub fn new(data: &'a [u8]) -> Result<Option<Self>> {
+        Ok(FrameCursor::new(data)?.map(|cursor| WalReader { data, cursor }))
+    }
+
+    /// Resumes at `offset` (a frame boundary after the first frame), seeding the checksum from
+    /// the frame just before it, which must carry `salts` (those of the last LTX file). Fails with
+    /// a "previous frame mismatch" when that frame is missing or salted differently.
+    pub fn with_offset(data: &'a [u8], offset: u64, salts: (u32, u32)) -> Result<Option<Self>> {
+        let prev = WalHeader::parse(data)?.and_then(|h| {
+            let at = usize::try_from(offset.checked_sub(h.frame_size() as u64)?).ok()?;
+            data.get(at..at.checked_add(WAL_FRAME_HEADER_SIZE)?)
+        });
+        Ok(
+            FrameCursor::resume(data, offset, prev, data.len() as u64, salts)?
+                .map(|cursor| WalReader { data, cursor }),
+        )
+    }
+
+    pub fn header(&self) -> &WalHeader {
+        self.cursor.header()
+    }
+
+    /// Offset of the next frame to read.
+    pub fn offset(&self) -> u64 {
+        self.cursor.offset()
+    }
+
+    /// Salts frames must carry to be read: the header's, or those given to `with_offset`.
+    pub fn salts(&self) -> (u32, u32) {
+        self.cursor.salts()
+    }
+
+    /// The next valid frame, or `None` where the valid WAL ends.
+    pub fn next_frame(&mut self) -> Option<WalFrame<'a>> {
+        let at = usize::try_from(self.cursor.offset()).ok()?;
+        let data: &'a [u8] = self.data;
+        self.cursor.next_frame(data.get(at..)?)
     }
 }
 
@@ -230,35 +288,74 @@ pub struct Committed {
     pub transactions: u64,
 }
 
+/// Collects committed frames as they are read (§4.5): the pages of a transaction count once its
+/// commit frame is seen. With `max_bytes`, asks to stop after the first commit at which at least
+/// that many bytes were read; a single transaction may go over.
+#[derive(Debug)]
+pub struct CommittedBuilder {
+    out: Committed,
+    pending: Vec<(u32, u64)>,
+    start: u64,
+    frame_size: u64,
+    max_bytes: Option<u64>,
+}
+
+impl CommittedBuilder {
+    pub fn new(start: u64, frame_size: u64, max_bytes: Option<u64>) -> Self {
+        CommittedBuilder {
+            out: Committed {
+                end_offset: start,
+                last_commit_end: start,
+                ..Committed::default()
+            },
+            pending: Vec::new(),
+            start,
+            frame_size,
+            max_bytes,
+        }
+    }
+
+    /// Adds the next valid frame. `false` once the byte limit is reached: read no further.
+    pub fn push(&mut self, f: &WalFrame<'_>) -> bool {
+        self.pending.push((f.pgno, f.offset));
+        if f.is_commit() {
+            self.out.pages.extend(self.pending.drain(..));
+            self.out.commit = f.commit;
+            self.out.last_commit_end = f.offset + self.frame_size;
+            self.out.transactions += 1;
+            if self
+                .max_bytes
+                .is_some_and(|m| self.out.last_commit_end - self.start >= m)
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The committed pages, without those past the last commit's database size.
+    pub fn finish(self) -> Committed {
+        let mut out = self.out;
+        let commit = out.commit;
+        out.pages.retain(|&pgno, _| pgno <= commit);
+        if let Some(max) = out.pages.values().max() {
+            out.end_offset = max + self.frame_size;
+        }
+        out
+    }
+}
+
 /// Reads committed frames from `reader`'s position (§4.5). With `max_bytes`, stops after the
 /// first commit at which at least that many bytes were read; a single transaction may go over.
 pub fn read_committed(reader: &mut WalReader<'_>, max_bytes: Option<u64>) -> Committed {
-    let start = reader.offset();
     let fs = reader.header().frame_size() as u64;
-    let mut out = Committed {
-        end_offset: start,
-        last_commit_end: start,
-        ..Committed::default()
-    };
-    let mut pending: Vec<(u32, u64)> = Vec::new();
+    let mut b = CommittedBuilder::new(reader.offset(), fs, max_bytes);
     while let Some(f) = reader.next_frame() {
-        pending.push((f.pgno, f.offset));
-        if f.is_commit() {
-            out.pages.extend(pending.drain(..));
-            out.commit = f.commit;
-            out.last_commit_end = f.offset + fs;
-            out.transactions += 1;
-            if max_bytes.is_some_and(|m| out.last_commit_end - start >= m) {
-                break;
-            }
+        if !b.push(&f) {
+            break;
         }
     }
-    let commit = out.commit;
-    out.pages.retain(|&pgno, _| pgno <= commit);
-    if let Some(max) = out.pages.values().max() {
-        out.end_offset = max + fs;
-    }
-    out
+    b.finish()
 }
 
 /// Offset just past the last valid commit frame of the whole WAL (32 when none; 0 when the WAL

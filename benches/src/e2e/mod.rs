@@ -2,8 +2,12 @@
 //! processes and their /proc figures, the SQLite writer, a request-counting proxy, the chart.
 
 pub mod chart;
+pub mod files;
+pub mod host;
 pub mod proc;
 pub use test_support::proxy;
+pub mod writepath;
+pub mod writepath_report;
 pub mod writer;
 
 /// Median of a list (the mean of the middle two for an even count); NaN when empty.

@@ -21,6 +21,14 @@ const FRAME_HEADER: u64 = 24;
 /// Frames in the WAL after the last commit of the hooked connection (one writer at a time).
 static WAL_FRAMES: AtomicI64 = AtomicI64::new(0);
 
+/// The hook's checkpoint threshold in frames (SQLite's default 1000); 0 turns it off.
+static AUTOCHECKPOINT: AtomicI64 = AtomicI64::new(1000);
+
+/// Sets the writer's auto-checkpoint threshold (`PRAGMA wal_autocheckpoint`'s meaning: 0 = off).
+pub fn set_autocheckpoint(frames: i64) {
+    AUTOCHECKPOINT.store(frames, Ordering::Relaxed);
+}
+
 unsafe extern "C" fn wal_hook(
     _ctx: *mut c_void,
     db: *mut ffi::sqlite3,
@@ -28,7 +36,8 @@ unsafe extern "C" fn wal_hook(
     frames: c_int,
 ) -> c_int {
     WAL_FRAMES.store(i64::from(frames), Ordering::Relaxed);
-    if frames >= 1000 {
+    let limit = AUTOCHECKPOINT.load(Ordering::Relaxed);
+    if limit > 0 && i64::from(frames) >= limit {
         // SAFETY: called by SQLite with its own valid handle and schema name.
         unsafe { ffi::sqlite3_wal_checkpoint(db, name) };
     }

@@ -8,22 +8,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use ltx_codec::wal::{
-    read_committed, Committed, WalReader, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE,
-};
-use ltx_codec::{Header, LtxFile, TxId};
-use tracing::{debug, info, warn};
+use ltx_codec::wal::{WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
+use ltx_codec::{LtxFile, TxId};
+use tracing::{info, warn};
 
-use crate::checkpoint::{self, Decision, Thresholds};
+use crate::checkpoint::Thresholds;
 use crate::config::DbConfig;
 use crate::error::{Error, Result};
 use crate::l0::{self, L0Params, PageSource};
-use crate::meta::{LtxBytes, MetaDir};
+use crate::meta::{LastL0, MetaDir, StagedFile};
 use crate::metrics::{self, DbMetrics};
 use crate::snapshot::{self, ReadHold};
-use crate::sqlite::{CheckpointMode, Conns};
+use crate::sqlite::Conns;
 use crate::verify::{self, LastSync, SyncPlan, VerifyInput};
-use crate::walmap::WalMap;
+use crate::walread::WalFile;
+
+mod checkpointing;
+mod inspect;
 
 const HDR: u64 = WAL_HEADER_SIZE as u64;
 
@@ -48,6 +49,51 @@ struct PassResult {
     synced: bool,
     limited: bool,
     synced_to_wal_end: bool,
+}
+
+/// A pass whose L0 file (if any) is written but not yet in place.
+struct Encoded {
+    result: PassResult,
+    file: Option<EncodedFile>,
+}
+
+struct EncodedFile {
+    staged: StagedFile,
+    txid: TxId,
+    wal_size: u64,
+    last: LastL0,
+    log: SyncedLog,
+}
+
+/// The fields of Litestream's "synced" log line.
+struct SyncedLog {
+    txid: TxId,
+    kind: &'static str,
+    reason: &'static str,
+    pages: usize,
+    commit: u32,
+    wal_offset: u64,
+    wal_size: u64,
+    transactions: u64,
+    size: u64,
+}
+
+impl SyncedLog {
+    fn emit(&self, db: &Path) {
+        info!(
+            db = %db.display(),
+            txid = %self.txid,
+            kind = self.kind,
+            reason = self.reason,
+            pages = self.pages,
+            commit = self.commit,
+            wal_offset = self.wal_offset,
+            wal_size = self.wal_size,
+            transactions = self.transactions,
+            size = self.size,
+            "synced"
+        );
+    }
 }
 
 struct OpenDb {
@@ -80,8 +126,8 @@ pub struct Follower {
     db: Option<OpenDb>,
     state: SyncState,
     pos: TxId,
-    /// Bytes of the L0 file at `pos`, kept so verify does not re-read it from disk.
-    last_l0: Option<LtxBytes>,
+    /// What verify needs of the L0 file at `pos`, kept so it does not re-read it from disk.
+    last_l0: Option<LastL0>,
     metrics: Arc<DbMetrics>,
 }
 
@@ -239,7 +285,7 @@ impl Follower {
         if file_size(&self.wal_path)? >= HDR {
             return Ok(());
         }
-        self.open_db()?.conns.bump_seq()
+        self.open_db()?.conns.bump_seq(false)
     }
 
     /// Replaces local L0 state by the replica's newest L0 file (§4.9: the database is behind
@@ -348,32 +394,48 @@ impl Follower {
     }
 
     fn verify_and_sync(&mut self, checkpointing: bool, max_bytes: u64) -> Result<PassResult> {
+        let e = self.verify_and_encode(checkpointing, max_bytes)?;
+        self.finish(e)
+    }
+
+    /// The first half of [`Follower::verify_and_sync`]: the L0 file is written but not yet
+    /// durable nor in place ([`Follower::finish`] does that).
+    fn verify_and_encode(&mut self, checkpointing: bool, max_bytes: u64) -> Result<Encoded> {
         let mut orig = self.state.last_synced_wal_offset;
         if orig == 0 {
             orig = file_size(&self.wal_path)?;
         }
         let plan = self.verify()?;
-        let mut r = self.sync_pass(plan, max_bytes, checkpointing)?;
-        r.orig_wal_size = orig;
+        let mut e = self.encode_pass(plan, max_bytes, checkpointing)?;
+        e.result.orig_wal_size = orig;
+        Ok(e)
+    }
+
+    /// Puts an encoded L0 file in place and moves the position to it.
+    fn finish(&mut self, e: Encoded) -> Result<PassResult> {
+        let r = e.result;
+        if let Some(f) = e.file {
+            f.staged.commit()?;
+            // Counted once the L0 file is in place, so a pass retried after a failed write
+            // (Litestream counts before writing) does not count the same WAL bytes again.
+            self.metrics.wal_bytes(f.wal_size);
+            f.log.emit(&self.cfg.path);
+            self.pos = f.txid;
+            self.last_l0 = Some(f.last);
+        }
         self.apply(&r);
         Ok(r)
     }
 
-    fn last_l0_bytes(&mut self) -> Result<LtxBytes> {
-        if let Some(b) = &self.last_l0 {
-            return Ok(b.clone());
+    fn last_l0(&mut self) -> Result<LastL0> {
+        if let Some(l) = &self.last_l0 {
+            return Ok(l.clone());
         }
-        let bytes = self.meta.open_l0(self.pos)?;
         // Like Litestream's Pos(): a corrupt last file stops replication with a clear error
-        // rather than building on it.
-        LtxFile::open_verified((*bytes).as_ref()).map_err(|e| {
-            Error::ltx(
-                format!("last local L0 {}", self.meta.l0_path(self.pos).display()),
-                e,
-            )
-        })?;
-        self.last_l0 = Some(bytes.clone());
-        Ok(bytes)
+        // rather than building on it. Read as a stream, so a large file costs no memory.
+        let l = self.meta.verify_l0(self.pos)?;
+        self.last_l0 = Some(l.clone());
+        Ok(l)
     }
 
     fn read_wal_header(&self) -> Result<[u8; 32]> {
@@ -389,47 +451,36 @@ impl Follower {
         let last = if self.pos == TxId::ZERO {
             None
         } else {
-            let bytes = self.last_l0_bytes()?;
-            let h = Header::decode((*bytes).as_ref())
-                .map_err(|e| Error::ltx(format!("L0 {} header", self.pos), e))?;
-            Some(LastSync {
-                end_offset: (h.wal_offset + h.wal_size) as u64,
-                salts: (h.wal_salt1, h.wal_salt2),
-                commit: h.commit,
-            })
+            Some(self.last_l0()?)
         };
+        let last_sync = last.as_ref().map(|l| LastSync {
+            end_offset: (l.header.wal_offset + l.header.wal_size) as u64,
+            salts: (l.header.wal_salt1, l.header.wal_salt2),
+            commit: l.header.commit,
+        });
         let wal_size = file_size(&self.wal_path)?;
         let hdr = self.read_wal_header()?;
         let wal_salts = (be32(&hdr, 16), be32(&hdr, 20));
-        if let Some(l) = last {
+        if let Some(l) = last_sync {
             if l.end_offset > wal_size || l.salts != wal_salts {
                 self.state.truncate_passive_failed = false;
             }
         }
         let input = VerifyInput {
-            last,
+            last: last_sync,
             wal_size,
             wal_salts,
             synced_to_wal_end: self.state.synced_to_wal_end,
             frame_size,
             unwitnessed: !self.state.passed_since_open,
         };
-        let wal_path = self.wal_path.clone();
-        let l0 = match last {
-            Some(_) => Some(self.last_l0_bytes()?),
-            None => None,
-        };
+        let l0_path = self.meta.l0_path(self.pos);
         let plan = verify::decide(
             &input,
             |prev| {
-                last_page_match(
-                    &wal_path,
-                    l0.as_ref().map(|b| (**b).as_ref()),
-                    prev,
-                    frame_size,
-                )
+                inspect::last_page_match(&self.wal_path, last.as_ref(), &l0_path, prev, frame_size)
             },
-            |new, old| detect_full_checkpoint(&wal_path, frame_size, new, old),
+            |new, old| inspect::detect_full_checkpoint(&self.wal_path, frame_size, new, old),
         )?;
         Ok(plan)
     }
@@ -440,6 +491,18 @@ impl Follower {
         max_bytes: u64,
         checkpointing: bool,
     ) -> Result<PassResult> {
+        let e = self.encode_pass(plan, max_bytes, checkpointing)?;
+        let r = e.result;
+        self.finish(e)?;
+        Ok(r)
+    }
+
+    fn encode_pass(
+        &mut self,
+        plan: SyncPlan,
+        max_bytes: u64,
+        checkpointing: bool,
+    ) -> Result<Encoded> {
         let mut result = PassResult {
             new_wal_size: self.state.last_synced_wal_offset,
             synced_to_wal_end: self.state.synced_to_wal_end && !plan.clear_synced_to_wal_end,
@@ -460,54 +523,14 @@ impl Follower {
         let mut commit = (db_len / u64::from(page_size)) as u32;
 
         // The size seen now, with our read transaction held, bounds every read of this pass.
-        let map = WalMap::open(&self.wal_path, None)?;
-        let data = map.bytes();
-
-        let mut offset = plan.offset;
+        let wal = WalFile::open(&self.wal_path, None)?;
         let limit = if plan.snapshot || max_bytes == 0 {
             None
         } else {
             Some(max_bytes)
         };
-        let read = |data: &[u8], offset: &mut u64| -> Result<(Committed, (u32, u32))> {
-            let reader = if *offset == HDR {
-                WalReader::new(data)
-            } else {
-                match WalReader::with_offset(data, *offset, plan.salts) {
-                    Ok(r) => Ok(r),
-                    Err(e) => {
-                        debug!(db = %db_path.display(), error = %e, "prev frame mismatch, reading from the WAL start");
-                        *offset = HDR;
-                        WalReader::new(data)
-                    }
-                }
-            }
-            .map_err(|e| Error::ltx(format!("read WAL {}", db_path.display()), e))?;
-            Ok(match reader {
-                Some(mut r) => {
-                    let c = read_committed(&mut r, limit);
-                    (c, r.salts())
-                }
-                // An invalid header means an empty WAL, as SQLite sees it.
-                None => {
-                    let salts = if data.len() >= 24 {
-                        (be32(data, 16), be32(data, 20))
-                    } else {
-                        (0, 0)
-                    };
-                    (
-                        Committed {
-                            end_offset: *offset,
-                            last_commit_end: *offset,
-                            ..Committed::default()
-                        },
-                        salts,
-                    )
-                }
-            })
-        };
-        let start_offset = offset;
-        let (committed, salts) = read(data, &mut offset)?;
+        let scan = wal.scan(plan.offset, plan.salts, limit)?;
+        let (committed, salts, offset) = (scan.committed, scan.salts, scan.start);
         result.limited =
             limit.is_some_and(|m| committed.last_commit_end.saturating_sub(offset) >= m);
         let sz = if committed.pages.is_empty() {
@@ -517,7 +540,7 @@ impl Follower {
             committed.end_offset - offset
         };
         if !plan.snapshot && sz == 0 {
-            return Ok(result);
+            return Ok(Encoded { result, file: None });
         }
 
         let pages = l0::page_list(
@@ -537,35 +560,29 @@ impl Follower {
             salts,
         };
         let src = PageSource {
-            wal: data,
+            wal: &wal,
             wal_pages: &committed.pages,
             db: &od.file,
             page_size,
         };
         let staged = self.meta.stage(self.meta.l0_path(txid))?;
         let staged = l0::encode(&params, &pages, &src, staged)?;
-
-        // The pages were copied out of a live mapping: make sure the frames validated above
-        // are still there, unchanged (a truncation or WAL restart under us would show up
-        // here). Only the committed prefix is re-read: the application may legitimately have
-        // appended more frames after it, inside the mapping, when the file holds stale frames
-        // of an older WAL generation beyond the valid end.
-        let prefix_end = (committed.last_commit_end as usize).clamp(HDR as usize, data.len());
-        let mut again = start_offset;
-        let (check, check_salts) = read(&data[..prefix_end], &mut again)?;
-        if map.faulted() || check != committed || check_salts != salts {
-            return Err(Error::Other(format!(
-                "WAL {} changed while it was being read; retrying",
-                self.wal_path.display()
-            )));
+        // The frame verify will compare with on the next pass (the one just before the end).
+        let last_page = match committed.pages.iter().max_by_key(|(_, &off)| off) {
+            Some((&pgno, &off)) if pgno != ltx_codec::lock_pgno(page_size) => {
+                let mut page = vec![0u8; page_size as usize];
+                wal.read_page(off, &mut page)?;
+                Some((pgno, Arc::new(page)))
+            }
+            _ => None,
+        };
+        // Pages were read from a live file: they are the frames validated above only if the
+        // WAL was not restarted or truncated meanwhile (see `walread`).
+        if !wal.unchanged()? {
+            return Err(wal.changed());
         }
-        drop(map);
+        drop(wal);
 
-        let size = staged.len();
-        let kept = staged.commit()?;
-        // Counted once the L0 file is in place, so a pass retried after a failed write
-        // (Litestream counts before writing) does not count the same WAL bytes again.
-        self.metrics.wal_bytes(sz);
         let kind = if plan.snapshot {
             "snapshot"
         } else {
@@ -577,32 +594,33 @@ impl Follower {
             (None, false) if plan.snapshot => "first sync",
             (None, false) => "new WAL frames",
         };
-        info!(
-            db = %db_path.display(),
-            txid = %txid,
-            kind,
-            reason,
-            pages = pages.len(),
-            commit,
-            wal_offset = offset,
-            wal_size = sz,
-            transactions = committed.transactions,
-            size,
-            "synced"
-        );
-        self.pos = txid;
-        // A file too large to keep in memory is mapped, not re-read: we just wrote it, so the
-        // whole-file checksum check `last_l0_bytes` does for files found on disk would only
-        // fault every page of it into our RSS.
-        self.last_l0 = match kept {
-            Some(b) => Some(Arc::new(b) as LtxBytes),
-            None => self.meta.open_l0(txid).ok(),
-        };
         let final_offset = offset + sz;
         result.synced = true;
         result.new_wal_size = final_offset;
         result.synced_to_wal_end = file_size(&self.wal_path).is_ok_and(|s| s == final_offset);
-        Ok(result)
+        Ok(Encoded {
+            result,
+            file: Some(EncodedFile {
+                log: SyncedLog {
+                    txid,
+                    kind,
+                    reason,
+                    pages: pages.len(),
+                    commit,
+                    wal_offset: offset,
+                    wal_size: sz,
+                    transactions: committed.transactions,
+                    size: staged.len(),
+                },
+                staged,
+                txid,
+                wal_size: sz,
+                last: LastL0 {
+                    header: l0::header(&params),
+                    last_page,
+                },
+            }),
+        })
     }
 
     /// Captures what a level-9 snapshot at `pos` needs (§4.10) so it can be built on another
@@ -622,9 +640,7 @@ impl Follower {
         }
         let mut end = self.state.last_synced_wal_offset;
         if end == 0 {
-            let bytes = self.last_l0_bytes()?;
-            let h =
-                Header::decode((*bytes).as_ref()).map_err(|e| Error::ltx("last L0 header", e))?;
+            let h = self.last_l0()?.header;
             end = (h.wal_offset + h.wal_size) as u64;
         }
         let od = self
@@ -651,179 +667,4 @@ impl Follower {
     pub fn snapshot_reading(&self) -> bool {
         self.db.as_ref().is_some_and(OpenDb::held)
     }
-
-    fn checkpoint_if_needed(&mut self, orig: u64, new: u64) -> Result<()> {
-        if self.snapshot_reading() {
-            debug!(db = %self.cfg.path.display(), "checkpoint deferred: a snapshot is reading");
-            return Ok(());
-        }
-        let t = self.thresholds();
-        if !t.exceeds_truncate(self.state.last_synced_wal_offset) {
-            self.state.truncate_passive_failed = false;
-        }
-        let db_mtime = self
-            .db
-            .as_ref()
-            .and_then(|d| d.file.metadata().ok())
-            .and_then(|m| m.modified().ok());
-        let since_mtime = db_mtime.and_then(|m| SystemTime::now().duration_since(m).ok());
-        match checkpoint::decide(
-            &t,
-            orig,
-            new,
-            self.state.synced_since_checkpoint,
-            since_mtime,
-        ) {
-            Decision::None => Ok(()),
-            Decision::Emergency => {
-                if !self.state.truncate_passive_failed {
-                    match self.checkpoint(CheckpointMode::Passive) {
-                        Err(e) if e.is_busy() => {
-                            self.state.truncate_passive_failed = true;
-                            debug!(db = %self.cfg.path.display(), "passive checkpoint skipped: database busy");
-                        }
-                        Err(e) => return Err(e),
-                        Ok(true) => {
-                            self.state.truncate_passive_failed = false;
-                            if !t.exceeds_truncate(self.state.last_synced_wal_offset) {
-                                info!(db = %self.cfg.path.display(), wal_size = orig, "wal restarted by passive checkpoint, skipping truncate checkpoint");
-                                return Ok(());
-                            }
-                        }
-                        Ok(false) => self.state.truncate_passive_failed = true,
-                    }
-                }
-                info!(db = %self.cfg.path.display(), wal_size = orig, threshold = t.truncate_threshold(), "forcing truncate checkpoint");
-                let restarted = self.checkpoint(CheckpointMode::Truncate);
-                if matches!(restarted, Ok(true))
-                    || !t.exceeds_truncate(self.state.last_synced_wal_offset)
-                {
-                    self.state.truncate_passive_failed = false;
-                }
-                restarted.map(|_| ())
-            }
-            Decision::Passive => match self.checkpoint(CheckpointMode::Passive) {
-                Err(e) if e.is_busy() => {
-                    debug!(db = %self.cfg.path.display(), "passive checkpoint skipped: database busy");
-                    Ok(())
-                }
-                r => r.map(|_| ()),
-            },
-        }
-    }
-
-    /// Litestream's checkpoint procedure (§4.8). Returns whether the WAL was restarted.
-    pub fn checkpoint(&mut self, mode: CheckpointMode) -> Result<bool> {
-        if self.snapshot_reading() {
-            debug!(db = %self.cfg.path.display(), mode = mode.as_str(), "checkpoint deferred: a snapshot is reading");
-            return Ok(false);
-        }
-        let before = self.read_wal_header()?;
-        self.verify_and_sync(true, 0)?;
-        if mode == CheckpointMode::Passive {
-            // The barrier holds the write lock so the WAL is sealed between our last copy and
-            // the checkpoint: nothing can be committed that we have not copied.
-            self.open_db()?.conns.begin_write_lock()?;
-            if let Err(e) = self.verify_and_sync(true, 0) {
-                let _ = self.open_db()?.conns.end_write_lock();
-                return Err(e);
-            }
-        }
-        let t = Instant::now();
-        let res = self.open_db()?.conns.checkpoint(mode);
-        self.metrics
-            .checkpoint_done(mode, t.elapsed(), res.is_err());
-        let unlock = self.open_db()?.conns.end_write_lock();
-        let (busy, log, done) = res?;
-        unlock?;
-        info!(
-            db = %self.cfg.path.display(),
-            mode = mode.as_str(),
-            result = %format!("{busy},{log},{done}"),
-            "checkpoint"
-        );
-        self.open_db()?.conns.bump_seq()?;
-        let after = self.read_wal_header()?;
-        if before == after {
-            self.state.synced_since_checkpoint = false;
-            return Ok(false);
-        }
-        self.state.truncate_passive_failed = false;
-        if mode == CheckpointMode::Passive {
-            self.verify_and_sync(true, 0)?;
-            self.state.synced_since_checkpoint = false;
-            return Ok(true);
-        }
-        // TRUNCATE resets the WAL before counting, so commits that landed between our sealed
-        // copy and the checkpoint may have been backfilled unseen: snapshot unconditionally.
-        self.open_db()?.conns.begin_write_lock()?;
-        let plan = SyncPlan {
-            offset: HDR,
-            salts: (be32(&after, 16), be32(&after, 20)),
-            prev_commit: 0,
-            snapshot: true,
-            reason: Some("checkpoint boundary snapshot"),
-            clear_synced_to_wal_end: false,
-        };
-        let r = self.sync_pass(plan, 0, true);
-        let unlock = self.open_db()?.conns.end_write_lock();
-        let r = r?;
-        unlock?;
-        self.apply(&r);
-        self.state.synced_since_checkpoint = false;
-        Ok(true)
-    }
-}
-
-/// Does the WAL frame at `prev` still carry the last L0's salts and equal that page in it?
-fn last_page_match(
-    wal_path: &Path,
-    l0: Option<&[u8]>,
-    prev: u64,
-    frame_size: u64,
-) -> std::result::Result<bool, String> {
-    let Some(l0) = l0 else {
-        return Ok(false);
-    };
-    let f = File::open(wal_path).map_err(|e| format!("open WAL: {e}"))?;
-    let mut frame = vec![0u8; frame_size as usize];
-    f.read_exact_at(&mut frame, prev)
-        .map_err(|e| format!("cannot read last synced wal page at {prev}: {e}"))?;
-    let ltx = LtxFile::open(l0).map_err(|e| format!("last L0: {e}"))?;
-    let h = ltx.header();
-    if (be32(&frame, 8), be32(&frame, 12)) != (h.wal_salt1, h.wal_salt2) {
-        return Ok(false);
-    }
-    let pgno = be32(&frame, 0);
-    let mut page = vec![0u8; h.page_size as usize];
-    match ltx.read_page(pgno, &mut page) {
-        Ok(()) => Ok(page[..] == frame[WAL_FRAME_HEADER_SIZE..]),
-        Err(ltx_codec::Error::PageNotFound(_)) => Ok(false),
-        Err(e) => Err(format!("decode last L0 page {pgno}: {e}")),
-    }
-}
-
-/// Scans frame salts from the WAL start until `old` appears; any salt other than `new` and
-/// `old` means a FULL/RESTART checkpoint happened that we may have missed frames of.
-fn detect_full_checkpoint(
-    wal_path: &Path,
-    frame_size: u64,
-    new: (u32, u32),
-    old: (u32, u32),
-) -> std::result::Result<bool, String> {
-    let f = File::open(wal_path).map_err(|e| format!("open WAL: {e}"))?;
-    let mut off = HDR;
-    let mut hdr = [0u8; WAL_FRAME_HEADER_SIZE];
-    let mut unknown = false;
-    while f.read_exact_at(&mut hdr, off).is_ok() {
-        let salt = (be32(&hdr, 8), be32(&hdr, 12));
-        if salt != new && salt != old {
-            unknown = true;
-        }
-        if salt == old {
-            break;
-        }
-        off += frame_size;
-    }
-    Ok(unknown)
 }

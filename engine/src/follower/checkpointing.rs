@@ -1,0 +1,210 @@
+//! The checkpoint policy's decisions carried out (§4.8).
+
+use std::fs::File;
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::{debug, info};
+
+use super::{be32, Follower, HDR};
+use crate::checkpoint::{self, Decision};
+use crate::error::{Error, Result};
+use crate::sqlite::CheckpointMode;
+use crate::verify::SyncPlan;
+
+/// Bytes committed during an unlocked round below which the next step takes the write lock.
+const SEAL_BYTES: u64 = 1 << 20;
+/// Unlocked rounds at most, for a writer faster than we can copy.
+const MAX_ROUNDS: usize = 8;
+
+impl Follower {
+    pub(super) fn checkpoint_if_needed(&mut self, orig: u64, new: u64) -> Result<()> {
+        if self.snapshot_reading() {
+            debug!(db = %self.cfg.path.display(), "checkpoint deferred: a snapshot is reading");
+            return Ok(());
+        }
+        let t = self.thresholds();
+        if !t.exceeds_truncate(self.state.last_synced_wal_offset) {
+            self.state.truncate_passive_failed = false;
+        }
+        let db_mtime = self
+            .db
+            .as_ref()
+            .and_then(|d| d.file.metadata().ok())
+            .and_then(|m| m.modified().ok());
+        let since_mtime = db_mtime.and_then(|m| SystemTime::now().duration_since(m).ok());
+        match checkpoint::decide(
+            &t,
+            orig,
+            new,
+            self.state.synced_since_checkpoint,
+            since_mtime,
+        ) {
+            Decision::None => Ok(()),
+            Decision::Emergency => {
+                if !self.state.truncate_passive_failed {
+                    match self.checkpoint(CheckpointMode::Passive) {
+                        Err(e) if e.is_busy() => {
+                            self.state.truncate_passive_failed = true;
+                            debug!(db = %self.cfg.path.display(), "passive checkpoint skipped: database busy");
+                        }
+                        Err(e) => return Err(e),
+                        Ok(true) => {
+                            self.state.truncate_passive_failed = false;
+                            if !t.exceeds_truncate(self.state.last_synced_wal_offset) {
+                                info!(db = %self.cfg.path.display(), wal_size = orig, "wal restarted by passive checkpoint, skipping truncate checkpoint");
+                                return Ok(());
+                            }
+                        }
+                        Ok(false) => self.state.truncate_passive_failed = true,
+                    }
+                }
+                info!(db = %self.cfg.path.display(), wal_size = orig, threshold = t.truncate_threshold(), "forcing truncate checkpoint");
+                let restarted = self.checkpoint(CheckpointMode::Truncate);
+                if matches!(restarted, Ok(true))
+                    || !t.exceeds_truncate(self.state.last_synced_wal_offset)
+                {
+                    self.state.truncate_passive_failed = false;
+                }
+                restarted.map(|_| ())
+            }
+            Decision::Passive => match self.checkpoint(CheckpointMode::Passive) {
+                Err(e) if e.is_busy() => {
+                    debug!(db = %self.cfg.path.display(), "passive checkpoint skipped: database busy");
+                    Ok(())
+                }
+                r => r.map(|_| ()),
+            },
+        }
+    }
+
+    /// Litestream's checkpoint procedure (§4.8), arranged so that writers are blocked only for
+    /// a few milliseconds (docs/checkpoints.md#the-procedure): the WAL is first copied into the database
+    /// without the write lock, in rounds, each under a fresh read transaction that pins
+    /// everything not yet in an L0 file; only then is the write lock taken, for what was
+    /// committed during the last round. TRUNCATE is done the same way, its truncation by the
+    /// `_litestream_seq` write that restarts the WAL, so it never waits for readers while it
+    /// holds the write lock. Returns whether the WAL was restarted.
+    pub fn checkpoint(&mut self, mode: CheckpointMode) -> Result<bool> {
+        if self.snapshot_reading() {
+            debug!(db = %self.cfg.path.display(), mode = mode.as_str(), "checkpoint deferred: a snapshot is reading");
+            return Ok(false);
+        }
+        let before = self.read_wal_header()?;
+        let mut spent = self.backfill_unlocked()?;
+        // What the checkpoint under the lock must make durable first is only what was written
+        // since this flush.
+        self.flush_wal()?;
+        // The barrier holds the write lock so the WAL is sealed between our last copy and the
+        // checkpoint: nothing can be committed that we have not copied.
+        let asked = Instant::now();
+        self.open_db()?.conns.begin_write_lock()?;
+        let locked = Instant::now();
+        // The last frames are copied out under the lock; making their L0 file durable waits
+        // until writers are let go (docs/checkpoints.md#the-procedure says why that loses nothing).
+        let sealed = match self.verify_and_encode(true, 0) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = self.open_db()?.conns.end_write_lock();
+                return Err(e);
+            }
+        };
+        let t = Instant::now();
+        let synced_ms = (t - locked).as_secs_f64() * 1e3;
+        let res = self.open_db()?.conns.checkpoint(CheckpointMode::Passive);
+        spent += t.elapsed();
+        let unlock = self.open_db()?.conns.end_write_lock();
+        self.finish(sealed)?;
+        debug!(
+            db = %self.cfg.path.display(),
+            mode = mode.as_str(),
+            wait_ms = (locked - asked).as_secs_f64() * 1e3,
+            synced_ms,
+            held_ms = locked.elapsed().as_secs_f64() * 1e3,
+            "write lock released"
+        );
+        self.metrics.checkpoint_done(mode, spent, res.is_err());
+        let (busy, log, done) = res?;
+        unlock?;
+        info!(
+            db = %self.cfg.path.display(),
+            mode = mode.as_str(),
+            result = %format!("{busy},{log},{done}"),
+            "checkpoint"
+        );
+        self.open_db()?
+            .conns
+            .bump_seq(mode == CheckpointMode::Truncate)?;
+        let after = self.read_wal_header()?;
+        if before == after {
+            self.state.synced_since_checkpoint = false;
+            return Ok(false);
+        }
+        self.state.truncate_passive_failed = false;
+        if mode == CheckpointMode::Passive {
+            self.verify_and_sync(true, 0)?;
+            self.state.synced_since_checkpoint = false;
+            return Ok(true);
+        }
+        // Litestream follows a TRUNCATE with a full snapshot. Our read transaction began on a
+        // fully checkpointed WAL, so until we end it nothing more is copied into the database
+        // and the new WAL generation only grows: the snapshot is consistent without the write
+        // lock.
+        let plan = SyncPlan {
+            offset: HDR,
+            salts: (be32(&after, 16), be32(&after, 20)),
+            prev_commit: 0,
+            snapshot: true,
+            reason: Some("checkpoint boundary snapshot"),
+            clear_synced_to_wal_end: false,
+        };
+        let r = self.sync_pass(plan, 0, true)?;
+        self.apply(&r);
+        self.state.synced_since_checkpoint = false;
+        Ok(true)
+    }
+
+    /// Copies the WAL into the database without blocking writers: sync everything to L0, move
+    /// our read mark to the WAL's end (a new read transaction begun before the old one ends, so
+    /// no frame is ever unpinned), run a PASSIVE checkpoint, which cannot go past that mark, and
+    /// flush both files so the checkpoint under the write lock has little to write or sync.
+    /// Repeats while the rounds get shorter and the writer committed more than
+    /// [`SEAL_BYTES`] during the last one. Returns the time spent checkpointing.
+    fn backfill_unlocked(&mut self) -> Result<Duration> {
+        let mut spent = Duration::ZERO;
+        let mut last = u64::MAX;
+        for round in 0..MAX_ROUNDS {
+            let before = self.state.last_synced_wal_offset;
+            let r = self.verify_and_sync(true, 0)?;
+            let copied = r.new_wal_size.saturating_sub(before);
+            // Round 0's copy is the ordinary pass's; from round 1 on it is what the writer
+            // committed while we backfilled, which the write lock would have to wait for.
+            if round > 0 && (copied <= SEAL_BYTES || copied >= last) {
+                break;
+            }
+            if round > 0 {
+                last = copied;
+            }
+            let t = Instant::now();
+            let od = self.open_db()?;
+            od.conns.refresh_read_lock()?;
+            let (busy, log, done) = od.conns.checkpoint_pinned()?;
+            spent += t.elapsed();
+            od.file
+                .sync_data()
+                .map_err(|e| Error::io("fsync database", &self.cfg.path, e))?;
+            debug!(db = %self.cfg.path.display(), round, copied, busy, log, done, "backfilled without the write lock");
+        }
+        Ok(spent)
+    }
+
+    /// Writes the WAL's dirty pages to disk (the application's commits at `synchronous=NORMAL`
+    /// leave them to the checkpoint).
+    fn flush_wal(&self) -> Result<()> {
+        match File::open(&self.wal_path) {
+            Ok(w) => w
+                .sync_data()
+                .map_err(|e| Error::io("fsync WAL", &self.wal_path, e)),
+            Err(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The write path under a writer committing as fast as it can: the engine's checkpoints must not
+//! make the application's commits wait (the WAL is copied into the database before the write
+//! lock is taken), and the replica must still restore to exactly the same rows (with
+//! `ls-restore`; the interop suite restores checkpointed replicas with Litestream).
+//!
+//! The writer runs with its auto-checkpoint off and the engine's regular checkpoint threshold
+//! raised, so the WAL reaches the (lowered) truncate threshold, about 400 MB, before the engine
+//! checkpoints it: the emergency checkpoint then has a large WAL to make durable and copy, which
+//! used to happen under the write lock and stalled commits for the better part of a second.
+
+use std::time::{Duration, Instant};
+
+use crate::common;
+use common::*;
+
+/// Longest a single commit may take. The stall this test catches was 0.5-1.6 s; an unloaded
+/// machine commits in well under a millisecond. The margin is for a machine shared with builds.
+const MAX_COMMIT: Duration = Duration::from_millis(500);
+
+#[test]
+fn commits_do_not_wait_for_the_emergency_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let app = app(&db, 4096);
+    app.execute_batch(
+        "PRAGMA wal_autocheckpoint = 0; PRAGMA synchronous = NORMAL;
+         CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB);",
+    )
+    .expect("setup");
+    let cfg = dir.path().join("ls.yml");
+    write_config(
+        &cfg,
+        &[(db.clone(), replica.clone())],
+        "monitor-interval: 100ms\nmin-checkpoint-page-count: 1000000\ntruncate-page-n: 100000\n",
+    );
+    let eng = Engine::start(&cfg, &dir.path().join("engine.log"));
+    assert!(
+        wait_for_l0(&replica, 1, Duration::from_secs(30)),
+        "no first L0 file; log:\n{}",
+        eng.tail()
+    );
+
+    let log = || std::fs::read_to_string(&eng.log).unwrap_or_default();
+    let emergency = |l: &str| {
+        l.contains("wal restarted by passive checkpoint") || l.contains("forcing truncate")
+    };
+    let started = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut n: i64 = 0;
+    let mut after = None;
+    loop {
+        n += 1;
+        let t = Instant::now();
+        app.execute(
+            "INSERT INTO t(k, v) VALUES (?1, randomblob(100) || zeroblob(100))",
+            [n],
+        )
+        .expect("insert");
+        worst = worst.max(t.elapsed());
+        if n % 2000 == 0 {
+            match after {
+                None if emergency(&log()) => after = Some(n),
+                Some(a) if n >= a + 20_000 => break,
+                _ => {}
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "no emergency checkpoint after {n} commits; log:\n{}",
+                eng.tail()
+            );
+        }
+    }
+    assert!(
+        worst < MAX_COMMIT,
+        "a commit took {worst:?} while the engine checkpointed ({n} commits); log:\n{}",
+        eng.tail()
+    );
+
+    // Everything reaches the replica, and it restores to the same rows.
+    let want: i64 = app
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .expect("count");
+    drop(app);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let n = l0_names(&replica).len();
+            std::thread::sleep(Duration::from_millis(500));
+            n == l0_names(&replica).len() && !log().is_empty()
+        }),
+        "replica did not settle"
+    );
+    eng.stop();
+    let out = dir.path().join("restored.db");
+    let o = std::process::Command::new(ls_restore_bin())
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("file://{}", replica.display()))
+        .output()
+        .expect("run ls-restore");
+    assert!(
+        o.status.success(),
+        "ls-restore failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    integrity_ok(&out);
+    assert_eq!(dump(&out), dump(&db), "restored rows differ");
+    let c = rusqlite::Connection::open(&out).expect("open restored");
+    let got: i64 = c
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(got, want);
+}
