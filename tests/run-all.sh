@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the project: format and lint checks, unit and end-to-end tests against the
-# real Litestream 0.5.17 and real servers on 127.0.0.1, the slow suites, and a short fuzz run.
-# This is the README's test command; .ci/run calls it. Prints how long each phase took.
+# real Litestream 0.5.17 and real servers on 127.0.0.1, the slow suites, the short benches, the
+# Debian package, and a short fuzz run. This is the README's test command; .ci/run calls it.
+# Prints how long each phase took.
+#
+# The end-to-end tests spend most of their time waiting (sync intervals, servers, idle windows),
+# so while they run, the tools only later phases need are built in the background on one core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,25 +16,29 @@ phase() { # phase NAME COMMAND... : runs COMMAND and records its duration under 
   shift
   echo "== $name"
   "$@"
-  phases+=("$(printf '%-34s %5ds' "$name" $((SECONDS - t)))")
+  phases+=("$(printf '%-44s %5ds' "$name" $((SECONDS - t)))")
 }
 report() {
   echo "== phase durations"
   local p
   for p in "${phases[@]}"; do echo "  $p"; done
-  printf '  %-34s %5ds\n' total $((SECONDS - t_all))
+  printf '  %-44s %5ds\n' total $((SECONDS - t_all))
 }
 
 servers=()
+background=""
 cleanup() {
   local s
+  [ -z "$background" ] || kill "$background" 2>/dev/null || true
   for s in "${servers[@]}"; do bash "tests/$s/stop.sh" || true; done
 }
 trap 'cleanup; report' EXIT
 
-phase "install tools and servers" bash tests/install.sh
+phase "install (Litestream, test servers)" bash tests/install.sh
 phase "cargo fmt" cargo fmt --all -- --check
-phase "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+# The ci profile, like the test build below, so both share build-script outputs (the bundled
+# SQLite, ring, libssh2 are compiled once).
+phase "cargo clippy" cargo clippy --profile ci --workspace --all-targets -- -D warnings
 
 start_servers() {
   local s
@@ -49,16 +57,38 @@ phase "start test servers" start_servers
 # a plain `cargo test` skips them visibly; here every one of them runs, and one whose server is
 # missing fails. LS_SLOW=1 lengthens the loops of the crash and fault suites.
 export LS_SLOW=1
-if cargo nextest --version >/dev/null 2>&1; then
+have_nextest=0
+cargo nextest --version >/dev/null 2>&1 && have_nextest=1
+if [ $have_nextest = 1 ]; then
   phase "build tests (profile ci)" cargo nextest run --cargo-profile ci --workspace --no-run
-  phase "run tests (nextest, interop and slow suites)" \
-    cargo nextest run --cargo-profile ci --workspace --profile ci --no-fail-fast --run-ignored all
 else
   echo "cargo-nextest is not installed; running the suites with cargo test"
   phase "build tests (profile ci)" cargo test --profile ci --workspace --no-run
-  phase "run tests (cargo test, interop and slow suites)" \
+fi
+
+# In the background, on one core: cargo-deb and cargo-fuzz, then the fuzz targets' build.
+late_tools() {
+  CARGO_BUILD_JOBS=1 bash tests/install.sh --late &&
+    (cd fuzz && CARGO_BUILD_JOBS=1 cargo fuzz build --sanitizer none)
+}
+late_tools >target/late-tools.log 2>&1 &
+background=$!
+
+if [ $have_nextest = 1 ]; then
+  phase "run tests (nextest, all suites)" \
+    cargo nextest run --cargo-profile ci --workspace --profile ci --no-fail-fast --run-ignored all
+else
+  phase "run tests (cargo test, all suites)" \
     cargo test --profile ci --workspace --no-fail-fast -- --include-ignored --skip crash::writer_child
 fi
+
+wait_late_tools() {
+  local rc=0
+  wait "$background" || rc=$?
+  background=""
+  [ $rc = 0 ] || { tail -n 60 target/late-tools.log; return $rc; }
+}
+phase "wait for cargo-deb, cargo-fuzz, fuzz build" wait_late_tools
 
 # Every criterion bench in a short mode, compared with the committed baseline
 # (benches/README.md). A regression is a warning; a bench that fails to build or panics fails.
