@@ -33,6 +33,7 @@ pub mod ctl;
 pub mod dirs;
 pub mod duration;
 pub mod error;
+pub mod exec;
 pub mod follower;
 pub mod heartbeat;
 pub mod http;

@@ -859,28 +859,7 @@ async fn run_cli(ctx: &Ctx, args: &[&str]) -> Result<String, (String, String)> {
     if status.success() {
         return Ok(out);
     }
-    use std::os::unix::process::ExitStatusExt;
-    let why = match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exit status {c}"),
-        (None, Some(s)) => format!("signal: {}", signal_name(s)),
-        _ => status.to_string(),
-    };
-    Err((out, why))
-}
-
-/// Go's names of the common signals (`syscall.Signal.String`).
-fn signal_name(sig: i32) -> String {
-    match sig {
-        libc::SIGHUP => "hangup".into(),
-        libc::SIGINT => "interrupt".into(),
-        libc::SIGQUIT => "quit".into(),
-        libc::SIGABRT => "aborted".into(),
-        libc::SIGKILL => "killed".into(),
-        libc::SIGSEGV => "segmentation fault".into(),
-        libc::SIGPIPE => "broken pipe".into(),
-        libc::SIGTERM => "terminated".into(),
-        s => format!("signal {s}"),
-    }
+    Err((out, crate::exec::exit_error(status)))
 }
 
 #[cfg(test)]

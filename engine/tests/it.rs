@@ -9,6 +9,7 @@ mod compaction;
 mod crash;
 mod dir;
 mod disk_full;
+mod exec_shutdown;
 mod faults;
 mod follower_checkpoint;
 mod gcs;
