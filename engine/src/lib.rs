@@ -48,6 +48,7 @@ pub mod retention;
 pub mod schedule;
 pub mod snapshot;
 pub mod socket;
+pub mod sockfile;
 pub mod sqlite;
 pub mod uploader;
 pub mod verify;

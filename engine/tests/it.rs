@@ -18,6 +18,7 @@ mod heartbeat;
 mod idle;
 mod inspect;
 mod interop;
+mod listeners;
 mod lock_page;
 mod mcp;
 mod metrics;
