@@ -64,15 +64,31 @@ pub fn parse_addr(addr: &str) -> Result<(String, u16), &'static str> {
     Ok((host.to_owned(), port))
 }
 
-/// Binds the listen address `addr` of config key `key`. An empty host means every interface,
-/// IPv6 and IPv4 as Go does, falling back to IPv4 alone where IPv6 is unavailable.
-pub async fn bind_key(key: &'static str, addr: &str) -> Result<TcpListener, AddrError> {
+/// What an address without a host (`:9090`) listens on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoHost {
+    /// Every interface, IPv6 and IPv4, as Go does (`addr`, Litestream's meaning).
+    Everywhere,
+    /// 127.0.0.1 only (`mcp-addr`: every interface must be asked for by name).
+    Loopback,
+}
+
+/// Binds the listen address `addr` of config key `key`. An empty host means `no_host`;
+/// every interface is IPv6 and IPv4 as Go does, falling back to IPv4 alone where IPv6 is
+/// unavailable.
+pub async fn bind_key(
+    key: &'static str,
+    addr: &str,
+    no_host: NoHost,
+) -> Result<TcpListener, AddrError> {
     let (host, port) = parse_addr(addr).map_err(|msg| AddrError::Invalid {
         key,
         addr: addr.to_owned(),
         msg,
     })?;
-    let res = if host.is_empty() {
+    let res = if host.is_empty() && no_host == NoHost::Loopback {
+        TcpListener::bind(("127.0.0.1", port)).await
+    } else if host.is_empty() {
         match TcpListener::bind(("::", port)).await {
             Err(e)
                 if !matches!(
@@ -102,7 +118,7 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// Binds `addr` (the `addr` key).
     pub async fn bind(addr: &str) -> Result<MetricsServer, AddrError> {
-        let listener = bind_key("addr", addr).await?;
+        let listener = bind_key("addr", addr, NoHost::Everywhere).await?;
         Ok(MetricsServer { listener })
     }
 

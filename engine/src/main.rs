@@ -306,7 +306,8 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             } else {
                 String::new()
             };
-            let srv = engine::mcp::McpServer::bind(addr, config).await?;
+            let srv =
+                engine::mcp::McpServer::bind(addr, &cfg, config, !args.no_expand_env).await?;
             let local = srv.local_addr().context("config key mcp-addr: listener address")?;
             info!(addr = %local, "starting MCP Streamable HTTP server");
             tokio::spawn(srv.serve());

@@ -21,6 +21,7 @@ mod interop;
 mod listeners;
 mod lock_page;
 mod mcp;
+mod mcp_security;
 mod metrics;
 mod nats;
 mod restore_paths;
