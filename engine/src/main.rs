@@ -341,6 +341,8 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
         }
 
+        // Before the application starts, so a signal right after is forwarded, not fatal.
+        let mut signals = StopSignals::install().context("install SIGTERM/SIGINT handlers")?;
         let mut child = match &exec {
             Some(cmd) => {
                 let words = cli::split_command(cmd).map_err(anyhow::Error::msg)?;
@@ -355,7 +357,6 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             }
             None => None,
         };
-        let mut signals = StopSignals::install().context("install SIGTERM/SIGINT handlers")?;
         let outcome = tokio::select! {
             sig = signals.recv() => {
                 info!(signal = %exec::signal_name(sig), "signal received, litestream shutting down");
