@@ -71,6 +71,8 @@ pub struct Config {
     pub addr: Option<String>,
     /// `mcp-addr`: where `replicate` serves MCP (§7.2); checked, not yet bound.
     pub mcp_addr: Option<String>,
+    /// `mcp-token`, `mcp-restore-dir`, `mcp-allowed-hosts`.
+    pub mcp: crate::mcp::McpConfig,
     /// Compaction intervals of levels 1..=n (`levels:`); stored for the compactor.
     pub levels: Vec<Duration>,
     pub snapshot_interval: Duration,
@@ -461,6 +463,7 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
     if let Some(a) = &mcp_addr {
         crate::http::parse_addr(a).map_err(|msg| key_err("mcp-addr", format!("{a:?}: {msg}")))?;
     }
+    let mcp = read_mcp(&mut top)?;
     let heartbeat_url = top.string("heartbeat-url")?.filter(|v| !v.is_empty());
     if let Some(u) = &heartbeat_url {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
@@ -637,6 +640,7 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
         dirs,
         addr,
         mcp_addr,
+        mcp,
         levels,
         snapshot_interval,
         snapshot_retention,
@@ -651,6 +655,41 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
         heartbeat,
         logging,
         warnings,
+    })
+}
+
+/// The MCP server's keys besides `mcp-addr`. An empty `mcp-token` (an unset variable in
+/// `${VAR}`, usually) is an error rather than silently no token.
+fn read_mcp(top: &mut Node<'_>) -> Result<crate::mcp::McpConfig, ConfigError> {
+    let token = match top.string("mcp-token")? {
+        None => None,
+        Some(t) => Some(
+            crate::mcp::Token::new(t)
+                .ok_or_else(|| key_err("mcp-token", "empty (an unset environment variable?)"))?,
+        ),
+    };
+    let restore_dir = match top.string("mcp-restore-dir")?.filter(|d| !d.is_empty()) {
+        None => None,
+        Some(d) => Some(expand_path(&d).map_err(|e| key_err("mcp-restore-dir", e))?),
+    };
+    let allowed_hosts = match top.get("mcp-allowed-hosts") {
+        None => Vec::new(),
+        Some(Value::Sequence(seq)) => seq
+            .iter()
+            .map(|v| match v {
+                Value::String(h) if !h.is_empty() && !h.contains([':', '/']) => Ok(h.clone()),
+                _ => Err(key_err(
+                    "mcp-allowed-hosts",
+                    "expected a list of host names (without a port)",
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(key_err("mcp-allowed-hosts", "expected a list")),
+    };
+    Ok(crate::mcp::McpConfig {
+        token,
+        restore_dir,
+        allowed_hosts,
     })
 }
 

@@ -51,6 +51,10 @@ pub struct Opts<'a> {
     pub json: bool,
 }
 
+/// The most of an answer the commands read: far more than any daemon's `list` of thousands of
+/// databases, and a bound on what a process posing as the daemon can make them hold.
+const MAX_RESPONSE: usize = 16 << 20;
+
 /// One request over the socket: the status code and body of the answer.
 fn request(
     socket: &str,
@@ -91,6 +95,12 @@ fn request(
             Ok(0) => break,
             Ok(n) => {
                 raw.extend_from_slice(&buf[..n]);
+                if raw.len() > MAX_RESPONSE {
+                    return Err(format!(
+                        "{verb} \"{url}\": response larger than {} MiB",
+                        MAX_RESPONSE >> 20
+                    ));
+                }
                 if let Some(r) = parse_response(&raw) {
                     return Ok(r);
                 }

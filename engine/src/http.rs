@@ -10,12 +10,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
+
+/// The most a request line and headers may take (hyper answers 431 beyond it).
+pub const MAX_HEAD: usize = 64 << 10;
+/// `/metrics` takes no body; one larger than this is refused (413) unread.
+const MAX_METRICS_BODY: usize = 64 << 10;
 
 /// A problem with a listen-address key (`addr`, `mcp-addr`): its form, or binding it.
 #[derive(Debug, thiserror::Error)]
@@ -59,15 +64,31 @@ pub fn parse_addr(addr: &str) -> Result<(String, u16), &'static str> {
     Ok((host.to_owned(), port))
 }
 
-/// Binds the listen address `addr` of config key `key`. An empty host means every interface,
-/// IPv6 and IPv4 as Go does, falling back to IPv4 alone where IPv6 is unavailable.
-pub async fn bind_key(key: &'static str, addr: &str) -> Result<TcpListener, AddrError> {
+/// What an address without a host (`:9090`) listens on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoHost {
+    /// Every interface, IPv6 and IPv4, as Go does (`addr`, Litestream's meaning).
+    Everywhere,
+    /// 127.0.0.1 only (`mcp-addr`: every interface must be asked for by name).
+    Loopback,
+}
+
+/// Binds the listen address `addr` of config key `key`. An empty host means `no_host`;
+/// every interface is IPv6 and IPv4 as Go does, falling back to IPv4 alone where IPv6 is
+/// unavailable.
+pub async fn bind_key(
+    key: &'static str,
+    addr: &str,
+    no_host: NoHost,
+) -> Result<TcpListener, AddrError> {
     let (host, port) = parse_addr(addr).map_err(|msg| AddrError::Invalid {
         key,
         addr: addr.to_owned(),
         msg,
     })?;
-    let res = if host.is_empty() {
+    let res = if host.is_empty() && no_host == NoHost::Loopback {
+        TcpListener::bind(("127.0.0.1", port)).await
+    } else if host.is_empty() {
         match TcpListener::bind(("::", port)).await {
             Err(e)
                 if !matches!(
@@ -97,7 +118,7 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// Binds `addr` (the `addr` key).
     pub async fn bind(addr: &str) -> Result<MetricsServer, AddrError> {
-        let listener = bind_key("addr", addr).await?;
+        let listener = bind_key("addr", addr, NoHost::Everywhere).await?;
         Ok(MetricsServer { listener })
     }
 
@@ -136,6 +157,7 @@ where
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))
+                .max_buf_size(MAX_HEAD)
                 .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handler));
             if let Err(e) = conn.await {
                 debug!(error = %e, "{what} connection ended");
@@ -146,7 +168,19 @@ where
 
 async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut resp = Response::new(Full::new(Bytes::new()));
-    if req.uri().path() != "/metrics" {
+    let is_metrics = req.uri().path() == "/metrics";
+    // Read (and dropped) within a bound, so no request can make the server hold much.
+    if let Err(e) = Limited::new(req.into_body(), MAX_METRICS_BODY)
+        .collect()
+        .await
+    {
+        if e.is::<LengthLimitError>() {
+            *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            *resp.body_mut() = Full::new(Bytes::from_static(b"request body too large\n"));
+            return Ok(resp);
+        }
+    }
+    if !is_metrics {
         *resp.status_mut() = StatusCode::NOT_FOUND;
         *resp.body_mut() = Full::new(Bytes::from_static(b"404 page not found\n"));
     } else {

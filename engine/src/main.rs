@@ -7,8 +7,8 @@ use anyhow::{bail, Context};
 use engine::cli::{self, Command, DatabasesArgs, LtxArgs, ReplicateArgs, ResetArgs, StatusArgs};
 use engine::config::{self, Config};
 use engine::ctl;
+use engine::exec::{self, StopSignals};
 use engine::replicate;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -272,6 +272,7 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
     // `watch`), a missing directory or a meta-path collision stops start-up.
     engine::dirs::scan_all(&mut cfg.dirs).map_err(anyhow::Error::msg)?;
     let exec = args.exec.clone().or_else(|| cfg.exec.clone());
+    let shutdown_limit = cfg.shutdown_sync_timeout;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -305,7 +306,8 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             } else {
                 String::new()
             };
-            let srv = engine::mcp::McpServer::bind(addr, config).await?;
+            let srv =
+                engine::mcp::McpServer::bind(addr, &cfg, config, !args.no_expand_env).await?;
             let local = srv.local_addr().context("config key mcp-addr: listener address")?;
             info!(addr = %local, "starting MCP Streamable HTTP server");
             tokio::spawn(srv.serve());
@@ -339,6 +341,8 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
         }
 
+        // Before the application starts, so a signal right after is forwarded, not fatal.
+        let mut signals = StopSignals::install().context("install SIGTERM/SIGINT handlers")?;
         let mut child = match &exec {
             Some(cmd) => {
                 let words = cli::split_command(cmd).map_err(anyhow::Error::msg)?;
@@ -353,36 +357,23 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             }
             None => None,
         };
-        let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-        let mut code = ExitCode::SUCCESS;
-        tokio::select! {
-            _ = term.recv() => info!("signal received, litestream shutting down"),
-            _ = int.recv() => info!("signal received, litestream shutting down"),
+        let outcome = tokio::select! {
+            sig = signals.recv() => {
+                info!(signal = %exec::signal_name(sig), "signal received, litestream shutting down");
+                match child.as_mut() {
+                    Some(c) => exec::stop_child(c, sig, &mut signals, shutdown_limit).await,
+                    None => Ok(()),
+                }
+            }
             status = async {
                 match child.as_mut() {
                     Some(c) => c.wait().await,
                     None => std::future::pending().await,
                 }
-            } => {
-                match status {
-                    Ok(s) => {
-                        info!(status = %s, "subprocess exited, litestream shutting down");
-                        if let Some(c) = s.code().filter(|&c| c != 0) {
-                            code = ExitCode::from(c.clamp(1, 255) as u8);
-                        }
-                    }
-                    Err(e) => {
-                        error!(error = %e, "subprocess wait failed");
-                        code = ExitCode::from(1);
-                    }
-                }
-            }
-        }
+            } => exec::exited(status),
+        };
+        // The final sync comes after the application stopped, so its last writes are in it.
         let _ = tx.send(true);
-        if let Some(c) = child.as_mut() {
-            let _ = c.start_kill();
-        }
         if let Err(e) = run.await {
             error!(error = %e, "replication stopped abnormally");
         }
@@ -390,6 +381,13 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             let _ = s.await;
         }
         info!("litestream shut down");
-        Ok(code)
+        Ok(match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            // Litestream's words and status for a failed application.
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::from(1)
+            }
+        })
     })
 }

@@ -19,13 +19,13 @@
 //! the watched directories. An idle socket is one task parked in `accept`.
 
 use std::convert::Infallible;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -36,6 +36,10 @@ use tracing::{debug, info, warn};
 
 use crate::config::{self, SocketConfig};
 use crate::replicate::Registry;
+use crate::sockfile::{bind_with_mode, Access};
+
+/// Request bodies are a few hundred bytes of JSON; larger ones are refused (413) unread.
+const MAX_BODY: usize = 64 << 10;
 
 /// The version `/info` reports: Litestream's CLI prints `Litestream <version>`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -45,6 +49,7 @@ pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
     ino: u64,
+    access: Access,
     state: Arc<State>,
 }
 
@@ -73,23 +78,22 @@ impl ControlServer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(err(e.to_string())),
         }
-        let listener = UnixListener::bind(path).map_err(|e| err(format!("cannot listen: {e}")))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.permissions)).map_err(
-            |e| {
-                let _ = std::fs::remove_file(path);
-                format!(
-                    "config key socket.permissions: chmod {:o} {}: {e}",
-                    cfg.permissions,
-                    path.display()
-                )
-            },
-        )?;
+        // Created with its mode before it appears at `path`: no moment with umask's mode.
+        let listener = bind_with_mode(path, cfg.permissions).map_err(|e| {
+            format!(
+                "config key socket.path: {}: cannot listen with socket.permissions {:o}: {e}",
+                path.display(),
+                cfg.permissions
+            )
+        })?;
+        let access = Access::of(path, cfg.permissions).map_err(|e| err(e.to_string()))?;
         let ino = std::fs::metadata(path).map(|m| m.ino()).unwrap_or(0);
         info!(path = %path.display(), "control socket listening");
         Ok(ControlServer {
             listener,
             path: path.clone(),
             ino,
+            access,
             state: Arc::new(State {
                 registry,
                 started: SystemTime::now(),
@@ -112,14 +116,25 @@ impl ControlServer {
                 },
             };
             let state = self.state.clone();
+            let allowed = self.peer_allowed(&stream);
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                    async move {
+                        Ok::<_, Infallible>(if allowed {
+                            handle(&state, req).await
+                        } else {
+                            error(
+                                StatusCode::FORBIDDEN,
+                                "permission denied: socket.permissions do not allow this user",
+                            )
+                        })
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(30))
+                    .max_buf_size(crate::http::MAX_HEAD)
                     .serve_connection(TokioIo::new(stream), svc);
                 if let Err(e) = conn.await {
                     debug!(error = %e, "control connection ended");
@@ -127,6 +142,27 @@ impl ControlServer {
             });
         }
         self.remove_file();
+    }
+
+    /// Whether the peer's user may use the socket (see [`Access`]); a refusal is logged.
+    fn peer_allowed(&self, stream: &tokio::net::UnixStream) -> bool {
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "control socket: cannot read the peer's credentials; refusing it");
+                return false;
+            }
+        };
+        let ok = self.access.allows(cred.uid(), cred.gid(), cred.pid());
+        if !ok {
+            warn!(
+                uid = cred.uid(),
+                pid = cred.pid(),
+                permissions = %format!("{:o}", self.access.mode()),
+                "control socket: refused a connection from another user (socket.permissions do not allow it)"
+            );
+        }
+        ok
     }
 
     fn remove_file(&self) {
@@ -213,8 +249,15 @@ async fn handle(st: &State, req: Request<hyper::body::Incoming>) -> Resp {
             _ => info(st),
         };
     }
-    let body = match req.into_body().collect().await {
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return error_details(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large",
+                format!("the limit is {MAX_BODY} bytes"),
+            )
+        }
         Err(e) => {
             return error_details(
                 StatusCode::BAD_REQUEST,

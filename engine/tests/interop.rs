@@ -752,12 +752,14 @@ fn exec_subprocess_stops_replication_with_its_exit_code() {
     let app = app(&c.db, 4096);
     setup_table(&app);
     insert_rows(&app, 0, 50, 50);
-    let st = std::process::Command::new(ENGINE)
+    let o = std::process::Command::new(ENGINE)
         .args(["replicate", "-exec", "sh -c 'sleep 0.5; exit 3'", "-config"])
         .arg(&c.config)
         .stdout(std::process::Stdio::null())
-        .status()
+        .output()
         .expect("run");
-    assert_eq!(st.code(), Some(3));
+    // Litestream 0.5.17: status 1 and the child's failure as the error.
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "Error: exit status 3\n");
     assert_restores(&ls, &c.db, &c.replica, &c.root);
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -23,14 +23,14 @@ fn free_port() -> u16 {
 }
 
 /// One HTTP answer: status, headers (lower-case names) and the body, de-chunked.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -38,7 +38,7 @@ impl Answer {
     }
 
     /// The JSON-RPC message: the body, or the last `data:` of an event stream.
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         let text = String::from_utf8_lossy(&self.body);
         let data = if self
             .header("content-type")
@@ -79,7 +79,7 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 
 /// A raw HTTP/1.1 request; `Connection: close`, so the answer ends at EOF. With
 /// `headers_only`, returns once the header block is in (for the never-ending GET stream).
-fn http(
+pub(crate) fn http(
     addr: SocketAddr,
     method: &str,
     headers: &[(&str, &str)],
@@ -90,9 +90,12 @@ fn http(
     s.set_read_timeout(Some(Duration::from_secs(120)))
         .expect("timeout");
     let mut req = format!(
-        "{method} /mcp HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} /mcp HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -142,22 +145,31 @@ fn http(
     }
 }
 
-/// An MCP client of one server: initialized, carrying its session.
-struct Client {
-    addr: SocketAddr,
-    session: String,
+/// An MCP client of one server: initialized, carrying its session (and a bearer token, if
+/// set before `connect`).
+pub(crate) struct Client {
+    pub(crate) addr: SocketAddr,
+    pub(crate) session: String,
+    pub(crate) auth: Option<String>,
 }
 
 impl Client {
-    fn post(&self, session: Option<&str>, msg: &Value) -> Answer {
+    pub(crate) fn post(&self, session: Option<&str>, msg: &Value) -> Answer {
         let mut h = vec![("Content-Type", "application/json")];
         if let Some(s) = session {
             h.push(("Mcp-Session-Id", s));
         }
+        if let Some(a) = &self.auth {
+            h.push(("Authorization", a));
+        }
         http(self.addr, "POST", &h, &msg.to_string(), false)
     }
 
-    fn connect(addr: SocketAddr) -> (Client, Value) {
+    pub(crate) fn connect(addr: SocketAddr) -> (Client, Value) {
+        Client::connect_with(addr, None)
+    }
+
+    pub(crate) fn connect_with(addr: SocketAddr, auth: Option<String>) -> (Client, Value) {
         assert!(
             wait_until(Duration::from_secs(30), || TcpStream::connect(addr).is_ok()),
             "nothing listens on {addr}"
@@ -165,6 +177,7 @@ impl Client {
         let mut c = Client {
             addr,
             session: String::new(),
+            auth,
         };
         let a = c.post(
             None,
@@ -184,7 +197,7 @@ impl Client {
         (c, init)
     }
 
-    fn rpc(&self, id: u32, method: &str, params: Value) -> Value {
+    pub(crate) fn rpc(&self, id: u32, method: &str, params: Value) -> Value {
         let a = self.post(
             Some(&self.session),
             &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
@@ -199,7 +212,7 @@ impl Client {
     }
 
     /// `tools/call`: the result object.
-    fn call(&self, tool: &str, args: Value) -> Value {
+    pub(crate) fn call(&self, tool: &str, args: Value) -> Value {
         let v = self.rpc(7, "tools/call", json!({"name": tool, "arguments": args}));
         v.get("result")
             .cloned()
@@ -207,7 +220,7 @@ impl Client {
     }
 
     /// A successful call's text.
-    fn text(&self, tool: &str, args: Value) -> String {
+    pub(crate) fn text(&self, tool: &str, args: Value) -> String {
         let r = self.call(tool, args);
         assert_eq!(r.get("isError"), None, "{tool} failed: {r}");
         r["content"][0]["text"]
@@ -275,7 +288,11 @@ fn start_litestream(bin: &Path, config: &Path, log: &Path) -> Litestream {
 }
 
 /// A database with `rows` rows, replicated by a config with `mcp-addr` on a free port.
-fn setup(dir: &Path, name: &str, rows: usize) -> (PathBuf, PathBuf, PathBuf, SocketAddr) {
+pub(crate) fn setup(
+    dir: &Path,
+    name: &str,
+    rows: usize,
+) -> (PathBuf, PathBuf, PathBuf, SocketAddr) {
     let db = dir.join(format!("{name}.db"));
     let replica = dir.join(format!("{name}-replica"));
     let c = app(&db, 4096);
@@ -290,18 +307,20 @@ fn setup(dir: &Path, name: &str, rows: usize) -> (PathBuf, PathBuf, PathBuf, Soc
     (db, replica, cfg, addr)
 }
 
-fn row_count(db: &Path) -> i64 {
+pub(crate) fn row_count(db: &Path) -> i64 {
     let c = rusqlite::Connection::open(db).expect("open restored");
     c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
         .expect("count")
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
 /// Error answers that do not depend on the server's databases, as (description, answer).
-fn error_answers(c: &Client) -> Vec<(String, Value)> {
+/// `out` is an output path in the databases' directory (where ls-engine lets MCP restores
+/// write), so both servers get as far as the command.
+fn error_answers(c: &Client, out: &str) -> Vec<(String, Value)> {
     let mut v = Vec::new();
     let mut add = |what: &str, a: Answer| {
         let body = if a.body.is_empty() {
@@ -344,16 +363,12 @@ fn error_answers(c: &Client) -> Vec<(String, Value)> {
             json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "litestream_reset", "arguments": {"path": "/nope.db"}}}),
         ),
         (
-            "databases with a missing config",
-            json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "litestream_databases", "arguments": {"config": "/nope.yml"}}}),
-        ),
-        (
             "restore without path",
-            json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "litestream_restore", "arguments": {"o": "/tmp/never"}}}),
+            json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "litestream_restore", "arguments": {"o": out}}}),
         ),
         (
             "restore with if_db_not_exists",
-            json!({"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "litestream_restore", "arguments": {"path": "/nope.db", "o": "/tmp/never", "if_db_not_exists": true}}}),
+            json!({"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "litestream_restore", "arguments": {"path": "/nope.db", "o": out, "if_db_not_exists": true}}}),
         ),
         (
             "unknown method",
@@ -504,17 +519,30 @@ fn mcp_server_and_tools() {
     );
     integrity_ok(&out2);
     assert_eq!(row_count(&out2), 300);
-    // An existing output: Litestream's restore refuses, as an error result.
+    // An existing output: refused before the command runs (Litestream's restore refuses it
+    // too, as `<output>: exit status 1`).
     let r = ours.call("litestream_restore", json!({"path": s(&db), "o": s(&out)}));
     assert_eq!(r["isError"], true, "{r}");
     assert!(
         r["content"][0]["text"]
             .as_str()
-            .is_some_and(|t| t.ends_with(": exit status 1")),
+            .is_some_and(|t| t.contains("MCP restores never overwrite a file")),
+        "{r}"
+    );
+    // A config other than the one replicate runs with is refused unread (Litestream reads any
+    // file it is given, expanding $VARS); Litestream's answer is the CLI's "config file not
+    // found" error.
+    let r = ours.call("litestream_databases", json!({"config": "/nope.yml"}));
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(
+        r["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("config \"/nope.yml\" refused")),
         "{r}"
     );
 
-    let our_errors = error_answers(&ours);
+    let never = dir.join("never.db");
+    let our_errors = error_answers(&ours, s(&never));
 
     let bin = litestream();
     // The same kind of setup under Litestream 0.5.17, with its own database and replica.
@@ -577,7 +605,7 @@ fn mcp_server_and_tools() {
     assert_eq!(row_count(&y), 300);
 
     // Bad calls fail the same way, to the byte of the error text.
-    let their_errors = error_answers(&theirs);
+    let their_errors = error_answers(&theirs, s(&never));
     for ((what, a), (_, b)) in our_errors.iter().zip(&their_errors) {
         assert_eq!(a, b, "{what}");
     }

@@ -100,7 +100,10 @@ fn parse_bool(name: &str, v: &str) -> Result<bool> {
     }
 }
 
-/// Parses the arguments after the program name.
+/// Parses the arguments after the program name as Go's flag package does (and so Litestream):
+/// flags come first; the first argument that is not a flag (`-` alone included), or `--`,
+/// ends them, and everything after it is positional. So `restore DB -force` is "too many
+/// arguments", never a forced restore.
 pub fn parse_args(argv: &[String]) -> Result<Args> {
     let mut a = Args::default();
     let mut positional = Vec::new();
@@ -110,9 +113,14 @@ pub fn parse_args(argv: &[String]) -> Result<Args> {
             positional.extend(it.by_ref().cloned());
             break;
         }
-        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+        let Some(body) = arg
+            .strip_prefix("--")
+            .or_else(|| arg.strip_prefix('-'))
+            .filter(|_| arg.len() > 1)
+        else {
             positional.push(arg.clone());
-            continue;
+            positional.extend(it.by_ref().cloned());
+            break;
         };
         if body.is_empty() || body.starts_with('-') {
             return Err(usage(format!("bad flag syntax: {arg}")));
@@ -548,6 +556,26 @@ mod tests {
         assert!(args(&["a", "b"]).is_err());
         let a = args(&["-integrity-check=full", "x"]).expect("ok");
         assert_eq!(a.integrity, IntegrityCheck::Full);
+    }
+
+    /// Issue 14 item 1: an argument after the first positional one is never a flag, and `--`
+    /// makes anything positional, so a value from an MCP client cannot become `-force`.
+    #[test]
+    fn issue14_1_parse_args_stops_at_the_first_positional() {
+        let e = args(&["file:///r", "-force"]).expect_err("flag after the source");
+        assert_eq!(e.to_string(), "too many arguments");
+        let e = args(&["-o", "/x", "/db", "-o", "/y"]).expect_err("flag after the source");
+        assert_eq!(e.to_string(), "too many arguments");
+        let a = args(&["-o=/x", "--", "-force"]).expect("parse");
+        assert!(!a.force);
+        assert_eq!(a.source.as_deref(), Some("-force"));
+        assert_eq!(a.output.as_deref(), Some(Path::new("/x")));
+        let a = args(&["-"]).expect("a lone dash is positional");
+        assert_eq!(a.source.as_deref(), Some("-"));
+        // Litestream's MCP quirk: the boolean's value is the first positional.
+        let e = args(&["-if-db-not-exists", "true", "--", "/db"]).expect_err("quirk");
+        assert_eq!(e.to_string(), "too many arguments");
+        assert!(args(&["-o", "-force", "file:///r"]).is_ok_and(|a| !a.force));
     }
 
     #[test]

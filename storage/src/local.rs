@@ -4,7 +4,10 @@
 //! `kernel.io_uring_disabled` both make `io_uring_setup` fail); `LS_DISABLE_IO_URING=1` forces
 //! the fallback. Each thread that does I/O gets its own small ring, so callers on different
 //! threads never wait on each other's completions. The win is batching: a restore writes
-//! hundreds of pages with one `io_uring_enter`.
+//! hundreds of pages with one `io_uring_enter`. A call returns only once the kernel is done
+//! with every entry it took, also when a push or `io_uring_enter` fails part way (the entries
+//! point at the caller's buffers); completions are tagged per call, and a ring that saw an
+//! error is dropped.
 
 use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
@@ -15,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use io_uring::{opcode, types, IoUring};
+use io_uring::{opcode, squeue, types, IoUring};
 
 /// Which I/O path this process uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,11 +37,24 @@ impl IoKind {
 }
 
 const RING_ENTRIES: u32 = 128;
+/// `user_data` is `(batch tag << TAG_SHIFT) | index in the batch`; a batch never exceeds
+/// [`RING_ENTRIES`] entries.
+const TAG_SHIFT: u32 = 8;
+/// `IORING_ENTER_GETEVENTS` (linux/io_uring.h): wait for completions.
+const ENTER_GETEVENTS: u32 = 1;
 
 static KIND: OnceLock<IoKind> = OnceLock::new();
 
+/// A thread's ring and the tag of its latest batch. Completions carrying another tag are stale
+/// (they cannot occur while every batch is reaped before it returns, but a completion is never
+/// taken for another call's).
+struct Ring {
+    ring: IoUring,
+    tag: u64,
+}
+
 thread_local! {
-    static RING: RefCell<Option<IoUring>> = const { RefCell::new(None) };
+    static RING: RefCell<Option<Ring>> = const { RefCell::new(None) };
 }
 
 /// The I/O path, decided on first use and logged once.
@@ -65,67 +81,222 @@ pub fn io_kind() -> IoKind {
     })
 }
 
-/// Runs `f` with this thread's ring, creating it on first use. `None` means use the fallback.
-fn with_ring<T>(f: impl FnOnce(&mut IoUring) -> io::Result<T>) -> Option<io::Result<T>> {
-    if io_kind() != IoKind::Uring {
+/// Runs `f` with this thread's ring, creating it on first use; `None` means use the
+/// fallback (io_uring is off for this process, or `via` asks for it).
+///
+/// After an error the ring is dropped (a fresh one is made on the next call): [`run_batch`]
+/// has reaped every entry the kernel took by then, and entries it never took die with the
+/// ring instead of being submitted by a later call.
+fn with_ring<T>(via: Via, f: impl FnOnce(&mut Ring) -> io::Result<T>) -> Option<io::Result<T>> {
+    let use_ring = match via {
+        Via::Auto => io_kind() == IoKind::Uring,
+        Via::Ring => true,
+        Via::Sync => false,
+    };
+    if !use_ring {
         return None;
     }
     RING.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             match IoUring::new(RING_ENTRIES) {
-                Ok(r) => *slot = Some(r),
+                Ok(ring) => *slot = Some(Ring { ring, tag: 0 }),
                 Err(_) => return None,
             }
         }
-        slot.as_mut().map(f)
+        let r = slot.as_mut().map(f)?;
+        if r.is_err() {
+            *slot = None;
+        }
+        Some(r)
     })
 }
 
-/// Submits the prepared entries (already pushed) and waits for `n` completions, returning their
-/// results in user_data order.
-fn submit_and_collect(ring: &mut IoUring, n: usize) -> io::Result<Vec<i32>> {
+/// Which path a call takes: the process-wide choice, or (tests) one of the two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    Auto,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Ring,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Sync,
+}
+
+/// Pushes `entries`, submits them and waits until each has completed; their results in order.
+///
+/// Every entry the kernel took is reaped before this returns, also when a push or
+/// `io_uring_enter` fails part way: the entries point at the caller's buffers, which must
+/// outlive the kernel's use of them. Entries pushed but never taken stay in the submission
+/// queue; the caller's error return makes [`with_ring`] drop the ring with them.
+///
+/// # Safety
+///
+/// Every buffer an entry points at must stay valid (and, for reads, unaliased) until this
+/// returns.
+unsafe fn run_batch(r: &mut Ring, entries: &[squeue::Entry]) -> io::Result<Vec<i32>> {
+    debug_assert!(entries.len() <= RING_ENTRIES as usize);
+    r.tag = r.tag.wrapping_add(1) & (u64::MAX >> TAG_SHIFT);
+    let tag = r.tag;
+    let n = entries.len();
     let mut results = vec![0i32; n];
     let mut seen = 0usize;
-    while seen < n {
-        match ring.submit_and_wait(n - seen) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) => return Err(e),
+    let mut pushed = 0usize;
+    let mut failed = None;
+    for (i, e) in entries.iter().enumerate() {
+        let e = e.clone().user_data((tag << TAG_SHIFT) | i as u64);
+        // SAFETY: the caller keeps the buffers valid until we return, and we return only
+        // after the kernel is done with every entry it took (below).
+        let ok = !fault::push_fails(i) && unsafe { r.ring.submission().push(&e) }.is_ok();
+        if !ok {
+            failed = Some(io::Error::other("io_uring submission queue full"));
+            break;
         }
-        for cqe in ring.completion() {
-            let i = cqe.user_data() as usize;
-            if let Some(slot) = results.get_mut(i) {
-                *slot = cqe.result();
-                seen += 1;
+        pushed += 1;
+    }
+    if failed.is_none() {
+        while seen < n {
+            match fault::submit_and_wait(&r.ring, n - seen) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
+            reap(r, &mut results, &mut seen);
         }
     }
-    Ok(results)
+    match failed {
+        None => Ok(results),
+        Some(e) => {
+            let taken = pushed - r.ring.submission().len();
+            wait_for(r, taken, &mut results, &mut seen);
+            Err(e)
+        }
+    }
+}
+
+/// Takes every available completion: those of the current batch into `results`, stale ones
+/// (another tag) dropped.
+fn reap(r: &mut Ring, results: &mut [i32], seen: &mut usize) {
+    let tag = r.tag;
+    for cqe in r.ring.completion() {
+        let ud = cqe.user_data();
+        match results.get_mut((ud & ((1 << TAG_SHIFT) - 1)) as usize) {
+            Some(slot) if ud >> TAG_SHIFT == tag => {
+                *slot = cqe.result();
+                *seen += 1;
+            }
+            _ => tracing::debug!(user_data = ud, "dropped a stale io_uring completion"),
+        }
+    }
+}
+
+/// Waits, without submitting anything more, until `taken` entries of the current batch have
+/// completed. An `io_uring_enter` that keeps failing leaves no safe way to return (the kernel
+/// may still write into the caller's buffers), so after many failures in a row the process
+/// aborts rather than risk memory corruption.
+fn wait_for(r: &mut Ring, taken: usize, results: &mut [i32], seen: &mut usize) {
+    let mut failures = 0u32;
+    reap(r, results, seen);
+    while *seen < taken {
+        let want = (taken - *seen) as u32;
+        // SAFETY: enter with nothing to submit only waits; no entry or argument is passed.
+        match unsafe {
+            r.ring
+                .submitter()
+                .enter::<libc::sigset_t>(0, want, ENTER_GETEVENTS, None)
+        } {
+            Ok(_) => failures = 0,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => {
+                failures += 1;
+                if failures > 1000 {
+                    eprintln!("io_uring: cannot wait for in-flight I/O ({e}); aborting");
+                    std::process::abort();
+                }
+                std::thread::yield_now();
+            }
+        }
+        reap(r, results, seen);
+    }
+}
+
+/// Test hooks that make a batch fail part way (compiled out of non-test builds).
+#[cfg(not(test))]
+mod fault {
+    pub(super) fn push_fails(_: usize) -> bool {
+        false
+    }
+
+    pub(super) fn submit_and_wait(ring: &io_uring::IoUring, want: usize) -> std::io::Result<usize> {
+        ring.submit_and_wait(want)
+    }
+}
+
+#[cfg(test)]
+mod fault {
+    use std::cell::Cell;
+
+    /// What the next batch on this thread does wrong.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) enum Fault {
+        None,
+        /// Pushing the entry with this index fails (as if the queue were full).
+        PushAt(usize),
+        /// `io_uring_enter` submits the entries, then reports an error.
+        EnterAfterSubmit,
+    }
+
+    thread_local! {
+        static FAULT: Cell<Fault> = const { Cell::new(Fault::None) };
+    }
+
+    pub(super) fn set(f: Fault) {
+        FAULT.with(|c| c.set(f));
+    }
+
+    pub(super) fn push_fails(i: usize) -> bool {
+        FAULT.with(|c| match c.get() {
+            Fault::PushAt(at) if at == i => {
+                c.set(Fault::None);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    pub(super) fn submit_and_wait(ring: &io_uring::IoUring, want: usize) -> std::io::Result<usize> {
+        if let Fault::EnterAfterSubmit = FAULT.with(|c| c.replace(Fault::None)) {
+            ring.submit()?;
+            return Err(std::io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        ring.submit_and_wait(want)
+    }
 }
 
 /// Writes every `(offset, bytes)` pair to `file`. With io_uring the writes go in batches of up
 /// to 128 per system call; a short write is finished with pwrite.
 pub fn write_batch(file: &File, writes: &[(u64, &[u8])]) -> io::Result<()> {
+    write_batch_via(Via::Auto, file, writes)
+}
+
+fn write_batch_via(via: Via, file: &File, writes: &[(u64, &[u8])]) -> io::Result<()> {
     let fd = types::Fd(file.as_raw_fd());
-    let done = with_ring(|ring| {
+    let done = with_ring(via, |r| {
         for chunk in writes.chunks(RING_ENTRIES as usize) {
-            for (i, (off, buf)) in chunk.iter().enumerate() {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (off, buf) in chunk {
                 let len =
                     u32::try_from(buf.len()).map_err(|_| io::Error::other("write over 4 GiB"))?;
-                let sqe = opcode::Write::new(fd, buf.as_ptr(), len)
-                    .offset(*off)
-                    .build()
-                    .user_data(i as u64);
-                // SAFETY: the buffers in `chunk` outlive this call, which waits for every
-                // completion before returning, so the kernel never sees a dangling pointer.
-                unsafe {
-                    ring.submission()
-                        .push(&sqe)
-                        .map_err(|_| io::Error::other("io_uring submission queue full"))?;
-                }
+                entries.push(
+                    opcode::Write::new(fd, buf.as_ptr(), len)
+                        .offset(*off)
+                        .build(),
+                );
             }
-            let results = submit_and_collect(ring, chunk.len())?;
+            // SAFETY: the buffers in `chunk` are borrowed for this whole call.
+            let results = unsafe { run_batch(r, &entries)? };
             for ((off, buf), res) in chunk.iter().zip(results) {
                 if res < 0 {
                     return Err(io::Error::from_raw_os_error(-res));
@@ -153,21 +324,18 @@ pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
 
 /// Fills `buf` from `offset`; a short file is `UnexpectedEof`.
 pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    read_exact_at_via(Via::Auto, file, buf, offset)
+}
+
+fn read_exact_at_via(via: Via, file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     let fd = types::Fd(file.as_raw_fd());
     let len = buf.len();
-    let done = with_ring(|ring| {
+    let ptr = buf.as_mut_ptr();
+    let done = with_ring(via, |r| {
         let l = u32::try_from(len).map_err(|_| io::Error::other("read over 4 GiB"))?;
-        let sqe = opcode::Read::new(fd, buf.as_mut_ptr(), l)
-            .offset(offset)
-            .build()
-            .user_data(0);
-        // SAFETY: `buf` is borrowed mutably for the whole call, which waits for completion.
-        unsafe {
-            ring.submission()
-                .push(&sqe)
-                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
-        }
-        let res = submit_and_collect(ring, 1)?[0];
+        let e = opcode::Read::new(fd, ptr, l).offset(offset).build();
+        // SAFETY: `buf` is borrowed mutably for this whole call.
+        let res = unsafe { run_batch(r, &[e])? }[0];
         if res < 0 {
             return Err(io::Error::from_raw_os_error(-res));
         }
@@ -188,16 +356,15 @@ pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()>
 
 /// fsync through the ring (or `fsync(2)`).
 pub fn fsync(file: &File) -> io::Result<()> {
+    fsync_via(Via::Auto, file)
+}
+
+fn fsync_via(via: Via, file: &File) -> io::Result<()> {
     let fd = types::Fd(file.as_raw_fd());
-    let done = with_ring(|ring| {
-        let sqe = opcode::Fsync::new(fd).build().user_data(0);
-        // SAFETY: no buffers are involved; the call waits for completion.
-        unsafe {
-            ring.submission()
-                .push(&sqe)
-                .map_err(|_| io::Error::other("io_uring submission queue full"))?;
-        }
-        let res = submit_and_collect(ring, 1)?[0];
+    let done = with_ring(via, |r| {
+        let e = opcode::Fsync::new(fd).build();
+        // SAFETY: no buffers are involved.
+        let res = unsafe { run_batch(r, &[e])? }[0];
         if res < 0 {
             return Err(io::Error::from_raw_os_error(-res));
         }
@@ -438,15 +605,4 @@ mod tests {
 }
 
 #[cfg(test)]
-mod probe_tests {
-    #[test]
-    fn fallback_path_matches_uring_path() {
-        // Whatever this machine has, the probe answers and the same calls work.
-        let kind = super::io_kind();
-        eprintln!("io kind: {}", kind.as_str());
-        let dir = tempfile::tempdir().expect("tempdir");
-        let f = std::fs::File::create(dir.path().join("x")).expect("create");
-        std::os::unix::fs::FileExt::write_all_at(&f, b"hello", 0).expect("pwrite");
-        super::fsync(&f).expect("fsync");
-    }
-}
+mod uring_tests;

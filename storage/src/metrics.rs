@@ -76,8 +76,36 @@ pub fn observe_duration(replica_type: &'static str, op: Operation, d: Duration) 
     });
 }
 
+/// At most this many distinct `code` label values per replica type and operation; errors
+/// with further codes are counted under [`OTHER_CODE`].
+pub const MAX_CODES: usize = 32;
+/// The `code` of errors whose code is not a plain identifier, or past [`MAX_CODES`].
+pub const OTHER_CODE: &str = "other";
+
+/// Counts an error of `op`. `code` comes from the server (an S3 error code, an HTTP status),
+/// so a hostile or broken endpoint could send endless distinct values: codes longer than 64
+/// bytes or with characters outside `[A-Za-z0-9._-]`, and any code past the first
+/// [`MAX_CODES`] of a type and operation, count as [`OTHER_CODE`], bounding the series.
 pub fn record_error(replica_type: &'static str, op: Operation, code: &str) {
+    let plain = !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     with(|r| {
+        let known = r.errors.contains_key(&(replica_type, op, code.to_owned()));
+        let room = || {
+            r.errors
+                .keys()
+                .filter(|(t, o, c)| *t == replica_type && *o == op && c != OTHER_CODE)
+                .count()
+                < MAX_CODES
+        };
+        let code = if plain && (known || room()) {
+            code
+        } else {
+            OTHER_CODE
+        };
         *r.errors
             .entry((replica_type, op, code.to_owned()))
             .or_default() += 1
@@ -198,5 +226,29 @@ mod tests {
             out.contains("code=\"NoSuchKey\",operation=\"GET\",replica_type=\"metrics-test\"} 1")
         );
         assert_eq!(stats("metrics-test", Operation::Put).total, 1);
+    }
+
+    /// Issue 14 item 2: a server sending a new error code each time cannot grow the number of
+    /// `code` label values (series) without limit.
+    #[test]
+    fn issue14_2_error_code_labels_are_bounded() {
+        for i in 0..5000 {
+            record_error("bound-test", Operation::Put, &format!("Code{i}"));
+        }
+        record_error("bound-test", Operation::Put, "Code3");
+        record_error("bound-test", Operation::Put, "bad\"code\n{}");
+        record_error("bound-test", Operation::Put, &"x".repeat(100));
+        let mut out = String::new();
+        render_prometheus(&mut out);
+        let series: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains("replica_type=\"bound-test\""))
+            .collect();
+        assert_eq!(series.len(), MAX_CODES + 1, "{series:?}");
+        assert_eq!(errors("bound-test", Operation::Put, "Code3"), 2);
+        assert_eq!(
+            errors("bound-test", Operation::Put, OTHER_CODE),
+            5000 - MAX_CODES as u64 + 2
+        );
     }
 }

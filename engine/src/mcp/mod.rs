@@ -9,22 +9,31 @@
 //!   never sends anything on it, so it stays open, silent, until the client goes.
 //! * `DELETE` ends a session: always `200`. Other methods: `404`.
 //!
-//! The tools run this executable's own commands with the arguments Litestream's tools give
-//! the `litestream` binary, and answer with their combined stdout and stderr; a failing
-//! command gives an error result `<output>: exit status N`.
+//! The tools ([`tools`]) run this executable's own commands with the arguments Litestream's
+//! tools give the `litestream` binary, and answer with their combined stdout and stderr; a
+//! failing command gives an error result `<output>: exit status N`.
+//!
+//! Unlike Litestream's server, every request first passes [`guard`] (`Host`/`Origin` against
+//! DNS rebinding, the optional bearer token); a client's arguments can never become flags;
+//! the `config` argument can only name the config `replicate` runs with; restores write only a
+//! new file where [`output`] allows; `mcp-addr` without a host listens on loopback only.
 //!
 //! An idle server is one task parked in `accept`: no timers, no polling.
 
-use std::collections::BTreeMap;
+mod guard;
+mod output;
+mod tools;
+
+pub use guard::{McpConfig, Token, TOKEN_ENV};
+
 use std::convert::Infallible;
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Frame};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -32,7 +41,13 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use crate::http::{bind_key, AddrError};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::http::{bind_key, parse_addr, AddrError, NoHost};
+use guard::Guard;
+use output::OutDirs;
+use tools::{tool_list, Args, ToolsList, TOOLS};
 
 const SERVER_NAME: &str = "Litestream MCP Server";
 const SERVER_VERSION: &str = "1.0.0";
@@ -40,8 +55,8 @@ const LATEST_PROTOCOL_VERSION: &str = "2025-03-26";
 const PROTOCOL_VERSIONS: &[&str] = &["2024-11-05", LATEST_PROTOCOL_VERSION];
 const SESSION_HEADER: &str = "mcp-session-id";
 const SESSION_PREFIX: &str = "mcp-session-";
-/// Larger request bodies are refused (mcp-go reads any size).
-const MAX_BODY: usize = 16 << 20;
+/// Larger request bodies are refused with 413 (mcp-go reads any size); tool calls are small.
+const MAX_BODY: usize = 1 << 20;
 
 const PARSE_ERROR: i32 = -32700;
 const INVALID_REQUEST: i32 = -32600;
@@ -49,31 +64,85 @@ const METHOD_NOT_FOUND: i32 = -32601;
 const INVALID_PARAMS: i32 = -32602;
 const INTERNAL_ERROR: i32 = -32603;
 
-/// What the tools need: the executable to run and the config path `replicate` was given.
-struct Ctx {
+/// What the tools need: the executable to run, the config `replicate` read (and whether it
+/// expanded `$VARS` in it), and where restores may write.
+pub(crate) struct Ctx {
     exe: PathBuf,
     config: String,
+    expand_env: bool,
+    outputs: OutDirs,
+}
+
+/// A problem setting up the MCP server, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    #[error(transparent)]
+    Addr(#[from] AddrError),
+    #[error("config key mcp-restore-dir: {}: {source}", path.display())]
+    RestoreDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A bound MCP listener; [`McpServer::serve`] answers on it.
 pub struct McpServer {
     listener: TcpListener,
     ctx: Arc<Ctx>,
+    guard: Arc<Guard>,
 }
 
 impl McpServer {
-    /// Binds `addr` (the `mcp-addr` key). `config` is the config file path the tools pass on
-    /// with `-config`, as `replicate` resolved it.
-    pub async fn bind(addr: &str, config: String) -> Result<McpServer, AddrError> {
-        let listener = bind_key("mcp-addr", addr).await?;
+    /// Binds `addr` (the `mcp-addr` key; without a host, 127.0.0.1 only). `config` is the
+    /// config file path the tools pass on with `-config`, as `replicate` resolved it, and
+    /// `expand_env` whether it expands `$VARS` there; `cfg` gives the MCP keys and the
+    /// databases whose directories restores may write to by default. The bearer token is
+    /// `$LS_MCP_TOKEN`, else `mcp-token`.
+    pub async fn bind(
+        addr: &str,
+        cfg: &Config,
+        config: String,
+        expand_env: bool,
+    ) -> Result<McpServer, McpError> {
+        let listener = bind_key("mcp-addr", addr, NoHost::Loopback).await?;
         let exe = std::env::current_exe().map_err(|source| AddrError::Bind {
             key: "mcp-addr",
             addr: addr.to_owned(),
             source,
         })?;
+        let outputs =
+            OutDirs::of(cfg).map_err(|(path, source)| McpError::RestoreDir { path, source })?;
+        let token = std::env::var(TOKEN_ENV)
+            .ok()
+            .and_then(Token::new)
+            .or_else(|| cfg.mcp.token.clone());
+        let host = parse_addr(addr).map(|(h, _)| h).unwrap_or_default();
+        let guard = Guard::new(&cfg.mcp, token, &host);
+        let local = listener.local_addr().ok();
+        if host.is_empty() {
+            info!(
+                addr,
+                "mcp-addr has no host: MCP listens on loopback (127.0.0.1) only; write 0.0.0.0{addr} to listen on every interface"
+            );
+        } else if !guard.has_token() && local.is_some_and(|a| !a.ip().is_loopback()) {
+            warn!(
+                addr,
+                "MCP listens beyond loopback without a bearer token (mcp-token or {TOKEN_ENV}): whoever reaches it can run its tools"
+            );
+        }
+        if guard.has_token() {
+            info!("MCP requests need the bearer token");
+        }
         Ok(McpServer {
             listener,
-            ctx: Arc::new(Ctx { exe, config }),
+            ctx: Arc::new(Ctx {
+                exe,
+                config,
+                expand_env,
+                outputs,
+            }),
+            guard: Arc::new(guard),
         })
     }
 
@@ -83,10 +152,10 @@ impl McpServer {
 
     /// Serves until the runtime stops.
     pub async fn serve(self) {
-        let ctx = self.ctx;
+        let (ctx, guard) = (self.ctx, self.guard);
         crate::http::serve_with(self.listener, "MCP", move |req| {
-            let ctx = ctx.clone();
-            async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+            let (ctx, guard) = (ctx.clone(), guard.clone());
+            async move { Ok::<_, Infallible>(handle(&ctx, &guard, req).await) }
         })
         .await
     }
@@ -163,7 +232,19 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response<McpBody> {
     response(status, Some("application/json"), body)
 }
 
-async fn handle(ctx: &Ctx, req: Request<hyper::body::Incoming>) -> Response<McpBody> {
+async fn handle(
+    ctx: &Ctx,
+    guard: &Guard,
+    req: Request<hyper::body::Incoming>,
+) -> Response<McpBody> {
+    if let Err((status, msg)) = guard.check(req.headers()) {
+        let mut resp = text_error(status, msg);
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
+        return resp;
+    }
     match *req.method() {
         Method::POST => handle_post(ctx, req).await,
         Method::GET => {
@@ -195,6 +276,9 @@ async fn handle_post(ctx: &Ctx, req: Request<hyper::body::Incoming>) -> Response
         .unwrap_or_default();
     let raw = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return text_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+        }
         Err(e) => {
             let msg = format!("read request body error: {e}");
             return json_response(
@@ -490,397 +574,6 @@ fn new_uuid() -> String {
         &h[16..20],
         &h[20..]
     )
-}
-
-// --- tools ---
-
-type ToolFuture<'a> = Pin<Box<dyn std::future::Future<Output = CallResult> + Send + 'a>>;
-
-/// One of Litestream's tools: its listing and what it runs.
-struct Tool {
-    name: &'static str,
-    description: &'static str,
-    /// `(name, JSON type, description)`.
-    params: &'static [(&'static str, &'static str, &'static str)],
-    /// Required parameters, in Litestream's order.
-    required: &'static [&'static str],
-    run: for<'a> fn(&'a Ctx, &'a Args<'a>) -> ToolFuture<'a>,
-}
-
-const CONFIG_OPT: (&str, &str, &str) = (
-    "config",
-    "string",
-    "Path to the Litestream config file. Optional.",
-);
-
-/// In the order Litestream registers them; `tools/list` sorts by name.
-static TOOLS: &[Tool] = &[
-    Tool {
-        name: "litestream_info",
-        description: "Get a comprehensive summary of Litestream's current status including databases, LTX files, and version information.",
-        params: &[CONFIG_OPT],
-        required: &[],
-        run: |c, a| Box::pin(info_tool(c, a)),
-    },
-    Tool {
-        name: "litestream_databases",
-        description: "List databases and their replicas as defined in the Litestream config file. The default path is /etc/litestream.yml but is not required.",
-        params: &[CONFIG_OPT],
-        required: &[],
-        run: |c, a| {
-            Box::pin(async move {
-                cli_result(run_cli(c, &["databases", "-config", a.config(c)]).await)
-            })
-        },
-    },
-    Tool {
-        name: "litestream_restore",
-        description: "Restore a database from a Litestream replica.",
-        params: &[
-            ("path", "string", "Database path or replica URL."),
-            ("o", "string", "Output path for the restored database. Optional."),
-            CONFIG_OPT,
-            ("txid", "string", "Restore up to a specific transaction ID. Optional."),
-            ("timestamp", "string", "Restore to a specific point-in-time (RFC3339). Optional."),
-            ("parallelism", "string", "Number of WAL files to download in parallel. Optional."),
-            ("if_db_not_exists", "boolean", "Return 0 if the database already exists. Optional."),
-            ("if_replica_exists", "boolean", "Return 0 if no backups found. Optional."),
-        ],
-        required: &["path"],
-        run: |c, a| Box::pin(restore_tool(c, a)),
-    },
-    Tool {
-        name: "litestream_ltx",
-        description: "List all LTX files for a database or replica URL.",
-        params: &[
-            ("path", "string", "Database path or replica URL."),
-            ("config", "string", "Path to the Litestream config file. Optional, ignored for replica URLs."),
-        ],
-        required: &["path"],
-        run: |c, a| {
-            Box::pin(async move {
-                let path = a.string("path").unwrap_or("");
-                let mut args = vec!["ltx"];
-                // The CLI refuses -config with a replica URL.
-                if !path.contains("://") {
-                    push_config(&mut args, a.config(c));
-                }
-                push_nonempty(&mut args, path);
-                cli_result(run_cli(c, &args).await)
-            })
-        },
-    },
-    Tool {
-        name: "litestream_version",
-        description: "Print the Litestream binary version.",
-        params: &[],
-        required: &[],
-        run: |c, _| Box::pin(async move { cli_result(run_cli(c, &["version"]).await) }),
-    },
-    Tool {
-        name: "litestream_status",
-        description: "Display replication status including database path, status, local transaction ID, and WAL size.",
-        params: &[
-            CONFIG_OPT,
-            ("path", "string", "Filter to a specific database path. Optional."),
-        ],
-        required: &[],
-        run: |c, a| Box::pin(config_and_path(c, a, "status")),
-    },
-    Tool {
-        name: "litestream_reset",
-        description: "Clear local Litestream state for a database. Removes local LTX files, forcing fresh snapshot on next sync. Database file is not modified.",
-        params: &[
-            ("path", "string", "Database path to reset."),
-            CONFIG_OPT,
-        ],
-        required: &["path"],
-        run: |c, a| Box::pin(config_and_path(c, a, "reset")),
-    },
-];
-
-#[derive(Serialize)]
-struct ToolsList {
-    tools: Vec<ToolJson>,
-}
-
-/// mcp-go's `Tool` JSON: its fields in alphabetical order (a Go map), annotations in struct
-/// order with mcp-go's defaults.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ToolJson {
-    annotations: Annotations,
-    description: &'static str,
-    input_schema: InputSchema,
-    name: &'static str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Annotations {
-    read_only_hint: bool,
-    destructive_hint: bool,
-    idempotent_hint: bool,
-    open_world_hint: bool,
-}
-
-#[derive(Serialize)]
-struct InputSchema {
-    properties: BTreeMap<&'static str, Property>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    required: &'static [&'static str],
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-#[derive(Serialize)]
-struct Property {
-    description: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-fn tool_list() -> Vec<ToolJson> {
-    let mut tools: Vec<ToolJson> = TOOLS
-        .iter()
-        .map(|t| ToolJson {
-            annotations: Annotations {
-                read_only_hint: false,
-                destructive_hint: true,
-                idempotent_hint: false,
-                open_world_hint: true,
-            },
-            description: t.description,
-            input_schema: InputSchema {
-                properties: t
-                    .params
-                    .iter()
-                    .map(|&(n, kind, description)| (n, Property { description, kind }))
-                    .collect(),
-                required: t.required,
-                kind: "object",
-            },
-            name: t.name,
-        })
-        .collect();
-    tools.sort_by_key(|t| t.name);
-    tools
-}
-
-/// A tool's `arguments`, read as mcp-go's `RequireString` / `RequireBool` do: a value of the
-/// wrong type counts as absent.
-struct Args<'a>(Option<&'a serde_json::Map<String, Value>>);
-
-impl Args<'_> {
-    fn string(&self, key: &str) -> Option<&str> {
-        self.0?.get(key)?.as_str()
-    }
-
-    /// Go's `strconv.ParseBool` for strings, non-zero for numbers.
-    fn boolean(&self, key: &str) -> Option<bool> {
-        match self.0?.get(key)? {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) => match s.as_str() {
-                "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-                "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-                _ => None,
-            },
-            Value::Number(n) => n.as_f64().map(|f| f != 0.0),
-            _ => None,
-        }
-    }
-
-    /// The `config` argument, else the config `replicate` was started with.
-    fn config<'b>(&'b self, ctx: &'b Ctx) -> &'b str {
-        self.string("config").unwrap_or(&ctx.config)
-    }
-}
-
-fn push_config<'a>(args: &mut Vec<&'a str>, config: &'a str) {
-    if !config.is_empty() {
-        args.extend(["-config", config]);
-    }
-}
-
-fn push_nonempty<'a>(args: &mut Vec<&'a str>, v: &'a str) {
-    if !v.is_empty() {
-        args.push(v);
-    }
-}
-
-/// `status` and `reset`: `-config` always, then the path if given.
-async fn config_and_path(ctx: &Ctx, a: &Args<'_>, cmd: &'static str) -> CallResult {
-    let mut args = vec![cmd, "-config", a.config(ctx)];
-    if let Some(p) = a.string("path") {
-        args.push(p);
-    }
-    cli_result(run_cli(ctx, &args).await)
-}
-
-async fn restore_tool(ctx: &Ctx, a: &Args<'_>) -> CallResult {
-    let mut args = vec!["restore"];
-    if let Some(o) = a.string("o") {
-        args.extend(["-o", o]);
-    }
-    let path = a.string("path").unwrap_or("");
-    if !path.contains("://") {
-        push_config(&mut args, a.config(ctx));
-    }
-    for (key, flag) in [
-        ("txid", "-txid"),
-        ("timestamp", "-timestamp"),
-        ("parallelism", "-parallelism"),
-    ] {
-        if let Some(v) = a.string(key) {
-            args.extend([flag, v]);
-        }
-    }
-    // As Litestream does: the value is a separate word, which Go's flag package takes as
-    // the first positional argument.
-    for (key, flag) in [
-        ("if_db_not_exists", "-if-db-not-exists"),
-        ("if_replica_exists", "-if-replica-exists"),
-    ] {
-        if let Some(v) = a.boolean(key) {
-            args.extend([flag, if v { "true" } else { "false" }]);
-        }
-    }
-    push_nonempty(&mut args, path);
-    cli_result(run_cli(ctx, &args).await)
-}
-
-async fn info_tool(ctx: &Ctx, a: &Args<'_>) -> CallResult {
-    let mut s = String::from("=== Litestream Status Report ===\n\n");
-    let version = match run_cli(ctx, &["version"]).await {
-        Ok(out) => out,
-        Err((_, e)) => return CallResult::error(format!("Failed to get version info: {e}")),
-    };
-    s.push_str("Version Information:\n");
-    s.push_str(&version);
-    s.push('\n');
-    let config = a.config(ctx);
-    s.push_str(&format!("Current Config Path:\n{config}\n\n"));
-    let dbs = match run_cli(ctx, &["databases", "-config", config]).await {
-        Ok(out) => out,
-        Err((_, e)) => return CallResult::error(format!("Failed to get databases info: {e}")),
-    };
-    s.push_str("Databases:\n");
-    s.push_str(&dbs);
-    s.push('\n');
-    s.push_str("LTX Files:\n");
-    // The first word of every line after the header.
-    let paths = dbs
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next());
-    for db in paths {
-        let mut args = vec!["ltx"];
-        push_config(&mut args, config);
-        args.push(db);
-        match run_cli(ctx, &args).await {
-            Ok(out) => s.push_str(&format!("Database: {db}\n{out}\n")),
-            Err((out, e)) => s.push_str(&format!("Failed to get LTX files for {db}: {e}\n{out}")),
-        }
-    }
-    CallResult::text(s)
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CallResult {
-    content: Vec<Content>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    is_error: bool,
-}
-
-#[derive(Serialize)]
-struct Content {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: String,
-}
-
-impl CallResult {
-    fn text(text: String) -> CallResult {
-        CallResult {
-            content: vec![Content { kind: "text", text }],
-            is_error: false,
-        }
-    }
-
-    fn error(text: String) -> CallResult {
-        CallResult {
-            is_error: true,
-            ..CallResult::text(text)
-        }
-    }
-}
-
-/// A command's output as the result, or `<output, trimmed>: <why it failed>` as an error.
-fn cli_result(r: Result<String, (String, String)>) -> CallResult {
-    match r {
-        Ok(out) => CallResult::text(out),
-        Err((out, e)) => CallResult::error(format!("{}: {e}", out.trim())),
-    }
-}
-
-/// Runs this executable with `args`, as Go's `CombinedOutput` does: stdout and stderr into one
-/// pipe. `Err((output, reason))` when it cannot start or does not exit 0, the reason worded as
-/// Go words it (`exit status 1`). Dropping the future kills the command.
-async fn run_cli(ctx: &Ctx, args: &[&str]) -> Result<String, (String, String)> {
-    let fail = |e: std::io::Error| {
-        (
-            String::new(),
-            format!("fork/exec {}: {e}", ctx.exe.display()),
-        )
-    };
-    let (mut reader, writer) = std::io::pipe().map_err(fail)?;
-    let mut child = {
-        let mut cmd = tokio::process::Command::new(&ctx.exe);
-        cmd.args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(writer.try_clone().map_err(fail)?)
-            .stderr(writer)
-            .kill_on_drop(true);
-        cmd.spawn().map_err(fail)?
-        // `cmd`, and with it our ends of the pipe, dropped here so the read ends at exit.
-    };
-    let read = tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::new();
-        let _ = reader.read_to_end(&mut buf);
-        buf
-    });
-    let out = read.await.unwrap_or_default();
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| (out.clone(), e.to_string()))?;
-    if status.success() {
-        return Ok(out);
-    }
-    use std::os::unix::process::ExitStatusExt;
-    let why = match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exit status {c}"),
-        (None, Some(s)) => format!("signal: {}", signal_name(s)),
-        _ => status.to_string(),
-    };
-    Err((out, why))
-}
-
-/// Go's names of the common signals (`syscall.Signal.String`).
-fn signal_name(sig: i32) -> String {
-    match sig {
-        libc::SIGHUP => "hangup".into(),
-        libc::SIGINT => "interrupt".into(),
-        libc::SIGQUIT => "quit".into(),
-        libc::SIGABRT => "aborted".into(),
-        libc::SIGKILL => "killed".into(),
-        libc::SIGSEGV => "segmentation fault".into(),
-        libc::SIGPIPE => "broken pipe".into(),
-        libc::SIGTERM => "terminated".into(),
-        s => format!("signal {s}"),
-    }
 }
 
 #[cfg(test)]
