@@ -12,9 +12,9 @@ use storage::s3::S3Replica;
 use storage::{ReplicaClient, ReplicaUrl, SharedReplica};
 
 use crate::execute::{execute, ExecOptions};
+use crate::output::{file_replica_mode, prepare_output};
 use crate::plan::{calc_plan, Listing, PlanReport, Target};
 use crate::progress::Progress;
-use crate::writer::prepare_output;
 use crate::{check, config, follow, v3, IntegrityCheck, RestoreError, Result};
 use storage::timefmt::parse_rfc3339;
 
@@ -415,11 +415,12 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
     } else {
         None
     };
-    prepare_output(&output, a.force)?;
+    let prepared = prepare_output(&output, a.force)?;
     let start = Instant::now();
     let txid = if use_v3 {
         let plan = v3.plan(a.timestamp)?;
-        plan.restore(&output, a.integrity)?;
+        let mode = storage::local::file_mode_like(&plan.snapshot.path);
+        plan.restore(prepared.with_source_mode(mode), a.integrity)?;
         String::new()
     } else {
         let plan = match calc_plan(&listing, target) {
@@ -438,7 +439,9 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
             integrity: a.integrity,
             ..ExecOptions::default()
         };
-        let res = execute(&source.client, &plan, &output, &opts, &progress).await;
+        let mode = source.v3_root.as_deref().zip(plan.last());
+        let prepared = prepared.with_source_mode(mode.and_then(|(r, f)| file_replica_mode(r, f)));
+        let res = execute(&source.client, &plan, prepared, &opts, &progress).await;
         progress.finish();
         let restored = res?;
         let txid = restored.txid;

@@ -70,7 +70,8 @@ async fn restore_with(client: &SharedReplica, out: &Path, opts: &ExecOptions) ->
     let listing = Listing::fetch(client.as_ref()).await.expect("list");
     let plan = calc_plan(&listing, Target::Latest).expect("plan");
     let _ = std::fs::remove_file(out);
-    execute(client, &plan, out, opts, &Arc::new(Progress::hidden()))
+    let out_path = restore::prepare_output(out, false).expect("output");
+    execute(client, &plan, out_path, opts, &Arc::new(Progress::hidden()))
         .await
         .expect("restore");
     std::fs::read(out).expect("read output")
