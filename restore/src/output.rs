@@ -176,12 +176,7 @@ impl PreparedOutput {
         local::fsync(file).map_err(io)?;
         if self.force {
             for s in SIDECARS {
-                let p = with_suffix(&self.path, s);
-                match fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(RestoreError::io(p, e)),
-                }
+                remove_if_present(&with_suffix(&self.path, s))?;
             }
             fs::rename(tmp, &self.path).map_err(|e| RestoreError::io(&self.path, e))?;
         } else {
@@ -245,6 +240,32 @@ impl PreparedOutput {
 pub fn file_replica_mode(root: &Path, info: &storage::LtxFileInfo) -> Option<u32> {
     let f = storage::file::FileReplica::new(root);
     local::file_mode_like(&f.ltx_path(info.level, info.min_txid, info.max_txid))
+}
+
+/// Removes `path` if it exists (a file, or a link, which is removed, not followed).
+pub fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RestoreError::io(path, e)),
+    }
+}
+
+/// Creates a working file of ours (`<out>.tmp`, `<out>.tmp-wal`, a follow spool) for reading
+/// and writing: whatever is at the name, a stale file or a link planted there, is unlinked,
+/// never opened, and the new file is created exclusively, without following links, readable
+/// by the owner only (its final mode, if any, is set when it is published).
+pub fn create_private(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    remove_if_present(path)?;
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| RestoreError::io(path, e))
 }
 
 pub fn parent_dir(path: &Path) -> PathBuf {

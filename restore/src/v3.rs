@@ -3,14 +3,14 @@
 //! database; WAL segments are concatenated per WAL index into `<tmp>-wal` and checkpointed into
 //! the database by SQLite, one index at a time, as Litestream 0.5.17's `RestoreV3` does.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use rusqlite::Connection;
 
-use crate::output::{with_suffix, PreparedOutput};
+use crate::output::{create_private, with_suffix, PreparedOutput};
 use crate::plan::Listing;
 use crate::writer::TempOutput;
 use crate::{integrity, IntegrityCheck, RestoreError, Result};
@@ -269,7 +269,9 @@ impl PlanV3 {
                     )));
                 }
                 offset = 0;
-                wal = Some(create_wal(&wal_path)?);
+                // Whatever is at `<tmp>-wal` (the previous index's WAL, or a link planted there)
+                // is unlinked and the file created anew, 0600, never through a link.
+                wal = Some(create_private(&wal_path)?);
                 expected += 1;
             } else if seg.offset != offset || wal.is_none() {
                 return Err(RestoreError::V3(format!(
@@ -287,25 +289,6 @@ impl PlanV3 {
         }
         Ok(())
     }
-}
-
-/// Creates `<tmp>-wal` for the next WAL index: whatever is at that name (the previous index's
-/// WAL, or a link planted there) is unlinked, and the new file is created exclusively, without
-/// following links, readable by the owner only, like the database it belongs to.
-fn create_wal(path: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(RestoreError::io(path, e)),
-    }
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| RestoreError::io(path, e))
 }
 
 /// Streams one LZ4 frame file into `w`; returns the decompressed length.

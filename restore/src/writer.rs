@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use storage::local;
 
-use crate::output::{parent_dir, with_suffix, PreparedOutput, SIDECARS};
+use crate::output::{
+    create_private, parent_dir, remove_if_present, with_suffix, PreparedOutput, SIDECARS,
+};
 use crate::verify::PageSink;
 use crate::{RestoreError, Result};
 
@@ -42,26 +44,14 @@ impl TempOutput {
         let dir = parent_dir(path);
         fs::create_dir_all(&dir).map_err(|e| RestoreError::io(&dir, e))?;
         let tmp = local::tmp_path(path);
-        // A stale `<out>.tmp` and its sidecars (or symlinks planted there) are unlinked, never
-        // opened: with create_new (O_EXCL) the open cannot follow a link to write outside the
-        // output, and SQLite (v0.3.x restores, the integrity check) finds no stale WAL.
-        for p in std::iter::once(tmp.clone()).chain(SIDECARS.map(|s| with_suffix(&tmp, s))) {
-            match fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(RestoreError::io(&p, e)),
-            }
-        }
-        // 0600 until published: the restored bytes are no one else's business before the
+        // A stale `<out>.tmp` and its sidecars (or links planted there) are unlinked, never
+        // opened, so SQLite (v0.3.x restores, the integrity check) finds no stale WAL. The file
+        // is 0600 until published: the restored bytes are no one else's business before the
         // final mode is set.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(|e| RestoreError::io(&tmp, e))?;
+        for s in SIDECARS {
+            remove_if_present(&with_suffix(&tmp, s))?;
+        }
+        let file = create_private(&tmp)?;
         let direct = page_size
             .filter(|&ps| (ps as usize).is_multiple_of(DIRECT_ALIGN) && direct_io_allowed())
             .and_then(|_| reopen_direct(&file));
