@@ -22,6 +22,7 @@ mod mcp;
 mod metrics;
 mod nats;
 mod restore_paths;
+mod restore_publish;
 mod s3;
 mod security;
 mod sftp;

@@ -2,7 +2,7 @@
 //! same checked output as `ls-restore`, so a database the application created while the
 //! restore ran is never replaced, and the restored database gets the source's mode.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! never destroys a database or sidecar that appeared after that check (a restore can take
 //! minutes, and an application may create its database meanwhile).
 //!
-//! File modes (see `restore/README.md`, "File modes"): the temporary file is created 0600; the
+//! File modes (see docs/restore.md#file-modes): the temporary file is created 0600; the
 //! published database keeps the mode and owner of the output it replaces, else takes the
 //! source's mode where the restore knows it (the replica's files, for a file replica), else
 //! stays 0600.

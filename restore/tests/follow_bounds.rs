@@ -1,7 +1,7 @@
 //! Follow mode against hostile or huge replica files (issue 14 item 9) and resuming after a
 //! restart (issue 17 item 3), on synthetic file replicas.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::BufWriter;
@@ -269,16 +269,22 @@ fn sparse_page(ps: u32, pgno: u32) -> Vec<u8> {
     p
 }
 
-/// Issue 14 item 9: one compacted L1 file rewriting a whole database is applied with bounded
-/// memory: the follower's peak RSS (VmHWM) stays under 64 MiB. 256 MiB database by default
-/// (today's code holds all of it in memory); 10 GiB with LS_SLOW=1.
+/// Issue 14 item 9: one compacted L1 file rewriting a whole 256 MiB database is applied with
+/// bounded memory: the follower's peak RSS (VmHWM) stays under 64 MiB (today's code holds every
+/// page of the file in memory).
 #[test]
 fn issue14_9_follow_applies_a_big_file_in_bounded_memory() {
-    let size: u64 = if std::env::var("LS_SLOW").is_ok_and(|v| v == "1") {
-        10 << 30
-    } else {
-        256 << 20
-    };
+    follow_big_file(256 << 20);
+}
+
+/// The same with a 10 GiB database, the size the issue names.
+#[test]
+#[ignore = "a long run: writes a 10 GiB database"]
+fn issue14_9_follow_applies_a_10_gib_file_in_bounded_memory() {
+    follow_big_file(10 << 30);
+}
+
+fn follow_big_file(size: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let replica = dir.path().join("replica");
     let out = dir.path().join("big.db");

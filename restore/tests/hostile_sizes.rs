@@ -1,12 +1,13 @@
 //! Issue 14 item 10: sizes read from a replica (a page index length, a Commit) are checked
-//! against what the file itself allows before anything is allocated for them. This binary
-//! counts the bytes allocated while each case runs.
+//! against what the file itself allows before anything is allocated for them. The test binary
+//! counts allocated bytes (a pass-through global allocator); each case runs alone in a child
+//! process of it, so that no other test's allocations are counted.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use ltx_codec::{Encoder, Header, Level, TxId, HEADER_SIZE};
 use restore::execute::winners;
@@ -18,8 +19,6 @@ struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
-/// One measured case at a time: the counters are process-wide.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
 unsafe impl GlobalAlloc for Counting {
@@ -70,7 +69,28 @@ const MIB: usize = 1 << 20;
 /// winner table before finding the first missing page.
 #[test]
 fn issue14_10_winners_bound_commit_by_the_frames() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    in_child("winners_child");
+}
+
+/// Runs `name`, an ignored test of this module, alone in a child process of this test binary.
+fn in_child(name: &str) {
+    let o = Command::new(std::env::current_exe().expect("test exe"))
+        .args(["--ignored", "--exact", "--test-threads=1", "--nocapture"])
+        .arg(format!("hostile_sizes::{name}"))
+        .output()
+        .expect("run the child");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{name}:\n{out}");
+    assert!(out.contains("1 passed"), "{name} did not run:\n{out}");
+}
+
+#[test]
+#[ignore = "the child process of hostile_sizes::issue14_10_winners_bound_commit_by_the_frames, not a test"]
+fn winners_child() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut enc =
         Encoder::new(Vec::new(), Header::new(4096, 1, TxId(1), TxId(1), 0)).expect("encoder");
@@ -105,7 +125,12 @@ fn open(root: &Path) -> (FileReplica, tokio::runtime::Runtime, LtxFileInfo) {
 /// used to be read whole (and allocated) before the index was parsed.
 #[test]
 fn issue14_10_read_layout_bounds_the_index_by_commit() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    in_child("read_layout_child");
+}
+
+#[test]
+#[ignore = "the child process of hostile_sizes::issue14_10_read_layout_bounds_the_index_by_commit, not a test"]
+fn read_layout_child() {
     let dir = tempfile::tempdir().expect("tempdir");
     let size = 8 * MIB;
     let mut bytes = vec![0u8; size];

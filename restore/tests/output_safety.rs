@@ -3,7 +3,7 @@
 //! sidecars, and the restored file gets the right mode: 0600 while it is written, then the
 //! mode of the output it replaces, or the source's.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

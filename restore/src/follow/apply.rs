@@ -4,8 +4,8 @@
 //! time into the database under the lock. So a damaged or hostile file never leaves half a
 //! transaction behind, and neither pass holds more than a few pages and one write batch.
 //!
-//! Bounds a file must meet before any of its pages is written (see restore/README.md, "Follow
-//! mode"): its page size is the database's; no page is beyond its Commit; Commit is at least 1
+//! Bounds a file must meet before any of its pages is written (see docs/restore.md#follow-mode):
+//! its page size is the database's; no page is beyond its Commit; Commit is at least 1
 //! and at most SQLite's largest page count; and a Commit that grows the database is backed by
 //! every new page (the lock page excepted), so the database grows only by pages the file holds
 //! and never into a sparse file. The lock page, if a file holds one, is not written.

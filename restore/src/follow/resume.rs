@@ -3,7 +3,7 @@
 //! (a file applied after it is applied again: page writes and the final truncate are
 //! idempotent). Like Litestream 0.5.17, the saved TXID is checked against the replica before
 //! following resumes; the checks differ where Litestream's would refuse a normal restart (see
-//! restore/README.md, "Follow mode").
+//! docs/restore.md#follow-mode).
 
 use std::io;
 use std::path::Path;
