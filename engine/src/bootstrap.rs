@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
+use restore::output::file_replica_mode;
 use restore::progress::Progress;
-use restore::{calc_plan, execute, ExecOptions, Listing, RestoreError, Target};
+use restore::{calc_plan, execute, prepare_output, ExecOptions, Listing, RestoreError, Target};
 use tracing::info;
 
 use crate::config::DbConfig;
@@ -37,9 +38,21 @@ pub async fn restore_if_missing(db: &DbConfig) -> Result<bool> {
         r => r.map_err(fail)?,
     };
     let progress = Arc::new(Progress::hidden());
+    // Checked like `ls-restore`'s output: the restore is published only if no database (or
+    // sidecar) appeared at the path meanwhile, and takes the source's mode where a file
+    // replica tells it (else 0600).
+    let mode = match storage::ReplicaUrl::parse(&db.replica.url) {
+        Ok(storage::ReplicaUrl::File(root)) if db.replica.kind == "file" => {
+            plan.last().and_then(|f| file_replica_mode(&root, f))
+        }
+        _ => None,
+    };
+    let out = prepare_output(path, false)
+        .map_err(fail)?
+        .with_source_mode(mode);
     // Written to a temporary file, verified, then renamed into place: a failure leaves no
     // database behind, so the next start tries again.
-    let restored = execute(&client, &plan, path, &ExecOptions::default(), &progress)
+    let restored = execute(&client, &plan, out, &ExecOptions::default(), &progress)
         .await
         .map_err(fail)?;
     info!(path = %path.display(), txid = %restored.txid, files = restored.files, "restore completed");

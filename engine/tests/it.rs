@@ -25,6 +25,7 @@ mod mcp_security;
 mod metrics;
 mod nats;
 mod restore_paths;
+mod restore_publish;
 mod s3;
 mod security;
 mod sftp;

@@ -122,7 +122,7 @@ fn walk_dirs(p: &Path, f: &mut dyn FnMut(&Path)) {
 
 /// Regression: L0 files in the meta directory and in a file replica used to be created 0644
 /// (umask) for a 0600 database. Files must be capped by the database's mode, directories by
-/// the matching search bits. The restored database keeps 0666 minus umask (unchanged).
+/// the matching search bits, and a restore from that replica gets the database's mode.
 #[test]
 fn created_files_are_no_more_permissive_than_the_database() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -173,10 +173,12 @@ fn created_files_are_no_more_permissive_than_the_database() {
         .arg(format!("file://{}", replica.display()));
     let o = run(cmd);
     assert!(o.status.success(), "{}", text(&o));
+    // Issue 14 item 7: the restored database gets the source's mode (the file replica's files
+    // carry it), never 0666 minus umask.
     let m = mode(&out);
-    assert!(
-        m & 0o002 == 0,
-        "restored database is world-writable ({m:o})"
+    assert_eq!(
+        m, dbmode,
+        "restored database mode {m:o}, the source's is {dbmode:o}"
     );
     eprintln!("permissions: db {dbmode:o}, {checked} files checked, restored {m:o}");
     assert!(

@@ -358,15 +358,28 @@ pub fn parse_tail(bytes: &[u8], base: u64) -> Result<(PageIndex, u64)> {
 
 /// Reads an LTX file from a stream (a network body), decompressing each page into the caller's
 /// buffer and verifying the file checksum when the pages end.
+///
+/// Memory does not grow with the file: the page index at the end is checked against the frames
+/// through a running digest of their (pgno, offset, size) triplets and a count, never held
+/// whole, so a file of millions of pages streams in a few page buffers.
 pub struct StreamDecoder<R: Read> {
     r: R,
     header: Header,
     crc: Crc64,
     offset: u64,
-    frames: Vec<PageIndexEntry>,
+    /// The last frame seen: pages must come in ascending order.
+    last_pgno: Option<u32>,
+    frame_count: u64,
+    frames_digest: Crc64,
     compressed: Vec<u8>,
     trailer: Option<Trailer>,
-    index: Option<PageIndex>,
+}
+
+/// Feeds one index triplet to a digest; frames and index entries must give the same digests.
+fn digest_entry(d: &mut Crc64, e: &PageIndexEntry) {
+    d.update(&e.pgno.to_le_bytes());
+    d.update(&e.offset.to_le_bytes());
+    d.update(&e.size.to_le_bytes());
 }
 
 impl<R: Read> StreamDecoder<R> {
@@ -383,10 +396,11 @@ impl<R: Read> StreamDecoder<R> {
             header,
             crc,
             offset: HEADER_SIZE as u64,
-            frames: Vec::new(),
+            last_pgno: None,
+            frame_count: 0,
+            frames_digest: Crc64::new(),
             compressed: Vec::new(),
             trailer: None,
-            index: None,
         })
     }
 
@@ -397,11 +411,6 @@ impl<R: Read> StreamDecoder<R> {
     /// The trailer, once [`StreamDecoder::next_page`] has returned `None`.
     pub fn trailer(&self) -> Option<&Trailer> {
         self.trailer.as_ref()
-    }
-
-    /// The page index, once the pages have ended.
-    pub fn index(&self) -> Option<&PageIndex> {
-        self.index.as_ref()
     }
 
     fn read_exact(&mut self, len: usize, what: &'static str) -> Result<()> {
@@ -441,10 +450,10 @@ impl<R: Read> StreamDecoder<R> {
         // The index check at the end would reject this file anyway, but callers act on each page
         // as it arrives (the compactor merges, a restore writes), so a repeated or backward page
         // must fail here, before it is handed out.
-        if let Some(prev) = self.frames.last().filter(|p| p.pgno >= ph.pgno) {
+        if let Some(prev) = self.last_pgno.filter(|&p| p >= ph.pgno) {
             return Err(Error::InvalidPageHeader {
                 offset: frame_at,
-                reason: format!("page {} follows page {}", ph.pgno, prev.pgno),
+                reason: format!("page {} follows page {prev}", ph.pgno),
             });
         }
         let dec_err = |reason: String| Error::Decompress {
@@ -486,53 +495,84 @@ impl<R: Read> StreamDecoder<R> {
         }
         self.crc.update(&self.compressed[..ph.hashed_len()]);
         self.crc.update(out);
-        self.frames.push(PageIndexEntry {
+        let entry = PageIndexEntry {
             pgno: ph.pgno,
             offset: frame_at,
             size: self.offset - frame_at,
-        });
+        };
+        digest_entry(&mut self.frames_digest, &entry);
+        self.frame_count += 1;
+        self.last_pgno = Some(ph.pgno);
         Ok(Some(ph.pgno))
     }
 
-    /// Reads the index, its length and the trailer; checks the index against the frames seen
-    /// and the file checksum; and requires the stream to end there.
+    /// Reads the index, its length and the trailer, streaming; checks the index against the
+    /// frames seen and the file checksum; and requires the stream to end there.
     fn finish_tail(&mut self) -> Result<()> {
-        let mut rest = Vec::new();
         let at = self.offset;
-        // Each index triplet is at most 25 bytes, so anything longer is not an LTX tail.
-        let limit = 25 * self.frames.len() as u64 + 1 + 8 + TRAILER_SIZE as u64;
-        (&mut self.r).take(limit + 1).read_to_end(&mut rest)?;
-        if rest.len() as u64 > limit {
-            return Err(Error::TrailingData(rest.len() as u64 - limit));
+        let mut t = TailReader {
+            r: &mut self.r,
+            crc: &mut self.crc,
+            pending: Vec::with_capacity(TAIL_CHUNK),
+            read: 0,
+            at,
+        };
+        let bad = |offset: u64, reason: &str| Error::InvalidIndex {
+            offset,
+            reason: reason.to_owned(),
+        };
+        let mismatch = || bad(at, "page index does not match the page frames");
+        let mut digest = Crc64::new();
+        let mut count = 0u64;
+        let mut prev: Option<u32> = None;
+        loop {
+            let entry_at = at + t.read;
+            let pgno = t.uvarint("page index")?;
+            if pgno == 0 {
+                break;
+            }
+            let pgno =
+                u32::try_from(pgno).map_err(|_| bad(entry_at, "page number over 32 bits"))?;
+            let offset = t.uvarint("page index")?;
+            let size = t.uvarint("page index")?;
+            if prev.is_some_and(|p| pgno <= p) {
+                return Err(bad(entry_at, "page numbers not ascending"));
+            }
+            prev = Some(pgno);
+            count += 1;
+            if count > self.frame_count {
+                return Err(mismatch());
+            }
+            digest_entry(&mut digest, &PageIndexEntry { pgno, offset, size });
         }
-        if rest.len() < 8 + TRAILER_SIZE + 1 {
-            return Err(Error::truncated(
-                at + rest.len() as u64,
-                (8 + TRAILER_SIZE + 1 - rest.len()) as u64,
-                "page index and trailer",
+        let index_len = t.read;
+        let mut l = [0u8; 8];
+        t.exact(&mut l, "page index length")?;
+        let stated = u64::from_be_bytes(l);
+        if stated != index_len {
+            return Err(bad(
+                at + index_len,
+                &format!("index length {stated} does not match the {index_len} index bytes"),
             ));
         }
-        let trailer_at = rest.len() - TRAILER_SIZE;
-        let (index, index_start) = parse_tail(&rest[..trailer_at], at)?;
-        if index_start != at {
-            return Err(Error::InvalidIndex {
-                offset: at,
-                reason: format!(
-                    "{} unexplained bytes before the page index",
-                    index_start - at
-                ),
-            });
+        if count != self.frame_count || digest.value() != self.frames_digest.value() {
+            return Err(mismatch());
         }
-        if index.entries != self.frames {
-            return Err(Error::InvalidIndex {
-                offset: at,
-                reason: "page index does not match the page frames".into(),
-            });
+        let mut post = [0u8; 8];
+        t.exact(&mut post, "trailer")?;
+        t.flush();
+        let mut sum = [0u8; 8];
+        self.r
+            .read_exact(&mut sum)
+            .map_err(|e| eof_as_truncated(e, at + index_len + 16, "trailer"))?;
+        let mut raw = [0u8; TRAILER_SIZE];
+        raw[..8].copy_from_slice(&post);
+        raw[8..].copy_from_slice(&sum);
+        let trailer = Trailer::decode(&raw);
+        let extra = std::io::copy(&mut (&mut self.r).take(1 << 20), &mut std::io::sink())?;
+        if extra > 0 {
+            return Err(Error::TrailingData(extra));
         }
-        self.crc.update(&rest[..trailer_at + 8]);
-        let mut t = [0u8; TRAILER_SIZE];
-        t.copy_from_slice(&rest[trailer_at..]);
-        let trailer = Trailer::decode(&t);
         let computed = self.crc.file_checksum();
         if computed != trailer.file_checksum {
             return Err(Error::ChecksumMismatch {
@@ -540,10 +580,8 @@ impl<R: Read> StreamDecoder<R> {
                 computed,
             });
         }
-        self.offset += rest.len() as u64;
+        self.offset = at + index_len + 8 + TRAILER_SIZE as u64;
         self.trailer = Some(trailer);
-        self.index = Some(index);
-        self.frames = Vec::new();
         Ok(())
     }
 
@@ -557,6 +595,59 @@ impl<R: Read> StreamDecoder<R> {
 
     pub fn into_inner(self) -> R {
         self.r
+    }
+}
+
+/// Bytes hashed into the file checksum in batches of this size while the tail is read.
+const TAIL_CHUNK: usize = 4096;
+
+/// Reads the tail of a streamed file a byte at a time (uvarints), hashing what it reads.
+struct TailReader<'a, R: Read> {
+    r: &'a mut R,
+    crc: &'a mut Crc64,
+    pending: Vec<u8>,
+    /// Bytes read so far, from `at`.
+    read: u64,
+    at: u64,
+}
+
+impl<R: Read> TailReader<'_, R> {
+    fn byte(&mut self, what: &'static str) -> Result<Option<u8>> {
+        let mut b = [0u8; 1];
+        match self.r.read_exact(&mut b) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(eof_as_truncated(e, self.at + self.read, what)),
+        }
+        self.read += 1;
+        self.pending.push(b[0]);
+        if self.pending.len() >= TAIL_CHUNK {
+            self.flush();
+        }
+        Ok(Some(b[0]))
+    }
+
+    fn uvarint(&mut self, what: &'static str) -> Result<u64> {
+        let at = self.at + self.read;
+        crate::index::read_uvarint(|| self.byte(what))?.ok_or_else(|| Error::InvalidIndex {
+            offset: at,
+            reason: format!("truncated or overlong number in the {what}"),
+        })
+    }
+
+    fn exact(&mut self, out: &mut [u8], what: &'static str) -> Result<()> {
+        let n = out.len();
+        for (i, slot) in out.iter_mut().enumerate() {
+            *slot = self
+                .byte(what)?
+                .ok_or_else(|| Error::truncated(self.at + self.read, (n - i) as u64, what))?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        self.crc.update(&self.pending);
+        self.pending.clear();
     }
 }
 

@@ -1,7 +1,24 @@
 //! The page index (§1.7): LEB128 triplets `pgno, offset, size` in ascending pgno, a `0x00`
 //! terminator, then the index length as a u64 BE.
 
-use crate::{Error, Result};
+use crate::{lz4, Error, Result, PAGE_HEADER_SIZE};
+
+/// The longest one index triplet can be: three uvarints of a u32 and two u64s.
+pub const MAX_ENTRY_LEN: u64 = 5 + 10 + 10;
+
+/// The longest the page index (triplets and terminator) of a file for a database of `commit`
+/// pages can be: a file holds each page at most once and none beyond Commit, so a length read
+/// from a file can be checked against this before anything is allocated for it.
+pub fn max_index_len(commit: u32) -> u64 {
+    u64::from(commit) * MAX_ENTRY_LEN + 1
+}
+
+/// The largest a page frame of a `page_size` database can be: its header, the block size
+/// field and an LZ4 encoding of a page that did not compress (with room for the legacy
+/// frame format's own header and end mark).
+pub fn max_frame_size(page_size: u32) -> u64 {
+    (PAGE_HEADER_SIZE + 4 + 64 + lz4::compress_bound(page_size as usize)) as u64
+}
 
 /// Where one page's frame lies in an LTX file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,19 +67,32 @@ pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
 
 /// Reads one uvarint at `*at`, advancing it. `None` if truncated or longer than 10 bytes.
 fn get_uvarint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    read_uvarint(|| {
+        let b = bytes.get(*at).copied();
+        *at += 1;
+        Ok::<_, ()>(b)
+    })
+    .ok()
+    .flatten()
+}
+
+/// Reads one uvarint from `next` (a byte, or `None` at the end of the input). `Ok(None)` if
+/// the input ends inside it or it is longer than 10 bytes; errors of `next` pass through.
+pub fn read_uvarint<E>(mut next: impl FnMut() -> Result<Option<u8>, E>) -> Result<Option<u64>, E> {
     let mut v: u64 = 0;
     for i in 0..10 {
-        let b = *bytes.get(*at)?;
-        *at += 1;
+        let Some(b) = next()? else {
+            return Ok(None);
+        };
         if i == 9 && b > 1 {
-            return None;
+            return Ok(None);
         }
         v |= u64::from(b & 0x7f) << (7 * i);
         if b < 0x80 {
-            return Some(v);
+            return Ok(Some(v));
         }
     }
-    None
+    Ok(None)
 }
 
 impl PageIndex {

@@ -5,7 +5,7 @@ use std::io;
 
 use crate::decoder::{parse_tail, PageFrame};
 use crate::header::Trailer;
-use crate::index::{PageIndex, PageIndexEntry};
+use crate::index::{max_frame_size, max_index_len, PageIndex, PageIndexEntry};
 use crate::{Error, Header, Result, HEADER_SIZE, TRAILER_SIZE};
 
 /// "Read these bytes at this offset". Implementations fill `buf` completely or fail.
@@ -94,10 +94,15 @@ impl<S: ReadAt> PageReader<S> {
         l.copy_from_slice(&tail[trailer_at - 8..trailer_at]);
         let index_len = u64::from_be_bytes(l);
         let need = index_len.saturating_add(8 + TRAILER_SIZE as u64);
-        if need > size - HEADER_SIZE as u64 {
+        // Bounded by the file's size and by the header's Commit (one entry per page at most)
+        // before the buffer for it is allocated.
+        if need > size - HEADER_SIZE as u64 || index_len > max_index_len(header.commit) {
             return Err(Error::InvalidIndex {
                 offset: size - TRAILER_SIZE as u64 - 8,
-                reason: format!("index length {index_len} does not fit in the file"),
+                reason: format!(
+                    "index length {index_len} does not fit in the file (or in {} pages)",
+                    header.commit
+                ),
             });
         }
         if need > tail_len {
@@ -153,6 +158,15 @@ impl<S: ReadAt> PageReader<S> {
     pub fn read_page(&self, pgno: u32, out: &mut [u8], frame_buf: &mut Vec<u8>) -> Result<()> {
         let e = *self.index.find(pgno).ok_or(Error::PageNotFound(pgno))?;
         self.check_entry(&e)?;
+        if e.size > max_frame_size(self.header.page_size) {
+            return Err(Error::InvalidIndex {
+                offset: e.offset,
+                reason: format!(
+                    "page {pgno} frame of {} bytes is larger than any page can encode to",
+                    e.size
+                ),
+            });
+        }
         frame_buf.resize(e.size as usize, 0);
         read_at(&self.src, frame_buf, e.offset, "page frame")?;
         decode_frame(frame_buf, &e, self.header.page_size as usize, out)
@@ -168,4 +182,97 @@ pub fn decode_frame(
     out: &mut [u8],
 ) -> Result<()> {
     PageFrame::for_entry(bytes, e, page_size)?.decompress(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::TxId;
+
+    /// A file of `size` bytes that exists only as its first and last bytes (zeros between),
+    /// remembering the largest read asked of it and refusing reads over 1 MiB.
+    struct Virtual {
+        size: u64,
+        head: Vec<u8>,
+        tail: Vec<u8>,
+        largest: Cell<usize>,
+    }
+
+    impl ReadAt for Virtual {
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.largest.set(self.largest.get().max(buf.len()));
+            if buf.len() > 1 << 20 {
+                return Err(io::Error::other("read too large"));
+            }
+            let tail_at = self.size - self.tail.len() as u64;
+            for (i, b) in buf.iter_mut().enumerate() {
+                let at = offset + i as u64;
+                *b = if at < self.head.len() as u64 {
+                    self.head[at as usize]
+                } else if at >= tail_at {
+                    self.tail[(at - tail_at) as usize]
+                } else {
+                    0
+                };
+            }
+            Ok(())
+        }
+    }
+
+    fn virtual_file(commit: u32, size: u64, tail: Vec<u8>) -> Virtual {
+        Virtual {
+            size,
+            head: Header::new(4096, commit, TxId(1), TxId(1), 0)
+                .encode()
+                .to_vec(),
+            tail,
+            largest: Cell::new(0),
+        }
+    }
+
+    /// Issue 14 item 10: an index length claimed by the trailer used to size a buffer (and a
+    /// read) before anything checked it against the header's Commit; an index entry's frame
+    /// size did the same for one page.
+    #[test]
+    fn issue14_10_page_reader_bounds_index_and_frame_reads() {
+        let size = 1u64 << 30;
+        let mut tail = vec![0u8; 24];
+        tail[..8].copy_from_slice(&(size - 200).to_be_bytes());
+        let f = virtual_file(1, size, tail);
+        let e = PageReader::open(&f, size)
+            .err()
+            .expect("index longer than 1 page needs");
+        assert!(e.to_string().contains("index length"), "{e}");
+        assert!(
+            f.largest.get() <= TAIL_READ as usize,
+            "read {}",
+            f.largest.get()
+        );
+
+        // One page whose frame is said to be 64 MiB long.
+        let frame = 64u64 << 20;
+        let mut tail = vec![0u8; 6];
+        let entry = PageIndexEntry {
+            pgno: 1,
+            offset: HEADER_SIZE as u64,
+            size: frame,
+        };
+        PageIndex::encode(&[entry], &mut tail);
+        tail.extend_from_slice(&[0u8; TRAILER_SIZE]);
+        let size = HEADER_SIZE as u64 + frame + tail.len() as u64;
+        let f = virtual_file(1, size, tail);
+        let r = PageReader::open(&f, size).expect("open");
+        let mut page = vec![0u8; 4096];
+        let e = r
+            .read_page(1, &mut page, &mut Vec::new())
+            .expect_err("a frame no page encodes to");
+        assert!(e.to_string().contains("frame"), "{e}");
+        assert!(
+            f.largest.get() <= TAIL_READ as usize,
+            "read {}",
+            f.largest.get()
+        );
+    }
 }

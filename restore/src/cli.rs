@@ -12,9 +12,9 @@ use storage::s3::S3Replica;
 use storage::{ReplicaClient, ReplicaUrl, SharedReplica};
 
 use crate::execute::{execute, ExecOptions};
+use crate::output::{file_replica_mode, prepare_output};
 use crate::plan::{calc_plan, Listing, PlanReport, Target};
 use crate::progress::Progress;
-use crate::writer::prepare_output;
 use crate::{check, config, follow, v3, IntegrityCheck, RestoreError, Result};
 use storage::timefmt::parse_rfc3339;
 
@@ -423,50 +423,87 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
     } else {
         None
     };
-    prepare_output(&output, a.force)?;
     let start = Instant::now();
-    let txid = if use_v3 {
-        let plan = v3.plan(a.timestamp)?;
-        plan.restore(&output, a.integrity)?;
-        String::new()
-    } else {
-        let plan = match calc_plan(&listing, target) {
-            Err(RestoreError::TxNotAvailable) if a.if_replica_exists => {
-                return info(a.json, out, "no matching backups found");
-            }
-            r => r?,
-        };
-        let progress = Arc::new(if !a.json && std::io::stderr().is_terminal() {
-            Progress::terminal()
-        } else {
-            Progress::hidden()
-        });
-        let opts = ExecOptions {
-            parallelism: a.parallelism,
-            integrity: a.integrity,
-            ..ExecOptions::default()
-        };
-        let res = execute(&source.client, &plan, &output, &opts, &progress).await;
-        progress.finish();
-        let restored = res?;
-        let txid = restored.txid;
-        if let Some(stop) = stop {
+    let resume = match &stop {
+        // A follower restarted over its own database resumes where `<db>-txid` says, as
+        // Litestream does (without the output checks, which its database would fail).
+        Some(_) if output_exists(&output) => {
+            Some(follow::resume_point(&source.client, &output).await?)
+        }
+        _ => None,
+    };
+    let txid = match (resume, stop) {
+        (Some((txid, page_size)), Some(stop)) => {
             info(
                 a.json,
                 out,
-                &format!("following {src} into {} from txid {txid}", output.display()),
+                &format!(
+                    "resuming follow mode: following {src} into {} from txid {txid}",
+                    output.display()
+                ),
             )?;
             follow::follow(
                 &source.client,
                 &output,
                 txid,
-                restored.page_size,
+                page_size,
                 a.follow_interval,
                 stop,
             )
             .await?;
+            txid.to_string()
         }
-        txid.to_string()
+        (_, stop) => {
+            if use_v3 {
+                let prepared = prepare_output(&output, a.force)?;
+                let plan = v3.plan(a.timestamp)?;
+                let mode = storage::local::file_mode_like(&plan.snapshot.path);
+                plan.restore(prepared.with_source_mode(mode), a.integrity)?;
+                String::new()
+            } else {
+                let prepared = prepare_output(&output, a.force)?;
+                let plan = match calc_plan(&listing, target) {
+                    Err(RestoreError::TxNotAvailable) if a.if_replica_exists => {
+                        return info(a.json, out, "no matching backups found");
+                    }
+                    r => r?,
+                };
+                let progress = Arc::new(if !a.json && std::io::stderr().is_terminal() {
+                    Progress::terminal()
+                } else {
+                    Progress::hidden()
+                });
+                let opts = ExecOptions {
+                    parallelism: a.parallelism,
+                    integrity: a.integrity,
+                    ..ExecOptions::default()
+                };
+                let mode = source.v3_root.as_deref().zip(plan.last());
+                let prepared =
+                    prepared.with_source_mode(mode.and_then(|(r, f)| file_replica_mode(r, f)));
+                let res = execute(&source.client, &plan, prepared, &opts, &progress).await;
+                progress.finish();
+                let restored = res?;
+                let txid = restored.txid;
+                if let Some(stop) = stop {
+                    info(
+                        a.json,
+                        out,
+                        &format!("following {src} into {} from txid {txid}", output.display()),
+                    )?;
+                    follow::follow(
+                        &source.client,
+                        &output,
+                        txid,
+                        restored.page_size,
+                        a.follow_interval,
+                        stop,
+                    )
+                    .await?;
+                }
+                txid.to_string()
+            }
+        }
     };
     if a.json {
         let r = RestoreResult {

@@ -3,7 +3,6 @@
 //! checksummed on all cores, winning pages written at their offsets (with direct I/O where
 //! the file system allows). The output is published only after every file verified.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use ltx_codec::{lock_pgno, TxId};
@@ -12,6 +11,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::fetch::{plan_chunks, read_layout, Chunk, FileLayout};
+use crate::output::PreparedOutput;
 use crate::progress::Progress;
 use crate::verify::{check_file, process_chunk, ChunkCrc, Discard, PageSink};
 use crate::writer::{OutputFile, PageWriter, TempOutput};
@@ -103,6 +103,16 @@ pub fn winners(layouts: &[FileLayout]) -> Result<Vec<u32>> {
     }
     let commit = last.header.commit;
     let lock = lock_pgno(first.header.page_size);
+    // Every page but the lock page must come from one of the files, so a Commit that the
+    // files' frames cannot cover is an error before `commit × 4` bytes are allocated for it.
+    let frames: u64 = layouts.iter().map(|l| l.frames.len() as u64).sum();
+    let pages = u64::from(commit) - u64::from(commit >= lock);
+    if pages > frames {
+        return Err(RestoreError::Plan(format!(
+            "{}: Commit is {commit} pages, but the planned files hold only {frames} pages",
+            last.label
+        )));
+    }
     let mut win = vec![0u32; commit as usize];
     for (fi, l) in layouts.iter().enumerate() {
         for e in &l.frames {
@@ -127,11 +137,11 @@ pub fn winners(layouts: &[FileLayout]) -> Result<Vec<u32>> {
     Ok(win)
 }
 
-/// Restores `plan` into `out`. `out` must already have passed [`crate::writer::prepare_output`].
+/// Restores `plan` into `out`, the output path checked by [`crate::output::prepare_output`].
 pub async fn execute(
     client: &SharedReplica,
     plan: &[LtxFileInfo],
-    out: &Path,
+    out: PreparedOutput,
     opts: &ExecOptions,
     progress: &Arc<Progress>,
 ) -> Result<Restored> {
@@ -148,7 +158,7 @@ pub async fn execute(
     progress.start(total_bytes, total_pages);
 
     let tmp =
-        TempOutput::create_for_pages(out, u64::from(commit) * u64::from(page_size), page_size)?;
+        TempOutput::create_for_pages(&out, u64::from(commit) * u64::from(page_size), page_size)?;
     let crcs = run_chunks(
         client,
         &layouts,
@@ -475,7 +485,10 @@ mod tests {
 
     #[test]
     fn gaps_and_bad_chains_are_errors() {
-        let e = winners(&[layout(4096, 3, 1, 1, &[1, 3])]).expect_err("missing page");
+        let e = winners(&[layout(4096, 3, 1, 1, &[1, 3])]).expect_err("too few pages");
+        assert!(e.to_string().contains("hold only 2 pages"), "{e}");
+        let e = winners(&[layout(4096, 3, 1, 1, &[1, 3]), layout(4096, 3, 2, 2, &[3])])
+            .expect_err("missing page");
         assert!(e.to_string().contains("page 2 of 3"), "{e}");
         let e = winners(&[layout(4096, 1, 2, 2, &[1])]).expect_err("no snapshot");
         assert!(e.to_string().contains("snapshot"), "{e}");

@@ -3,9 +3,9 @@
 
 use std::ops::Range;
 
-use ltx_codec::{
-    lz4, Header, PageIndex, PageIndexEntry, HEADER_SIZE, PAGE_HEADER_SIZE, TRAILER_SIZE,
-};
+use bytes::Bytes;
+use ltx_codec::index::{max_frame_size, max_index_len};
+use ltx_codec::{Header, PageIndex, PageIndexEntry, HEADER_SIZE, PAGE_HEADER_SIZE, TRAILER_SIZE};
 use storage::{LtxFileInfo, ReplicaClient};
 
 use crate::{RestoreError, Result};
@@ -54,10 +54,26 @@ pub async fn read_layout(client: &dyn ReplicaClient, info: &LtxFileInfo) -> Resu
             format!("file is {size} bytes, too short for an LTX file (at least {min})"),
         ));
     }
-    let read = |offset: u64, len: u64| async move {
-        client
-            .read_range(info.level, info.min_txid, info.max_txid, offset, Some(len))
-            .await
+    // The listing's size is the replica's word: every read must return exactly what was asked,
+    // or the file is shorter than listed.
+    let read = |offset: u64, len: u64| {
+        let label = &label;
+        async move {
+            let b: Bytes = client
+                .read_range(info.level, info.min_txid, info.max_txid, offset, Some(len))
+                .await?;
+            if b.len() as u64 != len {
+                return Err(RestoreError::corrupt(
+                    label,
+                    offset,
+                    format!(
+                        "short read: {} of {len} bytes; the listing says the file has {size}",
+                        b.len()
+                    ),
+                ));
+            }
+            Ok(b)
+        }
     };
     let (head, mut tail, mut tail_start) = if size <= SMALL_FILE {
         let all = read(0, size).await?;
@@ -84,15 +100,24 @@ pub async fn read_layout(client: &dyn ReplicaClient, info: &LtxFileInfo) -> Resu
     let file_checksum = u64::from_be_bytes(be8(&tail[tl - 8..]));
     let index_len = u64::from_be_bytes(be8(&tail[tl - TRAILER_SIZE - 8..tl - TRAILER_SIZE]));
     let len_at = size - TRAILER_SIZE as u64 - 8;
-    // End marker, index, index length and trailer.
+    // End marker, index, index length and trailer. The index holds at most one entry per page
+    // of the database, so its length is bounded by the header's Commit as well as by the
+    // file's size, before anything is read or allocated for it.
     let need = index_len
         .checked_add((PAGE_HEADER_SIZE + 8 + TRAILER_SIZE) as u64)
-        .filter(|&n| index_len > 0 && n <= size - HEADER_SIZE as u64)
+        .filter(|&n| {
+            index_len > 0
+                && n <= size - HEADER_SIZE as u64
+                && index_len <= max_index_len(header.commit)
+        })
         .ok_or_else(|| {
             RestoreError::corrupt(
                 &label,
                 len_at,
-                format!("page index length {index_len} does not fit in the file"),
+                format!(
+                    "page index length {index_len} does not fit in the file (or in {} pages)",
+                    header.commit
+                ),
             )
         })?;
     if need > size - tail_start {
@@ -121,10 +146,16 @@ pub async fn read_layout(client: &dyn ReplicaClient, info: &LtxFileInfo) -> Resu
     }
     // A frame can be no longer than a page that did not compress, so a damaged index cannot
     // make one ranged read (and its buffer) as large as the file.
-    let max_frame =
-        (PAGE_HEADER_SIZE + 4 + 64 + lz4::compress_bound(header.page_size as usize)) as u64;
+    let max_frame = max_frame_size(header.page_size);
     let mut at = HEADER_SIZE as u64;
     for e in &frames {
+        if e.pgno > header.commit {
+            return Err(RestoreError::corrupt(
+                &label,
+                e.offset,
+                format!("page {} is beyond Commit {}", e.pgno, header.commit),
+            ));
+        }
         if e.offset != at || e.size < (PAGE_HEADER_SIZE + 1) as u64 || e.size > max_frame {
             return Err(RestoreError::corrupt(
                 &label,

@@ -11,6 +11,7 @@ pub mod execute;
 pub mod fetch;
 pub mod follow;
 pub mod integrity;
+pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod v3;
@@ -19,6 +20,7 @@ pub mod writer;
 
 pub use error::{RestoreError, Result};
 pub use execute::{execute, ExecOptions, Restored};
+pub use output::{prepare_output, PreparedOutput};
 pub use plan::{calc_plan, Listing, Target};
 
 /// `-integrity-check`: what SQLite check runs on the restored file before it is published.

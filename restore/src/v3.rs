@@ -3,13 +3,14 @@
 //! database; WAL segments are concatenated per WAL index into `<tmp>-wal` and checkpointed into
 //! the database by SQLite, one index at a time, as Litestream 0.5.17's `RestoreV3` does.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use rusqlite::Connection;
 
+use crate::output::{create_private, with_suffix, PreparedOutput};
 use crate::plan::Listing;
 use crate::writer::TempOutput;
 use crate::{integrity, IntegrityCheck, RestoreError, Result};
@@ -234,14 +235,12 @@ impl PlanV3 {
     }
 
     /// Restores into `output` through `<output>.tmp`.
-    pub fn restore(&self, output: &Path, check: IntegrityCheck) -> Result<()> {
-        let tmp = TempOutput::create(output, 0)?;
+    pub fn restore(&self, output: PreparedOutput, check: IntegrityCheck) -> Result<()> {
+        let tmp = TempOutput::create(&output, 0)?;
         let tmp_path = tmp.tmp_path().to_owned();
         {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .open(&tmp_path)
-                .map_err(|e| RestoreError::io(&tmp_path, e))?;
+            let file = tmp.file();
+            let mut f: &File = file.file();
             decompress_to(&self.snapshot.path, &mut f)?;
             f.sync_all().map_err(|e| RestoreError::io(&tmp_path, e))?;
         }
@@ -253,9 +252,7 @@ impl PlanV3 {
     }
 
     fn apply_segments(&self, db: &Path) -> Result<()> {
-        let mut wal_path = db.as_os_str().to_owned();
-        wal_path.push("-wal");
-        let wal_path = PathBuf::from(wal_path);
+        let wal_path = with_suffix(db, "-wal");
         let mut expected = self.snapshot.index;
         let mut wal: Option<File> = None;
         let mut offset = 0u64;
@@ -272,14 +269,9 @@ impl PlanV3 {
                     )));
                 }
                 offset = 0;
-                wal = Some(
-                    OpenOptions::new()
-                        .create(true)
-                        .write(true)
-                        .truncate(true)
-                        .open(&wal_path)
-                        .map_err(|e| RestoreError::io(&wal_path, e))?,
-                );
+                // Whatever is at `<tmp>-wal` (the previous index's WAL, or a link planted there)
+                // is unlinked and the file created anew, 0600, never through a link.
+                wal = Some(create_private(&wal_path)?);
                 expected += 1;
             } else if seg.offset != offset || wal.is_none() {
                 return Err(RestoreError::V3(format!(
@@ -300,7 +292,7 @@ impl PlanV3 {
 }
 
 /// Streams one LZ4 frame file into `w`; returns the decompressed length.
-fn decompress_to(src: &Path, w: &mut File) -> Result<u64> {
+fn decompress_to<W: Write>(src: &Path, w: &mut W) -> Result<u64> {
     let f = File::open(src).map_err(|e| RestoreError::io(src, e))?;
     let mut dec = lz4_flex::frame::FrameDecoder::new(BufReader::new(f));
     let n = io::copy(&mut dec, w)

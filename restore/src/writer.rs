@@ -1,92 +1,23 @@
-//! The output database: Litestream's rules for an existing output, the `<out>.tmp` file that
-//! pages are written into, and the fsync/rename/fsync-dir that publishes it.
+//! The restored database being written: the `<out>.tmp` file that pages are written into (0600,
+//! never through a planted link), published through its [`PreparedOutput`].
 
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use storage::local;
 
+use crate::output::{
+    create_private, parent_dir, remove_if_present, with_suffix, PreparedOutput, SIDECARS,
+};
 use crate::verify::PageSink;
 use crate::{RestoreError, Result};
 
-const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-/// Litestream's `prepareOutputPath`: a non-empty output or any SQLite sidecar is an error
-/// unless `force`. The old files are removed only when the new database is published.
-pub fn prepare_output(path: &Path, force: bool) -> Result<()> {
-    let meta = match fs::metadata(path) {
-        Ok(m) => Some(m),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(RestoreError::Output(format!(
-                "cannot access output path: {}: {e}",
-                path.display()
-            )))
-        }
-    };
-    if let Some(meta) = meta {
-        if meta.is_dir() {
-            return Err(RestoreError::Output(format!(
-                "cannot restore, output path is a directory: {}",
-                path.display()
-            )));
-        }
-        if meta.len() > 0 && !force {
-            return Err(RestoreError::Output(format!(
-                "cannot restore, output path already exists and is not empty: {}. Use -force to overwrite",
-                path.display()
-            )));
-        }
-    }
-    // Unlike Litestream, sidecars are checked even when the output is absent: a stale -wal
-    // next to a freshly restored database would be replayed into it by SQLite.
-    for s in SIDECARS {
-        let p = with_suffix(path, s);
-        match fs::symlink_metadata(&p) {
-            Ok(_) if !force => {
-                return Err(RestoreError::Output(format!(
-                "cannot restore, SQLite sidecar path already exists: {}. Use -force to overwrite",
-                p.display()
-            )))
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(RestoreError::Output(format!(
-                    "cannot access SQLite sidecar path: {}: {e}",
-                    p.display()
-                )))
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Removes the output and its sidecars; done only once the new database is ready, so that a
-/// failed `-force` restore leaves the old database in place.
-fn remove_existing(path: &Path) -> Result<()> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let p = with_suffix(path, suffix);
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(RestoreError::io(p, e)),
-        }
-    }
-    Ok(())
-}
-
 /// `<out>.tmp`, sized to the database; removed on drop unless published.
 pub struct TempOutput {
-    path: PathBuf,
+    out: PreparedOutput,
     tmp: PathBuf,
     file: Arc<OutputFile>,
     published: bool,
@@ -94,38 +25,38 @@ pub struct TempOutput {
 
 impl TempOutput {
     /// Creates `<out>.tmp` of `size` bytes, written through the page cache.
-    pub fn create(path: &Path, size: u64) -> Result<TempOutput> {
-        Self::create_with(path, size, None)
+    pub fn create(out: &PreparedOutput, size: u64) -> Result<TempOutput> {
+        Self::create_with(out, size, None)
     }
 
     /// Like [`TempOutput::create`], for a database of `page_size` pages: whole aligned pages
     /// are written with direct I/O where the file system takes it (see [`OutputFile`]).
-    pub fn create_for_pages(path: &Path, size: u64, page_size: u32) -> Result<TempOutput> {
-        Self::create_with(path, size, Some(page_size))
+    pub fn create_for_pages(out: &PreparedOutput, size: u64, page_size: u32) -> Result<TempOutput> {
+        Self::create_with(out, size, Some(page_size))
     }
 
-    fn create_with(path: &Path, size: u64, page_size: Option<u32>) -> Result<TempOutput> {
+    fn create_with(
+        prepared: &PreparedOutput,
+        size: u64,
+        page_size: Option<u32>,
+    ) -> Result<TempOutput> {
+        let path = prepared.path();
         let dir = parent_dir(path);
         fs::create_dir_all(&dir).map_err(|e| RestoreError::io(&dir, e))?;
         let tmp = local::tmp_path(path);
-        // A stale `<out>.tmp` (or a symlink planted there) is unlinked, never opened: with
-        // create_new (O_EXCL) the open cannot follow a link to write outside the output.
-        match fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(RestoreError::io(&tmp, e)),
+        // A stale `<out>.tmp` and its sidecars (or links planted there) are unlinked, never
+        // opened, so SQLite (v0.3.x restores, the integrity check) finds no stale WAL. The file
+        // is 0600 until published: the restored bytes are no one else's business before the
+        // final mode is set.
+        for s in SIDECARS {
+            remove_if_present(&with_suffix(&tmp, s))?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| RestoreError::io(&tmp, e))?;
+        let file = create_private(&tmp)?;
         let direct = page_size
             .filter(|&ps| (ps as usize).is_multiple_of(DIRECT_ALIGN) && direct_io_allowed())
             .and_then(|_| reopen_direct(&file));
         let out = TempOutput {
-            path: path.to_owned(),
+            out: prepared.clone(),
             tmp,
             file: Arc::new(OutputFile::new(file, direct)),
             published: false,
@@ -146,14 +77,14 @@ impl TempOutput {
         &self.tmp
     }
 
-    /// fsync, replace the output (and its stale sidecars), rename, fsync the directory.
+    /// Final mode, fsync, rename into place (see [`PreparedOutput`]), fsync the directory.
+    /// On error the temporary file is removed and the output path is as it was.
     pub fn publish(mut self) -> Result<()> {
-        local::fsync(&self.file.file).map_err(|e| RestoreError::io(&self.tmp, e))?;
-        remove_existing(&self.path)?;
-        fs::rename(&self.tmp, &self.path).map_err(|e| RestoreError::io(&self.path, e))?;
-        self.published = true;
-        let dir = parent_dir(&self.path);
-        local::fsync_dir(&dir).map_err(|e| RestoreError::io(&dir, e))
+        let res = self.out.publish(&self.file.file, &self.tmp);
+        // Once renamed, the file is the output's: even a failing directory fsync must not
+        // make the drop remove a name that is no longer ours.
+        self.published = !self.tmp.exists();
+        res
     }
 }
 
@@ -165,13 +96,6 @@ impl Drop for TempOutput {
                 let _ = fs::remove_file(with_suffix(&self.tmp, s));
             }
         }
-    }
-}
-
-pub fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
     }
 }
 
@@ -189,7 +113,6 @@ fn direct_io_allowed() -> bool {
 /// it is the same inode, whatever happens to the name). `None` where that is not possible.
 fn reopen_direct(file: &File) -> Option<File> {
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
@@ -444,7 +367,8 @@ mod tests {
     fn direct_and_buffered_writes_land_alike() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("db");
-        let tmp = TempOutput::create_for_pages(&out, 8 * 4096, 4096).expect("create");
+        let prepared = crate::output::prepare_output(&out, false).expect("prepare");
+        let tmp = TempOutput::create_for_pages(&prepared, 8 * 4096, 4096).expect("create");
         let f = tmp.file();
         assert_eq!(f.file().metadata().expect("stat").len(), 8 * 4096);
         let a = block(1, 2 * 4096);
@@ -468,7 +392,9 @@ mod tests {
     #[test]
     fn small_pages_are_buffered_and_buffers_are_reused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let tmp = TempOutput::create_for_pages(&dir.path().join("db"), 4096, 1024).expect("create");
+        let prepared =
+            crate::output::prepare_output(&dir.path().join("db"), false).expect("prepare");
+        let tmp = TempOutput::create_for_pages(&prepared, 4096, 1024).expect("create");
         let f = tmp.file();
         assert!(!f.is_direct());
         let b = f.take_buf(5000);

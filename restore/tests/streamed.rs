@@ -17,7 +17,7 @@ use storage::{Body, ReplicaClient, SharedReplica};
 
 /// Page content that compresses to varying sizes, so frames do not line up with anything.
 fn varied_page(ps: u32, pgno: u32, version: u8) -> Vec<u8> {
-    let mut x = (u64::from(pgno) * 0x9E37_79B9_7F4A_7C15) ^ u64::from(version);
+    let mut x = u64::from(pgno).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(version);
     (0..ps)
         .map(|i| {
             if (i / 64) % (pgno % 5 + 1) == 0 {
@@ -70,7 +70,8 @@ async fn restore_with(client: &SharedReplica, out: &Path, opts: &ExecOptions) ->
     let listing = Listing::fetch(client.as_ref()).await.expect("list");
     let plan = calc_plan(&listing, Target::Latest).expect("plan");
     let _ = std::fs::remove_file(out);
-    execute(client, &plan, out, opts, &Arc::new(Progress::hidden()))
+    let out_path = restore::prepare_output(out, false).expect("output");
+    execute(client, &plan, out_path, opts, &Arc::new(Progress::hidden()))
         .await
         .expect("restore");
     std::fs::read(out).expect("read output")

@@ -88,6 +88,13 @@ fn build_v3(root: &Path, work: &Path) -> (i64, SystemTime) {
     (n, t0)
 }
 
+fn count(db: &Path) -> i64 {
+    Connection::open(db)
+        .expect("open")
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .expect("count")
+}
+
 #[test]
 #[ignore = "needs the real Litestream"]
 fn restores_v03x_replica_like_litestream() {
@@ -99,12 +106,7 @@ fn restores_v03x_replica_like_litestream() {
     c.arg("-o").arg(&out).arg(file_url(&root));
     let o = run(c);
     assert!(o.status.success(), "{}", stderr(&o));
-    let conn = Connection::open(&out).expect("open");
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-        .expect("count");
-    assert_eq!(n, rows);
-    drop(conn);
+    assert_eq!(count(&out), rows);
 
     // Point in time: the snapshot plus WAL index 0 only.
     let ts = storage::timefmt::format_rfc3339(t0 + Duration::from_secs(25));
@@ -115,12 +117,7 @@ fn restores_v03x_replica_like_litestream() {
         .arg(file_url(&root));
     let o = run(c);
     assert!(o.status.success(), "{}", stderr(&o));
-    let conn = Connection::open(&early).expect("open");
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-        .expect("count");
-    assert_eq!(n, 700);
-    drop(conn);
+    assert_eq!(count(&early), 700);
 
     let lit = litestream();
     for (tag, args) in [("latest", vec![]), ("ts", vec!["-timestamp", ts.as_str()])] {
@@ -159,4 +156,23 @@ fn v03x_gap_is_an_error() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("missing WAL"), "{}", stderr(&o));
     assert!(!out.exists());
+}
+
+/// Issue 14 item 8: `<out>.tmp-wal` used to be opened with create+truncate, following a link
+/// planted there, so a v0.3.x restore overwrote whatever file the link pointed to.
+#[test]
+fn issue14_8_tmp_wal_is_never_opened_through_a_link() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("replica");
+    let (rows, _) = build_v3(&root, dir.path());
+    let out = dir.path().join("out.db");
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"not a WAL").expect("victim");
+    std::os::unix::fs::symlink(&victim, dir.path().join("out.db.tmp-wal")).expect("symlink");
+    let mut c = ls_restore();
+    c.arg("-o").arg(&out).arg(file_url(&root));
+    let o = run(c);
+    assert_eq!(fs::read(&victim).expect("victim"), b"not a WAL");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(count(&out), rows);
 }

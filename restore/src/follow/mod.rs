@@ -1,22 +1,26 @@
-//! Follow mode (`-f`, §5.3, Litestream's `Replica.follow`): after the restore, keep polling
-//! the replica and apply each new LTX file's pages to the restored database in place, so that
-//! it serves as a read replica.
+//! Follow mode (`-f`, Litestream's `Replica.follow`): after the restore, keep polling the
+//! replica and apply each new LTX file's pages to the restored database in place, so that it
+//! serves as a read replica; after a restart, resume from the `<db>-txid` file.
 //!
-//! Each file is read whole and its checksum verified before any of its pages touches the
-//! database, so a damaged file never leaves a half-applied transaction behind (Litestream
-//! decodes as it writes and finds a bad CRC only at the end).
+//! Each file is verified whole before any of its pages touches the database, so a damaged
+//! file never leaves a half-applied transaction behind (Litestream decodes as it writes and
+//! finds a bad CRC only at the end), and memory does not grow with the file ([`apply`]).
 
-use std::fs::{File, OpenOptions};
+mod apply;
+mod resume;
+
 use std::future::Future;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use ltx_codec::{Level, LtxFile, TxId, SNAPSHOT_LEVEL};
+use ltx_codec::{Level, TxId, SNAPSHOT_LEVEL};
 use storage::{local, LtxFileInfo, SharedReplica};
 
-use crate::fetch::file_label;
 use crate::{RestoreError, Result};
+use apply::Target;
+pub use apply::MAX_PAGE_COUNT;
+pub use resume::resume_point;
 
 /// Litestream's `DefaultFollowInterval`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -68,130 +72,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
-/// The restored database, open for in-place updates.
-struct Target {
-    file: File,
-    path: PathBuf,
-    page_size: u32,
-}
-
-/// Holds `flock(LOCK_EX)` on the database while a file's pages are written, as Litestream
-/// does, so that cooperating readers do not see half a transaction.
-struct FlockGuard<'a>(&'a File);
-
-impl<'a> FlockGuard<'a> {
-    fn lock(f: &'a File, path: &Path) -> Result<Self> {
-        // SAFETY: flock on a descriptor we own for the guard's lifetime.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(RestoreError::io(path, std::io::Error::last_os_error()));
-        }
-        Ok(FlockGuard(f))
-    }
-}
-
-impl Drop for FlockGuard<'_> {
-    fn drop(&mut self) {
-        // SAFETY: as above; unlocking a lock we hold.
-        unsafe {
-            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
-        }
-    }
-}
-
-/// Four random bytes for the change counter, so that other connections drop cached schema
-/// and pages. Not security sensitive; the clock is the fallback if getrandom fails.
-fn random4() -> [u8; 4] {
-    let mut b = [0u8; 4];
-    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != b.len() as isize {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos();
-        b = t.to_le_bytes();
-    }
-    b
-}
-
-impl Target {
-    /// `page_size` comes from the restore's LTX headers rather than from the database header
-    /// (where Litestream reads it): the two agree for any SQLite file, and the LTX value does
-    /// not depend on page 1 being a valid SQLite header.
-    fn open(path: &Path, page_size: u32) -> Result<Target> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| RestoreError::io(path, e))?;
-        Ok(Target {
-            file,
-            path: path.to_owned(),
-            page_size,
-        })
-    }
-
-    /// Fetches one file, verifies it whole, then writes its pages under the lock, shrinks
-    /// the database to the file's Commit and fsyncs.
-    async fn apply(&self, client: &SharedReplica, info: &LtxFileInfo) -> Result<()> {
-        let label = file_label(info);
-        let bytes = client
-            .read_range(info.level, info.min_txid, info.max_txid, 0, None)
-            .await?;
-        let ltx = LtxFile::open_verified(&bytes).map_err(|e| RestoreError::ltx(&label, e))?;
-        let h = ltx.header();
-        if h.page_size != self.page_size {
-            return Err(RestoreError::Plan(format!(
-                "{label}: page size {} differs from the database's {}",
-                h.page_size, self.page_size
-            )));
-        }
-        if h.min_txid != info.min_txid || h.max_txid != info.max_txid {
-            return Err(RestoreError::corrupt(
-                &label,
-                16,
-                "header TXIDs differ from the file name",
-            ));
-        }
-        let ps = self.page_size as usize;
-        let mut pages: Vec<(u32, Vec<u8>)> = Vec::new();
-        for frame in ltx.frames() {
-            let frame = frame.map_err(|e| RestoreError::ltx(&label, e))?;
-            let mut data = vec![0u8; ps];
-            frame
-                .decompress(&mut data)
-                .map_err(|e| RestoreError::ltx(&label, e))?;
-            if frame.pgno == 1 && data.len() >= 28 {
-                // Rollback-journal mode: the replica has no WAL, and readers must not look for
-                // one. A new change counter invalidates their caches.
-                data[18] = 1;
-                data[19] = 1;
-                data[24..28].copy_from_slice(&random4());
-            }
-            pages.push((frame.pgno, data));
-        }
-        let commit = h.commit;
-
-        let _lock = FlockGuard::lock(&self.file, &self.path)?;
-        let io = |e| RestoreError::io(&self.path, e);
-        let writes: Vec<(u64, &[u8])> = pages
-            .iter()
-            .map(|(pgno, d)| (u64::from(pgno - 1) * ps as u64, d.as_slice()))
-            .collect();
-        local::write_batch(&self.file, &writes).map_err(io)?;
-        if commit > 0 {
-            local::fsync(&self.file).map_err(io)?;
-            self.file
-                .set_len(u64::from(commit) * ps as u64)
-                .map_err(io)?;
-        }
-        local::fsync(&self.file).map_err(io)
-    }
-}
-
 /// Litestream's `applyNewLTXFiles`: the L0 files after `after`, with gaps bridged from levels
 /// 1..8. Returns the TXID reached, which on error is where the database stands.
-async fn apply_new(client: &SharedReplica, db: &Target, after: TxId) -> (TxId, Result<()>) {
+async fn apply_new(client: &SharedReplica, db: &Arc<Target>, after: TxId) -> (TxId, Result<()>) {
     let mut current = after;
     let l0 = match client.ltx_files(Level(0)).await {
         Ok(f) => f,
@@ -230,7 +113,7 @@ async fn apply_new(client: &SharedReplica, db: &Target, after: TxId) -> (TxId, R
 /// until the gap before `gap_min` is bridged; stops at the first level that made progress.
 async fn fill_gap(
     client: &SharedReplica,
-    db: &Target,
+    db: &Arc<Target>,
     after: TxId,
     gap_min: TxId,
 ) -> (TxId, Result<()>) {
@@ -275,7 +158,7 @@ pub async fn follow(
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
     write_txid_file(out, txid)?;
-    let db = Target::open(out, page_size)?;
+    let db = Arc::new(Target::open(out, page_size)?);
     let interval = if interval.is_zero() {
         DEFAULT_INTERVAL
     } else {
