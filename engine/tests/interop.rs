@@ -61,7 +61,7 @@ fn many_small_transactions() {
         .expect("delete");
     e.stop();
     assert!(l0_names(&c.replica).len() > 1);
-    // Replica files carry the header timestamp as their mtime (CreatedAt, §3.1), and are
+    // Replica files carry the header timestamp as their mtime (CreatedAt, docs/replica-layout.md#paths-and-timestamps-per-backend), and are
     // byte-identical to the local copies.
     for n in l0_names(&c.replica) {
         let p = c.replica.join("ltx/0").join(&n);
@@ -486,7 +486,7 @@ fn database_behind_replica_continues_numbering() {
     sleep_ms(300);
     e.stop();
     let before = l0_names(&c.replica);
-    // Local state lost (§4.9): the engine must adopt the replica's newest L0 and go on from it.
+    // Local state lost (docs/wal.md#database-behind-replica): the engine must adopt the replica's newest L0 and go on from it.
     std::fs::remove_dir_all(c.root.join(".app.db-litestream")).expect("remove meta");
     let e = Engine::start(&c.config, &c.log);
     insert_rows(&app, 100, 50, 100);

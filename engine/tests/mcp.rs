@@ -1,4 +1,4 @@
-//! The MCP server on `mcp-addr` (§7.2), spoken to with a small Streamable-HTTP client, and
+//! The MCP server on `mcp-addr` (docs/config-and-cli.md#mcp), spoken to with a small Streamable-HTTP client, and
 //! compared with Litestream 0.5.17's own (`litestream replicate` with `mcp-addr`) when the
 //! real Litestream is available: the protocol answers and `tools/list` are the same, the
 //! tools print what Litestream's CLI prints on the same replica (and Litestream's tools what

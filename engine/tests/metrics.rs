@@ -1,4 +1,4 @@
-//! The metrics endpoint (`addr`, §7.1): the built `ls-engine` serves `/metrics` with
+//! The metrics endpoint (`addr`, docs/config-and-cli.md#metrics): the built `ls-engine` serves `/metrics` with
 //! Litestream's names, types and labels, and the values follow what it did (TXID equal to the
 //! replica's newest L0 file, syncs, WAL bytes, checkpoints, L0 retention, disk full, S3
 //! operations). A bad `addr` stops start-up with an error naming the key.
@@ -272,7 +272,7 @@ fn metrics_follow_replication() {
         Some("gauge")
     );
 
-    // Every family is a §7.1 name or one of the process collector's.
+    // Every family is a docs/config-and-cli.md#metrics name or one of the process collector's.
     let known: Vec<&str> = PER_DB
         .iter()
         .map(|(n, _)| *n)

@@ -1,5 +1,5 @@
 //! CRC-64/GO-ISO (Go's `crc64.ISO` table), the LTX file checksum, and the rolling database
-//! checksum of §1.10 (which Litestream never stores, but a reader may compute).
+//! checksum of docs/ltx.md#rolling-checksum (which Litestream never stores, but a reader may compute).
 
 use crc_fast::{CrcAlgorithm, Digest};
 

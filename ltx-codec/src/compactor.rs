@@ -1,4 +1,4 @@
-//! Merging N LTX files into one, newest page wins (§2.1), streaming: memory is one page buffer
+//! Merging N LTX files into one, newest page wins (docs/replica-layout.md#merge-rules), streaming: memory is one page buffer
 //! per input plus the output's page index, whatever the database size.
 
 use std::io::{Read, Write};

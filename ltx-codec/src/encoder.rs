@@ -7,7 +7,7 @@ use crate::index::{PageIndex, PageIndexEntry};
 use crate::lz4::{self, Compressor};
 use crate::{Error, Header, Result, HEADER_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE};
 
-/// Writes one LTX file: header, then pages in the order §1.5 requires, then `finish`.
+/// Writes one LTX file: header, then pages in the order docs/ltx.md#page-order-and-the-lock-page requires, then `finish`.
 /// Memory is the page index plus one compression buffer.
 pub struct Encoder<W: Write> {
     w: W,

@@ -1,4 +1,4 @@
-//! The 100-byte LTX header and the 16-byte trailer (§1.2, §1.3, §1.8).
+//! The 100-byte LTX header and the 16-byte trailer (docs/ltx.md#header, docs/ltx.md#header-validation, docs/ltx.md#trailer).
 
 use zerocopy::byteorder::big_endian::{I64, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -94,7 +94,7 @@ impl Header {
         PageSize::new(self.page_size).unwrap_or(PageSize::MIN)
     }
 
-    /// Applies the rules of `Header.Validate` (§1.3).
+    /// Applies the rules of `Header.Validate` (docs/ltx.md#header-validation).
     pub fn validate(&self) -> Result<()> {
         let bad = |why: String| Err(Error::InvalidHeader(why));
         if self.flags & !HEADER_FLAG_NO_CHECKSUM != 0 {

@@ -1,4 +1,4 @@
-//! The page index (§1.7): LEB128 triplets `pgno, offset, size` in ascending pgno, a `0x00`
+//! The page index (docs/ltx.md#page-index): LEB128 triplets `pgno, offset, size` in ascending pgno, a `0x00`
 //! terminator, then the index length as a u64 BE.
 
 use crate::{lz4, Error, Result, PAGE_HEADER_SIZE};

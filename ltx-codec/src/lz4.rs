@@ -1,7 +1,7 @@
 //! LZ4 for LTX pages.
 //!
 //! Compression reproduces the pierrec/lz4 v4 "fast" block compressor that Litestream 0.5.17 uses
-//! (§1.6), so our files are byte-identical to Litestream's for the same pages. Decompression
+//! (docs/ltx.md#lz4-block-compression), so our files are byte-identical to Litestream's for the same pages. Decompression
 //! accepts any valid block, and the legacy LZ4 *frame* pages of ltx v0.5.0/v0.5.1 (via `lz4_flex`).
 
 const MIN_MATCH: usize = 4;

@@ -1,4 +1,4 @@
-//! The SQLite WAL as Litestream reads it (§4.1, §4.5): header, frames, both checksum byte
+//! The SQLite WAL as Litestream reads it (docs/wal.md#wal-format, docs/wal.md#reading-committed-frames): header, frames, both checksum byte
 //! orders, salt and checksum chaining, commit frames. Zero-copy over a byte slice (an mmap).
 
 use std::collections::BTreeMap;
@@ -288,7 +288,7 @@ pub struct Committed {
     pub transactions: u64,
 }
 
-/// Collects committed frames as they are read (§4.5): the pages of a transaction count once its
+/// Collects committed frames as they are read (docs/wal.md#reading-committed-frames): the pages of a transaction count once its
 /// commit frame is seen. With `max_bytes`, asks to stop after the first commit at which at least
 /// that many bytes were read; a single transaction may go over.
 #[derive(Debug)]
@@ -345,7 +345,7 @@ impl CommittedBuilder {
     }
 }
 
-/// Reads committed frames from `reader`'s position (§4.5). With `max_bytes`, stops after the
+/// Reads committed frames from `reader`'s position (docs/wal.md#reading-committed-frames). With `max_bytes`, stops after the
 /// first commit at which at least that many bytes were read; a single transaction may go over.
 pub fn read_committed(reader: &mut WalReader<'_>, max_bytes: Option<u64>) -> Committed {
     let fs = reader.header().frame_size() as u64;

@@ -349,7 +349,7 @@ fn read_with_page_reader(bytes: &[u8]) {
 }
 
 /// Byte ranges of the LZ4 payloads: the only bytes the file checksum does not cover, because it
-/// hashes each page uncompressed (§1.9).
+/// hashes each page uncompressed (docs/ltx.md#file-checksum).
 fn payload_ranges(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     let f = LtxFile::open(bytes).expect("open");
     f.index()
@@ -532,7 +532,7 @@ struct Expected {
     transactions: u64,
 }
 
-/// The model of §4.5 over the frames a reader starting at `start` can read.
+/// The model of docs/wal.md#reading-committed-frames over the frames a reader starting at `start` can read.
 fn expected(frames: &[ModelFrame], start: u64, frame_size: u64) -> Expected {
     let mut e = Expected {
         pages: BTreeMap::new(),

@@ -1,4 +1,4 @@
-//! Just enough of Litestream's YAML config (§6.1) for `ls-restore -config PATH DB_PATH`: the
+//! Just enough of Litestream's YAML config (docs/config-and-cli.md#config-file) for `ls-restore -config PATH DB_PATH`: the
 //! `dbs` list with each database's `path` and its `replica`, whose keys are handed as written
 //! to the storage crate (which owns the meaning of `bucket`, `endpoint`, `part-size`, ...).
 //! Top-level replica keys act as defaults, as in Litestream. The engine has the full parser;

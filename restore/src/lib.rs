@@ -1,5 +1,5 @@
 //! Disaster recovery for Litestream replicas: `ls-restore`, a drop-in for `litestream
-//! restore` that chooses the same files (§5.1) and writes the same bytes, but reads page
+//! restore` that chooses the same files (docs/restore.md#plan-selection) and writes the same bytes, but reads page
 //! indexes first, fetches in parallel, decompresses on all cores, and verifies every file's
 //! checksum before the database appears.
 

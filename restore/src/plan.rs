@@ -1,4 +1,4 @@
-//! Which replica files a restore reads (§5.1, Litestream's `CalcRestorePlan`), as a pure
+//! Which replica files a restore reads (docs/restore.md#plan-selection, Litestream's `CalcRestorePlan`), as a pure
 //! function over per-level listings so that it can be tested on synthetic replicas.
 
 use std::time::SystemTime;
@@ -60,7 +60,7 @@ impl Listing {
     }
 
     /// Lists levels 0..=9 of an S3 replica with each file's `litestream-timestamp` metadata as
-    /// its CreatedAt. Litestream reads these precise times for `-timestamp` restores (§5.1);
+    /// its CreatedAt. Litestream reads these precise times for `-timestamp` restores (docs/restore.md#plan-selection);
     /// plain listings only carry LastModified, which is the upload time at one-second
     /// resolution and would pick different files.
     pub async fn fetch_with_metadata(s3: &S3Replica) -> Result<Listing> {
@@ -326,7 +326,7 @@ mod tests {
             .collect()
     }
 
-    /// The replica of spec §3.7 (run 1), with CreatedAt = TXID seconds.
+    /// The replica of docs/replica-layout.md#example-tree (run 1), with CreatedAt = TXID seconds.
     fn run1() -> Listing {
         Listing::from_files([
             f(0, 1, 1, 1),

@@ -1,4 +1,4 @@
-//! Litestream 0.3.x replicas (§3.6): `generations/<gen>/snapshots/<index>.snapshot.lz4` and
+//! Litestream 0.3.x replicas (docs/replica-layout.md#legacy-generations-layout): `generations/<gen>/snapshots/<index>.snapshot.lz4` and
 //! `generations/<gen>/wal/<index>_<offset>.wal.lz4`, each one LZ4 frame. A snapshot is the raw
 //! database; WAL segments are concatenated per WAL index into `<tmp>-wal` and checkpointed into
 //! the database by SQLite, one index at a time, as Litestream 0.5.17's `RestoreV3` does.

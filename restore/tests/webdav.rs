@@ -111,7 +111,7 @@ fn webdav_restore_matches_litestream() {
         spec(&srv, &path),
     );
 
-    // What Litestream wrote, as our backend lists it: the layout of §3.1, and creation
+    // What Litestream wrote, as our backend lists it: the layout of docs/replica-layout.md#paths-and-timestamps-per-backend, and creation
     // times that are the server's clock during the run.
     let ours = our_replica(&srv, &path);
     let rt = runtime();
