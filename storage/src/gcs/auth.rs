@@ -27,6 +27,8 @@ const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/
 /// A token is renewed when less than this is left of it.
 const REFRESH_MARGIN: Duration = Duration::from_secs(4 * 60);
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a token is kept, whatever the endpoint says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug)]
 pub(crate) enum AuthError {
@@ -376,10 +378,13 @@ impl TokenSource {
             }
         }
         let (token, lifetime) = creds.fetch(pool).await?;
+        // The endpoint's word is capped: a lifetime near `u64::MAX` seconds cannot be added
+        // to a clock, and no token outlives a day anyway.
+        let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
         let margin = REFRESH_MARGIN.min(lifetime / 2);
         *cache = Some(Cached {
             token: token.clone(),
-            refresh_at: Instant::now() + lifetime - margin,
+            refresh_at: Instant::now() + (lifetime - margin),
         });
         Ok(Some(token))
     }

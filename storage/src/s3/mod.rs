@@ -554,6 +554,15 @@ impl ReplicaClient for S3Replica {
 mod tests {
     use super::*;
 
+    /// A replica of `s3://bkt/db` at a local test server, with keys (never the metadata service).
+    fn replica_at(url: &str) -> S3Replica {
+        let mut s = S3Settings::from_url(&format!("s3://bkt/db?endpoint={url}&region=us-east-1"))
+            .expect("url");
+        s.access_key_id = Some("AKIDTEST".into());
+        s.secret_access_key = Some("secret".into());
+        S3Replica::new(s).expect("replica")
+    }
+
     #[tokio::test]
     async fn listing_ignores_keys_outside_the_level_and_non_ltx_names() {
         let good = "db/0000/0000000000000001-0000000000000001.ltx";
@@ -580,14 +589,23 @@ mod tests {
             keys.len()
         );
         let (url, _seen) = test_server::serve(1, move |_| (200, body.clone())).await;
-        let mut s = S3Settings::from_url(&format!("s3://bkt/db?endpoint={url}&region=us-east-1"))
-            .expect("url");
-        s.access_key_id = Some("AKIDTEST".into());
-        s.secret_access_key = Some("secret".into());
-        let r = S3Replica::new(s).expect("replica");
+        let r = replica_at(&url);
         let files = r.ltx_files(Level(0)).await.expect("list");
         let names: Vec<String> = files.iter().map(|f| f.name()).collect();
         assert_eq!(names, ["0000000000000001-0000000000000001.ltx"]);
         assert_eq!(r.ltx_key(Level(0), TxId(1), TxId(1)), good);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_last_modified_is_an_error_naming_the_object() {
+        let key = "db/0000/0000000000000001-0000000000000001.ltx";
+        let body = format!(
+            "<?xml version=\"1.0\"?><ListBucketResult><Name>bkt</Name><KeyCount>1</KeyCount><IsTruncated>false</IsTruncated><Contents><Key>{key}</Key><Size>10</Size><LastModified>yesterday</LastModified></Contents></ListBucketResult>"
+        );
+        let (url, _seen) = test_server::serve(1, move |_| (200, body.clone())).await;
+        let r = replica_at(&url);
+        let e = r.ltx_files(Level(0)).await.expect_err("not 1970");
+        assert!(e.to_string().contains(key), "{e}");
+        assert!(e.to_string().contains("yesterday"), "{e}");
     }
 }
