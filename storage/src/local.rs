@@ -284,17 +284,8 @@ pub fn write_file_atomic(
     mtime: Option<SystemTime>,
     mode: Option<u32>,
 ) -> io::Result<()> {
-    replace_atomically(path, mtime, mode, |f| {
-        let mut off = 0u64;
-        let writes: Vec<(u64, &[u8])> = chunks
-            .iter()
-            .map(|c| {
-                let w = (off, *c);
-                off += c.len() as u64;
-                w
-            })
-            .collect();
-        write_batch(f, &writes)
+    publish(path, mtime, mode, Publish::Replace, |f| {
+        write_chunks(f, chunks)
     })
 }
 
@@ -305,33 +296,96 @@ pub fn copy_file_atomic(
     mtime: Option<SystemTime>,
     mode: Option<u32>,
 ) -> io::Result<()> {
-    replace_atomically(dst, mtime, mode, |to| {
-        let from = File::open(src)?;
-        let len = from.metadata()?.len();
-        let mut buf = vec![0u8; (1 << 20).min(len as usize)];
-        let mut off = 0u64;
-        while off < len {
-            let n = buf.len().min((len - off) as usize);
-            read_exact_at(&from, &mut buf[..n], off)?;
-            write_all_at(to, &buf[..n], off)?;
-            off += n as u64;
-        }
-        Ok(())
+    publish(dst, mtime, mode, Publish::Replace, |to| copy_into(src, to))
+}
+
+/// [`write_file_atomic`] that never replaces: the file is published with `link(2)`, which
+/// fails with [`io::ErrorKind::AlreadyExists`] when `path` exists, so of two writers racing
+/// for one name exactly one wins. Each writer fills its own temporary name.
+pub fn write_file_exclusive(
+    path: &Path,
+    chunks: &[&[u8]],
+    mtime: Option<SystemTime>,
+    mode: Option<u32>,
+) -> io::Result<()> {
+    publish(path, mtime, mode, Publish::Exclusive, |f| {
+        write_chunks(f, chunks)
     })
 }
 
-/// The durable-replace protocol shared by every local write: `fill` writes `<path>.tmp`, which is
-/// fsynced, given its mtime, renamed over `path`, and the directory fsynced. On any error the
-/// temp file is removed and `path` is untouched.
-fn replace_atomically(
+/// [`copy_file_atomic`] that never replaces (see [`write_file_exclusive`]).
+pub fn copy_file_exclusive(
+    src: &Path,
+    dst: &Path,
+    mtime: Option<SystemTime>,
+    mode: Option<u32>,
+) -> io::Result<()> {
+    publish(dst, mtime, mode, Publish::Exclusive, |to| {
+        copy_into(src, to)
+    })
+}
+
+fn write_chunks(f: &File, chunks: &[&[u8]]) -> io::Result<()> {
+    let mut off = 0u64;
+    let writes: Vec<(u64, &[u8])> = chunks
+        .iter()
+        .map(|c| {
+            let w = (off, *c);
+            off += c.len() as u64;
+            w
+        })
+        .collect();
+    write_batch(f, &writes)
+}
+
+fn copy_into(src: &Path, to: &File) -> io::Result<()> {
+    let from = File::open(src)?;
+    let len = from.metadata()?.len();
+    let mut buf = vec![0u8; (1 << 20).min(len as usize)];
+    let mut off = 0u64;
+    while off < len {
+        let n = buf.len().min((len - off) as usize);
+        read_exact_at(&from, &mut buf[..n], off)?;
+        write_all_at(to, &buf[..n], off)?;
+        off += n as u64;
+    }
+    Ok(())
+}
+
+/// How a filled temporary file takes its final name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    /// `rename(2)` over whatever is there.
+    Replace,
+    /// `link(2)`, which refuses an existing name, then the temporary name is removed.
+    Exclusive,
+}
+
+/// The durable-write protocol shared by every local write: `fill` writes a temporary file,
+/// which is fsynced, given its mtime, published under `path`, and the directory fsynced. On
+/// any error the temp file is removed and `path` is untouched.
+fn publish(
     path: &Path,
     mtime: Option<SystemTime>,
     mode: Option<u32>,
+    how: Publish,
     fill: impl FnOnce(&File) -> io::Result<()>,
 ) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     create_dir_all_mode(dir, mode)?;
-    let tmp = tmp_path(path);
+    let tmp = match how {
+        Publish::Replace => tmp_path(path),
+        // Racing writers must not share a temporary file.
+        Publish::Exclusive => {
+            let mut s = path.as_os_str().to_owned();
+            s.push(format!(
+                ".{}.{:016x}.tmp",
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            PathBuf::from(s)
+        }
+    };
     let result = (|| {
         let f = create_file_mode(&tmp, mode)?;
         fill(&f)?;
@@ -340,7 +394,13 @@ fn replace_atomically(
             f.set_modified(t)?;
         }
         drop(f);
-        fs::rename(&tmp, path)?;
+        match how {
+            Publish::Replace => fs::rename(&tmp, path)?,
+            Publish::Exclusive => {
+                fs::hard_link(&tmp, path)?;
+                fs::remove_file(&tmp)?;
+            }
+        }
         fsync_dir(dir)
     })();
     if result.is_err() {

@@ -15,9 +15,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use serde::Deserialize;
 
-use super::client::{send_once, AttemptError};
-use crate::s3::body::Payload;
-use crate::s3::pool::{parse_http_url, Pool};
+use crate::transport::pool::parse_http_url;
+use crate::transport::{exchange, Fault, HttpPool as Pool, Payload};
 
 /// What Google's storage client asks for (`storage.ScopeFullControl`).
 pub(crate) const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.full_control";
@@ -223,10 +222,12 @@ impl Credentials {
                 Payload::Empty,
             ),
         };
-        let sent = tokio::time::timeout(
-            TOKEN_TIMEOUT,
-            send_once(pool, &target, method, &path, &headers, &payload),
-        )
+        let sent = tokio::time::timeout(TOKEN_TIMEOUT, async {
+            exchange(pool, &target, &method, &path, &headers, &payload)
+                .await?
+                .read(pool)
+                .await
+        })
         .await;
         let resp = match sent {
             Err(_) => {
@@ -234,7 +235,7 @@ impl Credentials {
                     "token request to {url} timed out"
                 )))
             }
-            Ok(Err(AttemptError::Transport(e))) => {
+            Ok(Err(Fault::Transport(e))) => {
                 let msg = format!("token request to {url} ({self:?}): {e}");
                 // Off GCE the metadata server does not even resolve: that is a missing
                 // configuration, not an outage.
@@ -247,7 +248,7 @@ impl Credentials {
                     _ => AuthError::Transient(msg),
                 });
             }
-            Ok(Err(AttemptError::Local(e))) => return Err(AuthError::Fatal(e)),
+            Ok(Err(f)) => return Err(AuthError::Fatal(f.message())),
             Ok(Ok(r)) => r,
         };
         let status = resp.status.as_u16();

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use super::auth::{parse_private_key, Credentials, TokenSource};
 use super::*;
-use crate::ReplicaUrl;
+use crate::{ReplicaClient, ReplicaUrl};
 
 #[test]
 fn urls_parse_as_litestream_parses_them() {

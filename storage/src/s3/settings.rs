@@ -90,15 +90,12 @@ pub const S3_KEYS: &[&str] = &[
     "sse-kms-key-id",
 ];
 
-fn invalid(url: &str, reason: impl Into<String>) -> StorageError {
-    StorageError::InvalidUrl {
-        url: url.to_owned(),
-        reason: reason.into(),
-    }
+fn invalid(url: &str, reason: impl std::fmt::Display) -> StorageError {
+    StorageError::invalid_url(url.to_owned(), reason)
 }
 
 fn config_error(msg: impl Into<String>) -> StorageError {
-    StorageError::Other(format!("s3: {}", msg.into()))
+    StorageError::config(format!("s3: {}", msg.into()))
 }
 
 /// Go's `strconv.ParseBool` set, as Litestream's `BoolQueryValue` accepts it. Anything else is

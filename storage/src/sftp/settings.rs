@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::s3::settings::parse_bool;
+use crate::transport::encode::decode_lossy;
 use crate::{Result, StorageError};
 
 /// Litestream's dial timeout.
@@ -61,15 +62,12 @@ struct UrlParts {
     path: String,
 }
 
-fn invalid(url: &str, reason: impl Into<String>) -> StorageError {
-    StorageError::InvalidUrl {
-        url: redact(url),
-        reason: reason.into(),
-    }
+fn invalid(url: &str, reason: impl std::fmt::Display) -> StorageError {
+    StorageError::invalid_url(redact(url), reason)
 }
 
 fn config_error(msg: impl Into<String>) -> StorageError {
-    StorageError::Other(format!("sftp: {}", msg.into()))
+    StorageError::config(format!("sftp: {}", msg.into()))
 }
 
 /// The URL with any password replaced, for messages.
@@ -83,25 +81,6 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn parse_url(url: &str) -> Result<UrlParts> {
     let u = url::Url::parse(url).map_err(|e| invalid(url, e.to_string()))?;
     if u.scheme() != "sftp" {
@@ -112,13 +91,13 @@ fn parse_url(url: &str) -> Result<UrlParts> {
         (Some(h), None) => h.to_owned(),
         (None, _) => String::new(),
     };
-    let user = Some(percent_decode(u.username())).filter(|s| !s.is_empty());
-    let password = u.password().map(percent_decode);
+    let user = Some(decode_lossy(u.username())).filter(|s| !s.is_empty());
+    let password = u.password().map(decode_lossy);
     Ok(UrlParts {
         host,
         user,
         password,
-        path: percent_decode(u.path()),
+        path: decode_lossy(u.path()),
     })
 }
 
