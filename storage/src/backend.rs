@@ -93,6 +93,25 @@ pub struct Listed {
     pub created_at: Option<SystemTime>,
 }
 
+/// An object as a replica's `list_prefix` reports it (`gs` and `abs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub size: u64,
+    /// The creation time kept in metadata, else the object's own creation time.
+    pub created_at: Option<SystemTime>,
+}
+
+impl From<Listed> for ObjectInfo {
+    fn from(o: Listed) -> ObjectInfo {
+        ObjectInfo {
+            name: o.key,
+            size: o.size,
+            created_at: o.created_at,
+        }
+    }
+}
+
 /// One page of a listing, and the token of the next one.
 #[derive(Clone, Debug, Default)]
 pub struct Page {
@@ -109,6 +128,32 @@ pub enum PutMode {
     CreateOnly,
 }
 
+/// What [`Backend::put`] stores: `size` bytes of `body`, with `created_at` as the creation
+/// time.
+#[derive(Clone, Copy, Debug)]
+pub struct Upload<'a> {
+    pub body: &'a Body,
+    pub size: u64,
+    pub created_at: SystemTime,
+    pub mode: PutMode,
+}
+
+impl Upload<'_> {
+    pub fn create_only(&self) -> bool {
+        self.mode == PutMode::CreateOnly
+    }
+}
+
+/// A byte range of an object: `len` bytes at `offset`, or to its end with `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub offset: u64,
+    pub len: Option<u64>,
+}
+
+/// A ranged read handed out piece by piece.
+pub type Stream<'a> = Box<dyn RangeStream + 'a>;
+
 /// How [`ReplicaClient::delete_all`](crate::ReplicaClient::delete_all) removes a replica.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Purge {
@@ -122,6 +167,10 @@ pub enum Purge {
 /// at once. Errors name the object (key, URL) they are about.
 #[async_trait]
 pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
+    /// Backend name as Litestream reports it: "s3", "gs", "abs", "sftp", "webdav", ...
+    const KIND: &'static str;
+    /// Whether [`PutMode::CreateOnly`] is honoured (else it is refused).
+    const CREATE_ONLY: bool = false;
     /// Whether listings are kept and updated by our own writes (an idle replica then makes
     /// no requests). A local directory that others write is listed afresh instead.
     const CACHE_LISTINGS: bool = true;
@@ -130,12 +179,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Whether one listing of the root covers every level (one request instead of one per
     /// level).
     const WHOLE_LISTING: bool = false;
-    /// Keys per [`Backend::delete`] call, and calls in flight at once.
+    /// Keys per [`Backend::delete_batch`] call, and calls in flight at once.
     const DELETE_BATCH: usize = 1;
     const DELETE_PARALLEL: usize = 1;
 
-    /// Backend name as Litestream reports it: "s3", "gs", "abs", "sftp", "webdav", ...
-    fn kind(&self) -> &'static str;
+    /// The name, when it depends on the settings (`s3` or `oss`).
+    fn kind(&self) -> &'static str {
+        Self::KIND
+    }
 
     /// Where the LTX files are.
     fn layout(&self) -> &Layout;
@@ -143,43 +194,36 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// One page of the objects whose keys start with `prefix`.
     async fn list_page(&self, prefix: &str, token: Option<String>) -> Result<Page>;
 
-    /// `len` bytes at `offset` (to the end with `None`) in one piece. A range past the end is
-    /// an error; reading nothing at the very end is not. The default collects
-    /// [`Backend::open_range`]; a backend implements at least one of the two.
-    async fn read(&self, key: &str, offset: u64, len: Option<u64>) -> Result<Bytes> {
-        let mut s = self.open_range(key, offset, len).await?;
-        crate::replica::collect(s.as_mut(), len).await
+    /// A range of `key` in one piece. A range past the end is an error; reading nothing at
+    /// the very end is not. The default collects [`Backend::open_range`]; a backend
+    /// implements at least one of the two.
+    async fn read(&self, key: &str, span: Span) -> Result<Bytes> {
+        let mut s = self.open_range(key, span).await?;
+        crate::replica::collect(s.as_mut(), span.len).await
     }
 
-    /// `len` bytes at `offset` handed out as they arrive. The default reads piece by piece
-    /// with [`Backend::read`], as much as the caller asks for each time.
-    async fn open_range<'a>(
-        &'a self,
-        key: &str,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Box<dyn RangeStream + 'a>> {
-        crate::replica::piecewise(self, key, offset, len).await
+    /// A range of `key` handed out as it arrives. The default reads piece by piece with
+    /// [`Backend::read`], as much as the caller asks for each time.
+    async fn open_range<'a>(&'a self, key: &str, span: Span) -> Result<Stream<'a>> {
+        crate::replica::piecewise(self, key, span).await
     }
 
-    /// Stores `body` (`size` bytes) under `key` so that no reader sees part of it, with
-    /// `created_at` as its creation time. Returns the creation time as stored (backends that
-    /// keep seconds or milliseconds round it).
-    async fn put(
-        &self,
-        key: &str,
-        body: &Body,
-        size: u64,
-        created_at: SystemTime,
-        mode: PutMode,
-    ) -> Result<SystemTime>;
+    /// Stores an upload under `key` so that no reader sees part of it. Returns the creation
+    /// time as stored (backends that keep seconds or milliseconds round it).
+    async fn put(&self, key: &str, up: Upload<'_>) -> Result<SystemTime>;
 
-    /// Whether [`PutMode::CreateOnly`] is honoured (else it is refused).
-    fn supports_create_only(&self) -> bool;
+    /// Deletes one object; one already gone is not an error. Returns whether it counts as
+    /// deleted in the metrics.
+    async fn delete(&self, key: &str) -> Result<bool>;
 
-    /// Deletes up to [`Backend::DELETE_BATCH`] objects; ones already gone are not an error.
-    /// Returns how many were deleted.
-    async fn delete(&self, keys: &[String]) -> Result<u64>;
+    /// Deletes up to [`Backend::DELETE_BATCH`] objects; returns how many were deleted.
+    async fn delete_batch(&self, keys: &[String]) -> Result<u64> {
+        let mut n = 0;
+        for k in keys {
+            n += u64::from(self.delete(k).await?);
+        }
+        Ok(n)
+    }
 
     /// What `delete_all` removes.
     fn purge(&self) -> Purge;

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use ltx_codec::types::parse_ltx_file_name;
 use ltx_codec::{Level, TxId};
 
-use crate::backend::{Backend, Layout, Listed, Page, Purge, PutMode};
+use crate::backend::{Backend, Layout, Listed, Page, Purge, PutMode, Span, Upload};
 use crate::replica::Replica;
 use crate::{local, Body, LtxFileInfo, Result, StorageError};
 
@@ -129,12 +129,10 @@ pub fn list_level_dir(dir: &Path, level: Level) -> Result<Vec<LtxFileInfo>> {
 
 #[async_trait]
 impl Backend for FileBackend {
+    const KIND: &'static str = "file";
+    const CREATE_ONLY: bool = true;
     const CACHE_LISTINGS: bool = false;
     const METRICS: bool = false;
-
-    fn kind(&self) -> &'static str {
-        "file"
-    }
 
     fn layout(&self) -> &Layout {
         &self.layout
@@ -159,8 +157,8 @@ impl Backend for FileBackend {
         .await
     }
 
-    async fn read(&self, k: &str, offset: u64, len: Option<u64>) -> Result<Bytes> {
-        let path = self.path(k);
+    async fn read(&self, k: &str, span: Span) -> Result<Bytes> {
+        let (path, Span { offset, len }) = (self.path(k), span);
         blocking(move || {
             let f = File::open(&path).map_err(|e| StorageError::io(key(&path), e))?;
             let size = f
@@ -183,19 +181,12 @@ impl Backend for FileBackend {
         .await
     }
 
-    async fn put(
-        &self,
-        k: &str,
-        body: &Body,
-        _size: u64,
-        created_at: SystemTime,
-        mode: PutMode,
-    ) -> Result<SystemTime> {
-        let (path, body) = (self.path(k), body.clone());
-        let perms = self.file_mode();
+    async fn put(&self, k: &str, up: Upload<'_>) -> Result<SystemTime> {
+        let (path, body, created_at) = (self.path(k), up.body.clone(), up.created_at);
+        let (perms, how) = (self.file_mode(), up.mode);
         blocking(move || {
             let t = Some(created_at);
-            let r = match (&body, mode) {
+            let r = match (&body, how) {
                 (Body::Bytes(b), PutMode::Overwrite) => {
                     local::write_file_atomic(&path, &[b], t, perms)
                 }
@@ -220,21 +211,13 @@ impl Backend for FileBackend {
         .await
     }
 
-    fn supports_create_only(&self) -> bool {
-        true
-    }
-
-    async fn delete(&self, keys: &[String]) -> Result<u64> {
-        let paths: Vec<PathBuf> = keys.iter().map(|k| self.path(k)).collect();
-        blocking(move || {
-            for p in &paths {
-                match fs::remove_file(p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(StorageError::io(key(p), e)),
-                }
-            }
-            Ok(paths.len() as u64)
+    /// A missing file is already deleted.
+    async fn delete(&self, k: &str) -> Result<bool> {
+        let p = self.path(k);
+        blocking(move || match fs::remove_file(&p) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(StorageError::io(key(&p), e)),
         })
         .await
     }

@@ -13,6 +13,7 @@ pub mod backend;
 mod error;
 pub mod file;
 pub mod gcs;
+pub mod gopath;
 pub mod http;
 pub mod local;
 pub mod metrics;

@@ -123,6 +123,17 @@ impl ReplicaUrl {
     }
 }
 
+/// `url` with its password, if any, replaced by `mask`, for messages.
+pub(crate) fn redact_password(url: &str, mask: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(mask));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Opens the backend of a YAML replica entry (see [`ReplicaUrl::from_config`]).
 pub fn open_replica_from_config<'a>(
     kind: &str,

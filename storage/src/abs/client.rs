@@ -15,10 +15,10 @@ use super::sign::{http_date, parse_http_date, shared_key, Auth, Signed};
 use crate::backend::Layout;
 use crate::error::ErrorKind;
 use crate::transport::pool::{parse_http_url, tls_config};
-use crate::transport::range::Ranged;
+use crate::transport::range::{Get, Ranged};
 use crate::transport::{
-    encode, header, open_payload, request_head, send, Fault, HttpError, HttpPool, Payload, ReqBody,
-    Response, RetryPolicy, Sent, Target,
+    encode, header, open_payload, request_head, send, size_and_created, Fault, Http, HttpError,
+    HttpPool, Payload, ReqBody, Response, RetryPolicy, Sent, Target,
 };
 use crate::{xml, StorageError};
 
@@ -72,7 +72,7 @@ pub(crate) struct ListedBlob {
 }
 
 /// What to check, for the Azure errors a user can fix.
-fn hint(code: &str) -> &'static str {
+fn hint(_status: Option<u16>, code: &str, _op: &str) -> &'static str {
     match code {
         "AuthenticationFailed" | "InvalidAuthenticationInfo" => {
             " (check account-name and account-key, or sas-token)"
@@ -110,8 +110,7 @@ pub struct AbsClient {
     /// Encoded path before the container ("" or "/devstoreaccount1"), no trailing slash.
     base: String,
     auth: Auth,
-    pub(crate) pool: HttpPool,
-    pub(crate) retry: RetryPolicy,
+    pub(crate) http: Http,
     /// Bodies up to this size go up in one Put Blob; larger ones in blocks of this size.
     pub(crate) block_size: u64,
     /// `maxresults` of List Blobs (the service's default, 5000, when unset).
@@ -187,8 +186,13 @@ impl AbsClient {
             base: base.trim_end_matches('/').to_owned(),
             target,
             auth,
-            pool: HttpPool::new(tls),
-            retry,
+            http: Http {
+                backend: "abs",
+                pool: HttpPool::new(tls),
+                retry,
+                kind,
+                hint,
+            },
             block_size: block_size.max(1),
             page_size: None,
             layout: Layout::decimal(root),
@@ -202,30 +206,9 @@ impl AbsClient {
         }
     }
 
-    pub(crate) fn error(
-        &self,
-        req: &Request,
-        status: Option<u16>,
-        code: &str,
-        msg: String,
-    ) -> HttpError {
-        HttpError {
-            backend: "abs",
-            op: req.op,
-            target: self.describe(req.blob.as_deref()),
-            status,
-            code: code.to_owned(),
-            message: msg,
-            kind: kind(status, code),
-            hint: hint(code),
-        }
-    }
-
-    fn fault(&self, req: &Request, f: Fault) -> HttpError {
-        let mut e = self.error(req, None, "", String::new());
-        e.kind = f.kind();
-        e.message = f.message();
-        e
+    pub(crate) fn error(&self, r: &Request, s: Option<u16>, code: &str, m: String) -> HttpError {
+        self.http
+            .error(r.op, self.describe(r.blob.as_deref()), s, code, m)
     }
 
     pub(crate) fn status_error(
@@ -316,17 +299,17 @@ impl AbsClient {
     pub(crate) async fn attempt(&self, req: &Request) -> Result<Sent, HttpError> {
         let body = open_payload(&req.payload)
             .await
-            .map_err(|f| self.fault(req, f))?;
+            .map_err(|f| self.error(req, None, "", String::new()).with_fault(f))?;
         let http_req = self.build(req, body).map_err(|e| {
             let f = match self.auth {
                 Auth::Missing(_) => Fault::Auth(e),
                 _ => Fault::Local(e),
             };
-            self.fault(req, f)
+            self.error(req, None, "", String::new()).with_fault(f)
         })?;
-        send(&self.pool, &self.target, http_req, req.payload.len())
+        send(&self.http.pool, &self.target, http_req, req.payload.len())
             .await
-            .map_err(|f| self.fault(req, f))
+            .map_err(|f| self.error(req, None, "", String::new()).with_fault(f))
     }
 
     /// Sends a request with retries and reads the whole response; `ok` says which statuses
@@ -337,13 +320,10 @@ impl AbsClient {
         ok: impl Fn(StatusCode) -> bool,
     ) -> Result<Response, HttpError> {
         let target = self.describe(req.blob.as_deref());
-        self.retry
-            .run("abs", &target, || async {
+        self.http
+            .run(&target, || async {
                 let sent = self.attempt(req).await?;
-                let resp = sent
-                    .read(&self.pool)
-                    .await
-                    .map_err(|f| self.fault(req, f))?;
+                let resp = self.http.read(sent, req.op, || target.clone()).await?;
                 if resp.status.is_success() || ok(resp.status) {
                     return Ok(resp);
                 }
@@ -440,12 +420,8 @@ impl AbsClient {
         let req = Request::new("get blob properties", Method::HEAD, Some(blob));
         match self.execute(&req).await {
             Ok(resp) => {
-                let h = |n: &str| header(&resp.headers, n);
-                let size = h("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                let ts = h("x-ms-meta-litestreamtimestamp").and_then(crate::timefmt::parse_rfc3339);
-                Ok(Some((size, ts)))
+                let meta = "x-ms-meta-litestreamtimestamp";
+                Ok(Some(size_and_created(&resp.headers, meta)))
             }
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -505,59 +481,19 @@ impl AbsClient {
 
 #[async_trait]
 impl Ranged for AbsClient {
-    fn pool(&self) -> &HttpPool {
-        &self.pool
-    }
-
-    fn retry(&self) -> &RetryPolicy {
-        &self.retry
-    }
-
-    fn backend(&self) -> &'static str {
-        "abs"
-    }
-
-    async fn send_get(
-        &self,
-        key: &str,
-        start: u64,
-        end: Option<u64>,
-        version: Option<&str>,
-    ) -> Result<Sent, HttpError> {
-        let mut req = Request::new("get blob", Method::GET, Some(key));
-        match end {
-            Some(end) => req = req.header("x-ms-range", format!("bytes={start}-{}", end - 1)),
-            None if start > 0 => req = req.header("x-ms-range", format!("bytes={start}-")),
-            None => {}
-        }
-        if let Some(e) = version {
-            req = req.header("if-match", e);
-        }
+    async fn send_get(&self, get: Get<'_>) -> Result<Sent, HttpError> {
+        let mut req = Request::new("get blob", Method::GET, Some(get.key));
+        req.headers = get.headers("x-ms-range");
         self.attempt(&req).await
     }
 
-    fn status_error(
-        &self,
-        key: &str,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> HttpError {
-        let req = Request::new("get blob", Method::GET, Some(key));
-        AbsClient::status_error(self, &req, status, headers, body)
+    fn get_target(&self, key: &str) -> (&'static str, String) {
+        ("get blob", self.describe(Some(key)))
     }
 
-    fn read_error(
-        &self,
-        key: &str,
-        status: Option<u16>,
-        kind: ErrorKind,
-        msg: String,
-    ) -> HttpError {
+    fn status_error(&self, key: &str, status: StatusCode, h: &HeaderMap, body: &[u8]) -> HttpError {
         let req = Request::new("get blob", Method::GET, Some(key));
-        let mut e = self.error(&req, status, "", msg);
-        e.kind = kind;
-        e
+        AbsClient::status_error(self, &req, status, h, body)
     }
 
     async fn size(&self, key: &str) -> Result<Option<u64>, HttpError> {

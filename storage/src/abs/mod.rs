@@ -19,17 +19,18 @@ use base64::Engine as _;
 use ltx_codec::{Level, TxId};
 use tokio::task::JoinSet;
 
-use crate::backend::{Backend, Layout, Listed, Page, Purge, PutMode};
+use crate::backend::{Backend, Layout, Listed, Page, Purge, Span, Stream, Upload};
 use crate::replica::Replica;
-use crate::transport::range::RangedGet;
+use crate::transport::range;
 use crate::transport::{HttpError, Payload};
-use crate::{Body, RangeStream, Result, SharedReplica};
+use crate::{Body, Result, SharedReplica};
 
+/// One blob under the replica path, as listed.
+pub use crate::backend::ObjectInfo as BlobInfo;
 pub use crate::transport::RetryPolicy;
 pub use client::AbsClient;
 pub use settings::AbsSettings;
 
-const KIND: &str = "abs";
 /// Bodies up to this size go up in one Put Blob; larger ones in blocks of this size.
 const DEFAULT_BLOCK_SIZE: u64 = 8 * 1024 * 1024;
 /// Azure's limit of blocks per blob.
@@ -42,15 +43,6 @@ pub type AbsReplica = Replica<Arc<AbsClient>>;
 /// Opens the replica. Must not block or touch the network: connections are made on first use.
 pub fn open(s: AbsSettings) -> Result<SharedReplica> {
     Ok(Arc::new(AbsReplica::new(s)?))
-}
-
-/// One blob under the replica path, as listed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlobInfo {
-    pub name: String,
-    pub size: u64,
-    /// `litestreamtimestamp` metadata, else the blob's creation time.
-    pub created_at: Option<SystemTime>,
 }
 
 impl Replica<Arc<AbsClient>> {
@@ -113,11 +105,7 @@ impl Replica<Arc<AbsClient>> {
             .list_all(prefix)
             .await?
             .into_iter()
-            .map(|b| BlobInfo {
-                name: b.key,
-                size: b.size,
-                created_at: b.created_at,
-            })
+            .map(Into::into)
             .collect())
     }
 
@@ -150,11 +138,9 @@ fn payload(body: &Body, offset: u64, len: u64) -> Payload {
 async fn upload_blocks(
     client: &Arc<AbsClient>,
     blob: &str,
-    body: &Body,
-    size: u64,
-    created_at: SystemTime,
-    create_only: bool,
+    up: Upload<'_>,
 ) -> Result<(), HttpError> {
+    let (body, size) = (up.body, up.size);
     let mut block = client.block_size;
     while size.div_ceil(block) > MAX_BLOCKS {
         block *= 2;
@@ -186,18 +172,16 @@ async fn upload_blocks(
     }
     // Uncommitted blocks of a failed upload are discarded by the service after a week.
     client
-        .put_block_list(blob, &ids, created_at, create_only)
+        .put_block_list(blob, &ids, up.created_at, up.create_only())
         .await
 }
 
 #[async_trait]
 impl Backend for Arc<AbsClient> {
+    const KIND: &'static str = "abs";
+    const CREATE_ONLY: bool = true;
     /// Delete Blob removes one blob per request; this many go at once.
     const DELETE_PARALLEL: usize = 16;
-
-    fn kind(&self) -> &'static str {
-        KIND
-    }
 
     fn layout(&self) -> &Layout {
         &self.layout
@@ -216,44 +200,25 @@ impl Backend for Arc<AbsClient> {
         Ok(Page { entries, next })
     }
 
-    async fn open_range<'a>(
-        &'a self,
-        key: &str,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Box<dyn RangeStream + 'a>> {
-        let client: &'a AbsClient = self;
-        let get = RangedGet::open(client, key, offset, len).await?;
-        Ok(Box::new(get))
+    async fn open_range<'a>(&'a self, key: &str, span: Span) -> Result<Stream<'a>> {
+        range::stream(&**self, &self.http, key, span).await
     }
 
-    async fn put(
-        &self,
-        key: &str,
-        body: &Body,
-        size: u64,
-        created_at: SystemTime,
-        mode: PutMode,
-    ) -> Result<SystemTime> {
-        let create_only = mode == PutMode::CreateOnly;
-        if size <= self.block_size {
-            self.put_blob(key, payload(body, 0, size), created_at, create_only)
-                .await?;
+    async fn put(&self, key: &str, up: Upload<'_>) -> Result<SystemTime> {
+        if up.size > self.block_size {
+            upload_blocks(self, key, up).await?;
         } else {
-            upload_blocks(self, key, body, size, created_at, create_only).await?;
+            let body = payload(up.body, 0, up.size);
+            self.put_blob(key, body, up.created_at, up.create_only())
+                .await?;
         }
-        Ok(created_at)
+        Ok(up.created_at)
     }
 
-    fn supports_create_only(&self) -> bool {
-        true
-    }
-
-    async fn delete(&self, keys: &[String]) -> Result<u64> {
-        for k in keys {
-            self.delete_blob(k).await?;
-        }
-        Ok(keys.len() as u64)
+    /// Gone already (blob or container) is not an error, as in Litestream.
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.delete_blob(key).await?;
+        Ok(true)
     }
 
     /// Every blob under the replica path, as Litestream's `DeleteAll` removes them (only the

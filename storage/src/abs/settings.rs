@@ -49,17 +49,7 @@ fn non_empty(v: &str) -> Option<String> {
 
 /// Go's `path.Clean` of a blob prefix, then without its leading slash; "." becomes "".
 pub fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    parts.join("/")
+    crate::gopath::clean_relative(p)
 }
 
 impl AbsSettings {

@@ -12,10 +12,10 @@ use super::auth::{AuthError, TokenSource};
 use crate::backend::Layout;
 use crate::error::ErrorKind;
 use crate::transport::pool::parse_http_url;
-use crate::transport::range::Ranged;
+use crate::transport::range::{Get, Ranged};
 use crate::transport::{
-    encode, exchange, header, Fault, HttpError, HttpPool, Payload, Response, RetryPolicy, Sent,
-    Target,
+    encode, exchange, header, Fault, Http, HttpError, HttpPool, Payload, Response, RetryPolicy,
+    Sent, Target,
 };
 
 /// Resumable upload chunks must be multiples of this.
@@ -83,6 +83,18 @@ pub(crate) struct Page {
 /// Fields a listing asks for, so the service does not send ACLs and links.
 const LIST_FIELDS: &str = "items(name,size,metadata,timeCreated),nextPageToken";
 
+/// What to check, for the errors a user can fix.
+fn hint(status: Option<u16>, _code: &str, _op: &str) -> &'static str {
+    match status {
+        Some(401) => {
+            " (the credentials were refused: check GOOGLE_APPLICATION_CREDENTIALS or the gcloud \
+             application default credentials)"
+        }
+        Some(403) => " (the credentials may not act on this bucket or object)",
+        _ => "",
+    }
+}
+
 /// A GCS bucket and the replica path in it: the `gs` [`Backend`](crate::backend::Backend).
 pub struct GcsClient {
     pub(crate) bucket: String,
@@ -90,9 +102,8 @@ pub struct GcsClient {
     pub(crate) path: String,
     base: Target,
     base_path: String,
-    pub(crate) pool: HttpPool,
+    pub(crate) http: Http,
     auth: TokenSource,
-    pub(crate) retry: RetryPolicy,
     /// Objects per listing page (the service's maximum and default is 1000).
     pub(crate) page_size: u32,
     /// Resumable chunk size, and the size from which uploads are resumable.
@@ -133,9 +144,14 @@ impl GcsClient {
             path,
             base,
             base_path: base_path.trim_end_matches('/').to_owned(),
-            pool,
+            http: Http {
+                backend: "gs",
+                pool,
+                retry,
+                kind: |status, _| ErrorKind::from_http(status, ""),
+                hint,
+            },
             auth,
-            retry,
             page_size: 1000,
             chunk_size: DEFAULT_CHUNK_SIZE,
             layout: Layout::decimal(root),
@@ -177,28 +193,13 @@ impl GcsClient {
     }
 
     pub(crate) fn error(&self, req: &Request, status: Option<u16>, message: String) -> HttpError {
-        // A missing bucket is a setting to fix, not a missing object.
-        let kind = match (status, &req.object) {
-            (Some(404), None) => ErrorKind::Fatal,
-            _ => ErrorKind::from_http(status, ""),
-        };
-        HttpError {
-            backend: "gs",
-            op: req.op,
-            target: self.describe(req.object.as_deref()),
-            status,
-            code: String::new(),
-            message,
-            kind,
-            hint: match status {
-                Some(401) => {
-                    " (the credentials were refused: check GOOGLE_APPLICATION_CREDENTIALS or the \
-                     gcloud application default credentials)"
-                }
-                Some(403) => " (the credentials may not act on this bucket or object)",
-                _ => "",
-            },
+        let target = self.describe(req.object.as_deref());
+        let mut e = self.http.error(req.op, target, status, "", message);
+        if status == Some(404) && req.object.is_none() {
+            // A missing bucket is a setting to fix, not a missing object.
+            e.kind = ErrorKind::Fatal;
         }
+        e
     }
 
     pub(crate) fn status_error(&self, req: &Request, status: StatusCode, body: &[u8]) -> HttpError {
@@ -225,18 +226,15 @@ impl GcsClient {
 
     /// An error below HTTP: transport failures may heal, local ones will not.
     pub(crate) fn fault(&self, req: &Request, f: Fault) -> HttpError {
-        let mut err = self.error(req, None, String::new());
-        err.kind = f.kind();
-        err.message = f.message();
-        err
+        self.error(req, None, String::new()).with_fault(f)
     }
 
     /// Sends a request with retries and reads the whole response. Statuses other than 2xx
     /// and `req.accept` are errors.
     pub(crate) async fn execute(&self, req: &Request) -> Result<Response, HttpError> {
         let target = self.describe(req.object.as_deref());
-        self.retry
-            .run("gs", &target, || async {
+        self.http
+            .run(&target, || async {
                 let resp = self.attempt(req).await?;
                 if resp.status.is_success() || req.accept.contains(&resp.status.as_u16()) {
                     return Ok(resp);
@@ -249,7 +247,7 @@ impl GcsClient {
     /// The request's headers plus authorization.
     async fn authorized(&self, req: &Request) -> Result<Vec<(&'static str, String)>, Fault> {
         let mut headers = req.headers.clone();
-        match self.auth.token(&self.pool).await {
+        match self.auth.token(&self.http.pool).await {
             Ok(Some(t)) => headers.push(("authorization", format!("Bearer {t}"))),
             Ok(None) => {}
             Err(AuthError::Transient(e)) => return Err(Fault::Transport(e)),
@@ -263,7 +261,7 @@ impl GcsClient {
         let r = async {
             let headers = self.authorized(req).await?;
             exchange(
-                &self.pool,
+                &self.http.pool,
                 &req.target,
                 &req.method,
                 &req.path,
@@ -278,7 +276,8 @@ impl GcsClient {
     /// One attempt, read whole.
     pub(crate) async fn attempt(&self, req: &Request) -> Result<Response, HttpError> {
         let sent = self.send_head(req).await?;
-        sent.read(&self.pool).await.map_err(|f| self.fault(req, f))
+        let target = || self.describe(req.object.as_deref());
+        self.http.read(sent, req.op, target).await
     }
 
     /// One page of the objects whose names start with `prefix`.
@@ -340,37 +339,18 @@ impl GcsClient {
 
 #[async_trait]
 impl Ranged for GcsClient {
-    fn pool(&self) -> &HttpPool {
-        &self.pool
-    }
-
-    fn retry(&self) -> &RetryPolicy {
-        &self.retry
-    }
-
-    fn backend(&self) -> &'static str {
-        "gs"
-    }
-
-    async fn send_get(
-        &self,
-        key: &str,
-        start: u64,
-        end: Option<u64>,
-        version: Option<&str>,
-    ) -> Result<Sent, HttpError> {
-        let mut path = format!("{}?alt=media", self.object_path(key));
-        if let Some(g) = version {
+    async fn send_get(&self, get: Get<'_>) -> Result<Sent, HttpError> {
+        let mut path = format!("{}?alt=media", self.object_path(get.key));
+        if let Some(g) = get.version {
             path.push_str(&format!("&generation={}", encode::component(g)));
         }
-        let mut req = self.request("get object", Method::GET, Some(key), path);
-        match end {
-            Some(end) => req
-                .headers
-                .push(("range", format!("bytes={start}-{}", end.saturating_sub(1)))),
-            None if start > 0 => req.headers.push(("range", format!("bytes={start}-"))),
-            None => {}
-        }
+        let mut req = self.request("get object", Method::GET, Some(get.key), path);
+        // Pinned by generation in the path, not by ETag.
+        let unpinned = Get {
+            version: None,
+            ..get
+        };
+        req.headers.extend(unpinned.headers("range"));
         self.send_head(&req).await
     }
 
@@ -379,28 +359,13 @@ impl Ranged for GcsClient {
         header(headers, "x-goog-generation").map(str::to_owned)
     }
 
-    fn status_error(
-        &self,
-        key: &str,
-        status: StatusCode,
-        _headers: &HeaderMap,
-        body: &[u8],
-    ) -> HttpError {
-        let req = self.request("get object", Method::GET, Some(key), String::new());
-        GcsClient::status_error(self, &req, status, body)
+    fn get_target(&self, key: &str) -> (&'static str, String) {
+        ("get object", self.describe(Some(key)))
     }
 
-    fn read_error(
-        &self,
-        key: &str,
-        status: Option<u16>,
-        kind: ErrorKind,
-        msg: String,
-    ) -> HttpError {
+    fn status_error(&self, key: &str, status: StatusCode, _: &HeaderMap, body: &[u8]) -> HttpError {
         let req = self.request("get object", Method::GET, Some(key), String::new());
-        let mut e = self.error(&req, status, msg);
-        e.kind = kind;
-        e
+        GcsClient::status_error(self, &req, status, body)
     }
 
     async fn size(&self, key: &str) -> Result<Option<u64>, HttpError> {

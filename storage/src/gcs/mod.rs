@@ -21,20 +21,19 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 
-use crate::backend::{Backend, Layout, Listed, Page, Purge, PutMode};
+use crate::backend::{Backend, Layout, Listed, Page, Purge, Span, Stream, Upload};
 use crate::replica::Replica;
 use crate::transport::pool::tls_config;
-use crate::transport::range::RangedGet;
+use crate::transport::range;
 use crate::transport::HttpPool;
-use crate::{Body, RangeStream, Result, SharedReplica, StorageError};
+use crate::{Body, Result, SharedReplica, StorageError};
 use upload::ChunkSource;
 
+pub use crate::backend::ObjectInfo;
 pub use crate::transport::RetryPolicy;
 pub use client::{GcsClient, DEFAULT_CHUNK_SIZE};
 pub use settings::{clean_path, GcsSettings};
 pub use upload::METADATA_TIMESTAMP;
-
-const KIND: &str = "gs";
 
 /// A `gs` replica.
 pub type GcsReplica = Replica<Arc<GcsClient>>;
@@ -42,15 +41,6 @@ pub type GcsReplica = Replica<Arc<GcsClient>>;
 /// Opens the replica. Must not block or touch the network: connections are made on first use.
 pub fn open(s: GcsSettings) -> Result<SharedReplica> {
     Ok(Arc::new(GcsReplica::new(s)?))
-}
-
-/// One object under the replica path, as listed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectInfo {
-    pub name: String,
-    pub size: u64,
-    /// The `litestream-timestamp` metadata, else the creation time.
-    pub created_at: Option<SystemTime>,
 }
 
 impl Replica<Arc<GcsClient>> {
@@ -129,27 +119,17 @@ impl Replica<Arc<GcsClient>> {
 
     /// Every object whose name starts with `prefix`, across all pages.
     pub async fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        Ok(self
-            .list_all(prefix)
-            .await?
-            .into_iter()
-            .map(|o| ObjectInfo {
-                name: o.key,
-                size: o.size,
-                created_at: o.created_at,
-            })
-            .collect())
+        let listed = self.list_all(prefix).await?;
+        Ok(listed.into_iter().map(ObjectInfo::from).collect())
     }
 }
 
 #[async_trait]
 impl Backend for Arc<GcsClient> {
+    const KIND: &'static str = "gs";
+    const CREATE_ONLY: bool = true;
     /// The JSON API deletes one object per request; this many go at once.
     const DELETE_PARALLEL: usize = 8;
-
-    fn kind(&self) -> &'static str {
-        KIND
-    }
 
     fn layout(&self) -> &Layout {
         &self.layout
@@ -176,67 +156,40 @@ impl Backend for Arc<GcsClient> {
         })
     }
 
-    async fn open_range<'a>(
-        &'a self,
-        key: &str,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Box<dyn RangeStream + 'a>> {
-        let client: &'a GcsClient = self;
-        let get = RangedGet::open(client, key, offset, len).await?;
-        Ok(Box::new(get))
+    async fn open_range<'a>(&'a self, key: &str, span: Span) -> Result<Stream<'a>> {
+        range::stream(&**self, &self.http, key, span).await
     }
 
-    async fn put(
-        &self,
-        key: &str,
-        body: &Body,
-        size: u64,
-        created_at: SystemTime,
-        mode: PutMode,
-    ) -> Result<SystemTime> {
-        let create_only = mode == PutMode::CreateOnly;
-        if size < self.chunk_size {
-            let data = match body {
-                Body::Bytes(b) => b.clone(),
-                // Below the chunk size, so bounded.
-                Body::File(p) => Bytes::from(
-                    tokio::fs::read(p)
-                        .await
-                        .map_err(|e| StorageError::io(p.display().to_string(), e))?,
-                ),
-            };
-            if data.len() as u64 != size {
-                return Err(StorageError::fatal(format!(
-                    "gs: upload of {}: source changed size while being read",
-                    self.describe(Some(key))
-                )));
-            }
-            self.upload_multipart(key, &data, created_at, create_only)
-                .await?;
-        } else {
-            let source = match body {
+    async fn put(&self, key: &str, up: Upload<'_>) -> Result<SystemTime> {
+        if up.size >= self.chunk_size {
+            let source = match up.body {
                 Body::Bytes(b) => ChunkSource::Bytes(b.clone()),
                 Body::File(p) => ChunkSource::File(Arc::new(p.clone())),
             };
-            self.upload_resumable(key, &source, size, created_at, create_only)
-                .await?;
+            self.upload_resumable(key, &source, up).await?;
+            return Ok(up.created_at);
         }
-        Ok(created_at)
+        let data = match up.body {
+            Body::Bytes(b) => b.clone(),
+            // Below the chunk size, so bounded.
+            Body::File(p) => Bytes::from(
+                tokio::fs::read(p)
+                    .await
+                    .map_err(|e| StorageError::io(p.display().to_string(), e))?,
+            ),
+        };
+        if data.len() as u64 != up.size {
+            return Err(StorageError::fatal(format!(
+                "gs: upload of {}: source changed size while being read",
+                self.describe(Some(key))
+            )));
+        }
+        self.upload_multipart(key, &data, up).await?;
+        Ok(up.created_at)
     }
 
-    fn supports_create_only(&self) -> bool {
-        true
-    }
-
-    async fn delete(&self, keys: &[String]) -> Result<u64> {
-        let mut deleted = 0;
-        for k in keys {
-            if GcsClient::delete(self, k).await? {
-                deleted += 1;
-            }
-        }
-        Ok(deleted)
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Ok(GcsClient::delete(self, key).await?)
     }
 
     /// Every object under `<path>/`, as Litestream's `DeleteAll` removes them (with an empty

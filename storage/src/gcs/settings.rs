@@ -2,6 +2,7 @@
 //! Litestream parses them, and the API endpoint (`STORAGE_EMULATOR_HOST` points it at an
 //! emulator without authentication, as it does Google's Go client).
 
+pub use crate::gopath::clean as clean_path;
 use crate::transport::encode::decode_strict;
 use crate::{Result, StorageError};
 
@@ -23,31 +24,6 @@ pub struct GcsSettings {
 
 fn invalid(url: &str, reason: impl std::fmt::Display) -> StorageError {
     StorageError::invalid_url(url, reason)
-}
-
-/// Go's `path.Clean`.
-pub fn clean_path(p: &str) -> String {
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
 }
 
 impl GcsSettings {

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method};
 
 use super::client::{GcsClient, Request, CHUNK_GRANULE};
+use crate::backend::Upload;
 use crate::error::ErrorKind;
 use crate::transport::pool::parse_http_url;
 use crate::transport::{encode, header, HttpError, Payload, Target};
@@ -83,9 +84,9 @@ impl GcsClient {
         &self,
         name: &str,
         data: &Bytes,
-        created_at: SystemTime,
-        create_only: bool,
+        up: Upload<'_>,
     ) -> Result<(), HttpError> {
+        let (created_at, create_only) = (up.created_at, up.create_only());
         let boundary = format!("litestream-{:016x}", fastrand::u64(..));
         let meta = Self::upload_metadata(name, created_at);
         let mut body = BytesMut::with_capacity(data.len() + meta.len() + 256);
@@ -118,10 +119,9 @@ impl GcsClient {
         &self,
         name: &str,
         source: &ChunkSource,
-        size: u64,
-        created_at: SystemTime,
-        create_only: bool,
+        up: Upload<'_>,
     ) -> Result<(), HttpError> {
+        let (size, created_at, create_only) = (up.size, up.created_at, up.create_only());
         let path = self.upload_path("resumable", name, create_only);
         let mut req = self.request("start resumable upload", Method::POST, Some(name), path);
         req.headers
@@ -185,10 +185,10 @@ impl GcsClient {
                 Err(e) => e,
             };
             failures += 1;
-            if !outcome.is_retryable() || failures >= self.retry.max_attempts {
+            if !outcome.is_retryable() || failures >= self.http.retry.max_attempts {
                 return Err(exists_if(create_only, outcome));
             }
-            let delay = self.retry.delay(failures - 1);
+            let delay = self.http.retry.delay(failures - 1);
             tracing::warn!(backend = "gs", key = name, error = %outcome, ?delay, "upload chunk failed; resuming");
             tokio::time::sleep(delay).await;
             // Ask the session what it holds before sending more.

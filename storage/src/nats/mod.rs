@@ -28,7 +28,7 @@ use ltx_codec::types::ltx_file_name;
 use ltx_codec::{Level, TxId};
 use tokio::io::AsyncReadExt;
 
-use crate::backend::{Backend, Layout, Listed, Page, Purge, PutMode};
+use crate::backend::{self, Backend, Layout, Listed, Page, Purge, Span, Upload};
 use crate::replica::Replica;
 use crate::timefmt::{format_rfc3339_nano, parse_rfc3339};
 use crate::{Body, RangeStream, Result, SharedReplica, StorageError};
@@ -120,12 +120,8 @@ async fn list_objects(store: &ObjectStore) -> Result<Vec<ObjectInfo>, NatsError>
 
 /// Opens `name` and reads past its first `offset` bytes, checking that `offset + len` is
 /// within it. Returns the object and the bytes left to read.
-async fn open_at(
-    store: &ObjectStore,
-    name: &str,
-    offset: u64,
-    len: Option<u64>,
-) -> Result<(Object, u64), NatsError> {
+async fn open_at(store: &ObjectStore, name: &str, span: Span) -> Result<(Object, u64), NatsError> {
+    let Span { offset, len } = span;
     let mut obj = store
         .get(name)
         .await
@@ -293,10 +289,7 @@ impl RangeStream for Streamed {
 impl Backend for NatsBackend {
     /// One listing of the bucket covers every level.
     const WHOLE_LISTING: bool = true;
-
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    const KIND: &'static str = KIND;
 
     fn layout(&self) -> &Layout {
         &self.layout
@@ -324,10 +317,10 @@ impl Backend for NatsBackend {
     }
 
     /// The whole range in one try, retried as a whole.
-    async fn read(&self, key: &str, offset: u64, len: Option<u64>) -> Result<Bytes> {
+    async fn read(&self, key: &str, span: Span) -> Result<Bytes> {
         let (data, _) = self
             .run(key, |store| async move {
-                let (mut obj, mut left) = open_at(&store, key, offset, len).await?;
+                let (mut obj, mut left) = open_at(&store, key, span).await?;
                 let mut out = BytesMut::with_capacity(left.min(64 << 20) as usize);
                 while left > 0 {
                     let p = read_piece(&mut obj, &mut left, 1 << 20).await?;
@@ -339,16 +332,9 @@ impl Backend for NatsBackend {
         Ok(data)
     }
 
-    async fn open_range<'a>(
-        &'a self,
-        key: &str,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Box<dyn RangeStream + 'a>> {
+    async fn open_range<'a>(&'a self, key: &str, span: Span) -> Result<backend::Stream<'a>> {
         let ((obj, left), in_use) = self
-            .run(key, |store| async move {
-                open_at(&store, key, offset, len).await
-            })
+            .run(key, |store| async move { open_at(&store, key, span).await })
             .await?;
         Ok(Box::new(Streamed {
             obj,
@@ -360,14 +346,8 @@ impl Backend for NatsBackend {
     }
 
     /// Stores the object with its creation time to the millisecond, as Litestream writes it.
-    async fn put(
-        &self,
-        key: &str,
-        body: &Body,
-        _size: u64,
-        created_at: SystemTime,
-        _mode: PutMode,
-    ) -> Result<SystemTime> {
+    async fn put(&self, key: &str, up: Upload<'_>) -> Result<SystemTime> {
+        let (body, created_at) = (up.body, up.created_at);
         let stamp = timestamp_header(created_at);
         let meta = || {
             let mut headers = HeaderMap::new();
@@ -400,30 +380,25 @@ impl Backend for NatsBackend {
         Ok(parse_rfc3339(&stamp).unwrap_or(created_at))
     }
 
-    /// The object store has no conditional put (its metadata goes through a rollup publish
-    /// the client does not let us condition).
-    fn supports_create_only(&self) -> bool {
-        false
-    }
-
-    async fn delete(&self, keys: &[String]) -> Result<u64> {
-        for k in keys {
-            self.run(k, |store| async move {
-                match store.delete(k.as_str()).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        let e = NatsError::classify(&kind_name(e.kind()), &chain(&e));
-                        if e.not_found {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
+    /// One object; one already gone is not an error. (The object store has no conditional
+    /// put, so `CREATE_ONLY` stays false: its metadata goes through a rollup publish the
+    /// client does not let us condition.)
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.run(key, |store| async move {
+            match store.delete(key).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let e = NatsError::classify(&kind_name(e.kind()), &chain(&e));
+                    if e.not_found {
+                        Ok(())
+                    } else {
+                        Err(e)
                     }
                 }
-            })
-            .await?;
-        }
-        Ok(keys.len() as u64)
+            }
+        })
+        .await?;
+        Ok(true)
     }
 
     /// Every object of the bucket, as Litestream deletes them.

@@ -117,13 +117,7 @@ fn unescape(s: &str) -> String {
 
 /// The URL with its password replaced, for messages.
 fn redact(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => raw.to_owned(),
-    }
+    crate::replica_url::redact_password(raw, "***")
 }
 
 /// What a `nats://` URL says: server, bucket and user info.

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use tokio::task::JoinSet;
 
-use crate::backend::{Backend, Listed, Purge, PutMode};
+use crate::backend::{Backend, Listed, Purge, PutMode, Span, Upload};
 use crate::metrics::{self, Operation};
 use crate::{Body, LtxFileInfo, RangeStream, ReplicaClient, Result, StorageError};
 use cache::LevelCache;
@@ -114,7 +114,7 @@ impl<B: Backend> Replica<B> {
                 let b = self.backend.clone();
                 set.spawn(async move {
                     let start = Instant::now();
-                    let r = b.delete(&batch).await;
+                    let r = b.delete_batch(&batch).await;
                     (start.elapsed(), r)
                 });
             }
@@ -202,7 +202,13 @@ impl<B: Backend> Replica<B> {
         let size = body_size(&body).await?;
         // Whatever happens next, a cached listing of this level may be wrong.
         self.cache.begin_change();
-        let put = self.backend.put(&key, &body, size, created_at, mode);
+        let up = Upload {
+            body: &body,
+            size,
+            created_at,
+            mode,
+        };
+        let put = self.backend.put(&key, up);
         let stored = match self.measured(Operation::Put, put, |_| (1, size)).await {
             Ok(t) => t,
             Err(e) => {
@@ -241,7 +247,7 @@ impl<B: Backend> ReplicaClient for Replica<B> {
         len: Option<u64>,
     ) -> Result<Bytes> {
         let key = self.backend.layout().ltx_key(level, min, max);
-        let read = self.backend.read(&key, offset, len);
+        let read = self.backend.read(&key, Span { offset, len });
         self.measured(Operation::Get, read, |b| (1, b.len() as u64))
             .await
     }
@@ -258,7 +264,11 @@ impl<B: Backend> ReplicaClient for Replica<B> {
             .checked_add(len)
             .ok_or_else(|| StorageError::fatal(format!("range {offset}+{len} overflows")))?;
         let key = self.backend.layout().ltx_key(level, min, max);
-        let open = self.backend.open_range(&key, offset, Some(len));
+        let span = Span {
+            offset,
+            len: Some(len),
+        };
+        let open = self.backend.open_range(&key, span);
         let inner = self.measured(Operation::Get, open, |_| (1, 0)).await?;
         Ok(stream::metered(inner, self.backend.kind(), B::METRICS))
     }
@@ -283,7 +293,7 @@ impl<B: Backend> ReplicaClient for Replica<B> {
         body: Body,
         created_at: SystemTime,
     ) -> Result<LtxFileInfo> {
-        if !self.backend.supports_create_only() {
+        if !B::CREATE_ONLY {
             return Err(StorageError::fatal(format!(
                 "{}: {}: create-only writes are not supported by this backend",
                 self.backend.kind(),
@@ -295,7 +305,7 @@ impl<B: Backend> ReplicaClient for Replica<B> {
     }
 
     fn supports_create_only(&self) -> bool {
-        self.backend.supports_create_only()
+        B::CREATE_ONLY
     }
 
     async fn delete_ltx(&self, files: &[LtxFileInfo]) -> Result<()> {

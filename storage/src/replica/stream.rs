@@ -8,7 +8,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Span, Stream};
 use crate::metrics::{self, Operation};
 use crate::{RangeStream, Result, StorageError};
 
@@ -146,16 +146,20 @@ impl RangeStream for Whole {
 pub(crate) async fn piecewise<'a, B: Backend + ?Sized>(
     backend: &'a B,
     key: &str,
-    offset: u64,
-    len: Option<u64>,
-) -> Result<Box<dyn RangeStream + 'a>> {
-    let Some(len) = len else {
-        let all = backend.read(key, offset, None).await?;
-        return Ok(Box::new(Whole(all)));
+    span: Span,
+) -> Result<Stream<'a>> {
+    let Some(len) = span.len else {
+        return Ok(Box::new(Whole(backend.read(key, span).await?)));
     };
     let key = key.to_owned();
-    Ok(Box::new(Piecewise::new(offset, len, move |at, n| {
-        let key = key.clone();
-        Box::pin(async move { backend.read(&key, at, Some(n)).await }) as ReadFuture<'a>
+    Ok(Box::new(Piecewise::new(span.offset, len, move |at, n| {
+        let (key, span) = (
+            key.clone(),
+            Span {
+                offset: at,
+                len: Some(n),
+            },
+        );
+        Box::pin(async move { backend.read(&key, span).await }) as ReadFuture<'a>
     })?))
 }

@@ -15,8 +15,8 @@ use crate::error::ErrorKind;
 use crate::transport::body::{Digests, EMPTY_SHA256};
 use crate::transport::pool::{parse_http_url, tls_config};
 use crate::transport::{
-    encode, header, open_payload, request_head, send, Fault, HttpError, HttpPool, Payload, ReqBody,
-    Response, RetryPolicy, Sent, Target,
+    encode, header, open_payload, request_head, send, Fault, Http, HttpError, HttpPool, Payload,
+    ReqBody, Response, RetryPolicy, Sent, Target,
 };
 use crate::xml;
 
@@ -62,7 +62,7 @@ pub(crate) struct Dest {
 }
 
 /// What to check, for the S3 errors a user can fix.
-fn hint(code: &str) -> &'static str {
+fn hint(_status: Option<u16>, code: &str, _op: &str) -> &'static str {
     match code {
         "SignatureDoesNotMatch" => " (check the secret access key and the region)",
         "InvalidAccessKeyId" => " (check the access key id)",
@@ -104,10 +104,9 @@ fn access_point_host(arn: &str) -> Option<(String, String)> {
 /// An S3 (or OSS) bucket and the replica path in it: the S3 [`Backend`](crate::backend::Backend).
 pub struct S3Client {
     pub(crate) cfg: Resolved,
-    pub(crate) pool: HttpPool,
+    pub(crate) http: Http,
     creds: CredentialChain,
     region: tokio::sync::OnceCell<String>,
-    pub(crate) retry: RetryPolicy,
     endpoint: Option<(Target, String)>,
     pub(crate) layout: Layout,
 }
@@ -153,10 +152,15 @@ impl S3Client {
             _ => None,
         };
         Ok(S3Client {
-            pool: HttpPool::new(tls),
+            http: Http {
+                backend: "s3",
+                pool: HttpPool::new(tls),
+                retry,
+                kind,
+                hint,
+            },
             creds: CredentialChain::new(configured, Arc::new(HttpPool::new(None))),
             region: tokio::sync::OnceCell::new(),
-            retry,
             endpoint,
             layout: Layout::hex(format!("{}/", cfg.path)),
             cfg,
@@ -170,30 +174,9 @@ impl S3Client {
         }
     }
 
-    pub(crate) fn error(
-        &self,
-        req: &Request,
-        status: Option<u16>,
-        code: &str,
-        msg: String,
-    ) -> HttpError {
-        HttpError {
-            backend: "s3",
-            op: req.op,
-            target: self.describe(req.key.as_deref()),
-            status,
-            code: code.to_owned(),
-            message: msg,
-            kind: kind(status, code),
-            hint: hint(code),
-        }
-    }
-
-    fn fault(&self, req: &Request, f: Fault) -> HttpError {
-        let mut e = self.error(req, None, "", String::new());
-        e.kind = f.kind();
-        e.message = f.message();
-        e
+    pub(crate) fn error(&self, r: &Request, s: Option<u16>, code: &str, m: String) -> HttpError {
+        self.http
+            .error(r.op, self.describe(r.key.as_deref()), s, code, m)
     }
 
     /// The signing region: configured, or Litestream's defaults when an endpoint is set, or
@@ -428,20 +411,20 @@ impl S3Client {
         dest: &Dest,
         digests: &Digests,
     ) -> Result<Sent, HttpError> {
-        let creds = self
-            .creds
-            .get()
-            .await
-            .map_err(|e| self.fault(req, Fault::Auth(e)))?;
+        let creds = self.creds.get().await.map_err(|e| {
+            self.error(req, None, "", String::new())
+                .with_fault(Fault::Auth(e))
+        })?;
         let body = open_payload(&req.payload)
             .await
-            .map_err(|f| self.fault(req, f))?;
-        let http_req = self
-            .build(req, dest, digests, body, &creds)
-            .map_err(|e| self.fault(req, Fault::Local(e)))?;
-        send(&self.pool, &dest.target, http_req, req.payload.len())
+            .map_err(|f| self.error(req, None, "", String::new()).with_fault(f))?;
+        let http_req = self.build(req, dest, digests, body, &creds).map_err(|e| {
+            self.error(req, None, "", String::new())
+                .with_fault(Fault::Local(e))
+        })?;
+        send(&self.http.pool, &dest.target, http_req, req.payload.len())
             .await
-            .map_err(|f| self.fault(req, f))
+            .map_err(|f| self.error(req, None, "", String::new()).with_fault(f))
     }
 
     /// Sends a request with retries and reads the whole response. Non-2xx answers are errors.
@@ -463,16 +446,13 @@ impl S3Client {
             .await
             .map_err(|e| {
                 let f = Fault::Local(format!("cannot read upload body: {e}"));
-                self.fault(req, f)
+                self.error(req, None, "", String::new()).with_fault(f)
             })?;
         let target = self.describe(req.key.as_deref());
-        self.retry
-            .run("s3", &target, || async {
+        self.http
+            .run(&target, || async {
                 let sent = self.attempt(req, dest, &digests).await?;
-                let resp = sent
-                    .read(&self.pool)
-                    .await
-                    .map_err(|f| self.fault(req, f))?;
+                let resp = self.http.read(sent, req.op, || target.clone()).await?;
                 if resp.status.is_success() {
                     return Ok(resp);
                 }
@@ -594,7 +574,7 @@ mod tests {
         let mut c = client(&format!(
             "s3://bkt/db?endpoint=http://127.0.0.1:{port}&region=us-east-1"
         ));
-        c.retry = RetryPolicy {
+        c.http.retry = RetryPolicy {
             max_attempts: 3,
             base_delay: std::time::Duration::from_millis(1),
             max_delay: std::time::Duration::from_millis(5),

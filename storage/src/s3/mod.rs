@@ -17,11 +17,11 @@ use async_trait::async_trait;
 use ltx_codec::{Level, TxId};
 use tokio::task::JoinSet;
 
-use crate::backend::{Backend, Layout, Listed, Page, Purge, PutMode};
+use crate::backend::{Backend, Layout, Listed, Page, Purge, Span, Stream, Upload};
 use crate::replica::Replica;
-use crate::transport::range::RangedGet;
+use crate::transport::range;
 use crate::transport::{HttpError, Payload};
-use crate::{Body, LtxFileInfo, RangeStream, ReplicaClient, Result, StorageError};
+use crate::{Body, LtxFileInfo, ReplicaClient, Result, StorageError};
 
 pub use crate::transport::RetryPolicy;
 pub use client::S3Client;
@@ -153,11 +153,10 @@ impl S3Client {
     async fn upload_multipart(
         self: &Arc<Self>,
         key: &str,
-        body: &Body,
-        size: u64,
+        up: Upload<'_>,
         headers: Vec<(&'static str, String)>,
-        create_only: bool,
     ) -> Result<(), HttpError> {
+        let (body, size) = (up.body, up.size);
         let mut part_size = self.cfg.part_size;
         while size.div_ceil(part_size) > MAX_PARTS {
             part_size *= 2;
@@ -186,7 +185,7 @@ impl S3Client {
                 })?;
                 etags[i] = r?;
             }
-            self.complete_multipart(key, &upload_id, &etags, create_only)
+            self.complete_multipart(key, &upload_id, &etags, up.create_only())
                 .await
         }
         .await;
@@ -202,8 +201,11 @@ impl S3Client {
 
 #[async_trait]
 impl Backend for Arc<S3Client> {
+    const KIND: &'static str = "s3";
+    const CREATE_ONLY: bool = true;
     const DELETE_BATCH: usize = MAX_KEYS_PER_DELETE;
 
+    /// `s3`, or `oss` for Alibaba's dialect.
     fn kind(&self) -> &'static str {
         self.cfg.flavor.kind()
     }
@@ -228,43 +230,27 @@ impl Backend for Arc<S3Client> {
         })
     }
 
-    async fn open_range<'a>(
-        &'a self,
-        key: &str,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Box<dyn RangeStream + 'a>> {
-        let client: &'a S3Client = self;
-        let get = RangedGet::open(client, key, offset, len).await?;
-        Ok(Box::new(get))
+    async fn open_range<'a>(&'a self, key: &str, span: Span) -> Result<Stream<'a>> {
+        range::stream(&**self, &self.http, key, span).await
     }
 
-    async fn put(
-        &self,
-        key: &str,
-        body: &Body,
-        size: u64,
-        created_at: SystemTime,
-        mode: PutMode,
-    ) -> Result<SystemTime> {
-        let headers = self.write_headers(Some(created_at));
-        let create_only = mode == PutMode::CreateOnly;
-        let r = if size < self.cfg.part_size {
-            self.put_object(key, payload(body, 0, size), headers, create_only)
-                .await
+    async fn put(&self, key: &str, up: Upload<'_>) -> Result<SystemTime> {
+        let headers = self.write_headers(Some(up.created_at));
+        if up.size < self.cfg.part_size {
+            let body = payload(up.body, 0, up.size);
+            self.put_object(key, body, headers, up.create_only())
+                .await?;
         } else {
-            self.upload_multipart(key, body, size, headers, create_only)
-                .await
-        };
-        r?;
-        Ok(created_at)
+            self.upload_multipart(key, up, headers).await?;
+        }
+        Ok(up.created_at)
     }
 
-    fn supports_create_only(&self) -> bool {
-        true
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Ok(self.delete_batch(&[key.to_owned()]).await? == 1)
     }
 
-    async fn delete(&self, keys: &[String]) -> Result<u64> {
+    async fn delete_batch(&self, keys: &[String]) -> Result<u64> {
         let failed = self.delete_objects(keys).await?;
         let failed: Vec<_> = failed
             .into_iter()

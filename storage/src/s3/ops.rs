@@ -11,8 +11,8 @@ use http::{HeaderMap, Method, StatusCode};
 use super::client::{Request, S3Client};
 use crate::error::ErrorKind;
 use crate::transport::body::Digests;
-use crate::transport::range::Ranged;
-use crate::transport::{header, HttpError, HttpPool, Payload, RetryPolicy, Sent};
+use crate::transport::range::{Get, Ranged};
+use crate::transport::{header, size_and_created, HttpError, Payload, Sent};
 use crate::xml;
 
 impl S3Client {
@@ -168,13 +168,8 @@ impl S3Client {
         req.headers = self.sse_c_headers();
         match self.execute(&req).await {
             Ok(resp) => {
-                let h = |n: &str| header(&resp.headers, n);
-                let size = h("content-length")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                let ts =
-                    h("x-amz-meta-litestream-timestamp").and_then(crate::timefmt::parse_rfc3339);
-                Ok(Some((size, ts)))
+                let meta = "x-amz-meta-litestream-timestamp";
+                Ok(Some(size_and_created(&resp.headers, meta)))
             }
             Err(e) if e.status == Some(404) && e.code != "NoSuchBucket" => Ok(None),
             Err(e) => Err(e),
@@ -198,67 +193,21 @@ fn exists_if(create_only: bool, mut e: HttpError) -> HttpError {
 
 #[async_trait]
 impl Ranged for S3Client {
-    fn pool(&self) -> &HttpPool {
-        &self.pool
-    }
-
-    fn retry(&self) -> &RetryPolicy {
-        &self.retry
-    }
-
-    fn backend(&self) -> &'static str {
-        "s3"
-    }
-
-    async fn send_get(
-        &self,
-        key: &str,
-        start: u64,
-        end: Option<u64>,
-        version: Option<&str>,
-    ) -> Result<Sent, HttpError> {
-        let mut req = Request::new("get object", Method::GET, Some(key.to_owned()));
+    async fn send_get(&self, get: Get<'_>) -> Result<Sent, HttpError> {
+        let mut req = Request::new("get object", Method::GET, Some(get.key.to_owned()));
         req.headers = self.sse_c_headers();
-        match end {
-            Some(end) => req
-                .headers
-                .push(("range", format!("bytes={start}-{}", end - 1))),
-            None if start > 0 => req.headers.push(("range", format!("bytes={start}-"))),
-            None => {}
-        }
-        if let Some(e) = version {
-            req.headers.push(("if-match", e.to_owned()));
-        }
-        let dest = self.dest(Some(key)).await?;
-        let no_digests = Digests {
-            sha256_hex: String::new(),
-            md5_base64: None,
-        };
-        self.attempt(&req, &dest, &no_digests).await
+        req.headers.extend(get.headers("range"));
+        let dest = self.dest(Some(get.key)).await?;
+        self.attempt(&req, &dest, &Digests::none()).await
     }
 
-    fn status_error(
-        &self,
-        key: &str,
-        status: StatusCode,
-        _headers: &HeaderMap,
-        body: &[u8],
-    ) -> HttpError {
+    fn get_target(&self, key: &str) -> (&'static str, String) {
+        ("get object", self.describe(Some(key)))
+    }
+
+    fn status_error(&self, key: &str, status: StatusCode, _: &HeaderMap, body: &[u8]) -> HttpError {
         let req = Request::new("get object", Method::GET, Some(key.to_owned()));
         S3Client::status_error(self, &req, status, body)
-    }
-
-    fn read_error(
-        &self,
-        key: &str,
-        status: Option<u16>,
-        kind: ErrorKind,
-        msg: String,
-    ) -> HttpError {
-        let req = Request::new("get object", Method::GET, Some(key.to_owned()));
-        let mut e = self.error(&req, status, "", msg);
-        e.kind = kind;
-        e
     }
 
     async fn size(&self, key: &str) -> Result<Option<u64>, HttpError> {

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use ssh2::{FileStat, OpenFlags, OpenType, RenameFlags};
 use tokio::sync::Semaphore;
 
-use crate::backend::{Backend, Layout, Listed, Page, Purge, PutMode};
+use crate::backend::{Backend, Layout, Listed, Page, Purge, Span, Upload};
 use crate::error::ErrorKind;
 use crate::metrics::Operation;
 use crate::replica::Replica;
@@ -456,9 +456,8 @@ fn remove_tree(c: &Conn, root: &str) -> Result<u64, Fail> {
 
 #[async_trait]
 impl Backend for SftpBackend {
-    fn kind(&self) -> &'static str {
-        "sftp"
-    }
+    const KIND: &'static str = "sftp";
+    const CREATE_ONLY: bool = true;
 
     fn layout(&self) -> &Layout {
         &self.layout
@@ -496,8 +495,8 @@ impl Backend for SftpBackend {
         })
     }
 
-    async fn read(&self, key: &str, offset: u64, len: Option<u64>) -> Result<Bytes> {
-        let p = key.to_owned();
+    async fn read(&self, key: &str, span: Span) -> Result<Bytes> {
+        let (p, Span { offset, len }) = (key.to_owned(), span);
         self.run(Operation::Get, key, move |c| {
             let mut f = c.sftp.open(Path::new(&p)).map_err(classify)?;
             let size = f.stat().map_err(classify)?.size.unwrap_or(0);
@@ -517,46 +516,32 @@ impl Backend for SftpBackend {
         .await
     }
 
-    async fn put(
-        &self,
-        key: &str,
-        body: &Body,
-        _size: u64,
-        created_at: SystemTime,
-        mode: PutMode,
-    ) -> Result<SystemTime> {
-        let (secs, stored) = stored_time(created_at);
+    async fn put(&self, key: &str, up: Upload<'_>) -> Result<SystemTime> {
+        let (secs, stored) = stored_time(up.created_at);
         let chunk = if self.settings.concurrent_writes {
             PIPELINED_WRITE
         } else {
             SINGLE_WRITE
         };
-        let create_only = mode == PutMode::CreateOnly;
-        let (p, body) = (key.to_owned(), body.clone());
-        let r = self
-            .run(Operation::Put, key, move |c| {
-                upload(c, &p, &body, secs, chunk, create_only)
-            })
-            .await;
-        r.map(|_| stored)
+        let (p, body, create_only) = (key.to_owned(), up.body.clone(), up.create_only());
+        self.run(Operation::Put, key, move |c| {
+            upload(c, &p, &body, secs, chunk, create_only)
+        })
+        .await?;
+        Ok(stored)
     }
 
-    fn supports_create_only(&self) -> bool {
-        true
-    }
-
-    async fn delete(&self, keys: &[String]) -> Result<u64> {
-        for k in keys {
-            let p = k.clone();
-            self.run(Operation::Delete, k, move |c| {
-                match c.sftp.unlink(Path::new(&p)).map_err(classify) {
-                    Err(f) if f.is_not_found() => Ok(()),
-                    r => r,
-                }
-            })
-            .await?;
-        }
-        Ok(keys.len() as u64)
+    /// A missing file is already deleted.
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let p = key.to_owned();
+        self.run(Operation::Delete, key, move |c| {
+            match c.sftp.unlink(Path::new(&p)).map_err(classify) {
+                Err(f) if f.is_not_found() => Ok(()),
+                r => r,
+            }
+        })
+        .await?;
+        Ok(true)
     }
 
     fn purge(&self) -> Purge {

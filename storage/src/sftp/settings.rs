@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub(crate) use crate::gopath::join;
 use crate::s3::settings::parse_bool;
 use crate::transport::encode::decode_lossy;
 use crate::{Result, StorageError};
@@ -72,13 +73,7 @@ fn config_error(msg: impl Into<String>) -> StorageError {
 
 /// The URL with any password replaced, for messages.
 fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("xxxxx"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
+    crate::replica_url::redact_password(url, "xxxxx")
 }
 
 fn parse_url(url: &str) -> Result<UrlParts> {
@@ -99,40 +94,6 @@ fn parse_url(url: &str) -> Result<UrlParts> {
         password,
         path: decode_lossy(u.path()),
     })
-}
-
-/// Go's `path.Clean`: the shortest equivalent slash path ("." for an empty one).
-pub(crate) fn clean(p: &str) -> String {
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
-/// Go's `path.Join`: the non-empty elements joined with slashes, cleaned.
-pub(crate) fn join(parts: &[&str]) -> String {
-    let nonempty: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
-    if nonempty.is_empty() {
-        return String::new();
-    }
-    clean(&nonempty.join("/"))
 }
 
 impl SftpSettings {
@@ -369,7 +330,7 @@ mod tests {
             ("../a/./b/..", "../a"),
             ("./", "."),
         ] {
-            assert_eq!(clean(i), o, "clean({i:?})");
+            assert_eq!(crate::gopath::clean(i), o, "clean({i:?})");
         }
         assert_eq!(join(&["", "ltx", "0"]), "ltx/0");
         assert_eq!(join(&["/", "ltx"]), "/ltx");

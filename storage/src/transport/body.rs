@@ -38,6 +38,16 @@ pub(crate) struct Digests {
     pub md5_base64: Option<String>,
 }
 
+impl Digests {
+    /// No hashes: a request without a body, or one sent unsigned.
+    pub fn none() -> Digests {
+        Digests {
+            sha256_hex: String::new(),
+            md5_base64: None,
+        }
+    }
+}
+
 pub(crate) const EMPTY_SHA256: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

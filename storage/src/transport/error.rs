@@ -56,6 +56,13 @@ impl HttpError {
         self.kind == ErrorKind::NotFound
     }
 
+    /// The error of an attempt that got no answer, for `f`.
+    pub fn with_fault(mut self, f: Fault) -> HttpError {
+        self.kind = f.kind();
+        self.message = f.message();
+        self
+    }
+
     /// Marks the error as one another try will not cure.
     pub fn fatal(mut self) -> HttpError {
         self.kind = ErrorKind::Fatal;

@@ -17,6 +17,8 @@ pub(crate) mod test_server;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::error::ErrorKind;
 use http::Method;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -33,6 +35,65 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 const MIN_UPLOAD_RATE: u64 = 256 * 1024;
 /// Gap allowed between two chunks of a response body.
 const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What every HTTP backend client holds: its name, its connections and retry policy, and how
+/// it judges an answer (the [`ErrorKind`] of a status and service error code, and the hint a
+/// user can act on). Errors made here all read the same way, whatever the service.
+pub(crate) struct Http {
+    pub backend: &'static str,
+    pub pool: HttpPool,
+    pub retry: RetryPolicy,
+    /// The kind of an answer: status (none when there was no answer) and error code.
+    pub kind: fn(Option<u16>, &str) -> ErrorKind,
+    /// What to check for an error: status, error code and operation.
+    pub hint: fn(Option<u16>, &str, &str) -> &'static str,
+}
+
+impl Http {
+    /// The error of operation `op` on `target`.
+    pub fn error(
+        &self,
+        op: &'static str,
+        target: String,
+        status: Option<u16>,
+        code: &str,
+        message: String,
+    ) -> HttpError {
+        HttpError {
+            backend: self.backend,
+            op,
+            target,
+            status,
+            code: code.to_owned(),
+            message,
+            kind: (self.kind)(status, code),
+            hint: (self.hint)(status, code, op),
+        }
+    }
+
+    /// Runs `attempt` with this client's retry policy.
+    pub async fn run<T, F, Fut>(&self, target: &str, attempt: F) -> Result<T, HttpError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, HttpError>>,
+    {
+        self.retry.run(self.backend, target, attempt).await
+    }
+
+    /// Reads a whole answer, giving its connection back to the pool.
+    pub async fn read(
+        &self,
+        sent: Sent,
+        op: &'static str,
+        target: impl FnOnce() -> String,
+    ) -> Result<Response, HttpError> {
+        let r = sent.read(&self.pool).await;
+        r.map_err(|f| {
+            self.error(op, target(), None, "", String::new())
+                .with_fault(f)
+        })
+    }
+}
 
 /// The head of an answer, its body still to be read, and the connection it came on (give it
 /// back with [`HttpPool::checkin`] once the body has been read to its end).
@@ -183,6 +244,17 @@ pub(crate) async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, Stri
             }
         }
     }
+}
+
+/// What a HEAD answer says of an object: its size, and the creation time kept in the
+/// metadata header `meta` (RFC 3339).
+pub(crate) fn size_and_created(
+    headers: &http::HeaderMap,
+    meta: &str,
+) -> (u64, Option<std::time::SystemTime>) {
+    let size = header(headers, "content-length").and_then(|v| v.parse().ok());
+    let created = header(headers, meta).and_then(crate::timefmt::parse_rfc3339);
+    (size.unwrap_or(0), created)
 }
 
 /// A header's value as text, when it is there and is text.

@@ -10,30 +10,44 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use hyper::body::Incoming;
 
-use super::{header, next_data, read_body, Conn, HttpError, HttpPool, RetryPolicy, Sent};
+use super::{header, next_data, read_body, Conn, Http, HttpError, Sent};
+use crate::backend::{Span, Stream};
 use crate::error::ErrorKind;
 use crate::{RangeStream, Result};
+
+/// One attempt of a ranged read: bytes `start..end` (to the end with `None`) of `key`,
+/// pinned to `version` when given.
+pub(crate) struct Get<'a> {
+    pub key: &'a str,
+    pub start: u64,
+    pub end: Option<u64>,
+    pub version: Option<&'a str>,
+}
+
+impl Get<'_> {
+    /// The range header (`range` or the service's own name) and the `If-Match` pin.
+    pub fn headers(&self, range: &'static str) -> Vec<(&'static str, String)> {
+        let bytes = match self.end {
+            Some(end) => Some(format!("bytes={}-{}", self.start, end.saturating_sub(1))),
+            None if self.start > 0 => Some(format!("bytes={}-", self.start)),
+            None => None,
+        };
+        let pin = self.version.map(|v| ("if-match", v.to_owned()));
+        bytes.map(|b| (range, b)).into_iter().chain(pin).collect()
+    }
+}
 
 /// What a backend supplies for ranged reads.
 #[async_trait]
 pub(crate) trait Ranged: Send + Sync {
-    fn pool(&self) -> &HttpPool;
-    fn retry(&self) -> &RetryPolicy;
-    /// Backend name for the log.
-    fn backend(&self) -> &'static str;
-    /// One attempt at bytes `start..end` (to the end with `None`) of `key`, pinned to
-    /// `version` when given.
-    async fn send_get(
-        &self,
-        key: &str,
-        start: u64,
-        end: Option<u64>,
-        version: Option<&str>,
-    ) -> Result<Sent, HttpError>;
+    /// Sends one attempt (see [`Get::headers`]): the head of the answer.
+    async fn send_get(&self, get: Get<'_>) -> Result<Sent, HttpError>;
     /// The version an answer served, which later requests are pinned to (default: its ETag).
     fn version(&self, headers: &HeaderMap) -> Option<String> {
         header(headers, "etag").map(str::to_owned)
     }
+    /// What reading `key` is called in errors: the operation and the target.
+    fn get_target(&self, key: &str) -> (&'static str, String);
     /// The error for an answer that is not data (its body read).
     fn status_error(
         &self,
@@ -42,16 +56,24 @@ pub(crate) trait Ranged: Send + Sync {
         headers: &HeaderMap,
         body: &[u8],
     ) -> HttpError;
-    /// An error about reading `key`.
-    fn read_error(&self, key: &str, status: Option<u16>, kind: ErrorKind, msg: String)
-        -> HttpError;
     /// The object's size, or `None` when it does not exist (to judge a 416).
     async fn size(&self, key: &str) -> Result<Option<u64>, HttpError>;
+}
+
+/// The ranged read of `client` as a [`RangeStream`].
+pub(crate) async fn stream<'a, R: Ranged>(
+    client: &'a R,
+    http: &'a Http,
+    key: &str,
+    span: Span,
+) -> crate::Result<Stream<'a>> {
+    Ok(Box::new(RangedGet::open(client, http, key, span).await?))
 }
 
 /// A ranged read in progress: `len` bytes at `offset` (to the end with `None`).
 pub(crate) struct RangedGet<'a, R: ?Sized> {
     client: &'a R,
+    http: &'a Http,
     key: String,
     offset: u64,
     len: Option<u64>,
@@ -82,12 +104,14 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
     /// missing object is reported here. An empty range is checked against the object's size.
     pub async fn open(
         client: &'a R,
+        http: &'a Http,
         key: &str,
-        offset: u64,
-        len: Option<u64>,
+        span: Span,
     ) -> Result<RangedGet<'a, R>, HttpError> {
+        let Span { offset, len } = span;
         let mut r = RangedGet {
             client,
+            http,
             key: key.to_owned(),
             offset,
             len,
@@ -116,10 +140,16 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
             self.len.map_or("end".to_owned(), |l| l.to_string()),
             size.map_or(String::new(), |s| format!(" ({s} bytes)"))
         );
-        let mut e = self
-            .client
-            .read_error(&self.key, Some(416), ErrorKind::Fatal, msg);
+        let mut e = self.error(Some(416), ErrorKind::Fatal, msg);
         e.code = "InvalidRange".to_owned();
+        e
+    }
+
+    /// An error about reading this object.
+    fn error(&self, status: Option<u16>, kind: ErrorKind, msg: String) -> HttpError {
+        let (op, target) = self.client.get_target(&self.key);
+        let mut e = self.http.error(op, target, status, "", msg);
+        e.kind = kind;
         e
     }
 
@@ -127,12 +157,7 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
     fn missing_or_past_end(&self, size: Option<u64>) -> HttpError {
         match size {
             Some(s) => self.past_end(Some(s)),
-            None => self.client.read_error(
-                &self.key,
-                Some(404),
-                ErrorKind::NotFound,
-                "not found".to_owned(),
-            ),
+            None => self.error(Some(404), ErrorKind::NotFound, "not found".to_owned()),
         }
     }
 
@@ -140,14 +165,14 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
     async fn failed(&mut self, err: HttpError) -> Result<(), HttpError> {
         self.open = None;
         self.failures += 1;
-        let retry = self.client.retry();
+        let retry = &self.http.retry;
         if !err.is_retryable() || self.failures >= retry.max_attempts {
             self.done = true;
             return Err(err);
         }
         let delay = retry.delay(self.failures - 1);
         let offset = self.offset + self.got;
-        tracing::warn!(backend = self.client.backend(), key = %self.key, offset, error = %err, ?delay, "read failed; resuming");
+        tracing::warn!(backend = self.http.backend, key = %self.key, offset, error = %err, ?delay, "read failed; resuming");
         tokio::time::sleep(delay).await;
         Ok(())
     }
@@ -157,10 +182,13 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
         loop {
             let start = self.offset + self.got;
             let end = self.len.map(|l| self.offset + l);
-            let sent = self
-                .client
-                .send_get(&self.key, start, end, self.version.as_deref())
-                .await;
+            let get = Get {
+                key: &self.key,
+                start,
+                end,
+                version: self.version.as_deref(),
+            };
+            let sent = self.client.send_get(get).await;
             let err = match sent {
                 Err(e) => e,
                 Ok(sent) => match self.answered(sent, start).await {
@@ -182,10 +210,7 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
                 if partial && range.is_some_and(|(first, _)| first != Some(start)) {
                     self.done = true;
                     let msg = format!("the server sent another range than bytes={start}-");
-                    let e = self
-                        .client
-                        .read_error(&self.key, Some(206), ErrorKind::Fatal, msg);
-                    return Err(e);
+                    return Err(self.error(Some(206), ErrorKind::Fatal, msg));
                 }
                 if self.version.is_none() {
                     self.version = self.client.version(&parts.headers);
@@ -196,7 +221,7 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
             }
             StatusCode::RANGE_NOT_SATISFIABLE => {
                 if read_body(body).await.is_ok() {
-                    self.client.pool().checkin(conn);
+                    self.http.pool.checkin(conn);
                 }
                 self.done = true;
                 let size = match range.and_then(|(_, total)| total) {
@@ -211,7 +236,7 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
             }
             status => {
                 let bytes = read_body(body).await.unwrap_or_default();
-                self.client.pool().checkin(conn);
+                self.http.pool.checkin(conn);
                 let mut e = self
                     .client
                     .status_error(&self.key, status, &parts.headers, &bytes);
@@ -237,7 +262,7 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
                 // Read the end of the body so the connection can be reused.
                 if let Some((mut body, conn, _)) = self.open.take() {
                     if matches!(next_data(&mut body).await, Ok(None)) {
-                        self.client.pool().checkin(conn);
+                        self.http.pool.checkin(conn);
                     }
                 }
                 return Ok(None);
@@ -264,7 +289,7 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
                 }
                 Ok(None) => {
                     if let Some((_, conn, _)) = self.open.take() {
-                        self.client.pool().checkin(conn);
+                        self.http.pool.checkin(conn);
                     }
                     self.done = true;
                     if self.len.is_some() {
@@ -274,9 +299,7 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
                 }
                 Err(e) => {
                     let msg = format!("connection lost mid-body: {e}");
-                    let err = self
-                        .client
-                        .read_error(&self.key, None, ErrorKind::Transient, msg);
+                    let err = self.error(None, ErrorKind::Transient, msg);
                     self.failed(err).await?;
                 }
             }

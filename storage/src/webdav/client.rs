@@ -16,9 +16,9 @@ use crate::backend::Layout;
 use crate::error::ErrorKind;
 use crate::transport::encode::{decode_lossy, segment};
 use crate::transport::pool::tls_config;
-use crate::transport::range::Ranged;
+use crate::transport::range::{Get, Ranged};
 use crate::transport::{
-    exchange, header, HttpError, HttpPool, Payload, Response, RetryPolicy, Sent, Target,
+    exchange, header, Http, HttpError, HttpPool, Payload, Response, RetryPolicy, Sent, Target,
 };
 
 const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/><D:getlastmodified/></D:prop></D:propfind>"#;
@@ -54,6 +54,16 @@ fn method(name: &'static [u8]) -> Method {
     Method::from_bytes(name).unwrap_or(Method::GET)
 }
 
+/// What to check, for the errors a user can fix.
+fn hint(status: Option<u16>, _code: &str, op: &str) -> &'static str {
+    match (status, op) {
+        (Some(401), _) => " (check webdav-username and webdav-password)",
+        (Some(403), _) => " (the user may not access this path)",
+        (Some(409), "create directory") => " (the directory above it is missing: check webdav-url)",
+        _ => "",
+    }
+}
+
 /// A WebDAV server and the replica directory on it: the `webdav`
 /// [`Backend`](crate::backend::Backend).
 pub struct DavClient {
@@ -65,8 +75,7 @@ pub struct DavClient {
     /// `scheme://authority`, for messages.
     origin: String,
     auth: Option<String>,
-    pub(crate) pool: HttpPool,
-    pub(crate) retry: RetryPolicy,
+    pub(crate) http: Http,
     pub(crate) layout: Layout,
     /// Cleared when the server answered a MOVE with 405/501: PUT to the final name then.
     pub(crate) can_move: AtomicBool,
@@ -125,8 +134,13 @@ impl DavClient {
             base,
             root,
             auth,
-            pool: HttpPool::new(tls),
-            retry,
+            http: Http {
+                backend: "webdav",
+                pool: HttpPool::new(tls),
+                retry,
+                kind: |status, _| ErrorKind::from_http(status, ""),
+                hint,
+            },
             layout: Layout::decimal(""),
             can_move: AtomicBool::new(true),
         };
@@ -168,23 +182,8 @@ impl DavClient {
         message: String,
     ) -> HttpError {
         let status = status.map(|s| s.as_u16());
-        HttpError {
-            backend: "webdav",
-            op: call.op,
-            target: self.url(&call.path),
-            status,
-            code: String::new(),
-            message,
-            kind: ErrorKind::from_http(status, ""),
-            hint: match (status, call.op) {
-                (Some(401), _) => " (check webdav-username and webdav-password)",
-                (Some(403), _) => " (the user may not access this path)",
-                (Some(409), "create directory") => {
-                    " (the directory above it is missing: check webdav-url)"
-                }
-                _ => "",
-            },
-        }
+        let target = self.url(&call.path);
+        self.http.error(call.op, target, status, "", message)
     }
 
     /// One attempt: a connection (new or reused), the request, the response head.
@@ -194,7 +193,7 @@ impl DavClient {
             headers.push(("authorization", a.clone()));
         }
         exchange(
-            &self.pool,
+            &self.http.pool,
             &self.target,
             &call.method,
             &call.path,
@@ -202,25 +201,17 @@ impl DavClient {
             &call.payload,
         )
         .await
-        .map_err(|f| {
-            let mut e = self.error(call, None, String::new());
-            e.kind = f.kind();
-            e.message = f.message();
-            e
-        })
+        .map_err(|f| self.error(call, None, String::new()).with_fault(f))
     }
 
     /// Sends `call` until it gets an answer that is not worth retrying (any status: callers
     /// decide what a 404 or 409 means), or the retries run out.
     pub(crate) async fn call(&self, call: &Call) -> Result<Response, HttpError> {
         let target = self.url(&call.path);
-        self.retry
-            .run("webdav", &target, || async {
+        self.http
+            .run(&target, || async {
                 let sent = self.send(call).await?;
-                let answer = sent.read(&self.pool).await.map_err(|f| {
-                    let msg = format!("reading the answer: {}", f.message());
-                    self.error(call, None, msg)
-                })?;
+                let answer = self.http.read(sent, call.op, || target.clone()).await?;
                 if ErrorKind::from_http(Some(answer.status.as_u16()), "").is_retryable() {
                     return Err(self.status_error(call, answer.status, &answer.body));
                 }
@@ -336,63 +327,19 @@ impl DavClient {
 
 #[async_trait]
 impl Ranged for DavClient {
-    fn pool(&self) -> &HttpPool {
-        &self.pool
-    }
-
-    fn retry(&self) -> &RetryPolicy {
-        &self.retry
-    }
-
-    fn backend(&self) -> &'static str {
-        "webdav"
-    }
-
-    async fn send_get(
-        &self,
-        key: &str,
-        start: u64,
-        end: Option<u64>,
-        version: Option<&str>,
-    ) -> Result<Sent, HttpError> {
-        let mut c = Call::new("read", Method::GET, key.to_owned());
-        match end {
-            Some(end) => c = c.header("range", format!("bytes={start}-{}", end - 1)),
-            None if start > 0 => c = c.header("range", format!("bytes={start}-")),
-            None => {}
-        }
-        if let Some(e) = version {
-            c = c.header("if-match", e);
-        }
+    async fn send_get(&self, get: Get<'_>) -> Result<Sent, HttpError> {
+        let mut c = Call::new("read", Method::GET, get.key.to_owned());
+        c.headers = get.headers("range");
         self.send(&c).await
     }
 
-    fn status_error(
-        &self,
-        key: &str,
-        status: StatusCode,
-        _headers: &HeaderMap,
-        body: &[u8],
-    ) -> HttpError {
-        let call = Call::new("read", Method::GET, key.to_owned());
-        DavClient::status_error(self, &call, status, body)
+    fn get_target(&self, key: &str) -> (&'static str, String) {
+        ("read", self.url(key))
     }
 
-    fn read_error(
-        &self,
-        key: &str,
-        status: Option<u16>,
-        kind: ErrorKind,
-        msg: String,
-    ) -> HttpError {
+    fn status_error(&self, key: &str, status: StatusCode, _: &HeaderMap, body: &[u8]) -> HttpError {
         let call = Call::new("read", Method::GET, key.to_owned());
-        let mut e = self.error(
-            &call,
-            status.and_then(|s| StatusCode::from_u16(s).ok()),
-            msg,
-        );
-        e.kind = kind;
-        e
+        DavClient::status_error(self, &call, status, body)
     }
 
     async fn size(&self, key: &str) -> Result<Option<u64>, HttpError> {

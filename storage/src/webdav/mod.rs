@@ -21,18 +21,16 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use ltx_codec::{Level, TxId};
 
-use crate::backend::{Backend, Layout, Listed, Page, Purge, PutMode};
+use crate::backend::{Backend, Layout, Listed, Page, Purge, PutMode, Span, Stream, Upload};
 use crate::replica::Replica;
 use crate::transport::encode::segment;
-use crate::transport::range::RangedGet;
+use crate::transport::range;
 use crate::transport::{HttpError, Payload};
-use crate::{Body, RangeStream, Result, SharedReplica, StorageError};
+use crate::{Body, Result, SharedReplica, StorageError};
 use client::{Call, DavClient};
 
 pub use crate::transport::RetryPolicy;
 pub use settings::WebDavSettings;
-
-const KIND: &str = "webdav";
 
 /// A `webdav` replica.
 pub type WebDavReplica = Replica<DavClient>;
@@ -131,9 +129,8 @@ impl DavClient {
 
 #[async_trait]
 impl Backend for DavClient {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
+    const KIND: &'static str = "webdav";
+    const CREATE_ONLY: bool = true;
 
     fn layout(&self) -> &Layout {
         &self.layout
@@ -166,45 +163,27 @@ impl Backend for DavClient {
         })
     }
 
-    async fn open_range<'a>(
-        &'a self,
-        key: &str,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Box<dyn RangeStream + 'a>> {
-        let get = RangedGet::open(self, key, offset, len).await?;
-        Ok(Box::new(get))
+    async fn open_range<'a>(&'a self, key: &str, span: Span) -> Result<Stream<'a>> {
+        range::stream(self, &self.http, key, span).await
     }
 
-    async fn put(
-        &self,
-        key: &str,
-        body: &Body,
-        size: u64,
-        created_at: SystemTime,
-        mode: PutMode,
-    ) -> Result<SystemTime> {
-        let payload = match body {
+    async fn put(&self, key: &str, up: Upload<'_>) -> Result<SystemTime> {
+        let payload = match up.body {
             Body::Bytes(b) => Payload::Bytes(b.clone()),
             Body::File(p) => Payload::File {
                 path: p.clone(),
                 offset: 0,
-                len: size,
+                len: up.size,
             },
         };
-        self.upload(key, payload, mode).await?;
-        Ok(created_at)
+        self.upload(key, payload, up.mode).await?;
+        Ok(up.created_at)
     }
 
-    fn supports_create_only(&self) -> bool {
-        true
-    }
-
-    async fn delete(&self, keys: &[String]) -> Result<u64> {
-        for k in keys {
-            DavClient::delete(self, k.clone()).await?;
-        }
-        Ok(keys.len() as u64)
+    /// A missing file is already deleted.
+    async fn delete(&self, key: &str) -> Result<bool> {
+        DavClient::delete(self, key.to_owned()).await?;
+        Ok(true)
     }
 
     fn purge(&self) -> Purge {

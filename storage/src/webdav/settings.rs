@@ -34,13 +34,7 @@ impl std::fmt::Debug for WebDavSettings {
 
 /// Removes the password from a URL for messages.
 fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
+    crate::replica_url::redact_password(url, "***")
 }
 
 /// The parts of a `webdav[s]://` URL Litestream uses.
