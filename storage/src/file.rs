@@ -185,21 +185,14 @@ impl Backend for FileBackend {
         let (path, body, created_at) = (self.path(k), up.body.clone(), up.created_at);
         let (perms, how) = (self.file_mode(), up.mode);
         blocking(move || {
-            let t = Some(created_at);
-            let r = match (&body, how) {
-                (Body::Bytes(b), PutMode::Overwrite) => {
-                    local::write_file_atomic(&path, &[b], t, perms)
-                }
-                (Body::Bytes(b), PutMode::CreateOnly) => {
-                    local::write_file_exclusive(&path, &[b], t, perms)
-                }
-                (Body::File(src), PutMode::Overwrite) => {
-                    local::copy_file_atomic(src, &path, t, perms)
-                }
-                (Body::File(src), PutMode::CreateOnly) => {
-                    local::copy_file_exclusive(src, &path, t, perms)
-                }
+            let how = match how {
+                PutMode::Overwrite => local::Publish::Replace,
+                PutMode::CreateOnly => local::Publish::Exclusive,
             };
+            let r = local::publish(&path, Some(created_at), perms, how, |f| match &body {
+                Body::Bytes(b) => local::write_chunks(f, &[b]),
+                Body::File(src) => local::copy_into(src, f),
+            });
             match r {
                 Ok(()) => Ok(created_at),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

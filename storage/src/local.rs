@@ -299,33 +299,8 @@ pub fn copy_file_atomic(
     publish(dst, mtime, mode, Publish::Replace, |to| copy_into(src, to))
 }
 
-/// [`write_file_atomic`] that never replaces: the file is published with `link(2)`, which
-/// fails with [`io::ErrorKind::AlreadyExists`] when `path` exists, so of two writers racing
-/// for one name exactly one wins. Each writer fills its own temporary name.
-pub fn write_file_exclusive(
-    path: &Path,
-    chunks: &[&[u8]],
-    mtime: Option<SystemTime>,
-    mode: Option<u32>,
-) -> io::Result<()> {
-    publish(path, mtime, mode, Publish::Exclusive, |f| {
-        write_chunks(f, chunks)
-    })
-}
-
-/// [`copy_file_atomic`] that never replaces (see [`write_file_exclusive`]).
-pub fn copy_file_exclusive(
-    src: &Path,
-    dst: &Path,
-    mtime: Option<SystemTime>,
-    mode: Option<u32>,
-) -> io::Result<()> {
-    publish(dst, mtime, mode, Publish::Exclusive, |to| {
-        copy_into(src, to)
-    })
-}
-
-fn write_chunks(f: &File, chunks: &[&[u8]]) -> io::Result<()> {
+/// Writes `chunks` one after another from the start of `f`.
+pub fn write_chunks(f: &File, chunks: &[&[u8]]) -> io::Result<()> {
     let mut off = 0u64;
     let writes: Vec<(u64, &[u8])> = chunks
         .iter()
@@ -338,7 +313,8 @@ fn write_chunks(f: &File, chunks: &[&[u8]]) -> io::Result<()> {
     write_batch(f, &writes)
 }
 
-fn copy_into(src: &Path, to: &File) -> io::Result<()> {
+/// Copies the file `src` into `to`, in 1 MiB chunks.
+pub fn copy_into(src: &Path, to: &File) -> io::Result<()> {
     let from = File::open(src)?;
     let len = from.metadata()?.len();
     let mut buf = vec![0u8; (1 << 20).min(len as usize)];
@@ -353,18 +329,21 @@ fn copy_into(src: &Path, to: &File) -> io::Result<()> {
 }
 
 /// How a filled temporary file takes its final name.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Publish {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Publish {
     /// `rename(2)` over whatever is there.
     Replace,
-    /// `link(2)`, which refuses an existing name, then the temporary name is removed.
+    /// `link(2)`, which refuses an existing name ([`io::ErrorKind::AlreadyExists`]), then
+    /// the temporary name is removed: of two writers racing for one name exactly one wins.
+    /// Each writer fills its own temporary name.
     Exclusive,
 }
 
 /// The durable-write protocol shared by every local write: `fill` writes a temporary file,
 /// which is fsynced, given its mtime, published under `path`, and the directory fsynced. On
-/// any error the temp file is removed and `path` is untouched.
-fn publish(
+/// any error the temp file is removed and `path` is untouched. `mode` caps the permissions (see
+/// [`create_file_mode`]).
+pub fn publish(
     path: &Path,
     mtime: Option<SystemTime>,
     mode: Option<u32>,

@@ -23,7 +23,7 @@ use crate::backend::{Backend, Layout, Listed, Page, Purge, Span, Stream, Upload}
 use crate::replica::Replica;
 use crate::transport::range;
 use crate::transport::{HttpError, Payload};
-use crate::{Body, Result, SharedReplica};
+use crate::{Result, SharedReplica};
 
 /// One blob under the replica path, as listed.
 pub use crate::backend::ObjectInfo as BlobInfo;
@@ -93,20 +93,9 @@ impl Replica<Arc<AbsClient>> {
         self.backend().layout.ltx_key(level, min, max)
     }
 
-    /// Creates the container if it does not exist (for tests and tooling; Litestream expects
-    /// it to exist).
-    pub async fn create_container(&self) -> Result<()> {
-        Ok(self.backend().create_container().await?)
-    }
-
     /// Every blob whose name starts with `prefix`, across all pages.
     pub async fn list_prefix(&self, prefix: &str) -> Result<Vec<BlobInfo>> {
-        Ok(self
-            .list_all(prefix)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect())
+        self.list_as(prefix).await
     }
 
     /// Size and `litestreamtimestamp` metadata of one file (Get Blob Properties), or `None`
@@ -120,16 +109,11 @@ impl Replica<Arc<AbsClient>> {
         let blob = self.ltx_blob(level, min, max);
         Ok(self.backend().blob_properties(&blob).await?)
     }
-}
 
-fn payload(body: &Body, offset: u64, len: u64) -> Payload {
-    match body {
-        Body::Bytes(b) => Payload::Bytes(b.slice(offset as usize..(offset + len) as usize)),
-        Body::File(p) => Payload::File {
-            path: p.clone(),
-            offset,
-            len,
-        },
+    /// Creates the container if it does not exist (for tests and tooling; Litestream expects
+    /// it to exist).
+    pub async fn create_container(&self) -> Result<()> {
+        Ok(self.backend().create_container().await?)
     }
 }
 
@@ -155,7 +139,7 @@ async fn upload_blocks(
     loop {
         while set.len() < UPLOAD_CONCURRENCY && next < count {
             let offset = next as u64 * block;
-            let part = payload(body, offset, block.min(size - offset));
+            let part = Payload::region(body, offset, block.min(size - offset));
             let (c, b, id) = (client.clone(), blob.to_owned(), ids[next].clone());
             set.spawn(async move { c.put_block(&b, &id, part).await });
             next += 1;
@@ -208,7 +192,7 @@ impl Backend for Arc<AbsClient> {
         if up.size > self.block_size {
             upload_blocks(self, key, up).await?;
         } else {
-            let body = payload(up.body, 0, up.size);
+            let body = Payload::region(up.body, 0, up.size);
             self.put_blob(key, body, up.created_at, up.create_only())
                 .await?;
         }

@@ -27,7 +27,6 @@ use crate::transport::pool::tls_config;
 use crate::transport::range;
 use crate::transport::HttpPool;
 use crate::{Body, Result, SharedReplica, StorageError};
-use upload::ChunkSource;
 
 pub use crate::backend::ObjectInfo;
 pub use crate::transport::RetryPolicy;
@@ -119,8 +118,7 @@ impl Replica<Arc<GcsClient>> {
 
     /// Every object whose name starts with `prefix`, across all pages.
     pub async fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        let listed = self.list_all(prefix).await?;
-        Ok(listed.into_iter().map(ObjectInfo::from).collect())
+        self.list_as(prefix).await
     }
 }
 
@@ -162,11 +160,7 @@ impl Backend for Arc<GcsClient> {
 
     async fn put(&self, key: &str, up: Upload<'_>) -> Result<SystemTime> {
         if up.size >= self.chunk_size {
-            let source = match up.body {
-                Body::Bytes(b) => ChunkSource::Bytes(b.clone()),
-                Body::File(p) => ChunkSource::File(Arc::new(p.clone())),
-            };
-            self.upload_resumable(key, &source, up).await?;
+            self.upload_resumable(key, up).await?;
             return Ok(up.created_at);
         }
         let data = match up.body {

@@ -2,7 +2,6 @@
 //! session whose chunks are read from the source as they are sent. A create-only upload
 //! carries `ifGenerationMatch=0`, which GCS answers with 412 when the object exists.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
@@ -16,28 +15,6 @@ use crate::transport::{encode, header, HttpError, Payload, Target};
 
 /// The object metadata key of the creation time.
 pub const METADATA_TIMESTAMP: &str = "litestream-timestamp";
-
-/// Where upload chunks are read from.
-#[derive(Clone, Debug)]
-pub(crate) enum ChunkSource {
-    Bytes(Bytes),
-    File(Arc<std::path::PathBuf>),
-}
-
-impl ChunkSource {
-    fn region(&self, offset: u64, len: u64) -> Payload {
-        match self {
-            ChunkSource::Bytes(b) => {
-                Payload::Bytes(b.slice(offset as usize..(offset + len) as usize))
-            }
-            ChunkSource::File(p) => Payload::File {
-                path: p.as_ref().clone(),
-                offset,
-                len,
-            },
-        }
-    }
-}
 
 /// The first byte a resumable session does not hold yet, from its `Range: bytes=0-N` header.
 fn persisted(headers: &HeaderMap) -> u64 {
@@ -118,7 +95,6 @@ impl GcsClient {
     pub(crate) async fn upload_resumable(
         &self,
         name: &str,
-        source: &ChunkSource,
         up: Upload<'_>,
     ) -> Result<(), HttpError> {
         let (size, created_at, create_only) = (up.size, up.created_at, up.create_only());
@@ -165,7 +141,7 @@ impl GcsClient {
                 target: target.clone(),
                 path: session_path.clone(),
                 headers: vec![("content-range", range)],
-                payload: source.region(sent, len),
+                payload: Payload::region(up.body, sent, len),
                 accept: &[308],
             };
             let outcome = match self.attempt(&req).await {

@@ -102,6 +102,16 @@ impl<B: Backend> Replica<B> {
         }
     }
 
+    /// [`Replica::list_all`] as the listing type a backend's `list_prefix` returns.
+    pub(crate) async fn list_as<T: From<Listed>>(&self, prefix: &str) -> Result<Vec<T>> {
+        Ok(self
+            .list_all(prefix)
+            .await?
+            .into_iter()
+            .map(T::from)
+            .collect())
+    }
+
     /// Deletes `keys` in batches, some at once; the first failure is returned once the
     /// batches in flight are done.
     async fn delete_keys(&self, keys: Vec<String>) -> Result<()> {

@@ -21,7 +21,7 @@ use crate::backend::{Backend, Layout, Listed, Page, Purge, Span, Stream, Upload}
 use crate::replica::Replica;
 use crate::transport::range;
 use crate::transport::{HttpError, Payload};
-use crate::{Body, LtxFileInfo, ReplicaClient, Result, StorageError};
+use crate::{LtxFileInfo, ReplicaClient, Result, StorageError};
 
 pub use crate::transport::RetryPolicy;
 pub use client::S3Client;
@@ -40,6 +40,16 @@ pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
     pub last_modified: Option<SystemTime>,
+}
+
+impl From<Listed> for ObjectInfo {
+    fn from(o: Listed) -> ObjectInfo {
+        ObjectInfo {
+            key: o.key,
+            size: o.size,
+            last_modified: o.created_at,
+        }
+    }
 }
 
 impl Replica<Arc<S3Client>> {
@@ -83,16 +93,7 @@ impl Replica<Arc<S3Client>> {
 
     /// Every object under `prefix` (relative to the bucket), across all pages.
     pub async fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        Ok(self
-            .list_all(prefix)
-            .await?
-            .into_iter()
-            .map(|o| ObjectInfo {
-                key: o.key,
-                size: o.size,
-                last_modified: o.created_at,
-            })
-            .collect())
+        self.list_as(prefix).await
     }
 
     /// The `litestream-timestamp` metadata of one file (what `-timestamp` restores need; plain
@@ -136,17 +137,6 @@ impl Replica<Arc<S3Client>> {
     }
 }
 
-fn payload(body: &Body, offset: u64, len: u64) -> Payload {
-    match body {
-        Body::Bytes(b) => Payload::Bytes(b.slice(offset as usize..(offset + len) as usize)),
-        Body::File(p) => Payload::File {
-            path: p.clone(),
-            offset,
-            len,
-        },
-    }
-}
-
 impl S3Client {
     /// Parts are read straight from the source file region by region (or sliced from memory),
     /// `concurrency` at a time, so memory stays flat whatever the snapshot size.
@@ -170,7 +160,7 @@ impl S3Client {
             loop {
                 while set.len() < self.cfg.concurrency && next < parts {
                     let offset = next as u64 * part_size;
-                    let part = payload(body, offset, part_size.min(size - offset));
+                    let part = Payload::region(body, offset, part_size.min(size - offset));
                     let (c, k, id, i) = (self.clone(), key.to_owned(), upload_id.clone(), next);
                     set.spawn(async move { (i, c.upload_part(&k, &id, i + 1, part).await) });
                     next += 1;
@@ -237,7 +227,7 @@ impl Backend for Arc<S3Client> {
     async fn put(&self, key: &str, up: Upload<'_>) -> Result<SystemTime> {
         let headers = self.write_headers(Some(up.created_at));
         if up.size < self.cfg.part_size {
-            let body = payload(up.body, 0, up.size);
+            let body = Payload::region(up.body, 0, up.size);
             self.put_object(key, body, headers, up.create_only())
                 .await?;
         } else {

@@ -68,6 +68,21 @@ impl Payload {
         }
     }
 
+    /// `len` bytes at `offset` of what an upload sends: a slice of bytes held in memory, or a
+    /// region of the file, read when sent.
+    pub fn region(body: &crate::Body, offset: u64, len: u64) -> Payload {
+        match body {
+            crate::Body::Bytes(b) => {
+                Payload::Bytes(b.slice(offset as usize..(offset + len) as usize))
+            }
+            crate::Body::File(p) => Payload::File {
+                path: p.clone(),
+                offset,
+                len,
+            },
+        }
+    }
+
     /// SHA-256 (when the payload is signed) and MD5 (when asked for), in one pass over a file.
     pub async fn digests(&self, sha256: bool, md5: bool) -> io::Result<Digests> {
         if !sha256 && !md5 {
