@@ -1,54 +1,73 @@
 //! The `file` replica: `<root>/ltx/<level>/<min>-<max>.ltx`, mtime = header timestamp, written
-//! through a temp file, fsync, rename and directory fsync (§3.1).
+//! through a temp file, fsync, rename (or `link(2)` for a create-only write, which refuses a
+//! name that exists) and directory fsync. Keys are paths below `<root>/ltx/`. A directory that
+//! others may write is listed afresh every time, and, as before, not counted in the metrics.
 
-use std::fs::{self, File};
+use std::fs::{self, File, Metadata};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ltx_codec::types::{ltx_file_name, parse_ltx_file_name};
+use ltx_codec::types::parse_ltx_file_name;
 use ltx_codec::{Level, TxId};
 
-use crate::{local, Body, LtxFileInfo, ReplicaClient, Result, StorageError};
+use crate::backend::{Backend, Layout, Listed, Page, Purge, PutMode, Span, Upload};
+use crate::replica::Replica;
+use crate::{local, Body, LtxFileInfo, Result, StorageError};
 
+/// A local directory: the `file` [`Backend`].
 #[derive(Clone, Debug)]
-pub struct FileReplica {
+pub struct FileBackend {
     root: PathBuf,
     mode_ref: Option<PathBuf>,
+    layout: Layout,
 }
 
-impl FileReplica {
+/// A `file` replica.
+pub type FileReplica = Replica<FileBackend>;
+
+impl Replica<FileBackend> {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FileReplica {
+        Replica::from_backend(FileBackend {
             root: root.into(),
             mode_ref: None,
-        }
+            layout: Layout::decimal(""),
+        })
     }
 
     /// Files (and directories) this replica creates get no more permissions than `reference`
     /// (the replicated database) has at the time of each write, so a 0600 database is not
     /// copied into world-readable LTX files. The reference is re-read per write because the
     /// database may not exist yet when the replica is opened, or be chmod'ed later.
-    pub fn with_mode_from(mut self, reference: impl Into<PathBuf>) -> Self {
-        self.mode_ref = Some(reference.into());
-        self
+    pub fn with_mode_from(self, reference: impl Into<PathBuf>) -> Self {
+        let mut b = self.backend().clone();
+        b.mode_ref = Some(reference.into());
+        Replica::from_backend(b)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.backend().root
+    }
+
+    pub fn level_dir(&self, level: Level) -> PathBuf {
+        self.root().join("ltx").join(level.0.to_string())
+    }
+
+    pub fn ltx_path(&self, level: Level, min: TxId, max: TxId) -> PathBuf {
+        self.backend()
+            .path(&self.backend().layout.ltx_key(level, min, max))
+    }
+}
+
+impl FileBackend {
+    /// The file (or directory) a key names.
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join("ltx").join(key)
     }
 
     fn file_mode(&self) -> Option<u32> {
         self.mode_ref.as_deref().and_then(local::file_mode_like)
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    pub fn level_dir(&self, level: Level) -> PathBuf {
-        self.root.join("ltx").join(level.0.to_string())
-    }
-
-    pub fn ltx_path(&self, level: Level, min: TxId, max: TxId) -> PathBuf {
-        self.level_dir(level).join(ltx_file_name(min, max))
     }
 }
 
@@ -59,11 +78,12 @@ fn key(p: &Path) -> String {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StorageError::Other(format!("blocking task failed: {e}")))?
+        .map_err(|e| StorageError::fatal(format!("blocking task failed: {e}")))?
 }
 
-/// Lists one level directory. Shared with the local meta directory, which has the same layout.
-pub fn list_level_dir(dir: &Path, level: Level) -> Result<Vec<LtxFileInfo>> {
+/// The regular files of a directory (an absent one is empty), links followed: a linked LTX
+/// file is read through the link, read-only, so its size must be the target's, not the link's.
+fn read_dir_files(dir: &Path) -> Result<Vec<(String, Metadata)>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -72,71 +92,86 @@ pub fn list_level_dir(dir: &Path, level: Level) -> Result<Vec<LtxFileInfo>> {
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io(key(dir), e))?;
-        let name = entry.file_name();
-        let Some((min, max)) = name.to_str().and_then(parse_ltx_file_name) else {
+        let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        // fs::metadata follows a symlink (DirEntry::metadata would not): a linked LTX file is
-        // read through the link, read-only, so its size must be the target's, not the link's.
         let meta = match fs::metadata(entry.path()) {
             Ok(m) => m,
             // Deleted between readdir and stat (retention running elsewhere), or a dangling link.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(StorageError::io(key(&entry.path()), e)),
         };
-        if !meta.is_file() {
-            continue;
+        if meta.is_file() {
+            out.push((name, meta));
         }
-        out.push(LtxFileInfo {
-            level,
-            min_txid: min,
-            max_txid: max,
-            size: meta.len(),
-            created_at: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-        });
     }
+    Ok(out)
+}
+
+/// Lists one level directory. Shared with the local meta directory, which has the same layout.
+pub fn list_level_dir(dir: &Path, level: Level) -> Result<Vec<LtxFileInfo>> {
+    let mut out: Vec<LtxFileInfo> = read_dir_files(dir)?
+        .into_iter()
+        .filter_map(|(name, meta)| {
+            let (min, max) = parse_ltx_file_name(&name)?;
+            Some(LtxFileInfo {
+                level,
+                min_txid: min,
+                max_txid: max,
+                size: meta.len(),
+                created_at: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            })
+        })
+        .collect();
     out.sort_by_key(|f| (f.min_txid, f.max_txid));
     Ok(out)
 }
 
 #[async_trait]
-impl ReplicaClient for FileReplica {
-    fn kind(&self) -> &'static str {
-        "file"
+impl Backend for FileBackend {
+    const KIND: &'static str = "file";
+    const CREATE_ONLY: bool = true;
+    const CACHE_LISTINGS: bool = false;
+    const METRICS: bool = false;
+
+    fn layout(&self) -> &Layout {
+        &self.layout
     }
 
-    async fn ltx_files(&self, level: Level) -> Result<Vec<LtxFileInfo>> {
-        let dir = self.level_dir(level);
-        blocking(move || list_level_dir(&dir, level)).await
+    async fn list_page(&self, prefix: &str, _token: Option<String>) -> Result<Page> {
+        let (dir, prefix) = (self.path(prefix), prefix.to_owned());
+        blocking(move || {
+            let entries = read_dir_files(&dir)?
+                .into_iter()
+                .map(|(name, meta)| Listed {
+                    key: format!("{prefix}{name}"),
+                    size: meta.len(),
+                    created_at: Some(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)),
+                })
+                .collect();
+            Ok(Page {
+                entries,
+                next: None,
+            })
+        })
+        .await
     }
 
-    async fn read_range(
-        &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Bytes> {
-        let path = self.ltx_path(level, min, max);
+    async fn read(&self, k: &str, span: Span) -> Result<Bytes> {
+        let (path, Span { offset, len }) = (self.path(k), span);
         blocking(move || {
             let f = File::open(&path).map_err(|e| StorageError::io(key(&path), e))?;
             let size = f
                 .metadata()
                 .map_err(|e| StorageError::io(key(&path), e))?
                 .len();
-            let len = match len {
-                Some(l) => l,
-                None => size.saturating_sub(offset),
-            };
+            let len = len.unwrap_or(size.saturating_sub(offset));
             if offset.checked_add(len).is_none_or(|end| end > size) {
-                return Err(StorageError::Io {
-                    key: key(&path),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("range {offset}+{len} is past the end ({size} bytes)"),
-                    ),
-                });
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("range {offset}+{len} is past the end ({size} bytes)"),
+                );
+                return Err(StorageError::io(key(&path), e));
             }
             let mut buf = vec![0u8; len as usize];
             local::read_exact_at(&f, &mut buf, offset)
@@ -146,65 +181,49 @@ impl ReplicaClient for FileReplica {
         .await
     }
 
-    async fn write_ltx(
-        &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
-        body: Body,
-        created_at: SystemTime,
-    ) -> Result<LtxFileInfo> {
-        let path = self.ltx_path(level, min, max);
-        let mode = self.file_mode();
+    async fn put(&self, k: &str, up: Upload<'_>) -> Result<SystemTime> {
+        let (path, body, created_at) = (self.path(k), up.body.clone(), up.created_at);
+        let (perms, how) = (self.file_mode(), up.mode);
         blocking(move || {
-            let size = match &body {
-                Body::Bytes(b) => {
-                    local::write_file_atomic(&path, &[b], Some(created_at), mode)
-                        .map_err(|e| StorageError::io(key(&path), e))?;
-                    b.len() as u64
-                }
-                Body::File(src) => {
-                    local::copy_file_atomic(src, &path, Some(created_at), mode)
-                        .map_err(|e| StorageError::io(key(&path), e))?;
-                    fs::metadata(&path)
-                        .map_err(|e| StorageError::io(key(&path), e))?
-                        .len()
-                }
+            let how = match how {
+                PutMode::Overwrite => local::Publish::Replace,
+                PutMode::CreateOnly => local::Publish::Exclusive,
             };
-            Ok(LtxFileInfo {
-                level,
-                min_txid: min,
-                max_txid: max,
-                size,
-                created_at,
-            })
-        })
-        .await
-    }
-
-    async fn delete_ltx(&self, files: &[LtxFileInfo]) -> Result<()> {
-        let paths: Vec<PathBuf> = files
-            .iter()
-            .map(|f| self.ltx_path(f.level, f.min_txid, f.max_txid))
-            .collect();
-        blocking(move || {
-            for p in paths {
-                match fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(StorageError::io(key(&p), e)),
+            let r = local::publish(&path, Some(created_at), perms, how, |f| match &body {
+                Body::Bytes(b) => local::write_chunks(f, &[b]),
+                Body::File(src) => local::copy_into(src, f),
+            });
+            match r {
+                Ok(()) => Ok(created_at),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Err(StorageError::already_exists(key(&path)))
                 }
+                Err(e) => Err(StorageError::io(key(&path), e)),
             }
-            Ok(())
         })
         .await
     }
 
-    async fn delete_all(&self) -> Result<()> {
+    /// A missing file is already deleted.
+    async fn delete(&self, k: &str) -> Result<bool> {
+        let p = self.path(k);
+        blocking(move || match fs::remove_file(&p) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(StorageError::io(key(&p), e)),
+        })
+        .await
+    }
+
+    fn purge(&self) -> Purge {
+        Purge::Tree
+    }
+
+    async fn delete_tree(&self) -> Result<u64> {
         let dir = self.root.join("ltx");
         blocking(move || match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Ok(()) => Ok(1),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
             Err(e) => Err(StorageError::io(key(&dir), e)),
         })
         .await
@@ -214,6 +233,7 @@ impl ReplicaClient for FileReplica {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ReplicaClient;
     use std::time::Duration;
 
     #[tokio::test]

@@ -1,5 +1,5 @@
 //! One plain HTTP(S) GET, for callers outside the backends (the engine's heartbeats). It goes
-//! through the S3 client's connection code: HTTP/1.1 over TCP, or TLS via rustls with the
+//! through the shared transport: HTTP/1.1 over TCP, or TLS via rustls with the
 //! webpki roots (plus `AWS_CA_BUNDLE`).
 
 use std::sync::{Arc, OnceLock};
@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 
-use crate::s3::body::ReqBody;
-use crate::s3::pool::{parse_http_url, tls_config, Pool};
+use crate::transport::pool::{parse_http_url, tls_config};
+use crate::transport::HttpPool as Pool;
+use crate::transport::ReqBody;
 
 /// Sends `GET url` and reads the response; the status code on an answer, an error naming the
 /// URL if it could not be sent or no answer came within `timeout`.

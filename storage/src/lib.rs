@@ -1,21 +1,31 @@
-//! Replica storage: one [`ReplicaClient`] trait that every backend implements, so the engine and
-//! restore never know which backend they hold; plus [`local`], the local file I/O both use
-//! (io_uring with a pread/pwrite fallback). Backends: [`file`], [`s3`] (also `oss://`), [`gcs`],
-//! [`abs`], [`sftp`], [`webdav`] and [`nats`].
+//! Replica storage: one [`ReplicaClient`] trait, so the engine and restore never know which
+//! backend they hold; plus [`local`], the local file I/O both use (io_uring with a
+//! pread/pwrite fallback).
+//!
+//! Layers, bottom up (see `docs/storage.md`): [`transport`] is the HTTP client the object
+//! stores share (pool, bodies, retries, errors, resumable ranged GET); [`backend::Backend`] is
+//! the small trait a backend implements (list, ranged read, put, delete); [`replica::Replica`]
+//! implements [`ReplicaClient`] once on top of any backend. Backends: [`file`], [`s3`] (also
+//! `oss://`), [`gcs`], [`abs`], [`sftp`], [`webdav`] and [`nats`].
 
 pub mod abs;
+pub mod backend;
+mod error;
 pub mod file;
 pub mod gcs;
+pub mod gopath;
 pub mod http;
-mod listing_cache;
 pub mod local;
 pub mod metrics;
 pub mod nats;
+pub mod replica;
 mod replica_url;
 pub mod s3;
 pub mod sftp;
 pub mod timefmt;
+pub mod transport;
 pub mod webdav;
+pub(crate) mod xml;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -117,41 +127,7 @@ pub enum Body {
     File(PathBuf),
 }
 
-/// Errors from a replica backend. Every variant names the object it is about.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("{key}: not found")]
-    NotFound { key: String },
-    #[error("{key}: {source}")]
-    Io {
-        key: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid replica URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
-    #[error("{0}")]
-    Other(String),
-}
-
-impl StorageError {
-    pub fn io(key: impl Into<String>, source: std::io::Error) -> Self {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            StorageError::NotFound { key: key.into() }
-        } else {
-            StorageError::Io {
-                key: key.into(),
-                source,
-            }
-        }
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, StorageError::NotFound { .. })
-    }
-}
-
-pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+pub use error::{ErrorKind, Result, StorageError};
 
 /// A replica: a place that holds LTX files by level. Implementations must be cheap to share
 /// (`Arc`) and safe to call from many tasks at once.
@@ -177,7 +153,7 @@ pub trait ReplicaClient: Send + Sync + std::fmt::Debug {
 
     /// `len` bytes at `offset` of one file, handed over piece by piece as they arrive, so a
     /// long range can be consumed in bounded memory. A range past the end is an error. The
-    /// default makes one `read_range` per piece; S3 streams one GET.
+    /// default makes one `read_range` per piece; the object stores stream one GET.
     async fn read_range_stream<'a>(
         &'a self,
         level: Level,
@@ -186,16 +162,10 @@ pub trait ReplicaClient: Send + Sync + std::fmt::Debug {
         offset: u64,
         len: u64,
     ) -> Result<Box<dyn RangeStream + 'a>> {
-        Ok(Box::new(PiecewiseRange {
-            client: self,
-            level,
-            min,
-            max,
-            next: offset,
-            end: offset
-                .checked_add(len)
-                .ok_or_else(|| StorageError::Other(format!("range {offset}+{len} overflows")))?,
-        }))
+        let s = replica::Piecewise::new(offset, len, move |at, n| {
+            self.read_range(level, min, max, at, Some(n))
+        })?;
+        Ok(Box::new(s))
     }
 
     /// Stores a file atomically (a reader never sees a partial file) and records `created_at`
@@ -208,6 +178,30 @@ pub trait ReplicaClient: Send + Sync + std::fmt::Debug {
         body: Body,
         created_at: SystemTime,
     ) -> Result<LtxFileInfo>;
+
+    /// Stores a file only if no file of that name exists: of two writers racing for one
+    /// name, exactly one succeeds and the other gets an error for which
+    /// [`StorageError::is_already_exists`] holds. Backends that cannot promise it refuse
+    /// (see [`ReplicaClient::supports_create_only`]).
+    async fn create_ltx(
+        &self,
+        level: Level,
+        min: TxId,
+        max: TxId,
+        body: Body,
+        created_at: SystemTime,
+    ) -> Result<LtxFileInfo> {
+        let _ = (level, min, max, body, created_at);
+        Err(StorageError::fatal(format!(
+            "{}: create-only writes are not supported by this backend",
+            self.kind()
+        )))
+    }
+
+    /// Whether [`ReplicaClient::create_ltx`] is supported.
+    fn supports_create_only(&self) -> bool {
+        false
+    }
 
     /// Deletes files; files already gone are not an error.
     async fn delete_ltx(&self, files: &[LtxFileInfo]) -> Result<()>;
@@ -229,39 +223,6 @@ pub trait RangeStream: Send {
     /// has been returned. A backend that reads on demand returns exactly `max` bytes (or what
     /// is left); one that streams returns what has arrived.
     async fn next_piece(&mut self, max: u64) -> Result<Option<Bytes>>;
-}
-
-/// The default [`RangeStream`]: one `read_range` per piece.
-struct PiecewiseRange<'a, C: ?Sized> {
-    client: &'a C,
-    level: Level,
-    min: TxId,
-    max: TxId,
-    next: u64,
-    end: u64,
-}
-
-#[async_trait]
-impl<C: ReplicaClient + ?Sized> RangeStream for PiecewiseRange<'_, C> {
-    async fn next_piece(&mut self, max: u64) -> Result<Option<Bytes>> {
-        if self.next >= self.end {
-            return Ok(None);
-        }
-        let n = (self.end - self.next).min(max.max(1));
-        let piece = self
-            .client
-            .read_range(self.level, self.min, self.max, self.next, Some(n))
-            .await?;
-        if piece.len() as u64 != n {
-            return Err(StorageError::Other(format!(
-                "short read: {} of {n} bytes at {}",
-                piece.len(),
-                self.next
-            )));
-        }
-        self.next += n;
-        Ok(Some(piece))
-    }
 }
 
 #[cfg(test)]

@@ -451,17 +451,8 @@ pub fn write_file_atomic(
     mtime: Option<SystemTime>,
     mode: Option<u32>,
 ) -> io::Result<()> {
-    replace_atomically(path, mtime, mode, |f| {
-        let mut off = 0u64;
-        let writes: Vec<(u64, &[u8])> = chunks
-            .iter()
-            .map(|c| {
-                let w = (off, *c);
-                off += c.len() as u64;
-                w
-            })
-            .collect();
-        write_batch(f, &writes)
+    publish(path, mtime, mode, Publish::Replace, |f| {
+        write_chunks(f, chunks)
     })
 }
 
@@ -472,33 +463,75 @@ pub fn copy_file_atomic(
     mtime: Option<SystemTime>,
     mode: Option<u32>,
 ) -> io::Result<()> {
-    replace_atomically(dst, mtime, mode, |to| {
-        let from = File::open(src)?;
-        let len = from.metadata()?.len();
-        let mut buf = vec![0u8; (1 << 20).min(len as usize)];
-        let mut off = 0u64;
-        while off < len {
-            let n = buf.len().min((len - off) as usize);
-            read_exact_at(&from, &mut buf[..n], off)?;
-            write_all_at(to, &buf[..n], off)?;
-            off += n as u64;
-        }
-        Ok(())
-    })
+    publish(dst, mtime, mode, Publish::Replace, |to| copy_into(src, to))
 }
 
-/// The durable-replace protocol shared by every local write: `fill` writes `<path>.tmp`, which is
-/// fsynced, given its mtime, renamed over `path`, and the directory fsynced. On any error the
-/// temp file is removed and `path` is untouched.
-fn replace_atomically(
+/// Writes `chunks` one after another from the start of `f`.
+pub fn write_chunks(f: &File, chunks: &[&[u8]]) -> io::Result<()> {
+    let mut off = 0u64;
+    let writes: Vec<(u64, &[u8])> = chunks
+        .iter()
+        .map(|c| {
+            let w = (off, *c);
+            off += c.len() as u64;
+            w
+        })
+        .collect();
+    write_batch(f, &writes)
+}
+
+/// Copies the file `src` into `to`, in 1 MiB chunks.
+pub fn copy_into(src: &Path, to: &File) -> io::Result<()> {
+    let from = File::open(src)?;
+    let len = from.metadata()?.len();
+    let mut buf = vec![0u8; (1 << 20).min(len as usize)];
+    let mut off = 0u64;
+    while off < len {
+        let n = buf.len().min((len - off) as usize);
+        read_exact_at(&from, &mut buf[..n], off)?;
+        write_all_at(to, &buf[..n], off)?;
+        off += n as u64;
+    }
+    Ok(())
+}
+
+/// How a filled temporary file takes its final name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Publish {
+    /// `rename(2)` over whatever is there.
+    Replace,
+    /// `link(2)`, which refuses an existing name ([`io::ErrorKind::AlreadyExists`]), then
+    /// the temporary name is removed: of two writers racing for one name exactly one wins.
+    /// Each writer fills its own temporary name.
+    Exclusive,
+}
+
+/// The durable-write protocol shared by every local write: `fill` writes a temporary file,
+/// which is fsynced, given its mtime, published under `path`, and the directory fsynced. On
+/// any error the temp file is removed and `path` is untouched. `mode` caps the permissions (see
+/// [`create_file_mode`]).
+pub fn publish(
     path: &Path,
     mtime: Option<SystemTime>,
     mode: Option<u32>,
+    how: Publish,
     fill: impl FnOnce(&File) -> io::Result<()>,
 ) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     create_dir_all_mode(dir, mode)?;
-    let tmp = tmp_path(path);
+    let tmp = match how {
+        Publish::Replace => tmp_path(path),
+        // Racing writers must not share a temporary file.
+        Publish::Exclusive => {
+            let mut s = path.as_os_str().to_owned();
+            s.push(format!(
+                ".{}.{:016x}.tmp",
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            PathBuf::from(s)
+        }
+    };
     let result = (|| {
         let f = create_file_mode(&tmp, mode)?;
         fill(&f)?;
@@ -507,7 +540,13 @@ fn replace_atomically(
             f.set_modified(t)?;
         }
         drop(f);
-        fs::rename(&tmp, path)?;
+        match how {
+            Publish::Replace => fs::rename(&tmp, path)?,
+            Publish::Exclusive => {
+                fs::hard_link(&tmp, path)?;
+                fs::remove_file(&tmp)?;
+            }
+        }
         fsync_dir(dir)
     })();
     if result.is_err() {

@@ -3,6 +3,7 @@
 
 mod abs;
 mod common;
+mod create_only;
 mod gcs;
 mod nats;
 mod nats_restart;

@@ -16,7 +16,7 @@ use ltx_codec::{Level, TxId};
 use nats_env::{nats_server, NatsServer};
 use sha2::{Digest, Sha256};
 use storage::nats::{NatsReplica, NatsSettings, RetryPolicy, HEADER_TIMESTAMP};
-use storage::{open_replica, open_replica_from_config, Body, ReplicaClient, StorageError};
+use storage::{open_replica, open_replica_from_config, Body, ReplicaClient};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -376,7 +376,7 @@ async fn wrong_credentials_and_missing_bucket_are_clear_errors() {
         msg.contains("\"no-such-bucket\"") && msg.contains("created beforehand"),
         "{msg}"
     );
-    assert!(!matches!(e, StorageError::NotFound { .. }));
+    assert!(!e.is_not_found());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

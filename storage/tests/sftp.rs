@@ -10,7 +10,7 @@ use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use storage::s3::RetryPolicy;
 use storage::sftp::{SftpReplica, SftpSettings};
-use storage::{Body, ReplicaClient, StorageError};
+use storage::{Body, ReplicaClient};
 
 use sftp_env::{password_login, sftp_server, unique_name, ByteCountingProxy, SftpServer};
 use test_support::sftp as sftp_env;
@@ -368,7 +368,7 @@ async fn errors_name_the_host_and_file() {
         "{msg}"
     );
     assert!(msg.contains("gave up after 3 attempts"), "{msg}");
-    assert!(matches!(e, StorageError::Other(_)));
+    assert!(e.is_transient(), "{e:?}");
 }
 
 /// Listings are cached and kept current by our own writes: a second listing, and a listing

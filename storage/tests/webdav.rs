@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use storage::webdav::{RetryPolicy, WebDavReplica, WebDavSettings};
-use storage::{open_replica, open_replica_from_config, Body, ReplicaClient, StorageError};
+use storage::{open_replica, open_replica_from_config, Body, ReplicaClient};
 use webdav_env::{webdav_server, WebDavServer};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -433,10 +433,7 @@ async fn wrong_password_is_a_clear_error() {
     assert!(!msg.contains("wrong"), "the password leaked: {msg}");
     assert_eq!(p.state.request_count(), 1, "a 401 must not be retried");
     let e = try_write(&r, 1, b"x").await.expect_err("401");
-    assert!(
-        matches!(e, StorageError::Other(_)) && e.to_string().contains("401"),
-        "{e}"
-    );
+    assert!(e.is_auth() && e.to_string().contains("401"), "{e}");
 }
 
 /// A server URL whose base directory does not exist: listings are empty (as Litestream's

@@ -49,44 +49,14 @@ fn non_empty(v: &str) -> Option<String> {
 
 /// Go's `path.Clean` of a blob prefix, then without its leading slash; "." becomes "".
 pub fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    parts.join("/")
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::gopath::clean_relative(p)
 }
 
 impl AbsSettings {
     /// Parses `abs://[account@]container[/path]`. Like Litestream, the query string is
     /// ignored and a password in the user part is not used.
     pub fn from_url(url: &str) -> Result<AbsSettings> {
-        let bad = |reason: &str| StorageError::InvalidUrl {
-            url: url.to_owned(),
-            reason: reason.to_owned(),
-        };
+        let bad = |reason: &str| StorageError::invalid_url(url.to_owned(), reason.to_owned());
         let rest = url
             .strip_prefix("abs://")
             .ok_or_else(|| bad("an abs URL starts with abs://"))?;
@@ -99,7 +69,9 @@ impl AbsSettings {
             Some((u, h)) => (Some(u.split(':').next().unwrap_or_default()), h),
             None => (None, authority),
         };
-        let decode = |s: &str| percent_decode(s).ok_or_else(|| bad("bad percent-encoding"));
+        let decode = |s: &str| {
+            crate::transport::encode::decode_strict(s).ok_or_else(|| bad("bad percent-encoding"))
+        };
         let container = decode(host)?;
         if container.is_empty() {
             return Err(bad("bucket required for abs replica URL"));
@@ -136,12 +108,10 @@ impl AbsSettings {
                 _ => {}
             }
         }
-        let config_error = |msg: String| StorageError::InvalidUrl {
-            url: url.unwrap_or("(config)").to_owned(),
-            reason: msg,
-        };
+        let config_error =
+            |msg: String| StorageError::invalid_url(url.unwrap_or("(config)").to_owned(), msg);
         if let Some(e) = &s.endpoint {
-            if crate::s3::pool::parse_http_url(e).is_none() {
+            if crate::transport::pool::parse_http_url(e).is_none() {
                 return Err(config_error(format!(
                     "endpoint {e:?} is not an http:// or https:// URL"
                 )));
@@ -180,12 +150,11 @@ impl AbsSettings {
         match (&self.endpoint, &self.account_name) {
             (Some(e), _) => Ok(e.trim_end_matches('/').to_owned()),
             (None, Some(a)) => Ok(format!("https://{a}.blob.core.windows.net")),
-            (None, None) => Err(StorageError::InvalidUrl {
-                url: self.source.clone(),
-                reason: "abs: account name is required when endpoint is not specified \
-                         (set account-name, or abs://ACCOUNT@container/path)"
-                    .into(),
-            }),
+            (None, None) => Err(StorageError::invalid_url(
+                self.source.clone(),
+                "abs: account name is required when endpoint is not specified \
+                         (set account-name, or abs://ACCOUNT@container/path)",
+            )),
         }
     }
 }

@@ -15,9 +15,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use serde::Deserialize;
 
-use super::client::{send_once, AttemptError};
-use crate::s3::body::Payload;
-use crate::s3::pool::{parse_http_url, Pool};
+use crate::transport::pool::parse_http_url;
+use crate::transport::{exchange, Fault, HttpPool as Pool, Payload};
 
 /// What Google's storage client asks for (`storage.ScopeFullControl`).
 pub(crate) const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.full_control";
@@ -27,6 +26,8 @@ const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/
 /// A token is renewed when less than this is left of it.
 const REFRESH_MARGIN: Duration = Duration::from_secs(4 * 60);
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a token is kept, whatever the endpoint says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug)]
 pub(crate) enum AuthError {
@@ -221,10 +222,12 @@ impl Credentials {
                 Payload::Empty,
             ),
         };
-        let sent = tokio::time::timeout(
-            TOKEN_TIMEOUT,
-            send_once(pool, &target, method, &path, &headers, &payload),
-        )
+        let sent = tokio::time::timeout(TOKEN_TIMEOUT, async {
+            exchange(pool, &target, &method, &path, &headers, &payload)
+                .await?
+                .read(pool)
+                .await
+        })
         .await;
         let resp = match sent {
             Err(_) => {
@@ -232,7 +235,7 @@ impl Credentials {
                     "token request to {url} timed out"
                 )))
             }
-            Ok(Err(AttemptError::Transport(e))) => {
+            Ok(Err(Fault::Transport(e))) => {
                 let msg = format!("token request to {url} ({self:?}): {e}");
                 // Off GCE the metadata server does not even resolve: that is a missing
                 // configuration, not an outage.
@@ -245,7 +248,7 @@ impl Credentials {
                     _ => AuthError::Transient(msg),
                 });
             }
-            Ok(Err(AttemptError::Local(e))) => return Err(AuthError::Fatal(e)),
+            Ok(Err(f)) => return Err(AuthError::Fatal(f.message())),
             Ok(Ok(r)) => r,
         };
         let status = resp.status.as_u16();
@@ -376,10 +379,13 @@ impl TokenSource {
             }
         }
         let (token, lifetime) = creds.fetch(pool).await?;
+        // The endpoint's word is capped: a lifetime near `u64::MAX` seconds cannot be added
+        // to a clock, and no token outlives a day anyway.
+        let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
         let margin = REFRESH_MARGIN.min(lifetime / 2);
         *cache = Some(Cached {
             token: token.clone(),
-            refresh_at: Instant::now() + lifetime - margin,
+            refresh_at: Instant::now() + (lifetime - margin),
         });
         Ok(Some(token))
     }

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use super::auth::{parse_private_key, Credentials, TokenSource};
 use super::*;
-use crate::ReplicaUrl;
+use crate::{ReplicaClient, ReplicaUrl};
 
 #[test]
 fn urls_parse_as_litestream_parses_them() {
@@ -604,4 +604,37 @@ async fn resumable_uploads_ask_where_to_go_on_after_a_failed_chunk() {
             "bytes 524288-599999/600000",
         ]
     );
+}
+
+/// A token endpoint may promise a lifetime no clock can add (`expires_in` near `u64::MAX`):
+/// the token is used, not a panic.
+#[tokio::test]
+async fn a_huge_token_lifetime_is_capped() {
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let t = tokens.clone();
+    let (url, _seen) = serve(Arc::new(move |req: &Seen| {
+        if req.path() == "/token" {
+            t.fetch_add(1, Ordering::SeqCst);
+            return Some((
+                200,
+                format!(r#"{{"access_token":"tok","expires_in":{}}}"#, u64::MAX),
+            ));
+        }
+        Some(match req.header("authorization").as_deref() {
+            Some("Bearer tok") => (200, EMPTY_LIST.into()),
+            _ => (401, "{}".into()),
+        })
+    }))
+    .await;
+    let creds = format!(
+        r#"{{"type":"authorized_user","client_id":"c","refresh_token":"r","token_uri":"{url}/token"}}"#
+    );
+    let creds = Credentials::from_json(creds.as_bytes(), "adc.json").expect("creds");
+    let r = test_replica(&url, TokenSource::with_credentials(creds));
+    r.ltx_files(Level(0))
+        .await
+        .expect("list with a long-lived token");
+    r.invalidate_cache();
+    r.ltx_files(Level(1)).await.expect("second list");
+    assert_eq!(tokens.load(Ordering::SeqCst), 1, "the token is cached");
 }

@@ -93,6 +93,29 @@ impl NatsError {
     }
 }
 
+impl NatsError {
+    /// What kind of failure this is for callers: refusals of the credentials are told apart.
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind;
+        let lower = self.msg.to_ascii_lowercase();
+        if self.not_found {
+            ErrorKind::NotFound
+        } else if self.retryable {
+            ErrorKind::Transient
+        } else if lower.contains("authorization") || lower.contains("permission") {
+            ErrorKind::Auth
+        } else {
+            ErrorKind::Fatal
+        }
+    }
+}
+
+impl crate::transport::retry::Retryable for NatsError {
+    fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
 impl std::fmt::Display for NatsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.msg)

@@ -117,13 +117,7 @@ fn unescape(s: &str) -> String {
 
 /// The URL with its password replaced, for messages.
 fn redact(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => raw.to_owned(),
-    }
+    crate::replica_url::redact_password(raw, "***")
 }
 
 /// What a `nats://` URL says: server, bucket and user info.
@@ -135,10 +129,7 @@ struct UrlParts {
 }
 
 fn parse_url(raw: &str) -> Result<UrlParts> {
-    let bad = |reason: String| StorageError::InvalidUrl {
-        url: redact(raw),
-        reason,
-    };
+    let bad = |reason: String| StorageError::invalid_url(redact(raw), reason);
     let u = url::Url::parse(raw).map_err(|e| bad(e.to_string()))?;
     if u.scheme() != "nats" {
         return Err(bad(format!(
@@ -228,10 +219,10 @@ impl NatsSettings {
     pub fn from_url(url: &str) -> Result<NatsSettings> {
         let p = parse_url(url)?;
         if p.bucket.is_empty() {
-            return Err(StorageError::InvalidUrl {
-                url: redact(url),
-                reason: "bucket required for nats replica URL".into(),
-            });
+            return Err(StorageError::invalid_url(
+                redact(url),
+                "bucket required for nats replica URL",
+            ));
         }
         Ok(NatsSettings {
             source: redact(url),
@@ -258,7 +249,7 @@ impl NatsSettings {
         };
         let source = s.source.clone();
         let bad = |key: &str, v: &str, what: &str| {
-            StorageError::Other(format!("{source}: {key}: invalid value {v:?}: {what}"))
+            StorageError::config(format!("{source}: {key}: invalid value {v:?}: {what}"))
         };
         let mut bucket_key = String::new();
         for (k, v) in settings {
@@ -316,7 +307,7 @@ impl NatsSettings {
         if s.bucket.is_empty() {
             s.bucket = bucket_key;
         }
-        let err = |m: &str| StorageError::Other(format!("{source}: {m}"));
+        let err = |m: &str| StorageError::config(format!("{source}: {m}"));
         if s.bucket.is_empty() {
             return Err(err("bucket required for NATS replica"));
         }

@@ -13,8 +13,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::Mutex;
 
-use super::body::ReqBody;
-use super::pool::{parse_http_url, Pool};
+use crate::transport::pool::parse_http_url;
+use crate::transport::HttpPool as Pool;
+use crate::transport::ReqBody;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -468,7 +469,7 @@ mod tests {
 
     #[tokio::test]
     async fn ecs_task_role() {
-        let (url, seen) = crate::s3::test_server::serve(2, |req| {
+        let (url, seen) = crate::transport::test_server::serve(2, |req| {
             if req.to_ascii_lowercase().contains("authorization: secret-token") {
                 (
                     200,

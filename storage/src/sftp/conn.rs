@@ -28,6 +28,10 @@ pub(crate) enum Fail {
     Status { code: i32, msg: String },
     /// Wrong settings, authentication or host key: reported at once.
     Fatal(String),
+    /// A local file (the upload's source) could not be read; the connection is fine.
+    Local(String),
+    /// A create-only rename found its target taken.
+    Exists,
 }
 
 impl Fail {
@@ -37,7 +41,8 @@ impl Fail {
 
     pub fn message(&self) -> &str {
         match self {
-            Fail::Conn(m) | Fail::Fatal(m) => m,
+            Fail::Conn(m) | Fail::Fatal(m) | Fail::Local(m) => m,
+            Fail::Exists => "the file exists already",
             Fail::Status { msg, .. } => msg,
         }
     }

@@ -1,35 +1,38 @@
 //! The `sftp` replica (`sftp://user[:pass]@host[:port]/path`): Litestream's layout
 //! `<path>/ltx/<level>/<min>-<max>.ltx` on an SSH server, each file's mtime set to the LTX header
-//! timestamp (whole seconds, as SFTP v3 carries it) before it is renamed into place (§3.1).
+//! timestamp (whole seconds, as SFTP v3 carries it) before it is renamed into place.
 //!
 //! libssh2 (the `ssh2` crate) is blocking, so every operation runs on the blocking pool with a
 //! connection taken from a small pool: one connection, or up to [`CONCURRENT_CONNECTIONS`] with
 //! `concurrent-writes` (Litestream's default), which also pipelines writes in large pieces.
 //! Connections are made on first use and kept; one found dead is replaced at once, and
-//! connection failures are retried with backoff. Listings are cached per level and kept
-//! current by our own writes and deletes, so an idle database makes no requests.
+//! connection failures are retried with backoff. A create-only write renames without
+//! replacing: SFTP v3 rename (OpenSSH: link and unlink) refuses a name that exists. The rest
+//! (listing cache, metrics, piecewise ranged reads) is the generic [`Replica`]'s.
 
 mod conn;
 pub mod settings;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ltx_codec::types::{ltx_file_name, parse_ltx_file_name};
-use ltx_codec::{Level, TxId};
 use ssh2::{FileStat, OpenFlags, OpenType, RenameFlags};
 use tokio::sync::Semaphore;
 
-use crate::metrics::{self, Operation};
-use crate::s3::RetryPolicy;
-use crate::{Body, LtxFileInfo, ReplicaClient, Result, SharedReplica, StorageError};
+use crate::backend::{Backend, Layout, Listed, Page, Purge, Span, Upload};
+use crate::error::ErrorKind;
+use crate::metrics::Operation;
+use crate::replica::Replica;
+use crate::transport::retry::Retryable;
+use crate::transport::RetryPolicy;
+use crate::{Body, Result, SharedReplica, StorageError};
 use conn::{classify, classify_io, connect, Conn, Fail};
+use ltx_codec::{Level, TxId};
 
 pub use settings::SftpSettings;
 
@@ -41,26 +44,29 @@ const PIPELINED_WRITE: usize = 1 << 20;
 const SINGLE_WRITE: usize = 32 * 1024;
 const SSH_FX_FAILURE: i32 = 4;
 
+/// An `sftp` replica.
+pub type SftpReplica = Replica<SftpBackend>;
+
 /// Opens the replica. Must not block or touch the network: connections are made on first use.
 pub fn open(s: SftpSettings) -> Result<SharedReplica> {
     Ok(Arc::new(SftpReplica::new(s)))
 }
 
-/// Idle connections, and how many may be in use at once.
-struct Pool {
+/// Idle SSH sessions, and how many may be in use at once.
+struct SessionPool {
     idle: Mutex<Vec<Conn>>,
     slots: Arc<Semaphore>,
     /// Connections made so far.
     made: AtomicU64,
 }
 
-impl Pool {
+impl SessionPool {
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl Drop for Pool {
+impl Drop for SessionPool {
     /// Closing a session waits for the server (up to the session timeout if it went silent):
     /// never on the caller's thread, which may be an async worker.
     fn drop(&mut self) {
@@ -73,24 +79,17 @@ impl Drop for Pool {
     }
 }
 
-/// Per-level listings, and a counter bumped by every change we make so that a listing that
-/// raced with a change is not kept.
-#[derive(Default)]
-struct Listings {
-    levels: HashMap<Level, Vec<LtxFileInfo>>,
-    changes: u64,
-}
-
-pub struct SftpReplica {
+/// An SSH server and the replica path on it: the `sftp` [`Backend`].
+pub struct SftpBackend {
     settings: Arc<SftpSettings>,
-    pool: Arc<Pool>,
+    pool: Arc<SessionPool>,
     retry: RetryPolicy,
-    listings: Mutex<Listings>,
+    layout: Layout,
 }
 
-impl std::fmt::Debug for SftpReplica {
+impl std::fmt::Debug for SftpBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SftpReplica")
+        f.debug_struct("SftpBackend")
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -105,13 +104,29 @@ fn stored_time(t: SystemTime) -> (u64, SystemTime) {
 fn metric_code(f: &Fail) -> &'static str {
     match f {
         Fail::Conn(_) => "connection",
-        Fail::Fatal(_) => "config",
+        Fail::Fatal(_) | Fail::Local(_) => "config",
+        Fail::Exists => "exists",
         f if f.is_not_found() => "not_found",
         Fail::Status { .. } => "status",
     }
 }
 
-impl SftpReplica {
+impl Retryable for Fail {
+    fn is_retryable(&self) -> bool {
+        matches!(self, Fail::Conn(_))
+    }
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// SFTP status codes that mean the credentials may not do this.
+const SSH_FX_PERMISSION_DENIED: i32 = 3;
+
+impl Replica<SftpBackend> {
     pub fn new(settings: SftpSettings) -> SftpReplica {
         Self::with_retry_policy(settings, RetryPolicy::default())
     }
@@ -122,68 +137,63 @@ impl SftpReplica {
         } else {
             1
         };
-        SftpReplica {
+        let root = settings::join(&[&settings.path, "ltx"]);
+        Replica::from_backend(SftpBackend {
+            layout: Layout::decimal(format!("{root}/")),
             settings: Arc::new(settings),
-            pool: Arc::new(Pool {
+            pool: Arc::new(SessionPool {
                 idle: Mutex::new(Vec::new()),
                 slots: Arc::new(Semaphore::new(slots)),
                 made: AtomicU64::new(0),
             }),
             retry,
-            listings: Mutex::new(Listings::default()),
-        }
+        })
     }
 
     pub fn settings(&self) -> &SftpSettings {
-        &self.settings
+        &self.backend().settings
     }
 
     /// `<path>/ltx/<level>` on the server.
     pub fn level_dir(&self, level: Level) -> String {
-        self.settings.level_dir(level.0)
+        self.settings().level_dir(level.0)
     }
 
     /// `<path>/ltx/<level>/<min>-<max>.ltx` on the server, as Litestream's `LTXFilePath`.
     pub fn ltx_path(&self, level: Level, min: TxId, max: TxId) -> String {
-        format!("{}/{}", self.level_dir(level), ltx_file_name(min, max))
+        self.backend().layout.ltx_key(level, min, max)
     }
 
+    /// How many connections are open and idle (for tests of the pool).
+    pub fn idle_connections(&self) -> usize {
+        self.backend().pool.idle().len()
+    }
+
+    /// How many connections have been made (for tests of reconnection).
+    pub fn connections_made(&self) -> u64 {
+        self.backend().pool.made.load(Ordering::Relaxed)
+    }
+}
+
+impl SftpBackend {
     /// `user@host:path`, naming a remote file in messages.
     fn describe(&self, path: &str) -> String {
         format!("{}@{}:{path}", self.settings.user, self.settings.host)
     }
 
-    fn listings(&self) -> std::sync::MutexGuard<'_, Listings> {
-        self.listings.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// How many connections are open and idle (for tests of the pool).
-    pub fn idle_connections(&self) -> usize {
-        self.pool.idle().len()
-    }
-
-    /// How many connections have been made (for tests of reconnection).
-    pub fn connections_made(&self) -> u64 {
-        self.pool.made.load(Ordering::Relaxed)
-    }
-
-    /// Runs `f` with a connection on the blocking pool. A connection that fails is dropped; a
-    /// kept one found dead is replaced at once (with every other idle one, which a server
-    /// restart killed too), and connection failures are retried with backoff. Refusals and
-    /// configuration errors are reported at once, naming `target`.
-    async fn run<T, F>(&self, op: Operation, target: &str, f: F) -> Result<T>
+    /// One try of `f` with a connection on the blocking pool: a kept one, or a new one. A
+    /// connection that fails is dropped; a kept one found dead is replaced at once (with
+    /// every other idle one, which a server restart killed too) and `f` tried again.
+    async fn once<T, F>(&self, f: &Arc<F>) -> Result<Result<T, Fail>>
     where
         T: Send + 'static,
         F: Fn(&Conn) -> Result<T, Fail> + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        let start = Instant::now();
-        let mut failures = 0u32;
         let mut replaced_stale = false;
-        let result = loop {
+        loop {
             let permit =
                 self.pool.slots.clone().acquire_owned().await.map_err(|e| {
-                    StorageError::Other(format!("sftp: connection pool closed: {e}"))
+                    StorageError::fatal(format!("sftp: connection pool closed: {e}"))
                 })?;
             let kept = self.pool.idle().pop();
             let reused = kept.is_some();
@@ -198,100 +208,75 @@ impl SftpReplica {
                     }
                 };
                 let r = f(&conn);
-                if matches!(r, Ok(_) | Err(Fail::Status { .. })) {
+                if matches!(
+                    r,
+                    Ok(_) | Err(Fail::Status { .. } | Fail::Local(_) | Fail::Exists)
+                ) {
                     pool.idle().push(conn);
                 }
                 drop(permit);
                 r
             })
             .await
-            .map_err(|e| StorageError::Other(format!("sftp: blocking task failed: {e}")))?;
-            match r {
-                Err(Fail::Conn(msg)) => {
-                    // Every kept connection shares the fate of this one (a restarted or
-                    // unreachable server): drop them all, off the async threads.
-                    let stale: Vec<Conn> = std::mem::take(&mut *self.pool.idle());
-                    if !stale.is_empty() {
-                        tokio::task::spawn_blocking(move || drop(stale));
-                    }
-                    if reused && !replaced_stale {
-                        replaced_stale = true;
-                        tracing::debug!(error = %msg, "sftp: kept connection is gone, reconnecting");
-                        continue;
-                    }
-                    failures += 1;
-                    if failures >= self.retry.max_attempts {
-                        break Err(Fail::Conn(format!(
-                            "{msg} (gave up after {failures} attempts)"
-                        )));
-                    }
-                    let delay = self.retry.delay(failures - 1);
-                    tracing::warn!(error = %msg, file = %self.describe(target), ?delay, "sftp: retrying");
-                    tokio::time::sleep(delay).await;
+            .map_err(|e| StorageError::fatal(format!("sftp: blocking task failed: {e}")))?;
+            if let Err(Fail::Conn(msg)) = &r {
+                // Every kept connection shares the fate of this one (a restarted or
+                // unreachable server): drop them all, off the async threads.
+                let stale: Vec<Conn> = std::mem::take(&mut *self.pool.idle());
+                if !stale.is_empty() {
+                    tokio::task::spawn_blocking(move || drop(stale));
                 }
-                other => break other,
-            }
-        };
-        metrics::observe_duration("sftp", op, start.elapsed());
-        result.map_err(|e| {
-            metrics::record_error("sftp", op, metric_code(&e));
-            if e.is_not_found() {
-                return StorageError::NotFound {
-                    key: self.describe(target),
-                };
-            }
-            StorageError::Other(format!(
-                "sftp: {} {}: {}",
-                op.as_str().to_ascii_lowercase(),
-                self.describe(target),
-                e.message()
-            ))
-        })
-    }
-
-    /// Lists one level directory (absent: empty).
-    async fn list_level(&self, level: Level) -> Result<Vec<LtxFileInfo>> {
-        let dir = self.level_dir(level);
-        let d = dir.clone();
-        let entries = self
-            .run(Operation::List, &dir, move |c| {
-                match c.sftp.readdir(Path::new(&d)) {
-                    Ok(v) => Ok(v),
-                    Err(e) => match classify(e) {
-                        f if f.is_not_found() => Ok(Vec::new()),
-                        f => Err(f),
-                    },
+                if reused && !replaced_stale {
+                    replaced_stale = true;
+                    tracing::debug!(error = %msg, "sftp: kept connection is gone, reconnecting");
+                    continue;
                 }
-            })
-            .await?;
-        metrics::record("sftp", Operation::List, 1, 0);
-        let mut files: Vec<LtxFileInfo> = entries
-            .into_iter()
-            .filter(|(_, st)| !st.is_dir())
-            .filter_map(|(p, st)| {
-                let (min, max) = parse_ltx_file_name(p.file_name()?.to_str()?)?;
-                Some(LtxFileInfo {
-                    level,
-                    min_txid: min,
-                    max_txid: max,
-                    size: st.size.unwrap_or(0),
-                    created_at: UNIX_EPOCH + Duration::from_secs(st.mtime.unwrap_or(0)),
-                })
-            })
-            .collect();
-        files.sort_by_key(|f| (f.min_txid, f.max_txid));
-        Ok(files)
-    }
-
-    fn forget(&self, level: Option<Level>) {
-        let mut l = self.listings();
-        l.changes += 1;
-        match level {
-            Some(level) => {
-                l.levels.remove(&level);
             }
-            None => l.levels.clear(),
+            return Ok(r);
         }
+    }
+
+    /// Runs `f` with a connection, trying again with backoff after connection failures.
+    /// Refusals and configuration errors are reported at once, naming `target`.
+    async fn run<T, F>(&self, op: Operation, target: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Conn) -> Result<T, Fail> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let file = self.describe(target);
+        let r = self
+            .retry
+            .run("sftp", &file, || async {
+                self.once(&f)
+                    .await
+                    .map_err(|e| Fail::Local(e.to_string()))?
+            })
+            .await;
+        let e = match r {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if e.is_not_found() {
+            return Err(StorageError::not_found(file).with_code("not_found"));
+        }
+        if let Fail::Exists = e {
+            return Err(StorageError::already_exists(file));
+        }
+        let code = metric_code(&e);
+        let op = op.as_str().to_ascii_lowercase();
+        let (kind, msg) = match e {
+            Fail::Conn(m) => (
+                ErrorKind::Transient,
+                format!("{m} (gave up after {} attempts)", self.retry.max_attempts),
+            ),
+            Fail::Status { code, msg } if code == SSH_FX_PERMISSION_DENIED => {
+                (ErrorKind::Auth, msg)
+            }
+            Fail::Fatal(m) => (ErrorKind::Auth, m),
+            e => (ErrorKind::Fatal, e.message().to_owned()),
+        };
+        Err(StorageError::new(kind, format!("sftp: {op} {file}: {msg}")).with_code(code))
     }
 }
 
@@ -331,7 +316,7 @@ fn copy_body(c: &Conn, body: &Body, dst: &mut ssh2::File, chunk: usize) -> Resul
         }
         Body::File(src) => {
             let local = |e: std::io::Error| {
-                Fail::Fatal(format!("sftp: read local file {}: {e}", src.display()))
+                Fail::Local(format!("sftp: read local file {}: {e}", src.display()))
             };
             let mut f = std::fs::File::open(src).map_err(local)?;
             let mut buf = vec![0u8; chunk.max(1)];
@@ -349,14 +334,18 @@ fn copy_body(c: &Conn, body: &Body, dst: &mut ssh2::File, chunk: usize) -> Resul
 }
 
 /// Renames `tmp` over `path`. SFTP v3 rename (OpenSSH: link + unlink) refuses an existing
-/// target; then the old file is removed first, so a reader sees the old or the new file, or
-/// briefly none, never a partial one.
-fn rename_into_place(c: &Conn, tmp: &str, path: &str) -> Result<(), Fail> {
+/// target; then, unless `create_only`, the old file is removed first, so a reader sees the old
+/// or the new file, or briefly none, never a partial one. A create-only rename that finds the
+/// target taken fails with [`Fail::Exists`].
+fn rename_into_place(c: &Conn, tmp: &str, path: &str, create_only: bool) -> Result<(), Fail> {
     let (tmp, path) = (Path::new(tmp), Path::new(path));
     match c.sftp.rename(tmp, path, Some(RenameFlags::empty())) {
         Ok(()) => Ok(()),
         Err(e) => match classify(e) {
             Fail::Status { code, .. } if code == SSH_FX_FAILURE && c.sftp.stat(path).is_ok() => {
+                if create_only {
+                    return Err(Fail::Exists);
+                }
                 match c.sftp.unlink(path).map_err(classify) {
                     Ok(()) => {}
                     Err(f) if f.is_not_found() => {}
@@ -374,12 +363,13 @@ fn rename_into_place(c: &Conn, tmp: &str, path: &str) -> Result<(), Fail> {
 /// Uploads to a temp name next to `path`, sets its times, renames it into place.
 fn upload(
     c: &Conn,
-    dir: &str,
     path: &str,
     body: &Body,
     mtime: u64,
     chunk: usize,
+    create_only: bool,
 ) -> Result<u64, Fail> {
+    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -412,11 +402,11 @@ fn upload(
             mtime: Some(mtime),
         };
         c.sftp.setstat(Path::new(&tmp), times).map_err(classify)?;
-        rename_into_place(c, &tmp, path)?;
+        rename_into_place(c, &tmp, path, create_only)?;
         Ok(n)
     });
     drop(f);
-    if let Err(Fail::Status { .. } | Fail::Fatal(_)) = &result {
+    if let Err(Fail::Status { .. } | Fail::Fatal(_) | Fail::Local(_) | Fail::Exists) = &result {
         // The connection still works: do not leave the temp file behind.
         let _ = c.sftp.unlink(Path::new(&tmp));
     }
@@ -424,9 +414,10 @@ fn upload(
 }
 
 /// Deletes everything under `root` (files first, then the emptied directories, deepest
-/// first), as Litestream's `DeleteAll` walks its path.
-fn remove_tree(c: &Conn, root: &str) -> Result<(), Fail> {
+/// first), as Litestream's `DeleteAll` walks its path. Returns how many files went.
+fn remove_tree(c: &Conn, root: &str) -> Result<u64, Fail> {
     let mut dirs = vec![root.to_owned()];
+    let mut removed = 0;
     let mut i = 0;
     while i < dirs.len() {
         let entries = match c.sftp.readdir(Path::new(&dirs[i])) {
@@ -442,7 +433,7 @@ fn remove_tree(c: &Conn, root: &str) -> Result<(), Fail> {
                 dirs.push(p);
             } else {
                 match c.sftp.unlink(Path::new(&p)).map_err(classify) {
-                    Ok(()) => metrics::record("sftp", Operation::Delete, 1, 0),
+                    Ok(()) => removed += 1,
                     Err(f) if f.is_not_found() => {}
                     Err(f) => return Err(f),
                 }
@@ -460,157 +451,112 @@ fn remove_tree(c: &Conn, root: &str) -> Result<(), Fail> {
             Err(f) => return Err(f),
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 #[async_trait]
-impl ReplicaClient for SftpReplica {
-    fn kind(&self) -> &'static str {
-        "sftp"
+impl Backend for SftpBackend {
+    const KIND: &'static str = "sftp";
+    const CREATE_ONLY: bool = true;
+
+    fn layout(&self) -> &Layout {
+        &self.layout
     }
 
-    async fn ltx_files(&self, level: Level) -> Result<Vec<LtxFileInfo>> {
-        let changes = {
-            let l = self.listings();
-            if let Some(files) = l.levels.get(&level) {
-                return Ok(files.clone());
-            }
-            l.changes
-        };
-        let files = self.list_level(level).await?;
-        let mut l = self.listings();
-        if l.changes == changes {
-            l.levels.insert(level, files.clone());
-        }
-        Ok(files)
-    }
-
-    async fn read_range(
-        &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Bytes> {
-        let path = self.ltx_path(level, min, max);
-        let p = path.clone();
-        let b = self
-            .run(Operation::Get, &path, move |c| {
-                let mut f = c.sftp.open(Path::new(&p)).map_err(classify)?;
-                let size = f.stat().map_err(classify)?.size.unwrap_or(0);
-                let len = len.unwrap_or(size.saturating_sub(offset));
-                if offset.checked_add(len).is_none_or(|end| end > size) {
-                    return Err(Fail::Status {
-                        code: -1,
-                        msg: format!("range {offset}+{len} is past the end ({size} bytes)"),
-                    });
+    /// Lists one directory (absent: empty).
+    async fn list_page(&self, prefix: &str, _token: Option<String>) -> Result<Page> {
+        let dir = prefix.trim_end_matches('/').to_owned();
+        let d = dir.clone();
+        let entries = self
+            .run(Operation::List, &dir, move |c| {
+                match c.sftp.readdir(Path::new(&d)) {
+                    Ok(v) => Ok(v),
+                    Err(e) => match classify(e) {
+                        f if f.is_not_found() => Ok(Vec::new()),
+                        f => Err(f),
+                    },
                 }
-                let mut buf = vec![0u8; len as usize];
-                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset))
-                    .map_err(|e| classify_io(c, e))?;
-                f.read_exact(&mut buf).map_err(|e| classify_io(c, e))?;
-                Ok(Bytes::from(buf))
             })
             .await?;
-        metrics::record("sftp", Operation::Get, 1, b.len() as u64);
-        Ok(b)
+        let entries = entries
+            .into_iter()
+            .filter(|(_, st)| !st.is_dir())
+            .filter_map(|(p, st)| {
+                Some(Listed {
+                    key: format!("{prefix}{}", p.file_name()?.to_str()?),
+                    size: st.size.unwrap_or(0),
+                    created_at: Some(UNIX_EPOCH + Duration::from_secs(st.mtime.unwrap_or(0))),
+                })
+            })
+            .collect();
+        Ok(Page {
+            entries,
+            next: None,
+        })
     }
 
-    async fn write_ltx(
-        &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
-        body: Body,
-        created_at: SystemTime,
-    ) -> Result<LtxFileInfo> {
-        let path = self.ltx_path(level, min, max);
-        let dir = self.level_dir(level);
-        let (secs, stored) = stored_time(created_at);
+    async fn read(&self, key: &str, span: Span) -> Result<Bytes> {
+        let (p, Span { offset, len }) = (key.to_owned(), span);
+        self.run(Operation::Get, key, move |c| {
+            let mut f = c.sftp.open(Path::new(&p)).map_err(classify)?;
+            let size = f.stat().map_err(classify)?.size.unwrap_or(0);
+            let len = len.unwrap_or(size.saturating_sub(offset));
+            if offset.checked_add(len).is_none_or(|end| end > size) {
+                return Err(Fail::Status {
+                    code: -1,
+                    msg: format!("range {offset}+{len} is past the end ({size} bytes)"),
+                });
+            }
+            let mut buf = vec![0u8; len as usize];
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset))
+                .map_err(|e| classify_io(c, e))?;
+            f.read_exact(&mut buf).map_err(|e| classify_io(c, e))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, up: Upload<'_>) -> Result<SystemTime> {
+        let (secs, stored) = stored_time(up.created_at);
         let chunk = if self.settings.concurrent_writes {
             PIPELINED_WRITE
         } else {
             SINGLE_WRITE
         };
-        // Whatever happens next, a cached listing of this level may be wrong.
-        self.listings().changes += 1;
-        let p = path.clone();
-        let r = self
-            .run(Operation::Put, &path, move |c| {
-                upload(c, &dir, &p, &body, secs, chunk)
-            })
-            .await;
-        let size = match r {
-            Ok(n) => n,
-            Err(e) => {
-                self.forget(Some(level));
-                return Err(e);
-            }
-        };
-        metrics::record("sftp", Operation::Put, 1, size);
-        let info = LtxFileInfo {
-            level,
-            min_txid: min,
-            max_txid: max,
-            size,
-            created_at: stored,
-        };
-        let mut l = self.listings();
-        if let Some(files) = l.levels.get_mut(&level) {
-            files.retain(|f| (f.min_txid, f.max_txid) != (min, max));
-            let at = files.partition_point(|f| (f.min_txid, f.max_txid) < (min, max));
-            files.insert(at, info.clone());
-        }
-        Ok(info)
+        let (p, body, create_only) = (key.to_owned(), up.body.clone(), up.create_only());
+        self.run(Operation::Put, key, move |c| {
+            upload(c, &p, &body, secs, chunk, create_only)
+        })
+        .await?;
+        Ok(stored)
     }
 
-    async fn delete_ltx(&self, files: &[LtxFileInfo]) -> Result<()> {
-        if files.is_empty() {
-            return Ok(());
-        }
-        self.listings().changes += 1;
-        for f in files {
-            let path = self.ltx_path(f.level, f.min_txid, f.max_txid);
-            let p = path.clone();
-            let r = self
-                .run(Operation::Delete, &path, move |c| {
-                    match c.sftp.unlink(Path::new(&p)).map_err(classify) {
-                        Err(f) if f.is_not_found() => Ok(()),
-                        r => r,
-                    }
-                })
-                .await;
-            if let Err(e) = r {
-                self.forget(None);
-                return Err(e);
+    /// A missing file is already deleted.
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let p = key.to_owned();
+        self.run(Operation::Delete, key, move |c| {
+            match c.sftp.unlink(Path::new(&p)).map_err(classify) {
+                Err(f) if f.is_not_found() => Ok(()),
+                r => r,
             }
-            metrics::record("sftp", Operation::Delete, 1, 0);
-            let mut l = self.listings();
-            if let Some(list) = l.levels.get_mut(&f.level) {
-                list.retain(|x| (x.min_txid, x.max_txid) != (f.min_txid, f.max_txid));
-            }
-        }
-        Ok(())
+        })
+        .await?;
+        Ok(true)
+    }
+
+    fn purge(&self) -> Purge {
+        Purge::Tree
     }
 
     /// Deletes everything under the replica path, and the path itself, as Litestream does.
-    async fn delete_all(&self) -> Result<()> {
-        self.forget(None);
+    async fn delete_tree(&self) -> Result<u64> {
         // A replica at the login directory itself: only its `ltx` tree is ours to delete.
         let root = match self.settings.path.as_str() {
             "" | "." | "/" => settings::join(&[&self.settings.path, "ltx"]),
             p => p.to_owned(),
         };
         let r = root.clone();
-        let result = self
-            .run(Operation::Delete, &root, move |c| remove_tree(c, &r))
-            .await;
-        self.forget(None);
-        result
-    }
-
-    fn invalidate_cache(&self) {
-        self.forget(None);
+        self.run(Operation::Delete, &root, move |c| remove_tree(c, &r))
+            .await
     }
 }

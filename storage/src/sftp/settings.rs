@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub(crate) use crate::gopath::join;
 use crate::s3::settings::parse_bool;
+use crate::transport::encode::decode_lossy;
 use crate::{Result, StorageError};
 
 /// Litestream's dial timeout.
@@ -61,45 +63,17 @@ struct UrlParts {
     path: String,
 }
 
-fn invalid(url: &str, reason: impl Into<String>) -> StorageError {
-    StorageError::InvalidUrl {
-        url: redact(url),
-        reason: reason.into(),
-    }
+fn invalid(url: &str, reason: impl std::fmt::Display) -> StorageError {
+    StorageError::invalid_url(redact(url), reason)
 }
 
 fn config_error(msg: impl Into<String>) -> StorageError {
-    StorageError::Other(format!("sftp: {}", msg.into()))
+    StorageError::config(format!("sftp: {}", msg.into()))
 }
 
 /// The URL with any password replaced, for messages.
 fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("xxxxx"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::replica_url::redact_password(url, "xxxxx")
 }
 
 fn parse_url(url: &str) -> Result<UrlParts> {
@@ -112,48 +86,14 @@ fn parse_url(url: &str) -> Result<UrlParts> {
         (Some(h), None) => h.to_owned(),
         (None, _) => String::new(),
     };
-    let user = Some(percent_decode(u.username())).filter(|s| !s.is_empty());
-    let password = u.password().map(percent_decode);
+    let user = Some(decode_lossy(u.username())).filter(|s| !s.is_empty());
+    let password = u.password().map(decode_lossy);
     Ok(UrlParts {
         host,
         user,
         password,
-        path: percent_decode(u.path()),
+        path: decode_lossy(u.path()),
     })
-}
-
-/// Go's `path.Clean`: the shortest equivalent slash path ("." for an empty one).
-pub(crate) fn clean(p: &str) -> String {
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
-/// Go's `path.Join`: the non-empty elements joined with slashes, cleaned.
-pub(crate) fn join(parts: &[&str]) -> String {
-    let nonempty: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
-    if nonempty.is_empty() {
-        return String::new();
-    }
-    clean(&nonempty.join("/"))
 }
 
 impl SftpSettings {
@@ -390,7 +330,7 @@ mod tests {
             ("../a/./b/..", "../a"),
             ("./", "."),
         ] {
-            assert_eq!(clean(i), o, "clean({i:?})");
+            assert_eq!(crate::gopath::clean(i), o, "clean({i:?})");
         }
         assert_eq!(join(&["", "ltx", "0"]), "ltx/0");
         assert_eq!(join(&["/", "ltx"]), "/ltx");

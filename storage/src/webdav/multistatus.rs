@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use crate::s3::xml::unescape;
+use crate::xml::unescape;
 
 /// One member of a listed collection.
 #[derive(Clone, Debug, PartialEq, Eq)]

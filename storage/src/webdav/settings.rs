@@ -2,6 +2,7 @@
 //! `webdav[s]://` replica URL), the credentials and the directory inside it, combined the way
 //! Litestream 0.5.17 combines them (`NewReplicaClientFromURL`, `newWebDAVReplicaClientFromConfig`).
 
+use crate::transport::encode::decode_lossy;
 use crate::{Result, StorageError};
 
 /// Where a webdav replica lives and how to reach it.
@@ -31,41 +32,9 @@ impl std::fmt::Debug for WebDavSettings {
     }
 }
 
-/// Undoes `%XX` escapes (invalid ones are kept as written); bytes that are not UTF-8 are
-/// replaced, as they cannot name anything we write.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).and_then(|&c| hex(c)),
-            b.get(i + 2).and_then(|&c| hex(c)),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Removes the password from a URL for messages.
 fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
+    crate::replica_url::redact_password(url, "***")
 }
 
 /// The parts of a `webdav[s]://` URL Litestream uses.
@@ -77,10 +46,7 @@ struct ReplicaUrlParts {
 }
 
 fn parse_replica_url(raw: &str) -> Result<ReplicaUrlParts> {
-    let bad = |reason: &str| StorageError::InvalidUrl {
-        url: redact(raw),
-        reason: reason.to_owned(),
-    };
+    let bad = |reason: &str| StorageError::invalid_url(redact(raw), reason.to_owned());
     let u = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
     let http = match u.scheme() {
         "webdav" => "http",
@@ -97,9 +63,9 @@ fn parse_replica_url(raw: &str) -> Result<ReplicaUrlParts> {
     };
     Ok(ReplicaUrlParts {
         server: format!("{http}://{authority}"),
-        username: percent_decode(u.username()),
-        password: u.password().map(percent_decode).unwrap_or_default(),
-        path: percent_decode(u.path()),
+        username: decode_lossy(u.username()),
+        password: u.password().map(decode_lossy).unwrap_or_default(),
+        path: decode_lossy(u.path()),
     })
 }
 
@@ -142,7 +108,7 @@ impl WebDavSettings {
             Some(u) => redact(u),
             None => format!("webdav replica ({})", redact(&server)),
         };
-        let err = |m: &str| StorageError::Other(format!("{source}: {m}"));
+        let err = |m: &str| StorageError::config(format!("{source}: {m}"));
         if let Some(u) = url {
             if !path.is_empty() {
                 return Err(err("cannot specify url & path for webdav replica"));
@@ -170,9 +136,8 @@ impl WebDavSettings {
             password,
             path,
         };
-        s.server().map_err(|reason| StorageError::InvalidUrl {
-            url: redact(&s.url),
-            reason: format!("webdav-url: {reason}"),
+        s.server().map_err(|reason| {
+            StorageError::invalid_url(redact(&s.url), format!("webdav-url: {reason}"))
         })?;
         Ok(s)
     }
@@ -200,8 +165,8 @@ impl WebDavSettings {
             .unwrap_or(if https { 443 } else { 80 });
         let (mut username, mut password) = (self.username.clone(), self.password.clone());
         if username.is_empty() && !u.username().is_empty() {
-            username = percent_decode(u.username());
-            password = u.password().map(percent_decode).unwrap_or_default();
+            username = decode_lossy(u.username());
+            password = u.password().map(decode_lossy).unwrap_or_default();
         }
         Ok(Server {
             https,
@@ -329,6 +294,6 @@ mod tests {
 
     #[test]
     fn decoding() {
-        assert_eq!(percent_decode("a%20b%2Fc%zz%4"), "a b/c%zz%4");
+        assert_eq!(decode_lossy("a%20b%2Fc%zz%4"), "a b/c%zz%4");
     }
 }

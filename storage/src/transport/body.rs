@@ -38,6 +38,16 @@ pub(crate) struct Digests {
     pub md5_base64: Option<String>,
 }
 
+impl Digests {
+    /// No hashes: a request without a body, or one sent unsigned.
+    pub fn none() -> Digests {
+        Digests {
+            sha256_hex: String::new(),
+            md5_base64: None,
+        }
+    }
+}
+
 pub(crate) const EMPTY_SHA256: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -55,6 +65,21 @@ impl Payload {
             Payload::Empty => 0,
             Payload::Bytes(b) => b.len() as u64,
             Payload::File { len, .. } => *len,
+        }
+    }
+
+    /// `len` bytes at `offset` of what an upload sends: a slice of bytes held in memory, or a
+    /// region of the file, read when sent.
+    pub fn region(body: &crate::Body, offset: u64, len: u64) -> Payload {
+        match body {
+            crate::Body::Bytes(b) => {
+                Payload::Bytes(b.slice(offset as usize..(offset + len) as usize))
+            }
+            crate::Body::File(p) => Payload::File {
+                path: p.clone(),
+                offset,
+                len,
+            },
         }
     }
 

@@ -135,7 +135,15 @@ pub(crate) fn parse_list_v2(xml: &str) -> Result<ListPage, String> {
                 .map_err(|_| format!("bad Size for {key}"))?,
             None => 0,
         };
-        let last_modified = text(c, "LastModified").and_then(|t| crate::timefmt::parse_rfc3339(&t));
+        // A time we cannot read must not become 1970, which every `-timestamp` restore would
+        // then take for an old file.
+        let last_modified = match text(c, "LastModified") {
+            Some(t) => Some(
+                crate::timefmt::parse_rfc3339(t.trim())
+                    .ok_or_else(|| format!("unreadable LastModified {t:?} of {key}"))?,
+            ),
+            None => None,
+        };
         page.objects.push(ListedObject {
             key,
             size,
@@ -231,6 +239,11 @@ mod tests {
         assert!(page.objects[0].last_modified.is_some());
         assert_eq!(page.next_token.as_deref(), Some("tok/+="));
         assert!(parse_list_v2("<Error/>").is_err());
+        let bad = parse_list_v2(
+            "<ListBucketResult><Contents><Key>p/k</Key><LastModified>soon</LastModified></Contents></ListBucketResult>",
+        )
+        .expect_err("unreadable time");
+        assert!(bad.contains("p/k") && bad.contains("soon"), "{bad}");
     }
 
     #[test]

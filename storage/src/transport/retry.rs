@@ -36,29 +36,41 @@ impl RetryPolicy {
     }
 }
 
-/// Whether an S3 error response is worth retrying.
-pub(crate) fn retryable_status(status: u16, code: &str) -> bool {
-    matches!(
-        code,
-        "SlowDown"
-            | "Throttling"
-            | "ThrottlingException"
-            | "ThrottledException"
-            | "RequestThrottled"
-            | "RequestThrottledException"
-            | "TooManyRequestsException"
-            | "ProvisionedThroughputExceededException"
-            | "TransactionInProgressException"
-            | "RequestLimitExceeded"
-            | "BandwidthLimitExceeded"
-            | "RequestTimeout"
-            | "RequestTimeoutException"
-            | "RequestCanceled"
-            | "InternalError"
-            | "ServiceUnavailable"
-            | "PriorRequestNotComplete"
-            | "EC2ThrottledException"
-    ) || matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 509)
+/// Something that failed and can say whether trying again may help.
+pub(crate) trait Retryable: std::fmt::Display {
+    fn is_retryable(&self) -> bool;
+}
+
+impl RetryPolicy {
+    /// Runs `attempt` until it succeeds, fails in a way another try will not cure, or the
+    /// attempts run out, waiting [`RetryPolicy::delay`] between tries. `backend` and `target`
+    /// name what is being retried in the log.
+    pub(crate) async fn run<T, E, F, Fut>(
+        &self,
+        backend: &'static str,
+        target: &str,
+        mut attempt: F,
+    ) -> Result<T, E>
+    where
+        E: Retryable,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut failures = 0;
+        loop {
+            let err = match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            failures += 1;
+            if !err.is_retryable() || failures >= self.max_attempts {
+                return Err(err);
+            }
+            let delay = self.delay(failures - 1);
+            tracing::warn!(backend, target, error = %err, attempt = failures, ?delay, "request failed; retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -73,15 +85,5 @@ mod tests {
             assert!(d <= p.max_delay);
             assert!(d <= p.base_delay * 2u32.saturating_pow(attempt.min(20)));
         }
-    }
-
-    #[test]
-    fn classification() {
-        assert!(retryable_status(503, "SlowDown"));
-        assert!(retryable_status(500, ""));
-        assert!(retryable_status(400, "RequestTimeout"));
-        assert!(!retryable_status(403, "SignatureDoesNotMatch"));
-        assert!(!retryable_status(404, "NoSuchBucket"));
-        assert!(!retryable_status(400, "InvalidArgument"));
     }
 }

@@ -1,7 +1,7 @@
 //! Listings cached per level and kept current by our own writes and deletes, so that an idle
 //! replica makes no requests. A version number, bumped by every change we start, keeps a
-//! listing that raced with a change out of the cache.
-//! Shared by the backends that list over the network (`gcs`, `abs`).
+//! listing that raced with a change out of the cache. After a listing of the whole replica
+//! (backends that list every level at once) a level missing from it is known to be empty.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,6 +13,8 @@ use crate::LtxFileInfo;
 #[derive(Default)]
 struct Inner {
     levels: HashMap<Level, Vec<LtxFileInfo>>,
+    /// Every level is in `levels` (absent ones are empty).
+    complete: bool,
     version: u64,
 }
 
@@ -31,7 +33,11 @@ impl LevelCache {
     /// The cached listing, or the version to hand to [`LevelCache::store`] after listing.
     pub fn get(&self, level: Level) -> Result<Vec<LtxFileInfo>, u64> {
         let c = self.lock();
-        c.levels.get(&level).cloned().ok_or(c.version)
+        match c.levels.get(&level) {
+            Some(files) => Ok(files.clone()),
+            None if c.complete => Ok(Vec::new()),
+            None => Err(c.version),
+        }
     }
 
     /// Keeps a listing made at `version`, unless something changed since.
@@ -39,6 +45,15 @@ impl LevelCache {
         let mut c = self.lock();
         if c.version == version {
             c.levels.insert(level, files.to_vec());
+        }
+    }
+
+    /// Keeps a listing of every level made at `version`, unless something changed since.
+    pub fn store_all(&self, version: u64, levels: HashMap<Level, Vec<LtxFileInfo>>) {
+        let mut c = self.lock();
+        if c.version == version {
+            c.levels = levels;
+            c.complete = true;
         }
     }
 
@@ -50,23 +65,29 @@ impl LevelCache {
     /// After an upload: the file is in its level (or, when it failed, the level is unknown).
     pub fn written(&self, level: Level, info: Option<&LtxFileInfo>) {
         let mut c = self.lock();
-        match info {
-            None => {
-                c.levels.remove(&level);
-            }
-            Some(info) => {
-                if let Some(files) = c.levels.get_mut(&level) {
-                    files.retain(|f| key(f) != key(info));
-                    let at = files.partition_point(|f| key(f) < key(info));
-                    files.insert(at, info.clone());
-                }
-            }
+        let Some(info) = info else {
+            c.levels.remove(&level);
+            c.complete = false;
+            return;
+        };
+        let files = if c.complete {
+            Some(c.levels.entry(level).or_default())
+        } else {
+            c.levels.get_mut(&level)
+        };
+        if let Some(files) = files {
+            files.retain(|f| key(f) != key(info));
+            let at = files.partition_point(|f| key(f) < key(info));
+            files.insert(at, info.clone());
         }
     }
 
     /// After deletes: the files are gone (or, when some failed, their levels are unknown).
     pub fn deleted(&self, files: &[LtxFileInfo], ok: bool) {
         let mut c = self.lock();
+        if !ok {
+            c.complete = false;
+        }
         for f in files {
             if !ok {
                 c.levels.remove(&f.level);
@@ -80,5 +101,6 @@ impl LevelCache {
         let mut c = self.lock();
         c.version += 1;
         c.levels.clear();
+        c.complete = false;
     }
 }

@@ -89,7 +89,7 @@ pub(crate) fn parse_http_url(url: &str) -> Option<(Target, String)> {
     Some((Target { https, host, port }, path.to_owned()))
 }
 
-/// A connection taken from the pool; give it back with [`Pool::checkin`] once its response
+/// A connection taken from the pool; give it back with [`HttpPool::checkin`] once its response
 /// body has been read to the end, or drop it to close it.
 pub(crate) struct Conn {
     pub sender: SendRequest<ReqBody>,
@@ -101,22 +101,22 @@ struct Idle {
     since: Instant,
 }
 
-pub(crate) struct Pool {
+pub(crate) struct HttpPool {
     tls: Option<TlsConnector>,
     idle: Mutex<HashMap<Target, Vec<Idle>>>,
 }
 
-impl std::fmt::Debug for Pool {
+impl std::fmt::Debug for HttpPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool")
+        f.debug_struct("HttpPool")
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl Pool {
-    pub fn new(tls: Option<Arc<ClientConfig>>) -> Pool {
-        Pool {
+impl HttpPool {
+    pub fn new(tls: Option<Arc<ClientConfig>>) -> HttpPool {
+        HttpPool {
             tls: tls.map(TlsConnector::from),
             idle: Mutex::new(HashMap::new()),
         }
