@@ -1,4 +1,4 @@
-//! Replica operation metrics under Litestream's names (§7.1): counts, bytes, durations and
+//! Replica operation metrics under Litestream's names (docs/config-and-cli.md#metrics): counts, bytes, durations and
 //! errors by replica type and operation. Kept in process so the metrics endpoint, whenever it
 //! exists, only has to call [`render_prometheus`].
 

@@ -1,4 +1,4 @@
-//! Replica URLs and config entries (§6.1): which backend and where. Backends not built yet are
+//! Replica URLs and config entries (docs/config-and-cli.md#config-file): which backend and where. Backends not built yet are
 //! a clear error that names the scheme, never a silent fallback.
 
 use std::path::PathBuf;

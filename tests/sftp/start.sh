@@ -53,10 +53,19 @@ MaxSessions 100
 ClientAliveInterval 0
 CONF
   # Password logins for ls-sftp-test only (tests/sftp/install.sh adds it when run as root),
-  # with a fresh random password; it gets SFTP and nothing else.
-  local pw_user=ls-sftp-test pw=""
+  # with a random password; it gets SFTP and nothing else. Servers started side by side (one
+  # per state directory) share the one password, kept root-only under /run, and each holds a
+  # reference there: stop.sh locks the login again when the last one stops.
+  local pw_user=ls-sftp-test pw="" shared=/run/ls-sftp-test
   if [ "$(id -u)" = 0 ] && id "$pw_user" >/dev/null 2>&1; then
-    pw="$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')" || return 1
+    mkdir -p -m 0700 "$shared/refs" || return 1
+    if [ -s "$shared/password" ]; then
+      pw="$(cat "$shared/password")"
+    else
+      pw="$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')" || return 1
+      (umask 077 && printf '%s\n' "$pw" >"$shared/password") || return 1
+    fi
+    touch "$shared/refs/$(printf '%s' "$state" | md5sum | cut -c1-16)"
     echo "$pw_user:$pw" | chpasswd || return 1
     usermod -U "$pw_user" 2>/dev/null || true
     cat >>"$state/sshd_config" <<CONF

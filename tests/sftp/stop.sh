@@ -17,7 +17,11 @@ if [ -f "$state/sshd.pid" ]; then
   fi
 fi
 rm -rf "$state"
-# No password stays valid for the password-test login between runs.
-if [ "$(id -u)" = 0 ] && id ls-sftp-test >/dev/null 2>&1; then
+# No password stays valid for the password-test login once the last test server has stopped.
+shared=/run/ls-sftp-test
+rm -f "$shared/refs/$(printf '%s' "$state" | md5sum | cut -c1-16)"
+if [ "$(id -u)" = 0 ] && id ls-sftp-test >/dev/null 2>&1 &&
+  [ -z "$(ls -A "$shared/refs" 2>/dev/null)" ]; then
   passwd -l ls-sftp-test >/dev/null 2>&1 || true
+  rm -f "$shared/password"
 fi

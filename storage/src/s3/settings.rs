@@ -1,4 +1,4 @@
-//! S3 replica settings: the §6.1 keys, filled from a replica URL (`s3://`, `oss://`) or key by
+//! S3 replica settings: the docs/config-and-cli.md#config-file keys, filled from a replica URL (`s3://`, `oss://`) or key by
 //! key from the YAML config, then checked and resolved into what the client needs.
 
 use std::path::PathBuf;
@@ -38,7 +38,7 @@ impl Flavor {
     }
 }
 
-/// Settings of an S3 (or OSS) replica, named as the §6.1 config keys. `None` means "not set",
+/// Settings of an S3 (or OSS) replica, named as the docs/config-and-cli.md#config-file config keys. `None` means "not set",
 /// so that URL query values, YAML keys and provider defaults can be layered like Litestream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct S3Settings {
@@ -68,7 +68,7 @@ pub struct S3Settings {
     pub ca_file: Option<PathBuf>,
 }
 
-/// The YAML keys of §6.1 that belong to S3 (and OSS).
+/// The YAML keys of docs/config-and-cli.md#config-file that belong to S3 (and OSS).
 pub const S3_KEYS: &[&str] = &[
     "access-key-id",
     "secret-access-key",
