@@ -363,9 +363,36 @@ fn l0_shape(root: &Path) -> Vec<(String, u32, i64, i64, Vec<u32>)> {
 
 /// One scripted history, each step a single SQLite transaction well apart from the next, so
 /// both programs make one L0 file per step.
+/// Waits until the tool has written a new local L0 file (more than `before`) and then written no
+/// other for two monitor ticks, so the next step's commit cannot share an L0 file with this
+/// one's (or with the checkpoint's `_litestream_seq` file that may follow it). Returns the count.
+fn settled_l0(meta_l0: &Path, before: usize) -> usize {
+    let count = || std::fs::read_dir(meta_l0).map_or(0, |d| d.count());
+    assert!(
+        wait_until(Duration::from_secs(60), || count() > before),
+        "no new L0 file in {} after {before}",
+        meta_l0.display()
+    );
+    let mut n = count();
+    let mut since = std::time::Instant::now();
+    while since.elapsed() < Duration::from_millis(2200) {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = count();
+        if now != n {
+            n = now;
+            since = std::time::Instant::now();
+        }
+    }
+    n
+}
+
 fn scripted_history(db: &Path, start: &dyn Fn(), stop: &dyn Fn()) {
+    let meta_l0 = db
+        .parent()
+        .expect("db dir")
+        .join(".app.db-litestream/ltx/0");
     start();
-    sleep_ms(1500);
+    let mut l0 = settled_l0(&meta_l0, 0);
     let app = app(db, 4096);
     let steps: [&dyn Fn(&rusqlite::Connection); 5] = [
         &|c| {
@@ -396,9 +423,9 @@ fn scripted_history(db: &Path, start: &dyn Fn(), stop: &dyn Fn()) {
     ];
     for step in steps {
         step(&app);
-        // Litestream looks once per 1 s monitor tick; leave room for a late tick on a busy
-        // machine so no two steps share an L0 file.
-        sleep_ms(2200);
+        // Litestream looks once per 1 s monitor tick: wait for the step's own L0 file rather
+        // than for a fixed time, which a busy machine can outlast.
+        l0 = settled_l0(&meta_l0, l0);
     }
     drop(app);
     stop();
