@@ -57,7 +57,8 @@ async fn write_list_read_delete() {
         .await
         .expect("write file body");
 
-    // Layout of §3.1: <path>/<level %04x>/<min>-<max>.ltx
+    // Layout (docs/replica-layout.md#paths-and-timestamps-per-backend):
+    // <path>/<level %04x>/<min>-<max>.ltx
     let fresh = replica(&srv, &prefix);
     let keys: Vec<String> = fresh
         .list_prefix(&format!("{prefix}/"))

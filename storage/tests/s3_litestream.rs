@@ -80,7 +80,8 @@ async fn all_files(r: &S3Replica) -> Vec<LtxFileInfo> {
     out
 }
 
-/// Applies the L0 chain from its newest snapshot, newest page wins, as §5.2 describes.
+/// Applies the L0 chain from its newest snapshot, newest page wins, as
+/// docs/restore.md#applying-the-plan describes.
 fn rebuild_from_l0(files: &[(LtxFileInfo, Vec<u8>)]) -> Vec<u8> {
     let start = files
         .iter()

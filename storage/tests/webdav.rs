@@ -130,8 +130,8 @@ async fn write_list_read_delete() {
     assert_eq!(info.size, snap.len() as u64);
     let after = SystemTime::now();
 
-    // Layout (§3.1): <path>/ltx/<level decimal>/<min>-<max>.ltx, and nothing else (no
-    // temporary upload left behind).
+    // Layout (docs/replica-layout.md#paths-and-timestamps-per-backend):
+    // <path>/ltx/<level decimal>/<min>-<max>.ltx, and nothing else (no temporary upload left behind).
     if let Some(data) = &srv.data_dir {
         assert_eq!(
             tree(&data.join(&path)),
