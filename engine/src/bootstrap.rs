@@ -1,13 +1,17 @@
 //! `restore-if-db-not-exists` (flag or per-database key): before replication starts, a missing
 //! database is restored from its replica with `ls-restore`'s planner and verified parallel
-//! restore. An empty replica means a first start, and replication begins from nothing, as in
+//! restore, or from a Litestream 0.3.x `generations/` tree when that is newer, as `ls-restore`
+//! chooses. An empty replica means a first start, and replication begins from nothing, as in
 //! Litestream.
 
 use std::sync::Arc;
 
 use restore::output::file_replica_mode;
 use restore::progress::Progress;
-use restore::{calc_plan, execute, prepare_output, ExecOptions, Listing, RestoreError, Target};
+use restore::v3::Catalog;
+use restore::{
+    calc_plan, execute, prepare_output, ExecOptions, IntegrityCheck, Listing, RestoreError, Target,
+};
 use tracing::info;
 
 use crate::config::DbConfig;
@@ -30,6 +34,16 @@ pub async fn restore_if_missing(db: &DbConfig) -> Result<bool> {
         .map_err(|e| Error::Other(format!("restore {}: replica: {e}", path.display())))?;
     info!(path = %path.display(), "attempting restore before replication");
     let listing = Listing::fetch(client.as_ref()).await.map_err(fail)?;
+    let legacy = Catalog::load(client.as_ref()).await.map_err(fail)?;
+    if legacy.should_use(&listing, None) {
+        let plan = legacy.plan(None).map_err(fail)?;
+        let out = prepare_output(path, false).map_err(fail)?;
+        plan.restore(&client, out, IntegrityCheck::None)
+            .await
+            .map_err(fail)?;
+        info!(path = %path.display(), generation = %plan.snapshot.generation, "restore completed from a v0.3.x replica");
+        return Ok(true);
+    }
     let plan = match calc_plan(&listing, Target::Latest) {
         Err(RestoreError::TxNotAvailable) => {
             info!(path = %path.display(), "no backup found, starting fresh");

@@ -124,6 +124,39 @@ fn flag_restores_a_missing_database_and_replication_goes_on() {
     assert!(data(&out) == data(&c.db), "Litestream's restore differs");
 }
 
+/// A replica holding only Litestream 0.3.x files (docs/replica-layout.md#legacy-generations-layout):
+/// the missing database is restored from them, replication goes on into `ltx/`, and the real
+/// Litestream restores the result (from the newer LTX files).
+#[test]
+#[ignore = "needs the real Litestream"]
+fn flag_restores_from_a_v03x_replica() {
+    let ls = litestream();
+    let c = case("");
+    let work = c.root.join("v3-source");
+    fs::create_dir_all(&work).expect("mkdir");
+    let (want, _) = test_support::legacy::build_v3(&c.replica, &work);
+
+    ok(
+        &once(&c, &["-restore-if-db-not-exists"]),
+        "replicate -restore-if-db-not-exists from a v0.3.x replica",
+    );
+    integrity_ok(&c.db);
+    assert_eq!(rows(&c.db), want);
+
+    // The 0.3.x table is t(id, v).
+    app(&c.db, 4096)
+        .execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 150)
+             INSERT INTO t(v) SELECT 'after ' || i FROM n",
+        )
+        .expect("insert");
+    ok(&once(&c, &["-restore-if-db-not-exists"]), "replicate again");
+    let out = c.root.join("out.db");
+    litestream_restore(&ls, &c.replica, &out);
+    integrity_ok(&out);
+    assert_eq!(rows(&out), want + 150);
+}
+
 #[test]
 fn config_key_restores_but_never_overwrites() {
     let c = case("restore-if-db-not-exists: true\n");

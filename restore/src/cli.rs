@@ -257,12 +257,13 @@ struct RestoreResult<'a> {
     integrity_check: &'a str,
 }
 
-/// Where to restore from: the replica client, its kind, its root for v0.3.x files, and for
-/// S3 the concrete client, which can also read metadata timestamps.
+/// Where to restore from: the replica client, its kind, its local root for a file replica
+/// (whose files' modes the output copies), and for S3 the concrete client, which can also read
+/// metadata timestamps.
 pub(crate) struct Source {
     pub(crate) client: SharedReplica,
     pub(crate) kind: &'static str,
-    pub(crate) v3_root: Option<PathBuf>,
+    pub(crate) local_root: Option<PathBuf>,
     pub(crate) s3: Option<Arc<S3Replica>>,
 }
 
@@ -272,7 +273,7 @@ impl Source {
         Source {
             kind: ReplicaClient::kind(r.as_ref()),
             client: Arc::clone(&r) as SharedReplica,
-            v3_root: None,
+            local_root: None,
             s3: Some(r),
         }
     }
@@ -283,7 +284,7 @@ impl Source {
         Source {
             kind: client.kind(),
             client,
-            v3_root: None,
+            local_root: None,
             s3: None,
         }
     }
@@ -292,8 +293,7 @@ impl Source {
         Source {
             client: Arc::new(storage::file::FileReplica::new(root.clone())),
             kind: "file",
-            // v0.3.x files are read from file replicas only.
-            v3_root: Some(root),
+            local_root: Some(root),
             s3: None,
         }
     }
@@ -380,10 +380,7 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
     }
 
     let listing = Listing::fetch(source.client.as_ref()).await?;
-    let v3 = match &source.v3_root {
-        Some(root) => v3::Catalog::load(root)?,
-        None => v3::Catalog::default(),
-    };
+    let v3 = v3::Catalog::load(source.client.as_ref()).await?;
     if is_url(&src) {
         if let Some(ts) = a.timestamp {
             // Litestream's TimeBounds reads plain listings (LastModified on S3), not metadata.
@@ -457,8 +454,12 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
             if use_v3 {
                 let prepared = prepare_output(&output, a.force)?;
                 let plan = v3.plan(a.timestamp)?;
-                let mode = storage::local::file_mode_like(&plan.snapshot.path);
-                plan.restore(prepared.with_source_mode(mode), a.integrity)?;
+                let mode = source
+                    .local_root
+                    .as_deref()
+                    .and_then(|r| storage::local::file_mode_like(&r.join(&plan.snapshot.name)));
+                plan.restore(&source.client, prepared.with_source_mode(mode), a.integrity)
+                    .await?;
                 String::new()
             } else {
                 let prepared = prepare_output(&output, a.force)?;
@@ -478,7 +479,7 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
                     integrity: a.integrity,
                     ..ExecOptions::default()
                 };
-                let mode = source.v3_root.as_deref().zip(plan.last());
+                let mode = source.local_root.as_deref().zip(plan.last());
                 let prepared =
                     prepared.with_source_mode(mode.and_then(|(r, f)| file_replica_mode(r, f)));
                 let res = execute(&source.client, &plan, prepared, &opts, &progress).await;

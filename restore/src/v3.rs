@@ -3,12 +3,16 @@
 //! database; WAL segments are concatenated per WAL index into `<tmp>-wal` and checkpointed into
 //! the database by SQLite, one index at a time, as Litestream 0.5.17's `RestoreV3` does.
 
-use std::fs::{self, File};
-use std::io::{self, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
 use std::time::SystemTime;
 
+use bytes::{Buf, Bytes};
 use rusqlite::Connection;
+use storage::backend::ObjectInfo;
+use storage::{ReplicaClient, SharedReplica};
+use tokio::sync::mpsc;
 
 use crate::output::{create_private, with_suffix, PreparedOutput};
 use crate::plan::Listing;
@@ -22,7 +26,8 @@ pub struct SnapshotV3 {
     pub index: u32,
     pub size: u64,
     pub created_at: SystemTime,
-    pub path: PathBuf,
+    /// The object's name below the replica's directory.
+    pub name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,10 +37,10 @@ pub struct SegmentV3 {
     pub offset: u64,
     pub size: u64,
     pub created_at: SystemTime,
-    pub path: PathBuf,
+    pub name: String,
 }
 
-/// Every 0.3.x snapshot and WAL segment of a file replica.
+/// Every 0.3.x snapshot and WAL segment of a replica.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     pub snapshots: Vec<SnapshotV3>,
@@ -46,89 +51,96 @@ fn is_hex(s: &str, min: usize, max: usize) -> bool {
     (min..=max).contains(&s.len()) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn read_dir_or_empty(dir: &Path) -> Result<Vec<fs::DirEntry>> {
-    match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|e| RestoreError::io(dir, e)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(RestoreError::io(dir, e)),
-    }
+/// What one listed name is: `generations/<gen>/snapshots/<index>.snapshot.lz4` or
+/// `generations/<gen>/wal/<index>_<offset>.wal.lz4`; anything else is ignored, as Litestream
+/// ignores it.
+enum Entry {
+    Snapshot {
+        generation: String,
+        index: u32,
+    },
+    Segment {
+        generation: String,
+        index: u32,
+        offset: u64,
+    },
 }
 
-fn file_meta(e: &fs::DirEntry) -> Result<Option<(u64, SystemTime)>> {
-    let m = e
-        .metadata()
-        .map_err(|err| RestoreError::io(e.path(), err))?;
-    if !m.is_file() {
-        return Ok(None);
+fn parse_name(name: &str) -> Option<Entry> {
+    let mut parts = name.strip_prefix("generations/")?.split('/');
+    let (generation, dir, file) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !is_hex(generation, 16, 16) {
+        return None;
     }
-    let t = m
-        .modified()
-        .map_err(|err| RestoreError::io(e.path(), err))?;
-    Ok(Some((m.len(), t)))
+    let generation = generation.to_owned();
+    match dir {
+        "snapshots" => {
+            let idx = file
+                .strip_suffix(".snapshot.lz4")
+                .filter(|s| is_hex(s, 8, 8))?;
+            let index = u32::from_str_radix(idx, 16).ok()?;
+            Some(Entry::Snapshot { generation, index })
+        }
+        "wal" => {
+            let (idx, off) = file
+                .strip_suffix(".wal.lz4")?
+                .split_once('_')
+                .filter(|(i, o)| is_hex(i, 8, 8) && is_hex(o, 8, 16))?;
+            Some(Entry::Segment {
+                generation,
+                index: u32::from_str_radix(idx, 16).ok()?,
+                offset: u64::from_str_radix(off, 16).ok()?,
+            })
+        }
+        _ => None,
+    }
 }
 
 impl Catalog {
-    /// Lists `<root>/generations`; a replica without one has an empty catalog.
-    pub fn load(root: &Path) -> Result<Catalog> {
+    /// Lists the replica's `generations/` tree; a replica without one has an empty catalog.
+    pub async fn load(client: &dyn ReplicaClient) -> Result<Catalog> {
         let mut c = Catalog::default();
-        let mut gens: Vec<String> = read_dir_or_empty(&root.join("generations"))?
-            .into_iter()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .filter(|n| is_hex(n, 16, 16))
-            .collect();
-        gens.sort();
-        for g in gens {
-            let gdir = root.join("generations").join(&g);
-            let mut snaps = Vec::new();
-            for e in read_dir_or_empty(&gdir.join("snapshots"))? {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let Some(idx) = name
-                    .strip_suffix(".snapshot.lz4")
-                    .filter(|s| is_hex(s, 8, 8))
-                else {
-                    continue;
-                };
-                let Some((size, created_at)) = file_meta(&e)? else {
-                    continue;
-                };
-                snaps.push(SnapshotV3 {
-                    generation: g.clone(),
-                    index: u32::from_str_radix(idx, 16).unwrap_or(0),
+        for ObjectInfo {
+            name,
+            size,
+            created_at,
+        } in client.legacy_objects().await?
+        {
+            let Some(entry) = parse_name(&name) else {
+                continue;
+            };
+            // Litestream orders and picks 0.3.x files by their creation time; a backend that
+            // cannot say when an object was made cannot be restored from correctly.
+            let created_at = created_at.ok_or_else(|| {
+                RestoreError::V3(format!("{name}: the replica reports no creation time"))
+            })?;
+            match entry {
+                Entry::Snapshot { generation, index } => c.snapshots.push(SnapshotV3 {
+                    generation,
+                    index,
                     size,
                     created_at,
-                    path: e.path(),
-                });
-            }
-            snaps.sort_by_key(|s| s.index);
-            c.snapshots.extend(snaps);
-            let mut segs = Vec::new();
-            for e in read_dir_or_empty(&gdir.join("wal"))? {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let Some((idx, off)) = name
-                    .strip_suffix(".wal.lz4")
-                    .and_then(|s| s.split_once('_'))
-                    .filter(|(i, o)| is_hex(i, 8, 8) && is_hex(o, 8, 16))
-                else {
-                    continue;
-                };
-                let Some((size, created_at)) = file_meta(&e)? else {
-                    continue;
-                };
-                segs.push(SegmentV3 {
-                    generation: g.clone(),
-                    index: u32::from_str_radix(idx, 16).unwrap_or(0),
-                    offset: u64::from_str_radix(off, 16).unwrap_or(0),
+                    name,
+                }),
+                Entry::Segment {
+                    generation,
+                    index,
+                    offset,
+                } => c.segments.push(SegmentV3 {
+                    generation,
+                    index,
+                    offset,
                     size,
                     created_at,
-                    path: e.path(),
-                });
+                    name,
+                }),
             }
-            segs.sort_by_key(|s| (s.index, s.offset));
-            c.segments.extend(segs);
         }
+        c.snapshots
+            .sort_by(|a, b| (&a.generation, a.index).cmp(&(&b.generation, b.index)));
+        c.segments.sort_by(|a, b| {
+            (&a.generation, a.index, a.offset).cmp(&(&b.generation, b.index, b.offset))
+        });
         Ok(c)
     }
 
@@ -235,23 +247,30 @@ impl PlanV3 {
     }
 
     /// Restores into `output` through `<output>.tmp`.
-    pub fn restore(&self, output: PreparedOutput, check: IntegrityCheck) -> Result<()> {
+    pub async fn restore(
+        &self,
+        client: &SharedReplica,
+        output: PreparedOutput,
+        check: IntegrityCheck,
+    ) -> Result<()> {
         let tmp = TempOutput::create(&output, 0)?;
         let tmp_path = tmp.tmp_path().to_owned();
-        {
-            let file = tmp.file();
-            let mut f: &File = file.file();
-            decompress_to(&self.snapshot.path, &mut f)?;
-            f.sync_all().map_err(|e| RestoreError::io(&tmp_path, e))?;
-        }
-        self.apply_segments(&tmp_path)?;
+        let file = tmp
+            .file()
+            .file()
+            .try_clone()
+            .map_err(|e| RestoreError::io(&tmp_path, e))?;
+        let file = fetch_into(client, &self.snapshot.name, file).await?;
+        file.sync_all()
+            .map_err(|e| RestoreError::io(&tmp_path, e))?;
+        self.apply_segments(client, &tmp_path).await?;
         if check != IntegrityCheck::None {
             integrity::check(&tmp_path, check)?;
         }
         tmp.publish()
     }
 
-    fn apply_segments(&self, db: &Path) -> Result<()> {
+    async fn apply_segments(&self, client: &SharedReplica, db: &Path) -> Result<()> {
         let wal_path = with_suffix(db, "-wal");
         let mut expected = self.snapshot.index;
         let mut wal: Option<File> = None;
@@ -279,10 +298,19 @@ impl PlanV3 {
                     seg.index, seg.index, seg.offset
                 )));
             }
-            let Some(f) = wal.as_mut() else {
+            let Some(f) = wal.take() else {
                 return Err(RestoreError::V3("no WAL file open".into()));
             };
-            offset += decompress_to(&seg.path, f)?;
+            let before = offset;
+            let f = fetch_into(client, &seg.name, f).await?;
+            offset = f
+                .metadata()
+                .map_err(|e| RestoreError::io(&wal_path, e))?
+                .len();
+            if offset < before {
+                return Err(RestoreError::V3(format!("{}: WAL shrank", seg.name)));
+            }
+            wal = Some(f);
         }
         if wal.take().is_some() {
             checkpoint(db)?;
@@ -291,14 +319,64 @@ impl PlanV3 {
     }
 }
 
-/// Streams one LZ4 frame file into `w`; returns the decompressed length.
-fn decompress_to<W: Write>(src: &Path, w: &mut W) -> Result<u64> {
-    let f = File::open(src).map_err(|e| RestoreError::io(src, e))?;
-    let mut dec = lz4_flex::frame::FrameDecoder::new(BufReader::new(f));
-    let n = io::copy(&mut dec, w)
-        .map_err(|e| RestoreError::V3(format!("{}: bad LZ4 frame: {e}", src.display())))?;
-    w.flush().map_err(|e| RestoreError::io(src, e))?;
-    Ok(n)
+/// Pieces of an object in flight between the download and the decompressor: a few, so memory
+/// stays bounded whatever the object's size.
+const PIECES_IN_FLIGHT: usize = 4;
+const PIECE: u64 = 1 << 20;
+
+/// The download side of [`fetch_into`], as a blocking reader for the LZ4 frame decoder.
+struct Pieces {
+    rx: mpsc::Receiver<Bytes>,
+    cur: Bytes,
+}
+
+impl Read for Pieces {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while !self.cur.has_remaining() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        self.cur.copy_to_slice(&mut buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Streams one object (one LZ4 frame) through the decompressor to the end of `out`, and
+/// hands `out` back. Downloading and decompressing overlap; neither holds the object whole.
+async fn fetch_into(client: &SharedReplica, name: &str, mut out: File) -> Result<File> {
+    let (tx, rx) = mpsc::channel(PIECES_IN_FLIGHT);
+    let label = name.to_owned();
+    let decode = tokio::task::spawn_blocking(move || -> Result<File> {
+        let mut dec = lz4_flex::frame::FrameDecoder::new(Pieces {
+            rx,
+            cur: Bytes::new(),
+        });
+        io::copy(&mut dec, &mut out)
+            .map_err(|e| RestoreError::V3(format!("{label}: bad LZ4 frame: {e}")))?;
+        out.flush().map_err(|e| RestoreError::io(&label, e))?;
+        Ok(out)
+    });
+    let fed = async {
+        let mut s = client.open_legacy(name).await?;
+        while let Some(piece) = s.next_piece(PIECE).await? {
+            if tx.send(piece).await.is_err() {
+                // The decoder stopped early; its error says why.
+                break;
+            }
+        }
+        Ok::<(), storage::StorageError>(())
+    }
+    .await;
+    drop(tx);
+    let decoded = decode
+        .await
+        .map_err(|e| RestoreError::V3(format!("{name}: decompression task failed: {e}")))?;
+    // A failed download also cuts the frame short; its own error is the one that says why.
+    fed?;
+    decoded
 }
 
 fn checkpoint(db: &Path) -> Result<()> {

@@ -17,4 +17,5 @@ mod s3;
 mod sftp;
 mod streamed;
 mod v3;
+mod v3_backends;
 mod webdav;

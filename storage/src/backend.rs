@@ -14,32 +14,61 @@ use ltx_codec::{Level, TxId};
 use crate::{Body, RangeStream, Result};
 
 /// Where a replica's LTX files are: `<root><level>/<min>-<max>.ltx`, the level written in
-/// decimal, or as `%04x` (S3, as Litestream's S3 client writes it).
+/// decimal, or as `%04x` (S3, as Litestream's S3 client writes it). The replica's own
+/// directory, the `base` (`<path>/`), also holds Litestream 0.3.x's `generations/` tree
+/// (docs/replica-layout.md#legacy-generations-layout); on most backends the root is
+/// `<base>ltx/`, on S3 the base itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     root: String,
+    base: String,
     hex_levels: bool,
 }
 
 impl Layout {
     /// `root` is the prefix of every level directory: empty, or ending in `/`.
     pub fn decimal(root: impl Into<String>) -> Layout {
+        let root = root.into();
         Layout {
-            root: root.into(),
+            base: root.clone(),
+            root,
             hex_levels: false,
         }
     }
 
     /// Like [`Layout::decimal`], with levels written as four hex digits.
     pub fn hex(root: impl Into<String>) -> Layout {
+        let root = root.into();
         Layout {
-            root: root.into(),
+            base: root.clone(),
+            root,
             hex_levels: true,
         }
     }
 
+    /// The same layout with `base` as the replica's own directory.
+    pub fn with_base(mut self, base: impl Into<String>) -> Layout {
+        self.base = base.into();
+        self
+    }
+
     pub fn root(&self) -> &str {
         &self.root
+    }
+
+    /// The prefix of the replica's own directory: empty, or ending in `/`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `<base>/` for a replica `path` as Litestream joins it (empty for an empty path).
+    pub fn base_of(path: &str) -> String {
+        let p = crate::gopath::join(&[path]);
+        if p.is_empty() {
+            p
+        } else {
+            format!("{}/", p.trim_end_matches('/'))
+        }
     }
 
     fn level_name(&self, level: Level) -> String {
@@ -193,6 +222,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
 
     /// One page of the objects whose keys start with `prefix`.
     async fn list_page(&self, prefix: &str, token: Option<String>) -> Result<Page>;
+
+    /// The directories directly under `prefix`, as key segments, for backends with real
+    /// directories, whose listings are one directory deep; `None` for flat object stores,
+    /// whose listings of a prefix reach every depth.
+    async fn list_dirs(&self, prefix: &str) -> Result<Option<Vec<String>>> {
+        let _ = prefix;
+        Ok(None)
+    }
 
     /// A range of `key` in one piece. A range past the end is an error; reading nothing at
     /// the very end is not. The default collects [`Backend::open_range`]; a backend

@@ -1,6 +1,6 @@
 //! The `file` replica: `<root>/ltx/<level>/<min>-<max>.ltx`, mtime = header timestamp, written
 //! through a temp file, fsync, rename (or `link(2)` for a create-only write, which refuses a
-//! name that exists) and directory fsync. Keys are paths below `<root>/ltx/`. A directory that
+//! name that exists) and directory fsync. Keys are paths below `<root>/`. A directory that
 //! others may write is listed afresh every time, and, as before, not counted in the metrics.
 
 use std::fs::{self, File, Metadata};
@@ -32,7 +32,7 @@ impl Replica<FileBackend> {
         Replica::from_backend(FileBackend {
             root: root.into(),
             mode_ref: None,
-            layout: Layout::decimal(""),
+            layout: Layout::decimal("ltx/").with_base(""),
         })
     }
 
@@ -61,9 +61,9 @@ impl Replica<FileBackend> {
 }
 
 impl FileBackend {
-    /// The file (or directory) a key names.
+    /// The file (or directory) a key names: keys are paths below the root.
     fn path(&self, key: &str) -> PathBuf {
-        self.root.join("ltx").join(key)
+        self.root.join(key)
     }
 
     fn file_mode(&self) -> Option<u32> {
@@ -153,6 +153,28 @@ impl Backend for FileBackend {
                 entries,
                 next: None,
             })
+        })
+        .await
+    }
+
+    async fn list_dirs(&self, prefix: &str) -> Result<Option<Vec<String>>> {
+        let dir = self.path(prefix);
+        blocking(move || {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+                Err(e) => return Err(StorageError::io(key(&dir), e)),
+            };
+            let mut out = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| StorageError::io(key(&dir), e))?;
+                // Links are not followed: a directory tree is walked as it is stored.
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if let (true, Ok(name)) = (is_dir, entry.file_name().into_string()) {
+                    out.push(name);
+                }
+            }
+            Ok(Some(out))
         })
         .await
     }

@@ -212,6 +212,32 @@ pub trait ReplicaClient: Send + Sync + std::fmt::Debug {
     /// Forgets cached listings, for callers that expect files written by someone else (restore
     /// in follow mode). Backends that do not cache (`file`) ignore it.
     fn invalidate_cache(&self) {}
+
+    /// Every object of Litestream 0.3.x's `generations/` tree beside the LTX levels
+    /// (docs/replica-layout.md#legacy-generations-layout), named by its key below the
+    /// replica's directory (`generations/<gen>/snapshots/...`). None is an empty list.
+    async fn legacy_objects(&self) -> Result<Vec<backend::ObjectInfo>> {
+        Err(legacy_unsupported(self.kind()))
+    }
+
+    /// Reads a whole object [`ReplicaClient::legacy_objects`] listed, piece by piece.
+    async fn open_legacy<'a>(&'a self, name: &str) -> Result<Box<dyn RangeStream + 'a>> {
+        let _ = name;
+        Err(legacy_unsupported(self.kind()))
+    }
+
+    /// Stores an object of the 0.3.x tree. Nothing here writes that layout for a database;
+    /// it is how a legacy replica is built on any backend (tests, migrations).
+    async fn write_legacy(&self, name: &str, body: Body, created_at: SystemTime) -> Result<()> {
+        let _ = (name, body, created_at);
+        Err(legacy_unsupported(self.kind()))
+    }
+}
+
+fn legacy_unsupported(kind: &str) -> StorageError {
+    StorageError::fatal(format!(
+        "{kind}: Litestream 0.3.x objects are not supported"
+    ))
 }
 
 pub type SharedReplica = Arc<dyn ReplicaClient>;

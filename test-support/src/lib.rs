@@ -9,6 +9,7 @@
 pub mod abs;
 pub mod env;
 pub mod gcs;
+pub mod legacy;
 pub mod nats;
 pub mod private;
 pub mod proxy;

@@ -195,7 +195,11 @@ impl AbsClient {
             },
             block_size: block_size.max(1),
             page_size: None,
-            layout: Layout::decimal(root),
+            layout: Layout::decimal(root).with_base(if s.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", s.path)
+            }),
         })
     }
 

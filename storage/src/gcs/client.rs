@@ -139,6 +139,10 @@ impl GcsClient {
         } else {
             format!("{}/", super::clean_path(&format!("{path}/ltx")))
         };
+        let replica_dir = match super::clean_path(&path) {
+            p if p.is_empty() => p,
+            p => format!("{p}/"),
+        };
         Ok(GcsClient {
             bucket,
             path,
@@ -154,7 +158,7 @@ impl GcsClient {
             auth,
             page_size: 1000,
             chunk_size: DEFAULT_CHUNK_SIZE,
-            layout: Layout::decimal(root),
+            layout: Layout::decimal(root).with_base(replica_dir),
         })
     }
 

@@ -201,7 +201,7 @@ impl Replica<NatsBackend> {
         Replica::from_backend(NatsBackend {
             conn: Conn::new(settings, idle_close),
             retry,
-            layout: Layout::decimal("ltx/"),
+            layout: Layout::decimal("ltx/").with_base(""),
         })
     }
 

@@ -3,6 +3,7 @@
 //! ([`cache`]), metrics, and the ranged-read stream handed to callers ([`stream`]).
 
 mod cache;
+mod legacy;
 mod stream;
 
 use std::collections::HashMap;
@@ -351,6 +352,35 @@ impl<B: Backend> ReplicaClient for Replica<B> {
         };
         self.cache.clear();
         r
+    }
+
+    async fn legacy_objects(&self) -> Result<Vec<crate::backend::ObjectInfo>> {
+        self.list_legacy().await
+    }
+
+    async fn open_legacy<'a>(&'a self, name: &str) -> Result<Box<dyn RangeStream + 'a>> {
+        let key = self.legacy_key(name)?;
+        let span = Span {
+            offset: 0,
+            len: None,
+        };
+        let open = self.backend.open_range(&key, span);
+        let inner = self.measured(Operation::Get, open, |_| (1, 0)).await?;
+        Ok(stream::metered(inner, self.backend.kind(), B::METRICS))
+    }
+
+    async fn write_legacy(&self, name: &str, body: Body, created_at: SystemTime) -> Result<()> {
+        let key = self.legacy_key(name)?;
+        let size = body_size(&body).await?;
+        let up = Upload {
+            body: &body,
+            size,
+            created_at,
+            mode: PutMode::Overwrite,
+        };
+        let put = self.backend.put(&key, up);
+        self.measured(Operation::Put, put, |_| (1, size)).await?;
+        Ok(())
     }
 
     fn invalidate_cache(&self) {

@@ -139,7 +139,7 @@ impl Replica<SftpBackend> {
         };
         let root = settings::join(&[&settings.path, "ltx"]);
         Replica::from_backend(SftpBackend {
-            layout: Layout::decimal(format!("{root}/")),
+            layout: Layout::decimal(format!("{root}/")).with_base(Layout::base_of(&settings.path)),
             settings: Arc::new(settings),
             pool: Arc::new(SessionPool {
                 idle: Mutex::new(Vec::new()),
@@ -176,6 +176,22 @@ impl Replica<SftpBackend> {
 }
 
 impl SftpBackend {
+    /// The entries of one directory; an absent directory is empty.
+    async fn readdir(&self, prefix: &str) -> Result<Vec<(std::path::PathBuf, ssh2::FileStat)>> {
+        let dir = prefix.trim_end_matches('/').to_owned();
+        let d = dir.clone();
+        self.run(Operation::List, &dir, move |c| {
+            match c.sftp.readdir(Path::new(&d)) {
+                Ok(v) => Ok(v),
+                Err(e) => match classify(e) {
+                    f if f.is_not_found() => Ok(Vec::new()),
+                    f => Err(f),
+                },
+            }
+        })
+        .await
+    }
+
     /// `user@host:path`, naming a remote file in messages.
     fn describe(&self, path: &str) -> String {
         format!("{}@{}:{path}", self.settings.user, self.settings.host)
@@ -464,20 +480,18 @@ impl Backend for SftpBackend {
     }
 
     /// Lists one directory (absent: empty).
+    async fn list_dirs(&self, prefix: &str) -> Result<Option<Vec<String>>> {
+        let entries = self.readdir(prefix).await?;
+        let names = entries
+            .into_iter()
+            .filter(|(_, st)| st.is_dir())
+            .filter_map(|(p, _)| Some(p.file_name()?.to_str()?.to_owned()))
+            .collect();
+        Ok(Some(names))
+    }
+
     async fn list_page(&self, prefix: &str, _token: Option<String>) -> Result<Page> {
-        let dir = prefix.trim_end_matches('/').to_owned();
-        let d = dir.clone();
-        let entries = self
-            .run(Operation::List, &dir, move |c| {
-                match c.sftp.readdir(Path::new(&d)) {
-                    Ok(v) => Ok(v),
-                    Err(e) => match classify(e) {
-                        f if f.is_not_found() => Ok(Vec::new()),
-                        f => Err(f),
-                    },
-                }
-            })
-            .await?;
+        let entries = self.readdir(prefix).await?;
         let entries = entries
             .into_iter()
             .filter(|(_, st)| !st.is_dir())

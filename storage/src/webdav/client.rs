@@ -144,7 +144,7 @@ impl DavClient {
             layout: Layout::decimal(""),
             can_move: AtomicBool::new(true),
         };
-        c.layout = Layout::decimal(c.path(&["ltx"], true));
+        c.layout = Layout::decimal(c.path(&["ltx"], true)).with_base(c.path(&[], true));
         Ok(c)
     }
 

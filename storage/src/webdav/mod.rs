@@ -163,6 +163,25 @@ impl Backend for DavClient {
         })
     }
 
+    async fn list_dirs(&self, prefix: &str) -> Result<Option<Vec<String>>> {
+        let Some(entries) = self.list(prefix.to_owned()).await? else {
+            return Ok(Some(Vec::new()));
+        };
+        let want = DavClient::href_path(prefix);
+        let want = want.trim_end_matches('/');
+        let names = entries
+            .into_iter()
+            .filter(|e| e.collection)
+            .filter_map(|e| {
+                let p = DavClient::href_path(&e.href);
+                let (parent, name) = p.trim_end_matches('/').rsplit_once('/')?;
+                // Members only: the listing also names the collection itself.
+                (parent.ends_with(want) && !name.is_empty()).then(|| segment(name))
+            })
+            .collect();
+        Ok(Some(names))
+    }
+
     async fn open_range<'a>(&'a self, key: &str, span: Span) -> Result<Stream<'a>> {
         range::stream(self, &self.http, key, span).await
     }
