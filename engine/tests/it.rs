@@ -1,11 +1,11 @@
 //! The integration tests of `engine`: one test binary, one module per area (linking one
 //! binary instead of one per file is most of what building the tests costs).
 
-mod abs;
 mod bad_inputs;
 mod bootstrap;
 mod common;
 mod compaction;
+mod conformance;
 mod crash;
 mod dir;
 mod disk_full;
@@ -26,9 +26,7 @@ mod metrics;
 mod nats;
 mod restore_paths;
 mod restore_publish;
-mod s3;
 mod security;
 mod sftp;
 mod socket;
-mod webdav;
 mod write_path;

@@ -1,7 +1,6 @@
-//! ls-engine replicating to a NATS JetStream object store (nats-server of
-//! `tests/nats/start.sh`) with the YAML keys Litestream uses, restored by the real Litestream
-//! 0.5.17; and an idle engine sends nothing to the server, then closes its connection.
-//!
+//! ls-engine and a NATS JetStream object store (nats-server of `tests/nats/start.sh`): an idle
+//! engine sends nothing to the server, then closes its connection. Replication restored by the
+//! real Litestream is the shared scenario in `conformance.rs`.
 
 use crate::common;
 use test_support::nats as nats_env;
@@ -11,13 +10,10 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use ltx_codec::Level;
 use nats_env::{nats_server, NatsServer};
-use storage::nats::{NatsReplica, NatsSettings};
-use storage::ReplicaClient;
 
 /// One `dbs:` entry replicating `db` to `bucket` on the server at `url` (`nats://host:port`).
 fn db_entry(db: &Path, srv: &NatsServer, url: &str, bucket: &str) -> String {
@@ -29,98 +25,6 @@ fn db_entry(db: &Path, srv: &NatsServer, url: &str, bucket: &str) -> String {
         srv.user,
         srv.pass
     )
-}
-
-fn count(p: &Path) -> i64 {
-    rusqlite::Connection::open(p)
-        .and_then(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)))
-        .expect("count")
-}
-
-#[test]
-#[ignore = "needs the NATS test server and the real Litestream"]
-fn replicate_to_nats_and_restore_with_litestream() {
-    let srv = nats_server();
-    let ls = litestream();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    let bucket = srv.new_bucket("engine");
-    let config = dir.path().join("litestream.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "levels:\n  - interval: 2s\nsnapshot:\n  interval: 5s\ndbs:\n{}",
-            db_entry(&db, &srv, &srv.url, &bucket)
-        ),
-    )
-    .expect("config");
-    let app = app(&db, 4096);
-    setup_table(&app);
-    let e = Engine::start(&config, &dir.path().join("engine.log"));
-    let started = Instant::now();
-    for round in 0..8 {
-        insert_rows(&app, round * 100, 100, 300);
-        std::thread::sleep(Duration::from_millis(300));
-        app.execute(
-            "DELETE FROM t WHERE k % 5 = 0 AND k / 100 = ?1",
-            [round as i64],
-        )
-        .expect("delete");
-    }
-    // Long enough for L1 compaction and a snapshot to be shipped too.
-    if let Some(rest) = Duration::from_secs(7).checked_sub(started.elapsed()) {
-        std::thread::sleep(rest);
-    }
-    e.stop();
-
-    // Every level the engine writes, in Litestream's layout, as a plain listing sees it.
-    let ours = NatsReplica::new(NatsSettings::from_url(&srv.replica_url(&bucket)).expect("url"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    for level in [0u8, 1, 9] {
-        let files = rt.block_on(ours.ltx_files(Level(level))).expect("list");
-        assert!(!files.is_empty(), "no files at level {level}");
-    }
-
-    // Litestream restores from the URL (it connects without the user: see start.sh) and from
-    // the engine's own config file.
-    let out = dir.path().join("restored.db");
-    let o = litestream_cmd(&ls)
-        .arg("restore")
-        .arg("-o")
-        .arg(&out)
-        .arg(format!("{}/{bucket}", srv.url))
-        .output()
-        .expect("litestream restore");
-    assert!(
-        o.status.success(),
-        "litestream restore failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    integrity_ok(&out);
-    assert_eq!(dump(&db), dump(&out), "restored dump differs");
-    assert_eq!(count(&out), count(&db));
-    assert!(count(&out) > 600);
-
-    let out2 = dir.path().join("restored2.db");
-    let o = litestream_cmd(&ls)
-        .arg("restore")
-        .arg("-config")
-        .arg(&config)
-        .arg("-o")
-        .arg(&out2)
-        .arg(&db)
-        .output()
-        .expect("litestream restore -config");
-    assert!(
-        o.status.success(),
-        "litestream restore -config failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    integrity_ok(&out2);
-    assert_eq!(dump(&out2), dump(&db), "restore -config dump differs");
 }
 
 /// A TCP proxy counting the bytes that cross it and the connections open through it.
