@@ -261,21 +261,8 @@ pub fn replicate_and_restore_with_litestream(remote: &dyn Remote) {
     e.stop();
 
     let out = dir.path().join("restored.db");
-    let o = litestream_cmd(&ls)
-        .envs(env.iter().cloned())
-        .args(["restore", "-config"])
-        .arg(&cfg)
-        .arg("-o")
-        .arg(&out)
-        .arg(&db)
-        .output()
-        .expect("litestream restore");
-    assert!(
-        o.status.success(),
-        "litestream restore failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    integrity_ok(&out);
+    let source = ["-config".as_ref(), cfg.as_os_str(), db.as_os_str()];
+    litestream_restore_from(&ls, &env, &source, &out);
     let counts = |p: &Path| -> (i64, i64) {
         rusqlite::Connection::open(p)
             .and_then(|c| {

@@ -75,19 +75,6 @@ fn large_database_uses_resumable_uploads() {
     );
     e.stop();
     let out = dir.path().join("restored.db");
-    let o = litestream_cmd(&ls)
-        .envs(srv.env())
-        .arg("restore")
-        .arg("-o")
-        .arg(&out)
-        .arg(&url)
-        .output()
-        .expect("litestream restore");
-    assert!(
-        o.status.success(),
-        "litestream restore failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    integrity_ok(&out);
+    litestream_restore_from(&ls, &srv.env(), &[url.as_ref()], &out);
     assert_eq!(dump(&db), dump(&out), "restored dump differs");
 }

@@ -61,12 +61,25 @@ pub fn litestream_cmd(bin: &Path) -> Command {
 
 /// Restores `replica` (a file replica directory) to `out` with Litestream.
 pub fn litestream_restore(bin: &Path, replica: &Path, out: &Path) {
+    let url = format!("file://{}", replica.display());
+    litestream_restore_from(bin, &[], &[url.as_ref()], out);
+}
+
+/// `litestream restore -o OUT SOURCE...` with `env`: SOURCE is a replica URL, or `-config CFG
+/// DB`. Asserts that it succeeded and that the restored database passes `integrity_check`.
+pub fn litestream_restore_from(
+    bin: &Path,
+    env: &[(String, String)],
+    source: &[&std::ffi::OsStr],
+    out: &Path,
+) {
     let _ = fs::remove_file(out);
     let o = litestream_cmd(bin)
+        .envs(env.iter().cloned())
         .arg("restore")
         .arg("-o")
         .arg(out)
-        .arg(format!("file://{}", replica.display()))
+        .args(source)
         .output()
         .expect("run litestream restore");
     assert!(
@@ -75,6 +88,7 @@ pub fn litestream_restore(bin: &Path, replica: &Path, out: &Path) {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    integrity_ok(out);
 }
 
 /// A config with one entry per `(db, replica)` and short intervals so tests run quickly.
