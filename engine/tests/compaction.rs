@@ -1,6 +1,7 @@
-//! Compaction levels, scheduled snapshots and retention, end to end with short intervals: the
-//! files at every level hold the pages a replay of the L0 files gives, and both the real
-//! Litestream and `ls-restore` restore the latest state and every level boundary.
+//! Compaction levels and scheduled snapshots, end to end with short intervals: the files at every
+//! level hold the pages a replay of the L0 files gives, and both the real Litestream and
+//! `ls-restore` restore the latest state and every level boundary. Retention is in
+//! `retention.rs`, which shares the helpers here.
 
 use crate::common;
 
@@ -13,16 +14,16 @@ use std::time::{Duration, Instant};
 use common::*;
 use ltx_codec::LtxFile;
 
-struct Case {
+pub(crate) struct Case {
     _dir: tempfile::TempDir,
-    root: PathBuf,
-    db: PathBuf,
-    replica: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) db: PathBuf,
+    pub(crate) replica: PathBuf,
+    pub(crate) config: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
-fn case(top: &str) -> Case {
+pub(crate) fn case(top: &str) -> Case {
     let mut dir = tempfile::tempdir().expect("tempdir");
     if std::env::var("LS_KEEP").is_ok_and(|v| v == "1") {
         dir.disable_cleanup(true);
@@ -44,7 +45,7 @@ fn case(top: &str) -> Case {
 }
 
 /// `(min, max)` of every LTX file at `level` of a file replica (or meta directory).
-fn files(root: &Path, level: u8) -> Vec<(u64, u64)> {
+pub(crate) fn files(root: &Path, level: u8) -> Vec<(u64, u64)> {
     let mut v: Vec<(u64, u64)> = fs::read_dir(level_dir(root, level))
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -75,14 +76,14 @@ fn level_dir(root: &Path, level: u8) -> PathBuf {
     }
 }
 
-fn path_of(root: &Path, level: u8, (min, max): (u64, u64)) -> PathBuf {
+pub(crate) fn path_of(root: &Path, level: u8, (min, max): (u64, u64)) -> PathBuf {
     level_dir(root, level).join(format!("{min:016x}-{max:016x}.ltx"))
 }
 
 /// The database image after each L0 TXID: page size, and per TXID the page list up to Commit.
-struct Replay {
-    page_size: usize,
-    states: BTreeMap<u64, Vec<Option<Vec<u8>>>>,
+pub(crate) struct Replay {
+    pub(crate) page_size: usize,
+    pub(crate) states: BTreeMap<u64, Vec<Option<Vec<u8>>>>,
 }
 
 fn pages_of(bytes: &[u8]) -> (u32, u32, Vec<(u32, Vec<u8>)>) {
@@ -99,7 +100,7 @@ fn pages_of(bytes: &[u8]) -> (u32, u32, Vec<(u32, Vec<u8>)>) {
 }
 
 /// Replays the L0 files in `dir` (`ltx/0/*`), in TXID order.
-fn replay(dir: &Path) -> Replay {
+pub(crate) fn replay(dir: &Path) -> Replay {
     let mut cur: Vec<Option<Vec<u8>>> = Vec::new();
     let mut states = BTreeMap::new();
     let mut page_size = 0;
@@ -123,7 +124,7 @@ fn replay(dir: &Path) -> Replay {
 
 impl Replay {
     /// The database file a restore to `txid` must produce.
-    fn image(&self, txid: u64) -> Vec<u8> {
+    pub(crate) fn image(&self, txid: u64) -> Vec<u8> {
         let st = &self.states[&txid];
         let mut out = Vec::with_capacity(st.len() * self.page_size);
         for p in st {
@@ -161,14 +162,19 @@ impl Replay {
 }
 
 /// Restores `replica` up to `txid` (latest if `None`) with `bin` (Litestream or ls-restore).
-fn restore(bin: &Path, replica: &Path, out: &Path, txid: Option<u64>) {
+pub(crate) fn restore(bin: &Path, replica: &Path, out: &Path, txid: Option<u64>) {
     if let Err(e) = try_restore(bin, replica, out, txid) {
         panic!("{} restore (txid {txid:?}) failed: {e}", bin.display());
     }
 }
 
 /// Runs a restore; the error is the tool's output.
-fn try_restore(bin: &Path, replica: &Path, out: &Path, txid: Option<u64>) -> Result<(), String> {
+pub(crate) fn try_restore(
+    bin: &Path,
+    replica: &Path,
+    out: &Path,
+    txid: Option<u64>,
+) -> Result<(), String> {
     try_restore_url(
         bin,
         &format!("file://{}", replica.display()),
@@ -214,7 +220,7 @@ fn try_restore_url(
 
 /// Copies every L0 file that appears in the replica into `keep` while `f` runs, so the
 /// expected states survive L0 retention.
-fn capture_l0(replica: &Path, keep: &Path) {
+pub(crate) fn capture_l0(replica: &Path, keep: &Path) {
     let dst = keep.join("ltx/0");
     fs::create_dir_all(&dst).expect("mkdir");
     for (min, max) in files(replica, 0) {
@@ -227,7 +233,7 @@ fn capture_l0(replica: &Path, keep: &Path) {
 
 /// A write workload of `secs` seconds: inserts, updates and deletes every 150 ms, calling
 /// `tick` between transactions.
-fn workload(app: &rusqlite::Connection, secs: u64, mut tick: impl FnMut()) {
+pub(crate) fn workload(app: &rusqlite::Connection, secs: u64, mut tick: impl FnMut()) {
     setup_table(app);
     let end = Instant::now() + Duration::from_secs(secs);
     let mut n = 0;
@@ -247,10 +253,10 @@ fn workload(app: &rusqlite::Connection, secs: u64, mut tick: impl FnMut()) {
     }
 }
 
-const LEVELS: &str = "levels:\n  - interval: 1s\n  - interval: 3s\n";
+pub(crate) const LEVELS: &str = "levels:\n  - interval: 1s\n  - interval: 3s\n";
 
 /// Waits until levels 1, 2 and 9 under `root` all end at the newest L0 TXID.
-fn wait_levels_caught_up(root: &Path, e: &Engine) {
+pub(crate) fn wait_levels_caught_up(root: &Path, e: &Engine) {
     let caught_up = wait_until(Duration::from_secs(45), || {
         let m = files(root, 0).last().map_or(0, |f| f.1);
         m > 0
@@ -474,249 +480,6 @@ fn levels_and_snapshots_on_s3() {
             );
         }
     }
-}
-
-/// Every file name at levels 0..=9 of a file replica or meta directory.
-fn all_files(root: &Path) -> BTreeMap<u8, Vec<(u64, u64)>> {
-    (0u8..=9).map(|l| (l, files(root, l))).collect()
-}
-
-/// `replicate -once -enforce-retention` on two identical copies of a replica, its meta directory
-/// and database: ls-engine and the real Litestream delete exactly the same files (old
-/// snapshots, and level 1+ files below the oldest kept snapshot; L0 is left to its own
-/// schedule), something is deleted, the newest file of every level stays, and both tools still
-/// restore the latest state.
-#[test]
-#[ignore = "needs the real Litestream"]
-fn once_enforce_retention_matches_litestream() {
-    let ls = litestream();
-    let lsr = ls_restore_bin();
-    let c = case(&format!(
-        "{LEVELS}snapshot:\n  interval: 2s\n  retention: 1h\nl0-retention: 1h\n"
-    ));
-    let app = app(&c.db, 4096);
-    let e = Engine::start(&c.config, &c.log);
-    workload(&app, 8, || {});
-    wait_levels_caught_up(&c.replica, &e);
-    e.stop();
-    drop(app);
-    let before = all_files(&c.replica);
-    assert!(before[&9].len() >= 2, "need several snapshots: {before:?}");
-    // Everything written so far is older than the 1 s retention used below.
-    std::thread::sleep(Duration::from_secs(2));
-
-    let twin = tempfile::tempdir().expect("tempdir");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", c.root.display()))
-        .arg(twin.path())
-        .status()
-        .expect("cp");
-    assert!(st.success(), "copy the case directory");
-    let retain = |root: &Path| {
-        let cfg = fs::read_to_string(&c.config).expect("read config");
-        let cfg = cfg
-            .replace("retention: 1h", "retention: 1s")
-            .replace(&c.root.display().to_string(), &root.display().to_string());
-        let path = root.join("retain.yml");
-        fs::write(&path, cfg).expect("write config");
-        path
-    };
-    let ours_cfg = retain(&c.root);
-    let theirs_cfg = retain(twin.path());
-
-    let o = Command::new(ENGINE)
-        .args(["replicate", "-once", "-enforce-retention", "-config"])
-        .arg(&ours_cfg)
-        .output()
-        .expect("run ls-engine");
-    assert!(
-        o.status.success(),
-        "ls-engine -once -enforce-retention: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let o = litestream_cmd(&ls)
-        .args(["replicate", "-once", "-enforce-retention", "-config"])
-        .arg(&theirs_cfg)
-        .output()
-        .expect("run litestream");
-    assert!(
-        o.status.success(),
-        "litestream -once -enforce-retention: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-
-    let ours = all_files(&c.replica);
-    let theirs = all_files(&twin.path().join("replica"));
-    assert_eq!(ours, theirs, "remote files left by ls-engine vs Litestream");
-    let meta = |root: &Path| files(&root.join(".app.db-litestream"), 0);
-    assert_eq!(
-        meta(&c.root),
-        meta(twin.path()),
-        "local L0 files left by ls-engine vs Litestream"
-    );
-    assert!(
-        ours[&9].len() < before[&9].len() && ours[&1].len() < before[&1].len(),
-        "nothing was deleted: before {before:?}, after {ours:?}"
-    );
-    for (l, fs_) in &before {
-        if let Some(last) = fs_.last() {
-            assert!(
-                ours[l].contains(last),
-                "level {l}: newest file {last:?} deleted"
-            );
-        }
-    }
-    let out = c.root.join("out.db");
-    for bin in [&ls, &lsr] {
-        restore(bin, &c.replica, &out, None);
-        assert_eq!(dump(&out), dump(&c.db), "{} latest", bin.display());
-    }
-}
-
-#[test]
-#[ignore = "needs the real Litestream"]
-fn retention_deletes_on_schedule_and_keeps_restores() {
-    let ls = litestream();
-    let lsr = ls_restore_bin();
-    let c = case(&format!(
-        "{LEVELS}snapshot:\n  interval: 2s\n  retention: 3s\nl0-retention: 2s\nl0-retention-check-interval: 1s\n"
-    ));
-    let keep = c.root.join("l0-copy");
-    let app = app(&c.db, 4096);
-    let e = Engine::start(&c.config, &c.log);
-    let mut seen_l9 = BTreeSet::new();
-    workload(&app, 12, || {
-        capture_l0(&c.replica, &keep);
-        seen_l9.extend(files(&c.replica, 9));
-    });
-    let ok = wait_until(Duration::from_secs(45), || {
-        capture_l0(&c.replica, &keep);
-        let m = files(&keep, 0).last().map_or(0, |f| f.1);
-        files(&c.replica, 9).last().is_some_and(|f| f.1 == m)
-            && files(&c.replica, 2).last().is_some_and(|f| f.1 == m)
-    });
-    assert!(ok, "snapshot did not catch up; log:\n{}", e.tail());
-    e.stop();
-    capture_l0(&c.replica, &keep);
-
-    let all_l0 = files(&keep, 0);
-    let l0 = files(&c.replica, 0);
-    let l9 = files(&c.replica, 9);
-    seen_l9.extend(l9.iter().copied());
-    assert!(
-        l0.len() < all_l0.len() && l0.first() != all_l0.first(),
-        "old L0 files were not deleted: {} of {}",
-        l0.len(),
-        all_l0.len()
-    );
-    let meta_l0 = files(&c.db.with_file_name(".app.db-litestream"), 0);
-    assert!(
-        meta_l0.len() < all_l0.len(),
-        "local L0 files were not cleaned up"
-    );
-    assert!(
-        l9.len() < seen_l9.len(),
-        "old snapshots were not deleted: {l9:?} of {seen_l9:?}"
-    );
-
-    // Every level boundary from the oldest retained snapshot on restores exactly with both
-    // tools. An L0 file's TXID can stop being a reachable target once retention deletes the L0
-    // files before it that L1 covers (the L1 file then ends past it): Litestream refuses such a
-    // target, and so must we. Both tools must agree on every point either way.
-    let rp = replay(&keep);
-    let floor = l9.first().map_or(0, |f| f.1);
-    let mut points = BTreeSet::new();
-    let mut boundaries = BTreeSet::new();
-    for level in [0u8, 1, 2, 9] {
-        for f in files(&c.replica, level) {
-            if f.1 >= floor {
-                points.insert(f.1);
-                if level != 0 {
-                    boundaries.insert(f.1);
-                }
-            }
-        }
-    }
-    let out = c.root.join("out.db");
-    for bin in [&ls, &lsr] {
-        restore(bin, &c.replica, &out, None);
-        assert_eq!(dump(&out), dump(&c.db), "{} latest", bin.display());
-    }
-    for t in &points {
-        let theirs =
-            try_restore(&ls, &c.replica, &out, Some(*t)).map(|()| fs::read(&out).expect("read"));
-        let ours =
-            try_restore(&lsr, &c.replica, &out, Some(*t)).map(|()| fs::read(&out).expect("read"));
-        match (&theirs, &ours) {
-            (Ok(a), Ok(b)) => {
-                assert!(
-                    *a == rp.image(*t),
-                    "litestream -txid {t:x} differs from the L0 replay"
-                );
-                assert!(
-                    *b == rp.image(*t),
-                    "ls-restore -txid {t:x} differs from the L0 replay"
-                );
-            }
-            (Err(a), Err(b)) => {
-                assert!(
-                    !boundaries.contains(t),
-                    "level boundary {t:x} not restorable: {a}"
-                );
-                assert!(
-                    a.contains("no matching backup files")
-                        && b.contains("no matching backup files"),
-                    "-txid {t:x}: litestream said {a:?}, ls-restore said {b:?}"
-                );
-            }
-            _ => panic!(
-                "-txid {t:x}: litestream {theirs:?} vs ls-restore {ours:?}",
-                theirs = theirs.as_ref().map(|_| "ok"),
-                ours = ours.as_ref().map(|_| "ok")
-            ),
-        }
-    }
-}
-
-#[test]
-#[ignore = "needs the real Litestream"]
-fn retention_disabled_deletes_nothing_remote() {
-    let ls = litestream();
-    let c = case(&format!(
-        "{LEVELS}snapshot:\n  interval: 2s\n  retention: 2s\nl0-retention: 1s\nl0-retention-check-interval: 1s\nretention:\n  enabled: false\n"
-    ));
-    let app = app(&c.db, 4096);
-    let e = Engine::start(&c.config, &c.log);
-    let mut seen: BTreeSet<(u8, (u64, u64))> = BTreeSet::new();
-    let look = |seen: &mut BTreeSet<(u8, (u64, u64))>| {
-        for l in [0u8, 1, 2, 9] {
-            seen.extend(files(&c.replica, l).into_iter().map(|f| (l, f)));
-        }
-    };
-    workload(&app, 8, || look(&mut seen));
-    std::thread::sleep(Duration::from_secs(3));
-    e.stop();
-    look(&mut seen);
-    for (l, f) in &seen {
-        assert!(
-            path_of(&c.replica, *l, *f).exists(),
-            "L{l} {f:?} was deleted with retention disabled"
-        );
-    }
-    assert!(
-        seen.iter().filter(|(l, _)| *l == 9).count() >= 2,
-        "expected several snapshots"
-    );
-    let meta_l0 = files(&c.db.with_file_name(".app.db-litestream"), 0);
-    let remote_l0 = files(&c.replica, 0);
-    assert!(
-        meta_l0.len() < remote_l0.len(),
-        "local L0 cleanup must still run ({} local, {} remote)",
-        meta_l0.len(),
-        remote_l0.len()
-    );
-    assert_restores(&ls, &c.db, &c.replica, &c.root);
 }
 
 /// A running `litestream replicate`; killed if dropped without `stop`.

@@ -26,6 +26,7 @@ mod metrics;
 mod nats;
 mod restore_paths;
 mod restore_publish;
+mod retention;
 mod security;
 mod sftp;
 mod socket;
