@@ -203,7 +203,9 @@ pub fn replicate_to(
     let started = Instant::now();
     let rep = Replicator(child);
     let l0_max = &spec.l0_max;
-    wait_for("the first L0 file", Duration::from_secs(180), || {
+    // Litestream's first L0 file is the whole database: over 1 GiB it can take minutes on a
+    // loaded 2-core machine, and the run's own timeout still bounds a hang.
+    wait_for("the first L0 file", Duration::from_secs(600), || {
         l0_max() >= 1
     });
     let mut marks = Vec::new();
