@@ -353,6 +353,20 @@ impl ReplicaClient for AgeReplica {
         self.inner.delete_all().await
     }
 
+    /// Litestream 0.3.x's `generations/` tree is passed through as stored: this layer
+    /// encrypts LTX files only (docs/encryption.md#litestream-and-encryption).
+    async fn legacy_objects(&self) -> Result<Vec<crate::backend::ObjectInfo>> {
+        self.inner.legacy_objects().await
+    }
+
+    async fn open_legacy<'a>(&'a self, name: &str) -> Result<Box<dyn RangeStream + 'a>> {
+        self.inner.open_legacy(name).await
+    }
+
+    async fn write_legacy(&self, name: &str, body: Body, created_at: SystemTime) -> Result<()> {
+        self.inner.write_legacy(name, body, created_at).await
+    }
+
     /// Forgets the wrapped replica's listings; what files are is kept, checked against the
     /// stored size of each listing, and dropped on any error opening a file.
     fn invalidate_cache(&self) {
