@@ -59,7 +59,7 @@ fn objects(replica: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 /// Runs the engine on `db` with the replica block `replica_yaml` while `writer` writes, until
-/// the replica holds L0 files, then once more with a forced snapshot, so levels 0 and 9 exist
+/// it has written an L0 file, then once more with a forced snapshot, so levels 0 and 9 exist
 /// and the replica holds every transaction.
 fn replicate(
     dir: &Path,
@@ -79,9 +79,11 @@ fn replicate(
     )
     .expect("config");
     let log = dir.join("engine.log");
+    let before = l0_names(replica).len();
     let e = Engine::start(&cfg, &log);
     writer.join().expect("writer");
-    let ok = wait_for_l0(replica, 2, Duration::from_secs(60));
+    // A new L0 file: the engine is up and synced at least once.
+    let ok = wait_for_l0(replica, before + 1, Duration::from_secs(60));
     assert!(ok, "no L0 files; log:\n{}", e.tail());
     e.stop();
     let o = Command::new(ENGINE)
@@ -436,4 +438,93 @@ fn litestream_replica_encrypted_by_hand_restores_and_litestream_cannot_read_ours
         .expect("litestream restore");
     assert!(!o.status.success(), "{}", text(&o));
     assert!(!lout.exists());
+}
+
+#[test]
+fn a_plain_replica_migrates_to_encryption_only_when_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (id, rcpt) = key(dir.path(), "key");
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    write_rows(&db, 0, 200);
+    let plain_yaml = format!("      path: {}\n", replica.display());
+    let writer = std::thread::spawn({
+        let db = db.clone();
+        move || write_rows(&db, 200, 50)
+    });
+    replicate(
+        &dir.path().join("plain"),
+        &db,
+        &plain_yaml,
+        &replica,
+        writer,
+    );
+    assert!(objects(&replica)
+        .iter()
+        .all(|(_, b)| b.starts_with(b"LTX1")));
+
+    // Encryption turned on without the migration flag: the plain files are refused by name.
+    write_rows(&db, 250, 50);
+    let cfg = dir.path().join("strict.yml");
+    fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n{plain_yaml}{}",
+            db.display(),
+            age_yaml(&[&rcpt], &[&id])
+        ),
+    )
+    .expect("config");
+    let o = Command::new(ENGINE)
+        .args(["replicate", "-once", "-force-snapshot", "-config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("migrate-from-plaintext") && t.contains(".ltx"),
+        "{t}"
+    );
+
+    // With it: new files are encrypted, the old ones still read, and the whole replica
+    // restores with the identity.
+    let yaml = format!(
+        "{plain_yaml}{}        migrate-from-plaintext: true\n",
+        age_yaml(&[&rcpt], &[&id])
+    );
+    let writer = std::thread::spawn({
+        let db = db.clone();
+        move || write_rows(&db, 300, 50)
+    });
+    replicate(&dir.path().join("migrate"), &db, &yaml, &replica, writer);
+    let objs = objects(&replica);
+    let sealed = objs
+        .iter()
+        .filter(|(_, b)| b.starts_with(b"age-encryption.org/v1\n"))
+        .count();
+    assert!(
+        sealed > 0 && sealed < objs.len(),
+        "{sealed} of {}",
+        objs.len()
+    );
+    // Restore refuses the mix too, unless its config says it is a migration.
+    let out = dir.path().join("restored.db");
+    let o = ls_restore(
+        &["-age-identity"],
+        &[&id, Path::new("-o"), &out, Path::new(&file_url(&replica))],
+    );
+    assert!(!o.status.success() && text(&o).contains("migrate-from-plaintext"));
+    assert!(!out.exists());
+    let o = ls_restore(
+        &["-config"],
+        &[
+            &dir.path().join("migrate/ls.yml"),
+            Path::new("-o"),
+            &out,
+            &db,
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    integrity_ok(&out);
+    assert_eq!(dump(&out), dump(&db));
 }
