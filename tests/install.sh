@@ -37,6 +37,11 @@ if ! command -v s3s-fs >/dev/null 2>&1; then
   cargo install --quiet s3s-fs --version 0.14.1 --features binary --locked
 fi
 
+if ! command -v age >/dev/null 2>&1; then
+  log "age (the encrypted-replica interop tests)"
+  apt-get install -y -qq age >/dev/null
+fi
+
 # Each backend's test server installs itself (tests/<backend>/install.sh).
 for f in tests/*/install.sh; do
   [ -f "$f" ] || continue

@@ -150,6 +150,8 @@ pub struct ReplicaConfig {
     pub auto_recover: bool,
     /// Backend settings (`region`, `endpoint`, ...), passed through unchanged.
     pub settings: BTreeMap<String, String>,
+    /// End-to-end encryption (docs/encryption.md); unset when the block is absent or empty.
+    pub age: storage::age::AgeConfig,
 }
 
 /// Expands `$VAR` and `${VAR}` as Go's `os.Expand` does; `$PID` is this process's PID.
@@ -709,6 +711,7 @@ struct ReplicaFields {
     max_sync_ltx_files: Option<u64>,
     auto_recover: Option<bool>,
     settings: BTreeMap<String, (String, String)>,
+    age: Option<storage::age::AgeConfig>,
 }
 
 fn read_replica_fields(n: &mut Node<'_>) -> Result<ReplicaFields, ConfigError> {
@@ -720,16 +723,12 @@ fn read_replica_fields(n: &mut Node<'_>) -> Result<ReplicaFields, ConfigError> {
     };
     // Parsed but unused by Litestream too.
     n.duration("validation-interval")?;
-    if let Some(mut age) = n.child("age")? {
-        let set =
-            |v: Option<&Value>| v.is_some_and(|v| !matches!(v, Value::Sequence(s) if s.is_empty()));
-        if set(age.get("identities")) || set(age.get("recipients")) {
-            return Err(key_err(
-                &n.key("age"),
-                "age encryption is not currently supported, if you need encryption please \
-                 revert back to Litestream v0.3.x",
-            ));
-        }
+    if let Some(v) = n.get("age") {
+        // Unknown keys are errors here, not warnings: a misspelt `recipients` would
+        // otherwise upload plaintext.
+        let age = serde_yaml_ng::from_value::<storage::age::AgeConfig>(v.clone())
+            .map_err(|e| key_err(&n.key("age"), e.to_string()))?;
+        f.age = Some(age).filter(storage::age::AgeConfig::is_set);
     }
     for k in storage::BACKEND_KEYS {
         // `root-cas` is a list in Litestream; backends take it one path per line.
@@ -1065,6 +1064,8 @@ fn read_replica(n: &mut Node<'_>, global: &ReplicaFields) -> Result<ReplicaConfi
     if sync_interval.is_zero() {
         return Err(key_err(&n.key("sync-interval"), "must be greater than 0"));
     }
+    let age = own.age.or_else(|| global.age.clone()).unwrap_or_default();
+    check_age(&age).map_err(|e| key_err(&n.key("age"), e))?;
     let auto_recover = own.auto_recover.or(global.auto_recover).unwrap_or(false);
     if auto_recover {
         return Err(key_err(
@@ -1082,7 +1083,35 @@ fn read_replica(n: &mut Node<'_>, global: &ReplicaFields) -> Result<ReplicaConfi
             .unwrap_or(defaults::MAX_SYNC_LTX_FILES),
         auto_recover,
         settings: settings.into_iter().map(|(k, (_, v))| (k, v)).collect(),
+        age,
     })
+}
+
+/// The engine both writes a replica (to the recipients) and reads it back (compaction, the
+/// start-up position check), so an encrypted replica needs both halves, and they must match.
+/// Identity files are read now so that a missing one stops start-up.
+fn check_age(age: &storage::age::AgeConfig) -> Result<(), String> {
+    if !age.is_set() {
+        return Ok(());
+    }
+    if age.recipients.is_empty() {
+        return Err(
+            "age.identities without age.recipients: the engine encrypts what it \
+                    writes to the recipients (age1... public keys)"
+                .into(),
+        );
+    }
+    if age.identities.is_empty() {
+        return Err(
+            "age.recipients without age.identities: the engine reads its files back \
+                    to compact them, which needs an identity of one of the recipients"
+                .into(),
+        );
+    }
+    storage::age::AgeKeys::load(age)
+        .and_then(|k| k.check_round_trip())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The config for `replicate DB_PATH REPLICA_URL`: defaults everywhere.
@@ -1342,7 +1371,15 @@ dbs:
             None
         );
         let e = err("dbs:\n  - path: /a.db\n    replica: {path: /r, age: {recipients: [x]}}\n");
-        assert!(e.contains("age encryption"), "{e}");
+        assert!(
+            e.contains("dbs[0].replica.age") && e.contains("identities"),
+            "{e}"
+        );
+        let e = err("dbs:\n  - path: /a.db\n    replica: {path: /r, age: {recipient: [x]}}\n");
+        assert!(
+            e.contains("dbs[0].replica.age") && e.contains("recipient"),
+            "{e}"
+        );
         let e = err("dbs:\n  - path: /a.db\n");
         assert!(e.contains("dbs[0].replica"), "{e}");
         let e = err("dbs:\n  - path: /a.db\n    replica: {path: /r, region: us-east-1}\n");

@@ -31,6 +31,18 @@ pub fn open_replica(
     r: &crate::config::ReplicaConfig,
     db: &std::path::Path,
 ) -> storage::Result<SharedReplica> {
+    let inner = open_backend(r, db)?;
+    if !r.age.is_set() {
+        return Ok(inner);
+    }
+    let keys = storage::age::AgeKeys::load(&r.age)?;
+    Ok(storage::age::AgeReplica::wrap(inner, keys))
+}
+
+fn open_backend(
+    r: &crate::config::ReplicaConfig,
+    db: &std::path::Path,
+) -> storage::Result<SharedReplica> {
     if r.kind == "file" {
         return match storage::ReplicaUrl::parse(&r.url)? {
             storage::ReplicaUrl::File(p) => Ok(Arc::new(

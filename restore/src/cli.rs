@@ -37,6 +37,8 @@ pub struct Args {
     pub integrity: IntegrityCheck,
     pub check: bool,
     pub help: bool,
+    /// `-age-identity FILE`, repeatable: identities that decrypt an encrypted replica.
+    pub age_identities: Vec<PathBuf>,
     pub source: Option<String>,
 }
 
@@ -59,6 +61,7 @@ impl Default for Args {
             integrity: IntegrityCheck::None,
             check: false,
             help: false,
+            age_identities: Vec::new(),
             source: None,
         }
     }
@@ -84,6 +87,7 @@ const VALUE_FLAGS: &[&str] = &[
     "parallelism",
     "integrity-check",
     "follow-interval",
+    "age-identity",
 ];
 
 fn usage(msg: impl Into<String>) -> RestoreError {
@@ -159,6 +163,7 @@ pub fn parse_args(argv: &[String]) -> Result<Args> {
         };
         match name {
             "config" => a.config = Some(PathBuf::from(value)),
+            "age-identity" => a.age_identities.push(PathBuf::from(value)),
             "o" => a.output = Some(PathBuf::from(value)),
             "txid" => {
                 let t: TxId = value.parse().map_err(|_| {
@@ -242,6 +247,8 @@ Arguments:
 	-check                verify every file of a replica and print what it can restore
 	-f                    follow: after restoring, keep applying new replica files in place
 	-follow-interval DUR  how often follow mode polls the replica (default 1s)
+	-age-identity FILE    age identity file that decrypts an encrypted replica (repeatable;
+	                      also $LS_AGE_IDENTITY, and age.identities in the config)
 
 Exit status: 0 on success (including the -if-* skips), 1 on any error; errors are printed
 to stderr as \"Error: MESSAGE\".
@@ -289,6 +296,24 @@ impl Source {
         }
     }
 
+    /// Decrypts the replica with the identities of `cfg`, of `-age-identity` and of
+    /// `$LS_AGE_IDENTITY`, if any is given (docs/encryption.md#configuration).
+    pub(crate) fn with_age(mut self, cfg: &storage::age::AgeConfig, a: &Args) -> Result<Source> {
+        let env = std::env::var_os(AGE_IDENTITY_ENV).filter(|v| !v.is_empty());
+        if !cfg.is_set() && a.age_identities.is_empty() && env.is_none() {
+            return Ok(self);
+        }
+        let mut keys = storage::age::AgeKeys::load(cfg)?;
+        for f in a.age_identities.iter().map(PathBuf::as_path) {
+            keys.add_identity_file(f)?;
+        }
+        if let Some(f) = env {
+            keys.add_identity_file(Path::new(&f))?;
+        }
+        self.client = storage::age::AgeReplica::wrap(self.client, keys);
+        Ok(self)
+    }
+
     pub(crate) fn file(root: PathBuf) -> Source {
         Source {
             client: Arc::new(storage::file::FileReplica::new(root.clone())),
@@ -302,11 +327,20 @@ impl Source {
     /// comes from object metadata, as Litestream reads it; otherwise `plain` is used as is.
     async fn plan_listing(&self, plain: Listing, target: Target) -> Result<Listing> {
         match (&self.s3, target) {
-            (Some(s3), Target::Timestamp(_)) => Listing::fetch_with_metadata(s3).await,
+            (Some(s3), Target::Timestamp(_)) => {
+                // Sizes from the replica client: over an encrypted replica they are the
+                // plaintext sizes the reads are computed from, not the stored ones.
+                let mut with_meta = Listing::fetch_with_metadata(s3).await?;
+                with_meta.take_sizes_from(&plain);
+                Ok(with_meta)
+            }
             _ => Ok(plain),
         }
     }
 }
+
+/// An identity file for an encrypted replica, as `-age-identity` gives one.
+pub const AGE_IDENTITY_ENV: &str = "LS_AGE_IDENTITY";
 
 pub(crate) fn open_source(url: &str) -> Result<Source> {
     Ok(match ReplicaUrl::parse(url)? {
@@ -350,10 +384,11 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
     };
     if a.check {
         let s = if is_url(&src) {
-            open_source(&src)?
+            open_source(&src)?.with_age(&Default::default(), &a)?
         } else {
             let cfg = a.config.clone().unwrap_or_else(config::default_config_path);
-            config::replica_for(&cfg, !a.no_expand_env, &config::expand_path(&src)?)?.open()?
+            let entry = config::replica_for(&cfg, !a.no_expand_env, &config::expand_path(&src)?)?;
+            entry.open()?.with_age(&entry.age, &a)?
         };
         return check::run(&s.client, a.parallelism, a.json, out).await;
     }
@@ -367,11 +402,15 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
                 "-o is required when restoring from a replica URL\nTry: ls-restore -o /path/to/db {src}"
             )));
         };
-        (open_source(&src)?, output)
+        (
+            open_source(&src)?.with_age(&Default::default(), &a)?,
+            output,
+        )
     } else {
         let cfg = a.config.clone().unwrap_or_else(config::default_config_path);
         let db = config::expand_path(&src)?;
-        let source = config::replica_for(&cfg, !a.no_expand_env, &db)?.open()?;
+        let entry = config::replica_for(&cfg, !a.no_expand_env, &db)?;
+        let source = entry.open()?.with_age(&entry.age, &a)?;
         let output = a.output.clone().unwrap_or(db);
         (source, output)
     };

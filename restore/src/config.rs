@@ -37,6 +37,8 @@ pub struct ReplicaEntry {
     pub kind: String,
     pub url: Option<String>,
     pub settings: Vec<(String, String)>,
+    /// The replica's `age` block (or the top-level one): its identities decrypt.
+    pub age: storage::age::AgeConfig,
 }
 
 impl ReplicaEntry {
@@ -106,22 +108,16 @@ const NOT_BACKEND_KEYS: &[&str] = &[
     "max-sync-ltx-files",
     "auto-recover",
     "validation-interval",
+    "age",
 ];
 
 fn replica_entry(globals: &Mapping, replica: &Mapping) -> Result<ReplicaEntry> {
-    if let Some(age) = replica.get("age").and_then(Value::as_mapping) {
-        let set = |k: &str| {
-            age.get(k)
-                .and_then(Value::as_sequence)
-                .is_some_and(|s| !s.is_empty())
-        };
-        if set("identities") || set("recipients") {
-            return Err(RestoreError::Config(
-                "age encryption is not supported in Litestream 0.5; restore with Litestream 0.3.x"
-                    .into(),
-            ));
-        }
-    }
+    // As in the engine: unknown keys in the block are errors (docs/encryption.md#configuration).
+    let age = match replica.get("age").or_else(|| globals.get("age")) {
+        Some(v) if !v.is_null() => serde_yaml_ng::from_value::<storage::age::AgeConfig>(v.clone())
+            .map_err(|e| RestoreError::Config(format!("age: {e}")))?,
+        _ => storage::age::AgeConfig::default(),
+    };
     let text = |m: &Mapping, k: &str| m.get(k).and_then(scalar).filter(|v| !v.is_empty());
     let url = text(replica, "url");
     let kind = match (&url, text(replica, "type")) {
@@ -158,6 +154,7 @@ fn replica_entry(globals: &Mapping, replica: &Mapping) -> Result<ReplicaEntry> {
         kind,
         url,
         settings,
+        age,
     })
 }
 
@@ -383,15 +380,20 @@ mod tests {
     }
 
     #[test]
-    fn age_is_refused() {
+    fn age_block_is_read_and_checked() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("l.yml");
         std::fs::write(
             &cfg,
-            "dbs:\n  - path: /x/a.db\n    replica:\n      path: /r\n      age:\n        identities: [AGE-SECRET-KEY-1]\n",
+            "age: {identities: [/top.txt]}\ndbs:\n  - path: /x/a.db\n    replica:\n      path: /r\n      age:\n        identities: [/k.txt]\n  - path: /x/b.db\n    replica: {path: /r}\n  - path: /x/c.db\n    replica: {path: /r, age: {identity: [/k.txt]}}\n",
         )
         .expect("write");
-        let e = replica_for(&cfg, true, Path::new("/x/a.db")).expect_err("age");
-        assert!(e.to_string().contains("age"), "{e}");
+        let a = replica_for(&cfg, true, Path::new("/x/a.db")).expect("a");
+        assert_eq!(a.age.identities, ["/k.txt"]);
+        assert!(a.settings.iter().all(|(k, _)| k != "age"), "{a:?}");
+        let b = replica_for(&cfg, true, Path::new("/x/b.db")).expect("b");
+        assert_eq!(b.age.identities, ["/top.txt"]);
+        let e = replica_for(&cfg, true, Path::new("/x/c.db")).expect_err("misspelt");
+        assert!(e.to_string().contains("identity"), "{e}");
     }
 }

@@ -85,7 +85,18 @@ pub async fn read_layout(client: &dyn ReplicaClient, info: &LtxFileInfo) -> Resu
         );
         (h?, t?, size - TAIL_READ)
     };
-    let header = Header::decode(&head).map_err(|e| RestoreError::ltx(&label, e))?;
+    let header = Header::decode(&head).map_err(|e| {
+        if storage::age::is_age_file(&head) {
+            // Read without the age layer: no identity was given (docs/encryption.md).
+            RestoreError::Config(format!(
+                "{label} is encrypted with age: give an identity with -age-identity FILE, \
+                 ${} or age.identities in the config",
+                crate::cli::AGE_IDENTITY_ENV
+            ))
+        } else {
+            RestoreError::ltx(&label, e)
+        }
+    })?;
     if header.min_txid != info.min_txid || header.max_txid != info.max_txid {
         return Err(RestoreError::corrupt(
             &label,

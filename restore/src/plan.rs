@@ -83,6 +83,18 @@ impl Listing {
         listing
     }
 
+    /// Takes the size of every file from `other`, the same files listed another way.
+    pub(crate) fn take_sizes_from(&mut self, other: &Listing) {
+        for (mine, theirs) in self.levels.iter_mut().zip(&other.levels) {
+            for f in mine.iter_mut() {
+                let key = (f.min_txid, f.max_txid);
+                if let Ok(i) = theirs.binary_search_by_key(&key, |g| (g.min_txid, g.max_txid)) {
+                    f.size = theirs[i].size;
+                }
+            }
+        }
+    }
+
     fn sort(&mut self) {
         for l in &mut self.levels {
             l.sort_by_key(|f| (f.min_txid, f.max_txid));

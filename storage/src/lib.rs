@@ -9,6 +9,7 @@
 //! `oss://`), [`gcs`], [`abs`], [`sftp`], [`webdav`] and [`nats`].
 
 pub mod abs;
+pub mod age;
 pub mod backend;
 mod error;
 pub mod file;

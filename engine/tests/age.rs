@@ -1,0 +1,530 @@
+//! End-to-end encrypted replicas (docs/encryption.md): the engine writes only age files, no
+//! object holds a byte of page data in the clear, `ls-restore` restores them with the identity
+//! and refuses, naming the file and publishing nothing, without it; the real `age` tool and the
+//! real Litestream on either side.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use age::secrecy::ExposeSecret;
+
+use crate::common::*;
+
+/// A fresh X25519 key pair: (identity file, recipient).
+fn key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let id = age::x25519::Identity::generate();
+    let path = dir.join(format!("{name}.txt"));
+    fs::write(
+        &path,
+        format!("# test key\n{}\n", id.to_string().expose_secret()),
+    )
+    .expect("key file");
+    (path, id.to_public().to_string())
+}
+
+/// Rows whose text is easy to look for in the stored bytes.
+const MARKER: &str = "plaintext-marker";
+
+fn write_rows(db: &Path, from: usize, n: usize) {
+    let c = app(db, 4096);
+    setup_table(&c);
+    for i in from..from + n {
+        c.execute(
+            "INSERT INTO t(k, v) VALUES (?1, ?2)",
+            rusqlite::params![i as i64, format!("{MARKER}-{i:08}-{}", "y".repeat(200))],
+        )
+        .expect("insert");
+    }
+}
+
+/// Every LTX object under a file replica, as (path, bytes).
+fn objects(replica: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![replica.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "ltx") {
+                let b = fs::read(&p).expect("read object");
+                out.push((p, b));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs the engine on `db` with the replica block `replica_yaml` while `writer` writes, until
+/// it has written an L0 file, then once more with a forced snapshot, so levels 0 and 9 exist
+/// and the replica holds every transaction.
+fn replicate(
+    dir: &Path,
+    db: &Path,
+    replica_yaml: &str,
+    replica: &Path,
+    writer: std::thread::JoinHandle<()>,
+) {
+    fs::create_dir_all(dir).expect("config dir");
+    let cfg = dir.join("ls.yml");
+    fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      sync-interval: 100ms\n{replica_yaml}",
+            db.display()
+        ),
+    )
+    .expect("config");
+    let log = dir.join("engine.log");
+    let before = l0_names(replica).len();
+    let e = Engine::start(&cfg, &log);
+    writer.join().expect("writer");
+    // A new L0 file: the engine is up and synced at least once.
+    let ok = wait_for_l0(replica, before + 1, Duration::from_secs(60));
+    assert!(ok, "no L0 files; log:\n{}", e.tail());
+    e.stop();
+    let o = Command::new(ENGINE)
+        .args(["replicate", "-once", "-force-snapshot", "-config"])
+        .arg(&cfg)
+        .output()
+        .expect("run ls-engine -once");
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ls_restore(args: &[&str], extra: &[&Path]) -> Output {
+    Command::new(ls_restore_bin())
+        .args(args)
+        .args(extra)
+        .env_remove("LS_AGE_IDENTITY")
+        .output()
+        .expect("run ls-restore")
+}
+
+fn file_url(p: &Path) -> String {
+    format!("file://{}", p.display())
+}
+
+fn age_yaml(recipients: &[&str], identities: &[&Path]) -> String {
+    let mut s = String::from("      age:\n        recipients:\n");
+    for r in recipients {
+        s.push_str(&format!("          - {r}\n"));
+    }
+    s.push_str("        identities:\n");
+    for i in identities {
+        s.push_str(&format!("          - {}\n", i.display()));
+    }
+    s
+}
+
+#[test]
+fn engine_writes_only_age_files_and_restore_needs_the_identity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (id, rcpt) = key(dir.path(), "key");
+    let (other, _) = key(dir.path(), "other");
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    write_rows(&db, 0, 300);
+    let yaml = format!(
+        "      path: {}\n{}",
+        replica.display(),
+        age_yaml(&[&rcpt], &[&id])
+    );
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            // Transactions after the engine has started, so L0 files hold them.
+            std::thread::sleep(Duration::from_millis(500));
+            for b in 0..5 {
+                write_rows(&db, 300 + b * 50, 50);
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    replicate(&dir.path().join("cfg"), &db, &yaml, &replica, writer);
+
+    // No object holds page data in the clear; every one is an age file.
+    let objs = objects(&replica);
+    assert!(
+        objs.iter()
+            .any(|(p, _)| p.starts_with(replica.join("ltx/9"))),
+        "no snapshot: {objs:?}"
+    );
+    for (p, b) in &objs {
+        assert!(
+            b.starts_with(b"age-encryption.org/v1\n"),
+            "{} is not an age file",
+            p.display()
+        );
+        assert!(
+            !b.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
+            "{} holds plaintext",
+            p.display()
+        );
+        assert!(!b.windows(4).any(|w| w == b"LTX1"), "{}", p.display());
+    }
+
+    // With the identity: the same rows, integrity ok.
+    let out = dir.path().join("restored.db");
+    let o = ls_restore(
+        &["-integrity-check", "full", "-age-identity"],
+        &[&id, Path::new("-o"), &out, Path::new(&file_url(&replica))],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    integrity_ok(&out);
+    assert_eq!(dump(&out), dump(&db));
+    let n: i64 = rusqlite::Connection::open(&out)
+        .expect("open")
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n, 550);
+
+    // Without it, and with the wrong one: an error naming a file, nothing published.
+    for (ids, what) in [
+        (vec![], "is encrypted with age"),
+        (vec![other.as_path()], "can decrypt it"),
+    ] {
+        let out = dir.path().join(format!("fail-{}.db", ids.len()));
+        let mut args: Vec<&Path> = Vec::new();
+        for i in &ids {
+            args.extend([Path::new("-age-identity"), i]);
+        }
+        let url = file_url(&replica);
+        args.extend([Path::new("-o"), out.as_path(), Path::new(&url)]);
+        let o = ls_restore(&[], &args);
+        let t = text(&o);
+        assert!(!o.status.success(), "{t}");
+        assert!(t.contains(what) && t.contains(".ltx"), "{t}");
+        assert!(!t.contains("AGE-SECRET-KEY"), "{t}");
+        assert!(!out.exists(), "output published: {t}");
+        let sidecars = fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("fail-"))
+            .count();
+        assert_eq!(sidecars, 0, "{t}");
+    }
+
+    // `-check` verifies every file through the age layer.
+    let o = ls_restore(
+        &["-check", "-age-identity"],
+        &[&id, Path::new(&file_url(&replica))],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn engine_refuses_half_an_age_block() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (id, rcpt) = key(dir.path(), "key");
+    let (_, other_rcpt) = key(dir.path(), "other");
+    let db = dir.path().join("app.db");
+    write_rows(&db, 0, 1);
+    for (age, want) in [
+        (
+            format!("{{recipients: [{rcpt}]}}"),
+            "without age.identities",
+        ),
+        (
+            format!("{{identities: [{}]}}", id.display()),
+            "without age.recipients",
+        ),
+        (
+            format!(
+                "{{recipients: [{other_rcpt}], identities: [{}]}}",
+                id.display()
+            ),
+            "none of age.identities",
+        ),
+        (
+            format!("{{recipients: [{rcpt}], identities: [/nonexistent/k.txt]}}"),
+            "/nonexistent/k.txt",
+        ),
+        (
+            format!("{{recipient: [{rcpt}], identities: [{}]}}", id.display()),
+            "unknown field",
+        ),
+    ] {
+        let cfg = dir.path().join("ls.yml");
+        fs::write(
+            &cfg,
+            format!(
+                "dbs:\n  - path: {}\n    replica:\n      path: {}\n      age: {age}\n",
+                db.display(),
+                dir.path().join("r").display()
+            ),
+        )
+        .expect("config");
+        let o = Command::new(ENGINE)
+            .args(["replicate", "-once", "-config"])
+            .arg(&cfg)
+            .output()
+            .expect("run");
+        let t = text(&o);
+        assert!(!o.status.success(), "{age}: {t}");
+        assert!(t.contains("age") && t.contains(want), "{age}: {t}");
+        assert!(!t.contains("AGE-SECRET-KEY"), "{t}");
+    }
+}
+
+/// The real `age` tool (Debian package `age`); panics if it is missing.
+fn age_tool() -> PathBuf {
+    test_support::env::on_path("age").unwrap_or_else(|| {
+        panic!("this test needs the age tool: apt-get install age (tests/install.sh does)")
+    })
+}
+
+fn run_age(args: &[&str], files: &[&Path]) -> Vec<u8> {
+    let o = Command::new(age_tool())
+        .args(args)
+        .args(files)
+        .output()
+        .expect("run age");
+    assert!(o.status.success(), "age {args:?}: {}", text(&o));
+    o.stdout
+}
+
+/// Encrypts every object of a plain replica in place with `age -r`.
+fn encrypt_in_place(replica: &Path, rcpt: &str) {
+    for (p, plain) in objects(replica) {
+        assert!(plain.starts_with(b"LTX1"), "{} is not plain", p.display());
+        let sealed = run_age(&["-r", rcpt], &[&p]);
+        fs::write(&p, sealed).expect("write sealed");
+    }
+}
+
+#[test]
+#[ignore = "needs the age tool"]
+fn age_tool_reads_engine_objects_and_restore_reads_age_tool_objects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (id, rcpt) = key(dir.path(), "key");
+    let db = dir.path().join("app.db");
+    write_rows(&db, 0, 400);
+
+    // The engine's objects, decrypted by `age -d`, are LTX files that verify.
+    let replica = dir.path().join("enc");
+    let yaml = format!(
+        "      path: {}\n{}",
+        replica.display(),
+        age_yaml(&[&rcpt], &[&id])
+    );
+    let cfg_dir = dir.path().join("cfg1");
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            write_rows(&db, 400, 100);
+        })
+    };
+    replicate(&cfg_dir, &db, &yaml, &replica, writer);
+    let objs = objects(&replica);
+    assert!(objs.len() >= 2, "{objs:?}");
+    for (p, _) in &objs {
+        let plain = run_age(&["-d", "-i", &id.display().to_string()], &[p]);
+        ltx_codec::decoder::LtxFile::open(&plain)
+            .and_then(|f| f.verify())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+
+    // A plain replica encrypted by hand with `age -r` restores with the identity.
+    let plain = dir.path().join("plain");
+    let cfg_dir = dir.path().join("cfg2");
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            write_rows(&db, 500, 100);
+        })
+    };
+    replicate(
+        &cfg_dir,
+        &db,
+        &format!("      path: {}\n", plain.display()),
+        &plain,
+        writer,
+    );
+    encrypt_in_place(&plain, &rcpt);
+    let out = dir.path().join("restored.db");
+    let o = ls_restore(
+        &["-age-identity"],
+        &[&id, Path::new("-o"), &out, Path::new(&file_url(&plain))],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    integrity_ok(&out);
+    assert_eq!(dump(&out), dump(&db));
+}
+
+#[test]
+#[ignore = "needs the real Litestream"]
+fn litestream_replica_encrypted_by_hand_restores_and_litestream_cannot_read_ours() {
+    let lit = litestream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (id, rcpt) = key(dir.path(), "key");
+    let db = dir.path().join("app.db");
+    write_rows(&db, 0, 300);
+
+    // Litestream 0.5.17 refuses an age block.
+    let lcfg = dir.path().join("lit.yml");
+    let replica = dir.path().join("lit-replica");
+    fs::write(
+        &lcfg,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      path: {}\n      age:\n        recipients: [{rcpt}]\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .expect("config");
+    let o = litestream_cmd(&lit)
+        .args(["replicate", "-config"])
+        .arg(&lcfg)
+        .output()
+        .expect("litestream");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("age encryption is not currently supported"),
+        "{}",
+        text(&o)
+    );
+
+    // Litestream writes a plain replica; `age -r` encrypts it; ls-restore restores it.
+    fs::write(
+        &lcfg,
+        format!(
+            "dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      path: {}\n      sync-interval: 100ms\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .expect("config");
+    write_rows(&db, 300, 100);
+    let o = litestream_cmd(&lit)
+        .args(["replicate", "-once", "-config"])
+        .arg(&lcfg)
+        .output()
+        .expect("litestream replicate -once");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !l0_names(&replica).is_empty(),
+        "Litestream wrote no L0 file"
+    );
+    encrypt_in_place(&replica, &rcpt);
+    let out = dir.path().join("from-litestream.db");
+    let o = ls_restore(
+        &["-age-identity"],
+        &[&id, Path::new("-o"), &out, Path::new(&file_url(&replica))],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    integrity_ok(&out);
+    assert_eq!(dump(&out), dump(&db));
+
+    // Litestream cannot restore that replica, and publishes nothing.
+    let lout = dir.path().join("lit-restored.db");
+    let o = litestream_cmd(&lit)
+        .args(["restore", "-o"])
+        .arg(&lout)
+        .arg(file_url(&replica))
+        .output()
+        .expect("litestream restore");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!lout.exists());
+}
+
+#[test]
+fn a_plain_replica_migrates_to_encryption_only_when_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (id, rcpt) = key(dir.path(), "key");
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    write_rows(&db, 0, 200);
+    let plain_yaml = format!("      path: {}\n", replica.display());
+    let writer = std::thread::spawn({
+        let db = db.clone();
+        move || write_rows(&db, 200, 50)
+    });
+    replicate(
+        &dir.path().join("plain"),
+        &db,
+        &plain_yaml,
+        &replica,
+        writer,
+    );
+    assert!(objects(&replica)
+        .iter()
+        .all(|(_, b)| b.starts_with(b"LTX1")));
+
+    // Encryption turned on without the migration flag: the plain files are refused by name.
+    write_rows(&db, 250, 50);
+    let cfg = dir.path().join("strict.yml");
+    fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n{plain_yaml}{}",
+            db.display(),
+            age_yaml(&[&rcpt], &[&id])
+        ),
+    )
+    .expect("config");
+    let o = Command::new(ENGINE)
+        .args(["replicate", "-once", "-force-snapshot", "-config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("migrate-from-plaintext") && t.contains(".ltx"),
+        "{t}"
+    );
+
+    // With it: new files are encrypted, the old ones still read, and the whole replica
+    // restores with the identity.
+    let yaml = format!(
+        "{plain_yaml}{}        migrate-from-plaintext: true\n",
+        age_yaml(&[&rcpt], &[&id])
+    );
+    let writer = std::thread::spawn({
+        let db = db.clone();
+        move || write_rows(&db, 300, 50)
+    });
+    replicate(&dir.path().join("migrate"), &db, &yaml, &replica, writer);
+    let objs = objects(&replica);
+    let sealed = objs
+        .iter()
+        .filter(|(_, b)| b.starts_with(b"age-encryption.org/v1\n"))
+        .count();
+    assert!(
+        sealed > 0 && sealed < objs.len(),
+        "{sealed} of {}",
+        objs.len()
+    );
+    // Restore refuses the mix too, unless its config says it is a migration.
+    let out = dir.path().join("restored.db");
+    let o = ls_restore(
+        &["-age-identity"],
+        &[&id, Path::new("-o"), &out, Path::new(&file_url(&replica))],
+    );
+    assert!(!o.status.success() && text(&o).contains("migrate-from-plaintext"));
+    assert!(!out.exists());
+    let o = ls_restore(
+        &["-config"],
+        &[
+            &dir.path().join("migrate/ls.yml"),
+            Path::new("-o"),
+            &out,
+            &db,
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    integrity_ok(&out);
+    assert_eq!(dump(&out), dump(&db));
+}
