@@ -27,6 +27,7 @@ mod nats;
 mod restore_paths;
 mod restore_publish;
 mod s3;
+mod secrets;
 mod security;
 mod sftp;
 mod socket;
