@@ -31,5 +31,6 @@ mod secrets;
 mod security;
 mod sftp;
 mod socket;
+mod two_writers;
 mod webdav;
 mod write_path;
