@@ -106,11 +106,21 @@ pub struct SocketConfig {
 pub const DEFAULT_SOCKET_PATH: &str = "/var/run/litestream.sock";
 
 /// Heartbeat pings (`heartbeat-url`, `heartbeat-interval`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct HeartbeatConfig {
     pub url: String,
     /// At least one minute (default five).
     pub interval: Duration,
+}
+
+/// By hand: the URL may hold a password or a token ([`storage::redact_url`]).
+impl std::fmt::Debug for HeartbeatConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeartbeatConfig")
+            .field("url", &storage::redact_url(&self.url))
+            .field("interval", &self.interval)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -141,7 +151,7 @@ pub struct DbConfig {
 
 /// One replica. For `file`, `url` is the absolute directory; for `s3`/`oss` it is the URL if
 /// one was given (else empty) and `settings` holds the backend keys, `path` included.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ReplicaConfig {
     pub kind: String,
     pub url: String,
@@ -152,6 +162,25 @@ pub struct ReplicaConfig {
     pub settings: BTreeMap<String, String>,
     /// End-to-end encryption (docs/encryption.md); unset when the block is absent or empty.
     pub age: storage::age::AgeConfig,
+}
+
+/// By hand: the URL and settings may hold secrets ([`storage::secret`]).
+impl std::fmt::Debug for ReplicaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaConfig")
+            .field("kind", &self.kind)
+            .field("url", &storage::redact_url(&self.url))
+            .field("sync_interval", &self.sync_interval)
+            .field("max_sync_ltx_files", &self.max_sync_ltx_files)
+            .field("auto_recover", &self.auto_recover)
+            .field(
+                "settings",
+                &storage::secret::debug_settings(
+                    self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                ),
+            )
+            .finish()
+    }
 }
 
 /// Expands `$VAR` and `${VAR}` as Go's `os.Expand` does; `$PID` is this process's PID.
@@ -471,7 +500,10 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
             return Err(key_err(
                 "heartbeat-url",
-                format!("{u:?}: heartbeat URL must be a valid HTTP or HTTPS URL"),
+                format!(
+                    "{:?}: heartbeat URL must be a valid HTTP or HTTPS URL",
+                    storage::redact_url(u)
+                ),
             ));
         }
     }
@@ -666,7 +698,7 @@ fn read_mcp(top: &mut Node<'_>) -> Result<crate::mcp::McpConfig, ConfigError> {
     let token = match top.string("mcp-token")? {
         None => None,
         Some(t) => Some(
-            crate::mcp::Token::new(t)
+            crate::mcp::Token::non_empty(t)
                 .ok_or_else(|| key_err("mcp-token", "empty (an unset environment variable?)"))?,
         ),
     };
@@ -704,8 +736,9 @@ pub fn check_log_level(level: &str) -> Result<(), String> {
     }
 }
 
-/// Replica fields that may appear at top level, per replica, or both.
-#[derive(Clone, Debug, Default)]
+/// Replica fields that may appear at top level, per replica, or both. No `Debug`: the
+/// settings hold secrets as written.
+#[derive(Clone, Default)]
 struct ReplicaFields {
     sync_interval: Option<Duration>,
     max_sync_ltx_files: Option<u64>,

@@ -325,13 +325,14 @@ pub fn register(
     struct Res<'a> {
         status: &'a str,
         db_path: &'a str,
-        replica: &'a str,
+        replica: String,
         socket: &'a str,
     }
     let res = Res {
         status: str_of(&r, "status"),
         db_path: str_of(&r, "path"),
-        replica,
+        // Unlike Litestream, never with the URL's password.
+        replica: storage::redact_url(replica),
         socket,
     };
     let text = if json_out {

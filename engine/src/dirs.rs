@@ -235,12 +235,13 @@ fn join_slash(base: &str, rel: &str) -> String {
 fn append_to_url(url: &str, rel: &str) -> Result<String, String> {
     if rel.contains(['?', '#', '%']) {
         return Err(format!(
-            "{rel}: a database name with '?', '#' or '%' cannot be appended to the replica URL {url}; use the replica's `path` key"
+            "{rel}: a database name with '?', '#' or '%' cannot be appended to the replica URL {}; use the replica's `path` key",
+            storage::redact_url(url)
         ));
     }
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| format!("replica URL {url} has no scheme"))?;
+        .ok_or_else(|| format!("replica URL {} has no scheme", storage::redact_url(url)))?;
     let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (host, rest) = rest.split_at(host_end);
     let path_end = rest.find(['?', '#']).unwrap_or(rest.len());

@@ -27,6 +27,20 @@ pub enum Error {
     Storage(#[from] storage::StorageError),
     #[error("verify: {0}")]
     Verify(#[from] crate::verify::VerifyError),
+    /// The replica holds an L0 file at a TXID of ours that this database did not write:
+    /// another engine replicates to it, or it moved on while our local state was lost.
+    #[error(
+        "replica conflict for database {}: the replica's L0 file {file} (TXID {replica}) was \
+         written by another writer, this database is at TXID {local}; stopped replicating it \
+         to this replica (see \"one writer per replica\" in the README)",
+        db.display()
+    )]
+    Conflict {
+        db: PathBuf,
+        file: String,
+        local: ltx_codec::TxId,
+        replica: ltx_codec::TxId,
+    },
     #[error("{0}")]
     Other(String),
 }

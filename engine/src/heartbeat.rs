@@ -54,7 +54,7 @@ pub async fn run(
 ) {
     let every = interval(&cfg);
     let check = every.min(CHECK_INTERVAL);
-    info!(url = %cfg.url, interval = %crate::duration::format_go_duration(every), "starting heartbeat monitor");
+    info!(url = %storage::redact_url(&cfg.url), interval = %crate::duration::format_go_duration(every), "starting heartbeat monitor");
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + check, check);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_ping: Option<tokio::time::Instant> = None;
@@ -78,11 +78,15 @@ pub async fn run(
             r = storage::http::http_get(&cfg.url, PING_TIMEOUT) => r,
         };
         match ping {
-            Ok(code) if (200..300).contains(&code) => debug!(url = %cfg.url, "heartbeat ping sent"),
-            Ok(code) => {
-                error!(url = %cfg.url, error = %format!("unexpected status code: {code}"), "heartbeat ping failed")
+            Ok(code) if (200..300).contains(&code) => {
+                debug!(url = %storage::redact_url(&cfg.url), "heartbeat ping sent")
             }
-            Err(e) => error!(url = %cfg.url, error = %e, "heartbeat ping failed"),
+            Ok(code) => {
+                error!(url = %storage::redact_url(&cfg.url), error = %format!("unexpected status code: {code}"), "heartbeat ping failed")
+            }
+            Err(e) => {
+                error!(url = %storage::redact_url(&cfg.url), error = %e, "heartbeat ping failed")
+            }
         }
     }
 }

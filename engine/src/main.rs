@@ -288,7 +288,7 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
         );
         let found = cfg.dirs.iter().flat_map(|d| d.found.iter());
         for db in cfg.dbs.iter().chain(found) {
-            info!(db = %db.path.display(), replica = %db.replica.kind, url = %db.replica.url, "initialized db");
+            info!(db = %db.path.display(), replica = %db.replica.kind, url = %storage::redact_url(&db.replica.url), "initialized db");
         }
         // Bound before any database is touched, so a taken port or bad address stops
         // start-up with an error naming `addr` (Litestream only logs it and runs on).

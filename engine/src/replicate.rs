@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use ltx_codec::{Level, TxId};
+use ltx_codec::TxId;
 use storage::SharedReplica;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
@@ -22,7 +22,7 @@ use crate::meta::MetaDir;
 use crate::retention::{self, Policy};
 use crate::schedule::Pool;
 use crate::snapshot;
-use crate::uploader::{replica_max_l0, Uploader};
+use crate::uploader::{replica_newest, upload_loop, Uploader};
 use crate::watch::{DbWatch, Watcher};
 
 /// Opens the backend of a configured replica. A file replica's files get no more permissions
@@ -243,7 +243,11 @@ impl DbHandle {
         self.inner.local.send_replace(t);
     }
 
-    fn upload_ok(&self, pos: Option<TxId>) {
+    pub(crate) fn upload_failed(&self) {
+        self.inner.upload_failing.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn upload_ok(&self, pos: Option<TxId>) {
         if let Some(p) = pos {
             self.inner.replicated.send_replace(p);
         }
@@ -492,6 +496,7 @@ impl Spawner {
             shared: self.shared.clone(),
             notify,
             shutdown,
+            stop: stop.clone(),
             handle: handle.clone(),
             sync_rx,
             once: self.opts.once,
@@ -508,6 +513,8 @@ struct DbTask {
     shared: Shared,
     notify: Option<DbWatch>,
     shutdown: watch::Receiver<bool>,
+    /// Turned on by the uploader when it finds another writer on the replica.
+    stop: watch::Sender<bool>,
     handle: DbHandle,
     sync_rx: mpsc::UnboundedReceiver<SyncReply>,
     once: bool,
@@ -529,7 +536,7 @@ fn fingerprint(db: &Path) -> Fingerprint {
     [stat(db), stat(Path::new(&wal))]
 }
 
-fn next_backoff(cur: Duration, base: Duration) -> Duration {
+pub(crate) fn next_backoff(cur: Duration, base: Duration) -> Duration {
     if cur.is_zero() {
         base
     } else {
@@ -578,8 +585,12 @@ impl DbTask {
             uploader,
             pos_rx,
             self.cfg.replica.sync_interval,
-            self.shared.clone(),
+            (
+                self.shared.shutdown_sync_timeout,
+                self.shared.shutdown_sync_interval,
+            ),
             self.handle.clone(),
+            self.stop.clone(),
         ));
         // Compaction, snapshots and retention run beside the follower, never on its task.
         let (snap_tx, mut snap_rx) = mpsc::channel::<snapshot::Request>(1);
@@ -827,14 +838,15 @@ impl DbTask {
     }
 
     /// §4.9: if the replica is ahead of our local L0 files (local state lost, DB restored),
-    /// adopt its newest L0 file so numbering continues after it; verify then snapshots.
+    /// adopt its newest file, of any level, so numbering continues after it; verify then
+    /// snapshots.
     async fn check_behind_replica(
         &self,
         follower: &mut Option<Follower>,
         replica: &SharedReplica,
     ) -> Result<()> {
         let local = follower.as_ref().map_or(TxId::ZERO, |f| f.pos());
-        let Some(remote) = replica_max_l0(replica).await? else {
+        let Some(remote) = replica_newest(replica).await? else {
             return Ok(());
         };
         if local >= remote.max_txid {
@@ -842,79 +854,14 @@ impl DbTask {
         }
         info!(db = %self.cfg.path.display(), db_txid = %local, replica_txid = %remote.max_txid, "detected database behind replica");
         let bytes = replica
-            .read_range(Level(0), remote.min_txid, remote.max_txid, 0, None)
+            .read_range(remote.level, remote.min_txid, remote.max_txid, 0, None)
             .await?;
         let txid = remote.max_txid;
         blocking(follower, &self.cfg, move |f| {
             f.adopt_replica_l0(txid, &bytes)
         })
         .await?;
-        info!(db = %self.cfg.path.display(), txid = %txid, "fetched latest L0 file from replica");
+        info!(db = %self.cfg.path.display(), txid = %txid, level = remote.level.0, "fetched latest L0 file from replica");
         Ok(())
-    }
-}
-
-/// Uploads whenever the follower publishes a new position; on an error, retries with backoff.
-/// When the follower drops its sender (shutdown), makes a final attempt for up to
-/// `shutdown-sync-timeout`.
-async fn upload_loop(
-    mut up: Uploader,
-    mut rx: watch::Receiver<TxId>,
-    base: Duration,
-    shared: Shared,
-    handle: DbHandle,
-) -> bool {
-    let mut backoff = Duration::ZERO;
-    let mut closed = false;
-    while !closed {
-        let target = *rx.borrow_and_update();
-        let behind = match up.pos() {
-            Some(p) => p < target,
-            None => target > TxId::ZERO,
-        };
-        if behind {
-            match up.sync(target).await {
-                Ok(_) => {
-                    backoff = Duration::ZERO;
-                    handle.upload_ok(up.pos());
-                }
-                Err(e) => {
-                    handle.inner.upload_failing.store(true, Ordering::Relaxed);
-                    backoff = next_backoff(backoff, base);
-                    error!(error = %e, backoff = %format_go_duration(backoff), "replica sync error");
-                    let until = tokio::time::Instant::now() + backoff;
-                    loop {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(until) => break,
-                            r = rx.changed() => if r.is_err() { closed = true; break },
-                        }
-                    }
-                    continue;
-                }
-            }
-        }
-        if rx.changed().await.is_err() {
-            closed = true;
-        }
-    }
-    let target = *rx.borrow();
-    let deadline = Instant::now() + shared.shutdown_sync_timeout;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match up.sync(target).await {
-            Ok(_) => {
-                handle.upload_ok(up.pos());
-                return true;
-            }
-            Err(e) if Instant::now() + shared.shutdown_sync_interval < deadline => {
-                warn!(error = %e, attempt, "shutdown sync failed, retrying");
-                tokio::time::sleep(shared.shutdown_sync_interval).await;
-            }
-            Err(e) => {
-                error!(error = %e, attempts = attempt, "shutdown sync failed after timeout");
-                return false;
-            }
-        }
     }
 }

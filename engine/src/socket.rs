@@ -308,8 +308,9 @@ async fn handle(st: &State, req: Request<hyper::body::Incoming>) -> Resp {
     }
 }
 
-/// The union of the POST bodies; unknown fields are ignored, as Go's decoder does.
-#[derive(Debug, Default, Deserialize)]
+/// The union of the POST bodies; unknown fields are ignored, as Go's decoder does. No `Debug`:
+/// `replica_url` may hold a password.
+#[derive(Default, Deserialize)]
 #[serde(default)]
 struct Body {
     path: String,
@@ -543,7 +544,7 @@ fn register(st: &State, db: &Path, url: &str) -> Resp {
             format!("failed to register database: {e}"),
         );
     }
-    info!(db = %db.display(), replica = url, "database registered via control socket");
+    info!(db = %db.display(), replica = %storage::redact_url(url), "database registered via control socket");
     json_resp(
         StatusCode::OK,
         &StatusPath {

@@ -1,17 +1,25 @@
 //! Uploads local L0 files to the replica in TXID order (§4.7). The replica position is cached
 //! in memory, so an idle database costs no listings; it is re-read only at start and after an
 //! error.
+//!
+//! L0 files are written create-only where the backend can (every one but NATS), so two writers
+//! on one replica, or an engine that lost its local state, never overwrite each other's files:
+//! finding a file of ours already there and different from ours is a [`Error::Conflict`], and
+//! the database stops replicating to that replica (docs/replica-layout.md#one-writer-per-replica).
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use ltx_codec::{Header, Level, TxId};
+use ltx_codec::{Header, Level, TxId, HEADER_SIZE, SNAPSHOT_LEVEL, TRAILER_SIZE};
 use storage::{Body, LtxFileInfo, SharedReplica};
-use tracing::info;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
+use crate::duration::format_go_duration;
 use crate::error::{Error, Result};
 use crate::meta::{MetaDir, KEEP_IN_MEMORY};
+use crate::replicate::{next_backoff, DbHandle};
 
 pub struct Uploader {
     replica: SharedReplica,
@@ -20,10 +28,82 @@ pub struct Uploader {
     pos: Option<TxId>,
 }
 
-/// The newest L0 file of a replica, if any.
-pub async fn replica_max_l0(replica: &SharedReplica) -> Result<Option<LtxFileInfo>> {
-    let files = replica.ltx_files(Level(0)).await?;
-    Ok(files.into_iter().max_by_key(|f| f.max_txid))
+/// The replica's newest file over every level, if any: the highest MaxTXID and, among the
+/// files that end there, the smallest (an L0 file before a compacted one before a snapshot).
+/// Every level counts: after L0 retention the newest TXID may be only in L1..L9, and numbering
+/// must continue after it, not restart under it.
+pub async fn replica_newest(replica: &SharedReplica) -> Result<Option<LtxFileInfo>> {
+    let mut best: Option<LtxFileInfo> = None;
+    for level in 0..=SNAPSHOT_LEVEL.0 {
+        for f in replica.ltx_files(Level(level)).await? {
+            if best.as_ref().is_none_or(|b| {
+                (f.max_txid, std::cmp::Reverse(f.size)) > (b.max_txid, std::cmp::Reverse(b.size))
+            }) {
+                best = Some(f);
+            }
+        }
+    }
+    Ok(best)
+}
+
+/// The first and last bytes of the local file `path` of `len` bytes: its header and its
+/// trailer, whose file checksum covers every byte before it.
+async fn local_ends(path: &std::path::Path, len: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+    let p = path.to_owned();
+    tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(&p)?;
+        let mut head = vec![0u8; HEADER_SIZE];
+        let mut tail = vec![0u8; TRAILER_SIZE];
+        f.read_exact_at(&mut head, 0)?;
+        f.read_exact_at(&mut tail, len - TRAILER_SIZE as u64)?;
+        Ok((head, tail))
+    })
+    .await
+    .map_err(|e| Error::Other(format!("read L0 header and trailer: {e}")))?
+    .map_err(|e| Error::io("read local L0 header and trailer", path, e))
+}
+
+/// Whether the replica's L0 file `txid` is the local file `path`: same size, same header and
+/// same trailer (its CRC-64 covers the whole file, so equal trailers mean equal files but
+/// for a collision).
+async fn same_as_local(
+    replica: &SharedReplica,
+    path: &std::path::Path,
+    txid: TxId,
+) -> Result<bool> {
+    let len = match tokio::fs::metadata(path).await {
+        Ok(m) => m.len(),
+        Err(e) => return Err(Error::io("stat local L0 file", path, e)),
+    };
+    if len < (HEADER_SIZE + TRAILER_SIZE) as u64 {
+        return Ok(false);
+    }
+    replica.invalidate_cache();
+    let remote = replica.ltx_files(Level(0)).await?;
+    let Some(r) = remote
+        .iter()
+        .find(|f| f.min_txid == txid && f.max_txid == txid)
+    else {
+        return Ok(false);
+    };
+    if r.size != len {
+        return Ok(false);
+    }
+    let (head, tail) = local_ends(path, len).await?;
+    let rhead = replica
+        .read_range(Level(0), txid, txid, 0, Some(HEADER_SIZE as u64))
+        .await?;
+    let rtail = replica
+        .read_range(
+            Level(0),
+            txid,
+            txid,
+            len - TRAILER_SIZE as u64,
+            Some(TRAILER_SIZE as u64),
+        )
+        .await?;
+    Ok(rhead[..] == head[..] && rtail[..] == tail[..])
 }
 
 /// The header bytes and an upload body: small files in memory, large ones streamed from disk.
@@ -81,9 +161,16 @@ impl Uploader {
         let mut pos = match self.pos {
             Some(p) => p,
             None => {
-                let p = replica_max_l0(&self.replica)
-                    .await?
-                    .map_or(TxId::ZERO, |f| f.max_txid);
+                let newest = replica_newest(&self.replica).await?;
+                let p = newest.as_ref().map_or(TxId::ZERO, |f| f.max_txid);
+                // The replica's newest L0 file must be ours if we still have our copy of it:
+                // another writer may have moved the replica on under our numbering.
+                if let Some(f) = newest.filter(|f| f.level == Level(0) && f.min_txid == p) {
+                    let local = self.meta.l0_path(p);
+                    if local.exists() && !same_as_local(&self.replica, &local, p).await? {
+                        return Err(self.conflict(&f, local_max));
+                    }
+                }
                 self.pos = Some(p);
                 p
             }
@@ -96,11 +183,33 @@ impl Uploader {
             let header = Header::decode(&head).map_err(|e| Error::ltx(format!("L0 {txid}"), e))?;
             let created = SystemTime::UNIX_EPOCH
                 + Duration::from_millis(u64::try_from(header.timestamp).unwrap_or(0));
-            let info = self
-                .replica
-                .write_ltx(Level(0), txid, txid, body, created)
-                .await?;
-            let size = info.size;
+            let written = if self.replica.supports_create_only() {
+                self.replica
+                    .create_ltx(Level(0), txid, txid, body, created)
+                    .await
+            } else {
+                self.replica
+                    .write_ltx(Level(0), txid, txid, body, created)
+                    .await
+            };
+            let size = match written {
+                Ok(info) => info.size,
+                // Ours after all when an earlier attempt stored it but its answer was lost.
+                Err(e) if e.is_already_exists() => {
+                    if !same_as_local(&self.replica, &path, txid).await? {
+                        let theirs = LtxFileInfo {
+                            level: Level(0),
+                            min_txid: txid,
+                            max_txid: txid,
+                            size: 0,
+                            created_at: created,
+                        };
+                        return Err(self.conflict(&theirs, local_max));
+                    }
+                    tokio::fs::metadata(&path).await.map_or(0, |m| m.len())
+                }
+                Err(e) => return Err(e.into()),
+            };
             pos = txid;
             self.pos = Some(pos);
             n += 1;
@@ -110,5 +219,92 @@ impl Uploader {
             info!(db = %self.db.display(), replica = self.replica.kind(), txid = %pos, files = n, "replica sync");
         }
         Ok(n)
+    }
+
+    fn conflict(&self, theirs: &LtxFileInfo, local: TxId) -> Error {
+        Error::Conflict {
+            db: self.db.clone(),
+            file: theirs.name(),
+            local,
+            replica: theirs.max_txid,
+        }
+    }
+}
+
+/// Uploads whenever the follower publishes a new position; on an error, retries with backoff.
+/// When the follower drops its sender (shutdown), makes a final attempt for up to
+/// `shutdown-sync-timeout` (`shutdown_sync` is that timeout and the interval between
+/// attempts). On a [`Error::Conflict`] it gives up at once and turns `stop` on, which ends the
+/// database's task.
+pub(crate) async fn upload_loop(
+    mut up: Uploader,
+    mut rx: watch::Receiver<TxId>,
+    base: Duration,
+    shutdown_sync: (Duration, Duration),
+    handle: DbHandle,
+    stop: watch::Sender<bool>,
+) -> bool {
+    let (sync_timeout, sync_interval) = shutdown_sync;
+    let mut backoff = Duration::ZERO;
+    let mut closed = false;
+    while !closed {
+        let target = *rx.borrow_and_update();
+        let behind = match up.pos() {
+            Some(p) => p < target,
+            None => target > TxId::ZERO,
+        };
+        if behind {
+            match up.sync(target).await {
+                Ok(_) => {
+                    backoff = Duration::ZERO;
+                    handle.upload_ok(up.pos());
+                }
+                Err(e) => {
+                    handle.upload_failed();
+                    if matches!(e, Error::Conflict { .. }) {
+                        error!(error = %e, "replica sync stopped");
+                        stop.send_replace(true);
+                        return false;
+                    }
+                    backoff = next_backoff(backoff, base);
+                    error!(error = %e, backoff = %format_go_duration(backoff), "replica sync error");
+                    let until = tokio::time::Instant::now() + backoff;
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(until) => break,
+                            r = rx.changed() => if r.is_err() { closed = true; break },
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
+        if rx.changed().await.is_err() {
+            closed = true;
+        }
+    }
+    let target = *rx.borrow();
+    let deadline = Instant::now() + sync_timeout;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match up.sync(target).await {
+            Ok(_) => {
+                handle.upload_ok(up.pos());
+                return true;
+            }
+            Err(e @ Error::Conflict { .. }) => {
+                error!(error = %e, "replica sync stopped");
+                return false;
+            }
+            Err(e) if Instant::now() + sync_interval < deadline => {
+                warn!(error = %e, attempt, "shutdown sync failed, retrying");
+                tokio::time::sleep(sync_interval).await;
+            }
+            Err(e) => {
+                error!(error = %e, attempts = attempt, "shutdown sync failed after timeout");
+                return false;
+            }
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::{check, config, follow, v3, IntegrityCheck, RestoreError, Result};
 use storage::timefmt::parse_rfc3339;
 
 /// Parsed flags and the one positional argument.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Args {
     pub config: Option<PathBuf>,
     pub no_expand_env: bool,
@@ -40,6 +40,23 @@ pub struct Args {
     /// `-age-identity FILE`, repeatable: identities that decrypt an encrypted replica.
     pub age_identities: Vec<PathBuf>,
     pub source: Option<String>,
+}
+
+/// By hand: the argument may be a replica URL with a password.
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Args")
+            .field("config", &self.config)
+            .field("output", &self.output)
+            .field("txid", &self.txid)
+            .field("timestamp", &self.timestamp)
+            .field("dry_run", &self.dry_run)
+            .field("json", &self.json)
+            .field("force", &self.force)
+            .field("follow", &self.follow)
+            .field("source", &self.source.as_deref().map(storage::redact_url))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Args {

@@ -13,7 +13,8 @@ use storage::s3::{Flavor, S3Replica, S3Settings};
 use crate::cli::{open_source, Source};
 use crate::{RestoreError, Result};
 
-#[derive(Debug, Deserialize)]
+// No `Debug` on the raw config: it holds secrets as written.
+#[derive(Deserialize)]
 struct RawConfig {
     #[serde(default)]
     dbs: Vec<RawDb>,
@@ -22,7 +23,7 @@ struct RawConfig {
     globals: Mapping,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct RawDb {
     path: Option<String>,
     replica: Option<Mapping>,
@@ -32,13 +33,29 @@ struct RawDb {
 
 /// One database's replica as configured: its backend type, optional URL, and every other key
 /// as a string.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ReplicaEntry {
     pub kind: String,
     pub url: Option<String>,
     pub settings: Vec<(String, String)>,
     /// The replica's `age` block (or the top-level one): its identities decrypt.
     pub age: storage::age::AgeConfig,
+}
+
+/// By hand: the URL and settings may hold secrets ([`storage::secret`]).
+impl std::fmt::Debug for ReplicaEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaEntry")
+            .field("kind", &self.kind)
+            .field("url", &self.url.as_deref().map(storage::redact_url))
+            .field(
+                "settings",
+                &storage::secret::debug_settings(
+                    self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                ),
+            )
+            .finish()
+    }
 }
 
 impl ReplicaEntry {

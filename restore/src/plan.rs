@@ -248,7 +248,7 @@ pub struct PlanReportFile {
 impl PlanReport {
     pub fn new(source: &str, target_path: &str, replica: &str, plan: &[LtxFileInfo]) -> Self {
         PlanReport {
-            source: source.to_owned(),
+            source: storage::redact_url(source),
             target_path: target_path.to_owned(),
             replica: replica.to_owned(),
             min_txid: plan

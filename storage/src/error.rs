@@ -145,8 +145,10 @@ impl StorageError {
         }
     }
 
-    /// A replica URL (or entry) that cannot be used.
-    pub fn invalid_url(url: impl fmt::Debug, reason: impl fmt::Display) -> StorageError {
+    /// A replica URL (or entry) that cannot be used. The URL is shown without its secrets
+    /// ([`crate::secret::redact_url`]), whoever calls this.
+    pub fn invalid_url(url: impl AsRef<str>, reason: impl fmt::Display) -> StorageError {
+        let url = crate::secret::redact_url(url.as_ref());
         StorageError::new(
             ErrorKind::InvalidConfig,
             format!("invalid replica URL {url:?}: {reason}"),

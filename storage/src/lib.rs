@@ -22,6 +22,7 @@ pub mod nats;
 pub mod replica;
 mod replica_url;
 pub mod s3;
+pub mod secret;
 pub mod sftp;
 pub mod timefmt;
 pub mod transport;
@@ -37,6 +38,7 @@ use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 
 pub use replica_url::{open_replica, open_replica_from_config, ReplicaUrl};
+pub use secret::{redact_setting, redact_url, Secret};
 
 /// Backend keys of a replica entry that Litestream knows (S3, ABS, SFTP, WebDAV, NATS, OSS), `path`
 /// aside. Written at the top level of a config, they are defaults for every replica.

@@ -35,7 +35,7 @@ impl ReplicaUrl {
     /// Parses `file:///abs/path` (the query string is dropped, as Litestream does) or a plain
     /// path. Other schemes Litestream knows are reported as not yet supported.
     pub fn parse(url: &str) -> Result<ReplicaUrl> {
-        let bad = |reason: &str| StorageError::invalid_url(url.to_owned(), reason.to_owned());
+        let bad = |reason: &str| StorageError::invalid_url(url, reason.to_owned());
         let Some((scheme, rest)) = url.split_once("://") else {
             if url.is_empty() {
                 return Err(bad("empty"));
@@ -120,17 +120,6 @@ impl ReplicaUrl {
             ReplicaUrl::WebDav(s) => crate::webdav::open(*s),
             ReplicaUrl::Nats(s) => crate::nats::open(*s),
         }
-    }
-}
-
-/// `url` with its password, if any, replaced by `mask`, for messages.
-pub(crate) fn redact_password(url: &str, mask: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some(mask));
-            u.to_string()
-        }
-        _ => url.to_owned(),
     }
 }
 

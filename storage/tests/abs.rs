@@ -487,7 +487,7 @@ async fn sas_tokens_authenticate() {
         // A SAS alone is enough: no account key, and the account only in the endpoint.
         s.account_key = None;
         s.account_name = None;
-        s.sas_token = Some(token);
+        s.sas_token = Some(token.into());
         AbsReplica::with_retry_policy(s, fast_retry()).expect("replica")
     };
     let r = with_sas(format!("?{}", account_sas(&srv, "rwdlac")));

@@ -10,6 +10,7 @@ mod nats_restart;
 mod nats_tls;
 mod s3;
 mod s3_litestream;
+mod secrets;
 mod sftp;
 mod sftp_restart;
 mod webdav;

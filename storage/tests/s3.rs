@@ -447,7 +447,7 @@ async fn non_retryable_errors_are_reported_once_and_clearly() {
     let srv = server();
     let p = proxy(&srv).await;
     let mut s = settings(&srv, &p.endpoint, "db");
-    s.secret_access_key = Some("wrong-secret".to_owned());
+    s.secret_access_key = Some("wrong-secret".into());
     let r = S3Replica::with_retry_policy(s, fast_retry()).expect("replica");
     let err = r
         .read_range(Level(0), TxId(1), TxId(1), 0, None)
@@ -586,7 +586,7 @@ async fn https_endpoint_with_ca_file_and_skip_verify() {
     );
     let mut s = S3Settings::from_url(&url).expect("url");
     s.access_key_id = Some(srv.access_key.clone());
-    s.secret_access_key = Some(srv.secret_key.clone());
+    s.secret_access_key = Some(srv.secret_key.clone().into());
     let insecure = S3Replica::with_retry_policy(s, fast_retry()).expect("replica");
     assert_eq!(insecure.ltx_files(Level(0)).await.expect("list").len(), 1);
     insecure.delete_all().await.expect("cleanup");

@@ -13,33 +13,8 @@ use hyper::{HeaderMap, StatusCode};
 /// The environment variable that sets (and overrides) `mcp-token`.
 pub const TOKEN_ENV: &str = "LS_MCP_TOKEN";
 
-/// A bearer token; never printed (`Debug` shows a placeholder).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    /// `None` for an empty value.
-    pub fn new(s: String) -> Option<Token> {
-        (!s.is_empty()).then_some(Token(s))
-    }
-
-    /// Compares in time independent of where the values differ.
-    fn matches(&self, given: &[u8]) -> bool {
-        let want = self.0.as_bytes();
-        want.len() == given.len()
-            && want
-                .iter()
-                .zip(given)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
+/// A bearer token: the shared secret type, never printed (`Debug` shows `[redacted]`).
+pub type Token = storage::Secret;
 
 /// The MCP keys of the config besides `mcp-addr`.
 #[derive(Clone, Debug, Default)]
@@ -193,7 +168,7 @@ mod tests {
         for bad in ["http://evil.example", "null", "file://x", "localhost"] {
             assert!(g.check(&h(bad)).is_err(), "{bad}");
         }
-        let t = Guard::new(&cfg, Token::new("s3cret".into()), "myhost");
+        let t = Guard::new(&cfg, Token::non_empty("s3cret"), "myhost");
         let with = |a: &str| headers(&[("host", "myhost:1"), ("authorization", a)]);
         assert!(t.check(&with("Bearer s3cret")).is_ok());
         assert!(t.check(&with("bearer s3cret")).is_ok());
@@ -206,9 +181,9 @@ mod tests {
         }
         assert!(t.check(&headers(&[("host", "myhost")])).is_err());
         assert_eq!(
-            format!("{:?}", Token::new("s3cret".into())),
-            "Some(Token(<redacted>))"
+            format!("{:?}", Token::non_empty("s3cret")),
+            "Some([redacted])"
         );
-        assert_eq!(Token::new(String::new()), None);
+        assert_eq!(Token::non_empty(String::new()), None);
     }
 }

@@ -115,7 +115,7 @@ impl McpServer {
             OutDirs::of(cfg).map_err(|(path, source)| McpError::RestoreDir { path, source })?;
         let token = std::env::var(TOKEN_ENV)
             .ok()
-            .and_then(Token::new)
+            .and_then(Token::non_empty)
             .or_else(|| cfg.mcp.token.clone());
         let host = parse_addr(addr).map(|(h, _)| h).unwrap_or_default();
         let guard = Guard::new(&cfg.mcp, token, &host);

@@ -156,10 +156,20 @@ impl Engine {
     }
 
     /// SIGTERM, then wait for a clean exit (status 0).
-    pub fn stop(mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
+    pub fn stop(self) {
+        let log = self.log.clone();
+        if let Some(st) = self.stop_status() {
+            assert!(
+                st.success(),
+                "ls-engine exited with {st}; log:\n{}",
+                tail_of(&log)
+            );
+        }
+    }
+
+    /// SIGTERM, then wait for the exit, whatever its status.
+    pub fn stop_status(mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
         // SAFETY: plain kill(2) on our own child.
         unsafe {
             libc::kill(c.id() as i32, libc::SIGTERM);
@@ -167,12 +177,7 @@ impl Engine {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(st) = c.try_wait().expect("wait") {
-                assert!(
-                    st.success(),
-                    "ls-engine exited with {st}; log:\n{}",
-                    self.tail()
-                );
-                return;
+                return Some(st);
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
@@ -190,10 +195,15 @@ impl Engine {
     }
 
     pub fn tail(&self) -> String {
-        let s = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        tail_of(&self.log)
     }
+}
+
+/// The last 60 lines of a log file.
+fn tail_of(log: &Path) -> String {
+    let s = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
 impl Drop for Engine {

@@ -365,7 +365,7 @@ impl S3ServerExt for S3Server {
             region: Some("us-east-1".to_owned()),
             force_path_style: Some(true),
             access_key_id: Some(self.access_key.clone()),
-            secret_access_key: Some(self.secret_key.clone()),
+            secret_access_key: Some(self.secret_key.clone().into()),
             ..storage::s3::S3Settings::default()
         }
     }

@@ -20,7 +20,7 @@ use crate::transport::{
     encode, header, open_payload, request_head, send, size_and_created, Fault, Http, HttpError,
     HttpPool, Payload, ReqBody, Response, RetryPolicy, Sent, Target,
 };
-use crate::{xml, StorageError};
+use crate::{xml, Secret, StorageError};
 
 /// The REST API version we speak (Azurite runs with `--skipApiVersionCheck` in the tests).
 pub(crate) const API_VERSION: &str = "2021-12-02";
@@ -142,10 +142,12 @@ impl AbsClient {
             StorageError::invalid_url(&endpoint, "abs: endpoint is not an http:// or https:// URL")
         })?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let sas = s.sas_token.clone().or_else(|| env(ENV_SAS_TOKEN));
-        let key = s.account_key.clone().or_else(|| env(ENV_ACCOUNT_KEY));
+        let sas =
+            (s.sas_token.as_ref().map(|t| t.expose().to_owned())).or_else(|| env(ENV_SAS_TOKEN));
+        let key = (s.account_key.as_ref().map(|k| k.expose().to_owned()))
+            .or_else(|| env(ENV_ACCOUNT_KEY));
         let auth = match (sas, key, &s.account_name) {
-            (Some(t), _, _) => Auth::Sas(t.trim().trim_start_matches('?').to_owned()),
+            (Some(t), _, _) => Auth::Sas(Secret::new(t.trim().trim_start_matches('?'))),
             (None, Some(k), Some(account)) => {
                 match base64::engine::general_purpose::STANDARD.decode(k.trim()) {
                     Ok(key) => Auth::SharedKey {
@@ -262,7 +264,7 @@ impl AbsClient {
             .map(|(k, v)| format!("{k}={}", encode::component(v)))
             .collect();
         if let Auth::Sas(t) = &self.auth {
-            query.push(t.clone());
+            query.push(t.expose().to_owned());
         }
         let path_and_query = if query.is_empty() {
             path.clone()

@@ -2,21 +2,22 @@
 //! (`account-name`, `account-key`, `sas-token`, `bucket`, `endpoint`, `path`), resolved the way
 //! Litestream 0.5.17 resolves them (`cmd/litestream/main.go`, `abs/replica_client.go`).
 
-use crate::{Result, StorageError};
+use crate::secret::redact_url;
+use crate::{Result, Secret, StorageError};
 
 /// Environment fallbacks Litestream reads when the config has no key or token.
 pub const ENV_ACCOUNT_KEY: &str = "LITESTREAM_AZURE_ACCOUNT_KEY";
 pub const ENV_SAS_TOKEN: &str = "LITESTREAM_AZURE_SAS_TOKEN";
 
 /// Where an abs replica lives and how to reach it.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AbsSettings {
-    /// The URL or config entry it was made from, for messages.
+    /// The URL or config entry it was made from, for messages (without secrets).
     pub source: String,
     /// Storage account; also the host of the default endpoint.
     pub account_name: Option<String>,
-    pub account_key: Option<String>,
-    pub sas_token: Option<String>,
+    pub account_key: Option<Secret>,
+    pub sas_token: Option<Secret>,
     /// The container (`bucket` in the config).
     pub container: String,
     /// Blob name prefix, cleaned as Go's `path.Clean` would, without leading or trailing
@@ -25,21 +26,6 @@ pub struct AbsSettings {
     /// Blob service URL; `https://<account>.blob.core.windows.net` when unset. Azurite's is
     /// path-style, `http://127.0.0.1:10000/devstoreaccount1`.
     pub endpoint: Option<String>,
-}
-
-impl std::fmt::Debug for AbsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let redact = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
-        f.debug_struct("AbsSettings")
-            .field("source", &self.source)
-            .field("account_name", &self.account_name)
-            .field("account_key", &redact(&self.account_key))
-            .field("sas_token", &redact(&self.sas_token))
-            .field("container", &self.container)
-            .field("path", &self.path)
-            .field("endpoint", &self.endpoint)
-            .finish()
-    }
 }
 
 fn non_empty(v: &str) -> Option<String> {
@@ -56,7 +42,7 @@ impl AbsSettings {
     /// Parses `abs://[account@]container[/path]`. Like Litestream, the query string is
     /// ignored and a password in the user part is not used.
     pub fn from_url(url: &str) -> Result<AbsSettings> {
-        let bad = |reason: &str| StorageError::invalid_url(url.to_owned(), reason.to_owned());
+        let bad = |reason: &str| StorageError::invalid_url(url, reason.to_owned());
         let rest = url
             .strip_prefix("abs://")
             .ok_or_else(|| bad("an abs URL starts with abs://"))?;
@@ -77,7 +63,7 @@ impl AbsSettings {
             return Err(bad("bucket required for abs replica URL"));
         }
         Ok(AbsSettings {
-            source: url.to_owned(),
+            source: redact_url(url),
             account_name: user.map(decode).transpose()?.and_then(|u| non_empty(&u)),
             container,
             path: clean_path(&decode(path)?),
@@ -100,16 +86,15 @@ impl AbsSettings {
             let Some(v) = non_empty(v) else { continue };
             match k {
                 "account-name" => s.account_name = Some(v),
-                "account-key" => s.account_key = Some(v),
-                "sas-token" => s.sas_token = Some(v),
+                "account-key" => s.account_key = Some(Secret::new(v)),
+                "sas-token" => s.sas_token = Some(Secret::new(v)),
                 "bucket" => bucket = Some(v),
                 "path" => path = Some(v),
                 "endpoint" => s.endpoint = Some(v),
                 _ => {}
             }
         }
-        let config_error =
-            |msg: String| StorageError::invalid_url(url.unwrap_or("(config)").to_owned(), msg);
+        let config_error = |msg: String| StorageError::invalid_url(url.unwrap_or("(config)"), msg);
         if let Some(e) = &s.endpoint {
             if crate::transport::pool::parse_http_url(e).is_none() {
                 return Err(config_error(format!(
@@ -133,7 +118,7 @@ impl AbsSettings {
                 s.account_name = s.account_name.or(from_url.account_name);
                 s.container = from_url.container;
                 s.path = from_url.path;
-                s.source = u.to_owned();
+                s.source = redact_url(u);
             }
             None => {
                 s.container =
@@ -201,7 +186,7 @@ mod tests {
         )
         .expect("config");
         assert_eq!(s.account_name.as_deref(), Some("mine"));
-        assert_eq!(s.account_key.as_deref(), Some("Zm9v"));
+        assert_eq!(s.account_key.as_ref().map(Secret::expose), Some("Zm9v"));
         assert_eq!(s.sas_token, None);
         assert_eq!((s.container.as_str(), s.path.as_str()), ("cont", "db/x"));
         assert_eq!(

@@ -12,7 +12,7 @@ use sha2::Sha256;
 /// How requests prove who they are, in Litestream's order: SAS token, then Shared Key.
 #[derive(Clone)]
 pub(crate) enum Auth {
-    Sas(String),
+    Sas(crate::Secret),
     SharedKey {
         account: String,
         key: Vec<u8>,

@@ -48,7 +48,7 @@ impl GcsSettings {
         let path = decode_strict(&path).ok_or_else(|| invalid(url, "bad path"))?;
         let cleaned = clean_path(&path);
         Ok(GcsSettings {
-            source: url.to_owned(),
+            source: crate::secret::redact_url(url),
             bucket,
             path: cleaned.strip_prefix('/').unwrap_or(&cleaned).to_owned(),
             endpoint: None,

@@ -373,7 +373,8 @@ async fn options(s: &NatsSettings) -> Result<ConnectOptions, NatsError> {
         let creds = format!(
             "-----BEGIN NATS USER JWT-----\n{}\n------END NATS USER JWT------\n\n\
              -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
-            s.jwt, s.seed
+            s.jwt.expose(),
+            s.seed.expose()
         );
         o = o
             .credentials(&creds)
@@ -384,17 +385,17 @@ async fn options(s: &NatsSettings) -> Result<ConnectOptions, NatsError> {
             .await
             .map_err(|e| bad("creds", e.to_string()))?;
     } else if !s.nkey.is_empty() {
-        if !s.nkey.starts_with('S') {
+        if !s.nkey.expose().starts_with('S') {
             return Err(bad(
                 "nkey",
                 "needs the NKey seed (SU...); a public key cannot sign the server's nonce".into(),
             ));
         }
-        o = o.nkey(s.nkey.clone());
+        o = o.nkey(s.nkey.expose().to_owned());
     } else if !s.username.is_empty() && !s.password.is_empty() {
-        o = o.user_and_password(s.username.clone(), s.password.clone());
+        o = o.user_and_password(s.username.clone(), s.password.expose().to_owned());
     } else if !s.token.is_empty() {
-        o = o.token(s.token.clone());
+        o = o.token(s.token.expose().to_owned());
     }
     if s.tls {
         o = o.require_tls(true);

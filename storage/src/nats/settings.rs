@@ -7,13 +7,14 @@
 
 use std::time::Duration;
 
-use crate::{Result, StorageError};
+use crate::secret::redact_url as redact;
+use crate::{Result, Secret, StorageError};
 
 /// Litestream's server when neither a URL nor a host is given (`nats.DefaultURL`).
 pub const DEFAULT_SERVER: &str = "nats://127.0.0.1:4222";
 
 /// Connection and bucket settings of one NATS replica.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NatsSettings {
     /// The URL or config entry it was made from, for messages (without secrets).
     pub source: String,
@@ -21,15 +22,15 @@ pub struct NatsSettings {
     pub server: String,
     /// The object store bucket (JetStream stream `OBJ_<bucket>`).
     pub bucket: String,
-    pub jwt: String,
-    pub seed: String,
+    pub jwt: Secret,
+    pub seed: Secret,
     /// Path of a `.creds` file.
     pub creds: String,
     /// An NKey seed (`SU...`).
-    pub nkey: String,
+    pub nkey: Secret,
     pub username: String,
-    pub password: String,
-    pub token: String,
+    pub password: Secret,
+    pub token: Secret,
     pub tls: bool,
     /// PEM files of the CAs the server certificate must chain to.
     pub root_cas: Vec<String>,
@@ -44,28 +45,6 @@ pub struct NatsSettings {
     pub ignored_path: String,
 }
 
-impl std::fmt::Debug for NatsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secret = |s: &str| if s.is_empty() { "" } else { "***" };
-        f.debug_struct("NatsSettings")
-            .field("server", &self.server)
-            .field("bucket", &self.bucket)
-            .field("username", &self.username)
-            .field("password", &secret(&self.password))
-            .field("token", &secret(&self.token))
-            .field("seed", &secret(&self.seed))
-            .field("nkey", &secret(&self.nkey))
-            .field("creds", &self.creds)
-            .field("tls", &self.tls)
-            .field("root_cas", &self.root_cas)
-            .field("client_cert", &self.client_cert)
-            .field("max_reconnects", &self.max_reconnects)
-            .field("reconnect_wait", &self.reconnect_wait)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Default for NatsSettings {
     /// Litestream's `NewReplicaClient` defaults.
     fn default() -> Self {
@@ -73,13 +52,13 @@ impl Default for NatsSettings {
             source: String::new(),
             server: String::new(),
             bucket: String::new(),
-            jwt: String::new(),
-            seed: String::new(),
+            jwt: Secret::default(),
+            seed: Secret::default(),
             creds: String::new(),
-            nkey: String::new(),
+            nkey: Secret::default(),
             username: String::new(),
-            password: String::new(),
-            token: String::new(),
+            password: Secret::default(),
+            token: Secret::default(),
             tls: false,
             root_cas: Vec::new(),
             client_cert: String::new(),
@@ -113,11 +92,6 @@ fn unescape(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The URL with its password replaced, for messages.
-fn redact(raw: &str) -> String {
-    crate::replica_url::redact_password(raw, "***")
 }
 
 /// What a `nats://` URL says: server, bucket and user info.
@@ -229,7 +203,7 @@ impl NatsSettings {
             server: p.server,
             bucket: p.bucket,
             username: p.username,
-            password: p.password,
+            password: Secret::new(p.password),
             ..NatsSettings::default()
         })
     }
@@ -257,13 +231,13 @@ impl NatsSettings {
             match k {
                 "bucket" => bucket_key = v.to_owned(),
                 "path" => s.ignored_path = v.to_owned(),
-                "jwt" => s.jwt = v.to_owned(),
-                "seed" => s.seed = v.to_owned(),
+                "jwt" => s.jwt = Secret::new(v),
+                "seed" => s.seed = Secret::new(v),
                 "creds" => s.creds = v.to_owned(),
-                "nkey" => s.nkey = v.to_owned(),
+                "nkey" => s.nkey = Secret::new(v),
                 "username" => s.username = v.to_owned(),
-                "password" => s.password = v.to_owned(),
-                "token" => s.token = v.to_owned(),
+                "password" => s.password = Secret::new(v),
+                "token" => s.token = Secret::new(v),
                 "tls" => {
                     s.tls = parse_bool(v).ok_or_else(|| bad(k, v, "expected true or false"))?
                 }
@@ -301,7 +275,7 @@ impl NatsSettings {
             s.bucket = p.bucket;
             if s.username.is_empty() && s.password.is_empty() {
                 s.username = p.username;
-                s.password = p.password;
+                s.password = Secret::new(p.password);
             }
         }
         if s.bucket.is_empty() {
@@ -343,7 +317,7 @@ mod tests {
         assert_eq!(s.server, "nats://nats.example.com:4333");
         assert_eq!(s.bucket, "backups");
         assert_eq!(
-            (s.username.as_str(), s.password.as_str()),
+            (s.username.as_str(), s.password.expose()),
             ("alice", "s@cret")
         );
         assert!(!s.source.contains("cret") && !format!("{s:?}").contains("cret"));
@@ -399,10 +373,10 @@ mod tests {
         )
         .expect("url + keys");
         assert_eq!(
-            (s.server.as_str(), s.bucket.as_str(), s.token.as_str()),
+            (s.server.as_str(), s.bucket.as_str(), s.token.expose()),
             ("nats://h:4222", "from-url", "t")
         );
-        assert_eq!((s.username.as_str(), s.password.as_str()), ("x", "y"));
+        assert_eq!((s.username.as_str(), s.password.expose()), ("x", "y"));
         let s = NatsSettings::from_config(Some("nats://h:1"), [("bucket", "key")]).expect("bucket");
         assert_eq!(s.bucket, "key");
         let s = NatsSettings::from_config(
@@ -410,7 +384,7 @@ mod tests {
             [("username", "k"), ("password", "kp")],
         )
         .expect("keys win");
-        assert_eq!((s.username.as_str(), s.password.as_str()), ("k", "kp"));
+        assert_eq!((s.username.as_str(), s.password.expose()), ("k", "kp"));
 
         let e = NatsSettings::from_config(None, [("username", "u")]).expect_err("no bucket");
         assert!(e.to_string().contains("bucket required"), "{e}");

@@ -337,7 +337,10 @@ impl S3Client {
                     "x-amz-server-side-encryption-customer-algorithm",
                     algorithm.clone(),
                 ),
-                ("x-amz-server-side-encryption-customer-key", key.clone()),
+                (
+                    "x-amz-server-side-encryption-customer-key",
+                    key.expose().to_owned(),
+                ),
                 (
                     "x-amz-server-side-encryption-customer-key-md5",
                     key_md5.clone(),

@@ -16,27 +16,14 @@ use tokio::sync::Mutex;
 use crate::transport::pool::parse_http_url;
 use crate::transport::HttpPool as Pool;
 use crate::transport::ReqBody;
+use crate::Secret;
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credentials {
     pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
     pub expires: Option<SystemTime>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("expires", &self.expires)
-            .finish()
-    }
 }
 
 /// Refresh this long before expiry so a request signed now is not rejected in flight.
@@ -52,8 +39,8 @@ fn env(name: &str) -> Option<String> {
 fn pair(id: Option<String>, secret: Option<String>, token: Option<String>) -> Option<Credentials> {
     Some(Credentials {
         access_key_id: id?,
-        secret_access_key: secret?,
-        session_token: token,
+        secret_access_key: Secret::new(secret?),
+        session_token: token.and_then(Secret::non_empty),
         expires: None,
     })
 }
@@ -179,9 +166,10 @@ fn parse_role_json(body: &[u8]) -> Result<Credentials, String> {
     };
     Ok(Credentials {
         access_key_id: s("AccessKeyId").ok_or("credentials JSON without AccessKeyId")?,
-        secret_access_key: s("SecretAccessKey")
-            .ok_or("credentials JSON without SecretAccessKey")?,
-        session_token: s("Token"),
+        secret_access_key: Secret::new(
+            s("SecretAccessKey").ok_or("credentials JSON without SecretAccessKey")?,
+        ),
+        session_token: s("Token").and_then(Secret::non_empty),
         expires: s("Expiration").and_then(|e| crate::timefmt::parse_rfc3339(&e)),
     })
 }
@@ -403,7 +391,7 @@ mod tests {
         let get = |p: &str| from_profile_files(p, Some(creds.clone()), Some(config.clone()));
         assert_eq!(get("default").map(|c| c.access_key_id), Some("AKD".into()));
         let prod = get("prod").expect("prod");
-        assert_eq!(prod.session_token.as_deref(), Some("TOK"));
+        assert_eq!(prod.session_token.as_ref().map(Secret::expose), Some("TOK"));
         assert_eq!(get("cfg").map(|c| c.secret_access_key), Some("SKC".into()));
         assert!(get("x").is_none() && get("missing").is_none());
     }
@@ -502,7 +490,7 @@ mod tests {
         let pool = Pool::new(None);
         let got = fetch_imds(&pool, &url).await.expect("creds");
         assert_eq!(got.access_key_id, "ASIAIMDS");
-        assert_eq!(got.session_token.as_deref(), Some("tk"));
+        assert_eq!(got.session_token.as_ref().map(Secret::expose), Some("tk"));
         let seen = server.await.expect("server");
         assert!(seen[0].starts_with("PUT /latest/api/token"));
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
 
-use crate::{Result, StorageError};
+use crate::{Result, Secret, StorageError};
 
 /// Litestream's region when nothing says otherwise and an endpoint is set.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -44,7 +44,7 @@ impl Flavor {
 pub struct S3Settings {
     pub flavor: Flavor,
     pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<Secret>,
     pub region: Option<String>,
     pub bucket: String,
     /// Key prefix: objects are `<path>/<level %04x>/<file>` exactly as Litestream joins them,
@@ -60,7 +60,7 @@ pub struct S3Settings {
     pub part_size: Option<u64>,
     pub concurrency: Option<usize>,
     pub sse_customer_algorithm: Option<String>,
-    pub sse_customer_key: Option<String>,
+    pub sse_customer_key: Option<Secret>,
     pub sse_customer_key_path: Option<PathBuf>,
     pub sse_customer_key_md5: Option<String>,
     pub sse_kms_key_id: Option<String>,
@@ -91,7 +91,7 @@ pub const S3_KEYS: &[&str] = &[
 ];
 
 fn invalid(url: &str, reason: impl std::fmt::Display) -> StorageError {
-    StorageError::invalid_url(url.to_owned(), reason)
+    StorageError::invalid_url(url, reason)
 }
 
 fn config_error(msg: impl Into<String>) -> StorageError {
@@ -502,7 +502,9 @@ impl S3Settings {
         let v = value.trim();
         match key {
             "access-key-id" | "accessKeyId" => self.access_key_id = non_empty(v),
-            "secret-access-key" | "secretAccessKey" => self.secret_access_key = non_empty(v),
+            "secret-access-key" | "secretAccessKey" => {
+                self.secret_access_key = Secret::non_empty(v)
+            }
             "region" => self.region = non_empty(v),
             "bucket" => self.bucket = v.to_owned(),
             "path" => self.path = v.to_owned(),
@@ -521,7 +523,7 @@ impl S3Settings {
             "sse-customer-algorithm" | "sseCustomerAlgorithm" => {
                 self.sse_customer_algorithm = non_empty(v)
             }
-            "sse-customer-key" | "sseCustomerKey" => self.sse_customer_key = non_empty(v),
+            "sse-customer-key" | "sseCustomerKey" => self.sse_customer_key = Secret::non_empty(v),
             "sse-customer-key-path" | "sseCustomerKeyPath" => {
                 self.sse_customer_key_path = non_empty(v).map(PathBuf::from)
             }
@@ -587,7 +589,7 @@ impl S3Settings {
 
     fn resolve_sse(&self, endpoint: Option<&str>) -> Result<Sse> {
         let key = match (&self.sse_customer_key, &self.sse_customer_key_path) {
-            (Some(k), _) => Some(k.trim().to_owned()),
+            (Some(k), _) => Some(k.expose().trim().to_owned()),
             (None, Some(p)) => Some(
                 std::fs::read_to_string(p)
                     .map_err(|e| {
@@ -646,7 +648,7 @@ impl S3Settings {
             }
             return Ok(Sse::Customer {
                 algorithm,
-                key,
+                key: Secret::new(key),
                 key_md5,
             });
         }
@@ -663,7 +665,7 @@ pub(crate) enum Sse {
     None,
     Customer {
         algorithm: String,
-        key: String,
+        key: Secret,
         key_md5: String,
     },
     Kms {
@@ -690,7 +692,7 @@ pub(crate) struct Resolved {
     pub tigris: bool,
     pub ca_file: Option<PathBuf>,
     pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<Secret>,
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@ pub(crate) fn sign_request<B>(
 ) -> Result<(), String> {
     let identity: Identity = aws_credential_types::Credentials::new(
         creds.access_key_id.clone(),
-        creds.secret_access_key.clone(),
-        creds.session_token.clone(),
+        creds.secret_access_key.expose().to_owned(),
+        creds.session_token.as_ref().map(|t| t.expose().to_owned()),
         creds.expires,
         "litestream",
     )

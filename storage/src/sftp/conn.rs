@@ -210,7 +210,7 @@ pub(crate) fn connect(s: &SftpSettings) -> Result<Conn, Fail> {
     if !sess.authenticated() {
         if let Some(pw) = &s.password {
             tried.push("password");
-            if let Err(e) = sess.userauth_password(&s.user, pw) {
+            if let Err(e) = sess.userauth_password(&s.user, pw.expose()) {
                 tracing::debug!(error = %e, "sftp: password authentication failed");
             }
         }

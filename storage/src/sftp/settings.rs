@@ -7,8 +7,9 @@ use std::time::Duration;
 
 pub(crate) use crate::gopath::join;
 use crate::s3::settings::parse_bool;
+use crate::secret::redact_url as redact;
 use crate::transport::encode::decode_lossy;
-use crate::{Result, StorageError};
+use crate::{Result, Secret, StorageError};
 
 /// Litestream's dial timeout.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -17,14 +18,14 @@ pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// SFTP connection and replica settings.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SftpSettings {
     /// The URL or config entry it was made from, for messages (never with the password).
     pub source: String,
     /// `host` or `host:port` as written; port 22 when none is given.
     pub host: String,
     pub user: String,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// The replica directory, relative to the login directory unless absolute.
     pub path: String,
     /// Private key file for public-key authentication.
@@ -37,21 +38,6 @@ pub struct SftpSettings {
     pub dial_timeout: Duration,
     /// Longest wait for the server within one operation (handshake included).
     pub io_timeout: Duration,
-}
-
-impl std::fmt::Debug for SftpSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SftpSettings")
-            .field("source", &self.source)
-            .field("host", &self.host)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("path", &self.path)
-            .field("key_path", &self.key_path)
-            .field("host_key", &self.host_key)
-            .field("concurrent_writes", &self.concurrent_writes)
-            .finish()
-    }
 }
 
 /// The pieces of a `sftp://` URL, decoded.
@@ -69,11 +55,6 @@ fn invalid(url: &str, reason: impl std::fmt::Display) -> StorageError {
 
 fn config_error(msg: impl Into<String>) -> StorageError {
     StorageError::config(format!("sftp: {}", msg.into()))
-}
-
-/// The URL with any password replaced, for messages.
-fn redact(url: &str) -> String {
-    crate::replica_url::redact_password(url, "xxxxx")
 }
 
 fn parse_url(url: &str) -> Result<UrlParts> {
@@ -102,7 +83,7 @@ impl SftpSettings {
             source,
             host,
             user,
-            password: password.filter(|p| !p.is_empty()),
+            password: password.and_then(Secret::non_empty),
             path: String::new(),
             key_path: None,
             host_key: None,
@@ -235,7 +216,7 @@ mod tests {
             .expect("url");
         assert_eq!(s.host, "example.com:2222");
         assert_eq!(s.user, "bob");
-        assert_eq!(s.password.as_deref(), Some("s@cret"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("s@cret"));
         // `litestream restore URL` goes through the config code: `u.Path`, not trimmed.
         assert_eq!(s.path, "/backups//db/");
         assert!(s.concurrent_writes);
@@ -301,7 +282,7 @@ mod tests {
         )
         .expect("url config");
         assert_eq!((s.host.as_str(), s.user.as_str()), ("h:2022", "carol"));
-        assert_eq!(s.password.as_deref(), Some("pw"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("pw"));
         assert_eq!(s.path, "/srv/db");
         assert!(s.concurrent_writes);
 

@@ -74,7 +74,7 @@ pub struct DavClient {
     root: String,
     /// `scheme://authority`, for messages.
     origin: String,
-    auth: Option<String>,
+    auth: Option<crate::Secret>,
     pub(crate) http: Http,
     pub(crate) layout: Layout,
     /// Cleared when the server answered a MOVE with 405/501: PUT to the final name then.
@@ -118,11 +118,11 @@ impl DavClient {
         // gowebdav sends credentials only when both are set; a user with an empty password is
         // still worth sending, since a server that needs none ignores the header.
         let auth = (!server.username.is_empty()).then(|| {
-            let pair = format!("{}:{}", server.username, server.password);
-            format!(
+            let pair = format!("{}:{}", server.username, server.password.expose());
+            crate::Secret::new(format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(pair)
-            )
+            ))
         });
         let mut c = DavClient {
             origin: format!(
@@ -190,7 +190,7 @@ impl DavClient {
     async fn send(&self, call: &Call) -> Result<Sent, HttpError> {
         let mut headers = call.headers.clone();
         if let Some(a) = &self.auth {
-            headers.push(("authorization", a.clone()));
+            headers.push(("authorization", a.expose().to_owned()));
         }
         exchange(
             &self.http.pool,

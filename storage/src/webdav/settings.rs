@@ -2,8 +2,9 @@
 //! `webdav[s]://` replica URL), the credentials and the directory inside it, combined the way
 //! Litestream 0.5.17 combines them (`NewReplicaClientFromURL`, `newWebDAVReplicaClientFromConfig`).
 
+use crate::secret::redact_url as redact;
 use crate::transport::encode::decode_lossy;
-use crate::{Result, StorageError};
+use crate::{Result, Secret, StorageError};
 
 /// Where a webdav replica lives and how to reach it.
 #[derive(Clone, PartialEq, Eq)]
@@ -13,28 +14,22 @@ pub struct WebDavSettings {
     /// The server: `http[s]://host[:port][/base]`, as Litestream's `URL` field holds it.
     pub url: String,
     pub username: String,
-    pub password: String,
+    pub password: Secret,
     /// The replica directory below `url`, as written (`db`, `/a/b/`); cleaned when used.
     pub path: String,
 }
 
+/// By hand: `url` may carry a password (`https://user:pass@host`).
 impl std::fmt::Debug for WebDavSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebDavSettings")
-            .field("url", &self.url)
+            .field("source", &self.source)
+            .field("url", &redact(&self.url))
             .field("username", &self.username)
-            .field(
-                "password",
-                &if self.password.is_empty() { "" } else { "***" },
-            )
+            .field("password", &self.password)
             .field("path", &self.path)
             .finish()
     }
-}
-
-/// Removes the password from a URL for messages.
-fn redact(url: &str) -> String {
-    crate::replica_url::redact_password(url, "***")
 }
 
 /// The parts of a `webdav[s]://` URL Litestream uses.
@@ -78,7 +73,7 @@ impl WebDavSettings {
             source: redact(url),
             url: p.server,
             username: p.username,
-            password: p.password,
+            password: Secret::new(p.password),
             path: p.path,
         })
     }
@@ -133,7 +128,7 @@ impl WebDavSettings {
             source,
             url: server,
             username,
-            password,
+            password: Secret::new(password),
             path,
         };
         s.server().map_err(|reason| {
@@ -163,7 +158,8 @@ impl WebDavSettings {
         let port = u
             .port_or_known_default()
             .unwrap_or(if https { 443 } else { 80 });
-        let (mut username, mut password) = (self.username.clone(), self.password.clone());
+        let (mut username, mut password) =
+            (self.username.clone(), self.password.expose().to_owned());
         if username.is_empty() && !u.username().is_empty() {
             username = decode_lossy(u.username());
             password = u.password().map(decode_lossy).unwrap_or_default();
@@ -174,7 +170,7 @@ impl WebDavSettings {
             port,
             base: u.path().trim_end_matches('/').to_owned(),
             username,
-            password,
+            password: Secret::new(password),
         })
     }
 
@@ -203,7 +199,7 @@ pub(crate) struct Server {
     /// Encoded path prefix of every request, `""` or `/dav`.
     pub base: String,
     pub username: String,
-    pub password: String,
+    pub password: Secret,
 }
 
 #[cfg(test)]
@@ -217,7 +213,7 @@ mod tests {
                 .expect("url");
         assert_eq!(s.url, "http://dav.example.com:8080");
         assert_eq!(
-            (s.username.as_str(), s.password.as_str()),
+            (s.username.as_str(), s.password.expose()),
             ("alice", "s@cret")
         );
         assert_eq!(s.segments(), ["a", "db"]);
@@ -257,7 +253,7 @@ mod tests {
             ],
         )
         .expect("config");
-        assert_eq!((s.username.as_str(), s.password.as_str()), ("u", "p"));
+        assert_eq!((s.username.as_str(), s.password.expose()), ("u", "p"));
         assert_eq!(s.segments(), ["backups", "app"]);
         let srv = s.server().expect("server");
         assert_eq!(srv.base, "/remote.php/dav/files/u");
@@ -270,7 +266,7 @@ mod tests {
         )
         .expect("url + keys");
         assert_eq!(
-            (s.url.as_str(), s.username.as_str(), s.password.as_str()),
+            (s.url.as_str(), s.username.as_str(), s.password.expose()),
             ("http://h:81", "global", "pw")
         );
         assert_eq!(s.segments(), ["p"]);
@@ -289,7 +285,7 @@ mod tests {
         let s = WebDavSettings::from_config(None, [("webdav-url", "http://x:y%21@h:8/")])
             .expect("userinfo");
         let srv = s.server().expect("server");
-        assert_eq!((srv.username.as_str(), srv.password.as_str()), ("x", "y!"));
+        assert_eq!((srv.username.as_str(), srv.password.expose()), ("x", "y!"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub fn settings(s: &Server, endpoint: &str, path: &str) -> S3Settings {
         endpoint: Some(endpoint.to_owned()),
         region: Some("us-east-1".to_owned()),
         access_key_id: Some(s.access_key.clone()),
-        secret_access_key: Some(s.secret_key.clone()),
+        secret_access_key: Some(s.secret_key.clone().into()),
         ..S3Settings::default()
     }
 }

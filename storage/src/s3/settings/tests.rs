@@ -148,7 +148,7 @@ fn sse_rules() {
     let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     let mut s = S3Settings {
         bucket: "b".into(),
-        sse_customer_key: Some(key.clone()),
+        sse_customer_key: Some(key.clone().into()),
         endpoint: Some("http://10.0.0.1:9000".into()),
         ..S3Settings::default()
     };

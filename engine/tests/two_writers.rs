@@ -1,0 +1,237 @@
+//! Issue 14 item 12: two engines on one replica, and an engine whose local state was lost.
+//! L0 uploads are create-only, so of two writers reaching the same TXID one wins and the other
+//! stops replicating with an error naming the database and the file; the replica restores to
+//! exactly the winner's database. After local state loss, numbering continues after the
+//! replica's newest file of any level, not only L0.
+
+use crate::common::*;
+use crate::harden::{ls_restore, text};
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use test_support::unique_name;
+
+/// Where both engines replicate: the YAML lines of the `replica:` block, and what `ls-restore`
+/// is given to read it back.
+struct Target {
+    replica: Vec<String>,
+    restore_from: String,
+}
+
+fn file_target(dir: &Path) -> Target {
+    Target {
+        replica: vec![format!("path: {}", dir.display())],
+        restore_from: format!("file://{}", dir.display()),
+    }
+}
+
+fn s3_target() -> Target {
+    let srv = s3_server();
+    let prefix = unique_name("two-writers");
+    Target {
+        replica: vec![
+            "type: s3".into(),
+            format!("bucket: {}", srv.bucket),
+            format!("path: {prefix}"),
+            format!("endpoint: {}", srv.endpoint),
+            "region: us-east-1".into(),
+            "force-path-style: true".into(),
+            format!("access-key-id: {}", srv.access_key),
+            format!("secret-access-key: {}", srv.secret_key),
+        ],
+        restore_from: format!(
+            "s3://{}/{prefix}?endpoint={}&region=us-east-1&forcePathStyle=true\
+             &access-key-id={}&secret-access-key={}",
+            srv.bucket, srv.endpoint, srv.access_key, srv.secret_key
+        ),
+    }
+}
+
+/// A config replicating `db` to `t` with short intervals.
+fn config(path: &Path, db: &Path, t: &Target) {
+    let mut y = format!(
+        "dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      sync-interval: 100ms\n",
+        db.display()
+    );
+    for l in &t.replica {
+        y.push_str(&format!("      {l}\n"));
+    }
+    fs::write(path, y).expect("config");
+}
+
+/// Restores the replica to `out`, checks it, and returns its dump.
+fn restore(t: &Target, out: &Path) -> String {
+    let o = ls_restore()
+        .arg("-o")
+        .arg(out)
+        .arg(&t.restore_from)
+        .output()
+        .expect("ls-restore");
+    assert!(o.status.success(), "ls-restore failed:\n{}", text(&o));
+    integrity_ok(out);
+    dump(out)
+}
+
+fn log_has(log: &Path, what: &str) -> bool {
+    fs::read_to_string(log).is_ok_and(|s| s.contains(what))
+}
+
+/// Engine A replicates `a.db`; engine B then starts on the same replica with `b.db`, a
+/// different database. Both keep writing until one of them reports the conflict.
+fn two_engines_one_replica(t: &Target) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let (a_db, b_db) = (root.join("a.db"), root.join("b.db"));
+    let (a_cfg, b_cfg) = (root.join("a.yml"), root.join("b.yml"));
+    let (a_log, b_log) = (root.join("a.log"), root.join("b.log"));
+    config(&a_cfg, &a_db, t);
+    config(&b_cfg, &b_db, t);
+    let a = app(&a_db, 4096);
+    setup_table(&a);
+    insert_rows(&a, 0, 50, 40);
+    let b = app(&b_db, 4096);
+    setup_table(&b);
+    insert_rows(&b, 100_000, 30, 60);
+
+    let ea = Engine::start(&a_cfg, &a_log);
+    assert!(
+        wait_until(Duration::from_secs(30), || log_has(&a_log, "replica sync")),
+        "engine A never synced:\n{}",
+        ea.tail()
+    );
+    let eb = Engine::start(&b_cfg, &b_log);
+    let mut round = 0;
+    let conflict = "replica conflict for database";
+    let found = wait_until(Duration::from_secs(60), || {
+        round += 1;
+        insert_rows(&a, 1_000 * round, 3, 40);
+        insert_rows(&b, 200_000 + 1_000 * round, 3, 60);
+        log_has(&a_log, conflict) || log_has(&b_log, conflict)
+    });
+    assert!(
+        found,
+        "no engine saw the other's files\nA:\n{}\nB:\n{}",
+        ea.tail(),
+        eb.tail()
+    );
+    // A few more writes: the loser must not upload any of them.
+    for r in 0..5 {
+        insert_rows(&a, 900_000 + r * 10, 3, 40);
+        insert_rows(&b, 950_000 + r * 10, 3, 60);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let a_lost = log_has(&a_log, conflict);
+    let b_lost = log_has(&b_log, conflict);
+    let (a_status, b_status) = (ea.stop_status(), eb.stop_status());
+    assert!(
+        a_lost != b_lost,
+        "both engines lost (A {a_lost}, B {b_lost})"
+    );
+    let (winner, loser, loser_log, loser_name) = if a_lost {
+        (&b_db, &a_db, &a_log, "a.db")
+    } else {
+        (&a_db, &b_db, &b_log, "b.db")
+    };
+    let winner_status = if a_lost { b_status } else { a_status };
+    assert!(
+        winner_status.is_some_and(|s| s.success()),
+        "the winner failed: {winner_status:?}"
+    );
+    // The error names the database and the file.
+    let line = fs::read_to_string(loser_log)
+        .expect("log")
+        .lines()
+        .find(|l| l.contains(conflict))
+        .map(str::to_owned)
+        .expect("conflict line");
+    assert!(
+        line.contains(loser_name) && line.contains(".ltx"),
+        "conflict line does not name the database and the file: {line}"
+    );
+
+    let restored = restore(t, &root.join("restored.db"));
+    assert!(
+        restored == dump(winner),
+        "the replica is not the winner's database ({} lines restored, winner {} lines)",
+        restored.lines().count(),
+        dump(winner).lines().count()
+    );
+    assert_ne!(restored, dump(loser));
+}
+
+#[test]
+fn issue14_12_two_engines_on_one_file_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    two_engines_one_replica(&file_target(&dir.path().join("replica")));
+}
+
+#[test]
+#[ignore = "needs the S3 test server"]
+fn issue14_12_two_engines_on_one_s3_replica() {
+    two_engines_one_replica(&s3_target());
+}
+
+/// The replica's L0 and compacted levels are gone (retention), only a snapshot is left, and
+/// the engine's local state is lost: the next files must come after the snapshot's TXID.
+#[test]
+fn issue14_12_local_state_loss_continues_after_every_level() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let replica = root.join("replica");
+    let t = file_target(&replica);
+    let db = root.join("app.db");
+    let cfg = root.join("ls.yml");
+    config(&cfg, &db, &t);
+    let c = app(&db, 4096);
+    setup_table(&c);
+    for r in 0..4 {
+        insert_rows(&c, r * 100, 100, 50);
+        let o = std::process::Command::new(ENGINE)
+            .args(["replicate", "-once", "-config"])
+            .arg(&cfg)
+            .output()
+            .expect("replicate -once");
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = std::process::Command::new(ENGINE)
+        .args(["replicate", "-once", "-force-snapshot", "-config"])
+        .arg(&cfg)
+        .output()
+        .expect("replicate -once -force-snapshot");
+    assert!(o.status.success(), "{}", text(&o));
+    // Only the snapshot is left, and the meta directory is gone.
+    let ltx = replica.join("ltx");
+    let mut levels: Vec<PathBuf> = fs::read_dir(&ltx)
+        .expect("levels")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    levels.sort();
+    assert!(
+        levels.iter().any(|p| p.ends_with("9")),
+        "no snapshot: {levels:?}"
+    );
+    for p in levels.iter().filter(|p| !p.ends_with("9")) {
+        fs::remove_dir_all(p).expect("remove level");
+    }
+    fs::remove_dir_all(root.join(".app.db-litestream")).expect("remove meta dir");
+
+    insert_rows(&c, 10_000, 50, 50);
+    let log = root.join("engine.log");
+    let e = Engine::start(&cfg, &log);
+    assert!(
+        wait_until(Duration::from_secs(30), || log_has(&log, "replica sync")),
+        "no sync:\n{}",
+        e.tail()
+    );
+    insert_rows(&c, 20_000, 50, 50);
+    e.stop();
+    let restored = restore(&t, &root.join("restored.db"));
+    assert!(
+        restored == dump(&db),
+        "restore lost the writes made after local state loss ({} lines restored, {} in the database)",
+        restored.lines().count(),
+        dump(&db).lines().count()
+    );
+}
