@@ -14,6 +14,11 @@ use tracing::{error, info, warn};
 
 const DEFAULT_CONFIG: &str = "/etc/litestream.yml";
 
+/// Threads for blocking work (sync passes, local file I/O, compaction merges). Most of it waits
+/// on fsync; more threads than this only add stacks, I/O rings and malloc arenas when a
+/// thousand databases start at once (docs/many-databases.md#memory).
+const BLOCKING_THREADS: usize = 32;
+
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os()) {
         Ok(c) => c,
@@ -271,11 +276,17 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
     // Directory entries are scanned before anything starts; no database found (without
     // `watch`), a missing directory or a meta-path collision stops start-up.
     engine::dirs::scan_all(&mut cfg.dirs).map_err(anyhow::Error::msg)?;
+    // Every database holds a few descriptors for as long as it is replicated: a limit too low
+    // for them stops start-up here rather than failing an `open` later.
+    let (soft, hard) = engine::fdlimit::raise().context("raise RLIMIT_NOFILE")?;
+    let dbs = cfg.dbs.len() + cfg.dirs.iter().map(|d| d.found.len()).sum::<usize>();
+    engine::fdlimit::check(dbs, soft, hard).map_err(anyhow::Error::msg)?;
     let exec = args.exec.clone().or_else(|| cfg.exec.clone());
     let shutdown_limit = cfg.shutdown_sync_timeout;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("start tokio runtime")?;
