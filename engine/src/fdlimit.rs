@@ -31,20 +31,32 @@ pub fn current() -> std::io::Result<(u64, u64)> {
 }
 
 /// Raises the soft limit to the hard limit (any process may), as Go programs such as
-/// Litestream do at start. Returns the (soft, hard) limits in effect afterwards.
-pub fn raise() -> std::io::Result<(u64, u64)> {
+/// Litestream do at start; if `need` is above the hard limit too, tries to raise both to it,
+/// which only a process with `CAP_SYS_RESOURCE` may do (up to `fs.nr_open`). Returns the
+/// (soft, hard) limits in effect afterwards.
+pub fn raise(need: u64) -> std::io::Result<(u64, u64)> {
+    let (_, hard) = current()?;
+    if need > hard {
+        // Refused without the capability: the check that follows names the limit.
+        let _ = set(need, need);
+    }
     let (soft, hard) = current()?;
     if soft < hard {
-        let r = libc::rlimit {
-            rlim_cur: hard,
-            rlim_max: hard,
-        };
-        // SAFETY: `r` is a valid rlimit; raising the soft limit up to the hard one is allowed.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        set(hard, hard)?;
     }
     current()
+}
+
+fn set(soft: u64, hard: u64) -> std::io::Result<()> {
+    let r = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `r` is a valid rlimit; the kernel refuses what this process may not set.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// An error naming the limit if `dbs` databases do not fit in `soft` descriptors.
@@ -78,7 +90,7 @@ mod tests {
 
     #[test]
     fn raising_reaches_the_hard_limit() {
-        let (soft, hard) = raise().expect("raise");
+        let (soft, hard) = raise(0).expect("raise");
         assert_eq!(soft, hard);
     }
 }

@@ -36,7 +36,7 @@ pub struct Conns {
     busy: Duration,
     /// Holds the read transaction (when `in_read_txn`).
     held: Connection,
-    /// Opened on demand, closed by [`Conns::close_spare`]; never holds the read transaction.
+    /// Opened on demand, closed by [`Conns::release_idle`]; never holds the read transaction.
     spare: Option<Connection>,
     in_read_txn: bool,
     /// The write lock is held on `spare`.
@@ -184,13 +184,19 @@ impl Conns {
             .ok_or_else(|| Error::Other("no spare connection".into()))
     }
 
-    /// Closes the second connection unless it holds the write lock. SQLite keeps its database
-    /// descriptor for reuse (closing it would drop the process's locks on the file), so what
-    /// this frees is the connection's memory and its WAL descriptor.
-    pub fn close_spare(&mut self) {
+    /// Frees what only a checkpoint or a bump needed (docs/many-databases.md#memory): closes
+    /// the second connection unless it holds the write lock, and drops the pages the first one
+    /// cached (the schema and `_litestream_seq`: re-read from the OS's page cache when next
+    /// needed; passes read the WAL, not through SQLite). SQLite keeps the second connection's
+    /// database descriptor for reuse (closing it would drop the process's locks on the file),
+    /// so what closing it frees is its memory and its WAL descriptor.
+    pub fn release_idle(&mut self) {
         if !self.in_lock_txn {
             self.spare = None;
         }
+        // SAFETY: the handle is valid and used by this thread only (the connection is owned
+        // here); no statement is running, so every cached page is unpinned.
+        unsafe { ffi::sqlite3_db_release_memory(self.held.handle()) };
     }
 
     pub fn page_size(&self) -> Result<u32> {

@@ -279,7 +279,7 @@ impl Follower {
         self.last_l0 = None;
         self.pos = self.meta.max_l0()?;
         self.ensure_wal_exists()?;
-        self.open_db()?.conns.close_spare();
+        self.open_db()?.conns.release_idle();
         info!(
             db = %self.cfg.path.display(),
             page_size,
@@ -394,7 +394,7 @@ impl Follower {
             self.checkpoint_if_needed(r.orig_wal_size, r.new_wal_size)?;
         }
         // Only checkpoints and `_litestream_seq` bumps use the second connection.
-        self.open_db()?.conns.close_spare();
+        self.open_db()?.conns.release_idle();
         Ok(r)
     }
 
