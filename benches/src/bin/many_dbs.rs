@@ -10,9 +10,8 @@
 //! started on them, and the harness notes when each database's first L0 file shows up on the
 //! replica (first sync). Then one row is written to a sample of databases and the time to its
 //! L0 file on the replica is noted (lag). The idle window opens once the work the start-up and
-//! these writes leave due is done (the time-based checkpoint a minute after the last write,
-//! the level-1 compactions at the 30 s boundaries after, the level-2 one at the next 5-minute
-//! boundary, and the engine's log quiet for 20 s) and lasts `--idle-secs`; CPU is utime+stime from /proc, memory is VmRSS (anonymous
+//! these writes leave due is done (see [`wait_quiet`]: about 7 minutes) and lasts
+//! `--idle-secs`; CPU is utime+stime from /proc, memory is VmRSS (anonymous
 //! and file-backed separately) at the end of the window, and VmHWM. The S3 replica needs the
 //! server of `tests/s3/start.sh` (its `LS_S3_*` variables, `LS_S3_DATA_DIR` included).
 
@@ -185,12 +184,23 @@ fn sleep_past(period: u64, after: u64) {
     std::thread::sleep(Duration::from_secs(period - now % period + after));
 }
 
-/// Waits until what the start-up writes leave due is done: the first level-2 compaction (next
-/// 5-minute boundary), then until the engine has logged nothing for 20 s (at the default level it
-/// logs every compaction, checkpoint and upload), and so that the window holds no hourly
-/// (level-3) boundary.
-fn wait_quiet(logp: &Path) {
-    sleep_past(300, 5);
+/// Waits until what the writes leave due is done: the time-based checkpoint a minute after the
+/// last write, the level-1 compactions at the 30 s boundaries after, the deletion of the L0
+/// files once they are 5 minutes old (`l0-retention`, checked every 15 s), the level-2
+/// compaction at the first 5-minute boundary after the level-1 ones; then until the engine has
+/// logged nothing for 20 s (at the default level it logs every compaction, checkpoint and
+/// upload), and so that the window holds no hourly (level-3) boundary.
+fn wait_quiet(logp: &Path, last_write: SystemTime) {
+    let l1_done = last_write + SETTLE;
+    let l0_gone = last_write + Duration::from_secs(60 + 300 + 30);
+    if let Ok(d) = l0_gone.duration_since(SystemTime::now()) {
+        std::thread::sleep(d);
+    }
+    let now = now_secs();
+    let last_boundary = UNIX_EPOCH + Duration::from_secs(now - now % 300);
+    if last_boundary < l1_done {
+        sleep_past(300, 5);
+    }
     let quiet = || {
         let mut last = (0, Instant::now());
         loop {
@@ -286,8 +296,7 @@ fn run(a: &Args, n: usize, kind: Kind) -> Result<Figures> {
     ));
 
     log(&format!("{tag}: settling"));
-    std::thread::sleep(SETTLE);
-    wait_quiet(&logp);
+    wait_quiet(&logp, SystemTime::now());
     let c0 = proc::cpu_secs(pid)?;
     std::thread::sleep(a.idle);
     let c1 = proc::cpu_secs(pid)?;
@@ -390,11 +399,12 @@ fn report(a: &Args, runs: &[Figures]) -> String {
          * Lag: one row written to each of 10 databases spread over the set, one at a time, the \
          others idle; time from the commit to its L0 file on the replica, polled every 5 ms.\n\
          * Idle: CPU (utime+stime from /proc/PID/stat) over the window, per 60 s. The window \
-         opens once the work the start-up and the writes leave due is done: 95 s after the last \
-         write (the time-based checkpoint a minute after it, the level-1 compactions), past the \
-         next 5-minute boundary (the level-2 compactions), once the engine has logged nothing \
-         for 20 s (it logs every compaction, checkpoint and upload), and holding no hourly \
-         (level-3) boundary. RSS, RssAnon, RssFile+RssShmem, \
+         opens once the work the start-up and the writes leave due is done: the time-based \
+         checkpoint a minute after the last write, the level-1 compactions after it, the \
+         deletion of L0 files 5 minutes old (`l0-retention`), the level-2 compaction at the \
+         next 5-minute boundary; then once the engine has logged nothing for 20 s (it logs \
+         every compaction, checkpoint and upload), and holding no hourly (level-3) boundary. \
+         RSS, RssAnon, RssFile+RssShmem, \
          VmHWM, threads and open descriptors are read from /proc at the end of the window.\n",
     );
     s
