@@ -34,6 +34,7 @@ pub mod dirs;
 pub mod duration;
 pub mod error;
 pub mod exec;
+pub mod fdlimit;
 pub mod follower;
 pub mod heartbeat;
 pub mod http;
@@ -52,6 +53,7 @@ pub mod sockfile;
 pub mod sqlite;
 pub mod uploader;
 pub mod verify;
+pub mod wake;
 pub mod walread;
 pub mod watch;
 

@@ -14,6 +14,11 @@ use tracing::{error, info, warn};
 
 const DEFAULT_CONFIG: &str = "/etc/litestream.yml";
 
+/// Threads for blocking work (sync passes, local file I/O, compaction merges). Most of it waits
+/// on fsync; more threads than this only add stacks, I/O rings and malloc arenas when a
+/// thousand databases start at once (docs/many-databases.md#memory).
+const BLOCKING_THREADS: usize = 32;
+
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os()) {
         Ok(c) => c,
@@ -238,7 +243,20 @@ fn load_config(args: &ReplicateArgs) -> anyhow::Result<Config> {
     Ok(c)
 }
 
+/// glibc's malloc arenas for all threads: by default each thread that allocates gets its own
+/// (up to 8 per core), and the free memory left in each after a thousand databases start at
+/// once stays resident (docs/many-databases.md#memory). Our threads mostly wait on I/O, so
+/// sharing two costs little contention.
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator settings; called before any thread is started.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
+    limit_malloc_arenas();
     if args.force_snapshot && !args.once {
         bail!("-force-snapshot requires -once");
     }
@@ -271,11 +289,18 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
     // Directory entries are scanned before anything starts; no database found (without
     // `watch`), a missing directory or a meta-path collision stops start-up.
     engine::dirs::scan_all(&mut cfg.dirs).map_err(anyhow::Error::msg)?;
+    // Every database holds a few descriptors for as long as it is replicated: a limit too low
+    // for them stops start-up here rather than failing an `open` later.
+    let dbs = cfg.dbs.len() + cfg.dirs.iter().map(|d| d.found.len()).sum::<usize>();
+    let (soft, hard) =
+        engine::fdlimit::raise(engine::fdlimit::needed(dbs)).context("raise RLIMIT_NOFILE")?;
+    engine::fdlimit::check(dbs, soft, hard).map_err(anyhow::Error::msg)?;
     let exec = args.exec.clone().or_else(|| cfg.exec.clone());
     let shutdown_limit = cfg.shutdown_sync_timeout;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("start tokio runtime")?;

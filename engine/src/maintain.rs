@@ -41,8 +41,39 @@ pub struct Maintainer {
     pub settings: Settings,
     pub pool: Pool,
     pub pos: watch::Receiver<TxId>,
+    /// Highest TXID the replica holds: level 1's input.
+    pub replicated: watch::Receiver<TxId>,
     pub snap_tx: mpsc::Sender<snapshot::Request>,
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// What a job's work depends on: the replica's highest TXID (level 1 and L0 retention) and the
+/// number of compactions made at each level (the next level, and L0 retention after level 1).
+/// A job that found nothing left to do is not scheduled again until its inputs change, so an
+/// idle database arms no timer for it (docs/many-databases.md#wake-ups).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Inputs {
+    replicated: TxId,
+    below: u64,
+}
+
+/// What a job left for later: nothing while its inputs stay as they were, or nothing before
+/// `until`.
+#[derive(Clone, Copy, Debug)]
+struct Rest {
+    inputs: Inputs,
+    until: Option<SystemTime>,
+}
+
+/// The outcome of a job for its schedule.
+#[derive(Clone, Copy, Debug)]
+enum Done {
+    /// Run again at the next boundary.
+    Again,
+    /// Nothing to do until the inputs change.
+    Settled,
+    /// Nothing to do before this time unless the inputs change.
+    NotBefore(SystemTime),
 }
 
 impl Maintainer {
@@ -51,6 +82,27 @@ impl Maintainer {
             Job::Level(l) => self.settings.levels[usize::from(l) - 1],
             Job::Snapshot => self.settings.snapshot_interval,
             Job::L0Retention => self.settings.l0_check_interval,
+        }
+    }
+
+    /// The inputs `job` depends on now; `None` for a job that runs on its schedule whatever
+    /// changed (snapshots, which also apply retention by age).
+    fn inputs(&self, job: Job, compactions: &[u64]) -> Option<Inputs> {
+        let replicated = *self.replicated.borrow();
+        match job {
+            Job::Level(1) => Some(Inputs {
+                replicated,
+                below: 0,
+            }),
+            Job::Level(l) => Some(Inputs {
+                replicated: TxId::ZERO,
+                below: compactions[usize::from(l) - 1],
+            }),
+            Job::L0Retention => Some(Inputs {
+                replicated,
+                below: compactions.get(1).copied().unwrap_or(0),
+            }),
+            Job::Snapshot => None,
         }
     }
 
@@ -68,8 +120,26 @@ impl Maintainer {
             .iter()
             .map(|j| next_at(now, self.interval(*j)))
             .collect();
+        let mut rest: Vec<Option<Rest>> = vec![None; jobs.len()];
+        // Compactions made at each level (index 0 unused).
+        let mut compactions = vec![0u64; self.settings.levels.len() + 1];
         loop {
-            let Some((i, at)) = next.iter().copied().enumerate().min_by_key(|(_, t)| *t) else {
+            let now = SystemTime::now();
+            for (i, job) in jobs.iter().enumerate() {
+                if rest[i].is_some_and(|r| Some(r.inputs) != self.inputs(*job, &compactions)) {
+                    // Inputs changed: back on the schedule, at its next boundary.
+                    rest[i] = None;
+                    next[i] = next[i].max(next_at(now, self.interval(*job)));
+                }
+            }
+            let due = |i: usize| match rest[i] {
+                None => Some(next[i]),
+                Some(r) => r.until,
+            };
+            let Some((i, at)) = (0..jobs.len())
+                .filter_map(|i| due(i).map(|t| (i, t)))
+                .min_by_key(|(_, t)| *t)
+            else {
                 return;
             };
             let job = jobs[i];
@@ -80,31 +150,64 @@ impl Maintainer {
             tokio::select! {
                 _ = self.shutdown.changed() => return,
                 _ = tokio::time::sleep(wait) => {}
+                r = self.replicated.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    continue;
+                }
             }
-            {
+            let inputs = self.inputs(job, &compactions);
+            let done = {
                 let pool = self.pool.clone();
                 let Some(_permit) = pool.acquire().await else {
                     return;
                 };
-                self.run_job(job, at).await;
-            }
-            next[i] = next_at(SystemTime::now().max(at), self.interval(job));
+                self.run_job(job, at, &mut compactions).await
+            };
+            let interval = self.interval(job);
+            next[i] = next_at(SystemTime::now().max(at), interval);
+            rest[i] = match (done, inputs) {
+                (Done::Settled, Some(inputs)) => Some(Rest {
+                    inputs,
+                    until: None,
+                }),
+                (Done::NotBefore(t), Some(inputs)) => Some(Rest {
+                    inputs,
+                    // The first boundary at or after `t`.
+                    until: Some(next[i].max(next_at(t - Duration::from_nanos(1), interval))),
+                }),
+                _ => None,
+            };
         }
     }
 
-    async fn run_job(&mut self, job: Job, at: SystemTime) {
+    /// Runs `job`; says when it needs to run again if its inputs do not change.
+    async fn run_job(&mut self, job: Job, at: SystemTime, compactions: &mut [u64]) -> Done {
         let db = self.db.display().to_string();
         match job {
             Job::Level(l) => {
                 match compact_level(&self.replica, &self.meta, l, self.interval(job), at).await {
                     Ok(Outcome::Compacted(info)) => {
                         info!(db = %db, level = l, min = %info.min_txid, max = %info.max_txid, size = info.size, "compaction complete");
+                        compactions[usize::from(l)] += 1;
                         if l == 1 {
                             self.l0_retention(&db).await;
                         }
+                        Done::Settled
                     }
-                    Ok(o) => debug!(db = %db, level = l, outcome = ?o, "no compaction"),
-                    Err(e) => error!(db = %db, level = l, error = %e, "compaction failed"),
+                    Ok(Outcome::NothingNew) => {
+                        debug!(db = %db, level = l, "no compaction: nothing new");
+                        Done::Settled
+                    }
+                    Ok(o) => {
+                        debug!(db = %db, level = l, outcome = ?o, "no compaction");
+                        Done::Again
+                    }
+                    Err(e) => {
+                        error!(db = %db, level = l, error = %e, "compaction failed");
+                        Done::Again
+                    }
                 }
             }
             Job::Snapshot => {
@@ -118,19 +221,26 @@ impl Maintainer {
                 {
                     error!(db = %db, error = %e, "retention enforcement failed");
                 }
+                Done::Again
             }
             Job::L0Retention => self.l0_retention(&db).await,
         }
     }
 
-    async fn l0_retention(&self, db: &str) {
+    /// What a scan left for later: nothing until L0 or L1 change (`Settled`), or a file that
+    /// gets old enough at a known time.
+    async fn l0_retention(&self, db: &str) -> Done {
         let p = self.settings.policy;
         match retention::enforce_l0(&self.replica, &self.meta, p, SystemTime::now()).await {
             Ok(Some(s)) => {
-                metrics::l0_retention(&self.db, s.eligible, s.not_compacted, s.too_recent)
+                metrics::l0_retention(&self.db, s.eligible, s.not_compacted, s.too_recent);
+                s.ages_out.map_or(Done::Settled, Done::NotBefore)
             }
-            Ok(None) => {}
-            Err(e) => error!(db = %db, error = %e, "l0 retention enforcement failed"),
+            Ok(None) => Done::Settled,
+            Err(e) => {
+                error!(db = %db, error = %e, "l0 retention enforcement failed");
+                Done::Again
+            }
         }
     }
 

@@ -184,7 +184,8 @@ impl StagedFile {
             path,
             tmp,
             file: Some(file),
-            buf: Vec::with_capacity(CHUNK),
+            // Grows up to CHUNK as it is written: most L0 files are a few KiB.
+            buf: Vec::new(),
             off: 0,
         })
     }

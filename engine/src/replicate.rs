@@ -23,6 +23,7 @@ use crate::retention::{self, Policy};
 use crate::schedule::Pool;
 use crate::snapshot;
 use crate::uploader::{replica_newest, upload_loop, Uploader};
+use crate::wake;
 use crate::watch::{DbWatch, Watcher};
 
 /// Opens the backend of a configured replica. A file replica's files get no more permissions
@@ -57,6 +58,15 @@ fn open_backend(
         url,
         r.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     )
+}
+
+/// Refuses a database the open-file limit has no room for (start-up checks the configured
+/// ones; this catches those registered or found in a watched directory later).
+fn check_fd_limit(dbs: usize) -> std::result::Result<(), String> {
+    match crate::fdlimit::current() {
+        Ok((soft, hard)) => crate::fdlimit::check(dbs, soft, hard),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Longest wait between retries of a failing database (Litestream's `DefaultSyncBackoffMax`).
@@ -347,6 +357,8 @@ impl Registry {
                 db.meta_path.display()
             ));
         }
+        let running = dbs.iter().filter(|e| e.run.is_some()).count();
+        check_fd_limit(running + 1)?;
         let (handle, run) = self.spawner.start(&db);
         dbs.push(Entry {
             cfg: db,
@@ -603,6 +615,7 @@ impl DbTask {
                     settings: self.shared.maintenance.clone(),
                     pool: self.shared.pool.clone(),
                     pos: pos_tx.subscribe(),
+                    replicated: self.handle.inner.replicated.subscribe(),
                     snap_tx,
                     shutdown: self.shutdown.clone(),
                 }
@@ -619,6 +632,8 @@ impl DbTask {
         let mut waiting_reported = false;
         let window = self.cfg.replica.sync_interval;
         let mut first = true;
+        // inotify reports this database's changes, so the timer is only a safety net.
+        let mut watched = false;
         // `/sync` requests waiting for the next pass.
         let mut replies: Vec<SyncReply> = Vec::new();
 
@@ -632,7 +647,8 @@ impl DbTask {
                     }
                 } else {
                     // Wait for a change: inotify, or the fallback timer finding a changed
-                    // fingerprint (or a due time-based checkpoint).
+                    // fingerprint (or a due time-based checkpoint). With inotify, the timer
+                    // only wakes for a time-based checkpoint and a rare safety sweep.
                     loop {
                         let notified = async {
                             match &self.notify {
@@ -654,7 +670,12 @@ impl DbTask {
                                 let _ = req.send(r);
                                 continue;
                             }
-                            _ = tokio::time::sleep(self.cfg.monitor_interval) => {
+                            _ = tokio::time::sleep(wake::fallback_wait(
+                                std::time::SystemTime::now(),
+                                self.cfg.monitor_interval,
+                                watched,
+                                follower.as_ref().and_then(|f| f.checkpoint_wait()),
+                            )) => {
                                 if fingerprint(&self.cfg.path) != last_print {
                                     break;
                                 }
@@ -687,9 +708,7 @@ impl DbTask {
 
             // Re-armed before the step: a write landing during it wakes us again, and the
             // step reads whatever was written before.
-            if let Some(w) = &self.notify {
-                w.arm();
-            }
+            watched = self.notify.as_ref().is_some_and(DbWatch::arm);
             // Taken before the step so that a commit landing during it still differs.
             last_print = fingerprint(&self.cfg.path);
             let started = Instant::now();

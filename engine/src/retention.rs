@@ -83,11 +83,20 @@ pub struct L0Scan {
     pub eligible: usize,
     pub not_compacted: usize,
     pub too_recent: usize,
+    /// When the first too-recent file gets old enough (its creation + the retention period):
+    /// until then, and unless L0 or L1 change, another scan would find the same.
+    pub ages_out: Option<SystemTime>,
 }
 
 /// Counts for [`L0Scan`]; `eligible` is the victims' count. All zero before L1 has anything,
 /// as Litestream reports it.
-pub fn l0_scan(l0: &[LtxFileInfo], max_l1: TxId, threshold: SystemTime, eligible: usize) -> L0Scan {
+pub fn l0_scan(
+    l0: &[LtxFileInfo],
+    max_l1: TxId,
+    threshold: SystemTime,
+    retention: Duration,
+    eligible: usize,
+) -> L0Scan {
     if max_l1 == TxId::ZERO {
         return L0Scan::default();
     }
@@ -99,6 +108,7 @@ pub fn l0_scan(l0: &[LtxFileInfo], max_l1: TxId, threshold: SystemTime, eligible
         eligible,
         not_compacted: l0[..recent].iter().filter(|f| f.max_txid > max_l1).count(),
         too_recent: l0.len() - recent,
+        ages_out: l0.get(recent).map(|f| f.created_at + retention),
     }
 }
 
@@ -118,7 +128,7 @@ pub async fn enforce_l0(
     let l0 = replica.ltx_files(Level(0)).await?;
     let threshold = now.checked_sub(policy.l0_retention).unwrap_or(now);
     let victims = l0_victims(&l0, max_l1, threshold);
-    let scan = l0_scan(&l0, max_l1, threshold, victims.len());
+    let scan = l0_scan(&l0, max_l1, threshold, policy.l0_retention, victims.len());
     let Some(cutoff) = victims.iter().map(|f| f.max_txid).max() else {
         return Ok(Some(scan));
     };
@@ -227,16 +237,22 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(25);
         // Files 1-2 are old enough, file 2 is not in L1 yet, files 3-4 are too recent.
         let v = l0_victims(&l0, TxId(1), t);
-        let scan = l0_scan(&l0, TxId(1), t, v.len());
+        let keep = Duration::from_secs(100);
+        let scan = l0_scan(&l0, TxId(1), t, keep, v.len());
         assert_eq!(
             scan,
             L0Scan {
                 eligible: 1,
                 not_compacted: 1,
-                too_recent: 2
+                too_recent: 2,
+                // File 3, created at 30 s, is old enough at 130 s.
+                ages_out: Some(UNIX_EPOCH + Duration::from_secs(130)),
             }
         );
-        assert_eq!(l0_scan(&l0, TxId(0), t, 0), L0Scan::default());
+        assert_eq!(l0_scan(&l0, TxId(0), t, keep, 0), L0Scan::default());
+        // Nothing too recent: nothing to wait for.
+        let later = UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(l0_scan(&l0, TxId(4), later, keep, 3).ages_out, None);
     }
 
     #[test]

@@ -53,8 +53,9 @@ impl ReadHold {
 pub struct Job {
     pub db_path: PathBuf,
     pub wal_path: PathBuf,
-    /// Our own handle on the database file the follower has open.
-    pub db: File,
+    /// The follower's own handle on the database file, shared rather than duplicated: closing
+    /// any descriptor of the file would drop the locks SQLite holds on it for this process.
+    pub db: Arc<File>,
     pub page_size: u32,
     pub txid: TxId,
     /// End of the WAL bytes `txid` covers.

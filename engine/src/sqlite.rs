@@ -1,9 +1,14 @@
-//! The SQLite side of following a database (§4.2): Litestream's three connections — one holds
-//! the long read transaction, one takes the write lock through `_litestream_lock`, one runs
-//! checkpoints and `_litestream_seq` bumps — and a second read connection, so the read
-//! transaction can be moved forward without a moment where none is held.
+//! The SQLite side of following a database (§4.2). Litestream keeps three connections open per
+//! database (the long read transaction, the `_litestream_lock` write lock, checkpoints and
+//! `_litestream_seq` bumps); we keep one, which holds the read transaction, and open a second
+//! only while a checkpoint or a bump needs it. The second one also lets the read transaction
+//! move forward without a moment where none is held, and takes the write lock during the
+//! sealed step of a checkpoint, when the first one runs the checkpoint itself
+//! (docs/checkpoints.md#the-procedure). An idle database thus costs one connection, with no
+//! lookaside buffer and no preallocated page cache (docs/many-databases.md).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
 use std::time::Duration;
 
 use rusqlite::{ffi, Connection, OpenFlags};
@@ -27,13 +32,45 @@ impl CheckpointMode {
 }
 
 pub struct Conns {
-    /// The read transaction is held on `reads[cur]`.
-    reads: [Connection; 2],
-    cur: usize,
-    lock: Connection,
-    exec: Connection,
+    path: PathBuf,
+    busy: Duration,
+    /// Holds the read transaction (when `in_read_txn`).
+    held: Connection,
+    /// Opened on demand, closed by [`Conns::release_idle`]; never holds the read transaction.
+    spare: Option<Connection>,
     in_read_txn: bool,
+    /// The write lock is held on `spare`.
     in_lock_txn: bool,
+}
+
+/// Pages a connection may cache. Ours read a handful (the schema and `_litestream_seq`), so
+/// SQLite's default of 2 MiB per connection would only be reached by accident.
+const CACHE_KIB: i64 = 64;
+
+/// Makes SQLite allocate memory only when it is used: no lookaside buffers (about 50 KiB per
+/// connection) and no bulk page-cache allocation at the first read (20 pages per connection).
+/// Process-wide settings, so they take effect only before SQLite is first used in the process;
+/// every connection also turns its own lookaside off (`open_one`).
+fn configure_sqlite() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config is called before any connection of this process is opened
+        // (else it returns SQLITE_MISUSE and changes nothing); the arguments are the ones
+        // these options document.
+        unsafe {
+            ffi::sqlite3_config(
+                ffi::SQLITE_CONFIG_LOOKASIDE,
+                0 as libc::c_int,
+                0 as libc::c_int,
+            );
+            ffi::sqlite3_config(
+                ffi::SQLITE_CONFIG_PAGECACHE,
+                std::ptr::null_mut::<libc::c_void>(),
+                0 as libc::c_int,
+                0 as libc::c_int,
+            );
+        }
+    });
 }
 
 /// How long our busy handler sleeps between tries of a lock.
@@ -49,6 +86,7 @@ unsafe extern "C" fn busy_wait(ctx: *mut libc::c_void, n: libc::c_int) -> libc::
 }
 
 fn open_one(path: &Path, busy: Duration) -> Result<Connection> {
+    configure_sqlite();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let c = Connection::open_with_flags(path, flags)
         .map_err(|e| Error::sqlite(format!("open {}", path.display()), e))?;
@@ -67,6 +105,25 @@ fn open_one(path: &Path, busy: Duration) -> Result<Connection> {
             path.display()
         )));
     }
+    // SAFETY: the handle is valid and no statement has run yet, so no lookaside slot is in
+    // use; a null buffer with zero slots turns lookaside off.
+    let rc = unsafe {
+        ffi::sqlite3_db_config(
+            c.handle(),
+            ffi::SQLITE_DBCONFIG_LOOKASIDE,
+            std::ptr::null_mut::<libc::c_void>(),
+            0 as libc::c_int,
+            0 as libc::c_int,
+        )
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(Error::Other(format!(
+            "turn lookaside off on {}: sqlite error {rc}",
+            path.display()
+        )));
+    }
+    c.pragma_update(None, "cache_size", -CACHE_KIB)
+        .map_err(|e| Error::sqlite("set cache_size", e))?;
     // Only Litestream's own policy checkpoints; SQLite must not do it behind our back.
     c.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(|e| Error::sqlite("set wal_autocheckpoint", e))?;
@@ -94,31 +151,57 @@ fn open_one(path: &Path, busy: Duration) -> Result<Connection> {
 impl Conns {
     /// Opens the database, switches it to WAL mode, and creates Litestream's two tables.
     pub fn open(path: &Path, busy: Duration) -> Result<Conns> {
-        let exec = open_one(path, busy)?;
-        let mode: String = exec
+        let held = open_one(path, busy)?;
+        let mode: String = held
             .query_row("PRAGMA journal_mode = wal;", [], |r| r.get(0))
             .map_err(|e| Error::sqlite("set journal_mode=wal", e))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::Other(format!("enable wal failed, mode={mode:?}")));
         }
-        exec.execute_batch(
+        held.execute_batch(
             "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);",
         )
         .map_err(|e| Error::sqlite("create _litestream_seq table", e))?;
-        exec.execute_batch("CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);")
+        held.execute_batch("CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);")
             .map_err(|e| Error::sqlite("create _litestream_lock table", e))?;
         Ok(Conns {
-            reads: [open_one(path, busy)?, open_one(path, busy)?],
-            cur: 0,
-            lock: open_one(path, busy)?,
-            exec,
+            path: path.to_owned(),
+            busy,
+            held,
+            spare: None,
             in_read_txn: false,
             in_lock_txn: false,
         })
     }
 
+    /// The second connection, opened if it is not.
+    fn spare(&mut self) -> Result<&Connection> {
+        if self.spare.is_none() {
+            self.spare = Some(open_one(&self.path, self.busy)?);
+        }
+        self.spare
+            .as_ref()
+            .ok_or_else(|| Error::Other("no spare connection".into()))
+    }
+
+    /// Frees what only a checkpoint or a bump needed (docs/many-databases.md#memory): closes
+    /// the second connection unless it holds the write lock, and drops the pages the first one
+    /// cached (the schema and `_litestream_seq`: re-read from the OS's page cache when next
+    /// needed; passes read the WAL, not through SQLite). SQLite keeps the second connection's
+    /// database descriptor for reuse (closing it would drop the process's locks on the file),
+    /// so what closing it frees is its memory and its WAL descriptor.
+    pub fn release_idle(&mut self) {
+        if !self.in_lock_txn {
+            self.spare = None;
+        }
+        // SAFETY: the handle is valid and used by this thread only (the connection is owned
+        // here); no statement is running, so every cached page is unpinned.
+        unsafe { ffi::sqlite3_db_release_memory(self.held.handle()) };
+    }
+
     pub fn page_size(&self) -> Result<u32> {
-        let n: i64 = self.reads[self.cur]
+        let n: i64 = self
+            .held
             .query_row("PRAGMA page_size;", [], |r| r.get(0))
             .map_err(|e| Error::sqlite("read page size", e))?;
         u32::try_from(n)
@@ -133,25 +216,35 @@ impl Conns {
         if self.in_read_txn {
             return Ok(());
         }
-        begin_read(&self.reads[self.cur])?;
+        begin_read(&self.held)?;
         self.in_read_txn = true;
         Ok(())
     }
 
-    /// Moves the read transaction to the WAL's current end: a new one is begun on the other
-    /// read connection before the old one ends, so the frames the old one pinned stay pinned
-    /// throughout (docs/checkpoints.md#what-sqlite-does). Call it only after syncing: the new read mark may let a
-    /// checkpoint copy, and another writer then restart over, every frame up to it.
+    /// Moves the read transaction to the WAL's current end: a new one is begun on the spare
+    /// connection before the old one ends, so the frames the old one pinned stay pinned
+    /// throughout (docs/checkpoints.md#what-sqlite-does); the two connections then swap roles.
+    /// Call it only after syncing: the new read mark may let a checkpoint copy, and another
+    /// writer then restart over, every frame up to it.
     pub fn refresh_read_lock(&mut self) -> Result<()> {
         if !self.in_read_txn {
             return self.acquire_read_lock();
         }
-        let next = 1 - self.cur;
-        begin_read(&self.reads[next])?;
-        let old = std::mem::replace(&mut self.cur, next);
-        self.reads[old]
+        if self.in_lock_txn {
+            return Err(Error::Other(
+                "cannot move the read transaction while holding the write lock".into(),
+            ));
+        }
+        begin_read(self.spare()?)?;
+        let Some(next) = self.spare.take() else {
+            return Err(Error::Other("no spare connection".into()));
+        };
+        let old = std::mem::replace(&mut self.held, next);
+        let r = old
             .execute_batch("ROLLBACK;")
-            .map_err(|e| Error::sqlite("release read lock", e))
+            .map_err(|e| Error::sqlite("release read lock", e));
+        self.spare = Some(old);
+        r
     }
 
     pub fn release_read_lock(&mut self) -> Result<()> {
@@ -159,7 +252,7 @@ impl Conns {
             return Ok(());
         }
         self.in_read_txn = false;
-        self.reads[self.cur]
+        self.held
             .execute_batch("ROLLBACK;")
             .map_err(|e| Error::sqlite("release read lock", e))
     }
@@ -168,20 +261,17 @@ impl Conns {
         self.in_read_txn
     }
 
-    /// Takes SQLite's write lock by inserting into `_litestream_lock` inside a transaction that
-    /// is always rolled back.
+    /// Takes SQLite's write lock on the spare connection by inserting into `_litestream_lock`
+    /// inside a transaction that is always rolled back.
     pub fn begin_write_lock(&mut self) -> Result<()> {
         if self.in_lock_txn {
             return Ok(());
         }
-        self.lock
-            .execute_batch("BEGIN;")
+        let lock = self.spare()?;
+        lock.execute_batch("BEGIN;")
             .map_err(|e| Error::sqlite("begin _litestream_lock", e))?;
-        if let Err(e) = self
-            .lock
-            .execute_batch("INSERT INTO _litestream_lock (id) VALUES (1);")
-        {
-            let _ = self.lock.execute_batch("ROLLBACK;");
+        if let Err(e) = lock.execute_batch("INSERT INTO _litestream_lock (id) VALUES (1);") {
+            let _ = lock.execute_batch("ROLLBACK;");
             return Err(Error::sqlite("_litestream_lock", e));
         }
         self.in_lock_txn = true;
@@ -193,25 +283,30 @@ impl Conns {
             return Ok(());
         }
         self.in_lock_txn = false;
-        self.lock
+        self.spare()?
             .execute_batch("ROLLBACK;")
             .map_err(|e| Error::sqlite("rollback _litestream_lock", e))
     }
 
-    /// Forces a WAL write (used when the WAL is missing and after every checkpoint). With
-    /// `truncate`, a write that restarts the WAL also cuts the file down to the frames it wrote
-    /// (SQLite's `journal_size_limit` applied by the connection that restarts the WAL).
-    pub fn bump_seq(&self, truncate: bool) -> Result<()> {
+    /// Forces a WAL write (used when the WAL is missing and after every checkpoint), on the
+    /// spare connection so the read transaction stays where it is. With `truncate`, a write
+    /// that restarts the WAL also cuts the file down to the frames it wrote (SQLite's
+    /// `journal_size_limit` applied by the connection that restarts the WAL).
+    pub fn bump_seq(&mut self, truncate: bool) -> Result<()> {
+        if self.in_lock_txn {
+            return Err(Error::Other(
+                "cannot bump _litestream_seq while holding the write lock".into(),
+            ));
+        }
+        let exec = self.spare()?;
         let limit = |n: i64| {
-            self.exec
-                .pragma_update(None, "journal_size_limit", n)
+            exec.pragma_update(None, "journal_size_limit", n)
                 .map_err(|e| Error::sqlite("set journal_size_limit", e))
         };
         if truncate {
             limit(0)?;
         }
-        let r = self
-            .exec
+        let r = exec
             .execute_batch(
                 "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) \
                  ON CONFLICT (id) DO UPDATE SET seq = seq + 1;",
@@ -223,12 +318,17 @@ impl Conns {
         r
     }
 
-    /// A PASSIVE checkpoint with our read transaction kept: it copies frames up to our read
-    /// mark at most, never blocks writers, and cannot restart the WAL. Returns SQLite's (busy,
-    /// log frames, checkpointed frames); busy with -1 frames when another checkpoint was
-    /// running.
-    pub fn checkpoint_pinned(&self) -> Result<(i64, i64, i64)> {
-        self.exec
+    /// A PASSIVE checkpoint (on the spare connection) with our read transaction kept: it
+    /// copies frames up to our read mark at most, never blocks writers, and cannot restart the
+    /// WAL. Returns SQLite's (busy, log frames, checkpointed frames); busy with -1 frames when
+    /// another checkpoint was running.
+    pub fn checkpoint_pinned(&mut self) -> Result<(i64, i64, i64)> {
+        if self.in_lock_txn {
+            return Err(Error::Other(
+                "cannot checkpoint on the connection holding the write lock".into(),
+            ));
+        }
+        self.spare()?
             .query_row("PRAGMA wal_checkpoint(PASSIVE);", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
@@ -236,13 +336,14 @@ impl Conns {
     }
 
     /// Runs `PRAGMA wal_checkpoint(MODE)` with our read lock released (it would block the
-    /// checkpoint), re-acquiring it afterwards even on failure. Returns SQLite's
+    /// checkpoint), on the connection that held it, re-acquiring it afterwards even on
+    /// failure. The spare connection may hold the write lock meanwhile. Returns SQLite's
     /// (busy, log frames, checkpointed frames).
     pub fn checkpoint(&mut self, mode: CheckpointMode) -> Result<(i64, i64, i64)> {
         self.release_read_lock()?;
         let sql = format!("PRAGMA wal_checkpoint({});", mode.as_str());
         let res = self
-            .exec
+            .held
             .query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(|e| Error::sqlite(format!("checkpoint {}", mode.as_str()), e));
         let relock = self.acquire_read_lock();

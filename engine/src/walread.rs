@@ -145,7 +145,10 @@ impl WalFile {
         };
         let fs = cursor.header().frame_size();
         let mut b = CommittedBuilder::new(cursor.offset(), fs as u64, max_bytes);
-        let mut buf = vec![0u8; (CHUNK / fs).max(1) * fs];
+        // No larger than what is there to read: most passes read a few frames, and a 1 MiB
+        // buffer zeroed for each of them would cost more than the frames.
+        let frames = (self.len.saturating_sub(cursor.offset()) / fs as u64) as usize;
+        let mut buf = vec![0u8; (CHUNK / fs).max(1).min(frames.max(1)) * fs];
         'read: loop {
             let off = cursor.offset();
             let want = (self.len.saturating_sub(off) as usize).min(buf.len()) / fs * fs;

@@ -74,11 +74,15 @@ pub struct DbWatch {
 
 impl DbWatch {
     /// (Re-)installs the one-shot modify watches on the database and its WAL. A missing file is
-    /// not an error: the directory watch reports its creation.
-    pub fn arm(&self) {
+    /// not an error: the directory watch reports its creation. False if a watch could not be
+    /// added (the inotify watch limit, `fs.inotify.max_user_watches`, is reached): the task
+    /// must then poll at `monitor-interval`.
+    pub fn arm(&self) -> bool {
+        let mut ok = true;
         for f in &self.files {
-            self.watcher.arm_once(f, &self.notify);
+            ok &= self.watcher.arm_once(f, &self.notify);
         }
+        ok
     }
 }
 
@@ -105,6 +109,12 @@ impl Watcher {
                     };
                     let Ok(mut map) = t.lock() else { return };
                     for ev in events {
+                        if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                            // Events were lost: every database must look for itself.
+                            tracing::warn!("inotify queue overflowed; waking every database");
+                            wake_all(&map);
+                            continue;
+                        }
                         let ignored = ev.mask.contains(EventMask::IGNORED);
                         match map.get(&ev.wd) {
                             Some(Target::Dir(t)) => {
@@ -218,16 +228,18 @@ impl Watcher {
     }
 
     /// (Re-)installs a one-shot modify watch on `file` that wakes `notify`. A missing file is
-    /// not an error.
-    pub fn arm_once(&self, file: &Path, notify: &Arc<Notify>) {
+    /// not an error (the directory watch reports its creation); false if the watch could not
+    /// be added for another reason.
+    pub fn arm_once(&self, file: &Path, notify: &Arc<Notify>) -> bool {
         let Ok(mut map) = self.targets.lock() else {
-            return;
+            return false;
         };
         let Ok(mut watches) = self.watches.lock() else {
-            return;
+            return false;
         };
-        let Ok(wd) = watches.add(file, WatchMask::MODIFY | WatchMask::ONESHOT) else {
-            return;
+        let wd = match watches.add(file, WatchMask::MODIFY | WatchMask::ONESHOT) {
+            Ok(wd) => wd,
+            Err(e) => return e.kind() == std::io::ErrorKind::NotFound,
         };
         match map.entry(wd).or_insert_with(|| Target::File(Vec::new())) {
             Target::File(list) => {
@@ -237,6 +249,17 @@ impl Watcher {
             }
             // Cannot happen (a file is not a directory); wake rather than lose a change.
             Target::Dir(_) => notify.notify_one(),
+        }
+        true
+    }
+}
+
+/// Wakes every database with a watch.
+fn wake_all(map: &Targets) {
+    for t in map.values() {
+        match t {
+            Target::Dir(d) => d.names.iter().for_each(|(_, n)| n.notify_one()),
+            Target::File(list) => list.iter().for_each(|n| n.notify_one()),
         }
     }
 }

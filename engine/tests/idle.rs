@@ -48,14 +48,7 @@ fn fifty_idle_databases() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut dbs = Vec::new();
-    for i in 0..50 {
-        let db = dir.path().join(format!("db{i:02}.db"));
-        let c = app(&db, 4096);
-        setup_table(&c);
-        insert_rows(&c, 0, 20, 50);
-        dbs.push((db, dir.path().join(format!("replica{i:02}"))));
-    }
+    let dbs = small_dbs(dir.path(), 50, 20, 50);
     let config = dir.path().join("litestream.yml");
     // Default intervals (monitor-interval 1s is the fallback timer), except a short
     // checkpoint-interval: the one time-based checkpoint Litestream's policy makes after the

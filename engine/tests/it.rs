@@ -21,6 +21,7 @@ mod inspect;
 mod interop;
 mod listeners;
 mod lock_page;
+mod many;
 mod mcp;
 mod mcp_security;
 mod metrics;

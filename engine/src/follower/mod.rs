@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ltx_codec::wal::{WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
 use ltx_codec::{LtxFile, TxId};
@@ -98,7 +98,9 @@ impl SyncedLog {
 
 struct OpenDb {
     conns: Conns,
-    file: File,
+    /// Kept open for as long as the connections are: closing a descriptor of the database
+    /// file drops every lock this process holds on it, SQLite's included.
+    file: Arc<File>,
     page_size: u32,
     /// Shared with snapshot jobs that read under our read transaction.
     hold: Arc<ReadHold>,
@@ -194,20 +196,35 @@ impl Follower {
     /// A time-based PASSIVE checkpoint (§4.8) would fire now. Idle databases are not polled,
     /// so the caller asks this on its fallback timer.
     pub fn checkpoint_due(&self) -> bool {
+        self.checkpoint_wait() == Some(Duration::ZERO)
+    }
+
+    /// How long until a time-based checkpoint is due (zero: now), or `None` if none is
+    /// pending (nothing synced since the last checkpoint, or too little WAL).
+    pub fn checkpoint_wait(&self) -> Option<Duration> {
         let interval = self.cfg.checkpoint_interval;
         if interval.is_zero()
-            || self.snapshot_reading()
             || !self.state.synced_since_checkpoint
             || self.state.last_synced_wal_offset
                 <= crate::checkpoint::wal_bytes(self.page_size(), 1)
         {
-            return false;
+            return None;
         }
-        std::fs::metadata(&self.cfg.path)
+        if self.snapshot_reading() {
+            // Deferred until the snapshot is done: look again shortly.
+            return Some(self.cfg.monitor_interval.max(Duration::from_millis(1)));
+        }
+        let age = std::fs::metadata(&self.cfg.path)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .is_some_and(|d| d > interval)
+            .unwrap_or_default();
+        // Due once the database is strictly older than the interval.
+        Some(if age > interval {
+            Duration::ZERO
+        } else {
+            interval - age + Duration::from_millis(1)
+        })
     }
 
     fn page_size(&self) -> u32 {
@@ -254,7 +271,7 @@ impl Follower {
         self.meta.create_dir(&l0)?;
         self.db = Some(OpenDb {
             conns,
-            file,
+            file: Arc::new(file),
             page_size,
             hold: Arc::default(),
         });
@@ -262,6 +279,7 @@ impl Follower {
         self.last_l0 = None;
         self.pos = self.meta.max_l0()?;
         self.ensure_wal_exists()?;
+        self.open_db()?.conns.release_idle();
         info!(
             db = %self.cfg.path.display(),
             page_size,
@@ -375,6 +393,8 @@ impl Follower {
         if !r.limited || r.synced_to_wal_end || thresholds.exceeds_truncate(r.orig_wal_size) {
             self.checkpoint_if_needed(r.orig_wal_size, r.new_wal_size)?;
         }
+        // Only checkpoints and `_litestream_seq` bumps use the second connection.
+        self.open_db()?.conns.release_idle();
         Ok(r)
     }
 
@@ -647,10 +667,7 @@ impl Follower {
             .db
             .as_ref()
             .ok_or_else(|| Error::Other("database is not open".into()))?;
-        let db = od
-            .file
-            .try_clone()
-            .map_err(|e| Error::io("reopen database", &self.cfg.path, e))?;
+        let db = od.file.clone();
         Ok(Some(snapshot::Job {
             db_path: self.cfg.path.clone(),
             wal_path: self.wal_path.clone(),

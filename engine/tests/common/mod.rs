@@ -353,3 +353,17 @@ pub fn setup_table(c: &Connection) {
     )
     .expect("schema");
 }
+
+/// `n` databases `db<i>.db` in `dir`, each with table `t` holding `rows` rows of `width` bytes,
+/// paired with the replica directory `replica<i>` beside them.
+pub fn small_dbs(dir: &Path, n: usize, rows: usize, width: usize) -> Vec<(PathBuf, PathBuf)> {
+    (0..n)
+        .map(|i| {
+            let db = dir.join(format!("db{i:04}.db"));
+            let c = app(&db, 4096);
+            setup_table(&c);
+            insert_rows(&c, 0, rows, width);
+            (db, dir.join(format!("replica{i:04}")))
+        })
+        .collect()
+}
