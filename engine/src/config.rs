@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::duration::{parse_byte_size, parse_go_duration};
+use storage::value::{parse_byte_size, parse_duration as parse_go_duration};
 
 /// Defaults from Litestream 0.5.17 (`db.go`, `replica.go`, `cmd/litestream/main.go`).
 pub mod defaults {
@@ -308,7 +308,7 @@ impl<'a> Node<'a> {
             None => Ok(None),
             Some(Value::String(s)) => parse_go_duration(s)
                 .map(Some)
-                .map_err(|e| key_err(&self.key(k), e)),
+                .map_err(|e| key_err(&self.key(k), e.to_string())),
             // yaml.v2 decodes a bare integer into time.Duration as nanoseconds.
             Some(Value::Number(n)) => n
                 .as_u64()
@@ -322,11 +322,9 @@ impl<'a> Node<'a> {
         match self.get(k) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(Value::String(s)) => match s.as_str() {
-                "true" | "yes" | "on" => Ok(Some(true)),
-                "false" | "no" | "off" => Ok(Some(false)),
-                _ => Err(key_err(&self.key(k), "expected true or false")),
-            },
+            Some(Value::String(s)) => storage::value::parse_config_bool(s)
+                .map(Some)
+                .ok_or_else(|| key_err(&self.key(k), "expected true or false")),
             Some(_) => Err(key_err(&self.key(k), "expected true or false")),
         }
     }
@@ -363,7 +361,7 @@ impl<'a> Node<'a> {
                 .ok_or_else(|| key_err(&self.key(k), "expected a byte size")),
             Some(Value::String(s)) => parse_byte_size(s)
                 .map(Some)
-                .map_err(|e| key_err(&self.key(k), e)),
+                .map_err(|e| key_err(&self.key(k), e.to_string())),
             Some(_) => Err(key_err(&self.key(k), "expected a byte size such as 64MiB")),
         }
     }

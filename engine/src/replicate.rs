@@ -14,7 +14,6 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, DbConfig};
 use crate::dirs::Monitor;
-use crate::duration::format_go_duration;
 use crate::error::{Error, Result};
 use crate::follower::Follower;
 use crate::maintain::{Maintainer, Settings};
@@ -24,6 +23,7 @@ use crate::schedule::Pool;
 use crate::snapshot;
 use crate::uploader::{replica_max_l0, Uploader};
 use crate::watch::{DbWatch, Watcher};
+use storage::value::format_duration as format_go_duration;
 
 /// Opens the backend of a configured replica. A file replica's files get no more permissions
 /// than the database `db` (object stores have no file modes).

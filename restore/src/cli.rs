@@ -90,14 +90,13 @@ fn usage(msg: impl Into<String>) -> RestoreError {
     RestoreError::Usage(msg.into())
 }
 
+/// A boolean flag's `=value`, as Go's flag package reads it (`strconv.ParseBool`).
 fn parse_bool(name: &str, v: &str) -> Result<bool> {
-    match v {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(usage(format!(
+    storage::value::parse_bool(v).ok_or_else(|| {
+        usage(format!(
             "invalid boolean value {v:?} for -{name}: parse error"
-        ))),
-    }
+        ))
+    })
 }
 
 /// Parses the arguments after the program name as Go's flag package does (and so Litestream):
@@ -190,7 +189,7 @@ pub fn parse_args(argv: &[String]) -> Result<Args> {
                 }
             }
             "follow-interval" => {
-                a.follow_interval = follow::parse_duration(&value).ok_or_else(|| {
+                a.follow_interval = storage::value::parse_duration(&value).map_err(|_| {
                     usage(format!(
                         "invalid value {value:?} for flag -follow-interval: parse error"
                     ))

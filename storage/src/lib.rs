@@ -24,6 +24,7 @@ pub mod s3;
 pub mod sftp;
 pub mod timefmt;
 pub mod transport;
+pub mod value;
 pub mod webdav;
 pub(crate) mod xml;
 
