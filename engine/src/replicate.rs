@@ -41,7 +41,7 @@ pub fn open_replica(
     }
     let url = (!r.url.is_empty()).then_some(r.url.as_str());
     storage::open_replica_from_config(
-        &r.kind,
+        r.kind.as_str(),
         url,
         r.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     )

@@ -352,7 +352,11 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
             open_source(&src)?
         } else {
             let cfg = a.config.clone().unwrap_or_else(config::default_config_path);
-            config::replica_for(&cfg, !a.no_expand_env, &config::expand_path(&src)?)?.open()?
+            config::open(&config::replica_for(
+                &cfg,
+                !a.no_expand_env,
+                &config::expand_path(&src)?,
+            )?)?
         };
         return check::run(&s.client, a.parallelism, a.json, out).await;
     }
@@ -370,7 +374,7 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
     } else {
         let cfg = a.config.clone().unwrap_or_else(config::default_config_path);
         let db = config::expand_path(&src)?;
-        let source = config::replica_for(&cfg, !a.no_expand_env, &db)?.open()?;
+        let source = config::open(&config::replica_for(&cfg, !a.no_expand_env, &db)?)?;
         let output = a.output.clone().unwrap_or(db);
         (source, output)
     };

@@ -6,7 +6,7 @@
 //! They live in `storage`, the lowest crate that reads such values (a backend parses its own
 //! replica keys, such as `part-size` or `reconnect-wait`, from the key/value pairs it is
 //! given); the config crate (`ls-config`) and both binaries use them from here, so a value
-//! means the same wherever it is written. See docs/config-and-cli.md#value-syntax.
+//! means the same wherever it is written. See docs/config-and-cli.md#config-file.
 
 use std::time::Duration;
 

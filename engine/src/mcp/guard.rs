@@ -13,45 +13,7 @@ use hyper::{HeaderMap, StatusCode};
 /// The environment variable that sets (and overrides) `mcp-token`.
 pub const TOKEN_ENV: &str = "LS_MCP_TOKEN";
 
-/// A bearer token; never printed (`Debug` shows a placeholder).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    /// `None` for an empty value.
-    pub fn new(s: String) -> Option<Token> {
-        (!s.is_empty()).then_some(Token(s))
-    }
-
-    /// Compares in time independent of where the values differ.
-    fn matches(&self, given: &[u8]) -> bool {
-        let want = self.0.as_bytes();
-        want.len() == given.len()
-            && want
-                .iter()
-                .zip(given)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
-
-/// The MCP keys of the config besides `mcp-addr`.
-#[derive(Clone, Debug, Default)]
-pub struct McpConfig {
-    /// `mcp-token`.
-    pub token: Option<Token>,
-    /// `mcp-restore-dir`: where `litestream_restore` may write (and below); by default the
-    /// directories of the configured databases.
-    pub restore_dir: Option<std::path::PathBuf>,
-    /// `mcp-allowed-hosts`: more names accepted in `Host` and `Origin`.
-    pub allowed_hosts: Vec<String>,
-}
+pub use ls_config::{McpConfig, Token};
 
 /// The checks every request passes before it is looked at.
 #[derive(Debug)]
