@@ -25,6 +25,9 @@ pub fn expand_path(p: &str) -> Result<PathBuf> {
 /// inside directory entries).
 pub fn replica_for(config_path: &Path, expand: bool, db_path: &Path) -> Result<ReplicaConfig> {
     let cfg = ls_config::load(config_path, expand)?;
+    for w in &cfg.warnings {
+        tracing::warn!(config = %config_path.display(), "{w}");
+    }
     cfg.dbs
         .into_iter()
         .find(|db| db.path == db_path)

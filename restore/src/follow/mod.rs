@@ -150,7 +150,10 @@ pub async fn follow(
         let (reached, res) = apply_new(client, &db, last).await;
         if let Err(e) = res {
             errors += 1;
-            eprintln!("follow: error applying updates: {e} (consecutive errors: {errors})");
+            tracing::warn!(
+                consecutive_errors = errors,
+                "follow: error applying updates: {e}"
+            );
         }
         if reached > last {
             write_txid_file(out, reached)?;
