@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::duration::format_go_duration;
+use storage::value::format_duration;
 
 /// A failure, printed as `Error: <msg>` (and `Try: <hint>` for usage errors).
 #[derive(Debug)]
@@ -429,7 +429,7 @@ pub fn info(o: Opts<'_>, args: &[String], out: &mut impl Write) -> Result<()> {
             "Litestream {}\n  PID:        {}\n  Uptime:     {}\n  Started at: {}\n  Databases:  {}\n",
             str_of(&r, "version"),
             u64_of(&r, "pid"),
-            format_go_duration(Duration::from_secs(u64_of(&r, "uptime_seconds"))),
+            format_duration(Duration::from_secs(u64_of(&r, "uptime_seconds"))),
             rfc3339(str_of(&r, "started_at")),
             u64_of(&r, "database_count"),
         )

@@ -29,7 +29,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(30);
 /// The interval in effect: the config's, or the test hook's.
 pub fn interval(cfg: &HeartbeatConfig) -> Duration {
     match std::env::var("LS_TEST_HEARTBEAT_INTERVAL") {
-        Ok(v) if !v.is_empty() => match crate::duration::parse_go_duration(&v) {
+        Ok(v) if !v.is_empty() => match storage::value::parse_duration(&v) {
             Ok(d) if !d.is_zero() => d,
             _ => {
                 warn!(value = %v, "LS_TEST_HEARTBEAT_INTERVAL is not a duration; ignored");
@@ -54,7 +54,7 @@ pub async fn run(
 ) {
     let every = interval(&cfg);
     let check = every.min(CHECK_INTERVAL);
-    info!(url = %storage::redact_url(&cfg.url), interval = %crate::duration::format_go_duration(every), "starting heartbeat monitor");
+    info!(url = %storage::redact_url(&cfg.url), interval = %storage::value::format_duration(every), "starting heartbeat monitor");
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + check, check);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_ping: Option<tokio::time::Instant> = None;

@@ -40,29 +40,7 @@ pub enum AddrError {
     },
 }
 
-/// Splits `host:port` as Go's `net.SplitHostPort` does (`[v6]:port`, `:port` for every
-/// interface) and requires a numeric port, which Litestream also insists on. The error says
-/// what is wrong with the address.
-pub fn parse_addr(addr: &str) -> Result<(String, u16), &'static str> {
-    const NO_PORT: &str = "must specify a port";
-    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or("missing ']'")?;
-        (host, after.strip_prefix(':').ok_or(NO_PORT)?)
-    } else {
-        let (host, port) = addr.rsplit_once(':').ok_or(NO_PORT)?;
-        if host.contains(':') {
-            return Err("too many colons; write an IPv6 address as [addr]:port");
-        }
-        (host, port)
-    };
-    if port.is_empty() {
-        return Err(NO_PORT);
-    }
-    let port = port
-        .parse()
-        .map_err(|_| "the port must be a number from 0 to 65535")?;
-    Ok((host.to_owned(), port))
-}
+pub use ls_config::parse_addr;
 
 /// What an address without a host (`:9090`) listens on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -79,7 +79,7 @@ pub fn write_databases(cfg: &Config, json: bool, out: &mut dyn Write) -> std::io
         .iter()
         .map(|d| DatabaseRow {
             path: d.path.display().to_string(),
-            replica: replica_type(&d.replica.kind),
+            replica: replica_type(d.replica.kind.as_str()),
         })
         .collect();
     if json {

@@ -31,7 +31,6 @@ pub mod compactor;
 pub mod config;
 pub mod ctl;
 pub mod dirs;
-pub mod duration;
 pub mod error;
 pub mod exec;
 pub mod fdlimit;

@@ -117,6 +117,16 @@ fn current_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn restore_cmd(argv: &[String]) -> anyhow::Result<()> {
     let args = restore::cli::parse_args(argv)?;
+    // Restore's log lines (config warnings, follow-mode retries) on stderr, as `ls-restore`
+    // prints them: warnings unless `LOG_LEVEL` asks for more (a bad one falls back to warn
+    // rather than stopping a restore).
+    let level = std::env::var("LOG_LEVEL")
+        .ok()
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "warn".into());
+    if init_logging(&level, false, true).is_err() {
+        init_logging("warn", false, true)?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

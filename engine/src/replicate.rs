@@ -14,7 +14,6 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, DbConfig};
 use crate::dirs::Monitor;
-use crate::duration::format_go_duration;
 use crate::error::{Error, Result};
 use crate::follower::Follower;
 use crate::maintain::{Maintainer, Settings};
@@ -25,6 +24,7 @@ use crate::snapshot;
 use crate::uploader::{replica_newest, upload_loop, Uploader};
 use crate::wake;
 use crate::watch::{DbWatch, Watcher};
+use storage::value::format_duration as format_go_duration;
 
 /// Opens the backend of a configured replica. A file replica's files get no more permissions
 /// than the database `db` (object stores have no file modes).
@@ -54,7 +54,7 @@ fn open_backend(
     }
     let url = (!r.url.is_empty()).then_some(r.url.as_str());
     storage::open_replica_from_config(
-        &r.kind,
+        r.kind.as_str(),
         url,
         r.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     )

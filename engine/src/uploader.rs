@@ -16,10 +16,10 @@ use storage::{Body, LtxFileInfo, SharedReplica};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::duration::format_go_duration;
 use crate::error::{Error, Result};
 use crate::meta::{MetaDir, KEEP_IN_MEMORY};
 use crate::replicate::{next_backoff, DbHandle};
+use storage::value::format_duration;
 
 pub struct Uploader {
     replica: SharedReplica,
@@ -267,7 +267,7 @@ pub(crate) async fn upload_loop(
                         return false;
                     }
                     backoff = next_backoff(backoff, base);
-                    error!(error = %e, backoff = %format_go_duration(backoff), "replica sync error");
+                    error!(error = %e, backoff = %format_duration(backoff), "replica sync error");
                     let until = tokio::time::Instant::now() + backoff;
                     loop {
                         tokio::select! {

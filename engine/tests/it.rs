@@ -6,6 +6,7 @@ mod bad_inputs;
 mod bootstrap;
 mod common;
 mod compaction;
+mod config_conformance;
 mod conformance;
 mod crash;
 mod dir;

@@ -111,14 +111,13 @@ fn usage(msg: impl Into<String>) -> RestoreError {
     RestoreError::Usage(msg.into())
 }
 
+/// A boolean flag's `=value`, as Go's flag package reads it (`strconv.ParseBool`).
 fn parse_bool(name: &str, v: &str) -> Result<bool> {
-    match v {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(usage(format!(
+    storage::value::parse_bool(v).ok_or_else(|| {
+        usage(format!(
             "invalid boolean value {v:?} for -{name}: parse error"
-        ))),
-    }
+        ))
+    })
 }
 
 /// Parses the arguments after the program name as Go's flag package does (and so Litestream):
@@ -212,7 +211,7 @@ pub fn parse_args(argv: &[String]) -> Result<Args> {
                 }
             }
             "follow-interval" => {
-                a.follow_interval = follow::parse_duration(&value).ok_or_else(|| {
+                a.follow_interval = storage::value::parse_duration(&value).map_err(|_| {
                     usage(format!(
                         "invalid value {value:?} for flag -follow-interval: parse error"
                     ))
@@ -405,7 +404,7 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
         } else {
             let cfg = a.config.clone().unwrap_or_else(config::default_config_path);
             let entry = config::replica_for(&cfg, !a.no_expand_env, &config::expand_path(&src)?)?;
-            entry.open()?.with_age(&entry.age, &a)?
+            config::open(&entry)?.with_age(&entry.age, &a)?
         };
         return check::run(&s.client, a.parallelism, a.json, out).await;
     }
@@ -427,7 +426,7 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
         let cfg = a.config.clone().unwrap_or_else(config::default_config_path);
         let db = config::expand_path(&src)?;
         let entry = config::replica_for(&cfg, !a.no_expand_env, &db)?;
-        let source = entry.open()?.with_age(&entry.age, &a)?;
+        let source = config::open(&entry)?.with_age(&entry.age, &a)?;
         let output = a.output.clone().unwrap_or(db);
         (source, output)
     };

@@ -47,6 +47,9 @@ pub enum RestoreError {
     Integrity(String),
     #[error("config: {0}")]
     Config(String),
+    /// The config file, as the shared reader reports it (naming the key or the file).
+    #[error(transparent)]
+    ConfigFile(#[from] ls_config::ConfigError),
     #[error("v0.3.x restore: {0}")]
     V3(String),
     #[error("{0}")]

@@ -26,6 +26,7 @@ pub mod secret;
 pub mod sftp;
 pub mod timefmt;
 pub mod transport;
+pub mod value;
 pub mod webdav;
 pub(crate) mod xml;
 

@@ -13,20 +13,7 @@ use hyper::{HeaderMap, StatusCode};
 /// The environment variable that sets (and overrides) `mcp-token`.
 pub const TOKEN_ENV: &str = "LS_MCP_TOKEN";
 
-/// A bearer token: the shared secret type, never printed (`Debug` shows `[redacted]`).
-pub type Token = storage::Secret;
-
-/// The MCP keys of the config besides `mcp-addr`.
-#[derive(Clone, Debug, Default)]
-pub struct McpConfig {
-    /// `mcp-token`.
-    pub token: Option<Token>,
-    /// `mcp-restore-dir`: where `litestream_restore` may write (and below); by default the
-    /// directories of the configured databases.
-    pub restore_dir: Option<std::path::PathBuf>,
-    /// `mcp-allowed-hosts`: more names accepted in `Host` and `Origin`.
-    pub allowed_hosts: Vec<String>,
-}
+pub use ls_config::{McpConfig, Token};
 
 /// The checks every request passes before it is looked at.
 #[derive(Debug)]

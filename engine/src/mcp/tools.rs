@@ -205,11 +205,7 @@ impl Args<'_> {
     pub(super) fn boolean(&self, key: &str) -> Option<bool> {
         match self.0?.get(key)? {
             Value::Bool(b) => Some(*b),
-            Value::String(s) => match s.as_str() {
-                "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-                "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-                _ => None,
-            },
+            Value::String(s) => storage::value::parse_bool(s),
             Value::Number(n) => n.as_f64().map(|f| f != 0.0),
             _ => None,
         }

@@ -41,37 +41,6 @@ pub fn write_txid_file(out: &Path, txid: TxId) -> Result<()> {
         .map_err(|e| RestoreError::io(p, e))
 }
 
-/// Go's `time.ParseDuration` for the units a poll interval uses (`500ms`, `1s`, `1m30s`).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .filter(|&i| i > 0)?;
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let secs = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += n * secs;
-        rest = &rest[unit_end..];
-    }
-    Duration::try_from_secs_f64(total).ok()
-}
-
 /// Litestream's `applyNewLTXFiles`: the L0 files after `after`, with gaps bridged from levels
 /// 1..8. Returns the TXID reached, which on error is where the database stands.
 async fn apply_new(client: &SharedReplica, db: &Arc<Target>, after: TxId) -> (TxId, Result<()>) {
@@ -181,7 +150,10 @@ pub async fn follow(
         let (reached, res) = apply_new(client, &db, last).await;
         if let Err(e) = res {
             errors += 1;
-            eprintln!("follow: error applying updates: {e} (consecutive errors: {errors})");
+            tracing::warn!(
+                consecutive_errors = errors,
+                "follow: error applying updates: {e}"
+            );
         }
         if reached > last {
             write_txid_file(out, reached)?;
@@ -189,22 +161,5 @@ pub async fn follow(
             // Progress resets the error count, as in Litestream.
             errors = 0;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("s"), None);
-        assert_eq!(parse_duration("3d"), None);
     }
 }

@@ -137,52 +137,13 @@ fn parse_url(raw: &str) -> Result<UrlParts> {
     })
 }
 
-/// A Go duration (`10s`, `1m30s`, `250ms`, `1.5h`), or a bare integer of nanoseconds as
-/// yaml.v2 reads one into a `time.Duration`.
+/// A Go duration ([`crate::value::parse_duration`]), or a bare integer of nanoseconds as
+/// yaml.v2 reads an unquoted integer into a `time.Duration`.
 pub(crate) fn parse_go_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    if let Ok(ns) = s.parse::<u64>() {
-        return Some(Duration::from_nanos(ns));
-    }
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: u64 = 0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 6e10,
-            "h" => 3.6e12,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        let ns = (value * scale).round();
-        if !ns.is_finite() || ns >= u64::MAX as f64 {
-            return None;
-        }
-        total = total.checked_add(ns as u64)?;
-    }
-    Some(Duration::from_nanos(total))
-}
-
-/// A YAML boolean as yaml.v2 reads one.
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "yes" | "on" | "y" => Some(true),
-        "false" | "no" | "off" | "n" => Some(false),
-        _ => None,
+    match s.parse::<u64>() {
+        Ok(ns) => Some(Duration::from_nanos(ns)),
+        Err(_) => crate::value::parse_duration(s).ok(),
     }
 }
 
@@ -239,7 +200,8 @@ impl NatsSettings {
                 "password" => s.password = Secret::new(v),
                 "token" => s.token = Secret::new(v),
                 "tls" => {
-                    s.tls = parse_bool(v).ok_or_else(|| bad(k, v, "expected true or false"))?
+                    s.tls = crate::value::parse_config_bool(v)
+                        .ok_or_else(|| bad(k, v, "expected true or false"))?
                 }
                 // One path per line: the YAML list, as the configs pass it.
                 "root-cas" => {

@@ -98,50 +98,21 @@ fn config_error(msg: impl Into<String>) -> StorageError {
     StorageError::config(format!("s3: {}", msg.into()))
 }
 
-/// Go's `strconv.ParseBool` set, as Litestream's `BoolQueryValue` accepts it. Anything else is
-/// an error here rather than Litestream's silent `false`, because a typo that turns off
+/// A boolean setting ([`crate::value::parse_config_bool`]). Anything else is an error here
+/// rather than Litestream's silent `false` for a URL query value, because a typo that turns off
 /// signature checks should not pass unnoticed.
 pub fn parse_bool(key: &str, v: &str) -> Result<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "t" | "yes" => Ok(true),
-        "false" | "0" | "f" | "no" => Ok(false),
-        _ => Err(config_error(format!("{key}: {v:?} is not a boolean"))),
-    }
+    crate::value::parse_config_bool(v)
+        .ok_or_else(|| config_error(format!("{key}: {v:?} is not a boolean")))
 }
 
-/// A byte size as Litestream's config accepts it: a plain integer or a number with a unit
-/// (`5MiB`, `10MB`, `1 GiB`, `512k`).
+/// A byte size ([`crate::value::parse_byte_size`]); zero is refused.
 pub fn parse_byte_size(key: &str, v: &str) -> Result<u64> {
-    let s = v.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let unit = unit.trim().to_ascii_lowercase();
-    let mult: u64 = match unit.as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "ki" | "kib" => 1 << 10,
-        "m" | "mb" => 1000 * 1000,
-        "mi" | "mib" => 1 << 20,
-        "g" | "gb" => 1000 * 1000 * 1000,
-        "gi" | "gib" => 1 << 30,
-        _ => return Err(config_error(format!("{key}: unknown size unit in {v:?}"))),
-    };
-    let bad = || config_error(format!("{key}: {v:?} is not a size"));
-    let bytes = if num.contains('.') {
-        let f: f64 = num.parse().map_err(|_| bad())?;
-        (f * mult as f64) as u64
-    } else {
-        num.parse::<u64>()
-            .map_err(|_| bad())?
-            .checked_mul(mult)
-            .ok_or_else(bad)?
-    };
-    if bytes == 0 {
-        return Err(bad());
+    match crate::value::parse_byte_size(v) {
+        Ok(0) => Err(config_error(format!("{key}: {v:?} is not a size"))),
+        Ok(n) => Ok(n),
+        Err(e) => Err(config_error(format!("{key}: {v:?} is not a size: {e}"))),
     }
-    Ok(bytes)
 }
 
 fn parse_positive(key: &str, v: &str) -> Result<u64> {
