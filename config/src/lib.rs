@@ -58,7 +58,8 @@ pub struct Config {
     pub dirs: Vec<DirConfig>,
     /// `addr`: where to serve `/metrics` (`:9090`, `127.0.0.1:9090`); checked, not yet bound.
     pub addr: Option<String>,
-    /// `mcp-addr`: where `replicate` serves MCP (§7.2); checked, not yet bound.
+    /// `mcp-addr`: where `replicate` serves MCP (docs/config-and-cli.md#control-socket); checked,
+    /// not yet bound.
     pub mcp_addr: Option<String>,
     /// `mcp-token`, `mcp-restore-dir`, `mcp-allowed-hosts`.
     pub mcp: McpConfig,
@@ -81,10 +82,10 @@ pub struct Config {
     pub heartbeat: Option<HeartbeatConfig>,
     /// Unknown keys, with their line, for the caller to log once logging is set up.
     pub warnings: Vec<String>,
-    /// Problems that stop `replicate` but not a restore: settings this implementation does not
-    /// act on yet (`auto-recover`, `validation.interval`), listen addresses that cannot be
-    /// bound, and an empty `mcp-token`. Kept apart so that `ls-restore -config` reads every config Litestream's restore
-    /// reads; `ls-engine` refuses the config on the first one.
+    /// Problems that stop `replicate` but not a restore: settings this implementation does not act
+    /// on yet (`auto-recover`, `validation.interval`), listen addresses that cannot be bound, and
+    /// an empty `mcp-token`. Kept apart so that `ls-restore -config` reads every config
+    /// Litestream's restore reads; `ls-engine` refuses the config on the first one.
     pub replicate_errors: Vec<ConfigError>,
 }
 

@@ -1,5 +1,5 @@
-//! The checkpoint policy (§4.8) as a pure decision; the procedure itself lives in the follower
-//! because it interleaves syncs with SQLite calls.
+//! The checkpoint policy (docs/wal.md#checkpoints) as a pure decision; the procedure itself lives
+//! in the follower because it interleaves syncs with SQLite calls.
 
 use std::time::Duration;
 

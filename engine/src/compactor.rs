@@ -1,8 +1,8 @@
-//! Level compaction (§2.2): merges the source level's new files into one file at the
-//! destination level, streaming. Inputs are local L0 copies when present (Litestream's
-//! `LocalFileOpener`), else remote files copied to temp files in the meta directory with ranged
-//! reads; the output is written to a temp file and uploaded from disk. Memory is one page
-//! buffer per input plus the output's page index, whatever the database size.
+//! Level compaction (docs/replica-layout.md#compaction-scheduling): merges the source level's new
+//! files into one file at the destination level, streaming. Inputs are local L0 copies when present
+//! (Litestream's `LocalFileOpener`), else remote files copied to temp files in the meta directory
+//! with ranged reads; the output is written to a temp file and uploaded from disk. Memory is one
+//! page buffer per input plus the output's page index, whatever the database size.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -130,8 +130,8 @@ pub async fn merge_into(
     let timestamp = tokio::task::spawn_blocking(move || merge_files(&paths, &out2, mode))
         .await
         .map_err(|e| Error::Other(format!("compaction thread failed: {e}")))??;
-    // The stored creation time follows the header timestamp (the last input's write time),
-    // as every Litestream backend derives it (§3.1).
+    // The stored creation time follows the header timestamp (the last input's write time), as every
+    // Litestream backend derives it (docs/replica-layout.md#paths-and-timestamps-per-backend).
     let created = UNIX_EPOCH + Duration::from_millis(u64::try_from(timestamp).unwrap_or(0));
     let info = replica
         .write_ltx(dst, min, max, storage::Body::File(out.clone()), created)

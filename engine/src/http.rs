@@ -1,6 +1,6 @@
-//! The HTTP server on `addr` (§7.1): `GET /metrics` in the Prometheus text format. Litestream
-//! also serves Go's `/debug/pprof/` there, which has no equivalent here; every other path is
-//! a 404, as it is there.
+//! The HTTP server on `addr` (docs/config-and-cli.md#metrics): `GET /metrics` in the Prometheus
+//! text format. Litestream also serves Go's `/debug/pprof/` there, which has no equivalent here;
+//! every other path is a 404, as it is there.
 //!
 //! An idle server is one task parked in `accept`: no timers, no polling. A connection's only
 //! timer is hyper's header-read timeout, armed while that connection waits for a request.

@@ -1,4 +1,4 @@
-//! Building one L0 file (§4.6) from WAL frames and database pages.
+//! Building one L0 file (docs/wal.md#one-l0-file) from WAL frames and database pages.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -43,7 +43,8 @@ impl PageSource<'_> {
     }
 }
 
-/// Header values of an L0 file (§4.6); everything else is as Litestream writes it.
+/// Header values of an L0 file (docs/wal.md#one-l0-file); everything else is as Litestream writes
+/// it.
 #[derive(Clone, Copy, Debug)]
 pub struct L0Params {
     pub txid: TxId,

@@ -1,5 +1,5 @@
 //! ls-engine: follows SQLite WALs and replicates them as LTX files, producing the same local
-//! and replica trees as Litestream 0.5.17 (spec §3, §4).
+//! and replica trees as Litestream 0.5.17 (docs/replica-layout.md, docs/wal.md).
 //!
 //! How the parts fit:
 //! - [`replicate`] runs one tokio task per database. It waits for an inotify wake-up
@@ -7,11 +7,11 @@
 //!   WAL changed (size, mtime, inode) or a time-based checkpoint is due, so an idle database
 //!   costs one `stat` pair per interval and writes nothing.
 //! - Each pass runs the blocking [`follower::Follower`] on a blocking thread: verify
-//!   ([`verify`], §4.4), read committed frames from the WAL in bounded chunks
+//!   ([`verify`], docs/wal.md#verify), read committed frames from the WAL in bounded chunks
 //!   ([`walread`]), encode one L0 file ([`l0`]) into the meta directory ([`meta`]), then apply
-//!   the checkpoint policy ([`checkpoint`], §4.8) through [`sqlite`]: the WAL is copied into
-//!   the database before the write lock is taken, so writers wait only for the last few
-//!   frames (docs/checkpoints.md#the-procedure).
+//!   the checkpoint policy ([`checkpoint`], docs/wal.md#checkpoints) through [`sqlite`]: the
+//!   WAL is copied into the database before the write lock is taken, so writers wait only for
+//!   the last few frames (docs/checkpoints.md#the-procedure).
 //! - A pass that wrote an L0 file opens a batching window of the replica's `sync-interval`:
 //!   the first change after a quiet spell ships at once, later ones wait for the window's end,
 //!   so a busy database makes at most one L0 file (and one upload) per window.

@@ -1,7 +1,8 @@
-//! The per-database background loop (§2.2, §3.2): level compactions, scheduled snapshots and
-//! L0 retention, each on its own aligned schedule, run one at a time per database and under
-//! the shared [`Pool`] across databases. It never runs on the follower's task; a snapshot is
-//! the one step that needs the follower, which it asks for over a channel.
+//! The per-database background loop (docs/replica-layout.md#compaction-scheduling,
+//! docs/replica-layout.md#retention): level compactions, scheduled snapshots and L0 retention, each
+//! on its own aligned schedule, run one at a time per database and under the shared [`Pool`] across
+//! databases. It never runs on the follower's task; a snapshot is the one step that needs the
+//! follower, which it asks for over a channel.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};

@@ -1,5 +1,6 @@
-//! The local meta directory (§3.4): `<meta>/ltx/0/<txid>-<txid>.ltx`, the same layout
-//! Litestream uses, so either program can pick up where the other stopped.
+//! The local meta directory (docs/replica-layout.md#local-meta-directory):
+//! `<meta>/ltx/0/<txid>-<txid>.ltx`, the same layout Litestream uses, so either program can pick up
+//! where the other stopped.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -95,7 +96,8 @@ impl MetaDir {
         walk(&self.root)
     }
 
-    /// Empties `ltx/0` (used when the database is behind its replica, §4.9).
+    /// Empties `ltx/0` (used when the database is behind its replica,
+    /// docs/wal.md#database-behind-replica).
     pub fn clear_l0(&self) -> Result<()> {
         let dir = self.level_dir(Level(0));
         match fs::remove_dir_all(&dir) {
@@ -137,9 +139,9 @@ impl MetaDir {
     }
 }
 
-/// What the follower keeps of the newest L0 file for the next verify (§4.4): its header and,
-/// when it wrote the file itself, the page of the WAL frame just before the file's end, the one
-/// verify compares with the WAL. Other pages are read from the file when asked for.
+/// What the follower keeps of the newest L0 file for the next verify (docs/wal.md#verify): its
+/// header and, when it wrote the file itself, the page of the WAL frame just before the file's end,
+/// the one verify compares with the WAL. Other pages are read from the file when asked for.
 #[derive(Clone, Debug)]
 pub struct LastL0 {
     pub header: Header,

@@ -1,7 +1,7 @@
-//! The engine's Prometheus metrics under Litestream's names, types and labels (§7.1). Counters
-//! are atomics bumped where syncs and checkpoints happen; nothing here runs unless a pass or a
-//! scrape does. [`render`] adds the replica operation metrics `storage` keeps and a few
-//! process metrics read from `/proc` at scrape time.
+//! The engine's Prometheus metrics under Litestream's names, types and labels
+//! (docs/config-and-cli.md#metrics). Counters are atomics bumped where syncs and checkpoints
+//! happen; nothing here runs unless a pass or a scrape does. [`render`] adds the replica operation
+//! metrics `storage` keeps and a few process metrics read from `/proc` at scrape time.
 //!
 //! As in Litestream, a database's series exist from the moment it is set up (at 0), the
 //! checkpoint series of a mode appear with its first checkpoint, the error series with the

@@ -856,9 +856,9 @@ impl DbTask {
         Ok(())
     }
 
-    /// §4.9: if the replica is ahead of our local L0 files (local state lost, DB restored),
-    /// adopt its newest file, of any level, so numbering continues after it; verify then
-    /// snapshots.
+    /// docs/wal.md#database-behind-replica: if the replica is ahead of our local L0 files (local
+    /// state lost, DB restored), adopt its newest file, of any level, so numbering continues after
+    /// it; verify then snapshots.
     async fn check_behind_replica(
         &self,
         follower: &mut Option<Follower>,

@@ -1,6 +1,6 @@
-//! Retention (§3.2): which files may go, with the two invariants a restore depends on: the
-//! newest file of a level is never deleted, and nothing is deleted that the chain from a
-//! retained snapshot (or from L1) still needs.
+//! Retention (docs/replica-layout.md#retention): which files may go, with the two invariants a
+//! restore depends on: the newest file of a level is never deleted, and nothing is deleted that the
+//! chain from a retained snapshot (or from L1) still needs.
 
 use std::time::{Duration, SystemTime};
 

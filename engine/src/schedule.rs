@@ -1,6 +1,6 @@
-//! When background work runs (§2.2): every level wakes at wall-clock multiples of its interval,
-//! and all databases share a small pool of permits so their compactions and snapshots never all
-//! run at once and never run on a WAL follower's task.
+//! When background work runs (docs/replica-layout.md#compaction-scheduling): every level wakes at
+//! wall-clock multiples of its interval, and all databases share a small pool of permits so their
+//! compactions and snapshots never all run at once and never run on a WAL follower's task.
 
 use std::hash::{Hash, Hasher};
 use std::path::Path;

@@ -1,6 +1,6 @@
-//! Level-9 snapshots (§4.10). The follower hands out a [`Job`] that shares its read
-//! transaction (so checkpoints stay held off while the database and WAL are read) and goes on
-//! syncing; the job is built on another thread, and uploading and the decision whether one is
+//! Level-9 snapshots (docs/wal.md#level-9-snapshots). The follower hands out a [`Job`] that shares
+//! its read transaction (so checkpoints stay held off while the database and WAL are read) and goes
+//! on syncing; the job is built on another thread, and uploading and the decision whether one is
 //! due happen off the follower's task too.
 
 use std::fs::File;

@@ -1,11 +1,12 @@
-//! The control socket (`socket.enabled`, spec §7.2): HTTP/1.1 on a Unix socket, with
-//! Litestream 0.5.17's endpoints, JSON bodies and status codes (its `server.go`).
+//! The control socket (`socket.enabled`, docs/config-and-cli.md#control-socket): HTTP/1.1 on a Unix
+//! socket, with Litestream 0.5.17's endpoints, JSON bodies and status codes (its `server.go`).
 //!
 //! | endpoint | does |
 //! |---|---|
 //! | `POST /start` `{path, timeout}` | starts a stopped database |
 //! | `POST /stop` `{path, timeout}` | stops a database after its final sync |
-//! | `POST /sync` `{path, wait, timeout}` | a sync pass now; with `wait`, until the replica has it |
+//! | `POST /sync` `{path, wait, timeout}` | a sync pass now; with `wait`, until the replica has it
+//! |
 //! | `POST /register` `{path, replica_url}` | replicates a new database |
 //! | `POST /unregister` `{path, timeout}` | stops (final sync) and forgets a database |
 //! | `GET /txid?path=` | the local TXID |

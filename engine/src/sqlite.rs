@@ -1,9 +1,9 @@
-//! The SQLite side of following a database (§4.2). Litestream keeps three connections open per
-//! database (the long read transaction, the `_litestream_lock` write lock, checkpoints and
-//! `_litestream_seq` bumps); we keep one, which holds the read transaction, and open a second
-//! only while a checkpoint or a bump needs it. The second one also lets the read transaction
-//! move forward without a moment where none is held, and takes the write lock during the
-//! sealed step of a checkpoint, when the first one runs the checkpoint itself
+//! The SQLite side of following a database (docs/wal.md#connections-and-locks). Litestream keeps
+//! three connections open per database (the long read transaction, the `_litestream_lock` write
+//! lock, checkpoints and `_litestream_seq` bumps); we keep one, which holds the read transaction,
+//! and open a second only while a checkpoint or a bump needs it. The second one also lets the read
+//! transaction move forward without a moment where none is held, and takes the write lock during
+//! the sealed step of a checkpoint, when the first one runs the checkpoint itself
 //! (docs/checkpoints.md#the-procedure). An idle database thus costs one connection, with no
 //! lookaside buffer and no preallocated page cache (docs/many-databases.md).
 

@@ -1,6 +1,6 @@
-//! Uploads local L0 files to the replica in TXID order (§4.7). The replica position is cached
-//! in memory, so an idle database costs no listings; it is re-read only at start and after an
-//! error.
+//! Uploads local L0 files to the replica in TXID order (docs/wal.md#uploading). The replica
+//! position is cached in memory, so an idle database costs no listings; it is re-read only at start
+//! and after an error.
 //!
 //! L0 files are written create-only where the backend can (every one but NATS), so two writers
 //! on one replica, or an engine that lost its local state, never overwrite each other's files:

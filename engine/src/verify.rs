@@ -1,6 +1,6 @@
-//! The verify step (§4.4): may the next L0 file continue incrementally from where the last one
-//! ended, or must it hold a full snapshot? Pure, with the two WAL inspections passed in, so the
-//! whole decision table is unit-tested.
+//! The verify step (docs/wal.md#verify): may the next L0 file continue incrementally from where the
+//! last one ended, or must it hold a full snapshot? Pure, with the two WAL inspections passed in,
+//! so the whole decision table is unit-tested.
 
 use ltx_codec::wal::WAL_HEADER_SIZE;
 
@@ -53,10 +53,10 @@ pub enum VerifyError {
     Inspect(String),
 }
 
-/// Decides per §4.4. `last_page_match(prev_frame_offset)` answers whether the WAL frame just
-/// before the last synced offset still carries the old salts and equals that page in the last
-/// L0 file; `full_checkpoint(new, old)` answers whether frames with a salt other than
-/// those two appear before the old salt (a FULL/RESTART checkpoint we may have missed).
+/// Decides per docs/wal.md#verify. `last_page_match(prev_frame_offset)` answers whether the WAL
+/// frame just before the last synced offset still carries the old salts and equals that page in the
+/// last L0 file; `full_checkpoint(new, old)` answers whether frames with a salt other than those
+/// two appear before the old salt (a FULL/RESTART checkpoint we may have missed).
 pub fn decide(
     input: &VerifyInput,
     last_page_match: impl FnOnce(u64) -> Result<bool, String>,

@@ -1,4 +1,4 @@
-//! The checkpoint policy's decisions carried out (§4.8).
+//! The checkpoint policy's decisions carried out (docs/wal.md#checkpoints).
 
 use std::fs::File;
 use std::time::{Duration, Instant, SystemTime};
@@ -77,12 +77,12 @@ impl Follower {
         }
     }
 
-    /// Litestream's checkpoint procedure (§4.8), arranged so that writers are blocked only for
-    /// a few milliseconds (docs/checkpoints.md#the-procedure): the WAL is first copied into the database
-    /// without the write lock, in rounds, each under a fresh read transaction that pins
-    /// everything not yet in an L0 file; only then is the write lock taken, for what was
-    /// committed during the last round. TRUNCATE is done the same way, its truncation by the
-    /// `_litestream_seq` write that restarts the WAL, so it never waits for readers while it
+    /// Litestream's checkpoint procedure (docs/wal.md#checkpoints), arranged so that writers are
+    /// blocked only for a few milliseconds (docs/checkpoints.md#the-procedure): the WAL is first
+    /// copied into the database without the write lock, in rounds, each under a fresh read
+    /// transaction that pins everything not yet in an L0 file; only then is the write lock taken,
+    /// for what was committed during the last round. TRUNCATE is done the same way, its truncation
+    /// by the `_litestream_seq` write that restarts the WAL, so it never waits for readers while it
     /// holds the write lock. Returns whether the WAL was restarted.
     pub fn checkpoint(&mut self, mode: CheckpointMode) -> Result<bool> {
         if self.snapshot_reading() {

@@ -1,4 +1,4 @@
-//! The two WAL inspections verify asks for (§4.4), read with positional reads.
+//! The two WAL inspections verify asks for (docs/wal.md#verify), read with positional reads.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

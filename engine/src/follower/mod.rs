@@ -1,6 +1,6 @@
-//! The WAL follower for one database (§4): verify, read committed frames, write one L0 file per
-//! pass, and run the checkpoint policy. Blocking code: the async side runs it on a blocking
-//! thread, one pass at a time per database.
+//! The WAL follower for one database (docs/wal.md): verify, read committed frames, write one L0
+//! file per pass, and run the checkpoint policy. Blocking code: the async side runs it on a
+//! blocking thread, one pass at a time per database.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -193,8 +193,8 @@ impl Follower {
         self.state
     }
 
-    /// A time-based PASSIVE checkpoint (§4.8) would fire now. Idle databases are not polled,
-    /// so the caller asks this on its fallback timer.
+    /// A time-based PASSIVE checkpoint (docs/wal.md#checkpoints) would fire now. Idle databases are
+    /// not polled, so the caller asks this on its fallback timer.
     pub fn checkpoint_due(&self) -> bool {
         self.checkpoint_wait() == Some(Duration::ZERO)
     }
@@ -306,9 +306,9 @@ impl Follower {
         self.open_db()?.conns.bump_seq(false)
     }
 
-    /// Replaces local L0 state by the replica's newest L0 file (§4.9: the database is behind
-    /// its replica). Numbering then continues from that TXID; the next pass snapshots because
-    /// the salts will not match.
+    /// Replaces local L0 state by the replica's newest L0 file
+    /// (docs/wal.md#database-behind-replica: the database is behind its replica). Numbering then
+    /// continues from that TXID; the next pass snapshots because the salts will not match.
     pub fn adopt_replica_l0(&mut self, txid: TxId, bytes: &[u8]) -> Result<()> {
         LtxFile::open(bytes).map_err(|e| Error::ltx(format!("replica L0 {txid}"), e))?;
         self.meta.clear_l0()?;
@@ -643,10 +643,10 @@ impl Follower {
         })
     }
 
-    /// Captures what a level-9 snapshot at `pos` needs (§4.10) so it can be built on another
-    /// thread while we go on syncing. The job shares our read transaction: until it is dropped
-    /// we do not checkpoint, so the WAL frames up to the synced offset stay in place and no
-    /// later frame reaches the database file.
+    /// Captures what a level-9 snapshot at `pos` needs (docs/wal.md#level-9-snapshots) so it can be
+    /// built on another thread while we go on syncing. The job shares our read transaction: until
+    /// it is dropped we do not checkpoint, so the WAL frames up to the synced offset stay in place
+    /// and no later frame reaches the database file.
     pub fn snapshot_job(&mut self) -> Result<Option<snapshot::Job>> {
         if self.db.is_none() || self.pos == TxId::ZERO {
             return Ok(None);

@@ -1,5 +1,6 @@
-//! The MCP server on `mcp-addr` (§7.2), as Litestream 0.5.17 serves it (`cmd/litestream/mcp.go`
-//! on mcp-go v0.32.0's Streamable-HTTP transport, mounted on every path).
+//! The MCP server on `mcp-addr` (docs/config-and-cli.md#control-socket), as Litestream 0.5.17
+//! serves it (`cmd/litestream/mcp.go` on mcp-go v0.32.0's Streamable-HTTP transport, mounted on
+//! every path).
 //!
 //! * `POST` with `Content-Type: application/json` carries one JSON-RPC 2.0 message. Requests
 //!   are answered with one JSON object; notifications and responses with `202 Accepted`.
