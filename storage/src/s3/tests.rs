@@ -46,7 +46,7 @@ async fn listing_ignores_keys_outside_the_level_and_non_ltx_names() {
 }
 
 #[tokio::test]
-async fn an_unreadable_last_modified_is_an_error_naming_the_object() {
+async fn issue14_11_an_unreadable_last_modified_is_an_error_naming_the_object() {
     let key = "db/0000/0000000000000001-0000000000000001.ltx";
     let body = format!(
         "<?xml version=\"1.0\"?><ListBucketResult><Name>bkt</Name><KeyCount>1</KeyCount><IsTruncated>false</IsTruncated><Contents><Key>{key}</Key><Size>10</Size><LastModified>yesterday</LastModified></Contents></ListBucketResult>"
