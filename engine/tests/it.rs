@@ -27,6 +27,7 @@ mod mcp;
 mod mcp_security;
 mod metrics;
 mod nats;
+mod outside_truncation;
 mod restore_paths;
 mod restore_publish;
 mod retention;
