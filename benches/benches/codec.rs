@@ -14,7 +14,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use engine::l0::{self, L0Params, PageSource};
 use engine::walread::WalFile;
 use ltx_codec::wal::{read_committed, WalReader};
-use ltx_codec::{compact, crc64, CompactOptions, Encoder, Header, LtxFile, StreamDecoder, TxId};
+use ltx_codec::{
+    compact, crc64, CompactOptions, Encoder, Header, Level, LtxFile, StreamDecoder, TxId,
+};
 use restore::verify::{process_chunk, PageSink};
 
 const MIB: usize = 1 << 20;
@@ -286,5 +288,63 @@ fn restore(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, baseline, ltx, compaction, wal, l0, restore);
+/// Reading an encrypted replica: a 4 MiB file of incompressible pages written through
+/// `storage::age::AgeReplica` over a file replica, read back whole, so every 64 KiB age chunk
+/// is fetched, authenticated and decrypted (docs/encryption.md). Throughput counts plaintext
+/// bytes.
+fn age_decrypt(c: &mut Criterion) {
+    use std::sync::Arc;
+    use storage::age::{AgeConfig, AgeKeys, AgeReplica};
+    use storage::Body;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let identity = age::x25519::Identity::generate();
+    let cfg = AgeConfig {
+        recipients: vec![identity.to_public().to_string()],
+        identities: vec![
+            age::secrecy::ExposeSecret::expose_secret(&identity.to_string()).to_owned(),
+        ],
+        ..AgeConfig::default()
+    };
+    let keys = AgeKeys::load(&cfg).expect("keys");
+    let replica = AgeReplica::wrap(Arc::new(storage::file::FileReplica::new(dir.path())), keys);
+    let pages = random_pages(PAGES, 13);
+    let file = encode(snapshot_header(PAGES), &pages, Vec::new());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (lo, hi) = (TxId(1), TxId(1));
+    rt.block_on(replica.write_ltx(
+        Level(9),
+        lo,
+        hi,
+        Body::Bytes(Bytes::from(file.clone())),
+        std::time::SystemTime::now(),
+    ))
+    .expect("write encrypted");
+    let mut g = c.benchmark_group("age");
+    g.throughput(Throughput::Bytes(file.len() as u64));
+    g.bench_function("read_decrypt_4MiB", |b| {
+        b.iter(|| {
+            let got = rt
+                .block_on(replica.read_range(Level(9), lo, hi, 0, None))
+                .expect("read");
+            assert_eq!(got.len(), file.len());
+            got
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    baseline,
+    ltx,
+    compaction,
+    wal,
+    l0,
+    restore,
+    age_decrypt
+);
 criterion_main!(benches);
