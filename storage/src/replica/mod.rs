@@ -200,6 +200,32 @@ impl<B: Backend> Replica<B> {
         Ok(files)
     }
 
+    /// One measured PUT of `body` (`size` bytes) under `key`; returns the stored creation time.
+    async fn put_measured(
+        &self,
+        key: &str,
+        body: &Body,
+        size: u64,
+        created_at: SystemTime,
+        mode: PutMode,
+    ) -> Result<SystemTime> {
+        let up = Upload {
+            body,
+            size,
+            created_at,
+            mode,
+        };
+        let put = self.backend.put(key, up);
+        self.measured(Operation::Put, put, |_| (1, size)).await
+    }
+
+    /// One measured ranged GET of `key`, handed out piece by piece and counted as it arrives.
+    async fn open_measured(&self, key: &str, span: Span) -> Result<Box<dyn RangeStream + '_>> {
+        let open = self.backend.open_range(key, span);
+        let inner = self.measured(Operation::Get, open, |_| (1, 0)).await?;
+        Ok(stream::metered(inner, self.backend.kind(), B::METRICS))
+    }
+
     async fn write(
         &self,
         level: Level,
@@ -213,14 +239,7 @@ impl<B: Backend> Replica<B> {
         let size = body_size(&body).await?;
         // Whatever happens next, a cached listing of this level may be wrong.
         self.cache.begin_change();
-        let up = Upload {
-            body: &body,
-            size,
-            created_at,
-            mode,
-        };
-        let put = self.backend.put(&key, up);
-        let stored = match self.measured(Operation::Put, put, |_| (1, size)).await {
+        let stored = match self.put_measured(&key, &body, size, created_at, mode).await {
             Ok(t) => t,
             Err(e) => {
                 self.cache.written(level, None);
@@ -279,9 +298,7 @@ impl<B: Backend> ReplicaClient for Replica<B> {
             offset,
             len: Some(len),
         };
-        let open = self.backend.open_range(&key, span);
-        let inner = self.measured(Operation::Get, open, |_| (1, 0)).await?;
-        Ok(stream::metered(inner, self.backend.kind(), B::METRICS))
+        self.open_measured(&key, span).await
     }
 
     async fn write_ltx(
@@ -360,27 +377,20 @@ impl<B: Backend> ReplicaClient for Replica<B> {
 
     async fn open_legacy<'a>(&'a self, name: &str) -> Result<Box<dyn RangeStream + 'a>> {
         let key = self.legacy_key(name)?;
-        let span = Span {
+        let whole = Span {
             offset: 0,
             len: None,
         };
-        let open = self.backend.open_range(&key, span);
-        let inner = self.measured(Operation::Get, open, |_| (1, 0)).await?;
-        Ok(stream::metered(inner, self.backend.kind(), B::METRICS))
+        self.open_measured(&key, whole).await
     }
 
     async fn write_legacy(&self, name: &str, body: Body, created_at: SystemTime) -> Result<()> {
         let key = self.legacy_key(name)?;
         let size = body_size(&body).await?;
-        let up = Upload {
-            body: &body,
-            size,
-            created_at,
-            mode: PutMode::Overwrite,
-        };
-        let put = self.backend.put(&key, up);
-        self.measured(Operation::Put, put, |_| (1, size)).await?;
-        Ok(())
+        let mode = PutMode::Overwrite;
+        self.put_measured(&key, &body, size, created_at, mode)
+            .await
+            .map(|_| ())
     }
 
     fn invalidate_cache(&self) {
