@@ -530,8 +530,16 @@ impl DbTask {
                 error!(db = %path, error = %e, "uploader failed");
             }
         }
-        if let Some(m) = maint {
-            let _ = m.await;
+        if let Some(mut m) = maint {
+            // A compaction or snapshot upload in flight gets the shutdown window to finish; a
+            // slow or stuck server must not hold the exit past it. An abandoned job leaves no
+            // published file (uploads are whole objects) and is made again from the same
+            // inputs at the next start.
+            let grace = self.shared.shutdown_sync_timeout;
+            if tokio::time::timeout(grace, &mut m).await.is_err() {
+                m.abort();
+                warn!(db = %path, timeout = %format_go_duration(grace), "maintenance still running at shutdown-sync-timeout; abandoned");
+            }
         }
         if self.force_snapshot && ok {
             if let Err(e) = self.write_snapshot(&mut follower, &replica).await {

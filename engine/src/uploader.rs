@@ -8,7 +8,7 @@
 //! the database stops replicating to that replica (docs/replica-layout.md#one-writer-per-replica).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use ltx_codec::{Header, Level, TxId, HEADER_SIZE, SNAPSHOT_LEVEL, TRAILER_SIZE};
@@ -232,10 +232,11 @@ impl Uploader {
 }
 
 /// Uploads whenever the follower publishes a new position; on an error, retries with backoff.
-/// When the follower drops its sender (shutdown), makes a final attempt for up to
-/// `shutdown-sync-timeout` (`shutdown_sync` is that timeout and the interval between
-/// attempts). On a [`Error::Conflict`] it gives up at once and turns `stop` on, which ends the
-/// database's task.
+/// When the follower drops its sender (shutdown), the upload in flight and then a final attempt
+/// for the last position get `shutdown-sync-timeout` in all (`shutdown_sync` is that timeout
+/// and the interval between attempts): a server that stops answering cannot hold the exit. On
+/// a [`Error::Conflict`] it gives up at once and turns `stop` on, which ends the database's
+/// task.
 pub(crate) async fn upload_loop(
     mut up: Uploader,
     mut rx: watch::Receiver<TxId>,
@@ -246,25 +247,49 @@ pub(crate) async fn upload_loop(
 ) -> bool {
     let (sync_timeout, sync_interval) = shutdown_sync;
     let mut backoff = Duration::ZERO;
-    let mut closed = false;
-    while !closed {
+    // Set when the follower's sender is dropped: the end of the shutdown window.
+    let mut deadline: Option<tokio::time::Instant> = None;
+    while deadline.is_none() {
         let target = *rx.borrow_and_update();
         let behind = match up.pos() {
             Some(p) => p < target,
             None => target > TxId::ZERO,
         };
         if behind {
-            match up.sync(target).await {
-                Ok(_) => {
+            // The upload goes on when shutdown starts, within the shutdown window.
+            let r = {
+                let sync = up.sync(target);
+                tokio::pin!(sync);
+                loop {
+                    match deadline {
+                        None => tokio::select! {
+                            r = &mut sync => break Some(r),
+                            c = rx.changed() => if c.is_err() {
+                                deadline = Some(tokio::time::Instant::now() + sync_timeout);
+                            },
+                        },
+                        Some(d) => break tokio::time::timeout_at(d, &mut sync).await.ok(),
+                    }
+                }
+            };
+            match r {
+                None => {
+                    error!(timeout = %format_duration(sync_timeout), "shutdown sync failed: upload unfinished at shutdown-sync-timeout");
+                    return false;
+                }
+                Some(Ok(_)) => {
                     backoff = Duration::ZERO;
                     handle.upload_ok(up.pos());
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     handle.upload_failed();
                     if matches!(e, Error::Conflict { .. }) {
                         error!(error = %e, "replica sync stopped");
                         stop.send_replace(true);
                         return false;
+                    }
+                    if deadline.is_some() {
+                        break;
                     }
                     backoff = next_backoff(backoff, base);
                     error!(error = %e, backoff = %format_duration(backoff), "replica sync error");
@@ -272,37 +297,50 @@ pub(crate) async fn upload_loop(
                     loop {
                         tokio::select! {
                             _ = tokio::time::sleep_until(until) => break,
-                            r = rx.changed() => if r.is_err() { closed = true; break },
+                            r = rx.changed() => if r.is_err() {
+                                deadline = Some(tokio::time::Instant::now() + sync_timeout);
+                                break;
+                            },
                         }
                     }
                     continue;
                 }
             }
         }
-        if rx.changed().await.is_err() {
-            closed = true;
+        // A position published while the upload ran was marked seen by `changed` above.
+        let pending = up
+            .pos()
+            .map_or(*rx.borrow() > TxId::ZERO, |p| p < *rx.borrow());
+        if deadline.is_none() && !pending && rx.changed().await.is_err() {
+            deadline = Some(tokio::time::Instant::now() + sync_timeout);
         }
     }
+    let Some(deadline) = deadline else {
+        return false;
+    };
     let target = *rx.borrow();
-    let deadline = Instant::now() + sync_timeout;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match up.sync(target).await {
-            Ok(_) => {
+        match tokio::time::timeout_at(deadline, up.sync(target)).await {
+            Ok(Ok(_)) => {
                 handle.upload_ok(up.pos());
                 return true;
             }
-            Err(e @ Error::Conflict { .. }) => {
+            Ok(Err(e @ Error::Conflict { .. })) => {
                 error!(error = %e, "replica sync stopped");
                 return false;
             }
-            Err(e) if Instant::now() + sync_interval < deadline => {
+            Ok(Err(e)) if tokio::time::Instant::now() + sync_interval < deadline => {
                 warn!(error = %e, attempt, "shutdown sync failed, retrying");
                 tokio::time::sleep(sync_interval).await;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 error!(error = %e, attempts = attempt, "shutdown sync failed after timeout");
+                return false;
+            }
+            Err(_) => {
+                error!(timeout = %format_duration(sync_timeout), attempts = attempt, "shutdown sync failed: upload unfinished at shutdown-sync-timeout");
                 return false;
             }
         }

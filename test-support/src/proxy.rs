@@ -1,11 +1,12 @@
 //! A TCP proxy on 127.0.0.1 that counts the HTTP requests passing through it, put between an
-//! engine and the S3 server to count replica requests. Shared by the engine's tests and the e2e
-//! harness.
+//! engine and the S3 server to count replica requests, and that can hold every request from then
+//! on (a server that stopped answering). Shared by the engine's tests and the e2e harness.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use std::io::Result;
 
@@ -15,6 +16,7 @@ const MARK: &[u8] = b" HTTP/1.1\r\n";
 pub struct CountingProxy {
     pub addr: SocketAddr,
     count: Arc<AtomicU64>,
+    hold: Arc<AtomicBool>,
 }
 
 impl CountingProxy {
@@ -23,7 +25,8 @@ impl CountingProxy {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let count = Arc::new(AtomicU64::new(0));
-        let c = count.clone();
+        let hold = Arc::new(AtomicBool::new(false));
+        let (c, h) = (count.clone(), hold.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(upstream) else {
@@ -34,12 +37,18 @@ impl CountingProxy {
                 let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
                     continue;
                 };
-                let n = c.clone();
-                std::thread::spawn(move || pipe(client, server, Some(n)));
+                let (n, h) = (c.clone(), h.clone());
+                std::thread::spawn(move || pipe(client, server, Some((n, h))));
                 std::thread::spawn(move || pipe(s2, c2, None));
             }
         });
-        Ok(Self { addr, count })
+        Ok(Self { addr, count, hold })
+    }
+
+    /// From now on, bytes sent to the server are held, never forwarded: connections stay open
+    /// and no request gets an answer.
+    pub fn hold(&self) {
+        self.hold.store(true, Ordering::Relaxed);
     }
 
     /// Requests seen so far.
@@ -48,7 +57,9 @@ impl CountingProxy {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
+/// Copies `from` to `to`; on the way to the server (`count` set), counts requests and, once
+/// held, stops forwarding (the connection stays open until the other side gives up).
+fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<(Arc<AtomicU64>, Arc<AtomicBool>)>) {
     let mut buf = vec![0u8; 64 * 1024];
     // The last bytes of the previous read, so a mark split across reads is still seen.
     let mut tail: Vec<u8> = Vec::new();
@@ -57,7 +68,13 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some(c) = &count {
+        if let Some((c, hold)) = &count {
+            while hold.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                if from.peek(&mut [0u8; 1]).is_ok_and(|n| n == 0) {
+                    return;
+                }
+            }
             tail.extend_from_slice(&buf[..n]);
             let hits = tail.windows(MARK.len()).filter(|w| *w == MARK).count();
             c.fetch_add(hits as u64, Ordering::Relaxed);
