@@ -314,7 +314,7 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("start tokio runtime")?;
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         info!(
             version = env!("CARGO_PKG_VERSION"),
             sqlite = %engine::sqlite::sqlite_version(),
@@ -424,5 +424,9 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             }
         })
-    })
+    });
+    // A pass abandoned at shutdown-sync-timeout may still be on a blocking thread: the
+    // process does not wait for it; exiting mid-pass is as safe as a crash (engine/tests/crash.rs).
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }

@@ -385,6 +385,8 @@ impl DbTask {
         let mut watched = false;
         // `/sync` requests waiting for the next pass.
         let mut replies: Vec<SyncReply> = Vec::new();
+        let mut stopping = self.shutdown.clone();
+        let mut abandoned = false;
 
         'outer: loop {
             if !first {
@@ -462,9 +464,23 @@ impl DbTask {
             last_print = fingerprint(&self.cfg.path);
             let started = Instant::now();
             let before = *pos_tx.borrow();
-            let r = self
-                .step(&mut follower, &replica, &pos_tx, &mut waiting_reported)
-                .await;
+            // Shutdown during a pass gives it the shutdown window (a silent server must not
+            // hold the exit); a pass still running then is abandoned with the final sync.
+            let r = {
+                let step = self.step(&mut follower, &replica, &pos_tx, &mut waiting_reported);
+                tokio::pin!(step);
+                tokio::select! {
+                    r = &mut step => Some(r),
+                    _ = stopped(&mut stopping) => {
+                        tokio::time::timeout(self.shared.shutdown_sync_timeout, &mut step).await.ok()
+                    }
+                }
+            };
+            let Some(r) = r else {
+                warn!(db = %path, timeout = %format_go_duration(self.shared.shutdown_sync_timeout), "sync pass unfinished at shutdown-sync-timeout; abandoned, no final sync");
+                abandoned = true;
+                break 'outer;
+            };
             // Only a step that wrote an L0 file opens a batching window; wake-ups caused by our
             // own bookkeeping writes must not delay the next real change.
             if *pos_tx.borrow() != before {
@@ -504,8 +520,13 @@ impl DbTask {
             }
         }
 
-        // Final sync, then let the uploader drain and stop.
-        let fin = blocking(&mut follower, &self.cfg, |f| f.final_sync()).await;
+        // Final sync, then let the uploader drain and stop. After an abandoned pass the
+        // follower may still be busy on a blocking thread: nothing more is read or written.
+        let fin = if abandoned {
+            Err(Error::Other("sync pass abandoned at shutdown".into()))
+        } else {
+            blocking(&mut follower, &self.cfg, |f| f.final_sync()).await
+        };
         match fin {
             Ok(pos) => {
                 pos_tx.send_replace(pos);

@@ -246,13 +246,26 @@ fn restore_through_faults_is_right_or_fails_cleanly() {
     );
 }
 
-/// A server that stops answering cannot hold the engine's exit: with every request held by the
-/// proxy (connections open, no answer) while the final upload and a compaction are waiting on
-/// it, SIGTERM ends the engine within `shutdown-sync-timeout` for the uploader plus the same
-/// again for the maintenance task, and the log says the last upload was left unfinished.
+/// A server that stops answering cannot hold the engine's exit. With every request held by
+/// the proxy (connections open, no answer) once the first L0 file is up, the uploads of the
+/// next ones and a compaction wait on it: SIGTERM ends the engine within
+/// `shutdown-sync-timeout` for the uploader plus the same again for the maintenance task, and
+/// the log says the last upload was left unfinished.
 #[test]
 #[ignore = "needs the S3 test server"]
 fn silent_server_does_not_hold_shutdown() {
+    silent_server_at_shutdown(false);
+}
+
+/// The same with the server silent from the start: the first pass waits on its listing of the
+/// replica and is abandoned at `shutdown-sync-timeout`, with no final sync.
+#[test]
+#[ignore = "needs the S3 test server"]
+fn silent_server_from_the_start_does_not_hold_shutdown() {
+    silent_server_at_shutdown(true);
+}
+
+fn silent_server_at_shutdown(from_start: bool) {
     let srv = s3_server();
     let proxy = proxy::CountingProxy::start(
         srv.endpoint
@@ -280,35 +293,46 @@ fn silent_server_does_not_hold_shutdown() {
     std::fs::write(&cfg, yaml).expect("cfg");
     let c = app(&db, 4096);
     setup_table(&c);
+    insert_rows(&c, 0, 100, 100);
+    if from_start {
+        proxy.hold();
+    }
     let log = dir.path().join("engine.log");
     let e = Engine::start(&cfg, &log);
-    insert_rows(&c, 0, 100, 100);
-    assert!(
-        wait_until(Duration::from_secs(30), || proxy.requests() >= 3),
-        "no replication through the proxy; log:\n{}",
-        e.tail()
-    );
-    proxy.hold();
-    // New L0 files and, at the next level-1 boundary, a compaction wait on the held server.
-    for r in 1..6 {
-        insert_rows(&c, r * 100, 100, 100);
-        std::thread::sleep(Duration::from_millis(400));
-    }
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let want = if from_start {
+        assert!(
+            wait_until(Duration::from_secs(30), || proxy.requests() >= 1),
+            "no request reached the proxy; log:\n{}",
+            e.tail()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        "sync pass unfinished at shutdown-sync-timeout"
+    } else {
+        assert!(
+            wait_until(Duration::from_secs(30), || text().contains("replica sync")),
+            "the first L0 file never went up; log:\n{}",
+            e.tail()
+        );
+        proxy.hold();
+        // New L0 files and, at the next level-1 boundary, a compaction wait on the server.
+        for r in 1..6 {
+            insert_rows(&c, r * 100, 100, 100);
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        "upload unfinished at shutdown-sync-timeout"
+    };
     let started = Instant::now();
     let status = e.stop_status();
     let took = started.elapsed();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = text();
+    let tail = &text[text.len().saturating_sub(4000)..];
     assert!(
         took < Duration::from_secs(15),
-        "exit took {took:?} with a silent server; log:\n{}",
-        &text[text.len().saturating_sub(4000)..]
+        "exit took {took:?} with a silent server; log:\n{tail}"
     );
     // Exit status 0 as Litestream's (a daemon's shutdown is not a failed run); the log says
     // what was left undone.
     assert!(status.is_some(), "no exit status");
-    assert!(
-        text.contains("upload unfinished at shutdown-sync-timeout"),
-        "the unfinished final upload is not reported; log:\n{}",
-        &text[text.len().saturating_sub(4000)..]
-    );
+    assert!(text.contains(want), "no {want:?} in the log:\n{tail}");
 }

@@ -2,14 +2,13 @@
 //! through the shared transport: HTTP/1.1 over TCP, or TLS via rustls with the
 //! webpki roots (plus `AWS_CA_BUNDLE`).
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
 
-use crate::transport::pool::{parse_http_url, tls_config};
-use crate::transport::HttpPool as Pool;
+use crate::transport::pool::parse_http_url;
 use crate::transport::ReqBody;
+use crate::transport::{HttpPool as Pool, Trust};
 
 /// Sends `GET url` and reads the response; the status code on an answer, an error naming the
 /// URL if it could not be sent or no answer came within `timeout`.
@@ -21,7 +20,12 @@ pub async fn http_get(url: &str, timeout: Duration) -> Result<u16, String> {
     } else {
         path
     };
-    let pool = pool(target.https)?;
+    let trust = if target.https {
+        Trust::Roots(None)
+    } else {
+        Trust::PlainOnly
+    };
+    let pool = Pool::shared(trust)?;
     let req = http::Request::get(path)
         .header(http::header::HOST, target.authority())
         .header(http::header::USER_AGENT, "ls-engine")
@@ -48,16 +52,4 @@ pub async fn http_get(url: &str, timeout: Duration) -> Result<u16, String> {
     tokio::time::timeout(timeout, attempt)
         .await
         .map_err(|_| format!("GET {url}: no response within {timeout:?}"))?
-}
-
-/// One pool per scheme for the whole process; TLS settings are built once.
-fn pool(https: bool) -> Result<&'static Pool, String> {
-    static PLAIN: OnceLock<Pool> = OnceLock::new();
-    static TLS: OnceLock<Result<Pool, String>> = OnceLock::new();
-    if !https {
-        return Ok(PLAIN.get_or_init(|| Pool::new(None)));
-    }
-    TLS.get_or_init(|| tls_config(false, None).map(|c| Pool::new(Some(Arc::new(c)))))
-        .as_ref()
-        .map_err(Clone::clone)
 }

@@ -69,18 +69,19 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<(Arc<AtomicU64>, A
             Ok(n) => n,
         };
         if let Some((c, hold)) = &count {
-            while hold.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50));
-                if from.peek(&mut [0u8; 1]).is_ok_and(|n| n == 0) {
-                    return;
-                }
-            }
             tail.extend_from_slice(&buf[..n]);
             let hits = tail.windows(MARK.len()).filter(|w| *w == MARK).count();
             c.fetch_add(hits as u64, Ordering::Relaxed);
             let keep = MARK.len() - 1;
             if tail.len() > keep {
                 tail.drain(..tail.len() - keep);
+            }
+            // Counted, then held: the request arrived but gets no answer.
+            while hold.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                if from.peek(&mut [0u8; 1]).is_ok_and(|n| n == 0) {
+                    return;
+                }
             }
         }
         if to.write_all(&buf[..n]).is_err() {

@@ -216,14 +216,26 @@ impl Drop for Engine {
 }
 
 /// An application connection in WAL mode.
+/// A new database at a path the engine watches can be opened by the engine (which switches it
+/// to WAL itself, as Litestream does) at the moment the application switches it; SQLite then
+/// answers the mode change with SQLITE_BUSY at once, without its busy handler, and the
+/// application tries again, as a real one would.
 pub fn app(db: &Path, page_size: u32) -> Connection {
     let c = Connection::open(db).expect("open app db");
     c.busy_timeout(Duration::from_secs(10)).expect("busy");
-    c.execute_batch(&format!(
-        "PRAGMA page_size = {page_size}; PRAGMA journal_mode = wal;"
-    ))
-    .expect("wal");
-    c
+    let setup = format!("PRAGMA page_size = {page_size}; PRAGMA journal_mode = wal;");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.execute_batch(&setup) {
+            Ok(()) => return c,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("wal: {e:?}"),
+        }
+    }
 }
 
 /// A deterministic `.dump`-like text: schema, then every row of every table in rowid order.

@@ -14,8 +14,9 @@ use super::settings::{AbsSettings, ENV_ACCOUNT_KEY, ENV_SAS_TOKEN};
 use super::sign::{http_date, parse_http_date, shared_key, Auth, Signed};
 use crate::backend::Layout;
 use crate::error::ErrorKind;
-use crate::transport::pool::{parse_http_url, tls_config};
+use crate::transport::pool::parse_http_url;
 use crate::transport::range::{Get, Ranged};
+use crate::transport::Trust;
 use crate::transport::{
     encode, header, open_payload, request_head, send, size_and_created, Fault, Http, HttpError,
     HttpPool, Payload, ReqBody, Response, RetryPolicy, Sent, Target,
@@ -169,13 +170,12 @@ impl AbsClient {
                 s.container
             )),
         };
-        let tls = if target.https {
-            Some(std::sync::Arc::new(
-                tls_config(false, None).map_err(StorageError::config)?,
-            ))
+        let trust = if target.https {
+            Trust::Roots(None)
         } else {
-            None
+            Trust::PlainOnly
         };
+        let pool = HttpPool::shared(trust).map_err(StorageError::config)?;
         // `path.Join(<path>, "ltx")`, as Litestream names the level directories.
         let root = if s.path.is_empty() {
             "ltx/".to_owned()
@@ -190,7 +190,7 @@ impl AbsClient {
             auth,
             http: Http {
                 backend: "abs",
-                pool: HttpPool::new(tls),
+                pool,
                 retry,
                 kind,
                 hint,

@@ -128,7 +128,7 @@ impl GcsClient {
         path: String,
         endpoint: &str,
         auth: TokenSource,
-        pool: HttpPool,
+        pool: std::sync::Arc<HttpPool>,
         retry: RetryPolicy,
     ) -> Result<GcsClient, String> {
         let (base, base_path) = parse_http_url(endpoint)

@@ -23,9 +23,9 @@ use ltx_codec::{Level, TxId};
 
 use crate::backend::{Backend, Layout, Listed, Page, Purge, Span, Stream, Upload};
 use crate::replica::Replica;
-use crate::transport::pool::tls_config;
 use crate::transport::range;
 use crate::transport::HttpPool;
+use crate::transport::Trust;
 use crate::{Body, Result, SharedReplica, StorageError};
 
 pub use crate::backend::ObjectInfo;
@@ -65,8 +65,7 @@ impl Replica<Arc<GcsClient>> {
         retry: RetryPolicy,
     ) -> Result<GcsReplica> {
         // Token endpoints are https even when the API endpoint is not.
-        let tls = tls_config(false, None).map_err(StorageError::config)?;
-        let pool = HttpPool::new(Some(Arc::new(tls)));
+        let pool = HttpPool::shared(Trust::Roots(None)).map_err(StorageError::config)?;
         let client = GcsClient::new(
             settings.bucket.clone(),
             settings.path,

@@ -2,7 +2,7 @@
 //! access points, OSS), SigV4 signing, and one request with retries over the shared
 //! [`transport`](crate::transport). The operations themselves are in `ops`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use http::{Method, StatusCode};
@@ -13,7 +13,8 @@ use super::sign;
 use crate::backend::Layout;
 use crate::error::ErrorKind;
 use crate::transport::body::{Digests, EMPTY_SHA256};
-use crate::transport::pool::{parse_http_url, tls_config};
+use crate::transport::pool::parse_http_url;
+use crate::transport::Trust;
 use crate::transport::{
     encode, header, open_payload, request_head, send, Fault, Http, HttpError, HttpPool, Payload,
     ReqBody, Response, RetryPolicy, Sent, Target,
@@ -134,14 +135,12 @@ impl S3Client {
         // TLS roots are only loaded when something will use them, so a broken CA bundle does
         // not stop a replica on a plain-HTTP endpoint.
         let needs_tls = endpoint.as_ref().is_none_or(|(t, _)| t.https);
-        let tls = if needs_tls {
-            Some(Arc::new(tls_config(
-                cfg.skip_verify,
-                cfg.ca_file.as_deref(),
-            )?))
-        } else {
-            None
+        let trust = match (needs_tls, cfg.skip_verify) {
+            (false, _) => Trust::PlainOnly,
+            (true, true) => Trust::SkipVerify,
+            (true, false) => Trust::Roots(cfg.ca_file.clone()),
         };
+        let pool = HttpPool::shared(trust)?;
         let configured = match (&cfg.access_key_id, &cfg.secret_access_key) {
             (Some(id), Some(secret)) => Some(Credentials {
                 access_key_id: id.clone(),
@@ -154,12 +153,12 @@ impl S3Client {
         Ok(S3Client {
             http: Http {
                 backend: "s3",
-                pool: HttpPool::new(tls),
+                pool,
                 retry,
                 kind,
                 hint,
             },
-            creds: CredentialChain::new(configured, Arc::new(HttpPool::new(None))),
+            creds: CredentialChain::new(configured, HttpPool::shared(Trust::PlainOnly)?),
             region: tokio::sync::OnceCell::new(),
             endpoint,
             layout: Layout::hex(format!("{}/", cfg.path)),

@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 
 pub(crate) use body::{Payload, ReqBody};
 pub(crate) use error::{Fault, HttpError};
-pub(crate) use pool::{Conn, HttpPool, Target};
+pub(crate) use pool::{Conn, HttpPool, Target, Trust};
 pub use retry::RetryPolicy;
 
 pub(crate) const USER_AGENT: &str = concat!("litestream-rs/", env!("CARGO_PKG_VERSION"));
@@ -41,7 +41,8 @@ const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// user can act on). Errors made here all read the same way, whatever the service.
 pub(crate) struct Http {
     pub backend: &'static str,
-    pub pool: HttpPool,
+    /// Shared with every replica of the same trust ([`HttpPool::shared`]).
+    pub pool: std::sync::Arc<HttpPool>,
     pub retry: RetryPolicy,
     /// The kind of an answer: status (none when there was no answer) and error code.
     pub kind: fn(Option<u16>, &str) -> ErrorKind,

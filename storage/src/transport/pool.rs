@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -114,7 +114,51 @@ impl std::fmt::Debug for HttpPool {
     }
 }
 
+/// What a pool's TLS connections trust; pools are shared per value ([`HttpPool::shared`]), so a
+/// connection made without verification is never handed to a replica that verifies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Trust {
+    /// Plain HTTP only: no TLS settings are built (a broken CA bundle cannot stop it).
+    PlainOnly,
+    /// The built-in roots, `AWS_CA_BUNDLE` and this CA file, if any.
+    Roots(Option<PathBuf>),
+    /// Any certificate (`skip-verify`).
+    SkipVerify,
+}
+
 impl HttpPool {
+    /// The process's pool for `trust`, made on first use. Every replica with the same trust
+    /// shares its idle connections (kept per host, at most [`MAX_IDLE_PER_HOST`]), so a
+    /// thousand databases on one endpoint hold a few connections, not one or more each
+    /// (docs/many-databases.md). Requests are signed one by one, never per connection, so
+    /// replicas with different credentials can share. The pool lives while a replica holds it.
+    pub fn shared(trust: Trust) -> Result<Arc<HttpPool>, String> {
+        type Pools = Mutex<HashMap<(Trust, Option<std::ffi::OsString>), Weak<HttpPool>>>;
+        static POOLS: OnceLock<Pools> = OnceLock::new();
+        // The bundle is part of the key: the trust a pool was built with is the one it keeps.
+        let bundle = match trust {
+            Trust::Roots(_) => std::env::var_os("AWS_CA_BUNDLE").filter(|v| !v.is_empty()),
+            _ => None,
+        };
+        let key = (trust, bundle);
+        let mut pools = POOLS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = pools.get(&key).and_then(Weak::upgrade) {
+            return Ok(p);
+        }
+        let tls = match &key.0 {
+            Trust::PlainOnly => None,
+            Trust::Roots(ca) => Some(Arc::new(tls_config(false, ca.as_deref())?)),
+            Trust::SkipVerify => Some(Arc::new(tls_config(true, None)?)),
+        };
+        let pool = Arc::new(HttpPool::new(tls));
+        pools.retain(|_, p| p.strong_count() > 0);
+        pools.insert(key, Arc::downgrade(&pool));
+        Ok(pool)
+    }
+
     pub fn new(tls: Option<Arc<ClientConfig>>) -> HttpPool {
         HttpPool {
             tls: tls.map(TlsConnector::from),
@@ -425,6 +469,23 @@ mod tests {
             ("::1", "[::1]:8080".to_owned())
         );
         assert!(parse_http_url("ftp://x").is_none());
+    }
+
+    #[test]
+    fn pools_are_shared_per_trust_and_die_with_their_last_user() {
+        let a = HttpPool::shared(Trust::PlainOnly).expect("plain");
+        let b = HttpPool::shared(Trust::PlainOnly).expect("plain");
+        assert!(Arc::ptr_eq(&a, &b), "same trust, same pool");
+        let v = HttpPool::shared(Trust::Roots(None)).expect("roots");
+        let s = HttpPool::shared(Trust::SkipVerify).expect("skip");
+        assert!(
+            !Arc::ptr_eq(&a, &v) && !Arc::ptr_eq(&v, &s),
+            "a trust per pool"
+        );
+        assert!(HttpPool::shared(Trust::Roots(Some("/nonexistent/ca.pem".into()))).is_err());
+        let weak = Arc::downgrade(&s);
+        drop(s);
+        assert!(weak.upgrade().is_none(), "the registry holds no pool alive");
     }
 
     #[test]

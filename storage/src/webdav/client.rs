@@ -3,7 +3,6 @@
 //! [`transport`](crate::transport) with Basic authentication.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -15,8 +14,8 @@ use super::settings::Server;
 use crate::backend::Layout;
 use crate::error::ErrorKind;
 use crate::transport::encode::{decode_lossy, segment};
-use crate::transport::pool::tls_config;
 use crate::transport::range::{Get, Ranged};
+use crate::transport::Trust;
 use crate::transport::{
     exchange, header, Http, HttpError, HttpPool, Payload, Response, RetryPolicy, Sent, Target,
 };
@@ -96,14 +95,14 @@ impl DavClient {
         dir: &[String],
         retry: RetryPolicy,
     ) -> Result<DavClient, String> {
-        let tls = if server.https {
+        let trust = if server.https {
             // Go's TLS (Litestream) also trusts the PEM file SSL_CERT_FILE names.
             let ca = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty());
-            let ca = ca.as_deref().map(std::path::Path::new);
-            Some(Arc::new(tls_config(false, ca)?))
+            Trust::Roots(ca.map(std::path::PathBuf::from))
         } else {
-            None
+            Trust::PlainOnly
         };
+        let pool = HttpPool::shared(trust)?;
         let target = Target {
             https: server.https,
             host: server.host,
@@ -136,7 +135,7 @@ impl DavClient {
             auth,
             http: Http {
                 backend: "webdav",
-                pool: HttpPool::new(tls),
+                pool,
                 retry,
                 kind: |status, _| ErrorKind::from_http(status, ""),
                 hint,
