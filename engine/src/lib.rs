@@ -41,6 +41,7 @@ pub mod inspect;
 pub mod l0;
 pub mod maintain;
 pub mod mcp;
+pub mod memory;
 pub mod meta;
 pub mod metrics;
 pub mod replicate;

@@ -166,6 +166,7 @@ impl Maintainer {
                 };
                 self.run_job(job, at, &mut compactions).await
             };
+            crate::memory::note_activity();
             let interval = self.interval(job);
             next[i] = next_at(SystemTime::now().max(at), interval);
             rest[i] = match (done, inputs) {

@@ -107,6 +107,7 @@ pub async fn run_with(
     mut shutdown: watch::Receiver<bool>,
 ) -> bool {
     let opts = registry.spawner.opts;
+    let trimmer = (!opts.once).then(|| tokio::spawn(crate::memory::trim_after_bursts()));
     for db in config.dbs {
         if let Err(e) = registry.add(db) {
             error!(error = %e, "cannot start database");
@@ -138,7 +139,11 @@ pub async fn run_with(
         stopped(&mut shutdown).await;
     }
     let ok = join_all(monitors).await;
-    registry.shutdown().await && ok
+    let ok = registry.shutdown().await && ok;
+    if let Some(t) = trimmer {
+        t.abort();
+    }
+    ok
 }
 
 /// Awaits every task (named by its database or directory); false if any failed or panicked.
@@ -485,6 +490,7 @@ impl DbTask {
             // own bookkeeping writes must not delay the next real change.
             if *pos_tx.borrow() != before {
                 last_sync = Some(started);
+                crate::memory::note_activity();
             }
             self.handle
                 .inner

@@ -152,18 +152,23 @@ fn make_dbs(dir: &Path, n: usize, kind: Kind, tag: &str) -> Result<Vec<Db>> {
                 (r.join("ltx/0"), y)
             }
             Some(s) => {
-                let prefix = format!("many/{tag}/db{i:05}");
+                let prefix = format!("many/db{i:05}");
                 let data = s
                     .data_dir
                     .clone()
                     .context("LS_S3_DATA_DIR is not set (tests/s3/start.sh sets it)")?;
+                // A bucket of its own: s3s-fs lists by walking the bucket's directory, so the
+                // test suites' objects in the shared bucket would make every listing (1,000 at
+                // start) cost the server seconds, and the run would measure the server.
+                let bucket = format!("many-{tag}");
+                std::fs::create_dir_all(data.join(&bucket))?;
                 let y = format!(
                     "      type: s3\n      bucket: {}\n      path: {prefix}\n      endpoint: {}\n      \
                      region: us-east-1\n      force-path-style: true\n      \
                      access-key-id: {}\n      secret-access-key: {}\n",
-                    s.bucket, s.endpoint, s.access_key, s.secret_key
+                    bucket, s.endpoint, s.access_key, s.secret_key
                 );
-                (data.join(&s.bucket).join(&prefix).join("0000"), y)
+                (data.join(&bucket).join(&prefix).join("0000"), y)
             }
         };
         v.push(Db { path, l0, yaml });

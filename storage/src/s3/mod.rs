@@ -192,6 +192,10 @@ impl S3Client {
 #[async_trait]
 impl Backend for Arc<S3Client> {
     const KIND: &'static str = "s3";
+    /// Keys are flat: one listing of the root returns every level, so the first look at a
+    /// replica (the newest file of any level, at start) is one request, not ten, and fills
+    /// every level's cached listing (docs/storage.md).
+    const WHOLE_LISTING: bool = true;
     const CREATE_ONLY: bool = true;
     const DELETE_BATCH: usize = MAX_KEYS_PER_DELETE;
 

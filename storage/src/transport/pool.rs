@@ -27,6 +27,9 @@ use super::body::ReqBody;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_IDLE_PER_HOST: usize = 16;
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection given back may take to finish its last response before it is
+/// dropped instead of kept.
+const READY_WAIT: Duration = Duration::from_secs(1);
 
 /// Where to connect.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -101,9 +104,13 @@ struct Idle {
     since: Instant,
 }
 
+type IdleMap = Arc<Mutex<HashMap<Target, Vec<Idle>>>>;
+
 pub(crate) struct HttpPool {
     tls: Option<TlsConnector>,
-    idle: Mutex<HashMap<Target, Vec<Idle>>>,
+    /// Only connections ready for their next request: one given back before its connection
+    /// task has seen the end of the last response joins once it has.
+    idle: IdleMap,
 }
 
 impl std::fmt::Debug for HttpPool {
@@ -162,7 +169,7 @@ impl HttpPool {
     pub fn new(tls: Option<Arc<ClientConfig>>) -> HttpPool {
         HttpPool {
             tls: tls.map(TlsConnector::from),
-            idle: Mutex::new(HashMap::new()),
+            idle: IdleMap::default(),
         }
     }
 
@@ -172,36 +179,39 @@ impl HttpPool {
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
                 idle.get_mut(target).and_then(|v| v.pop())
             };
-            let Some(mut c) = candidate else { break };
-            if c.since.elapsed() > IDLE_TIMEOUT || c.sender.is_closed() {
+            let Some(c) = candidate else { break };
+            if c.since.elapsed() > IDLE_TIMEOUT || !c.sender.is_ready() {
                 continue;
             }
-            // The connection task may not yet have noticed the previous response ended.
-            if let Ok(Ok(())) =
-                tokio::time::timeout(Duration::from_millis(100), c.sender.ready()).await
-            {
-                return Ok(Conn {
-                    sender: c.sender,
-                    target: target.clone(),
-                });
-            }
+            return Ok(Conn {
+                sender: c.sender,
+                target: target.clone(),
+            });
         }
         self.connect(target).await
     }
 
-    pub fn checkin(&self, conn: Conn) {
+    /// Gives a connection back after its response was read to the end. Shared by many
+    /// replicas, the pool must not hand out a connection whose task has not yet seen that end
+    /// (the next request would wait on it), so such a one joins when it is ready.
+    pub fn checkin(&self, mut conn: Conn) {
         if conn.sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(conn.target).or_default();
-        list.retain(|c| c.since.elapsed() <= IDLE_TIMEOUT && !c.sender.is_closed());
-        if list.len() < MAX_IDLE_PER_HOST {
-            list.push(Idle {
-                sender: conn.sender,
-                since: Instant::now(),
-            });
+        if conn.sender.is_ready() {
+            keep(&self.idle, conn);
+            return;
         }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let idle = Arc::downgrade(&self.idle);
+        rt.spawn(async move {
+            let ready = tokio::time::timeout(READY_WAIT, conn.sender.ready()).await;
+            if let (Ok(Ok(())), Some(idle)) = (ready, idle.upgrade()) {
+                keep(&idle, conn);
+            }
+        });
     }
 
     async fn connect(&self, target: &Target) -> io::Result<Conn> {
@@ -251,6 +261,19 @@ impl HttpPool {
             sender,
             target: target.clone(),
         })
+    }
+}
+
+/// Puts a ready connection in the idle list of its host, dropping the stale ones there.
+fn keep(idle: &Mutex<HashMap<Target, Vec<Idle>>>, conn: Conn) {
+    let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
+    let list = idle.entry(conn.target).or_default();
+    list.retain(|c| c.since.elapsed() <= IDLE_TIMEOUT && !c.sender.is_closed());
+    if list.len() < MAX_IDLE_PER_HOST {
+        list.push(Idle {
+            sender: conn.sender,
+            since: Instant::now(),
+        });
     }
 }
 
