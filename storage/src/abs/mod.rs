@@ -163,10 +163,6 @@ async fn upload_blocks(
 #[async_trait]
 impl Backend for Arc<AbsClient> {
     const KIND: &'static str = "abs";
-    /// Keys are flat: one listing of the root returns every level, so the first look at a
-    /// replica (the newest file of any level, at start) is one request, not ten, and fills
-    /// every level's cached listing (docs/storage.md).
-    const WHOLE_LISTING: bool = true;
     const CREATE_ONLY: bool = true;
     /// Delete Blob removes one blob per request; this many go at once.
     const DELETE_PARALLEL: usize = 16;

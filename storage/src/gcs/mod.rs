@@ -124,10 +124,6 @@ impl Replica<Arc<GcsClient>> {
 #[async_trait]
 impl Backend for Arc<GcsClient> {
     const KIND: &'static str = "gs";
-    /// Keys are flat: one listing of the root returns every level, so the first look at a
-    /// replica (the newest file of any level, at start) is one request, not ten, and fills
-    /// every level's cached listing (docs/storage.md).
-    const WHOLE_LISTING: bool = true;
     const CREATE_ONLY: bool = true;
     /// The JSON API deletes one object per request; this many go at once.
     const DELETE_PARALLEL: usize = 8;
