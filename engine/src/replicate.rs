@@ -146,6 +146,14 @@ pub async fn run_with(
     ok
 }
 
+/// `fut`'s output if it ends within `limit`; `shutdown-sync-timeout: 0` means no limit.
+async fn within<F: std::future::Future>(limit: Duration, fut: F) -> Option<F::Output> {
+    if limit.is_zero() {
+        return Some(fut.await);
+    }
+    tokio::time::timeout(limit, fut).await.ok()
+}
+
 /// Awaits every task (named by its database or directory); false if any failed or panicked.
 pub async fn join_all(
     tasks: impl IntoIterator<Item = (PathBuf, tokio::task::JoinHandle<bool>)>,
@@ -476,9 +484,7 @@ impl DbTask {
                 tokio::pin!(step);
                 tokio::select! {
                     r = &mut step => Some(r),
-                    _ = stopped(&mut stopping) => {
-                        tokio::time::timeout(self.shared.shutdown_sync_timeout, &mut step).await.ok()
-                    }
+                    _ = stopped(&mut stopping) => within(self.shared.shutdown_sync_timeout, &mut step).await,
                 }
             };
             let Some(r) = r else {
@@ -563,7 +569,7 @@ impl DbTask {
             // published file (uploads are whole objects) and is made again from the same
             // inputs at the next start.
             let grace = self.shared.shutdown_sync_timeout;
-            if tokio::time::timeout(grace, &mut m).await.is_err() {
+            if within(grace, &mut m).await.is_none() {
                 m.abort();
                 warn!(db = %path, timeout = %format_go_duration(grace), "maintenance still running at shutdown-sync-timeout; abandoned");
             }

@@ -234,7 +234,8 @@ impl Uploader {
 /// Uploads whenever the follower publishes a new position; on an error, retries with backoff.
 /// When the follower drops its sender (shutdown), the upload in flight and then a final attempt
 /// for the last position get `shutdown-sync-timeout` in all (`shutdown_sync` is that timeout
-/// and the interval between attempts): a server that stops answering cannot hold the exit. On
+/// and the interval between attempts): a server that stops answering cannot hold the exit (a
+/// timeout of 0 is one final attempt without a bound, as in Litestream). On
 /// a [`Error::Conflict`] it gives up at once and turns `stop` on, which ends the database's
 /// task.
 pub(crate) async fn upload_loop(
@@ -246,6 +247,13 @@ pub(crate) async fn upload_loop(
     stop: watch::Sender<bool>,
 ) -> bool {
     let (sync_timeout, sync_interval) = shutdown_sync;
+    // `shutdown-sync-timeout: 0` is one attempt without a bound, as in Litestream.
+    let unbounded = sync_timeout.is_zero();
+    let window = if unbounded {
+        Duration::from_secs(30 * 365 * 86_400)
+    } else {
+        sync_timeout
+    };
     let mut backoff = Duration::ZERO;
     // Set when the follower's sender is dropped: the end of the shutdown window.
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -265,7 +273,7 @@ pub(crate) async fn upload_loop(
                         None => tokio::select! {
                             r = &mut sync => break Some(r),
                             c = rx.changed() => if c.is_err() {
-                                deadline = Some(tokio::time::Instant::now() + sync_timeout);
+                                deadline = Some(tokio::time::Instant::now() + window);
                             },
                         },
                         Some(d) => break tokio::time::timeout_at(d, &mut sync).await.ok(),
@@ -298,7 +306,7 @@ pub(crate) async fn upload_loop(
                         tokio::select! {
                             _ = tokio::time::sleep_until(until) => break,
                             r = rx.changed() => if r.is_err() {
-                                deadline = Some(tokio::time::Instant::now() + sync_timeout);
+                                deadline = Some(tokio::time::Instant::now() + window);
                                 break;
                             },
                         }
@@ -312,7 +320,7 @@ pub(crate) async fn upload_loop(
             .pos()
             .map_or(*rx.borrow() > TxId::ZERO, |p| p < *rx.borrow());
         if deadline.is_none() && !pending && rx.changed().await.is_err() {
-            deadline = Some(tokio::time::Instant::now() + sync_timeout);
+            deadline = Some(tokio::time::Instant::now() + window);
         }
     }
     let Some(deadline) = deadline else {
@@ -331,7 +339,7 @@ pub(crate) async fn upload_loop(
                 error!(error = %e, "replica sync stopped");
                 return false;
             }
-            Ok(Err(e)) if tokio::time::Instant::now() + sync_interval < deadline => {
+            Ok(Err(e)) if !unbounded && tokio::time::Instant::now() + sync_interval < deadline => {
                 warn!(error = %e, attempt, "shutdown sync failed, retrying");
                 tokio::time::sleep(sync_interval).await;
             }
