@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use age::secrecy::ExposeSecret;
 use serde_json::json;
 use test_support::abs::abs_server;
 use test_support::gcs::gcs_server;
@@ -113,6 +114,26 @@ fn issue14_3_secrets_never_leave_the_process() {
     let hb_token = format!("HBtok{}", std::process::id());
     let env_secret = format!("ENVsecret{}", std::process::id());
     let env_token = format!("ENVtoken{}", std::process::id());
+    // age identities (files the config names): the right one, and one that opens nothing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let age_key = |name: &str| {
+        let id = age::x25519::Identity::generate();
+        let secret = id.to_string().expose_secret().to_owned();
+        let path = root.join(format!("{name}.txt"));
+        fs::write(&path, format!("# test key\n{secret}\n")).expect("age key file");
+        (path, id.to_public().to_string(), secret)
+    };
+    let (age_id, age_rcpt, age_secret) = age_key("age-identity");
+    let (wrong_age_id, _, wrong_age_secret) = age_key("wrong-age-identity");
+    let age_replica = |identity: &std::path::Path| {
+        vec![
+            format!("path: {}", root.join("age-replica").display()),
+            "age:".into(),
+            format!("  recipients: [{age_rcpt}]"),
+            format!("  identities: [{}]", identity.display()),
+        ]
+    };
     let secrets: Vec<(&str, String)> = vec![
         ("s3 secret key", s3.secret_key.clone()),
         ("abs account key", abs.key.clone()),
@@ -125,10 +146,10 @@ fn issue14_3_secrets_never_leave_the_process() {
         ("heartbeat token", hb_token.clone()),
         ("environment secret", env_secret.clone()),
         ("environment token", env_token.clone()),
+        ("age identity", age_secret.clone()),
+        ("wrong age identity", wrong_age_secret.clone()),
     ];
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
     // Secrets in the environment: expanded into the config, read by the backends, or unused.
     let env: Vec<(String, String)> = [
         ("LITESTREAM_AZURE_ACCOUNT_KEY", abs.key.as_str()),
@@ -220,6 +241,7 @@ fn issue14_3_secrets_never_leave_the_process() {
             vec![format!("url: {}", dav_url(&dav.pass, "webdav"))],
         ),
         db("nats", vec![format!("url: {}", nats_url(&nats.pass))]),
+        db("age", age_replica(&age_id)),
     ];
     for d in &dbs {
         let c = app(&d.path, 4096);
@@ -520,6 +542,7 @@ fn issue14_3_secrets_never_leave_the_process() {
                 format!("password: {wrong}"),
             ],
         ),
+        db("age", age_replica(&wrong_age_id)),
     ];
     let wrong_cfg = root.join("wrong.yml");
     let text_cfg = config(&wrong_dbs)
