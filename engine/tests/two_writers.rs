@@ -52,7 +52,9 @@ fn s3_target() -> Target {
 /// A config replicating `db` to `t` with short intervals.
 fn config(path: &Path, db: &Path, t: &Target) {
     let mut y = format!(
-        "dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      sync-interval: 100ms\n",
+        "socket:\n  enabled: true\n  path: {}\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    \
+         replica:\n      sync-interval: 100ms\n",
+        sock_of(path).display(),
         db.display()
     );
     for l in &t.replica {
@@ -72,6 +74,23 @@ fn restore(t: &Target, out: &Path) -> String {
     assert!(o.status.success(), "ls-restore failed:\n{}", text(&o));
     integrity_ok(out);
     dump(out)
+}
+
+/// The control socket of the engine whose config is `cfg`.
+fn sock_of(cfg: &Path) -> PathBuf {
+    cfg.with_extension("sock")
+}
+
+/// `ls-engine list` through the control socket of the engine whose config is `cfg`.
+fn list(cfg: &Path) -> String {
+    let sock = sock_of(cfg);
+    let o = std::process::Command::new(ENGINE)
+        .args(["list", "-socket"])
+        .arg(&sock)
+        .output()
+        .expect("ls-engine list");
+    assert!(o.status.success(), "list failed:\n{}", text(&o));
+    text(&o)
 }
 
 fn log_has(log: &Path, what: &str) -> bool {
@@ -124,6 +143,21 @@ fn two_engines_one_replica(t: &Target) {
     }
     let a_lost = log_has(&a_log, conflict);
     let b_lost = log_has(&b_log, conflict);
+    // The loser's database is listed as stopped, the winner's as replicating.
+    let (lost_cfg, won_cfg) = if a_lost {
+        (&a_cfg, &b_cfg)
+    } else {
+        (&b_cfg, &a_cfg)
+    };
+    let (lost_list, won_list) = (list(lost_cfg), list(won_cfg));
+    assert!(
+        lost_list.contains("stopped") && !lost_list.contains("replicating"),
+        "the loser's database is not listed as stopped:\n{lost_list}"
+    );
+    assert!(
+        won_list.contains("replicating"),
+        "the winner's database is not listed as replicating:\n{won_list}"
+    );
     let (a_status, b_status) = (ea.stop_status(), eb.stop_status());
     assert!(
         a_lost != b_lost,

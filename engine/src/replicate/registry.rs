@@ -94,7 +94,7 @@ impl Registry {
                 db.meta_path.display()
             ));
         }
-        let running = dbs.iter().filter(|e| e.run.is_some()).count();
+        let running = dbs.iter().filter(|e| e.is_running()).count();
         check_fd_limit(running + 1)?;
         let (handle, run) = self.spawner.start(&db);
         dbs.push(Entry {
@@ -144,7 +144,7 @@ impl Registry {
     pub fn start(&self, path: &Path) -> Option<bool> {
         let mut dbs = self.lock();
         let e = dbs.iter_mut().find(|e| e.cfg.path == path)?;
-        if e.run.is_some() {
+        if e.is_running() {
             return Some(false);
         }
         let (handle, run) = self.spawner.start(&e.cfg);
@@ -203,10 +203,16 @@ impl Registry {
 }
 
 impl Entry {
+    /// Started and not ended: a task that stopped by itself (a replica conflict, a failed
+    /// start) is stopped, and `start` may run it again.
+    fn is_running(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| !r.task.is_finished())
+    }
+
     fn view(&self) -> DbView {
         DbView {
             path: self.cfg.path.clone(),
-            running: self.run.is_some(),
+            running: self.is_running(),
             handle: self.handle.clone(),
         }
     }
