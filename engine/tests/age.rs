@@ -528,3 +528,77 @@ fn a_plain_replica_migrates_to_encryption_only_when_configured() {
     integrity_ok(&out);
     assert_eq!(dump(&out), dump(&db));
 }
+
+/// Issue 16: the commands that read a replica work on an encrypted one through the same
+/// wrapped replica: `ls-engine ltx` lists its levels from the config, and `ls-restore -f`
+/// (follow mode) with the identity keeps a copy that reaches the source's rows.
+#[test]
+fn ltx_and_follow_read_an_encrypted_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (id, rcpt) = key(dir.path(), "key");
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    write_rows(&db, 0, 200);
+    let yaml = format!(
+        "      path: {}\n{}",
+        replica.display(),
+        age_yaml(&[&rcpt], &[&id])
+    );
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            write_rows(&db, 200, 50);
+        })
+    };
+    let cfg_dir = dir.path().join("cfg");
+    replicate(&cfg_dir, &db, &yaml, &replica, writer);
+    let cfg = cfg_dir.join("ls.yml");
+
+    let o = Command::new(ENGINE)
+        .args(["ltx", "-level", "all", "-config"])
+        .arg(&cfg)
+        .arg(&db)
+        .output()
+        .expect("ls-engine ltx");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let levels: Vec<&str> = t
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1).is_some_and(|x| x.len() == 16))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        levels.contains(&"0") && levels.contains(&"9"),
+        "levels 0 and 9 not listed:\n{t}"
+    );
+    assert!(!t.contains("AGE-SECRET-KEY"), "{t}");
+
+    let out = dir.path().join("follow.db");
+    let mut f = Command::new(ls_restore_bin())
+        .args(["-f", "-follow-interval", "100ms", "-age-identity"])
+        .arg(&id)
+        .arg("-o")
+        .arg(&out)
+        .arg(file_url(&replica))
+        .env_remove("LS_AGE_IDENTITY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ls-restore -f");
+    let want = dump(&db);
+    let rows = |p: &Path| -> Option<i64> {
+        let c =
+            rusqlite::Connection::open_with_flags(p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .ok()?;
+        c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).ok()
+    };
+    let caught_up = wait_until(Duration::from_secs(60), || {
+        out.exists() && rows(&out) == Some(250)
+    });
+    let _ = f.kill();
+    let _ = f.wait();
+    assert!(caught_up, "the follower never reached the source's rows");
+    integrity_ok(&out);
+    assert_eq!(dump(&out), want);
+}
