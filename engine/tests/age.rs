@@ -127,14 +127,22 @@ fn age_yaml(recipients: &[&str], identities: &[&Path]) -> String {
     s
 }
 
-#[test]
-fn engine_writes_only_age_files_and_restore_needs_the_identity() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (id, rcpt) = key(dir.path(), "key");
-    let (other, _) = key(dir.path(), "other");
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    write_rows(&db, 0, 300);
+/// A database replicated to an encrypted file replica under `dir`.
+struct Encrypted {
+    /// The identity file, whose recipient the config names.
+    id: PathBuf,
+    db: PathBuf,
+    replica: PathBuf,
+    cfg: PathBuf,
+}
+
+/// `rows` rows, then `batches` of 50 more written while the engine runs (so L0 files hold
+/// them), replicated with an `age` block to `dir/replica`, ending with a snapshot.
+fn encrypted_replica(dir: &Path, rows: usize, batches: usize) -> Encrypted {
+    let (id, rcpt) = key(dir, "key");
+    let db = dir.join("app.db");
+    let replica = dir.join("replica");
+    write_rows(&db, 0, rows);
     let yaml = format!(
         "      path: {}\n{}",
         replica.display(),
@@ -143,15 +151,30 @@ fn engine_writes_only_age_files_and_restore_needs_the_identity() {
     let writer = {
         let db = db.clone();
         std::thread::spawn(move || {
-            // Transactions after the engine has started, so L0 files hold them.
             std::thread::sleep(Duration::from_millis(500));
-            for b in 0..5 {
-                write_rows(&db, 300 + b * 50, 50);
+            for b in 0..batches {
+                write_rows(&db, rows + b * 50, 50);
                 std::thread::sleep(Duration::from_millis(250));
             }
         })
     };
-    replicate(&dir.path().join("cfg"), &db, &yaml, &replica, writer);
+    let cfg_dir = dir.join("cfg");
+    replicate(&cfg_dir, &db, &yaml, &replica, writer);
+    Encrypted {
+        id,
+        db,
+        replica,
+        cfg: cfg_dir.join("ls.yml"),
+    }
+}
+
+#[test]
+fn engine_writes_only_age_files_and_restore_needs_the_identity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (other, _) = key(dir.path(), "other");
+    let Encrypted {
+        id, db, replica, ..
+    } = encrypted_replica(dir.path(), 300, 5);
 
     // No object holds page data in the clear; every one is an age file.
     let objs = objects(&replica);
@@ -535,25 +558,12 @@ fn a_plain_replica_migrates_to_encryption_only_when_configured() {
 #[test]
 fn ltx_and_follow_read_an_encrypted_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (id, rcpt) = key(dir.path(), "key");
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    write_rows(&db, 0, 200);
-    let yaml = format!(
-        "      path: {}\n{}",
-        replica.display(),
-        age_yaml(&[&rcpt], &[&id])
-    );
-    let writer = {
-        let db = db.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(500));
-            write_rows(&db, 200, 50);
-        })
-    };
-    let cfg_dir = dir.path().join("cfg");
-    replicate(&cfg_dir, &db, &yaml, &replica, writer);
-    let cfg = cfg_dir.join("ls.yml");
+    let Encrypted {
+        id,
+        db,
+        replica,
+        cfg,
+    } = encrypted_replica(dir.path(), 200, 1);
 
     let o = Command::new(ENGINE)
         .args(["ltx", "-level", "all", "-config"])
