@@ -370,7 +370,7 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
         if let (Some(hb), false) = (&cfg.heartbeat, args.once) {
             tokio::spawn(engine::heartbeat::run(hb.clone(), registry.clone(), rx.clone()));
         }
-        let run = tokio::spawn(replicate::run_with(cfg, registry, rx));
+        let mut run = tokio::spawn(replicate::run_with(cfg, registry, rx));
         if args.once {
             let ok = run.await.unwrap_or(false);
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
@@ -409,8 +409,18 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
         };
         // The final sync comes after the application stopped, so its last writes are in it.
         let _ = tx.send(true);
-        if let Err(e) = run.await {
-            error!(error = %e, "replication stopped abnormally");
+        // A second signal cuts the shutdown sync short, as in Litestream: what is in flight is
+        // dropped (nothing half-written is published) and the exit status is unchanged.
+        tokio::select! {
+            r = &mut run => {
+                if let Err(e) = r {
+                    error!(error = %e, "replication stopped abnormally");
+                }
+            }
+            sig = signals.recv() => {
+                warn!(signal = %exec::signal_name(sig), "shutdown sync skipped, interrupted by signal");
+                run.abort();
+            }
         }
         if let Some(s) = socket {
             let _ = s.await;

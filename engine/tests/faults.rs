@@ -265,8 +265,16 @@ fn silent_server_from_the_start_does_not_hold_shutdown() {
     silent_server_at_shutdown(true);
 }
 
-fn silent_server_at_shutdown(from_start: bool) {
-    let srv = s3_server();
+/// A database replicated to the S3 test server through a proxy that can go silent: the proxy,
+/// the temporary directory, the database and a config with `globals` before its `dbs:`.
+struct BehindProxy {
+    proxy: proxy::CountingProxy,
+    dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    cfg: std::path::PathBuf,
+}
+
+fn behind_proxy(srv: &S3, name: &str, globals: &str) -> BehindProxy {
     let proxy = proxy::CountingProxy::start(
         srv.endpoint
             .trim_start_matches("http://")
@@ -276,21 +284,37 @@ fn silent_server_at_shutdown(from_start: bool) {
     .expect("proxy");
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
-    let prefix = unique("silent-shutdown");
     let endpoint = format!("http://{}", proxy.addr);
     let cfg = dir.path().join("ls.yml");
-    let yaml = format!(
-        "shutdown-sync-timeout: 2s\nshutdown-sync-interval: 200ms\nlevels:\n  - interval: 1s\n{}",
-        s3_config(
-            &db,
-            &endpoint,
-            &srv.bucket,
-            &prefix,
-            &srv.access_key,
-            &srv.secret_key
-        )
+    let yaml = s3_config(
+        &db,
+        &endpoint,
+        &srv.bucket,
+        &unique(name),
+        &srv.access_key,
+        &srv.secret_key,
     );
-    std::fs::write(&cfg, yaml).expect("cfg");
+    std::fs::write(&cfg, format!("{globals}{yaml}")).expect("cfg");
+    BehindProxy {
+        proxy,
+        dir,
+        db,
+        cfg,
+    }
+}
+
+fn silent_server_at_shutdown(from_start: bool) {
+    let srv = s3_server();
+    let BehindProxy {
+        proxy,
+        dir,
+        db,
+        cfg,
+    } = behind_proxy(
+        &srv,
+        "silent-shutdown",
+        "shutdown-sync-timeout: 2s\nshutdown-sync-interval: 200ms\nlevels:\n  - interval: 1s\n",
+    );
     let c = app(&db, 4096);
     setup_table(&c);
     insert_rows(&c, 0, 100, 100);
@@ -335,4 +359,95 @@ fn silent_server_at_shutdown(from_start: bool) {
     // what was left undone.
     assert!(status.is_some(), "no exit status");
     assert!(text.contains(want), "no {want:?} in the log:\n{tail}");
+}
+
+/// Issue 18 item 5: a second signal cuts the shutdown sync short, as in Litestream. With the
+/// server silent (every request held) and the default 30 s `shutdown-sync-timeout`, both tools
+/// get SIGTERM, then SIGTERM again a second later: each exits within a few seconds of the
+/// second one, with the same exit status.
+#[test]
+#[ignore = "needs the S3 test server and the real Litestream"]
+fn second_signal_cuts_the_shutdown_sync_short() {
+    let srv = s3_server();
+    let ls = litestream();
+    let run = |ours: bool| -> (Option<i32>, Duration, String) {
+        let name = if ours { "second-ours" } else { "second-theirs" };
+        let BehindProxy {
+            proxy,
+            dir,
+            db,
+            cfg,
+        } = behind_proxy(&srv, name, "");
+        let c = app(&db, 4096);
+        setup_table(&c);
+        insert_rows(&c, 0, 100, 100);
+        let log = dir.path().join("out.log");
+        let out = std::fs::File::create(&log).expect("log");
+        let mut cmd = if ours {
+            std::process::Command::new(ENGINE)
+        } else {
+            litestream_cmd(&ls)
+        };
+        let mut child = cmd
+            .args(["replicate", "-config"])
+            .arg(&cfg)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("start");
+        // Started and replicating through the proxy, then the server goes silent with
+        // changes still to ship.
+        assert!(
+            wait_until(Duration::from_secs(30), || proxy.requests() >= 3),
+            "no request through the proxy"
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        proxy.hold();
+        insert_rows(&c, 100, 100, 100);
+        std::thread::sleep(Duration::from_millis(1500));
+        let term = || {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+        };
+        term();
+        std::thread::sleep(Duration::from_secs(1));
+        term();
+        let second = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                break st;
+            }
+            if second.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                break child.wait().expect("wait");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = second.elapsed();
+        (
+            status.code(),
+            took,
+            std::fs::read_to_string(&log).unwrap_or_default(),
+        )
+    };
+    let (theirs, their_time, their_log) = run(false);
+    let (ours, our_time, our_log) = run(true);
+    eprintln!(
+        "litestream: {theirs:?} after {their_time:?}; ls-engine: {ours:?} after {our_time:?}"
+    );
+    assert!(
+        their_time < Duration::from_secs(10),
+        "Litestream took {their_time:?}:\n{their_log}"
+    );
+    assert!(
+        our_time < Duration::from_secs(10),
+        "ls-engine took {our_time:?} after the second signal:\n{our_log}"
+    );
+    assert_eq!(
+        ours, theirs,
+        "exit status; ours:\n{our_log}\ntheirs:\n{their_log}"
+    );
 }
