@@ -67,10 +67,12 @@ else
   phase "build tests (profile ci)" cargo test --profile ci --workspace --no-run
 fi
 
-# In the background, on one core: cargo-deb and cargo-fuzz, then the fuzz targets' build.
+# In the background at the lowest CPU priority: cargo-deb and cargo-fuzz, then the fuzz targets'
+# build. Niced rather than held to one core, so they take what the waiting tests leave and both
+# cores once the tests are done (on one core the fuzz build outlasted the tests by minutes).
 late_tools() {
-  CARGO_BUILD_JOBS=1 bash tests/install.sh --late &&
-    (cd fuzz && CARGO_BUILD_JOBS=1 cargo fuzz build --sanitizer none)
+  nice -n 19 bash tests/install.sh --late &&
+    (cd fuzz && nice -n 19 cargo fuzz build --sanitizer none)
 }
 late_tools >target/late-tools.log 2>&1 &
 background=$!
