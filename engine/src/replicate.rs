@@ -488,8 +488,15 @@ impl DbTask {
                 }
             };
             let Some(r) = r else {
-                warn!(db = %path, timeout = %format_go_duration(self.shared.shutdown_sync_timeout), "sync pass unfinished at shutdown-sync-timeout; abandoned, no final sync");
-                abandoned = true;
+                // The final sync still runs (it is local) unless the follower is out on a
+                // blocking thread, where the abandoned pass left it.
+                abandoned = follower.is_none();
+                let timeout = format_go_duration(self.shared.shutdown_sync_timeout);
+                if abandoned {
+                    warn!(db = %path, timeout = %timeout, "sync pass unfinished at shutdown-sync-timeout; abandoned, no final sync");
+                } else {
+                    warn!(db = %path, timeout = %timeout, "sync pass unfinished at shutdown-sync-timeout; abandoned");
+                }
                 break 'outer;
             };
             // Only a step that wrote an L0 file opens a batching window; wake-ups caused by our
@@ -532,8 +539,8 @@ impl DbTask {
             }
         }
 
-        // Final sync, then let the uploader drain and stop. After an abandoned pass the
-        // follower may still be busy on a blocking thread: nothing more is read or written.
+        // Final sync, then let the uploader drain and stop. After a pass abandoned while the
+        // follower was busy on a blocking thread, nothing more is read or written.
         let fin = if abandoned {
             Err(Error::Other("sync pass abandoned at shutdown".into()))
         } else {
