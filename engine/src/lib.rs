@@ -47,6 +47,7 @@ pub mod metrics;
 pub mod replicate;
 pub mod retention;
 pub mod schedule;
+pub mod shm;
 pub mod snapshot;
 pub mod socket;
 pub mod sockfile;

@@ -453,13 +453,33 @@ impl DbTask {
                     // once; later ones within the window wait for its end, so a busy database
                     // makes at most one L0 file per window.
                     // A `/sync` request does not wait for the window.
+                    // The application's own checkpoint waiting on our read mark ends the
+                    // window early (docs/checkpoints.md#the-applications-own-checkpoints).
                     if let Some(t) = last_sync.filter(|_| replies.is_empty()) {
                         let next = t + window;
-                        if Instant::now() < next {
+                        while Instant::now() < next {
+                            let peek = follower
+                                .as_ref()
+                                .is_some_and(Follower::watches_app_checkpoints);
+                            let until = if peek {
+                                next.min(Instant::now() + wake::APP_CHECKPOINT_PEEK)
+                            } else {
+                                next
+                            };
                             tokio::select! {
                                 _ = self.shutdown.changed() => break 'outer,
-                                _ = tokio::time::sleep_until(next.into()) => {}
-                                Some(r) = self.sync_rx.recv() => replies.push(r),
+                                _ = tokio::time::sleep_until(until.into()) => {}
+                                Some(r) = self.sync_rx.recv() => {
+                                    replies.push(r);
+                                    break;
+                                }
+                            }
+                            if peek
+                                && follower
+                                    .as_mut()
+                                    .is_some_and(Follower::app_checkpoint_waits)
+                            {
+                                break;
                             }
                         }
                     }

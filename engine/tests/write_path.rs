@@ -19,27 +19,14 @@ const MAX_COMMIT: Duration = Duration::from_millis(500);
 
 #[test]
 fn commits_do_not_wait_for_the_emergency_checkpoint() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let app = app(&db, 4096);
-    app.execute_batch(
-        "PRAGMA wal_autocheckpoint = 0; PRAGMA synchronous = NORMAL;
-         CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB);",
-    )
-    .expect("setup");
+    let (dir, db, replica, app) = writer(0);
     let cfg = dir.path().join("ls.yml");
     write_config(
         &cfg,
         &[(db.clone(), replica.clone())],
         "monitor-interval: 100ms\nmin-checkpoint-page-count: 1000000\ntruncate-page-n: 100000\n",
     );
-    let eng = Engine::start(&cfg, &dir.path().join("engine.log"));
-    assert!(
-        wait_for_l0(&replica, 1, Duration::from_secs(30)),
-        "no first L0 file; log:\n{}",
-        eng.tail()
-    );
+    let eng = started(&cfg, &replica);
 
     let log = || std::fs::read_to_string(&eng.log).unwrap_or_default();
     let emergency = |l: &str| {
@@ -77,21 +64,109 @@ fn commits_do_not_wait_for_the_emergency_checkpoint() {
         eng.tail()
     );
 
-    // Everything reaches the replica, and it restores to the same rows.
+    restores_to_the_same_rows(eng, app, &db, &replica, dir.path());
+}
+
+/// Issue 13 item 1: an application that checkpoints on its own (SQLite's default
+/// `wal_autocheckpoint`, 1000 pages) keeps its WAL about that small while the engine replicates
+/// it (docs/checkpoints.md#the-applications-own-checkpoints). The sync window is 10 s here: an
+/// engine that restarted the WAL only at its own passes would let it hold everything written in
+/// a window (over 100 MB), as it did before.
+#[test]
+fn application_checkpoints_keep_the_wal_small() {
+    let (dir, db, replica, app) = writer(1000);
+    let cfg = dir.path().join("ls.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      path: {}\n      sync-interval: 10s\n",
+            db.display(),
+            replica.display()
+        ),
+    )
+    .expect("config");
+    let eng = started(&cfg, &replica);
+    let wal = dir.path().join("app.db-wal");
+    let started = Instant::now();
+    let mut peak = 0u64;
+    // 20,000 commits of a 3 KB row, each a new leaf page and its parent: about 160 MB of WAL.
+    for n in 0..20_000i64 {
+        app.execute("INSERT INTO t(k, v) VALUES (?1, randomblob(3000))", [n])
+            .expect("insert");
+        if n % 50 == 0 {
+            peak = peak.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        peak < WAL_PEAK,
+        "the WAL reached {peak} bytes (writes took {took:?}); log:\n{}",
+        eng.tail()
+    );
+    restores_to_the_same_rows(eng, app, &db, &replica, dir.path());
+}
+
+/// The WAL's size limit in [`application_checkpoints_keep_the_wal_small`]: 1000 pages are 4 MB,
+/// the benchmark shows 2-2.5x that. The margin is for a machine shared with builds (43 MB was
+/// seen beside the other write-path test); before, the WAL reached 120-160 MB here.
+const WAL_PEAK: u64 = 64 << 20;
+
+/// The application's database, with its table, and where its replica goes.
+fn writer(
+    autocheckpoint: u32,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    rusqlite::Connection,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let app = app(&db, 4096);
+    app.execute_batch(&format!(
+        "PRAGMA wal_autocheckpoint = {autocheckpoint}; PRAGMA synchronous = NORMAL;
+         CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB);"
+    ))
+    .expect("setup");
+    (dir, db, replica, app)
+}
+
+/// The engine, once its first L0 file is on the replica.
+fn started(cfg: &std::path::Path, replica: &std::path::Path) -> Engine {
+    let dir = cfg.parent().expect("config dir");
+    let eng = Engine::start(cfg, &dir.join("engine.log"));
+    assert!(
+        wait_for_l0(replica, 1, Duration::from_secs(30)),
+        "no first L0 file; log:\n{}",
+        eng.tail()
+    );
+    eng
+}
+
+/// Everything reaches the replica, and it restores to the same rows.
+fn restores_to_the_same_rows(
+    eng: Engine,
+    app: rusqlite::Connection,
+    db: &std::path::Path,
+    replica: &std::path::Path,
+    dir: &std::path::Path,
+) {
+    let log = || std::fs::read_to_string(&eng.log).unwrap_or_default();
     let want: i64 = app
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
         .expect("count");
     drop(app);
     assert!(
         wait_until(Duration::from_secs(60), || {
-            let n = l0_names(&replica).len();
+            let n = l0_names(replica).len();
             std::thread::sleep(Duration::from_millis(500));
-            n == l0_names(&replica).len() && !log().is_empty()
+            n == l0_names(replica).len() && !log().is_empty()
         }),
         "replica did not settle"
     );
     eng.stop();
-    let out = dir.path().join("restored.db");
+    let out = dir.join("restored.db");
     let o = std::process::Command::new(ls_restore_bin())
         .arg("-o")
         .arg(&out)
@@ -104,7 +179,7 @@ fn commits_do_not_wait_for_the_emergency_checkpoint() {
         String::from_utf8_lossy(&o.stderr)
     );
     integrity_ok(&out);
-    assert_eq!(dump(&out), dump(&db), "restored rows differ");
+    assert_eq!(dump(&out), dump(db), "restored rows differ");
     let c = rusqlite::Connection::open(&out).expect("open restored");
     let got: i64 = c
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))

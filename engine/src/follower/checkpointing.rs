@@ -15,6 +15,10 @@ use crate::verify::SyncPlan;
 const SEAL_BYTES: u64 = 1 << 20;
 /// Unlocked rounds at most, for a writer faster than we can copy.
 const MAX_ROUNDS: usize = 8;
+/// How long the checkpoint under the write lock waits for another connection's checkpoint,
+/// and how often it looks.
+const SEAL_BUSY: Duration = Duration::from_millis(5);
+const SEAL_BUSY_RETRY: Duration = Duration::from_micros(200);
 
 impl Follower {
     pub(super) fn checkpoint_if_needed(&mut self, orig: u64, new: u64) -> Result<()> {
@@ -110,7 +114,7 @@ impl Follower {
         };
         let t = Instant::now();
         let synced_ms = (t - locked).as_secs_f64() * 1e3;
-        let res = self.open_db()?.conns.checkpoint(CheckpointMode::Passive);
+        let res = self.sealed_checkpoint();
         spent += t.elapsed();
         let unlock = self.open_db()?.conns.end_write_lock();
         self.finish(sealed)?;
@@ -125,6 +129,10 @@ impl Follower {
         self.metrics.checkpoint_done(mode, spent, res.is_err());
         let (busy, log, done) = res?;
         unlock?;
+        // Busy, or a few frames short of the end (the application's next transaction had begun
+        // its read before our lock): the next try can restart the WAL at once.
+        let short = u64::try_from(log.saturating_sub(done)).unwrap_or(u64::MAX);
+        self.note_checkpoint_retry(busy != 0 || short <= self.cfg.min_checkpoint_page_n);
         info!(
             db = %self.cfg.path.display(),
             mode = mode.as_str(),
@@ -163,6 +171,22 @@ impl Follower {
         Ok(true)
     }
 
+    /// The checkpoint under the write lock. PASSIVE never waits: it is busy when it finds the
+    /// checkpointer lock taken, which happens when the application's own checkpoint (SQLite runs
+    /// one after each commit while the WAL is over `wal_autocheckpoint`) is still running. That
+    /// one is short, as it can copy no further than our read mark, so it is retried for up to
+    /// [`SEAL_BUSY`] before the checkpoint is left to the next pass.
+    fn sealed_checkpoint(&mut self) -> Result<(i64, i64, i64)> {
+        let until = Instant::now() + SEAL_BUSY;
+        loop {
+            let r = self.open_db()?.conns.checkpoint(CheckpointMode::Passive)?;
+            if r.0 == 0 || Instant::now() >= until {
+                return Ok(r);
+            }
+            std::thread::sleep(SEAL_BUSY_RETRY);
+        }
+    }
+
     /// Copies the WAL into the database without blocking writers: sync everything to L0, move
     /// our read mark to the WAL's end (a new read transaction begun before the old one ends, so
     /// no frame is ever unpinned), run a PASSIVE checkpoint, which cannot go past that mark, and
@@ -172,7 +196,10 @@ impl Follower {
     fn backfill_unlocked(&mut self) -> Result<Duration> {
         let mut spent = Duration::ZERO;
         let mut last = u64::MAX;
-        for round in 0..MAX_ROUNDS {
+        // While the application checkpoints on its own and keeps up with our mark, one round
+        // leaves little for the lock, and each round costs an L0 file.
+        let rounds = if self.app_keeps_up() { 0 } else { MAX_ROUNDS };
+        for round in 0..rounds {
             let before = self.state.last_synced_wal_offset;
             let r = self.verify_and_sync(true, 0)?;
             let copied = r.new_wal_size.saturating_sub(before);

@@ -25,6 +25,7 @@ use crate::walread::WalFile;
 
 mod checkpointing;
 mod inspect;
+mod pressure;
 
 const HDR: u64 = WAL_HEADER_SIZE as u64;
 
@@ -131,6 +132,7 @@ pub struct Follower {
     /// What verify needs of the L0 file at `pos`, kept so it does not re-read it from disk.
     last_l0: Option<LastL0>,
     metrics: Arc<DbMetrics>,
+    app: pressure::AppCheckpoints,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -160,6 +162,7 @@ impl Follower {
             meta: MetaDir::new(&cfg.meta_path).with_mode_from(&cfg.path),
             wal_path: PathBuf::from(wal),
             metrics: metrics::db(&cfg.path),
+            app: pressure::AppCheckpoints::new(crate::shm::ShmPeek::new(&cfg.path)),
             cfg,
             db: None,
             state: SyncState::default(),
@@ -383,6 +386,7 @@ impl Follower {
 
     fn pass(&mut self, max_bytes: u64) -> Result<PassResult> {
         self.check_same_file()?;
+        self.note_pass_start();
         self.open_db()?.conns.acquire_read_lock()?;
         self.ensure_wal_exists()?;
         let r = self.verify_and_sync(false, max_bytes)?;
@@ -395,6 +399,7 @@ impl Follower {
         }
         // Only checkpoints and `_litestream_seq` bumps use the second connection.
         self.open_db()?.conns.release_idle();
+        self.note_pass_end();
         Ok(r)
     }
 

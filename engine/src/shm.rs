@@ -1,0 +1,130 @@
+//! A peek at SQLite's wal-index (the `-shm` file) without taking any of its locks
+//! (docs/checkpoints.md#the-wal-index). Only a hint for when to run the next pass: every pass
+//! still validates the WAL itself, so a torn or stale read costs at most an early or a late
+//! pass, never a wrong byte.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// The bytes read: both copies of the index header and the checkpoint info up to
+/// `nBackfillAttempted`.
+const PEEK: usize = 136;
+/// One copy of the index header.
+const HDR: usize = 48;
+/// Offsets inside a header copy, and of the checkpoint info.
+const MX_FRAME: usize = 16;
+const IS_INIT: usize = 12;
+const N_BACKFILL: usize = 96;
+
+/// What the wal-index says about the WAL right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalIndex {
+    /// Frames in the WAL up to its last commit.
+    pub mx_frame: u32,
+    /// Frames already copied into the database file.
+    pub n_backfill: u32,
+}
+
+/// The `-shm` file of one database, opened on first use and kept.
+pub struct ShmPeek {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl ShmPeek {
+    pub fn new(db: &Path) -> ShmPeek {
+        let mut p = db.as_os_str().to_owned();
+        p.push("-shm");
+        ShmPeek {
+            path: PathBuf::from(p),
+            file: None,
+        }
+    }
+
+    /// The index now, or `None` when there is none to read (no `-shm` file, not yet
+    /// initialised, or caught mid-update).
+    pub fn read(&mut self) -> Option<WalIndex> {
+        if self.file.is_none() {
+            self.file = File::open(&self.path).ok();
+        }
+        let mut buf = [0u8; PEEK];
+        let f = self.file.as_ref()?;
+        match f.read_at(&mut buf, 0) {
+            Ok(n) if n == PEEK => parse(&buf),
+            Ok(_) => None,
+            Err(_) => {
+                // Removed and recreated (the last connection closed): open again next time.
+                self.file = None;
+                None
+            }
+        }
+    }
+}
+
+/// The wal-index is in the machine's own byte order. A writer updates the second header copy
+/// and then the first, so two equal copies are a consistent header.
+fn parse(buf: &[u8; PEEK]) -> Option<WalIndex> {
+    let (a, b) = (&buf[..HDR], &buf[HDR..2 * HDR]);
+    if a != b || a[IS_INIT] == 0 {
+        return None;
+    }
+    let u32_at = |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+    Some(WalIndex {
+        mx_frame: u32_at(MX_FRAME),
+        n_backfill: u32_at(N_BACKFILL),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_sqlite_keeps() {
+        let dir = tempfile::tempdir().expect("test setup");
+        let db = dir.path().join("a.db");
+        let c = rusqlite::Connection::open(&db).expect("test setup");
+        c.pragma_update(None, "journal_mode", "wal")
+            .expect("test setup");
+        c.pragma_update(None, "wal_autocheckpoint", 0)
+            .expect("test setup");
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .expect("test setup");
+        let mut peek = ShmPeek::new(&db);
+        let before = peek.read().expect("index");
+        assert!(before.mx_frame >= 2, "{before:?}");
+        assert_eq!(before.n_backfill, 0);
+        c.execute("INSERT INTO t VALUES (2)", [])
+            .expect("test setup");
+        let after = peek.read().expect("index");
+        assert_eq!(after.mx_frame, before.mx_frame + 1);
+        let (_, _, done): (i64, i64, i64) = c
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .expect("test setup");
+        let ck = peek.read().expect("index");
+        assert_eq!(ck.n_backfill as i64, done);
+        assert_eq!(ck.n_backfill, after.mx_frame);
+    }
+
+    #[test]
+    fn torn_or_missing_is_none() {
+        let dir = tempfile::tempdir().expect("test setup");
+        assert_eq!(ShmPeek::new(&dir.path().join("none.db")).read(), None);
+        let mut buf = [0u8; PEEK];
+        buf[IS_INIT] = 1;
+        buf[MX_FRAME] = 5;
+        buf[HDR + IS_INIT] = 1;
+        assert_eq!(parse(&buf), None);
+        buf[HDR + MX_FRAME] = 5;
+        assert_eq!(
+            parse(&buf),
+            Some(WalIndex {
+                mx_frame: 5,
+                n_backfill: 0
+            })
+        );
+    }
+}
