@@ -89,8 +89,14 @@ pub struct Config {
     pub replicate_errors: Vec<ConfigError>,
 }
 
-/// Reads a config file. `expand_env` follows `-no-expand-env`.
+/// Reads a config file. `expand_env` follows `-no-expand-env`. A leading `~/` in `path` is the
+/// home directory, from `-config` or `$LITESTREAM_CONFIG` alike, as in Litestream.
 pub fn load(path: &Path, expand: bool) -> Result<Config, ConfigError> {
+    let expanded = path
+        .to_str()
+        .filter(|s| s.starts_with('~'))
+        .and_then(|s| expand_path(s).ok());
+    let path = expanded.as_deref().unwrap_or(path);
     let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
         // Litestream's wording.
         std::io::ErrorKind::NotFound => ConfigError::NotFound {

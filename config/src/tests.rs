@@ -394,3 +394,22 @@ fn args_config() {
     let c = from_args("/tmp/db.sqlite", "s3://b/p").expect("s3");
     assert_eq!(c.dbs[0].replica.kind, "s3");
 }
+
+/// `-config ~/x.yml` and `LITESTREAM_CONFIG=~/x.yml` (a `~` no shell expanded) read the file in
+/// the home directory, as Litestream's `OpenConfigFile` does.
+#[test]
+fn config_path_tilde_is_the_home_directory() {
+    let Some(home) = home_dir().filter(|h| h.is_dir()) else {
+        eprintln!("SKIPPED config_path_tilde_is_the_home_directory: no home directory");
+        return;
+    };
+    let name = format!(".ls-config-tilde-test-{}.yml", std::process::id());
+    let file = home.join(&name);
+    let text = "dbs:\n  - path: /tilde/a.db\n    replica:\n      path: /tilde/r\n";
+    std::fs::write(&file, text).expect("write config");
+    let got = load(Path::new(&format!("~/{name}")), false);
+    let _ = std::fs::remove_file(&file);
+    let cfg = got.expect("load ~/ config");
+    assert_eq!(cfg.dbs.len(), 1);
+    assert_eq!(cfg.dbs[0].path, PathBuf::from("/tilde/a.db"));
+}
