@@ -226,7 +226,31 @@ const LONG_FLAGS: &[&str] = &[
     "version",
 ];
 
-/// Rewrites `-flag` / `-flag=value` into `--flag` for the flags above, stopping at `--`.
+/// The flags above that are booleans: Go's `flag` package also takes them as `-flag=true` and
+/// `-flag=false` (and the other spellings of [`go_bool`]).
+const BOOL_FLAGS: &[&str] = &[
+    "no-expand-env",
+    "restore-if-db-not-exists",
+    "once",
+    "force-snapshot",
+    "enforce-retention",
+    "json",
+    "dry-run",
+    "wait",
+];
+
+/// What Go's `strconv.ParseBool` accepts.
+fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Rewrites `-flag` / `-flag=value` into `--flag` for the flags above, stopping at `--`. A
+/// boolean given a value becomes `--flag` (true) or nothing (false); a value Go would refuse is
+/// left for the parser to refuse.
 pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
     let mut out = Vec::new();
     let mut passthrough = false;
@@ -245,10 +269,18 @@ pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString
             out.push(a);
             continue;
         }
-        if let Some(rest) = s.strip_prefix('-').filter(|r| !r.starts_with('-')) {
-            let name = rest.split('=').next().unwrap_or(rest);
+        let rest = s.strip_prefix("--").or_else(|| s.strip_prefix('-'));
+        if let Some(rest) = rest {
+            let (name, value) = match rest.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (rest, None),
+            };
             if LONG_FLAGS.contains(&name) {
-                out.push(OsString::from(format!("-{s}")));
+                match value.filter(|_| BOOL_FLAGS.contains(&name)).map(go_bool) {
+                    Some(Some(true)) => out.push(OsString::from(format!("--{name}"))),
+                    Some(Some(false)) => {}
+                    _ => out.push(OsString::from(format!("--{rest}"))),
+                }
                 continue;
             }
         }
@@ -364,6 +396,22 @@ mod tests {
         let r = p(&["replicate", "--config=/y.yml", "--no-expand-env"]);
         assert_eq!(r.config, Some(PathBuf::from("/y.yml")));
         assert!(r.no_expand_env);
+        let r = p(&[
+            "replicate",
+            "-once=true",
+            "--no-expand-env=false",
+            "-config=/z.yml",
+        ]);
+        assert!(r.once);
+        assert!(!r.no_expand_env);
+        assert_eq!(r.config, Some(PathBuf::from("/z.yml")));
+        let r = p(&["replicate", "-once=0", "-force-snapshot=T"]);
+        assert!(!r.once);
+        assert!(r.force_snapshot);
+        let bad = std::iter::once("ls-engine")
+            .chain(["replicate", "-once=yes"])
+            .map(OsString::from);
+        assert!(parse(bad).is_err(), "Go refuses -once=yes");
         let r = p(&["replicate", "-exec", "sleep 1", "/db", "file:///r"]);
         assert_eq!(r.exec.as_deref(), Some("sleep 1"));
         assert_eq!(r.args, vec!["/db", "file:///r"]);
