@@ -227,7 +227,7 @@ const LONG_FLAGS: &[&str] = &[
 ];
 
 /// The flags above that are booleans: Go's `flag` package also takes them as `-flag=true` and
-/// `-flag=false` (and the other spellings of [`go_bool`]).
+/// `-flag=false` (and the other spellings of [`storage::value::parse_bool`]).
 const BOOL_FLAGS: &[&str] = &[
     "no-expand-env",
     "restore-if-db-not-exists",
@@ -238,15 +238,6 @@ const BOOL_FLAGS: &[&str] = &[
     "dry-run",
     "wait",
 ];
-
-/// What Go's `strconv.ParseBool` accepts.
-fn go_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
 
 /// Rewrites `-flag` / `-flag=value` into `--flag` for the flags above, stopping at `--`. A
 /// boolean given a value becomes `--flag` (true) or nothing (false); a value Go would refuse is
@@ -276,7 +267,7 @@ pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString
                 None => (rest, None),
             };
             if LONG_FLAGS.contains(&name) {
-                match value.filter(|_| BOOL_FLAGS.contains(&name)).map(go_bool) {
+                match value.filter(|_| BOOL_FLAGS.contains(&name)).map(storage::value::parse_bool) {
                     Some(Some(true)) => out.push(OsString::from(format!("--{name}"))),
                     Some(Some(false)) => {}
                     _ => out.push(OsString::from(format!("--{rest}"))),
