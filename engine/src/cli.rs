@@ -267,7 +267,10 @@ pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString
                 None => (rest, None),
             };
             if LONG_FLAGS.contains(&name) {
-                match value.filter(|_| BOOL_FLAGS.contains(&name)).map(storage::value::parse_bool) {
+                match value
+                    .filter(|_| BOOL_FLAGS.contains(&name))
+                    .map(storage::value::parse_bool)
+                {
                     Some(Some(true)) => out.push(OsString::from(format!("--{name}"))),
                     Some(Some(false)) => {}
                     _ => out.push(OsString::from(format!("--{rest}"))),

@@ -82,11 +82,13 @@ impl Follower {
         let synced = self.state.last_synced_wal_offset.saturating_sub(HDR) / frame;
         let frames = u64::from(now.mx_frame);
         // A WAL still over the threshold after our pass was not restarted: because of a long
-        // reader (wait for the WAL to double) or of something that passes (try again now).
-        let floor = if after >= min && !self.app.retry {
-            2 * after
-        } else {
-            min
+        // reader (wait for the WAL to double) or of something that passes (try again after
+        // another checkpoint's worth, not at once: a writer committing back to back always
+        // has its next transaction begun, and a checkpoint per look would slow it down).
+        let floor = match (after >= min, self.app.retry) {
+            (false, _) => min,
+            (true, true) => after + min,
+            (true, false) => 2 * after,
         };
         self.app.seen && frames >= floor && frames > synced
     }
