@@ -196,8 +196,8 @@ impl Follower {
     fn backfill_unlocked(&mut self) -> Result<Duration> {
         let mut spent = Duration::ZERO;
         let mut last = u64::MAX;
-        // While the application checkpoints on its own and keeps up with our mark, one round
-        // leaves little for the lock, and each round costs an L0 file.
+        // While the application checkpoints on its own and keeps up with our mark, the lock is
+        // left a few MB to copy without any round, and each round would cost an L0 file.
         let rounds = if self.app_keeps_up() { 0 } else { MAX_ROUNDS };
         for round in 0..rounds {
             let before = self.state.last_synced_wal_offset;

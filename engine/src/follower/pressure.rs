@@ -114,9 +114,9 @@ impl Follower {
     }
 
     /// The application checkpoints on its own, and what is not yet in the database file is no
-    /// more than [`KEEPS_UP`] times `min-checkpoint-page-count` frames: a checkpoint of ours needs one
-    /// unlocked round. Otherwise (a reader held the application's checkpoints back) the rounds
-    /// go on as usual, so the write lock never waits on a large copy.
+    /// more than [`KEEPS_UP`] times `min-checkpoint-page-count` frames: a checkpoint of ours
+    /// needs no unlocked round. Otherwise (a reader held the application's checkpoints back) the
+    /// rounds go on as usual, so the write lock never waits on a large copy.
     pub(super) fn app_keeps_up(&mut self) -> bool {
         let min = self.cfg.min_checkpoint_page_n;
         self.app.seen
