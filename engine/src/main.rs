@@ -20,6 +20,10 @@ const DEFAULT_CONFIG: &str = "/etc/litestream.yml";
 const BLOCKING_THREADS: usize = 32;
 
 fn main() -> ExitCode {
+    // Litestream warns before it reads the flags, so `wal -h` warns too.
+    if std::env::args_os().nth(1).is_some_and(|c| c == "wal") {
+        eprintln!("Warning: 'wal' command is deprecated, please use 'ltx' instead");
+    }
     let cli = match cli::parse(std::env::args_os()) {
         Ok(c) => c,
         Err(e) => {

@@ -11,17 +11,21 @@ use common::{
     app, dump, insert_rows, integrity_ok, litestream, litestream_cmd, setup_table, ENGINE,
 };
 
-fn ok(o: Output, what: &str) -> String {
+fn ok(o: Output, what: &str) -> (String, String) {
     assert!(
         o.status.success(),
         "{what} failed: {}\n{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    String::from_utf8(o.stdout).expect("utf-8 output")
+    (
+        String::from_utf8(o.stdout).expect("utf-8 output"),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
-fn ours(args: &[&str]) -> String {
+/// Standard output and error of `ls-engine ARGS`.
+fn ours_both(args: &[&str]) -> (String, String) {
     let o = Command::new(ENGINE)
         .args(args)
         .output()
@@ -29,7 +33,12 @@ fn ours(args: &[&str]) -> String {
     ok(o, &format!("ls-engine {args:?}"))
 }
 
-fn theirs(bin: &Path, args: &[&str]) -> String {
+fn ours(args: &[&str]) -> String {
+    ours_both(args).0
+}
+
+/// Standard output and error of `litestream ARGS`.
+fn theirs(bin: &Path, args: &[&str]) -> (String, String) {
     let o = litestream_cmd(bin)
         .args(args)
         .output()
@@ -92,13 +101,20 @@ fn databases_ltx_and_restore_match_litestream() {
         vec!["ltx", "-json", "-level", "all", url.as_str()],
         vec!["ltx", "-level", "9", "-json", url.as_str()],
         vec!["wal", "-level=3", url.as_str()],
+        vec!["databases", "-config", cfg_s, "-json=false"],
+        vec!["ltx", "-json=true", "-level", "all", url.as_str()],
         vec!["status", "-config", cfg_s],
         vec!["status", "-config", cfg_s, "-json"],
         vec!["status", "-config", cfg_s, db_s],
         vec!["reset", "-config", cfg_s, "-dry-run", db_s],
     ] {
-        let (a, b) = (ours(&args), theirs(&ls, &args));
-        assert_eq!(a, b, "output of {args:?} differs");
+        let (a, b) = (ours_both(&args), theirs(&ls, &args));
+        assert_eq!(a.0, b.0, "output of {args:?} differs");
+        // Only `wal` writes to standard error: its deprecation warning.
+        if args[0] == "wal" {
+            assert_eq!(a.1, b.1, "warning of {args:?} differs");
+            assert!(a.1.contains("deprecated"), "no warning: {:?}", a.1);
+        }
     }
     // Not vacuous: the listing names every file of both levels.
     let all = ours(&["ltx", "-level", "all", url.as_str()]);
@@ -155,6 +171,7 @@ fn databases_ltx_and_restore_match_litestream() {
     assert!(meta_ltx.is_dir());
     // Litestream also logs two `time=...` lines to stdout there; the messages are the same.
     let theirs_said: String = theirs(&ls, &["reset", "-config", cfg_s, db_s])
+        .0
         .lines()
         .filter(|l| !l.starts_with("time="))
         .map(|l| format!("{l}\n"))
