@@ -182,13 +182,8 @@ pub(crate) fn read_db(
     unknown.extend(rn.unknown());
 
     let mut out = db(replica)?;
+    // Zero is allowed, as in Litestream: the database is then not monitored.
     if let Some(v) = monitor {
-        if v.is_zero() {
-            return Err(key_err(
-                &n.key("monitor-interval"),
-                "must be greater than 0",
-            ));
-        }
         out.monitor_interval = v;
     }
     if let Some(v) = checkpoint {

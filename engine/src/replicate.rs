@@ -400,9 +400,24 @@ impl DbTask {
         let mut replies: Vec<SyncReply> = Vec::new();
         let mut stopping = self.shutdown.clone();
         let mut abandoned = false;
+        // `monitor-interval: 0`: as in Litestream, the database is not monitored; it is synced
+        // only when asked (`ls-engine sync`), and not at shutdown unless it was asked before.
+        let unmonitored = self.cfg.monitor_interval.is_zero() && !self.once;
+        if unmonitored {
+            warn!(db = %path, "monitor-interval is 0: not synced unless asked (ls-engine sync)");
+        }
+        let mut asked = false;
 
         'outer: loop {
-            if !first {
+            if unmonitored {
+                tokio::select! {
+                    _ = self.shutdown.changed() => break 'outer,
+                    Some(r) = self.sync_rx.recv() => {
+                        replies.push(r);
+                        asked = true;
+                    }
+                }
+            } else if !first {
                 if !backoff.is_zero() {
                     tokio::select! {
                         _ = self.shutdown.changed() => break 'outer,
@@ -563,6 +578,8 @@ impl DbTask {
         // follower was busy on a blocking thread, nothing more is read or written.
         let fin = if abandoned {
             Err(Error::Other("sync pass abandoned at shutdown".into()))
+        } else if unmonitored && !asked {
+            Ok(*pos_tx.borrow())
         } else {
             blocking(&mut follower, &self.cfg, |f| f.final_sync()).await
         };

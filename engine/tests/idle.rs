@@ -102,3 +102,65 @@ fn quiet_moment(window: u64) -> bool {
         .map_or(0, |d| d.as_secs());
     (5..30 - window).contains(&(now % 30)) && (now % 300) + window < 300
 }
+
+/// Issue 18 item 5: `monitor-interval: 0` is accepted, and, as in Litestream 0.5.17, such a
+/// database is not monitored: a commit while the tool runs, and its shutdown, leave no LTX file
+/// on the replica. Both tools run the same config, one after the other, and exit 0.
+#[test]
+#[ignore = "needs the real Litestream"]
+fn monitor_interval_zero_is_not_monitored_as_in_litestream() {
+    let ls = litestream();
+    for ours in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("app.db");
+        let replica = dir.path().join("replica");
+        let c = app(&db, 4096);
+        setup_table(&c);
+        let cfg = dir.path().join("ls.yml");
+        write_config(
+            &cfg,
+            &[(db.clone(), replica.clone())],
+            "monitor-interval: 0s\n",
+        );
+        let mut cmd = if ours {
+            std::process::Command::new(ENGINE)
+        } else {
+            litestream_cmd(&ls)
+        };
+        let log = dir.path().join("out.log");
+        let out = std::fs::File::create(&log).expect("log");
+        let mut child = cmd
+            .args(["replicate", "-config"])
+            .arg(&cfg)
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("start");
+        std::thread::sleep(Duration::from_millis(1500));
+        insert_rows(&c, 0, 10, 100);
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: plain kill(2) on our own child.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let status = child.wait().expect("wait");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tool = if ours { "ls-engine" } else { "Litestream" };
+        assert!(status.success(), "{tool} exited with {status}:\n{text}");
+        let ltx = if replica.exists() {
+            tree_state(&replica)
+                .into_iter()
+                .filter(|(n, _, _)| n.ends_with(".ltx"))
+                .count()
+        } else {
+            0
+        };
+        assert_eq!(ltx, 0, "{tool} replicated:\n{text}");
+        if ours {
+            assert!(
+                text.contains("monitor-interval is 0"),
+                "no warning:\n{text}"
+            );
+        }
+    }
+}
