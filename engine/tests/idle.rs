@@ -111,15 +111,11 @@ fn quiet_moment(window: u64) -> bool {
 fn monitor_interval_zero_is_not_monitored_as_in_litestream() {
     let ls = litestream();
     for ours in [false, true] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("app.db");
-        let replica = dir.path().join("replica");
-        let c = app(&db, 4096);
-        setup_table(&c);
-        let cfg = dir.path().join("ls.yml");
+        let one = one_db();
+        let (dir, cfg, replica) = (&one.dir, &one.cfg, &one.replica);
         write_config(
-            &cfg,
-            &[(db.clone(), replica.clone())],
+            cfg,
+            &[(one.db.clone(), replica.clone())],
             "monitor-interval: 0s\n",
         );
         let mut cmd = if ours {
@@ -131,13 +127,13 @@ fn monitor_interval_zero_is_not_monitored_as_in_litestream() {
         let out = std::fs::File::create(&log).expect("log");
         let mut child = cmd
             .args(["replicate", "-config"])
-            .arg(&cfg)
+            .arg(cfg)
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
             .spawn()
             .expect("start");
         std::thread::sleep(Duration::from_millis(1500));
-        insert_rows(&c, 0, 10, 100);
+        insert_rows(&one.conn, 0, 10, 100);
         std::thread::sleep(Duration::from_millis(1500));
         // SAFETY: plain kill(2) on our own child.
         unsafe {
@@ -148,7 +144,7 @@ fn monitor_interval_zero_is_not_monitored_as_in_litestream() {
         let tool = if ours { "ls-engine" } else { "Litestream" };
         assert!(status.success(), "{tool} exited with {status}:\n{text}");
         let ltx = if replica.exists() {
-            tree_state(&replica)
+            tree_state(replica)
                 .into_iter()
                 .filter(|(n, _, _)| n.ends_with(".ltx"))
                 .count()

@@ -43,12 +43,13 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (char, u64, SystemTime)> {
 
 #[test]
 fn file_replica_junk_and_symlinks_are_never_written_through() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let c = app(&db, 4096);
-    setup_table(&c);
-    let cfg = dir.path().join("ls.yml");
+    let OneDb {
+        dir,
+        db,
+        replica,
+        cfg,
+        conn: c,
+    } = one_db();
     fast_config(&cfg, &[(db.clone(), replica.clone())]);
     let e = Engine::start(&cfg, &dir.path().join("engine.log"));
     for r in 0..3 {

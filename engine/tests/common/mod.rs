@@ -366,6 +366,32 @@ pub fn setup_table(c: &Connection) {
     .expect("schema");
 }
 
+/// One application database `app.db` with table `t`, its replica directory and config path, in
+/// a fresh temporary directory.
+pub struct OneDb {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub replica: PathBuf,
+    pub cfg: PathBuf,
+    pub conn: Connection,
+}
+
+pub fn one_db() -> OneDb {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let conn = app(&db, 4096);
+    setup_table(&conn);
+    let cfg = dir.path().join("ls.yml");
+    OneDb {
+        dir,
+        db,
+        replica,
+        cfg,
+        conn,
+    }
+}
+
 /// `n` databases `db<i>.db` in `dir`, each with table `t` holding `rows` rows of `width` bytes,
 /// paired with the replica directory `replica<i>` beside them.
 pub fn small_dbs(dir: &Path, n: usize, rows: usize, width: usize) -> Vec<(PathBuf, PathBuf)> {
