@@ -410,11 +410,20 @@ impl DbTask {
 
         'outer: loop {
             if unmonitored {
-                tokio::select! {
-                    _ = self.shutdown.changed() => break 'outer,
-                    Some(r) = self.sync_rx.recv() => {
-                        replies.push(r);
-                        asked = true;
+                loop {
+                    tokio::select! {
+                        _ = self.shutdown.changed() => break 'outer,
+                        Some(r) = self.sync_rx.recv() => {
+                            replies.push(r);
+                            asked = true;
+                            break;
+                        }
+                        // The maintainer's snapshot still gets its answer, so its loop (and
+                        // the compaction of what `sync` shipped) never waits on us.
+                        Some(req) = snap_rx.recv() => {
+                            let r = blocking(&mut follower, &self.cfg, |f| f.snapshot_job()).await;
+                            let _ = req.send(r);
+                        }
                     }
                 }
             } else if !first {

@@ -505,3 +505,51 @@ fn socket_file_handling() {
         "{e}"
     );
 }
+
+/// `monitor-interval: 0` (issue 18 item 5): the database is not synced on its own; `sync`
+/// through the socket ships it, and the maintainer's snapshot (every second here) is still
+/// answered by the database's task, which waits only for requests.
+#[test]
+fn unmonitored_database_syncs_when_asked_and_still_snapshots() {
+    let one = one_db();
+    insert_rows(&one.conn, 0, 20, 50);
+    let sock = one.dir.path().join("ctl.sock");
+    let text = format!(
+        "socket:\n  enabled: true\n  path: {}\nsnapshot:\n  interval: 1s\ndbs:\n  - path: {}\n    monitor-interval: 0s\n    replica:\n      path: {}\n",
+        sock.display(),
+        one.db.display(),
+        one.replica.display()
+    );
+    fs::write(&one.cfg, text).expect("config");
+    let e = Engine::start(&one.cfg, &one.dir.path().join("engine.log"));
+    assert!(
+        wait_until(Duration::from_secs(20), || sock.exists()),
+        "no socket; log:\n{}",
+        e.tail()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        l0_names(&one.replica).is_empty(),
+        "synced unasked:\n{}",
+        e.tail()
+    );
+    let db = one.db.to_str().expect("utf-8 path");
+    let s = sock.to_str().expect("utf-8 path");
+    ok_stdout(Path::new(ENGINE), &["sync", "-wait", "-socket", s, db]);
+    assert!(
+        !l0_names(&one.replica).is_empty(),
+        "sync shipped nothing:\n{}",
+        e.tail()
+    );
+    let snapshots = || {
+        fs::read_dir(one.replica.join("ltx/9"))
+            .map(|d| d.flatten().count())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || snapshots() > 0),
+        "no snapshot; log:\n{}",
+        e.tail()
+    );
+    e.stop();
+}
