@@ -319,6 +319,13 @@ pub(crate) fn next_backoff(cur: Duration, base: Duration) -> Duration {
 }
 
 /// Runs `op` on a blocking thread with the follower moved in and back out.
+/// Answers the maintainer's snapshot request with the job taken from the follower (built and
+/// uploaded elsewhere, so the database's loop goes on).
+async fn answer_snapshot(slot: &mut Option<Follower>, cfg: &Arc<DbConfig>, req: snapshot::Request) {
+    let r = blocking(slot, cfg, |f| f.snapshot_job()).await;
+    let _ = req.send(r);
+}
+
 async fn blocking<T: Send + 'static>(
     slot: &mut Option<Follower>,
     cfg: &Arc<DbConfig>,
@@ -421,8 +428,7 @@ impl DbTask {
                         // The maintainer's snapshot still gets its answer, so its loop (and
                         // the compaction of what `sync` shipped) never waits on us.
                         Some(req) = snap_rx.recv() => {
-                            let r = blocking(&mut follower, &self.cfg, |f| f.snapshot_job()).await;
-                            let _ = req.send(r);
+                            answer_snapshot(&mut follower, &self.cfg, req).await;
                         }
                     }
                 }
@@ -454,8 +460,7 @@ impl DbTask {
                             Some(req) = snap_rx.recv() => {
                                 // Only the job is taken here; it is built and uploaded
                                 // elsewhere while this loop goes on syncing.
-                                let r = blocking(&mut follower, &self.cfg, |f| f.snapshot_job()).await;
-                                let _ = req.send(r);
+                                answer_snapshot(&mut follower, &self.cfg, req).await;
                                 continue;
                             }
                             _ = tokio::time::sleep(wake::fallback_wait(

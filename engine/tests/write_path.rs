@@ -19,14 +19,14 @@ const MAX_COMMIT: Duration = Duration::from_millis(500);
 
 #[test]
 fn commits_do_not_wait_for_the_emergency_checkpoint() {
-    let (dir, db, replica, app) = writer(0);
-    let cfg = dir.path().join("ls.yml");
+    let one = writer(0);
+    let (app, db, replica, cfg) = (&one.conn, &one.db, &one.replica, &one.cfg);
     write_config(
-        &cfg,
+        cfg,
         &[(db.clone(), replica.clone())],
         "monitor-interval: 100ms\nmin-checkpoint-page-count: 1000000\ntruncate-page-n: 100000\n",
     );
-    let eng = started(&cfg, &replica);
+    let eng = started(cfg, replica);
 
     let log = || std::fs::read_to_string(&eng.log).unwrap_or_default();
     let emergency = |l: &str| {
@@ -64,7 +64,7 @@ fn commits_do_not_wait_for_the_emergency_checkpoint() {
         eng.tail()
     );
 
-    restores_to_the_same_rows(eng, app, &db, &replica, dir.path());
+    restores_to_the_same_rows(eng, one);
 }
 
 /// Issue 13 item 1: an application that checkpoints on its own (SQLite's default
@@ -74,10 +74,10 @@ fn commits_do_not_wait_for_the_emergency_checkpoint() {
 /// in a window, as it did before.
 #[test]
 fn application_checkpoints_keep_the_wal_small() {
-    let (dir, db, replica, app) = writer(1000);
-    let cfg = dir.path().join("ls.yml");
+    let one = writer(1000);
+    let (app, db, replica, cfg) = (&one.conn, &one.db, &one.replica, &one.cfg);
     std::fs::write(
-        &cfg,
+        cfg,
         format!(
             "dbs:\n  - path: {}\n    replica:\n      path: {}\n      sync-interval: 10s\n",
             db.display(),
@@ -85,8 +85,8 @@ fn application_checkpoints_keep_the_wal_small() {
         ),
     )
     .expect("config");
-    let eng = started(&cfg, &replica);
-    let wal = dir.path().join("app.db-wal");
+    let eng = started(cfg, replica);
+    let wal = one.dir.path().join("app.db-wal");
     let started = Instant::now();
     let mut peak = 0u64;
     // 20,000 commits of a 3 KB row, each a new leaf page and its parent: about 160 MB of WAL.
@@ -114,7 +114,7 @@ fn application_checkpoints_keep_the_wal_small() {
          {peak} bytes); log:\n{}",
         eng.tail()
     );
-    restores_to_the_same_rows(eng, app, &db, &replica, dir.path());
+    restores_to_the_same_rows(eng, one);
 }
 
 /// WAL restarts at least, in [`application_checkpoints_keep_the_wal_small`]: about 160 MB of
@@ -122,24 +122,15 @@ fn application_checkpoints_keep_the_wal_small() {
 const MIN_RESTARTS: usize = 3;
 
 /// The application's database, with its table, and where its replica goes.
-fn writer(
-    autocheckpoint: u32,
-) -> (
-    tempfile::TempDir,
-    std::path::PathBuf,
-    std::path::PathBuf,
-    rusqlite::Connection,
-) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let app = app(&db, 4096);
-    app.execute_batch(&format!(
-        "PRAGMA wal_autocheckpoint = {autocheckpoint}; PRAGMA synchronous = NORMAL;
-         CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB);"
-    ))
-    .expect("setup");
-    (dir, db, replica, app)
+fn writer(autocheckpoint: u32) -> OneDb {
+    let one = OneDb::bare();
+    one.conn
+        .execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = {autocheckpoint}; PRAGMA synchronous = NORMAL;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, k INTEGER, v BLOB);"
+        ))
+        .expect("setup");
+    one
 }
 
 /// The engine, once its first L0 file is on the replica.
@@ -155,13 +146,15 @@ fn started(cfg: &std::path::Path, replica: &std::path::Path) -> Engine {
 }
 
 /// Everything reaches the replica, and it restores to the same rows.
-fn restores_to_the_same_rows(
-    eng: Engine,
-    app: rusqlite::Connection,
-    db: &std::path::Path,
-    replica: &std::path::Path,
-    dir: &std::path::Path,
-) {
+fn restores_to_the_same_rows(eng: Engine, one: OneDb) {
+    let OneDb {
+        dir,
+        db,
+        replica,
+        conn: app,
+        ..
+    } = one;
+    let (db, replica, dir) = (db.as_path(), replica.as_path(), dir.path());
     let log = || std::fs::read_to_string(&eng.log).unwrap_or_default();
     let want: i64 = app
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))

@@ -377,18 +377,26 @@ pub struct OneDb {
 }
 
 pub fn one_db() -> OneDb {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let conn = app(&db, 4096);
-    setup_table(&conn);
-    let cfg = dir.path().join("ls.yml");
-    OneDb {
-        dir,
-        db,
-        replica,
-        cfg,
-        conn,
+    let one = OneDb::bare();
+    setup_table(&one.conn);
+    one
+}
+
+impl OneDb {
+    /// The same without the table, for a test that makes its own.
+    pub fn bare() -> OneDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("app.db");
+        let replica = dir.path().join("replica");
+        let conn = app(&db, 4096);
+        let cfg = dir.path().join("ls.yml");
+        OneDb {
+            dir,
+            db,
+            replica,
+            cfg,
+            conn,
+        }
     }
 }
 
