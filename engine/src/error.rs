@@ -27,10 +27,10 @@ pub enum Error {
     Storage(#[from] storage::StorageError),
     #[error("verify: {0}")]
     Verify(#[from] crate::verify::VerifyError),
-    /// The replica holds an L0 file at a TXID of ours that this database did not write:
-    /// another engine replicates to it, or it moved on while our local state was lost.
+    /// The replica holds a file at a TXID of ours that this database did not write: another
+    /// engine replicates to it, or it moved on past our own chain while we were stopped.
     #[error(
-        "replica conflict for database {}: the replica's L0 file {file} (TXID {replica}) was \
+        "replica conflict for database {}: the replica's file {file} (TXID {replica}) was \
          written by another writer, this database is at TXID {local}; stopped replicating it \
          to this replica (see \"one writer per replica\" in the README)",
         db.display()

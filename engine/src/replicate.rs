@@ -572,6 +572,13 @@ impl DbTask {
                     errors = 0;
                     backoff = Duration::ZERO;
                 }
+                Err(e @ Error::Conflict { .. }) => {
+                    // Another writer's replica: retrying cannot help (as in the uploader).
+                    ok = false;
+                    error!(db = %path, error = %e, "replica sync stopped");
+                    self.stop.send_replace(true);
+                    break;
+                }
                 Err(e) => {
                     errors += 1;
                     ok = false;
@@ -706,7 +713,8 @@ impl DbTask {
 
     /// docs/wal.md#database-behind-replica: if the replica is ahead of our local L0 files (local
     /// state lost, DB restored), adopt its newest file, of any level, so numbering continues after
-    /// it; verify then snapshots.
+    /// it; verify then snapshots. A replica ahead of local state that still describes the
+    /// database is another writer's: a [`Error::Conflict`].
     async fn check_behind_replica(
         &self,
         follower: &mut Option<Follower>,
@@ -718,6 +726,18 @@ impl DbTask {
         };
         if local >= remote.max_txid {
             return Ok(());
+        }
+        // Every file we upload was written locally first, so a replica past our own chain, while
+        // that chain still describes this database, was moved on by another writer: adopting
+        // its position would put this database's pages on top of its state
+        // (docs/replica-layout.md#one-writer-per-replica).
+        if blocking(follower, &self.cfg, |f| f.continues_local_state()).await? {
+            return Err(Error::Conflict {
+                db: self.cfg.path.clone(),
+                file: format!("ltx/{}/{}", remote.level.0, remote.name()),
+                local,
+                replica: remote.max_txid,
+            });
         }
         info!(db = %self.cfg.path.display(), db_txid = %local, replica_txid = %remote.max_txid, "detected database behind replica");
         let bytes = replica

@@ -224,7 +224,7 @@ impl Uploader {
     fn conflict(&self, theirs: &LtxFileInfo, local: TxId) -> Error {
         Error::Conflict {
             db: self.db.clone(),
-            file: theirs.name(),
+            file: format!("ltx/{}/{}", theirs.level.0, theirs.name()),
             local,
             replica: theirs.max_txid,
         }

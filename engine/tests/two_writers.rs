@@ -93,6 +93,17 @@ fn list(cfg: &Path) -> String {
     text(&o)
 }
 
+/// `ls-engine replicate -once [extra] -config cfg`.
+fn replicate_once(cfg: &Path, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new(ENGINE)
+        .args(["replicate", "-once"])
+        .args(extra)
+        .arg("-config")
+        .arg(cfg)
+        .output()
+        .expect("replicate -once")
+}
+
 fn log_has(log: &Path, what: &str) -> bool {
     fs::read_to_string(log).is_ok_and(|s| s.contains(what))
 }
@@ -222,18 +233,10 @@ fn issue14_12_local_state_loss_continues_after_every_level() {
     setup_table(&c);
     for r in 0..4 {
         insert_rows(&c, r * 100, 100, 50);
-        let o = std::process::Command::new(ENGINE)
-            .args(["replicate", "-once", "-config"])
-            .arg(&cfg)
-            .output()
-            .expect("replicate -once");
+        let o = replicate_once(&cfg, &[]);
         assert!(o.status.success(), "{}", text(&o));
     }
-    let o = std::process::Command::new(ENGINE)
-        .args(["replicate", "-once", "-force-snapshot", "-config"])
-        .arg(&cfg)
-        .output()
-        .expect("replicate -once -force-snapshot");
+    let o = replicate_once(&cfg, &["-force-snapshot"]);
     assert!(o.status.success(), "{}", text(&o));
     // Only the snapshot is left, and the meta directory is gone.
     let ltx = replica.join("ltx");
@@ -268,4 +271,58 @@ fn issue14_12_local_state_loss_continues_after_every_level() {
         restored.lines().count(),
         dump(&db).lines().count()
     );
+}
+
+/// Engine A replicated `a.db` and stopped; engine B, with no local state, then took the replica
+/// over with `b.db` (adopting A's position, as after a state loss). A started again still has
+/// its own chain, which still continues into `a.db`'s WAL: it must stop with the conflict, not
+/// adopt B's position and write `a.db` on top of B's. With its meta directory removed (the
+/// hand-over the error's documentation describes), it adopts the replica's position.
+#[test]
+fn issue14_12_a_writer_overtaken_while_stopped_stops_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let t = file_target(&root.join("replica"));
+    let (a_db, b_db) = (root.join("a.db"), root.join("b.db"));
+    let (a_cfg, b_cfg) = (root.join("a.yml"), root.join("b.yml"));
+    config(&a_cfg, &a_db, &t);
+    config(&b_cfg, &b_db, &t);
+    let a = app(&a_db, 4096);
+    setup_table(&a);
+    insert_rows(&a, 0, 50, 40);
+    let o = replicate_once(&a_cfg, &[]);
+    assert!(o.status.success(), "A: {}", text(&o));
+    let b = app(&b_db, 4096);
+    setup_table(&b);
+    insert_rows(&b, 100_000, 30, 60);
+    let o = replicate_once(&b_cfg, &[]);
+    assert!(o.status.success(), "B: {}", text(&o));
+    assert!(
+        text(&o).contains("detected database behind replica"),
+        "B did not adopt A's position:\n{}",
+        text(&o)
+    );
+    assert_eq!(restore(&t, &root.join("b-restored.db")), dump(&b_db));
+
+    insert_rows(&a, 1_000, 20, 40);
+    let o = replicate_once(&a_cfg, &[]);
+    let out = text(&o);
+    assert!(!o.status.success(), "A wrote over B's replica:\n{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("replica conflict for database"))
+        .unwrap_or_else(|| panic!("no conflict error:\n{out}"));
+    assert!(
+        line.contains("a.db")
+            && line.contains(".ltx")
+            && !out.contains("detected database behind replica"),
+        "the error does not name the database and the file, or A adopted: {line}"
+    );
+    // Nothing of A's reached the replica: it is still exactly B's database.
+    assert_eq!(restore(&t, &root.join("b-again.db")), dump(&b_db));
+
+    fs::remove_dir_all(root.join(".a.db-litestream")).expect("remove A's meta dir");
+    let o = replicate_once(&a_cfg, &[]);
+    assert!(o.status.success(), "A after the hand-over: {}", text(&o));
+    assert_eq!(restore(&t, &root.join("a-restored.db")), dump(&a_db));
 }

@@ -322,6 +322,17 @@ impl Follower {
         Ok(())
     }
 
+    /// Whether our local L0 files still describe this database: there are some, and the WAL
+    /// goes on from the last one (same salts, its last page unchanged), so the next pass would
+    /// continue the chain rather than snapshot. False for a database restored or replaced while
+    /// we were not running (docs/wal.md#database-behind-replica).
+    pub fn continues_local_state(&mut self) -> Result<bool> {
+        if self.pos == TxId::ZERO {
+            return Ok(false);
+        }
+        Ok(!self.verify()?.snapshot)
+    }
+
     /// Syncs until the WAL is fully copied (Litestream's `Sync`). Returns the TXID reached.
     pub fn sync(&mut self) -> Result<TxId> {
         loop {
