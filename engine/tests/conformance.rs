@@ -1,6 +1,7 @@
 //! What every remote backend must do with the engine, written once and run once per backend
-//! by [`conformance!`]: replication that the real Litestream lists and restores, and (for the
-//! HTTP backends, whose requests a proxy can count) idle databases that cost no requests.
+//! by [`conformance!`]: replication that the real Litestream lists and restores, (for the
+//! HTTP backends, whose requests a proxy can count) idle databases that cost no requests, and
+//! (where writes can be create-only) two engines on one replica.
 //! Adding a backend means one [`Remote`] (the `replica:` keys of its test server), a
 //! [`Counted`] if it speaks HTTP, and one line per scenario in the macro. What only one backend
 //! shows (GCS resumable uploads, the NATS and SFTP connections) stays in its own test file.
@@ -357,6 +358,7 @@ macro_rules! conformance {
     (
         replicate: { $($backend:ident => $remote:expr, $needs:literal;)* }
         idle: { $($idle_backend:ident => $idle_remote:expr, $idle_needs:literal;)* }
+        two_writers: { $($tw_backend:ident => $tw_remote:expr, $tw_needs:literal;)* }
     ) => {
         mod replicate {
             #[allow(unused_imports)]
@@ -380,6 +382,17 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod two_writers {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                #[ignore = $tw_needs]
+                fn $tw_backend() {
+                    crate::two_writers::two_engines_one_replica(&$tw_remote);
+                }
+            )*
+        }
     };
 }
 
@@ -398,5 +411,13 @@ conformance! {
         gcs => Gcs(gcs_server()), "slow suite; needs the GCS test server";
         abs => Abs(abs_server()), "slow suite; needs the Azurite test server";
         webdav => WebDav(webdav_server()), "slow suite; needs the WebDAV test server";
+    }
+    // Issue 14 item 12 on every backend with create-only writes (NATS has none).
+    two_writers: {
+        s3 => S3(s3_server()), "needs the S3 test server";
+        gcs => Gcs(gcs_server()), "needs the GCS test server";
+        abs => Abs(abs_server()), "needs the Azurite test server";
+        sftp => Sftp(sftp_server()), "needs the SFTP test server";
+        webdav => WebDav(webdav_server()), "needs the WebDAV test server";
     }
 }

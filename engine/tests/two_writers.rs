@@ -11,64 +11,66 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use test_support::unique_name;
+use crate::conformance::Remote;
 
-/// Where both engines replicate: the YAML lines of the `replica:` block, and what `ls-restore`
-/// is given to read it back.
-struct Target {
-    replica: Vec<String>,
-    restore_from: String,
-}
-
-fn file_target(dir: &Path) -> Target {
-    Target {
-        replica: vec![format!("path: {}", dir.display())],
-        restore_from: format!("file://{}", dir.display()),
+/// A `file` replica in a directory of the test's own.
+pub struct FileRemote(pub PathBuf);
+impl Remote for FileRemote {
+    fn replica_keys(&self, _name: &str) -> Vec<String> {
+        vec![format!("path: {}", self.0.display())]
     }
 }
 
-fn s3_target() -> Target {
-    let srv = s3_server();
-    let prefix = unique_name("two-writers");
-    Target {
-        replica: vec![
-            "type: s3".into(),
-            format!("bucket: {}", srv.bucket),
-            format!("path: {prefix}"),
-            format!("endpoint: {}", srv.endpoint),
-            "region: us-east-1".into(),
-            "force-path-style: true".into(),
-            format!("access-key-id: {}", srv.access_key),
-            format!("secret-access-key: {}", srv.secret_key),
-        ],
-        restore_from: format!(
-            "s3://{}/{prefix}?endpoint={}&region=us-east-1&forcePathStyle=true\
-             &access-key-id={}&secret-access-key={}",
-            srv.bucket, srv.endpoint, srv.access_key, srv.secret_key
-        ),
+/// Where both engines replicate: the top-level config lines and the `replica:` block's, the
+/// same for both, and the environment the engines and `ls-restore` need.
+struct Target {
+    globals: Vec<String>,
+    replica: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Target {
+    fn new(remote: &dyn Remote) -> Target {
+        Target {
+            globals: remote.globals(),
+            replica: remote.replica_keys("two-writers"),
+            env: remote.env(),
+        }
+    }
+
+    fn env_refs(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
 }
 
 /// A config replicating `db` to `t` with short intervals.
 fn config(path: &Path, db: &Path, t: &Target) {
-    let mut y = format!(
+    let mut y: String = t.globals.iter().map(|l| format!("{l}\n")).collect();
+    y.push_str(&format!(
         "socket:\n  enabled: true\n  path: {}\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    \
          replica:\n      sync-interval: 100ms\n",
         sock_of(path).display(),
         db.display()
-    );
+    ));
     for l in &t.replica {
         y.push_str(&format!("      {l}\n"));
     }
     fs::write(path, y).expect("config");
 }
 
-/// Restores the replica to `out`, checks it, and returns its dump.
-fn restore(t: &Target, out: &Path) -> String {
+/// Restores the replica of `db` (as the config `cfg` names it) to `out`, checks it, and
+/// returns its dump.
+fn restore(t: &Target, cfg: &Path, db: &Path, out: &Path) -> String {
     let o = ls_restore()
+        .envs(t.env_refs())
+        .arg("-config")
+        .arg(cfg)
         .arg("-o")
         .arg(out)
-        .arg(&t.restore_from)
+        .arg(db)
         .output()
         .expect("ls-restore");
     assert!(o.status.success(), "ls-restore failed:\n{}", text(&o));
@@ -109,8 +111,11 @@ fn log_has(log: &Path, what: &str) -> bool {
 }
 
 /// Engine A replicates `a.db`; engine B then starts on the same replica with `b.db`, a
-/// different database. Both keep writing until one of them reports the conflict.
-fn two_engines_one_replica(t: &Target) {
+/// different database. Both keep writing until one of them reports the conflict. Run on every
+/// backend with create-only writes by the conformance suite.
+pub fn two_engines_one_replica(remote: &dyn Remote) {
+    let t = &Target::new(remote);
+    let env = t.env_refs();
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let (a_db, b_db) = (root.join("a.db"), root.join("b.db"));
@@ -125,13 +130,13 @@ fn two_engines_one_replica(t: &Target) {
     setup_table(&b);
     insert_rows(&b, 100_000, 30, 60);
 
-    let ea = Engine::start(&a_cfg, &a_log);
+    let ea = Engine::start_env(&a_cfg, &a_log, &env);
     assert!(
         wait_until(Duration::from_secs(30), || log_has(&a_log, "replica sync")),
         "engine A never synced:\n{}",
         ea.tail()
     );
-    let eb = Engine::start(&b_cfg, &b_log);
+    let eb = Engine::start_env(&b_cfg, &b_log, &env);
     let mut round = 0;
     let conflict = "replica conflict for database";
     let found = wait_until(Duration::from_secs(60), || {
@@ -155,12 +160,11 @@ fn two_engines_one_replica(t: &Target) {
     let a_lost = log_has(&a_log, conflict);
     let b_lost = log_has(&b_log, conflict);
     // The loser's database is listed as stopped, the winner's as replicating.
-    let (lost_cfg, won_cfg) = if a_lost {
-        (&a_cfg, &b_cfg)
+    let (lost_list, won_list) = if a_lost {
+        (list(&a_cfg), list(&b_cfg))
     } else {
-        (&b_cfg, &a_cfg)
+        (list(&b_cfg), list(&a_cfg))
     };
-    let (lost_list, won_list) = (list(lost_cfg), list(won_cfg));
     assert!(
         lost_list.contains("stopped") && !lost_list.contains("replicating"),
         "the loser's database is not listed as stopped:\n{lost_list}"
@@ -179,6 +183,7 @@ fn two_engines_one_replica(t: &Target) {
     } else {
         (&a_db, &b_db, &b_log, "b.db")
     };
+    let won_cfg = if a_lost { &b_cfg } else { &a_cfg };
     let winner_status = if a_lost { b_status } else { a_status };
     assert!(
         winner_status.is_some_and(|s| s.success()),
@@ -196,7 +201,7 @@ fn two_engines_one_replica(t: &Target) {
         "conflict line does not name the database and the file: {line}"
     );
 
-    let restored = restore(t, &root.join("restored.db"));
+    let restored = restore(t, won_cfg, winner, &root.join("restored.db"));
     assert!(
         restored == dump(winner),
         "the replica is not the winner's database ({} lines restored, winner {} lines)",
@@ -206,16 +211,11 @@ fn two_engines_one_replica(t: &Target) {
     assert_ne!(restored, dump(loser));
 }
 
+/// The remote backends run the same scenario in `conformance.rs`.
 #[test]
 fn issue14_12_two_engines_on_one_file_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
-    two_engines_one_replica(&file_target(&dir.path().join("replica")));
-}
-
-#[test]
-#[ignore = "needs the S3 test server"]
-fn issue14_12_two_engines_on_one_s3_replica() {
-    two_engines_one_replica(&s3_target());
+    two_engines_one_replica(&FileRemote(dir.path().join("replica")));
 }
 
 /// The replica's L0 and compacted levels are gone (retention), only a snapshot is left, and
@@ -225,7 +225,7 @@ fn issue14_12_local_state_loss_continues_after_every_level() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let replica = root.join("replica");
-    let t = file_target(&replica);
+    let t = Target::new(&FileRemote(replica.clone()));
     let db = root.join("app.db");
     let cfg = root.join("ls.yml");
     config(&cfg, &db, &t);
@@ -264,7 +264,7 @@ fn issue14_12_local_state_loss_continues_after_every_level() {
     );
     insert_rows(&c, 20_000, 50, 50);
     e.stop();
-    let restored = restore(&t, &root.join("restored.db"));
+    let restored = restore(&t, &cfg, &db, &root.join("restored.db"));
     assert!(
         restored == dump(&db),
         "restore lost the writes made after local state loss ({} lines restored, {} in the database)",
@@ -282,7 +282,7 @@ fn issue14_12_local_state_loss_continues_after_every_level() {
 fn issue14_12_a_writer_overtaken_while_stopped_stops_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    let t = file_target(&root.join("replica"));
+    let t = Target::new(&FileRemote(root.join("replica")));
     let (a_db, b_db) = (root.join("a.db"), root.join("b.db"));
     let (a_cfg, b_cfg) = (root.join("a.yml"), root.join("b.yml"));
     config(&a_cfg, &a_db, &t);
@@ -302,7 +302,10 @@ fn issue14_12_a_writer_overtaken_while_stopped_stops_at_start() {
         "B did not adopt A's position:\n{}",
         text(&o)
     );
-    assert_eq!(restore(&t, &root.join("b-restored.db")), dump(&b_db));
+    assert_eq!(
+        restore(&t, &b_cfg, &b_db, &root.join("b-restored.db")),
+        dump(&b_db)
+    );
 
     insert_rows(&a, 1_000, 20, 40);
     let o = replicate_once(&a_cfg, &[]);
@@ -319,10 +322,16 @@ fn issue14_12_a_writer_overtaken_while_stopped_stops_at_start() {
         "the error does not name the database and the file, or A adopted: {line}"
     );
     // Nothing of A's reached the replica: it is still exactly B's database.
-    assert_eq!(restore(&t, &root.join("b-again.db")), dump(&b_db));
+    assert_eq!(
+        restore(&t, &b_cfg, &b_db, &root.join("b-again.db")),
+        dump(&b_db)
+    );
 
     fs::remove_dir_all(root.join(".a.db-litestream")).expect("remove A's meta dir");
     let o = replicate_once(&a_cfg, &[]);
     assert!(o.status.success(), "A after the hand-over: {}", text(&o));
-    assert_eq!(restore(&t, &root.join("a-restored.db")), dump(&a_db));
+    assert_eq!(
+        restore(&t, &a_cfg, &a_db, &root.join("a-restored.db")),
+        dump(&a_db)
+    );
 }
