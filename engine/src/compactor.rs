@@ -1,8 +1,9 @@
 //! Level compaction (docs/replica-layout.md#compaction-scheduling): merges the source level's new
 //! files into one file at the destination level, streaming. Inputs are local L0 copies when present
 //! (Litestream's `LocalFileOpener`), else remote files copied to temp files in the meta directory
-//! with ranged reads; the output is written to a temp file and uploaded from disk. Memory is one
-//! page buffer per input plus the output's page index, whatever the database size.
+//! with ranged reads; the output is written to a temp file and uploaded from disk. Memory is a
+//! page and a read buffer per input (the read buffers 8 MiB together, [`read_buffer`]) plus the
+//! output's page index, whatever the database size.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -18,6 +19,21 @@ use crate::schedule::prev_at;
 
 /// Remote inputs are fetched in pieces of this size, so a large file never sits in memory.
 const FETCH_CHUNK: u64 = 4 << 20;
+
+/// The read buffers of a merge's inputs together: a write burst leaves hundreds of L0 files
+/// for one L1 compaction, and a fixed 256 KiB each made its memory grow with their number
+/// (60 MiB for 250 inputs, more than everything else the engine holds while replicating).
+const READ_BUFFERS: usize = 8 << 20;
+/// One input's read buffer: at most this (a few large inputs), at least a 4 KiB page with
+/// its header (very many inputs; larger pages are read past the buffer, straight into the
+/// decoder's).
+const READ_BUFFER_MAX: usize = 256 << 10;
+const READ_BUFFER_MIN: usize = 8 << 10;
+
+/// The read buffer of each of `inputs` inputs.
+fn read_buffer(inputs: usize) -> usize {
+    (READ_BUFFERS / inputs.max(1)).clamp(READ_BUFFER_MIN, READ_BUFFER_MAX)
+}
 
 /// Newest file of a level by MaxTXID (Litestream's `MaxLTXFileInfo`).
 pub fn newest(files: &[LtxFileInfo]) -> Option<&LtxFileInfo> {
@@ -180,9 +196,10 @@ async fn download(
 /// Litestream's NoChecksum flag. Returns the output header's timestamp.
 fn merge_files(inputs: &[PathBuf], out: &Path, mode: Option<u32>) -> Result<i64> {
     let mut decs = Vec::with_capacity(inputs.len());
+    let buf = read_buffer(inputs.len());
     for p in inputs {
         let f = File::open(p).map_err(|e| Error::io("open compaction input", p, e))?;
-        let d = StreamDecoder::new(BufReader::with_capacity(256 << 10, f))
+        let d = StreamDecoder::new(BufReader::with_capacity(buf, f))
             .map_err(|e| Error::ltx(format!("read {}", p.display()), e))?;
         decs.push(d);
     }
@@ -198,6 +215,19 @@ fn merge_files(inputs: &[PathBuf], out: &Path, mode: Option<u32>) -> Result<i64>
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    /// The inputs' read buffers stay within [`READ_BUFFERS`] together up to 1,024 inputs, and
+    /// a few inputs still get large buffers.
+    #[test]
+    fn read_buffers_are_bounded_together() {
+        for n in [1, 2, 31, 32, 33, 100, 250, 407, 1000, 1024] {
+            assert!(n * read_buffer(n) <= READ_BUFFERS, "{n} inputs");
+            assert!(read_buffer(n) >= READ_BUFFER_MIN, "{n} inputs");
+        }
+        assert_eq!(read_buffer(0), READ_BUFFER_MAX);
+        assert_eq!(read_buffer(4), READ_BUFFER_MAX);
+        assert_eq!(read_buffer(5000), READ_BUFFER_MIN);
+    }
 
     /// A fetched input is complete on disk when `download` returns: the merge reads it by
     /// path straight away.
