@@ -25,6 +25,7 @@ mod lock_page;
 mod many;
 mod mcp;
 mod mcp_security;
+mod memory_limit;
 mod metrics;
 mod nats;
 mod outside_truncation;
