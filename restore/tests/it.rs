@@ -4,6 +4,7 @@
 mod abs;
 mod cli;
 mod common;
+mod conformance;
 mod corruption;
 mod follow;
 mod follow_bounds;

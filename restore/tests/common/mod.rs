@@ -244,6 +244,15 @@ pub fn restore_both(lit: &Path, r: &Replicated, args: &[&str], tag: &str) -> (Ve
         .unwrap_or_else(|e| panic!("litestream restore {args:?} failed: {e}"))
 }
 
+/// Where both restore tools are pointed at a [`Replicated`] replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The replica's URL.
+    Url,
+    /// `-config CFG DB`: the config `litestream replicate` ran with, and its database path.
+    Config,
+}
+
 /// Like [`restore_both`], but when Litestream refuses (e.g. "timestamp does not exist" for a
 /// time after the newest file), ls-restore must refuse with the same message; that message
 /// is returned as the error.
@@ -253,15 +262,45 @@ pub fn restore_both_or_same_error(
     args: &[&str],
     tag: &str,
 ) -> Result<(Vec<u8>, Vec<u8>), String> {
+    restore_both_from(lit, r, Source::Url, args, tag)
+}
+
+/// [`restore_both_or_same_error`] from either [`Source`].
+pub fn restore_both_from(
+    lit: &Path,
+    r: &Replicated,
+    source: Source,
+    args: &[&str],
+    tag: &str,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
     let a = r.dir.path().join(format!("lit-{tag}.db"));
     let b = r.dir.path().join(format!("ls-{tag}.db"));
+    let cfg = r.dir.path().join("litestream.yml");
+    let point = |c: &mut Command| match source {
+        Source::Url => {
+            c.arg(r.url());
+        }
+        Source::Config => {
+            c.arg(&r.db);
+        }
+    };
+    let config = |c: &mut Command| {
+        if source == Source::Config {
+            c.arg("-config").arg(&cfg);
+        }
+    };
     let mut c = lit_cmd(lit);
     c.envs(r.lit_env.iter().map(|(k, v)| (k, v)));
-    c.arg("restore").args(args).arg("-o").arg(&a).arg(r.url());
+    c.arg("restore");
+    config(&mut c);
+    c.args(args).arg("-o").arg(&a);
+    point(&mut c);
     let lo = run(c);
     let mut c = ls_restore();
     c.envs(r.ls_env.iter().map(|(k, v)| (k, v)));
-    c.args(args).arg("-o").arg(&b).arg(r.url());
+    config(&mut c);
+    c.args(args).arg("-o").arg(&b);
+    point(&mut c);
     let mo = run(c);
     if !lo.status.success() {
         let want = stderr(&lo);
@@ -278,6 +317,49 @@ pub fn restore_both_or_same_error(
     let _ = fs::remove_file(&a);
     let _ = fs::remove_file(&b);
     Ok((x, y))
+}
+
+/// Restores `r`'s database with both tools from another config, `cfg` (`-config CFG [args]
+/// DB`), with `env` set (`Some`) or removed (`None`) for both; both must succeed. Returns
+/// (litestream bytes, ls-restore bytes).
+pub fn restore_both_with_config(
+    lit: &Path,
+    r: &Replicated,
+    cfg: &Path,
+    env: &[(&str, Option<&str>)],
+    args: &[&str],
+    tag: &str,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut outs = Vec::new();
+    for tool in ["litestream", "ls-restore"] {
+        let mut c = if tool == "litestream" {
+            let mut c = lit_cmd(lit);
+            c.arg("restore");
+            c
+        } else {
+            ls_restore()
+        };
+        for (k, v) in env {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        let out = r.dir.path().join(format!("{tool}-{tag}.db"));
+        c.arg("-config")
+            .arg(cfg)
+            .args(args)
+            .arg("-o")
+            .arg(&out)
+            .arg(&r.db);
+        let o = run(c);
+        assert!(o.status.success(), "{tool} -config {tag}: {}", stderr(&o));
+        outs.push(fs::read(&out).expect("restored"));
+    }
+    let b = outs.pop().expect("ls-restore");
+    let a = outs.pop().expect("litestream");
+    assert!(!a.is_empty(), "{tag}: empty restore");
+    (a, b)
 }
 
 /// Writes an LTX file into a file replica the way Litestream does (mtime = header timestamp).
@@ -349,6 +431,25 @@ pub fn synthetic_replica(replica: &Path, ps: u32) -> Vec<u8> {
     db.concat()
 }
 
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// [`ReplicaSpec::l0_max`] read through our backend on the replica, afresh at each call.
+pub fn l0_max_of(r: storage::SharedReplica) -> Box<dyn Fn() -> u64> {
+    let rt = runtime();
+    Box::new(move || {
+        r.invalidate_cache();
+        rt.block_on(r.ltx_files(ltx_codec::Level(0)))
+            .unwrap_or_default()
+            .last()
+            .map_or(0, |f| f.max_txid.0)
+    })
+}
+
 /// What restore tests build from the S3 test server (storage settings and `litestream replicate`
 /// targets); the storage-independent parts are on [`S3Server`] itself.
 pub trait S3ServerExt {
@@ -374,10 +475,6 @@ impl S3ServerExt for S3Server {
     /// config keys (not a URL) users put in litestream.yml.
     fn spec(&self, prefix: &str) -> ReplicaSpec {
         let r = storage::s3::S3Replica::new(self.settings(prefix)).expect("s3 replica");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
         ReplicaSpec {
             yaml: vec![
                 "type: s3".into(),
@@ -390,14 +487,7 @@ impl S3ServerExt for S3Server {
             url: self.url(prefix),
             lit_env: self.lit_env(),
             ls_env: self.ls_env(),
-            l0_max: Box::new(move || {
-                use storage::ReplicaClient;
-                r.invalidate_cache();
-                rt.block_on(r.ltx_files(ltx_codec::Level(0)))
-                    .unwrap_or_default()
-                    .last()
-                    .map_or(0, |f| f.max_txid.0)
-            }),
+            l0_max: l0_max_of(std::sync::Arc::new(r)),
         }
     }
 }
