@@ -56,6 +56,14 @@ pub struct L0Params {
     pub salts: (u32, u32),
 }
 
+/// Now as an LTX header timestamp: milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 pub fn header(p: &L0Params) -> Header {
     let mut h = Header::new(p.page_size, p.commit, p.txid, p.txid, p.timestamp_ms);
     h.wal_offset = p.wal_offset as i64;

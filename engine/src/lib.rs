@@ -30,6 +30,7 @@ pub mod cli;
 pub mod compactor;
 pub mod config;
 pub mod ctl;
+pub mod daemon;
 pub mod dirs;
 pub mod error;
 pub mod exec;

@@ -9,8 +9,7 @@ use engine::config::{self, Config};
 use engine::ctl;
 use engine::exec::{self, StopSignals};
 use engine::replicate;
-use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 const DEFAULT_CONFIG: &str = "/etc/litestream.yml";
 
@@ -325,58 +324,25 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             local_io = storage::local::io_kind().as_str(),
             "ls-engine replicate"
         );
-        let found = cfg.dirs.iter().flat_map(|d| d.found.iter());
-        for db in cfg.dbs.iter().chain(found) {
-            info!(db = %db.path.display(), replica = %db.replica.kind, url = %storage::redact_url(&db.replica.url), "initialized db");
-        }
-        // Bound before any database is touched, so a taken port or bad address stops
-        // start-up with an error naming `addr` (Litestream only logs it and runs on).
-        if let Some(addr) = &cfg.addr {
-            let srv = engine::http::MetricsServer::bind(addr).await?;
-            let local = srv.local_addr().context("config key addr: listener address")?;
-            info!(url = %format!("http://{local}/metrics"), "serving metrics on");
-            tokio::spawn(srv.serve());
-        }
-        // The MCP server likewise; its tools run this executable's commands with the config
-        // path `replicate` read (none with DB_PATH REPLICA_URL arguments).
-        if let Some(addr) = &cfg.mcp_addr {
-            let config = if args.args.is_empty() {
-                config_path(&args.config).display().to_string()
-            } else {
-                String::new()
-            };
-            let srv =
-                engine::mcp::McpServer::bind(addr, &cfg, config, !args.no_expand_env).await?;
-            let local = srv.local_addr().context("config key mcp-addr: listener address")?;
-            info!(addr = %local, "starting MCP Streamable HTTP server");
-            tokio::spawn(srv.serve());
-        }
-        // Before any database is opened, as Litestream does; a failed restore stops start-up.
-        for db in cfg.dbs.iter().filter(|d| d.restore_if_missing) {
-            engine::bootstrap::restore_if_missing(db).await?;
-        }
-        let (tx, rx) = watch::channel(false);
-        let opts = replicate::Options {
-            once: args.once,
-            force_snapshot: args.force_snapshot,
-            enforce_retention: args.enforce_retention,
+        // The MCP tools run this executable's commands with the config path `replicate` read
+        // (none with DB_PATH REPLICA_URL arguments).
+        let mcp_config = if args.args.is_empty() {
+            config_path(&args.config).display().to_string()
+        } else {
+            String::new()
         };
-        let registry = replicate::Registry::new(&cfg, opts);
-        let mut socket = None;
-        if let (Some(sc), false) = (&cfg.socket, args.once) {
-            let srv = engine::socket::ControlServer::bind(sc, registry.clone())
-                .map_err(anyhow::Error::msg)?;
-            socket = Some(tokio::spawn(srv.serve(rx.clone())));
-        }
-        if cfg.dbs.is_empty() && cfg.dirs.is_empty() {
-            error!("no databases specified in configuration");
-        }
-        if let (Some(hb), false) = (&cfg.heartbeat, args.once) {
-            tokio::spawn(engine::heartbeat::run(hb.clone(), registry.clone(), rx.clone()));
-        }
-        let mut run = tokio::spawn(replicate::run_with(cfg, registry, rx));
+        let opts = engine::daemon::Options {
+            replicate: replicate::Options {
+                once: args.once,
+                force_snapshot: args.force_snapshot,
+                enforce_retention: args.enforce_retention,
+            },
+            mcp_config,
+            expand_env: !args.no_expand_env,
+        };
+        let mut daemon = engine::daemon::Daemon::start(cfg, opts).await?;
         if args.once {
-            let ok = run.await.unwrap_or(false);
+            let ok = daemon.stopped().await;
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
         }
 
@@ -412,22 +378,19 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
             } => exec::exited(status),
         };
         // The final sync comes after the application stopped, so its last writes are in it.
-        let _ = tx.send(true);
+        daemon.begin_stop();
         // A second signal cuts the shutdown sync short, as in Litestream: what is in flight is
         // dropped (nothing half-written is published) and the exit status is unchanged.
-        tokio::select! {
-            r = &mut run => {
-                if let Err(e) = r {
-                    error!(error = %e, "replication stopped abnormally");
-                }
-            }
+        let interrupted = tokio::select! {
+            _ = daemon.stopped() => false,
             sig = signals.recv() => {
                 warn!(signal = %exec::signal_name(sig), "shutdown sync skipped, interrupted by signal");
-                run.abort();
+                true
             }
-        }
-        if let Some(s) = socket {
-            let _ = s.await;
+        };
+        if interrupted {
+            daemon.abort();
+            daemon.stopped().await;
         }
         info!("litestream shut down");
         Ok(match outcome {

@@ -13,7 +13,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{Config, DbConfig};
-use crate::dirs::Monitor;
 use crate::error::{Error, Result};
 use crate::follower::Follower;
 use crate::maintain::{Maintainer, Settings};
@@ -91,59 +90,6 @@ struct Shared {
     shutdown_sync_interval: Duration,
     maintenance: Settings,
     pool: Pool,
-}
-
-/// Replicates every configured database until `shutdown` turns true (or once). Returns false if
-/// any database failed in `-once` mode.
-pub async fn run(config: Config, opts: Options, shutdown: watch::Receiver<bool>) -> bool {
-    let registry = Registry::new(&config, opts);
-    run_with(config, registry, shutdown).await
-}
-
-/// [`run`] with databases kept in `registry`, which the control socket shares.
-pub async fn run_with(
-    config: Config,
-    registry: Arc<Registry>,
-    mut shutdown: watch::Receiver<bool>,
-) -> bool {
-    let opts = registry.spawner.opts;
-    let trimmer = (!opts.once).then(|| tokio::spawn(crate::memory::trim_after_bursts()));
-    for db in config.dbs {
-        if let Err(e) = registry.add(db) {
-            error!(error = %e, "cannot start database");
-        }
-    }
-    let mut monitors: Vec<(PathBuf, tokio::task::JoinHandle<bool>)> = Vec::new();
-    for mut dir in config.dirs {
-        info!(dir = %dir.dir.display(), count = dir.found.len(), watch = dir.watch, "found databases in directory");
-        match (&registry.spawner.watcher, dir.watch) {
-            (Some(w), true) => {
-                // The monitor starts (and stops) the directory's databases itself.
-                let name = dir.dir.clone();
-                let m = Monitor::run(dir, w.clone(), registry.clone(), shutdown.clone());
-                monitors.push((name, tokio::spawn(m)));
-                continue;
-            }
-            (None, true) if !opts.once => {
-                error!(dir = %dir.dir.display(), "inotify unavailable: new databases in this directory will not be picked up");
-            }
-            _ => {}
-        }
-        for db in std::mem::take(&mut dir.found) {
-            if let Err(e) = registry.add(db) {
-                error!(error = %e, "cannot start database");
-            }
-        }
-    }
-    if !opts.once {
-        stopped(&mut shutdown).await;
-    }
-    let ok = join_all(monitors).await;
-    let ok = registry.shutdown().await && ok;
-    if let Some(t) = trimmer {
-        t.abort();
-    }
-    ok
 }
 
 /// `fut`'s output if it ends within `limit`; `shutdown-sync-timeout: 0` means no limit.

@@ -107,7 +107,7 @@ impl Job {
                 frame_size,
             )
         };
-        let ts = crate::follower::now_ms();
+        let ts = crate::l0::now_ms();
         let mut h = Header::new(self.page_size, commit, TxId(1), self.txid, ts);
         h.wal_offset = wal_offset as i64;
         h.wal_size = wal_size as i64;

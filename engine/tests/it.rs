@@ -9,6 +9,7 @@ mod compaction;
 mod config_conformance;
 mod conformance;
 mod crash;
+mod daemon;
 mod dir;
 mod disk_full;
 mod exec_shutdown;

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use ltx_codec::wal::{WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
 use ltx_codec::{LtxFile, TxId};
@@ -133,13 +133,6 @@ pub struct Follower {
     last_l0: Option<LastL0>,
     metrics: Arc<DbMetrics>,
     app: pressure::AppCheckpoints,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -590,7 +583,7 @@ impl Follower {
             txid,
             page_size,
             commit,
-            timestamp_ms: now_ms(),
+            timestamp_ms: crate::l0::now_ms(),
             wal_offset: offset,
             wal_size: sz,
             salts,

@@ -73,6 +73,16 @@ impl Registry {
         })
     }
 
+    /// What the command line asked of every database.
+    pub fn options(&self) -> Options {
+        self.spawner.opts
+    }
+
+    /// The inotify watcher shared by every database, if inotify works (never with `-once`).
+    pub fn watcher(&self) -> Option<&Arc<Watcher>> {
+        self.spawner.watcher.as_ref()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
         self.dbs.lock().unwrap_or_else(|e| e.into_inner())
     }
