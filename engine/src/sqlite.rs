@@ -148,6 +148,12 @@ fn open_one(path: &Path, busy: Duration) -> Result<Connection> {
     Ok(c)
 }
 
+/// A connection of the engine's kind (busy handler, no automatic checkpoint, WAL kept on
+/// close) for work off the follower's thread; the database must already be in WAL mode.
+pub fn open_connection(path: &Path, busy: Duration) -> Result<Connection> {
+    open_one(path, busy)
+}
+
 impl Conns {
     /// Opens the database, switches it to WAL mode, and creates Litestream's two tables.
     pub fn open(path: &Path, busy: Duration) -> Result<Conns> {
@@ -289,33 +295,20 @@ impl Conns {
     }
 
     /// Forces a WAL write (used when the WAL is missing and after every checkpoint), on the
-    /// spare connection so the read transaction stays where it is. With `truncate`, a write
-    /// that restarts the WAL also cuts the file down to the frames it wrote (SQLite's
-    /// `journal_size_limit` applied by the connection that restarts the WAL).
-    pub fn bump_seq(&mut self, truncate: bool) -> Result<()> {
+    /// spare connection so the read transaction stays where it is. After a checkpoint that
+    /// copied every frame it is the write that restarts the WAL.
+    pub fn bump_seq(&mut self) -> Result<()> {
         if self.in_lock_txn {
             return Err(Error::Other(
                 "cannot bump _litestream_seq while holding the write lock".into(),
             ));
         }
-        let exec = self.spare()?;
-        let limit = |n: i64| {
-            exec.pragma_update(None, "journal_size_limit", n)
-                .map_err(|e| Error::sqlite("set journal_size_limit", e))
-        };
-        if truncate {
-            limit(0)?;
-        }
-        let r = exec
+        self.spare()?
             .execute_batch(
                 "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) \
                  ON CONFLICT (id) DO UPDATE SET seq = seq + 1;",
             )
-            .map_err(|e| Error::sqlite("bump _litestream_seq", e));
-        if truncate {
-            limit(-1)?;
-        }
-        r
+            .map_err(|e| Error::sqlite("bump _litestream_seq", e))
     }
 
     /// A PASSIVE checkpoint (on the spare connection) with our read transaction kept: it

@@ -80,13 +80,6 @@ fn a_daemon_in_process_replicates_and_stops_with_its_final_sync() {
         "metrics still served after stop"
     );
     let out = one.dir.path().join("restored.db");
-    let o = std::process::Command::new(ls_restore_bin())
-        .arg("-o")
-        .arg(&out)
-        .arg(format!("file://{}", one.replica.display()))
-        .output()
-        .expect("ls-restore");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    integrity_ok(&out);
+    restore_file_replica(&one.replica, &out);
     assert_eq!(dump(&out), dump(&one.db));
 }

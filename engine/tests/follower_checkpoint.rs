@@ -20,28 +20,32 @@ fn upload_all(meta_root: &std::path::Path, replica: &std::path::Path) {
     }
 }
 
-#[test]
-#[ignore = "needs the real Litestream"]
-fn truncate_checkpoint_writes_a_boundary_snapshot() {
-    let ls = litestream();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let app = app(&db, 4096);
-    setup_table(&app);
+/// One application database with its table, and a follower of it (opened) replicating to the
+/// replica directory beside it.
+fn followed() -> (OneDb, Follower) {
+    let one = one_db();
     let text = format!(
         "dbs:\n  - path: {}\n    replica:\n      path: {}\n",
-        db.display(),
-        replica.display()
+        one.db.display(),
+        one.replica.display()
     );
     let cfg = config::parse(&text, false).expect("config");
     let mut f = Follower::new(Arc::new(cfg.dbs[0].clone()));
     assert!(f.open().expect("open"));
-    insert_rows(&app, 0, 200, 100);
+    (one, f)
+}
+
+#[test]
+#[ignore = "needs the real Litestream"]
+fn truncate_checkpoint_writes_a_boundary_snapshot() {
+    let ls = litestream();
+    let (one, mut f) = followed();
+    let (dir, db, replica, app) = (&one.dir, &one.db, &one.replica, &one.conn);
+    insert_rows(app, 0, 200, 100);
     let t1 = f.sync().expect("sync");
     assert_eq!(t1, TxId(1));
 
-    insert_rows(&app, 200, 100, 100);
+    insert_rows(app, 200, 100, 100);
     assert!(f.checkpoint(CheckpointMode::Truncate).expect("truncate"));
     let pos = f.pos();
     // Copy before TRUNCATE, then the boundary snapshot (MinTXID != 1 but every page).
@@ -56,10 +60,47 @@ fn truncate_checkpoint_writes_a_boundary_snapshot() {
         "not a full snapshot"
     );
 
-    insert_rows(&app, 300, 50, 100);
+    insert_rows(app, 300, 50, 100);
     f.sync().expect("sync after truncate");
     f.final_sync().expect("final");
     f.close();
-    upload_all(f.meta().root(), &replica);
-    assert_restores(&ls, &db, &replica, dir.path());
+    upload_all(f.meta().root(), replica);
+    assert_restores(&ls, db, replica, dir.path());
+}
+
+/// A TRUNCATE restart gets a WAL of several cuts' size cut down to its new generation
+/// (docs/checkpoints.md#cutting-the-wal-down), and what follows still restores exactly.
+#[test]
+fn truncate_cuts_a_large_wal_down_to_its_new_generation() {
+    let (one, mut f) = followed();
+    let (dir, db, replica, app) = (&one.dir, &one.db, &one.replica, &one.conn);
+    app.execute_batch("PRAGMA wal_autocheckpoint = 0; BEGIN;")
+        .expect("begin");
+    insert_rows(app, 0, 25_000, 4000);
+    app.execute_batch("COMMIT;").expect("commit");
+    f.sync().expect("sync");
+    let wal = dir.path().join("app.db-wal");
+    let len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let before = len();
+    assert!(
+        before > 96 << 20,
+        "WAL of {before} bytes: too small to need several cuts"
+    );
+
+    assert!(f.checkpoint(CheckpointMode::Truncate).expect("truncate"));
+    // Cut in steps on a thread of its own, the write lock let go between steps.
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || len() < 1 << 20),
+        "WAL still {} bytes 30 s after the TRUNCATE restart (was {before})",
+        len()
+    );
+
+    insert_rows(app, 30_000, 100, 100);
+    f.sync().expect("sync after truncate");
+    f.final_sync().expect("final");
+    f.close();
+    upload_all(f.meta().root(), replica);
+    let out = dir.path().join("restored.db");
+    restore_file_replica(replica, &out);
+    assert_eq!(dump(&out), dump(db));
 }

@@ -237,18 +237,7 @@ fn issue13_2_a_4_gb_wal_with_a_long_reader_in_64_mib() {
     );
 
     let out = one.dir.path().join("restored.db");
-    let o = std::process::Command::new(ls_restore_bin())
-        .arg("-o")
-        .arg(&out)
-        .arg(format!("file://{}", replica.display()))
-        .output()
-        .expect("run ls-restore");
-    assert!(
-        o.status.success(),
-        "ls-restore failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    integrity_ok(&out);
+    restore_file_replica(replica, &out);
     let (got, want) = (summary(&out), summary(db));
     assert_eq!(got.0, want.0, "rows");
     assert!(got == want, "restored rows differ from the source");

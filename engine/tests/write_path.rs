@@ -170,18 +170,7 @@ fn restores_to_the_same_rows(eng: Engine, one: OneDb) {
     );
     eng.stop();
     let out = dir.join("restored.db");
-    let o = std::process::Command::new(ls_restore_bin())
-        .arg("-o")
-        .arg(&out)
-        .arg(format!("file://{}", replica.display()))
-        .output()
-        .expect("run ls-restore");
-    assert!(
-        o.status.success(),
-        "ls-restore failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    integrity_ok(&out);
+    restore_file_replica(replica, &out);
     assert_eq!(dump(&out), dump(db), "restored rows differ");
     let c = rusqlite::Connection::open(&out).expect("open restored");
     let got: i64 = c

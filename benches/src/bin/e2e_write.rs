@@ -25,6 +25,21 @@ fn log(msg: &str) {
     eprintln!("[e2e-write] {msg}");
 }
 
+/// `t` as the UTC time of day with milliseconds, as the engine's log lines carry it.
+fn utc_clock(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let day = ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}Z",
+        day / 3_600_000,
+        day / 60_000 % 60,
+        day / 1000 % 60,
+        day % 1000
+    )
+}
+
 fn cases(wal: u64, big: u64) -> Vec<Case> {
     let c = |name: &str, rows, autockpt, reader, wal_bytes| Case {
         name: name.to_owned(),
@@ -119,15 +134,18 @@ fn main() -> Result<()> {
                 let r = writepath::run(case, &s)
                     .with_context(|| format!("{} {} rep {rep}", case.name, eng.key()))?;
                 log(&format!(
-                    "{:.0}s {} {} rep {rep}: {:.0} MB WAL in {:.1}s, longest commit {:.1} ms, p99 {:.3} ms, \
-                     WAL peak {:.1} MB, checkpoints {:?}, RSS anon {:.1} + file {:.1} MiB (hwm {:.1}), \
-                     CPU {:.2} s/GB",
+                    "{:.0}s {} {} rep {rep}: {:.0} MB WAL in {:.1}s, longest commit {:.1} ms (ended {}), \
+                     {} commits over {} ms, p99 {:.3} ms, WAL peak {:.1} MB, checkpoints {:?}, \
+                     RSS anon {:.1} + file {:.1} MiB (hwm {:.1}), CPU {:.2} s/GB",
                     started.elapsed().as_secs_f64(),
                     case.name,
                     eng.key(),
                     r.wal_bytes as f64 / 1e6,
                     r.writer_secs,
                     r.max_commit_ms,
+                    r.max_commit_at.map_or_else(|| "-".to_owned(), utc_clock),
+                    r.slow_commits,
+                    writepath::SLOW_COMMIT_MS,
                     r.p99_commit_ms,
                     r.wal_peak as f64 / 1e6,
                     r.checkpoints,

@@ -59,6 +59,9 @@ pub struct Case {
 pub const READER_HOLD: Duration = Duration::from_secs(3);
 const READER_PAUSE: Duration = Duration::from_millis(300);
 
+/// A commit slower than this counts as slow (the bound on the longest commit).
+pub const SLOW_COMMIT_MS: f64 = 20.0;
+
 /// Everything measured in one run.
 #[derive(Clone, Debug, Default)]
 pub struct Run {
@@ -66,6 +69,10 @@ pub struct Run {
     pub writer_secs: f64,
     pub commits: u64,
     pub max_commit_ms: f64,
+    /// When the longest commit ended (to find it in the engine's log).
+    pub max_commit_at: Option<std::time::SystemTime>,
+    /// Commits over [`SLOW_COMMIT_MS`].
+    pub slow_commits: u64,
     pub p99_commit_ms: f64,
     pub wal_peak: u64,
     pub rss_anon_peak: u64,
@@ -262,6 +269,7 @@ pub fn run(case: &Case, s: &Setup<'_>) -> Result<Run> {
         std::thread::spawn(move || reader(stop, db))
     });
     let mut lat: Vec<f64> = Vec::with_capacity(1 << 20);
+    let mut worst = (0.0f64, None);
     let start = Instant::now();
     let mut seq = 0i64;
     let result = (|| -> Result<()> {
@@ -269,7 +277,11 @@ pub fn run(case: &Case, s: &Setup<'_>) -> Result<Run> {
             seq += 1;
             let t = Instant::now();
             w.txn(seq, case.rows, ROW_BYTES)?;
-            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            if ms > worst.0 {
+                worst = (ms, Some(std::time::SystemTime::now()));
+            }
+            lat.push(ms);
         }
         Ok(())
     })();
@@ -285,7 +297,9 @@ pub fn run(case: &Case, s: &Setup<'_>) -> Result<Run> {
         wal_bytes: w.wal_bytes,
         writer_secs,
         commits: w.commits,
-        max_commit_ms: lat.iter().copied().fold(0.0, f64::max),
+        max_commit_ms: worst.0,
+        max_commit_at: worst.1,
+        slow_commits: lat.iter().filter(|&&l| l > SLOW_COMMIT_MS).count() as u64,
         p99_commit_ms: super::percentile(&lat, 99.0),
         reader_txns,
         ..Run::default()

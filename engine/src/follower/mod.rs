@@ -26,6 +26,7 @@ use crate::walread::WalFile;
 mod checkpointing;
 mod inspect;
 mod pressure;
+mod shrink;
 
 const HDR: u64 = WAL_HEADER_SIZE as u64;
 
@@ -133,6 +134,8 @@ pub struct Follower {
     last_l0: Option<LastL0>,
     metrics: Arc<DbMetrics>,
     app: pressure::AppCheckpoints,
+    /// Cuts the WAL file down after our TRUNCATE restarts.
+    shrink: shrink::Shrink,
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -156,6 +159,7 @@ impl Follower {
             wal_path: PathBuf::from(wal),
             metrics: metrics::db(&cfg.path),
             app: pressure::AppCheckpoints::new(crate::shm::ShmPeek::new(&cfg.path)),
+            shrink: shrink::Shrink::default(),
             cfg,
             db: None,
             state: SyncState::default(),
@@ -299,7 +303,7 @@ impl Follower {
         if file_size(&self.wal_path)? >= HDR {
             return Ok(());
         }
-        self.open_db()?.conns.bump_seq(false)
+        self.open_db()?.conns.bump_seq()
     }
 
     /// Replaces local L0 state by the replica's newest L0 file

@@ -281,6 +281,23 @@ pub fn dump(db: &Path) -> String {
     out
 }
 
+/// Restores the file replica at `replica` into `out` with `ls-restore`; it must succeed, and
+/// the output must pass `PRAGMA integrity_check`.
+pub fn restore_file_replica(replica: &Path, out: &Path) {
+    let o = Command::new(ls_restore_bin())
+        .arg("-o")
+        .arg(out)
+        .arg(format!("file://{}", replica.display()))
+        .output()
+        .expect("run ls-restore");
+    assert!(
+        o.status.success(),
+        "ls-restore failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    integrity_ok(out);
+}
+
 pub fn integrity_ok(db: &Path) {
     let c = Connection::open(db).expect("open");
     let s: String = c
