@@ -183,8 +183,10 @@ impl Daemon {
             self.begin_stop();
             let _ = s.await;
         }
+        // Awaited after the abort, so the listeners are closed when this returns.
         for t in self.background.drain(..) {
             t.abort();
+            let _ = t.await;
         }
         self.ok
     }

@@ -19,11 +19,7 @@ const MAX_ROUNDS: usize = 8;
 /// and how often it looks.
 const SEAL_BUSY: Duration = Duration::from_millis(5);
 const SEAL_BUSY_RETRY: Duration = Duration::from_micros(200);
-/// Bytes of WAL not yet in the database file above which the checkpoint under the write lock
-/// is not run: the lock is let go and the copy goes on without it, at most [`SEAL_TRIES`]
-/// times; then the checkpoint is left to the next pass.
-const SEAL_BACKLOG: u64 = 32 << 20;
-const SEAL_TRIES: u32 = 3;
+
 impl Follower {
     pub(super) fn checkpoint_if_needed(&mut self, orig: u64, new: u64) -> Result<()> {
         if self.snapshot_reading() {
@@ -98,60 +94,38 @@ impl Follower {
             return Ok(false);
         }
         let before = self.read_wal_header()?;
-        let mut spent = Duration::ZERO;
-        let mut tries = 0;
-        let (sealed, res, unlock) = loop {
-            tries += 1;
-            spent += self.backfill_unlocked()?;
-            // What the checkpoint under the lock must make durable first is only what was
-            // written since this flush.
-            self.flush_wal()?;
-            // The barrier holds the write lock so the WAL is sealed between our last copy and
-            // the checkpoint: nothing can be committed that we have not copied.
-            let asked = Instant::now();
-            self.open_db()?.conns.begin_write_lock()?;
-            let locked = Instant::now();
-            // The last frames are copied out under the lock; making their L0 file durable waits
-            // until writers are let go (docs/checkpoints.md#the-procedure says why that loses
-            // nothing).
-            let sealed = match self.verify_and_encode(true, 0) {
-                Ok(e) => e,
-                Err(e) => {
-                    let _ = self.open_db()?.conns.end_write_lock();
-                    return Err(e);
-                }
-            };
-            let t = Instant::now();
-            let synced_ms = (t - locked).as_secs_f64() * 1e3;
-            // Another reader held the unlocked copy back until just now: its backlog is for
-            // the next unlocked rounds, not for writers to wait on
-            // (docs/checkpoints.md#a-reader-that-held-the-copy-back).
-            let backlog = self.wal_backlog() * self.frame_size();
-            let copy = backlog <= SEAL_BACKLOG;
-            let res = if copy {
-                self.sealed_checkpoint()
-            } else {
-                Ok((1, -1, -1))
-            };
-            spent += t.elapsed();
-            let unlock = self.open_db()?.conns.end_write_lock();
-            debug!(
-                db = %self.cfg.path.display(),
-                mode = mode.as_str(),
-                wait_ms = (locked - asked).as_secs_f64() * 1e3,
-                synced_ms,
-                held_ms = locked.elapsed().as_secs_f64() * 1e3,
-                backlog,
-                copied = copy,
-                "write lock released"
-            );
-            if copy || tries >= SEAL_TRIES {
-                break (sealed, res, unlock);
+        let mut spent = self.backfill_unlocked()?;
+        // What the checkpoint under the lock must make durable first is only what was written
+        // since this flush.
+        self.flush_wal()?;
+        // The barrier holds the write lock so the WAL is sealed between our last copy and the
+        // checkpoint: nothing can be committed that we have not copied.
+        let asked = Instant::now();
+        self.open_db()?.conns.begin_write_lock()?;
+        let locked = Instant::now();
+        // The last frames are copied out under the lock; making their L0 file durable waits
+        // until writers are let go (docs/checkpoints.md#the-procedure says why that loses nothing).
+        let sealed = match self.verify_and_encode(true, 0) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = self.open_db()?.conns.end_write_lock();
+                return Err(e);
             }
-            self.finish(sealed)?;
-            unlock?;
         };
+        let t = Instant::now();
+        let synced_ms = (t - locked).as_secs_f64() * 1e3;
+        let res = self.sealed_checkpoint();
+        spent += t.elapsed();
+        let unlock = self.open_db()?.conns.end_write_lock();
         self.finish(sealed)?;
+        debug!(
+            db = %self.cfg.path.display(),
+            mode = mode.as_str(),
+            wait_ms = (locked - asked).as_secs_f64() * 1e3,
+            synced_ms,
+            held_ms = locked.elapsed().as_secs_f64() * 1e3,
+            "write lock released"
+        );
         self.metrics.checkpoint_done(mode, spent, res.is_err());
         let (busy, log, done) = res?;
         unlock?;

@@ -125,15 +125,6 @@ impl Follower {
             })
     }
 
-    /// Frames in the WAL not yet copied into the database file, as the wal-index says; 0 if it
-    /// cannot be read.
-    pub(super) fn wal_backlog(&mut self) -> u64 {
-        self.app
-            .shm
-            .read()
-            .map_or(0, |i| u64::from(i.mx_frame.saturating_sub(i.n_backfill)))
-    }
-
     /// Called after each checkpoint of ours: `retry` if what kept it from restarting the WAL
     /// passes at once.
     pub(super) fn note_checkpoint_retry(&mut self, retry: bool) {
