@@ -20,9 +20,12 @@ use common::*;
 const WAL_BYTES: u64 = 4 << 30;
 /// The engine's memory limit.
 const LIMIT: u64 = 64 << 20;
-/// Longest a commit may take: as in `write_path.rs`, far above an unloaded machine's figures
-/// and far below the stalls the engine used to cause.
-const MAX_COMMIT: Duration = Duration::from_millis(500);
+/// Longest a commit may take: a bound for a shared, loaded machine, not the figure. Measured
+/// longest commits: 232 ms here alone, 834 ms in a CI run beside the other tests (the engine
+/// held to 64 MiB reads the WAL back from disk); Litestream 0.5.17 stalls 3.7-5.3 s on the
+/// same kind of run. The benchmark (`1row-off-4GB` in `benches/results/e2e-write*.md`) holds
+/// the real figures; this catches a stall of the kind that once lasted many seconds.
+const MAX_COMMIT: Duration = Duration::from_secs(2);
 /// Rows per transaction: a 200-byte random head and zeros, so LTX files compress and the
 /// replica stays small beside the 4 GB WAL and database.
 const ROWS_PER_TXN: usize = 10;
