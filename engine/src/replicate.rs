@@ -680,7 +680,7 @@ impl DbTask {
         if blocking(follower, &self.cfg, |f| f.continues_local_state()).await? {
             return Err(Error::Conflict {
                 db: self.cfg.path.clone(),
-                file: format!("ltx/{}/{}", remote.level.0, remote.name()),
+                file: remote.relative_path(),
                 local,
                 replica: remote.max_txid,
             });

@@ -224,7 +224,7 @@ impl Uploader {
     fn conflict(&self, theirs: &LtxFileInfo, local: TxId) -> Error {
         Error::Conflict {
             db: self.db.clone(),
-            file: format!("ltx/{}/{}", theirs.level.0, theirs.name()),
+            file: theirs.relative_path(),
             local,
             replica: theirs.max_txid,
         }

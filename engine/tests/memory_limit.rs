@@ -107,12 +107,7 @@ impl Drop for MemCgroup {
 }
 
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
+    process_state(pid).is_some_and(|c| c != 'Z')
 }
 
 /// What the rows hold, cheaply enough for 4 GB: their number, the sum of their keys and sizes,

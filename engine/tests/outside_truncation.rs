@@ -10,12 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// The process state letter from `/proc/<pid>/stat` ('Z' once it has died).
-fn state(pid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.chars().next()
-}
-
 #[test]
 fn issue14_5_truncating_its_files_from_outside_never_kills_the_engine() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -68,7 +62,7 @@ fn issue14_5_truncating_its_files_from_outside_never_kills_the_engine() {
     for _ in 0..30 {
         std::thread::sleep(Duration::from_millis(100));
         assert!(
-            !matches!(state(e.pid()), Some('Z') | None),
+            !matches!(process_state(e.pid()), Some('Z') | None),
             "ls-engine died; log:\n{}",
             e.tail()
         );

@@ -121,6 +121,20 @@ impl LtxFileInfo {
     pub fn name(&self) -> String {
         ltx_codec::types::ltx_file_name(self.min_txid, self.max_txid)
     }
+
+    /// Where the file sits under a replica's root: `ltx/<level>/<min>-<max>.ltx`.
+    pub fn relative_path(&self) -> String {
+        ltx_relative_path(self.level, self.min_txid, self.max_txid)
+    }
+}
+
+/// Where an LTX file sits under a replica's root: `ltx/<level>/<min>-<max>.ltx`.
+pub fn ltx_relative_path(level: Level, min: TxId, max: TxId) -> String {
+    format!(
+        "ltx/{}/{}",
+        level.0,
+        ltx_codec::types::ltx_file_name(min, max)
+    )
 }
 
 /// What to upload: bytes in memory (small L0 files) or a local file streamed from disk

@@ -26,8 +26,6 @@ const STEP: u64 = 8 << 20;
 /// The lock is let go this long between cuts (SQLite's default busy handler sleeps at most
 /// 100 ms between its tries).
 const PAUSE: Duration = Duration::from_millis(120);
-/// Bytes of the WAL header before the first frame.
-const WAL_HEADER: u64 = 32;
 
 /// At most one cutting thread per database.
 #[derive(Default)]
@@ -82,7 +80,7 @@ struct Shrunk {
 fn shrink(db: &Path, wal: &Path, frame: u64, busy: Duration) -> Result<Shrunk> {
     let conn = crate::sqlite::open_connection(db, busy)?;
     let mut shm = ShmPeek::new(db);
-    let from = file_len(wal)?;
+    let from = super::file_size(wal)?;
     let mut cuts = 0;
     let mut longest = Duration::ZERO;
     loop {
@@ -110,7 +108,7 @@ fn shrink(db: &Path, wal: &Path, frame: u64, busy: Duration) -> Result<Shrunk> {
     Ok(Shrunk {
         cuts,
         from,
-        to: file_len(wal)?,
+        to: super::file_size(wal)?,
         longest,
     })
 }
@@ -122,8 +120,8 @@ fn cut(shm: &mut ShmPeek, wal: &Path, frame: u64) -> Result<Option<bool>> {
     let Some(idx) = shm.read() else {
         return Ok(None);
     };
-    let end = WAL_HEADER + u64::from(idx.mx_frame) * frame;
-    let size = file_len(wal)?;
+    let end = super::HDR + u64::from(idx.mx_frame) * frame;
+    let size = super::file_size(wal)?;
     if size <= end {
         return Ok(None);
     }
@@ -134,12 +132,4 @@ fn cut(shm: &mut ShmPeek, wal: &Path, frame: u64) -> Result<Option<bool>> {
         .and_then(|f| f.set_len(target))
         .map_err(|e| Error::io("cut the WAL down", wal, e))?;
     Ok(Some(target > end))
-}
-
-fn file_len(p: &Path) -> Result<u64> {
-    match std::fs::metadata(p) {
-        Ok(m) => Ok(m.len()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(Error::io("stat WAL", p, e)),
-    }
 }

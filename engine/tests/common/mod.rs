@@ -281,6 +281,12 @@ pub fn dump(db: &Path) -> String {
     out
 }
 
+/// The process state letter from `/proc/<pid>/stat` ('Z' once it has died), if it exists.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
 /// Restores the file replica at `replica` into `out` with `ls-restore`; it must succeed, and
 /// the output must pass `PRAGMA integrity_check`.
 pub fn restore_file_replica(replica: &Path, out: &Path) {

@@ -24,7 +24,6 @@ use async_nats::HeaderMap;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
-use ltx_codec::types::ltx_file_name;
 use ltx_codec::{Level, TxId};
 use tokio::io::AsyncReadExt;
 
@@ -53,7 +52,7 @@ pub fn open(s: NatsSettings) -> Result<SharedReplica> {
 
 /// The object name of an LTX file: `ltx/<level>/<min>-<max>.ltx`.
 pub fn object_name(level: Level, min: TxId, max: TxId) -> String {
-    format!("ltx/{}/{}", level.0, ltx_file_name(min, max))
+    crate::ltx_relative_path(level, min, max)
 }
 
 /// A JetStream object store bucket: the `nats` [`Backend`].
