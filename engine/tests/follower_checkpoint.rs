@@ -102,5 +102,44 @@ fn truncate_cuts_a_large_wal_down_to_its_new_generation() {
     upload_all(f.meta().root(), replica);
     let out = dir.path().join("restored.db");
     restore_file_replica(replica, &out);
-    assert_eq!(dump(&out), dump(db));
+    assert_same_rows(db, &out);
+}
+
+/// The last pass before the engine stops may checkpoint; whatever it writes to the WAL itself
+/// (the `_litestream_seq` write after a checkpoint) must be in an L0 file before it returns, or
+/// the replica stops one transaction short of the database. A reader keeps the WAL from being
+/// restarted: begun before the last commits, it also keeps the checkpoint from copying them (no
+/// write is then needed); begun after, the checkpoint copies everything and the write that would
+/// restart the WAL stays in it.
+#[test]
+fn the_final_sync_leaves_no_write_of_ours_behind() {
+    for reader_first in [true, false] {
+        let (one, mut f) = followed();
+        let (dir, db, replica, app) = (&one.dir, &one.db, &one.replica, &one.conn);
+        app.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .expect("autocheckpoint off");
+        insert_rows(app, 0, 100, 100);
+        f.sync().expect("sync");
+        let reader = rusqlite::Connection::open(db).expect("reader");
+        let begin = || {
+            reader
+                .execute_batch("BEGIN; SELECT COUNT(*) FROM t;")
+                .expect("read transaction");
+        };
+        if reader_first {
+            begin();
+        }
+        // Over the default min-checkpoint-page-count (1,000 pages) of WAL.
+        insert_rows(app, 100, 1500, 3000);
+        if !reader_first {
+            begin();
+        }
+        f.final_sync().expect("final");
+        f.close();
+        reader.execute_batch("COMMIT;").expect("end read");
+        upload_all(f.meta().root(), replica);
+        let out = dir.path().join("restored.db");
+        restore_file_replica(replica, &out);
+        assert_same_rows(db, &out);
+    }
 }

@@ -19,6 +19,11 @@ const MAX_ROUNDS: usize = 8;
 /// and how often it looks.
 const SEAL_BUSY: Duration = Duration::from_millis(5);
 const SEAL_BUSY_RETRY: Duration = Duration::from_micros(200);
+/// Bytes of WAL not yet in the database file above which the checkpoint under the write lock
+/// is not run: the lock is let go and the copy goes on without it, at most [`SEAL_TRIES`]
+/// times; then the checkpoint is left to the next pass.
+pub(super) const SEAL_BACKLOG: u64 = 32 << 20;
+const SEAL_TRIES: u32 = 3;
 
 impl Follower {
     pub(super) fn checkpoint_if_needed(&mut self, orig: u64, new: u64) -> Result<()> {
@@ -94,38 +99,61 @@ impl Follower {
             return Ok(false);
         }
         let before = self.read_wal_header()?;
-        let mut spent = self.backfill_unlocked()?;
-        // What the checkpoint under the lock must make durable first is only what was written
-        // since this flush.
-        self.flush_wal()?;
-        // The barrier holds the write lock so the WAL is sealed between our last copy and the
-        // checkpoint: nothing can be committed that we have not copied.
-        let asked = Instant::now();
-        self.open_db()?.conns.begin_write_lock()?;
-        let locked = Instant::now();
-        // The last frames are copied out under the lock; making their L0 file durable waits
-        // until writers are let go (docs/checkpoints.md#the-procedure says why that loses nothing).
-        let sealed = match self.verify_and_encode(true, 0) {
-            Ok(e) => e,
-            Err(e) => {
-                let _ = self.open_db()?.conns.end_write_lock();
-                return Err(e);
+        let mut spent = Duration::ZERO;
+        let mut tries = 0;
+        let (res, unlock) = loop {
+            tries += 1;
+            // After a try let go for another reader's backlog, the rounds run whatever the
+            // application's own checkpoints seem to do: that backlog is theirs to copy.
+            spent += self.backfill_unlocked(tries > 1)?;
+            // What the checkpoint under the lock must make durable first is only what was
+            // written since this flush.
+            self.flush_wal()?;
+            // The barrier holds the write lock so the WAL is sealed between our last copy and
+            // the checkpoint: nothing can be committed that we have not copied.
+            let asked = Instant::now();
+            self.open_db()?.conns.begin_write_lock()?;
+            let locked = Instant::now();
+            // The last frames are copied out under the lock; making their L0 file durable waits
+            // until writers are let go (docs/checkpoints.md#the-procedure says why that loses
+            // nothing).
+            let sealed = match self.verify_and_encode(true, 0) {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = self.open_db()?.conns.end_write_lock();
+                    return Err(e);
+                }
+            };
+            let t = Instant::now();
+            let synced_ms = (t - locked).as_secs_f64() * 1e3;
+            // Another reader held the unlocked copy back until just now: its backlog is for
+            // the next unlocked rounds, not for writers to wait on
+            // (docs/checkpoints.md#a-reader-that-held-the-copy-back).
+            let backlog = self.wal_backlog() * self.frame_size();
+            let copy = backlog <= SEAL_BACKLOG;
+            let res = if copy {
+                self.sealed_checkpoint()
+            } else {
+                Ok((1, -1, -1))
+            };
+            spent += t.elapsed();
+            let unlock = self.open_db()?.conns.end_write_lock();
+            self.finish(sealed)?;
+            debug!(
+                db = %self.cfg.path.display(),
+                mode = mode.as_str(),
+                wait_ms = (locked - asked).as_secs_f64() * 1e3,
+                synced_ms,
+                held_ms = locked.elapsed().as_secs_f64() * 1e3,
+                backlog,
+                copied = copy,
+                "write lock released"
+            );
+            if copy || tries >= SEAL_TRIES {
+                break (res, unlock);
             }
+            unlock?;
         };
-        let t = Instant::now();
-        let synced_ms = (t - locked).as_secs_f64() * 1e3;
-        let res = self.sealed_checkpoint();
-        spent += t.elapsed();
-        let unlock = self.open_db()?.conns.end_write_lock();
-        self.finish(sealed)?;
-        debug!(
-            db = %self.cfg.path.display(),
-            mode = mode.as_str(),
-            wait_ms = (locked - asked).as_secs_f64() * 1e3,
-            synced_ms,
-            held_ms = locked.elapsed().as_secs_f64() * 1e3,
-            "write lock released"
-        );
         self.metrics.checkpoint_done(mode, spent, res.is_err());
         let (busy, log, done) = res?;
         unlock?;
@@ -139,11 +167,21 @@ impl Follower {
             result = %format!("{busy},{log},{done}"),
             "checkpoint"
         );
+        // Only a WAL copied to its end can be restarted: a write otherwise adds a frame (a
+        // page; 64 KiB at the largest) for nothing.
+        if busy != 0 || done < log {
+            self.state.synced_since_checkpoint = false;
+            return Ok(false);
+        }
         // The WAL file is cut down after the restart, in steps off this thread (`shrink`), not
         // by the restarting write itself, which would hold the write lock for the whole cut.
         self.open_db()?.conns.bump_seq()?;
         let after = self.read_wal_header()?;
         if before == after {
+            // A reader kept the write from restarting the WAL: the write is a transaction of
+            // ours that no L0 file holds yet. It is synced now, so a checkpoint in the last pass
+            // before the engine stops leaves the replica exactly at the database.
+            self.verify_and_sync(true, 0)?;
             self.state.synced_since_checkpoint = false;
             return Ok(false);
         }
@@ -195,12 +233,16 @@ impl Follower {
     /// flush both files so the checkpoint under the write lock has little to write or sync.
     /// Repeats while the rounds get shorter and the writer committed more than
     /// [`SEAL_BYTES`] during the last one. Returns the time spent checkpointing.
-    fn backfill_unlocked(&mut self) -> Result<Duration> {
+    fn backfill_unlocked(&mut self, force: bool) -> Result<Duration> {
         let mut spent = Duration::ZERO;
         let mut last = u64::MAX;
         // While the application checkpoints on its own and keeps up with our mark, the lock is
         // left a few MB to copy without any round, and each round would cost an L0 file.
-        let rounds = if self.app_keeps_up() { 0 } else { MAX_ROUNDS };
+        let rounds = if !force && self.app_keeps_up() {
+            0
+        } else {
+            MAX_ROUNDS
+        };
         for round in 0..rounds {
             let before = self.state.last_synced_wal_offset;
             let r = self.verify_and_sync(true, 0)?;

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::checkpointing::SEAL_BACKLOG;
 use super::{Follower, HDR};
 use crate::shm::{ShmPeek, WalIndex};
 
@@ -114,15 +115,27 @@ impl Follower {
     }
 
     /// The application checkpoints on its own, and what is not yet in the database file is no
-    /// more than [`KEEPS_UP`] times `min-checkpoint-page-count` frames: a checkpoint of ours
-    /// needs no unlocked round. Otherwise (a reader held the application's checkpoints back) the
-    /// rounds go on as usual, so the write lock never waits on a large copy.
+    /// more than [`KEEPS_UP`] times `min-checkpoint-page-count` frames, nor more than the write
+    /// lock copies ([`SEAL_BACKLOG`]): a checkpoint of ours needs no unlocked round. Otherwise
+    /// (a reader held the application's checkpoints back, or pages are large) the rounds go on
+    /// as usual, so the write lock never waits on a large copy.
     pub(super) fn app_keeps_up(&mut self) -> bool {
         let min = self.cfg.min_checkpoint_page_n;
+        let frame = self.frame_size();
         self.app.seen
             && self.app.shm.read().is_some_and(|i| {
-                u64::from(i.mx_frame.saturating_sub(i.n_backfill)) <= KEEPS_UP * min
+                let behind = u64::from(i.mx_frame.saturating_sub(i.n_backfill));
+                behind <= KEEPS_UP * min && behind * frame <= SEAL_BACKLOG
             })
+    }
+
+    /// Frames in the WAL not yet copied into the database file, as the wal-index says; 0 if it
+    /// cannot be read.
+    pub(super) fn wal_backlog(&mut self) -> u64 {
+        self.app
+            .shm
+            .read()
+            .map_or(0, |i| u64::from(i.mx_frame.saturating_sub(i.n_backfill)))
     }
 
     /// Called after each checkpoint of ours: `retry` if what kept it from restarting the WAL
