@@ -53,6 +53,7 @@ pub mod snapshot;
 pub mod socket;
 pub mod sockfile;
 pub mod sqlite;
+pub mod sync_status;
 pub mod uploader;
 pub mod verify;
 pub mod wake;

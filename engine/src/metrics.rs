@@ -39,6 +39,8 @@ pub struct DbMetrics {
     disk_full: AtomicBool,
     /// PASSIVE, TRUNCATE.
     checkpoints: [Checkpoints; 2],
+    /// What the sync is doing now, for `/debug/sync-status`.
+    pub sync_status: crate::sync_status::SyncStatus,
 }
 
 fn nanos(d: Duration) -> u64 {

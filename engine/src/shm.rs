@@ -62,6 +62,40 @@ impl ShmPeek {
     }
 }
 
+/// SQLite's Unix VFS takes its wal-index locks as POSIX byte-range locks on the `-shm` file,
+/// from byte 120: the write lock, the checkpointer lock, the recovery lock, then one per read
+/// mark. A reader whose snapshot needs the WAL holds a shared lock on the byte of mark 1 to 4.
+const READ_MARK_1_LOCK: i64 = 120 + 3 + 1;
+const READ_MARKS_AFTER_0: i64 = 4;
+
+impl ShmPeek {
+    /// Whether a connection of another process is in a read transaction that needs the WAL
+    /// (holds read mark 1 or up), by asking the kernel whether an exclusive lock on those
+    /// bytes would conflict; nothing is locked. Our own connections are not seen (POSIX locks
+    /// do not conflict within a process), which is what the caller wants: such a reader is what
+    /// keeps a checkpoint from copying everything and the WAL from restarting. `None` when
+    /// there is no `-shm` file to ask.
+    pub fn readers_elsewhere(&mut self) -> Option<bool> {
+        use std::os::fd::AsRawFd;
+        if self.file.is_none() {
+            self.file = File::open(&self.path).ok();
+        }
+        let f = self.file.as_ref()?;
+        // SAFETY: `flock` is a plain C struct for which all zeroes is a valid value.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = READ_MARK_1_LOCK;
+        fl.l_len = READ_MARKS_AFTER_0;
+        // SAFETY: F_GETLK only fills `fl`, which lives for the call, on a descriptor we own.
+        if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) } != 0 {
+            self.file = None;
+            return None;
+        }
+        Some(fl.l_type != libc::F_UNLCK as libc::c_short)
+    }
+}
+
 /// The wal-index is in the machine's own byte order. A writer updates the second header copy
 /// and then the first, so two equal copies are a consistent header.
 fn parse(buf: &[u8; PEEK]) -> Option<WalIndex> {
@@ -107,6 +141,58 @@ mod tests {
         let ck = peek.read().expect("index");
         assert_eq!(ck.n_backfill as i64, done);
         assert_eq!(ck.n_backfill, after.mx_frame);
+    }
+
+    /// A reader in another process (the `sqlite3` shell) is seen while its read transaction
+    /// needs the WAL, and no longer once it ends; our own are never seen.
+    #[test]
+    fn readers_of_other_processes_are_seen() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().expect("test setup");
+        let db = dir.path().join("a.db");
+        let c = rusqlite::Connection::open(&db).expect("test setup");
+        c.execute_batch(
+            "PRAGMA journal_mode = wal; PRAGMA wal_autocheckpoint = 0; \
+             CREATE TABLE t(x); INSERT INTO t VALUES (1);",
+        )
+        .expect("test setup");
+        let mut peek = ShmPeek::new(&db);
+        c.execute_batch("BEGIN; SELECT COUNT(*) FROM t;")
+            .expect("our read transaction");
+        assert_eq!(
+            peek.readers_elsewhere(),
+            Some(false),
+            "our own reader was seen"
+        );
+        c.execute_batch("COMMIT;").expect("test setup");
+        let Ok(mut shell) = Command::new("sqlite3")
+            .arg(&db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+        else {
+            eprintln!("SKIPPED: no sqlite3 shell");
+            return;
+        };
+        let mut input = shell.stdin.take().expect("stdin");
+        writeln!(input, "BEGIN; SELECT COUNT(*) FROM t;").expect("write");
+        let seen = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            peek.readers_elsewhere() == Some(true)
+        });
+        assert!(seen, "the shell's read transaction was not seen");
+        writeln!(input, "COMMIT;").expect("write");
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            peek.readers_elsewhere() == Some(false)
+        });
+        drop(input);
+        let _ = shell.wait();
+        assert!(
+            gone,
+            "the shell's read transaction was still seen after COMMIT"
+        );
     }
 
     #[test]

@@ -225,7 +225,7 @@ fn plain(status: StatusCode, text: &'static str) -> Resp {
 async fn handle(st: &State, req: Request<hyper::body::Incoming>) -> Resp {
     let route = match req.uri().path() {
         "/start" | "/stop" | "/sync" | "/register" | "/unregister" => Method::POST,
-        "/txid" | "/list" | "/info" => Method::GET,
+        "/txid" | "/list" | "/info" | "/debug/sync-status" => Method::GET,
         _ => return plain(StatusCode::NOT_FOUND, "404 page not found\n"),
     };
     // Go's ServeMux: GET patterns also answer HEAD; a wrong method is a 405 with Allow.
@@ -247,6 +247,7 @@ async fn handle(st: &State, req: Request<hyper::body::Incoming>) -> Resp {
         return match path.as_str() {
             "/txid" => txid(st, query.as_deref()),
             "/list" => list(st),
+            "/debug/sync-status" => sync_status(st, query.as_deref()),
             _ => info(st),
         };
     }
@@ -573,13 +574,46 @@ async fn unregister(st: &State, db: &Path, timeout: i64) -> Resp {
     start_stop("unregistered", db, txid)
 }
 
-fn txid(st: &State, query: Option<&str>) -> Resp {
-    let path = query
+/// The `path` query value, decoded; empty when absent.
+fn path_param(query: Option<&str>) -> String {
+    query
         .into_iter()
         .flat_map(|q| q.split('&'))
         .find_map(|kv| kv.strip_prefix("path="))
         .map(percent_decode)
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct SyncStatusResponse {
+    databases: Vec<crate::sync_status::Diagnostic>,
+}
+
+/// Every database's sync status, or the one named by `path` (404 if it is not replicated).
+fn sync_status(st: &State, query: Option<&str>) -> Resp {
+    let path = path_param(query);
+    let report = |p: &Path| {
+        crate::metrics::db(p)
+            .sync_status
+            .report(p.display().to_string())
+    };
+    let databases = if path.is_empty() {
+        st.registry.list().iter().map(|v| report(&v.path)).collect()
+    } else {
+        let db = match config::expand_path(&path) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid path: {e}")),
+        };
+        if !st.registry.contains(&db) {
+            return error(StatusCode::NOT_FOUND, "database not found");
+        }
+        vec![report(&db)]
+    };
+    json_resp(StatusCode::OK, &SyncStatusResponse { databases })
+}
+
+fn txid(st: &State, query: Option<&str>) -> Resp {
+    let path = path_param(query);
     if path.is_empty() {
         return error(StatusCode::BAD_REQUEST, "path required");
     }

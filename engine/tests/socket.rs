@@ -152,6 +152,22 @@ fn writes_stay_local(c: &rusqlite::Connection, from: usize, replica: &Path, txid
     );
 }
 
+/// One HTTP/1.1 request on the socket: the status code and the body.
+fn raw(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::os::unix::net::UnixStream::connect(sock).expect("connect");
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut s = String::new();
+    c.read_to_string(&mut s).expect("read");
+    let code = s[9..12].parse().expect("status");
+    (code, s.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
+}
+
 fn wait_socket(sock: &Path) {
     assert!(
         wait_until(Duration::from_secs(20), || sock.exists()),
@@ -301,20 +317,7 @@ fn litestream_cli_drives_our_socket() {
         );
     }
     // The raw endpoints: status codes and {error} bodies.
-    let raw = |method: &str, path: &str, body: &str| -> (u16, String) {
-        let mut c = std::os::unix::net::UnixStream::connect(sock).expect("connect");
-        use std::io::{Read, Write};
-        write!(
-            c,
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("write");
-        let mut s = String::new();
-        c.read_to_string(&mut s).expect("read");
-        let code = s[9..12].parse().expect("status");
-        (code, s.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
-    };
+    let raw = |method: &str, path: &str, body: &str| raw(sock, method, path, body);
     let q = format!("/txid?path={}", a.display());
     let (code, body) = raw("GET", &q, "");
     assert_eq!(code, 200, "{body}");
@@ -551,5 +554,49 @@ fn unmonitored_database_syncs_when_asked_and_still_snapshots() {
         "no snapshot; log:\n{}",
         e.tail()
     );
+    e.stop();
+}
+
+/// `GET /debug/sync-status` (issue 18 item 5): each database's last sync, with Litestream's
+/// field names; `?path=` picks one, an unknown one is a 404.
+#[test]
+fn debug_sync_status_reports_each_database() {
+    let t = Setup::new(None);
+    let (d, a, sock, cfg) = (&t.dir, &t.a, &t.sock, &t.cfg);
+    let e = Engine::start(cfg, &d.join("log"));
+    wait_socket(sock);
+    assert!(
+        wait_until(Duration::from_secs(20), || !l0_names(&t.rep_a).is_empty()),
+        "no sync; log:\n{}",
+        e.tail()
+    );
+    let get = |q: &str| -> (u16, serde_json::Value) {
+        let (code, body) = raw(sock, "GET", q, "");
+        (code, serde_json::from_str(&body).expect("json body"))
+    };
+    let (code, all) = get("/debug/sync-status");
+    assert_eq!(code, 200, "{all}");
+    let dbs = all["databases"].as_array().expect("databases");
+    assert_eq!(dbs.len(), 1, "{all}");
+    let one = &dbs[0];
+    assert_eq!(one["path"], a.display().to_string(), "{all}");
+    assert_eq!(one["operation"], "sync", "{all}");
+    assert!(one["active"].is_boolean(), "{all}");
+    assert!(one["txid"].as_u64().is_some_and(|t| t >= 1), "{all}");
+    assert!(one["wal_size"].as_u64().is_some_and(|n| n > 32), "{all}");
+    assert!(
+        one["started_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{all}"
+    );
+    assert!(one.get("error").is_none(), "{all}");
+    let (code, picked) = get(&format!("/debug/sync-status?path={}", a.display()));
+    assert_eq!(code, 200);
+    assert_eq!(picked["databases"][0]["path"], one["path"]);
+    let (code, missing) = get("/debug/sync-status?path=/nowhere.db");
+    assert_eq!(
+        (code, &missing["error"]),
+        (404, &serde_json::json!("database not found"))
+    );
+    assert_eq!(raw(sock, "POST", "/debug/sync-status", "{}").0, 405);
     e.stop();
 }

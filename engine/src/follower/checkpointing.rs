@@ -5,10 +5,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info};
 
-use super::{be32, Follower, HDR};
+use super::{be32, file_size, Follower, HDR};
 use crate::checkpoint::{self, Decision};
 use crate::error::{Error, Result};
 use crate::sqlite::CheckpointMode;
+use crate::sync_status::{Phase, SyncStatus};
 use crate::verify::SyncPlan;
 
 /// Bytes committed during an unlocked round below which the next step takes the write lock.
@@ -98,6 +99,23 @@ impl Follower {
             debug!(db = %self.cfg.path.display(), mode = mode.as_str(), "checkpoint deferred: a snapshot is reading");
             return Ok(false);
         }
+        let status = self.metrics.clone();
+        let status = &status.sync_status;
+        // A checkpoint outside a sync pass is an operation of its own, ended here.
+        let own = status.checkpoint(mode.as_str(), false);
+        let r = self.checkpoint_steps(mode, status);
+        if own {
+            status.end(
+                self.pos.0,
+                file_size(&self.wal_path).unwrap_or(0),
+                self.state.last_synced_wal_offset,
+                r.as_ref().err().map(ToString::to_string),
+            );
+        }
+        r
+    }
+
+    fn checkpoint_steps(&mut self, mode: CheckpointMode, status: &SyncStatus) -> Result<bool> {
         let before = self.read_wal_header()?;
         let mut spent = Duration::ZERO;
         let mut tries = 0;
@@ -106,12 +124,27 @@ impl Follower {
             // After a try let go for another reader's backlog, the rounds run whatever the
             // application's own checkpoints seem to do: that backlog is theirs to copy.
             spent += self.backfill_unlocked(tries > 1)?;
+            // A reader still holds the copy back: the lock would be let go at once, after a
+            // flush of the WAL that competes with the writer for the disk.
+            let backlog = self.wal_backlog() * self.frame_size();
+            if backlog > SEAL_BACKLOG {
+                // Still in its transaction, the reader holds it back until that ends: the
+                // next pass runs in the reader's gap instead. Gone, the next round copies it.
+                let reader = self.reader_elsewhere();
+                debug!(db = %self.cfg.path.display(), mode = mode.as_str(), backlog, tries, reader, "another reader holds the copy back; write lock not taken");
+                if reader || tries >= SEAL_TRIES {
+                    self.want_reader_gap();
+                    break (Ok((1, -1, -1)), Ok(()));
+                }
+                continue;
+            }
             // What the checkpoint under the lock must make durable first is only what was
             // written since this flush.
             self.flush_wal()?;
             // The barrier holds the write lock so the WAL is sealed between our last copy and
             // the checkpoint: nothing can be committed that we have not copied.
             let asked = Instant::now();
+            status.phase(Phase::CheckpointLock);
             self.open_db()?.conns.begin_write_lock()?;
             let locked = Instant::now();
             // The last frames are copied out under the lock; making their L0 file durable waits
@@ -132,6 +165,7 @@ impl Follower {
             let backlog = self.wal_backlog() * self.frame_size();
             let copy = backlog <= SEAL_BACKLOG;
             let res = if copy {
+                status.phase(Phase::CheckpointExec);
                 self.sealed_checkpoint()
             } else {
                 Ok((1, -1, -1))
@@ -150,6 +184,9 @@ impl Follower {
                 "write lock released"
             );
             if copy || tries >= SEAL_TRIES {
+                if !copy {
+                    self.want_reader_gap();
+                }
                 break (res, unlock);
             }
             unlock?;
@@ -173,6 +210,7 @@ impl Follower {
             self.state.synced_since_checkpoint = false;
             return Ok(false);
         }
+        status.phase(Phase::CheckpointVerifyRestart);
         // The WAL file is cut down after the restart, in steps off this thread (`shrink`), not
         // by the restarting write itself, which would hold the write lock for the whole cut.
         self.open_db()?.conns.bump_seq()?;
@@ -189,6 +227,15 @@ impl Follower {
         if mode == CheckpointMode::Passive {
             self.verify_and_sync(true, 0)?;
             self.state.synced_since_checkpoint = false;
+            // The emergency tries PASSIVE first: a file it restarted over the truncate
+            // threshold is cut down as after TRUNCATE.
+            if self
+                .thresholds()
+                .exceeds_truncate(file_size(&self.wal_path).unwrap_or(0))
+            {
+                self.shrink
+                    .start(&self.cfg, &self.wal_path, self.frame_size());
+            }
             return Ok(true);
         }
         // Litestream follows a TRUNCATE with a full snapshot. Our read transaction began on a
@@ -203,6 +250,7 @@ impl Follower {
             reason: Some("checkpoint boundary snapshot"),
             clear_synced_to_wal_end: false,
         };
+        status.phase(Phase::CheckpointSnapshotBoundary);
         let r = self.sync_pass(plan, 0, true)?;
         self.apply(&r);
         self.state.synced_since_checkpoint = false;

@@ -2,6 +2,7 @@
 //! file per pass, and run the checkpoint policy. Blocking code: the async side runs it on a
 //! blocking thread, one pass at a time per database.
 
+use crate::sync_status::{Operation, Phase};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -375,8 +376,18 @@ impl Follower {
             return Ok(PassResult::default());
         }
         let t = Instant::now();
+        let snapshotting = self.snapshot_reading();
+        self.metrics
+            .sync_status
+            .begin(Operation::Sync, snapshotting);
         let r = self.pass(max_bytes);
         let err = r.as_ref().err();
+        self.metrics.sync_status.end(
+            self.pos.0,
+            file_size(&self.wal_path).unwrap_or(0),
+            self.state.last_synced_wal_offset,
+            err.map(ToString::to_string),
+        );
         self.metrics.sync_done(
             t.elapsed(),
             err.is_some(),
@@ -396,13 +407,16 @@ impl Follower {
         self.check_same_file()?;
         self.note_pass_start();
         self.open_db()?.conns.acquire_read_lock()?;
+        self.metrics.sync_status.phase(Phase::EnsureWal);
         self.ensure_wal_exists()?;
+        self.metrics.sync_status.phase(Phase::VerifyAndSync);
         let r = self.verify_and_sync(false, max_bytes)?;
         if r.synced {
             self.state.synced_since_checkpoint = true;
         }
         let thresholds = self.thresholds();
         if !r.limited || r.synced_to_wal_end || thresholds.exceeds_truncate(r.orig_wal_size) {
+            self.metrics.sync_status.phase(Phase::CheckpointIfNeeded);
             self.checkpoint_if_needed(r.orig_wal_size, r.new_wal_size)?;
         }
         // Only checkpoints and `_litestream_seq` bumps use the second connection.

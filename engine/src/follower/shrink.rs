@@ -1,4 +1,5 @@
-//! Cutting the WAL file down after a TRUNCATE restart, in steps, on a thread of its own
+//! Cutting the WAL file down after a TRUNCATE restart (or an emergency one by PASSIVE), in
+//! steps, on a thread of its own
 //! (docs/checkpoints.md#cutting-the-wal-down).
 //!
 //! Cutting a large file at once makes the file system free all its blocks while the caller

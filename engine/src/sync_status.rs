@@ -1,0 +1,255 @@
+//! What each database's sync is doing right now, for the control socket's
+//! `GET /debug/sync-status` (docs/config-and-cli.md#debug-sync-status): the operation and its
+//! phase, since when, and where the last pass left the WAL. The names of operations and phases
+//! are Litestream's, so a stuck sync reads the same in both.
+
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// A sync pass, or a checkpoint run outside one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Sync,
+    Checkpoint,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Sync => "sync",
+            Operation::Checkpoint => "checkpoint",
+        }
+    }
+}
+
+/// Where an operation is; the step that blocks is the one a stuck sync reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    EnsureWal,
+    VerifyAndSync,
+    CheckpointIfNeeded,
+    /// The copy into the database file without the write lock (docs/checkpoints.md).
+    CheckpointCopyBefore,
+    /// Waiting for, and holding, the write lock.
+    CheckpointLock,
+    CheckpointExec,
+    CheckpointVerifyRestart,
+    CheckpointSnapshotBoundary,
+    /// The pass's last step: where an idle database's status stays, as in Litestream.
+    UpdateMetrics,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::EnsureWal => "ensure_wal",
+            Phase::VerifyAndSync => "verify_and_sync",
+            Phase::CheckpointIfNeeded => "checkpoint_if_needed",
+            Phase::CheckpointCopyBefore => "checkpoint_copy_before",
+            Phase::CheckpointLock => "checkpoint_lock",
+            Phase::CheckpointExec => "checkpoint_exec",
+            Phase::CheckpointVerifyRestart => "checkpoint_verify_restart",
+            Phase::CheckpointSnapshotBoundary => "checkpoint_snapshot_boundary",
+            Phase::UpdateMetrics => "update_metrics",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct State {
+    active: bool,
+    operation: Option<Operation>,
+    phase: Option<Phase>,
+    started: Option<SystemTime>,
+    updated: Option<SystemTime>,
+    txid: u64,
+    wal_size: u64,
+    last_synced_wal_offset: u64,
+    snapshotting: bool,
+    checkpoint_mode: &'static str,
+    error: Option<String>,
+}
+
+/// One database's sync status, written by its follower at each phase (a lock taken a few
+/// times per pass) and read by the control socket.
+#[derive(Debug, Default)]
+pub struct SyncStatus {
+    state: Mutex<State>,
+}
+
+/// `/debug/sync-status`'s entry for one database, with Litestream's field names; empty fields
+/// are left out as Go's `omitempty` leaves them out.
+#[derive(Debug, Serialize)]
+pub struct Diagnostic {
+    pub path: String,
+    pub active: bool,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub operation: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub phase: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub elapsed_seconds: f64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub txid: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub wal_size: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub last_synced_wal_offset: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub snapshotting: bool,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub checkpoint_mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_f64(n: &f64) -> bool {
+    *n == 0.0
+}
+
+impl SyncStatus {
+    fn with(&self, f: impl FnOnce(&mut State)) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+        s.updated = Some(SystemTime::now());
+    }
+
+    /// An operation begins; a checkpoint inside a sync pass stays part of that pass.
+    pub fn begin(&self, op: Operation, snapshotting: bool) {
+        self.with(|s| {
+            if s.active && op == Operation::Checkpoint {
+                return;
+            }
+            let now = SystemTime::now();
+            s.active = true;
+            s.operation = Some(op);
+            s.phase = Some(Phase::Starting);
+            s.started = Some(now);
+            s.snapshotting = snapshotting;
+            s.checkpoint_mode = "";
+            s.error = None;
+        });
+    }
+
+    pub fn phase(&self, p: Phase) {
+        self.with(|s| s.phase = Some(p));
+    }
+
+    /// A checkpoint in `mode` (PASSIVE, TRUNCATE) begins its first step. Returns whether it
+    /// is an operation of its own (no sync pass was under way), which the caller then ends.
+    pub fn checkpoint(&self, mode: &'static str, snapshotting: bool) -> bool {
+        let mut own = false;
+        self.with(|s| own = !s.active);
+        self.begin(Operation::Checkpoint, snapshotting);
+        self.with(|s| {
+            s.checkpoint_mode = mode;
+            s.phase = Some(Phase::CheckpointCopyBefore);
+        });
+        own
+    }
+
+    /// The operation ended where the follower now is; with its error if it failed.
+    pub fn end(&self, txid: u64, wal_size: u64, last_synced: u64, error: Option<String>) {
+        self.with(|s| {
+            s.active = false;
+            if error.is_none() {
+                s.phase = Some(Phase::UpdateMetrics);
+            }
+            s.txid = txid;
+            s.wal_size = wal_size;
+            s.last_synced_wal_offset = last_synced;
+            s.error = error;
+        });
+    }
+
+    pub fn report(&self, path: String) -> Diagnostic {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let fmt = storage::timefmt::format_rfc3339_nano;
+        // While active, up to now; once ended, up to the last update (the end).
+        let end = if s.active { None } else { s.updated };
+        let elapsed = s.started.map_or(0.0, |t| {
+            end.unwrap_or_else(SystemTime::now)
+                .duration_since(t)
+                .unwrap_or_default()
+                .as_secs_f64()
+        });
+        Diagnostic {
+            path,
+            active: s.active,
+            operation: s.operation.map_or("", Operation::as_str),
+            phase: s.phase.map_or("", Phase::as_str),
+            started_at: s.started.map(fmt),
+            updated_at: s.updated.map(fmt),
+            elapsed_seconds: elapsed,
+            txid: s.txid,
+            wal_size: s.wal_size,
+            last_synced_wal_offset: s.last_synced_wal_offset,
+            snapshotting: s.snapshotting,
+            checkpoint_mode: s.checkpoint_mode,
+            error: s.error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_reports_its_phase_then_where_it_ended() {
+        let st = SyncStatus::default();
+        let d = st.report("/db".into());
+        assert!(!d.active);
+        assert_eq!(
+            serde_json::to_string(&d).expect("json"),
+            r#"{"path":"/db","active":false}"#
+        );
+        st.begin(Operation::Sync, false);
+        st.phase(Phase::VerifyAndSync);
+        // A checkpoint inside the pass stays the pass's, with its mode and phase.
+        st.checkpoint("PASSIVE", false);
+        st.phase(Phase::CheckpointLock);
+        let d = st.report("/db".into());
+        assert!(d.active);
+        assert_eq!(
+            (d.operation, d.phase, d.checkpoint_mode),
+            ("sync", "checkpoint_lock", "PASSIVE")
+        );
+        assert!(d.started_at.is_some());
+        st.end(7, 4096, 4000, None);
+        let d = st.report("/db".into());
+        assert_eq!(
+            (
+                d.active,
+                d.phase,
+                d.txid,
+                d.wal_size,
+                d.last_synced_wal_offset
+            ),
+            (false, "update_metrics", 7, 4096, 4000)
+        );
+        st.begin(Operation::Sync, true);
+        st.end(7, 4096, 4000, Some("disk full".into()));
+        let d = st.report("/db".into());
+        assert_eq!(
+            (d.phase, d.error.as_deref()),
+            ("starting", Some("disk full"))
+        );
+        assert!(d.snapshotting);
+        // A checkpoint on its own is an operation of its own.
+        st.checkpoint("TRUNCATE", false);
+        assert_eq!(st.report("/db".into()).operation, "checkpoint");
+    }
+}
