@@ -46,8 +46,16 @@ pub enum Command {
     Info(CtlArgs),
     /// List the running daemon's databases (via the control socket).
     List(CtlArgs),
-    /// Print the version.
-    Version,
+    /// Print the version (`-verbose`: with the build's details).
+    Version(VersionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Also print the Litestream version this one is compatible with, the SQLite linked in and
+    /// the platform.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// `-socket`, `-timeout` and `-json` of the control socket commands.
@@ -206,6 +214,30 @@ pub struct ReplicateArgs {
     pub args: Vec<String>,
 }
 
+/// The Litestream release whose replicas, config and commands this one is a drop-in for.
+pub const COMPATIBLE_WITH: &str = "0.5.17";
+
+/// What `version` prints. Verbose, it is laid out as Litestream's `version -verbose` (a label
+/// column 13 wide), with what identifies this build: the SQLite linked in, the local I/O and
+/// the platform.
+pub fn version_text(verbose: bool) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    if !verbose {
+        return format!("ls-engine {version}\n");
+    }
+    format!(
+        "Version:     ls-engine {version}\n\
+         Litestream:  {COMPATIBLE_WITH} (drop-in)\n\
+         SQLite:      {}\n\
+         Local I/O:   {}\n\
+         OS/Arch:     {}/{}\n",
+        crate::sqlite::sqlite_version(),
+        storage::local::io_kind().as_str(),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+    )
+}
+
 const LONG_FLAGS: &[&str] = &[
     "config",
     "no-expand-env",
@@ -222,6 +254,7 @@ const LONG_FLAGS: &[&str] = &[
     "timeout",
     "wait",
     "replica",
+    "verbose",
     "help",
     "version",
 ];
@@ -237,6 +270,7 @@ const BOOL_FLAGS: &[&str] = &[
     "json",
     "dry-run",
     "wait",
+    "verbose",
 ];
 
 /// Rewrites `-flag` / `-flag=value` into `--flag` for the flags above, stopping at `--`. A
@@ -409,5 +443,25 @@ mod tests {
         let r = p(&["replicate", "-exec", "sleep 1", "/db", "file:///r"]);
         assert_eq!(r.exec.as_deref(), Some("sleep 1"));
         assert_eq!(r.args, vec!["/db", "file:///r"]);
+    }
+
+    #[test]
+    fn version_verbose_in_go_spellings() {
+        let v = |args: &[&str]| {
+            let a = std::iter::once("ls-engine")
+                .chain(args.iter().copied())
+                .map(OsString::from);
+            match parse(a) {
+                Ok(Cli {
+                    command: Command::Version(v),
+                }) => v.verbose,
+                other => panic!("unexpected parse result: {other:?}"),
+            }
+        };
+        assert!(!v(&["version"]));
+        assert!(v(&["version", "-verbose"]));
+        assert!(v(&["version", "--verbose"]));
+        assert!(v(&["version", "-verbose=true"]));
+        assert!(!v(&["version", "-verbose=false"]));
     }
 }

@@ -35,8 +35,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Version => {
-            println!("ls-engine {}", env!("CARGO_PKG_VERSION"));
+        Command::Version(v) => {
+            print!("{}", cli::version_text(v.verbose));
             ExitCode::SUCCESS
         }
         Command::Replicate(args) => match replicate_cmd(args) {
@@ -270,13 +270,19 @@ fn limit_malloc_arenas() {
 
 fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
     limit_malloc_arenas();
+    // Litestream's checks, in its order and words: `-once` is refused with an `exec` from the
+    // flag or the config file.
+    let mut cfg = load_config(&args)?;
+    let exec_set = |e: &Option<String>| e.as_deref().is_some_and(|s| !s.is_empty());
+    if args.once && (exec_set(&args.exec) || exec_set(&cfg.exec)) {
+        bail!("cannot specify -once flag with -exec");
+    }
     if args.force_snapshot && !args.once {
-        bail!("-force-snapshot requires -once");
+        bail!("cannot specify -force-snapshot flag without -once");
     }
     if args.enforce_retention && !args.once {
-        bail!("-enforce-retention requires -once");
+        bail!("cannot specify -enforce-retention flag without -once");
     }
-    let mut cfg = load_config(&args)?;
     if args.restore_if_db_not_exists {
         for db in &mut cfg.dbs {
             db.restore_if_missing = true;

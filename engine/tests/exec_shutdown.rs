@@ -251,3 +251,49 @@ fn exec_exit_status_matches_litestream() {
         assert_eq!(seen[0], seen[1], "{mode}: ours, then Litestream's");
     }
 }
+
+/// `-once` with an `exec` (flag or config file), and `-force-snapshot` or `-enforce-retention`
+/// without `-once`, are refused before anything runs, exit 1, with Litestream 0.5.17's words
+/// (as it printed them here); nothing reaches the replica.
+#[test]
+fn once_with_exec_is_refused_as_in_litestream() {
+    let s = setup("");
+    let c = s.cfg.to_str().expect("utf-8 path");
+    let with_exec = s.dir.path().join("exec.yml");
+    let text = fs::read_to_string(&s.cfg).expect("cfg");
+    fs::write(&with_exec, format!("exec: sleep 5\n{text}")).expect("cfg");
+    let e = with_exec.to_str().expect("utf-8 path");
+    for (args, msg) in [
+        (
+            vec!["-config", c, "-once", "-exec", "sleep 5"],
+            "cannot specify -once flag with -exec",
+        ),
+        (
+            vec!["-config", e, "-once"],
+            "cannot specify -once flag with -exec",
+        ),
+        (
+            vec!["-config", c, "-force-snapshot"],
+            "cannot specify -force-snapshot flag without -once",
+        ),
+        (
+            vec!["-config", c, "-enforce-retention"],
+            "cannot specify -enforce-retention flag without -once",
+        ),
+    ] {
+        let t0 = Instant::now();
+        let o = Command::new(ENGINE)
+            .arg("replicate")
+            .args(&args)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(msg), "{args:?}: {err}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{args:?} ran the exec"
+        );
+    }
+    assert!(l0_names(&s.replica).is_empty(), "something was replicated");
+}

@@ -193,3 +193,34 @@ fn databases_ltx_and_restore_match_litestream() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("level"));
 }
+
+/// `version -verbose` is laid out as Litestream's: `Label:` then the value at column 13, with
+/// the version first and the platform last; `-verbose=false` is the short form.
+#[test]
+#[ignore = "needs the real Litestream"]
+fn version_verbose_is_laid_out_as_litestreams() {
+    let ls = litestream();
+    let layout = |text: &str| -> Vec<(String, usize)> {
+        text.lines()
+            .map(|l| {
+                let (label, _) = l.split_once(':').expect("a `Label:` line");
+                let col = l.len() - l[label.len() + 1..].trim_start().len();
+                (label.to_owned(), col)
+            })
+            .collect()
+    };
+    let (t, _) = theirs(&ls, &["version", "-verbose"]);
+    let o = ours(&["version", "-verbose"]);
+    let (theirs_l, ours_l) = (layout(&t), layout(&o));
+    for l in [&theirs_l, &ours_l] {
+        assert_eq!(l.first().map(|x| x.0.as_str()), Some("Version"), "{t}\n{o}");
+        assert_eq!(l.last().map(|x| x.0.as_str()), Some("OS/Arch"), "{t}\n{o}");
+        assert!(l.iter().all(|x| x.1 == 13), "value not at column 13: {l:?}");
+    }
+    assert!(
+        o.contains(&format!("ls-engine {}", env!("CARGO_PKG_VERSION"))),
+        "{o}"
+    );
+    assert!(o.contains("0.5.17"), "{o}");
+    assert_eq!(ours(&["version", "-verbose=false"]), ours(&["version"]));
+}
