@@ -206,6 +206,23 @@ impl WalFile {
         Ok(n as u64 == self.len.min(32) && now[..n] == self.hdr[..n])
     }
 
+    /// Starts writing `len` bytes at `offset` back to disk without waiting (the frames a pass
+    /// just copied): the application's commits at `synchronous=NORMAL` leave the WAL to the
+    /// kernel, which on a large machine lets gigabytes of it pile up dirty; the next fsync (a
+    /// checkpoint's, ours or the application's) then writes them all at once and the writer's
+    /// own writes wait behind that burst (docs/checkpoints.md#writing-the-wal-back-early). A
+    /// hint only: failure changes nothing.
+    pub fn start_writeback(&self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: a plain syscall on a descriptor we own; it touches no memory of ours.
+        unsafe {
+            libc::sync_file_range(self.file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+
     /// The error a pass reports when the WAL changed under it (it is retried).
     pub fn changed(&self) -> Error {
         Error::Other(format!(

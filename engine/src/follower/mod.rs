@@ -628,6 +628,7 @@ impl Follower {
         if !wal.unchanged()? {
             return Err(wal.changed());
         }
+        wal.start_writeback(offset, sz);
         drop(wal);
 
         let kind = if plan.snapshot {
