@@ -72,6 +72,8 @@ pub struct Config {
     pub l0_retention_check_interval: Duration,
     pub retention_enabled: bool,
     pub verify_compaction: bool,
+    /// `validation.interval`: how often every level's TXID chain is checked (logging only).
+    pub validation_interval: Option<Duration>,
     pub shutdown_sync_timeout: Duration,
     pub shutdown_sync_interval: Duration,
     pub exec: Option<String>,
@@ -83,7 +85,7 @@ pub struct Config {
     /// Unknown keys, with their line, for the caller to log once logging is set up.
     pub warnings: Vec<String>,
     /// Problems that stop `replicate` but not a restore: settings this implementation does not act
-    /// on yet (`auto-recover`, `validation.interval`), listen addresses that cannot be bound, and
+    /// on yet (`auto-recover`), listen addresses that cannot be bound, and
     /// an empty `mcp-token`. Kept apart so that `ls-restore -config` reads every config
     /// Litestream's restore reads; `ls-engine` refuses the config on the first one.
     pub replicate_errors: Vec<ConfigError>,
@@ -132,13 +134,9 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
     let mcp = read_mcp(&mut top, &mut replicate_errors)?;
     let heartbeat = read_heartbeat(&mut top)?;
     let socket = read_socket(&mut top, &mut unknown)?;
+    let mut validation_interval = None;
     if let Some(mut v) = top.child("validation")? {
-        if v.duration("interval")?.is_some_and(|d| !d.is_zero()) {
-            replicate_errors.push(key_err(
-                "validation.interval",
-                "periodic validation is not supported yet",
-            ));
-        }
+        validation_interval = v.duration("interval")?.filter(|d| !d.is_zero());
         unknown.extend(v.unknown());
     }
 
@@ -261,6 +259,7 @@ pub fn parse(text: &str, expand: bool) -> Result<Config, ConfigError> {
         l0_retention_check_interval,
         retention_enabled,
         verify_compaction,
+        validation_interval,
         shutdown_sync_timeout,
         shutdown_sync_interval,
         exec,

@@ -49,7 +49,6 @@ fn what_only_replicate_refuses_does_not_stop_a_read() {
         ("addr: \"9090\"\n", "addr"),
         ("mcp-addr: localhost\n", "mcp-addr"),
         ("mcp-token: ''\n", "mcp-token"),
-        ("validation:\n  interval: 1m\n", "validation.interval"),
         (
             "dbs:\n  - path: /a.db\n    replica: {path: /r, auto-recover: true}\n",
             "dbs[0].replica.auto-recover",
@@ -412,4 +411,15 @@ fn config_path_tilde_is_the_home_directory() {
     let cfg = got.expect("load ~/ config");
     assert_eq!(cfg.dbs.len(), 1);
     assert_eq!(cfg.dbs[0].path, PathBuf::from("/tilde/a.db"));
+}
+
+#[test]
+fn validation_interval_and_verify_compaction() {
+    let c = must("validation:\n  interval: 1m\nverify-compaction: true\n");
+    assert_eq!(c.validation_interval, Some(Duration::from_secs(60)));
+    assert!(c.verify_compaction);
+    assert!(c.replicate_errors.is_empty());
+    let c = must("validation:\n  interval: 0s\n");
+    assert_eq!(c.validation_interval, None);
+    assert!(!c.verify_compaction);
 }

@@ -55,6 +55,7 @@ pub mod sockfile;
 pub mod sqlite;
 pub mod sync_status;
 pub mod uploader;
+pub mod validate;
 pub mod verify;
 pub mod wake;
 pub mod walread;

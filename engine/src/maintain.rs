@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use ltx_codec::TxId;
+use ltx_codec::{Level, TxId};
 use storage::SharedReplica;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::compactor::{compact_level, Outcome};
 use crate::meta::MetaDir;
@@ -18,6 +18,7 @@ use crate::metrics;
 use crate::retention::{self, Policy};
 use crate::schedule::{jitter, next_at, Pool};
 use crate::snapshot;
+use crate::validate;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -26,6 +27,10 @@ pub struct Settings {
     pub snapshot_interval: Duration,
     pub l0_check_interval: Duration,
     pub policy: Policy,
+    /// `verify-compaction`: check the level's TXID chain after each compaction.
+    pub verify_compaction: bool,
+    /// `validation.interval`: check every level's chain this often.
+    pub validation_interval: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +38,7 @@ enum Job {
     Level(u8),
     Snapshot,
     L0Retention,
+    Validate,
 }
 
 pub struct Maintainer {
@@ -83,6 +89,10 @@ impl Maintainer {
             Job::Level(l) => self.settings.levels[usize::from(l) - 1],
             Job::Snapshot => self.settings.snapshot_interval,
             Job::L0Retention => self.settings.l0_check_interval,
+            Job::Validate => self
+                .settings
+                .validation_interval
+                .unwrap_or(Duration::from_secs(3600)),
         }
     }
 
@@ -103,7 +113,7 @@ impl Maintainer {
                 replicated,
                 below: compactions.get(1).copied().unwrap_or(0),
             }),
-            Job::Snapshot => None,
+            Job::Snapshot | Job::Validate => None,
         }
     }
 
@@ -115,6 +125,9 @@ impl Maintainer {
         let p = self.settings.policy;
         if !p.l0_retention.is_zero() && !self.settings.l0_check_interval.is_zero() {
             jobs.push(Job::L0Retention);
+        }
+        if self.settings.validation_interval.is_some() {
+            jobs.push(Job::Validate);
         }
         let now = SystemTime::now();
         let mut next: Vec<SystemTime> = jobs
@@ -193,6 +206,9 @@ impl Maintainer {
                     Ok(Outcome::Compacted(info)) => {
                         info!(db = %db, level = l, min = %info.min_txid, max = %info.max_txid, size = info.size, "compaction complete");
                         compactions[usize::from(l)] += 1;
+                        if self.settings.verify_compaction {
+                            self.verify_compaction(&db, l).await;
+                        }
                         if l == 1 {
                             self.l0_retention(&db).await;
                         }
@@ -226,6 +242,41 @@ impl Maintainer {
                 Done::Again
             }
             Job::L0Retention => self.l0_retention(&db).await,
+            Job::Validate => {
+                self.validate(&db).await;
+                Done::Again
+            }
+        }
+    }
+
+    /// `verify-compaction`: the level just written must still be one unbroken TXID chain;
+    /// a break is logged and counted, as in Litestream.
+    async fn verify_compaction(&self, db: &str, level: u8) {
+        let found = match validate::level(&self.replica, Level(level)).await {
+            Ok(b) => b.into_iter().next().map(|b| b.message),
+            Err(e) => Some(format!("fetch ltx files: {e}")),
+        };
+        if let Some(message) = found {
+            warn!(db = %db, level, error = %message, "post-compaction verification failed");
+            metrics::db(&self.db).compaction_verify_failed();
+        }
+    }
+
+    /// `validation.interval`: every level but the snapshots' (not a chain) is checked.
+    async fn validate(&self, db: &str) {
+        let top = u8::try_from(self.settings.levels.len()).unwrap_or(8);
+        for l in 0..=top {
+            match validate::level(&self.replica, Level(l)).await {
+                Ok(breaks) => {
+                    for b in breaks {
+                        warn!(db = %db, level = l, r#type = b.kind, message = %b.message, "validation error detected");
+                    }
+                }
+                Err(e) => {
+                    error!(db = %db, level = l, error = %e, "validation check failed");
+                    return;
+                }
+            }
         }
     }
 

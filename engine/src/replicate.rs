@@ -307,7 +307,8 @@ impl DbTask {
             replica.clone(),
             MetaDir::new(&self.cfg.meta_path).with_mode_from(&self.cfg.path),
             self.cfg.path.clone(),
-        );
+        )
+        .with_batch(self.cfg.replica.max_sync_ltx_files);
         let up = tokio::spawn(upload_loop(
             uploader,
             pos_rx,

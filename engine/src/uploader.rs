@@ -26,6 +26,9 @@ pub struct Uploader {
     meta: MetaDir,
     db: PathBuf,
     pos: Option<TxId>,
+    /// Files uploaded per batch at most (`max-sync-ltx-files`; 0 for no limit): the position
+    /// and the `replica sync` log line follow each batch, as in Litestream.
+    batch: u64,
 }
 
 /// The replica's newest file over every level, if any: the highest MaxTXID and, among the
@@ -139,7 +142,14 @@ impl Uploader {
             meta,
             db,
             pos: None,
+            batch: 0,
         }
+    }
+
+    /// Uploads in batches of at most `n` files (`max-sync-ltx-files`; 0 for no limit).
+    pub fn with_batch(mut self, n: u64) -> Self {
+        self.batch = n;
+        self
     }
 
     /// Replica position if known.
@@ -147,17 +157,26 @@ impl Uploader {
         self.pos
     }
 
-    /// Uploads every local L0 file after the replica position up to `local_max`.
+    /// Uploads every local L0 file after the replica position up to `local_max`, batch after
+    /// batch.
     pub async fn sync(&mut self, local_max: TxId) -> Result<usize> {
-        let r = self.sync_inner(local_max).await;
-        if r.is_err() {
-            // Unknown again: the next attempt re-reads it from the replica.
-            self.pos = None;
+        let mut total = 0;
+        loop {
+            let r = self.sync_batch(local_max).await;
+            if r.is_err() {
+                // Unknown again: the next attempt re-reads it from the replica.
+                self.pos = None;
+            }
+            let (n, limited) = r?;
+            total += n;
+            if !limited {
+                return Ok(total);
+            }
         }
-        r
     }
 
-    async fn sync_inner(&mut self, local_max: TxId) -> Result<usize> {
+    /// One batch; true when it stopped at the batch size before `local_max`.
+    async fn sync_batch(&mut self, local_max: TxId) -> Result<(usize, bool)> {
         let mut pos = match self.pos {
             Some(p) => p,
             None => {
@@ -176,7 +195,13 @@ impl Uploader {
             }
         };
         let mut n = 0;
+        let mut limited = false;
         while pos < local_max {
+            if self.batch > 0 && n as u64 >= self.batch {
+                limited = true;
+                tracing::debug!(db = %self.db.display(), synced_files = n, db_txid = %local_max, replica_txid = %pos, "replica sync limited");
+                break;
+            }
             let txid = pos.next();
             let path = self.meta.l0_path(txid);
             let (head, body) = read_for_upload(&path).await?;
@@ -218,7 +243,7 @@ impl Uploader {
         if n > 0 {
             info!(db = %self.db.display(), replica = self.replica.kind(), txid = %pos, files = n, "replica sync");
         }
-        Ok(n)
+        Ok((n, limited))
     }
 
     fn conflict(&self, theirs: &LtxFileInfo, local: TxId) -> Error {

@@ -38,4 +38,5 @@ mod security;
 mod sftp;
 mod socket;
 mod two_writers;
+mod uploads;
 mod write_path;

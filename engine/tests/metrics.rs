@@ -452,3 +452,65 @@ fn s3_operations_are_counted() {
     assert!(ok, "PUTs did not grow:\n{}\n{}", s.text, e.tail());
     r.stop();
 }
+
+/// `verify-compaction` and `validation.interval` (issue 18 item 5): an unbroken replica is
+/// neither reported nor counted; once a level-1 file is removed from the middle of its chain,
+/// the periodic validation logs the gap, and the next compaction's check fails, which
+/// `litestream_compaction_verify_error_count` counts.
+#[test]
+fn verify_compaction_and_validation_report_a_broken_chain() {
+    let r = start_with(|dir, db| {
+        format!(
+            "levels:\n  - interval: 1s\nverify-compaction: true\nvalidation:\n  interval: 1s\n\
+             dbs:\n  - path: {}\n    monitor-interval: 100ms\n    \
+             replica:\n      path: {}\n      sync-interval: 100ms\n",
+            db.display(),
+            dir.join("replica").display()
+        )
+    });
+    let (db, port, c, e) = (&r.db, r.port, &r.app, &r.engine);
+    let l1 = r.dir.path().join("replica/ltx/1");
+    let names = || {
+        let mut v: Vec<String> = std::fs::read_dir(&l1)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    for i in 0..3 {
+        let before = names().len();
+        insert_rows(c, i * 10, 10, 100);
+        assert!(
+            wait_until(Duration::from_secs(20), || names().len() > before),
+            "no new level-1 file:\n{}",
+            e.tail()
+        );
+    }
+    let verify = key("litestream_compaction_verify_error_count", db, "");
+    assert_eq!(scrape(port).value(&verify), Some(0.0));
+    let log = || std::fs::read_to_string(&e.log).unwrap_or_default();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !log().contains("validation error detected") && !log().contains("verification failed"),
+        "an unbroken chain was reported:\n{}",
+        e.tail()
+    );
+
+    std::fs::remove_file(l1.join(&names()[1])).expect("remove a level-1 file");
+    assert!(
+        wait_until(Duration::from_secs(10), || log().lines().any(|l| l
+            .contains("validation error detected")
+            && l.contains("gap"))),
+        "the gap was not reported:\n{}",
+        e.tail()
+    );
+    insert_rows(c, 100, 10, 100);
+    let (ok, s) = scrape_until(port, 20, |s| s.value(&verify).is_some_and(|v| v >= 1.0));
+    assert!(ok, "not counted:\n{}\n{}", s.text, e.tail());
+    assert!(log().contains("post-compaction verification failed"));
+    r.stop();
+}

@@ -59,6 +59,8 @@ impl Registry {
                     remote: config.retention_enabled,
                     max_level: u8::try_from(config.levels.len()).unwrap_or(8),
                 },
+                verify_compaction: config.verify_compaction,
+                validation_interval: config.validation_interval,
             },
             pool: Pool::default(),
         };
