@@ -309,12 +309,6 @@ pub(crate) fn read_replica(
         unsupported.push(key_err(&n.key("age"), e));
     }
     let auto_recover = own.auto_recover.or(global.auto_recover).unwrap_or(false);
-    if auto_recover {
-        unsupported.push(key_err(
-            &n.key("auto-recover"),
-            "automatic recovery of local state is not supported yet",
-        ));
-    }
     Ok(ReplicaConfig {
         kind,
         url,

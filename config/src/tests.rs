@@ -49,10 +49,6 @@ fn what_only_replicate_refuses_does_not_stop_a_read() {
         ("addr: \"9090\"\n", "addr"),
         ("mcp-addr: localhost\n", "mcp-addr"),
         ("mcp-token: ''\n", "mcp-token"),
-        (
-            "dbs:\n  - path: /a.db\n    replica: {path: /r, auto-recover: true}\n",
-            "dbs[0].replica.auto-recover",
-        ),
     ] {
         let c = parse(text, false).expect(text);
         let keys: Vec<_> = c.replicate_errors.iter().filter_map(|e| e.key()).collect();
@@ -239,8 +235,11 @@ fn errors_name_the_key() {
     assert!(e.contains("dbs[0].replica.region"), "{e}");
     let e = err("dbs:\n  - path: /a.db\n    max-sync-wal-bytes: lots\n    replica: {path: /r}\n");
     assert!(e.contains("dbs[0].max-sync-wal-bytes"), "{e}");
-    let e = err("dbs:\n  - path: /a.db\n    replica: {path: /r, auto-recover: true}\n");
-    assert!(e.contains("dbs[0].replica.auto-recover"), "{e}");
+    let c = must("auto-recover: true\ndbs:\n  - path: /a.db\n    replica: {path: /r}\n");
+    assert!(
+        c.dbs[0].replica.auto_recover,
+        "inherited from the top level"
+    );
     let e = err("snapshot:\n  interval: 0s\n");
     assert!(e.contains("snapshot.interval"), "{e}");
     let e = err("levels:\n  - interval: 0s\n");

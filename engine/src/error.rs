@@ -41,6 +41,10 @@ pub enum Error {
         local: ltx_codec::TxId,
         replica: ltx_codec::TxId,
     },
+    /// A local L0 file that is missing or does not decode: the local state is damaged, and
+    /// `auto-recover` resets it (docs/wal.md#auto-recover).
+    #[error("local L0 file {}: {reason}", path.display())]
+    LocalL0 { path: PathBuf, reason: String },
     #[error("{0}")]
     Other(String),
 }
@@ -58,6 +62,25 @@ impl Error {
         Error::Sqlite {
             what: what.into(),
             source,
+        }
+    }
+
+    /// An I/O error on local L0 file `path`: [`Error::LocalL0`] when the file is missing.
+    pub fn local_l0_io(what: &'static str, path: &std::path::Path, e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Error::LocalL0 {
+                path: path.to_owned(),
+                reason: format!("{what}: missing"),
+            };
+        }
+        Error::io(what, path, e)
+    }
+
+    /// Local L0 file `path` does not decode.
+    pub fn local_l0_corrupt(path: &std::path::Path, e: ltx_codec::Error) -> Self {
+        Error::LocalL0 {
+            path: path.to_owned(),
+            reason: format!("corrupt: {e}"),
         }
     }
 

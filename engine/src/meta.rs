@@ -120,11 +120,11 @@ impl MetaDir {
     /// a large file costs a buffer, not its size in memory. Returns what verify keeps of it.
     pub fn verify_l0(&self, txid: TxId) -> Result<LastL0> {
         let path = self.l0_path(txid);
-        let f = fs::File::open(&path).map_err(|e| Error::io("open L0 file", &path, e))?;
-        let what = || format!("last local L0 {}", path.display());
+        let f = fs::File::open(&path).map_err(|e| Error::local_l0_io("open", &path, e))?;
         let mut d = ltx_codec::StreamDecoder::new(std::io::BufReader::with_capacity(CHUNK, f))
-            .map_err(|e| Error::ltx(what(), e))?;
-        d.verify_to_end().map_err(|e| Error::ltx(what(), e))?;
+            .map_err(|e| Error::local_l0_corrupt(&path, e))?;
+        d.verify_to_end()
+            .map_err(|e| Error::local_l0_corrupt(&path, e))?;
         Ok(LastL0 {
             header: *d.header(),
             last_page: None,

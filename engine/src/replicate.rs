@@ -148,6 +148,8 @@ struct HandleInner {
     /// The last sync pass or upload failed.
     step_failing: AtomicBool,
     upload_failing: AtomicBool,
+    /// The uploader found a local L0 file missing or corrupt (for `auto-recover`).
+    local_damage: AtomicBool,
     /// The last successful upload (or caught-up check) of the replica.
     last_ok: Mutex<Option<SystemTime>>,
     sync_tx: mpsc::UnboundedSender<SyncReply>,
@@ -162,6 +164,7 @@ impl DbHandle {
             opened: AtomicBool::new(false),
             step_failing: AtomicBool::new(false),
             upload_failing: AtomicBool::new(false),
+            local_damage: AtomicBool::new(false),
             last_ok: Mutex::new(None),
             sync_tx,
         };
@@ -213,6 +216,16 @@ impl DbHandle {
 
     fn set_local(&self, t: TxId) {
         self.inner.local.send_replace(t);
+    }
+
+    /// A local L0 file is missing or corrupt: the database's task resets the local state if
+    /// `auto-recover` is on.
+    pub(crate) fn note_local_damage(&self) {
+        self.inner.local_damage.store(true, Ordering::Relaxed);
+    }
+
+    fn take_local_damage(&self) -> bool {
+        self.inner.local_damage.swap(false, Ordering::Relaxed)
     }
 
     pub(crate) fn upload_failed(&self) {
@@ -471,6 +484,9 @@ impl DbTask {
             watched = self.notify.as_ref().is_some_and(DbWatch::arm);
             // Taken before the step so that a commit landing during it still differs.
             last_print = fingerprint(&self.cfg.path);
+            if self.cfg.replica.auto_recover && self.handle.take_local_damage() {
+                self.auto_recover(&mut follower).await;
+            }
             let started = Instant::now();
             let before = *pos_tx.borrow();
             // Shutdown during a pass gives it the shutdown window (a silent server must not
@@ -525,6 +541,11 @@ impl DbTask {
                     error!(db = %path, error = %e, "replica sync stopped");
                     self.stop.send_replace(true);
                     break;
+                }
+                Err(e @ Error::LocalL0 { .. }) if self.cfg.replica.auto_recover => {
+                    errors += 1;
+                    error!(db = %path, error = %e, consecutive_errors = errors, "sync error");
+                    self.auto_recover(&mut follower).await;
                 }
                 Err(e) => {
                     errors += 1;
@@ -606,6 +627,24 @@ impl DbTask {
             let _ = tokio::task::spawn_blocking(move || f.close()).await;
         }
         ok
+    }
+
+    /// `auto-recover` (docs/wal.md#auto-recover): a local L0 file missing or corrupt is
+    /// local state lost, so the local L0 files are removed, as `reset` removes them, and the
+    /// database is opened afresh: it adopts the replica's position and writes a snapshot, which
+    /// holds every page, so nothing the damaged files held is lost to the replica.
+    async fn auto_recover(&self, follower: &mut Option<Follower>) {
+        let path = self.cfg.path.display().to_string();
+        warn!(db = %path, "auto-recovery enabled, resetting local state");
+        if let Some(mut f) = follower.take() {
+            let _ = tokio::task::spawn_blocking(move || f.close()).await;
+        }
+        let meta = MetaDir::new(&self.cfg.meta_path).with_mode_from(&self.cfg.path);
+        match tokio::task::spawn_blocking(move || meta.clear_l0()).await {
+            Ok(Ok(())) => info!(db = %path, "auto-recovery complete, resuming replication"),
+            Ok(Err(e)) => error!(db = %path, error = %e, "auto-recovery failed"),
+            Err(e) => error!(db = %path, error = %e, "auto-recovery failed"),
+        }
     }
 
     /// `-force-snapshot`: a level-9 snapshot `1-<txid>` straight to the replica.

@@ -113,12 +113,12 @@ async fn same_as_local(
 async fn read_for_upload(path: &std::path::Path) -> Result<(Vec<u8>, Body)> {
     let len = tokio::fs::metadata(path)
         .await
-        .map_err(|e| Error::io("stat local L0 file for upload", path, e))?
+        .map_err(|e| Error::local_l0_io("stat for upload", path, e))?
         .len();
     if len <= KEEP_IN_MEMORY as u64 {
         let bytes = tokio::fs::read(path)
             .await
-            .map_err(|e| Error::io("read local L0 file for upload", path, e))?;
+            .map_err(|e| Error::local_l0_io("read for upload", path, e))?;
         let head = bytes[..bytes.len().min(ltx_codec::HEADER_SIZE)].to_vec();
         return Ok((head, Body::Bytes(Bytes::from(bytes))));
     }
@@ -131,7 +131,7 @@ async fn read_for_upload(path: &std::path::Path) -> Result<(Vec<u8>, Body)> {
     })
     .await
     .map_err(|e| Error::Other(format!("read L0 header: {e}")))?
-    .map_err(|e| Error::io("read local L0 header", path, e))?;
+    .map_err(|e| Error::local_l0_io("read header", path, e))?;
     Ok((head, Body::File(path.to_owned())))
 }
 
@@ -205,7 +205,7 @@ impl Uploader {
             let txid = pos.next();
             let path = self.meta.l0_path(txid);
             let (head, body) = read_for_upload(&path).await?;
-            let header = Header::decode(&head).map_err(|e| Error::ltx(format!("L0 {txid}"), e))?;
+            let header = Header::decode(&head).map_err(|e| Error::local_l0_corrupt(&path, e))?;
             let created = SystemTime::UNIX_EPOCH
                 + Duration::from_millis(u64::try_from(header.timestamp).unwrap_or(0));
             let written = if self.replica.supports_create_only() {
@@ -316,6 +316,9 @@ pub(crate) async fn upload_loop(
                 }
                 Some(Err(e)) => {
                     handle.upload_failed();
+                    if matches!(e, Error::LocalL0 { .. }) {
+                        handle.note_local_damage();
+                    }
                     if matches!(e, Error::Conflict { .. }) {
                         error!(error = %e, "replica sync stopped");
                         stop.send_replace(true);
