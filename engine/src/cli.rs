@@ -397,15 +397,21 @@ mod tests {
 
     use super::*;
 
-    fn p(args: &[&str]) -> ReplicateArgs {
+    /// The command `ls-engine ARGS` parses to; a parse error fails the test.
+    fn command(args: &[&str]) -> Command {
         let v = std::iter::once("ls-engine")
             .chain(args.iter().copied())
             .map(OsString::from);
         match parse(v) {
-            Ok(Cli {
-                command: Command::Replicate(r),
-            }) => r,
-            other => panic!("unexpected parse result: {other:?}"),
+            Ok(cli) => cli.command,
+            Err(e) => panic!("{args:?} did not parse: {e}"),
+        }
+    }
+
+    fn p(args: &[&str]) -> ReplicateArgs {
+        match command(args) {
+            Command::Replicate(r) => r,
+            other => panic!("unexpected command: {other:?}"),
         }
     }
 
@@ -447,16 +453,9 @@ mod tests {
 
     #[test]
     fn version_verbose_in_go_spellings() {
-        let v = |args: &[&str]| {
-            let a = std::iter::once("ls-engine")
-                .chain(args.iter().copied())
-                .map(OsString::from);
-            match parse(a) {
-                Ok(Cli {
-                    command: Command::Version(v),
-                }) => v.verbose,
-                other => panic!("unexpected parse result: {other:?}"),
-            }
+        let v = |args: &[&str]| match command(args) {
+            Command::Version(v) => v.verbose,
+            other => panic!("unexpected command: {other:?}"),
         };
         assert!(!v(&["version"]));
         assert!(v(&["version", "-verbose"]));

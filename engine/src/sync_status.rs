@@ -119,6 +119,18 @@ fn is_zero_f64(n: &f64) -> bool {
     *n == 0.0
 }
 
+impl State {
+    fn start(&mut self, op: Operation, snapshotting: bool) {
+        self.active = true;
+        self.operation = Some(op);
+        self.phase = Some(Phase::Starting);
+        self.started = Some(SystemTime::now());
+        self.snapshotting = snapshotting;
+        self.checkpoint_mode = "";
+        self.error = None;
+    }
+}
+
 impl SyncStatus {
     fn with(&self, f: impl FnOnce(&mut State)) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -126,34 +138,25 @@ impl SyncStatus {
         s.updated = Some(SystemTime::now());
     }
 
-    /// An operation begins; a checkpoint inside a sync pass stays part of that pass.
+    /// A sync pass begins.
     pub fn begin(&self, op: Operation, snapshotting: bool) {
-        self.with(|s| {
-            if s.active && op == Operation::Checkpoint {
-                return;
-            }
-            let now = SystemTime::now();
-            s.active = true;
-            s.operation = Some(op);
-            s.phase = Some(Phase::Starting);
-            s.started = Some(now);
-            s.snapshotting = snapshotting;
-            s.checkpoint_mode = "";
-            s.error = None;
-        });
+        self.with(|s| s.start(op, snapshotting));
     }
 
     pub fn phase(&self, p: Phase) {
         self.with(|s| s.phase = Some(p));
     }
 
-    /// A checkpoint in `mode` (PASSIVE, TRUNCATE) begins its first step. Returns whether it
-    /// is an operation of its own (no sync pass was under way), which the caller then ends.
+    /// A checkpoint in `mode` (PASSIVE, TRUNCATE) begins its first step; inside a sync pass it
+    /// stays part of that pass. Returns whether it is an operation of its own (no pass was under
+    /// way), which the caller then ends.
     pub fn checkpoint(&self, mode: &'static str, snapshotting: bool) -> bool {
         let mut own = false;
-        self.with(|s| own = !s.active);
-        self.begin(Operation::Checkpoint, snapshotting);
         self.with(|s| {
+            own = !s.active;
+            if own {
+                s.start(Operation::Checkpoint, snapshotting);
+            }
             s.checkpoint_mode = mode;
             s.phase = Some(Phase::CheckpointCopyBefore);
         });

@@ -126,7 +126,7 @@ impl Follower {
             spent += self.backfill_unlocked(tries > 1)?;
             // A reader still holds the copy back: the lock would be let go at once, after a
             // flush of the WAL that competes with the writer for the disk.
-            let backlog = self.wal_backlog() * self.frame_size();
+            let backlog = self.wal_backlog();
             if backlog > SEAL_BACKLOG {
                 // Still in its transaction, the reader holds it back until that ends: the
                 // next pass runs in the reader's gap instead. Gone, the next round copies it.
@@ -162,7 +162,7 @@ impl Follower {
             // Another reader held the unlocked copy back until just now: its backlog is for
             // the next unlocked rounds, not for writers to wait on
             // (docs/checkpoints.md#a-reader-that-held-the-copy-back).
-            let backlog = self.wal_backlog() * self.frame_size();
+            let backlog = self.wal_backlog();
             let copy = backlog <= SEAL_BACKLOG;
             let res = if copy {
                 status.phase(Phase::CheckpointExec);

@@ -88,7 +88,7 @@ impl Follower {
         }
         // In a reader's gap, a backlog small enough to copy before it comes back.
         if self.app.gap_wanted
-            && self.wal_backlog() * self.frame_size() <= GAP_BACKLOG
+            && self.wal_backlog() <= GAP_BACKLOG
             && self.app.shm.readers_elsewhere() == Some(false)
         {
             return true;
@@ -147,13 +147,15 @@ impl Follower {
             })
     }
 
-    /// Frames in the WAL not yet copied into the database file, as the wal-index says; 0 if it
+    /// Bytes of WAL not yet copied into the database file, as the wal-index says; 0 if it
     /// cannot be read.
     pub(super) fn wal_backlog(&mut self) -> u64 {
-        self.app
+        let frames = self
+            .app
             .shm
             .read()
-            .map_or(0, |i| u64::from(i.mx_frame.saturating_sub(i.n_backfill)))
+            .map_or(0, |i| u64::from(i.mx_frame.saturating_sub(i.n_backfill)));
+        frames * self.frame_size()
     }
 
     /// Whether a reader of another process is in a transaction that needs the WAL; such a
