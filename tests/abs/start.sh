@@ -8,50 +8,31 @@
 #
 # Installs Azurite with tests/abs/install.sh when azurite-blob is not on PATH.
 
+# shellcheck source=../lib/server.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
+
 ls_abs_start() {
-  local state="${LS_ABS_STATE_DIR:-${TMPDIR:-/tmp}/ls-abs-test}"
+  local state
+  state="$(ls_state_dir LS_ABS_STATE_DIR ls-abs-test)"
   local here
   here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
   if ! command -v azurite-blob >/dev/null 2>&1; then
     echo "[abs] installing azurite" >&2
     bash "$here/install.sh" || return 1
   fi
-  if [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null; then
-    kill "$(cat "$state/pid")" 2>/dev/null || true
-    sleep 0.2
-  fi
-  rm -rf "$state"
+  ls_reset_state "$state" "$state/pid"
   mkdir -p "$state/data"
 
   local port
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')" || return 1
+  port="$(ls_free_port)" || return 1
   # Azurite's well-known development account and key.
   local account="devstoreaccount1" container="ls-test"
   local key="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
-  # setsid: the server must not share the caller's process group, so a Ctrl-C in the
-  # foreground job does not kill it before stop.sh runs.
-  setsid azurite-blob --blobHost 127.0.0.1 --blobPort "$port" --location "$state/data" \
-    --disableTelemetry --skipApiVersionCheck --loose \
-    >"$state/server.log" 2>&1 </dev/null &
-  echo $! >"$state/pid"
-
-  local i
-  for i in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      break
-    fi
-    if ! kill -0 "$(cat "$state/pid")" 2>/dev/null; then
-      echo "[abs] azurite exited during startup:" >&2
-      cat "$state/server.log" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  if [ "$i" = 200 ]; then
-    echo "[abs] azurite did not answer on 127.0.0.1:$port" >&2
-    return 1
-  fi
+  ls_launch "$state/pid" "$state/server.log" \
+    azurite-blob --blobHost 127.0.0.1 --blobPort "$port" --location "$state/data" \
+    --disableTelemetry --skipApiVersionCheck --loose
+  ls_wait_ready abs azurite "$port" "$state/pid" "$state/server.log" 200 || return 1
 
   local endpoint="http://127.0.0.1:$port/$account"
   # Create Container, signed with the account key (Shared Key), from python's standard library.
@@ -78,20 +59,9 @@ PY
   export LS_ABS_KEY="$key"
   export LS_ABS_CONTAINER="$container"
   export LS_ABS_STATE_DIR="$state"
-  {
-    echo "export LS_ABS_ENDPOINT=$LS_ABS_ENDPOINT"
-    echo "export LS_ABS_ACCOUNT=$LS_ABS_ACCOUNT"
-    echo "export LS_ABS_KEY=$LS_ABS_KEY"
-    echo "export LS_ABS_CONTAINER=$LS_ABS_CONTAINER"
-    echo "export LS_ABS_STATE_DIR=$LS_ABS_STATE_DIR"
-  } >"$state/env"
+  ls_write_env "$state" LS_ABS_ENDPOINT LS_ABS_ACCOUNT LS_ABS_KEY LS_ABS_CONTAINER \
+    LS_ABS_STATE_DIR
   echo "[abs] azurite listening on $LS_ABS_ENDPOINT (pid $(cat "$state/pid"), data $state/data)" >&2
 }
 
-if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-  set -euo pipefail
-  ls_abs_start
-  cat "${LS_ABS_STATE_DIR:-${TMPDIR:-/tmp}/ls-abs-test}/env"
-else
-  ls_abs_start
-fi
+ls_start_main ls_abs_start "$(ls_state_dir LS_ABS_STATE_DIR ls-abs-test)"

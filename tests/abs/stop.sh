@@ -1,15 +1,8 @@
 #!/usr/bin/env bash
 # Stops the Azurite started by tests/abs/start.sh and removes its data.
 set -uo pipefail
-state="${LS_ABS_STATE_DIR:-${TMPDIR:-/tmp}/ls-abs-test}"
-if [ -f "$state/pid" ]; then
-  pid="$(cat "$state/pid")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid"
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-  fi
-fi
+# shellcheck source=../lib/server.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
+state="$(ls_state_dir LS_ABS_STATE_DIR ls-abs-test)"
+ls_stop_pid "$state/pid"
 rm -rf "$state"

@@ -10,8 +10,20 @@
 # which the tests set for the processes they start (not for the whole shell, so that nothing
 # else is pointed at the emulator by accident).
 
+# shellcheck source=../lib/server.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
+
+# ls_gcs_answers PORT: whether fake-gcs-server on 127.0.0.1:PORT answers its JSON API.
+ls_gcs_answers() {
+  python3 - "$1" <<'PY'
+import sys, urllib.request
+urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/storage/v1/b", timeout=1).read()
+PY
+}
+
 ls_gcs_start() {
-  local state="${LS_GCS_STATE_DIR:-${TMPDIR:-/tmp}/ls-gcs-test}"
+  local state
+  state="$(ls_state_dir LS_GCS_STATE_DIR ls-gcs-test)"
   local here
   here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
   local bin
@@ -20,45 +32,17 @@ ls_gcs_start() {
     echo "[gcs] fake-gcs-server binary not found ($bin)" >&2
     return 1
   fi
-  if [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null; then
-    kill "$(cat "$state/pid")" 2>/dev/null || true
-    sleep 0.2
-  fi
-  rm -rf "$state"
-  mkdir -p "$state"
+  ls_reset_state "$state" "$state/pid"
 
   local port
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')" || return 1
+  port="$(ls_free_port)" || return 1
   local bucket="ls-test"
 
-  # setsid: the server must not share the caller's process group, so a Ctrl-C in the
-  # foreground job does not kill it before stop.sh runs.
-  setsid "$bin" -scheme http -host 127.0.0.1 -port "$port" \
+  ls_launch "$state/pid" "$state/server.log" "$bin" -scheme http -host 127.0.0.1 -port "$port" \
     -public-host "127.0.0.1:$port" -external-url "http://127.0.0.1:$port" \
-    -backend memory -log-level warn >"$state/server.log" 2>&1 </dev/null &
-  echo $! >"$state/pid"
-
-  local i ok=0
-  for i in $(seq 1 100); do
-    if python3 - "$port" <<'PY' 2>/dev/null
-import sys, urllib.request
-urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/storage/v1/b", timeout=1).read()
-PY
-    then
-      ok=1
-      break
-    fi
-    if ! kill -0 "$(cat "$state/pid")" 2>/dev/null; then
-      echo "[gcs] fake-gcs-server exited during startup:" >&2
-      cat "$state/server.log" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  if [ "$ok" != 1 ]; then
-    echo "[gcs] fake-gcs-server did not answer on 127.0.0.1:$port" >&2
-    return 1
-  fi
+    -backend memory -log-level warn
+  ls_wait_ready gcs fake-gcs-server "$port" "$state/pid" "$state/server.log" 100 \
+    ls_gcs_answers "$port" || return 1
   python3 - "$port" "$bucket" <<'PY' || { echo "[gcs] could not create bucket $bucket" >&2; return 1; }
 import json, sys, urllib.request
 port, bucket = sys.argv[1], sys.argv[2]
@@ -74,18 +58,8 @@ PY
   export LS_GCS_ENDPOINT="http://127.0.0.1:$port"
   export LS_GCS_EMULATOR_HOST="127.0.0.1:$port"
   export LS_GCS_BUCKET="$bucket"
-  {
-    echo "export LS_GCS_ENDPOINT=$LS_GCS_ENDPOINT"
-    echo "export LS_GCS_EMULATOR_HOST=$LS_GCS_EMULATOR_HOST"
-    echo "export LS_GCS_BUCKET=$LS_GCS_BUCKET"
-  } >"$state/env"
+  ls_write_env "$state" LS_GCS_ENDPOINT LS_GCS_EMULATOR_HOST LS_GCS_BUCKET
   echo "[gcs] fake-gcs-server listening on $LS_GCS_ENDPOINT (pid $(cat "$state/pid"), bucket $bucket)" >&2
 }
 
-if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-  set -euo pipefail
-  ls_gcs_start
-  cat "${LS_GCS_STATE_DIR:-${TMPDIR:-/tmp}/ls-gcs-test}/env"
-else
-  ls_gcs_start
-fi
+ls_start_main ls_gcs_start "$(ls_state_dir LS_GCS_STATE_DIR ls-gcs-test)"

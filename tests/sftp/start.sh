@@ -11,17 +11,17 @@
 #
 # tests/sftp/install.sh installs openssh-server when /usr/sbin/sshd is missing.
 
+# shellcheck source=../lib/server.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
+
 ls_sftp_start() {
-  local state="${LS_SFTP_STATE_DIR:-${TMPDIR:-/tmp}/ls-sftp-test}"
+  local state
+  state="$(ls_state_dir LS_SFTP_STATE_DIR ls-sftp-test)"
   local sshd=/usr/sbin/sshd
   if [ ! -x "$sshd" ]; then
     bash "$(dirname "${BASH_SOURCE[0]}")/install.sh" || return 1
   fi
-  if [ -f "$state/sshd.pid" ] && kill -0 "$(cat "$state/sshd.pid")" 2>/dev/null; then
-    kill "$(cat "$state/sshd.pid")" 2>/dev/null || true
-    sleep 0.2
-  fi
-  rm -rf "$state"
+  ls_reset_state "$state" "$state/sshd.pid"
   mkdir -p "$state/root"
   chmod 700 "$state"
   # The privilege separation directory sshd insists on.
@@ -33,7 +33,7 @@ ls_sftp_start() {
   chmod 600 "$state/authorized_keys"
 
   local port
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')" || return 1
+  port="$(ls_free_port)" || return 1
   cat >"$state/sshd_config" <<CONF
 Port $port
 ListenAddress 127.0.0.1
@@ -75,27 +75,8 @@ Match User $pw_user
 CONF
   fi
 
-  # setsid: the server must not share the caller's process group, so a Ctrl-C in the
-  # foreground job does not kill it before stop.sh runs.
-  setsid "$sshd" -D -e -f "$state/sshd_config" >"$state/sshd.log" 2>&1 </dev/null &
-  echo $! >"$state/sshd.pid"
-
-  local i
-  for i in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      break
-    fi
-    if ! kill -0 "$(cat "$state/sshd.pid")" 2>/dev/null; then
-      echo "[sftp] sshd exited during startup:" >&2
-      cat "$state/sshd.log" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  if [ "$i" = 100 ]; then
-    echo "[sftp] sshd did not answer on 127.0.0.1:$port" >&2
-    return 1
-  fi
+  ls_launch "$state/sshd.pid" "$state/sshd.log" "$sshd" -D -e -f "$state/sshd_config"
+  ls_wait_ready sftp sshd "$port" "$state/sshd.pid" "$state/sshd.log" 100 || return 1
 
   export LS_SFTP_HOST="127.0.0.1:$port"
   export LS_SFTP_USER="$(id -un)"
@@ -104,31 +85,17 @@ CONF
   export LS_SFTP_HOST_KEY
   export LS_SFTP_ROOT="$state/root"
   export LS_SFTP_SSHD_CONFIG="$state/sshd_config"
+  local vars=(LS_SFTP_HOST LS_SFTP_USER LS_SFTP_KEY LS_SFTP_HOST_KEY LS_SFTP_ROOT
+    LS_SFTP_SSHD_CONFIG)
   if [ -n "$pw" ]; then
     export LS_SFTP_PW_USER="$pw_user" LS_SFTP_PASSWORD="$pw"
     LS_SFTP_PW_HOME="$(getent passwd "$pw_user" | cut -d: -f6)"
     export LS_SFTP_PW_HOME
+    vars+=(LS_SFTP_PW_USER LS_SFTP_PASSWORD LS_SFTP_PW_HOME)
   fi
-  {
-    echo "export LS_SFTP_HOST=$LS_SFTP_HOST"
-    echo "export LS_SFTP_USER=$LS_SFTP_USER"
-    echo "export LS_SFTP_KEY=$LS_SFTP_KEY"
-    echo "export LS_SFTP_HOST_KEY='$LS_SFTP_HOST_KEY'"
-    echo "export LS_SFTP_ROOT=$LS_SFTP_ROOT"
-    echo "export LS_SFTP_SSHD_CONFIG=$LS_SFTP_SSHD_CONFIG"
-    if [ -n "$pw" ]; then
-      echo "export LS_SFTP_PW_USER=$LS_SFTP_PW_USER"
-      echo "export LS_SFTP_PASSWORD=$LS_SFTP_PASSWORD"
-      echo "export LS_SFTP_PW_HOME=$LS_SFTP_PW_HOME"
-    fi
-  } >"$state/env"
+  # LS_SFTP_HOST_KEY ("ssh-ed25519 AAAA... ls-sftp-host") is written in single quotes.
+  ls_write_env "$state" "${vars[@]}"
   echo "[sftp] sshd listening on $LS_SFTP_HOST (pid $(cat "$state/sshd.pid"), root $LS_SFTP_ROOT)" >&2
 }
 
-if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-  set -euo pipefail
-  ls_sftp_start
-  cat "${LS_SFTP_STATE_DIR:-${TMPDIR:-/tmp}/ls-sftp-test}/env"
-else
-  ls_sftp_start
-fi
+ls_start_main ls_sftp_start "$(ls_state_dir LS_SFTP_STATE_DIR ls-sftp-test)"

@@ -2,20 +2,17 @@
 # Stops the sshd started by tests/sftp/start.sh (and the sessions it forked) and removes its
 # state: keys, config and the replica files under LS_SFTP_ROOT.
 set -uo pipefail
-state="${LS_SFTP_STATE_DIR:-${TMPDIR:-/tmp}/ls-sftp-test}"
+# shellcheck source=../lib/server.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/server.sh"
+state="$(ls_state_dir LS_SFTP_STATE_DIR ls-sftp-test)"
+# Session processes are the listener's children (they outlive it otherwise): listed before it
+# is stopped, and stopped with it.
+children=""
 if [ -f "$state/sshd.pid" ]; then
-  pid="$(cat "$state/sshd.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
-    # Session processes are the listener's children (they outlive it otherwise).
-    children="$(ps -o pid= --ppid "$pid" 2>/dev/null || true)"
-    kill "$pid"
-    for c in $children; do kill "$c" 2>/dev/null || true; done
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-  fi
+  children="$(ps -o pid= --ppid "$(cat "$state/sshd.pid")" 2>/dev/null || true)"
 fi
+# shellcheck disable=SC2086 # one pid a word
+ls_stop_pid "$state/sshd.pid" $children
 rm -rf "$state"
 # No password stays valid for the password-test login once the last test server has stopped.
 shared=/run/ls-sftp-test
