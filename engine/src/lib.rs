@@ -60,5 +60,6 @@ pub mod verify;
 pub mod wake;
 pub mod walread;
 pub mod watch;
+pub mod writeback;
 
 pub use error::{Error, Result};

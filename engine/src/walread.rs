@@ -213,14 +213,7 @@ impl WalFile {
     /// own writes wait behind that burst (docs/checkpoints.md#writing-the-wal-back-early). A
     /// hint only: failure changes nothing.
     pub fn start_writeback(&self, offset: u64, len: u64) {
-        use std::os::fd::AsRawFd;
-        let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
-            return;
-        };
-        // SAFETY: a plain syscall on a descriptor we own; it touches no memory of ours.
-        unsafe {
-            libc::sync_file_range(self.file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE);
-        }
+        crate::writeback::start(&self.file, offset, len);
     }
 
     /// The error a pass reports when the WAL changed under it (it is retried).

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::sqlite::CheckpointMode;
 use crate::sync_status::{Phase, SyncStatus};
 use crate::verify::SyncPlan;
+use crate::writeback;
 
 /// Bytes committed during an unlocked round below which the next step takes the write lock.
 const SEAL_BYTES: u64 = 1 << 20;
@@ -25,6 +26,10 @@ const SEAL_BUSY_RETRY: Duration = Duration::from_micros(200);
 /// times; then the checkpoint is left to the next pass.
 pub(super) const SEAL_BACKLOG: u64 = 32 << 20;
 const SEAL_TRIES: u32 = 3;
+/// Bytes of WAL to copy above which an unlocked checkpoint writes the database back as it goes,
+/// every [`TRICKLE_EVERY`] (docs/checkpoints.md#writing-the-database-back-during-a-long-copy).
+const TRICKLE_BACKLOG: u64 = 16 << 20;
+const TRICKLE_EVERY: Duration = Duration::from_millis(10);
 
 impl Follower {
     pub(super) fn checkpoint_if_needed(&mut self, orig: u64, new: u64) -> Result<()> {
@@ -304,9 +309,15 @@ impl Follower {
                 last = copied;
             }
             let t = Instant::now();
+            let backlog = self.wal_backlog();
             let od = self.open_db()?;
             od.conns.refresh_read_lock()?;
+            // A long copy dirties up to its whole size in database pages before SQLite's fsync
+            // at the end: under a memory limit those pages cannot be reclaimed until written.
+            let trickle = (backlog > TRICKLE_BACKLOG)
+                .then(|| writeback::Trickle::start(od.file.clone(), TRICKLE_EVERY));
             let (busy, log, done) = od.conns.checkpoint_pinned()?;
+            drop(trickle);
             spent += t.elapsed();
             od.file
                 .sync_data()

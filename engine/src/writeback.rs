@@ -1,0 +1,77 @@
+//! Starting the kernel's write-back of a file early, so dirty pages neither pile up into one
+//! burst at the next fsync nor count against a memory limit they cannot be reclaimed from
+//! (docs/checkpoints.md#writing-the-wal-back-early).
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Starts writing `len` bytes at `offset` back to disk without waiting for it (`len` 0: to the
+/// end of the file). A hint only: failure changes nothing.
+pub fn start(file: &File, offset: u64, len: u64) {
+    let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a plain syscall on a descriptor the caller keeps open; it touches no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// While it lives, a thread starts the write-back of the whole file every `every`: for a long
+/// copy into the file done by code we cannot pace (SQLite's checkpoint), which otherwise
+/// leaves every page it wrote dirty until its fsync at the end. Dropping it stops the thread.
+pub struct Trickle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Trickle {
+    pub fn start(file: Arc<File>, every: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("ls-writeback".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    std::thread::park_timeout(every);
+                    start(&file, 0, 0);
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+}
+
+impl Drop for Trickle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The thread ends when the guard is dropped, even with a long period.
+    #[test]
+    fn dropping_the_guard_stops_the_thread() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut f = File::create(dir.path().join("f")).expect("create");
+        f.write_all(&[7u8; 1 << 16]).expect("write");
+        let f = Arc::new(f);
+        let t = Trickle::start(f.clone(), Duration::from_secs(3600));
+        let began = std::time::Instant::now();
+        drop(t);
+        assert!(began.elapsed() < Duration::from_secs(60));
+        assert_eq!(Arc::strong_count(&f), 1, "the thread let go of the file");
+    }
+}
