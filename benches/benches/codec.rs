@@ -17,7 +17,7 @@ use ltx_codec::wal::{read_committed, WalReader};
 use ltx_codec::{
     compact, crc64, CompactOptions, Encoder, Header, Level, LtxFile, StreamDecoder, TxId,
 };
-use restore::verify::{process_chunk, PageSink};
+use restore::checksum::{process_chunk, PageSink};
 
 const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;

@@ -1,8 +1,8 @@
 //! The per-database background loop (docs/replica-layout.md#compaction-scheduling,
 //! docs/replica-layout.md#retention): level compactions, scheduled snapshots and L0 retention, each
-//! on its own aligned schedule, run one at a time per database and under the shared [`Pool`] across
-//! databases. It never runs on the follower's task; a snapshot is the one step that needs the
-//! follower, which it asks for over a channel.
+//! on its own aligned schedule, run one at a time per database and under the shared
+//! [`JobPermits`] across databases. It never runs on the follower's task; a snapshot is the one
+//! step that needs the follower, which it asks for over a channel.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -16,7 +16,7 @@ use crate::compactor::{compact_level, Outcome};
 use crate::meta::MetaDir;
 use crate::metrics;
 use crate::retention::{self, Policy};
-use crate::schedule::{jitter, next_at, Pool};
+use crate::schedule::{jitter, next_at, JobPermits};
 use crate::snapshot;
 use crate::validate;
 
@@ -46,7 +46,7 @@ pub struct Maintainer {
     pub meta: MetaDir,
     pub db: PathBuf,
     pub settings: Settings,
-    pub pool: Pool,
+    pub pool: JobPermits,
     pub pos: watch::Receiver<TxId>,
     /// Highest TXID the replica holds: level 1's input.
     pub replicated: watch::Receiver<TxId>,

@@ -92,7 +92,7 @@ impl DbMetrics {
 }
 
 #[derive(Default)]
-struct Registry {
+struct Series {
     /// By path, so that output is sorted as Prometheus clients sort it.
     dbs: BTreeMap<String, Arc<DbMetrics>>,
     /// `litestream_l0_retention_files_total` by database base name (Litestream's label):
@@ -100,12 +100,12 @@ struct Registry {
     l0: BTreeMap<String, [u64; 3]>,
 }
 
-static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+static REGISTRY: Mutex<Option<Series>> = Mutex::new(None);
 
-fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+fn with<T>(f: impl FnOnce(&mut Series) -> T) -> T {
     // A panic elsewhere while holding the lock leaves plain counters behind: still usable.
     let mut g = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    f(g.get_or_insert_with(Registry::default))
+    f(g.get_or_insert_with(Series::default))
 }
 
 /// The series of the database at `path`, created (at 0) on first use.

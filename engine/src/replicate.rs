@@ -18,7 +18,7 @@ use crate::follower::Follower;
 use crate::maintain::{Maintainer, Settings};
 use crate::meta::MetaDir;
 use crate::retention::{self, Policy};
-use crate::schedule::Pool;
+use crate::schedule::JobPermits;
 use crate::snapshot;
 use crate::uploader::{replica_newest, upload_loop, Uploader};
 use crate::wake;
@@ -89,7 +89,7 @@ struct Shared {
     shutdown_sync_timeout: Duration,
     shutdown_sync_interval: Duration,
     maintenance: Settings,
-    pool: Pool,
+    pool: JobPermits,
 }
 
 /// `fut`'s output if it ends within `limit`; `shutdown-sync-timeout: 0` means no limit.

@@ -41,17 +41,17 @@ pub fn jitter(db: &Path, interval: Duration) -> Duration {
 /// Permits shared by every database's compactions and snapshots. Two: one long snapshot does
 /// not starve every other database's L1, and with two cores the followers keep a core.
 #[derive(Clone, Debug)]
-pub struct Pool(Arc<Semaphore>);
+pub struct JobPermits(Arc<Semaphore>);
 
-pub const POOL_PERMITS: usize = 2;
+pub const JOB_PERMITS: usize = 2;
 
-impl Default for Pool {
+impl Default for JobPermits {
     fn default() -> Self {
-        Pool(Arc::new(Semaphore::new(POOL_PERMITS)))
+        JobPermits(Arc::new(Semaphore::new(JOB_PERMITS)))
     }
 }
 
-impl Pool {
+impl JobPermits {
     /// Waits for a permit; `None` only if the pool was closed.
     pub async fn acquire(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.0.acquire().await.ok()

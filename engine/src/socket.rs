@@ -574,13 +574,13 @@ async fn unregister(st: &State, db: &Path, timeout: i64) -> Resp {
     start_stop("unregistered", db, txid)
 }
 
-/// The `path` query value, decoded; empty when absent.
+/// The `path` query value as Go's `url.Query` decodes it (`%XX`, `+` as a space); empty when
+/// absent.
 fn path_param(query: Option<&str>) -> String {
     query
         .into_iter()
-        .flat_map(|q| q.split('&'))
-        .find_map(|kv| kv.strip_prefix("path="))
-        .map(percent_decode)
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+        .find_map(|(k, v)| (k == "path").then(|| v.into_owned()))
         .unwrap_or_default()
 }
 
@@ -632,32 +632,6 @@ fn txid(st: &State, query: Option<&str>) -> Resp {
     }
 }
 
-/// A query value as Go's `url.Query` decodes it (`%XX`, `+` as a space).
-fn percent_decode(s: &str) -> String {
-    let hex = |c: u8| (c as char).to_digit(16);
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                b.get(i + 1).and_then(|&c| hex(c)),
-                b.get(i + 2).and_then(|&c| hex(c)),
-            ) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn list(st: &State) -> Resp {
     let databases = st
         .registry
@@ -698,9 +672,11 @@ mod tests {
 
     #[test]
     fn query_values_decode() {
-        assert_eq!(percent_decode("/a%20b+c"), "/a b c");
-        assert_eq!(percent_decode("%2Ftmp%2Fx.db"), "/tmp/x.db");
-        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+        assert_eq!(path_param(Some("path=/a%20b+c")), "/a b c");
+        assert_eq!(path_param(Some("x=1&path=%2Ftmp%2Fx.db")), "/tmp/x.db");
+        assert_eq!(path_param(Some("path=bad%zz%")), "bad%zz%");
+        assert_eq!(path_param(Some("paths=/x")), "");
+        assert_eq!(path_param(None), "");
     }
 
     #[test]

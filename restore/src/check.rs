@@ -11,11 +11,11 @@ use ltx_codec::TxId;
 use serde::Serialize;
 use storage::{LtxFileInfo, SharedReplica};
 
+use crate::checksum::check_file;
 use crate::execute::{run_chunks, winners, ExecOptions};
 use crate::fetch::{file_label, plan_chunks, read_layout, FileLayout};
 use crate::plan::{calc_plan, Listing, Target};
 use crate::progress::Progress;
-use crate::verify::check_file;
 use crate::{RestoreError, Result};
 
 #[derive(Debug, Serialize)]

@@ -10,10 +10,10 @@ use storage::{LtxFileInfo, SharedReplica};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::checksum::{check_file, process_chunk, ChunkCrc, Discard, PageSink};
 use crate::fetch::{plan_chunks, read_layout, Chunk, FileLayout};
 use crate::output::PreparedOutput;
 use crate::progress::Progress;
-use crate::verify::{check_file, process_chunk, ChunkCrc, Discard, PageSink};
 use crate::writer::{OutputFile, PageWriter, TempOutput};
 use crate::{integrity, IntegrityCheck, RestoreError, Result};
 

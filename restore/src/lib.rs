@@ -4,6 +4,7 @@
 //! checksum before the database appears.
 
 pub mod check;
+pub mod checksum;
 pub mod cli;
 pub mod config;
 mod error;
@@ -15,7 +16,6 @@ pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod v3;
-pub mod verify;
 pub mod writer;
 
 pub use error::{RestoreError, Result};

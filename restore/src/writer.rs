@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use storage::local;
 
+use crate::checksum::PageSink;
 use crate::output::{
     create_private, parent_dir, remove_if_present, with_suffix, PreparedOutput, SIDECARS,
 };
-use crate::verify::PageSink;
 use crate::{RestoreError, Result};
 
 /// `<out>.tmp`, sized to the database; removed on drop unless published.

@@ -41,16 +41,16 @@ pub struct OperationStats {
 }
 
 #[derive(Default)]
-struct Registry {
+struct OpTable {
     ops: BTreeMap<(&'static str, Operation), OperationStats>,
     errors: BTreeMap<(&'static str, Operation, String), u64>,
 }
 
-static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+static REGISTRY: Mutex<Option<OpTable>> = Mutex::new(None);
 
-fn with<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+fn with<T>(f: impl FnOnce(&mut OpTable) -> T) -> T {
     let mut g = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    f(g.get_or_insert_with(Registry::default))
+    f(g.get_or_insert_with(OpTable::default))
 }
 
 /// `n` operations moving `bytes` bytes.

@@ -62,7 +62,7 @@ impl Registry {
                 verify_compaction: config.verify_compaction,
                 validation_interval: config.validation_interval,
             },
-            pool: Pool::default(),
+            pool: JobPermits::default(),
         };
         Arc::new(Registry {
             spawner: Spawner {

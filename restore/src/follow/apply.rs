@@ -20,9 +20,9 @@ use std::sync::Arc;
 use ltx_codec::{lock_pgno, Header, StreamDecoder};
 use storage::{local, LtxFileInfo, SharedReplica};
 
+use crate::checksum::PageSink;
 use crate::fetch::file_label;
 use crate::output::{create_private, with_suffix};
-use crate::verify::PageSink;
 use crate::writer::{OutputFile, PageWriter};
 use crate::{RestoreError, Result};
 
