@@ -8,13 +8,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ltx_codec::TxId;
 use serde::Serialize;
-use storage::s3::S3Replica;
-use storage::{ReplicaClient, ReplicaUrl, SharedReplica};
+use storage::ReplicaUrl;
 
 use crate::execute::{execute, ExecOptions};
 use crate::output::{file_replica_mode, prepare_output};
 use crate::plan::{calc_plan, Listing, PlanReport, Target};
 use crate::progress::Progress;
+use crate::source::Source;
 use crate::{check, config, follow, v3, IntegrityCheck, RestoreError, Result};
 use storage::timefmt::parse_rfc3339;
 
@@ -280,92 +280,6 @@ struct RestoreResult<'a> {
     integrity_check: &'a str,
 }
 
-/// Where to restore from: the replica client, its kind, its local root for a file replica
-/// (whose files' modes the output copies), and for S3 the concrete client, which can also read
-/// metadata timestamps.
-pub(crate) struct Source {
-    pub(crate) client: SharedReplica,
-    pub(crate) kind: &'static str,
-    pub(crate) local_root: Option<PathBuf>,
-    pub(crate) s3: Option<Arc<S3Replica>>,
-}
-
-impl Source {
-    pub(crate) fn s3(r: S3Replica) -> Source {
-        let r = Arc::new(r);
-        Source {
-            kind: ReplicaClient::kind(r.as_ref()),
-            client: Arc::clone(&r) as SharedReplica,
-            local_root: None,
-            s3: Some(r),
-        }
-    }
-
-    /// A replica of a backend with nothing restore-specific (no v0.3.x files, CreatedAt from
-    /// the listing).
-    pub(crate) fn remote(client: SharedReplica) -> Source {
-        Source {
-            kind: client.kind(),
-            client,
-            local_root: None,
-            s3: None,
-        }
-    }
-
-    /// Decrypts the replica with the identities of `cfg`, of `-age-identity` and of
-    /// `$LS_AGE_IDENTITY`, if any is given (docs/encryption.md#configuration).
-    pub(crate) fn with_age(mut self, cfg: &storage::age::AgeConfig, a: &Args) -> Result<Source> {
-        let env = std::env::var_os(AGE_IDENTITY_ENV).filter(|v| !v.is_empty());
-        if !cfg.is_set() && a.age_identities.is_empty() && env.is_none() {
-            return Ok(self);
-        }
-        let mut keys = storage::age::AgeKeys::load(cfg)?;
-        for f in a.age_identities.iter().map(PathBuf::as_path) {
-            keys.add_identity_file(f)?;
-        }
-        if let Some(f) = env {
-            keys.add_identity_file(Path::new(&f))?;
-        }
-        self.client = storage::age::AgeReplica::wrap(self.client, keys);
-        Ok(self)
-    }
-
-    pub(crate) fn file(root: PathBuf) -> Source {
-        Source {
-            client: Arc::new(storage::file::FileReplica::new(root.clone())),
-            kind: "file",
-            local_root: Some(root),
-            s3: None,
-        }
-    }
-
-    /// The listing a plan for `target` is computed from: with `-timestamp` over S3, CreatedAt
-    /// comes from object metadata, as Litestream reads it; otherwise `plain` is used as is.
-    async fn plan_listing(&self, plain: Listing, target: Target) -> Result<Listing> {
-        match (&self.s3, target) {
-            (Some(s3), Target::Timestamp(_)) => {
-                // Sizes from the replica client: over an encrypted replica they are the
-                // plaintext sizes the reads are computed from, not the stored ones.
-                let mut with_meta = Listing::fetch_with_metadata(s3).await?;
-                with_meta.take_sizes_from(&plain);
-                Ok(with_meta)
-            }
-            _ => Ok(plain),
-        }
-    }
-}
-
-/// An identity file for an encrypted replica, as `-age-identity` gives one.
-pub const AGE_IDENTITY_ENV: &str = "LS_AGE_IDENTITY";
-
-pub(crate) fn open_source(url: &str) -> Result<Source> {
-    Ok(match ReplicaUrl::parse(url)? {
-        ReplicaUrl::File(p) => Source::file(p),
-        ReplicaUrl::S3(s) => Source::s3(S3Replica::new(*s)?),
-        other => Source::remote(other.open()?),
-    })
-}
-
 /// Prints informational lines where Litestream logs them: stdout, or stderr under `-json`.
 fn info(json: bool, out: &mut dyn Write, msg: &str) -> Result<()> {
     if json {
@@ -400,11 +314,12 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
     };
     if a.check {
         let s = if is_url(&src) {
-            open_source(&src)?.with_age(&Default::default(), &a)?
+            Source::open(ReplicaUrl::parse(&src)?)?
+                .with_age(&Default::default(), &a.age_identities)?
         } else {
             let cfg = a.config.clone().unwrap_or_else(config::default_config_path);
             let entry = config::replica_for(&cfg, !a.no_expand_env, &config::expand_path(&src)?)?;
-            config::open(&entry)?.with_age(&entry.age, &a)?
+            Source::open(entry.location()?)?.with_age(&entry.age, &a.age_identities)?
         };
         return check::run(&s.client, a.parallelism, a.json, out).await;
     }
@@ -419,14 +334,15 @@ pub async fn run(a: Args, out: &mut dyn Write) -> Result<()> {
             )));
         };
         (
-            open_source(&src)?.with_age(&Default::default(), &a)?,
+            Source::open(ReplicaUrl::parse(&src)?)?
+                .with_age(&Default::default(), &a.age_identities)?,
             output,
         )
     } else {
         let cfg = a.config.clone().unwrap_or_else(config::default_config_path);
         let db = config::expand_path(&src)?;
         let entry = config::replica_for(&cfg, !a.no_expand_env, &db)?;
-        let source = config::open(&entry)?.with_age(&entry.age, &a)?;
+        let source = Source::open(entry.location()?)?.with_age(&entry.age, &a.age_identities)?;
         let output = a.output.clone().unwrap_or(db);
         (source, output)
     };

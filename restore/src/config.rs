@@ -7,10 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use ls_config::ReplicaConfig;
-use storage::s3::S3Replica;
-use storage::ReplicaUrl;
 
-use crate::cli::Source;
 use crate::{RestoreError, Result};
 
 pub use ls_config::default_config_path;
@@ -38,16 +35,6 @@ pub fn replica_for(config_path: &Path, expand: bool, db_path: &Path) -> Result<R
                 db_path.display()
             ))
         })
-}
-
-/// Opens a configured replica. S3 and OSS keep their concrete client, which can also read
-/// metadata timestamps.
-pub(crate) fn open(r: &ReplicaConfig) -> Result<Source> {
-    Ok(match r.location()? {
-        ReplicaUrl::File(p) => Source::file(p),
-        ReplicaUrl::S3(s) => Source::s3(S3Replica::new(*s)?),
-        other => Source::remote(other.open()?),
-    })
 }
 
 #[cfg(test)]
@@ -83,7 +70,7 @@ mod tests {
         // The replica's key overrides the global one; globals fill the rest.
         assert_eq!(get(&c, "access-key-id").as_deref(), Some("mine"));
         assert_eq!(get(&c, "region").as_deref(), Some("eu-west-1"));
-        let src = open(&c).expect("open s3");
+        let src = crate::source::Source::open(c.location().expect("location")).expect("open s3");
         assert_eq!(src.kind, "s3");
         let s3 = src.s3.expect("s3 client");
         assert_eq!((s3.bucket(), s3.path()), ("bk", "pre/fix"));

@@ -91,7 +91,7 @@ pub async fn read_layout(client: &dyn ReplicaClient, info: &LtxFileInfo) -> Resu
             RestoreError::Config(format!(
                 "{label} is encrypted with age: give an identity with -age-identity FILE, \
                  ${} or age.identities in the config",
-                crate::cli::AGE_IDENTITY_ENV
+                crate::source::AGE_IDENTITY_ENV
             ))
         } else {
             RestoreError::ltx(&label, e)

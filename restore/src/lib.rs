@@ -15,6 +15,7 @@ pub mod integrity;
 pub mod output;
 pub mod plan;
 pub mod progress;
+mod source;
 pub mod v3;
 pub mod writer;
 
