@@ -1,6 +1,7 @@
 //! The [`Registry`] of databases one process replicates: added, started, stopped and removed
 //! by the configuration, directory monitors and the control socket.
 
+use super::task::DbTask;
 use super::*;
 
 /// Every database this process replicates, running or stopped by the control socket, in the
