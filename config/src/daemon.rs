@@ -44,8 +44,11 @@ impl std::fmt::Debug for HeartbeatConfig {
 #[derive(Clone, Debug, Default)]
 pub struct LoggingConfig {
     pub level: Option<String>,
-    pub json: bool,
+    /// `type`: `text`, `json` or `pretty`.
+    pub format: crate::logfmt::LogFormat,
     pub stderr: bool,
+    /// `source`: each line says where it was logged.
+    pub source: bool,
 }
 
 /// A bearer token: the shared secret type, never printed (`Debug` shows `[redacted]`).
@@ -162,18 +165,15 @@ pub(crate) fn read_logging(
     let mut logging = LoggingConfig::default();
     if let Some(mut l) = top.child("logging")? {
         logging.level = l.string("level")?.filter(|s| !s.is_empty());
-        logging.json = match l.string("type")?.as_deref() {
-            None | Some("") | Some("text") => false,
-            Some("json") => true,
-            Some(other) => {
-                return Err(key_err(
-                    "logging.type",
-                    format!("unknown log type {other:?}, want text or json"),
-                ))
-            }
-        };
+        let ty = l.string("type")?.unwrap_or_default();
+        logging.format = crate::logfmt::LogFormat::parse(&ty).ok_or_else(|| {
+            key_err(
+                "logging.type",
+                format!("unknown log type {ty:?}, want text, json or pretty"),
+            )
+        })?;
         logging.stderr = l.bool("stderr")?.unwrap_or(false);
-        l.bool("source")?;
+        logging.source = l.bool("source")?.unwrap_or(false);
         unknown.extend(l.unknown());
     }
     if let Some(level) = &logging.level {

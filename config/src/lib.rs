@@ -15,6 +15,7 @@ pub mod defaults;
 pub mod directory;
 pub mod env;
 pub mod error;
+pub mod logfmt;
 pub(crate) mod node;
 pub mod replica;
 

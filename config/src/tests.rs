@@ -100,7 +100,7 @@ dbs:
     assert_eq!(c.snapshot_interval, Duration::from_secs(20));
     assert_eq!(c.l0_retention, Duration::ZERO);
     assert!(!c.retention_enabled);
-    assert!(c.logging.json);
+    assert_eq!(c.logging.format, crate::logfmt::LogFormat::Json);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     let a = &c.dbs[0];
     assert_eq!(a.path, PathBuf::from("/tmp/a.db"));

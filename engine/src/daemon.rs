@@ -86,8 +86,17 @@ impl Daemon {
         background: &mut Vec<JoinHandle<()>>,
     ) -> Result<Daemon, StartError> {
         let found = cfg.dirs.iter().flat_map(|d| d.found.iter());
+        // Litestream's two start-up lines per database, with its keys (the replica's location
+        // as a redacted URL where Litestream lists each backend's settings).
         for db in cfg.dbs.iter().chain(found) {
-            info!(db = %db.path.display(), replica = %db.replica.kind, url = %storage::redact_url(&db.replica.url), "initialized db");
+            info!(path = %db.path.display(), "initialized db");
+            let r = &db.replica;
+            let interval = storage::value::format_duration(r.sync_interval);
+            if r.kind == crate::config::ReplicaKind::File {
+                info!("type" = %r.kind, "sync-interval" = %interval, path = %r.url, "replicating to");
+            } else {
+                info!("type" = %r.kind, "sync-interval" = %interval, url = %storage::redact_url(&r.url), "replicating to");
+            }
         }
         let local = |key, srv: std::io::Result<SocketAddr>| {
             srv.map_err(|source| StartError::LocalAddr { key, source })

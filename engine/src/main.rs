@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use engine::cli::{self, Command, DatabasesArgs, LtxArgs, ReplicateArgs, ResetArgs, StatusArgs};
+use engine::config::logfmt::{LogFormat, SlogFormat};
 use engine::config::{self, Config};
 use engine::ctl;
 use engine::exec::{self, StopSignals};
@@ -127,8 +128,12 @@ fn restore_cmd(argv: &[String]) -> anyhow::Result<()> {
         .ok()
         .filter(|l| !l.is_empty())
         .unwrap_or_else(|| "warn".into());
-    if init_logging(&level, false, true).is_err() {
-        init_logging("warn", false, true)?;
+    let text = SlogFormat {
+        format: LogFormat::Text,
+        source: false,
+    };
+    if init_logging(&level, text, true).is_err() {
+        init_logging("warn", text, true)?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -211,27 +216,22 @@ fn ltx_cmd(args: &LtxArgs) -> anyhow::Result<()> {
     engine::inspect::write_ltx(&files, args.json, &mut out).context("write to stdout")
 }
 
-fn init_logging(level: &str, json: bool, stderr: bool) -> anyhow::Result<()> {
+/// Log lines in Litestream's layout for `logging.type` (docs/config-and-cli.md#log-lines), on
+/// stdout unless `logging.stderr`.
+fn init_logging(level: &str, fmt: SlogFormat, stderr: bool) -> anyhow::Result<()> {
     let level = match level.to_ascii_lowercase().as_str() {
         "warning" => "warn".to_owned(),
         l => l.to_owned(),
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .with_context(|| format!("invalid log level {level:?}"))?;
-    use std::io::IsTerminal;
-    let ansi = if stderr {
-        std::io::stderr().is_terminal()
-    } else {
-        std::io::stdout().is_terminal()
-    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi);
-    let result = match (json, stderr) {
-        (true, true) => builder.json().with_writer(std::io::stderr).try_init(),
-        (true, false) => builder.json().with_writer(std::io::stdout).try_init(),
-        (false, true) => builder.with_writer(std::io::stderr).try_init(),
-        (false, false) => builder.with_writer(std::io::stdout).try_init(),
+        .event_format(fmt);
+    let result = if stderr {
+        builder.with_writer(std::io::stderr).try_init()
+    } else {
+        builder.with_writer(std::io::stdout).try_init()
     };
     result.map_err(|e| anyhow::anyhow!("set up logging: {e}"))
 }
@@ -295,7 +295,11 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
         .or_else(|| cfg.logging.level.clone())
         .unwrap_or_else(|| "info".to_owned());
     config::check_log_level(&level).map_err(anyhow::Error::msg)?;
-    init_logging(&level, cfg.logging.json, cfg.logging.stderr)?;
+    let fmt = SlogFormat {
+        format: cfg.logging.format,
+        source: cfg.logging.source,
+    };
+    init_logging(&level, fmt, cfg.logging.stderr)?;
     for w in std::mem::take(&mut cfg.warnings) {
         warn!("{w}");
     }

@@ -23,6 +23,7 @@ mod inspect;
 mod interop;
 mod listeners;
 mod lock_page;
+mod logs;
 mod many;
 mod mcp;
 mod mcp_security;

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use ls_config::logfmt::{LogFormat, SlogFormat};
 use restore::cli;
 
 fn main() -> ExitCode {
@@ -40,6 +41,9 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .event_format(SlogFormat {
+            format: LogFormat::Text,
+            source: false,
+        })
         .try_init();
 }

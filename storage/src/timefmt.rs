@@ -138,6 +138,14 @@ pub fn format_rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Like [`format_rfc3339`] with milliseconds, always three digits (`2006-01-02T15:04:05.000Z`,
+/// the time `slog`'s text handler writes).
+pub fn format_rfc3339_milli(t: SystemTime) -> String {
+    let (_, nanos) = unix_secs(t);
+    let base = format_rfc3339(t);
+    format!("{}.{:03}Z", &base[..base.len() - 1], nanos / 1_000_000)
+}
+
 /// Like [`format_rfc3339`] with nanoseconds (Go's `RFC3339Nano`, trailing zeros dropped).
 pub fn format_rfc3339_nano(t: SystemTime) -> String {
     let (_, nanos) = unix_secs(t);

@@ -1,0 +1,445 @@
+//! Log lines as Litestream 0.5.17 writes them (docs/config-and-cli.md#log-lines): Go's `slog`
+//! text handler (`time=… level=INFO msg="…" key=value`), its JSON handler, and `pretty`, the
+//! short layout of its terminal handler (without colours). `logging.source` adds where the line
+//! was logged. Times are UTC.
+
+use std::fmt::{self, Write as _};
+use std::time::SystemTime;
+
+use storage::timefmt::{format_rfc3339_milli, format_rfc3339_nano};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// `logging.type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `text` (the default): `slog`'s text handler.
+    #[default]
+    Text,
+    /// `json`: `slog`'s JSON handler, one object a line.
+    Json,
+    /// `pretty`: time of day, a three-letter level, the message unquoted.
+    Pretty,
+}
+
+impl LogFormat {
+    /// The `logging.type` value, as Litestream spells it.
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "" | "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            "pretty" => Some(LogFormat::Pretty),
+            _ => None,
+        }
+    }
+}
+
+/// A `tracing` event formatter giving Litestream's line layouts.
+#[derive(Clone, Copy, Debug)]
+pub struct SlogFormat {
+    pub format: LogFormat,
+    /// `logging.source`: add the file and line the event was logged from.
+    pub source: bool,
+}
+
+/// A field's value, kept typed so JSON gets numbers as numbers.
+enum Value {
+    Str(String),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    attrs: Vec<(&'static str, Value)>,
+}
+
+impl Fields {
+    fn push(&mut self, field: &Field, v: Value) {
+        match (field.name(), v) {
+            ("message", Value::Str(s)) => self.message = s,
+            // The `log` crate's bridge fields say where a line came from, not what happened.
+            (n, _) if n.starts_with("log.") => {}
+            (n, v) => self.attrs.push((n, v)),
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push(field, Value::Str(value.to_owned()));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, Value::I64(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, Value::U64(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, Value::F64(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, Value::Bool(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `%x` fields arrive here too, printed with their Display.
+        self.push(field, Value::Str(format!("{value:?}")));
+    }
+}
+
+/// `slog`'s level names (Litestream names its level below DEBUG `TRACE`).
+fn level_name(l: Level, short: bool) -> &'static str {
+    match (l, short) {
+        (Level::TRACE, false) => "TRACE",
+        (Level::DEBUG, false) => "DEBUG",
+        (Level::INFO, false) => "INFO",
+        (Level::WARN, false) => "WARN",
+        (Level::ERROR, false) => "ERROR",
+        (Level::TRACE, true) => "TRC",
+        (Level::DEBUG, true) => "DBG",
+        (Level::INFO, true) => "INF",
+        (Level::WARN, true) => "WRN",
+        (Level::ERROR, true) => "ERR",
+    }
+}
+
+/// Whether `slog`'s text handler quotes a string: empty, or holding a space, `"`, `=` or a
+/// character that does not print.
+fn needs_quoting(s: &str) -> bool {
+    s.is_empty()
+        || s.chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '=' || c.is_control())
+}
+
+/// A string in Go's `strconv.Quote` form (the escapes a log line can meet).
+fn go_quote(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32 & 0xff);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn text_value(v: &Value, out: &mut String) {
+    match v {
+        Value::Str(s) if needs_quoting(s) => go_quote(s, out),
+        Value::Str(s) => out.push_str(s),
+        Value::I64(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::U64(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::F64(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::Bool(b) => {
+            let _ = write!(out, "{b}");
+        }
+    }
+}
+
+fn json_str(s: &str, out: &mut String) {
+    out.push_str(&serde_json::Value::from(s).to_string());
+}
+
+fn json_value(v: &Value, out: &mut String) {
+    match v {
+        Value::Str(s) => json_str(s, out),
+        Value::I64(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::U64(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::F64(n) if n.is_finite() => {
+            let _ = write!(out, "{n}");
+        }
+        // `slog` writes what JSON cannot hold as a string.
+        Value::F64(n) => json_str(&n.to_string(), out),
+        Value::Bool(b) => {
+            let _ = write!(out, "{b}");
+        }
+    }
+}
+
+/// The attributes as JSON members. A key `group.name` is put in a `group` object, as `slog`
+/// nests a group's attributes (Litestream's `txid.min`, `txid.max`), when such keys follow
+/// one another.
+fn json_attrs(attrs: &[(&str, Value)], out: &mut String) {
+    let mut i = 0;
+    while i < attrs.len() {
+        let (k, v) = &attrs[i];
+        out.push(',');
+        match k.split_once('.') {
+            Some((group, _)) => {
+                json_str(group, out);
+                out.push_str(":{");
+                let mut first = true;
+                while let Some((k, v)) = attrs.get(i) {
+                    let Some(name) = k.strip_prefix(group).and_then(|r| r.strip_prefix('.')) else {
+                        break;
+                    };
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    json_str(name, out);
+                    out.push(':');
+                    json_value(v, out);
+                    i += 1;
+                }
+                out.push('}');
+            }
+            None => {
+                json_str(k, out);
+                out.push(':');
+                json_value(v, out);
+                i += 1;
+            }
+        }
+    }
+}
+
+impl SlogFormat {
+    /// The line for an event with `fields`, logged at `level` from `file:line`, at `now`.
+    fn line(&self, now: SystemTime, level: Level, at: Option<(&str, u32)>, f: &Fields) -> String {
+        let mut out = String::with_capacity(128);
+        let at = at.filter(|_| self.source);
+        match self.format {
+            LogFormat::Text | LogFormat::Pretty => {
+                let pretty = self.format == LogFormat::Pretty;
+                if pretty {
+                    let t = format_rfc3339_milli(now);
+                    // `15:04:05`: the time of day only.
+                    out.push_str(t.get(11..19).unwrap_or(&t));
+                    out.push(' ');
+                    out.push_str(level_name(level, true));
+                } else {
+                    out.push_str("time=");
+                    out.push_str(&format_rfc3339_milli(now));
+                    out.push_str(" level=");
+                    out.push_str(level_name(level, false));
+                }
+                if let Some((file, line)) = at {
+                    out.push_str(if pretty { " " } else { " source=" });
+                    let _ = write!(out, "{file}:{line}");
+                }
+                if pretty {
+                    out.push(' ');
+                    out.push_str(&f.message);
+                } else {
+                    out.push_str(" msg=");
+                    text_value(&Value::Str(f.message.clone()), &mut out);
+                }
+                for (k, v) in &f.attrs {
+                    out.push(' ');
+                    out.push_str(k);
+                    out.push('=');
+                    text_value(v, &mut out);
+                }
+            }
+            LogFormat::Json => {
+                out.push_str("{\"time\":");
+                json_str(&format_rfc3339_nano(now), &mut out);
+                out.push_str(",\"level\":");
+                json_str(level_name(level, false), &mut out);
+                if let Some((file, line)) = at {
+                    out.push_str(",\"source\":{\"file\":");
+                    json_str(file, &mut out);
+                    let _ = write!(out, ",\"line\":{line}}}");
+                }
+                out.push_str(",\"msg\":");
+                json_str(&f.message, &mut out);
+                json_attrs(&f.attrs, &mut out);
+                out.push('}');
+            }
+        }
+        out.push('\n');
+        out
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for SlogFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let meta = event.metadata();
+        let at = meta.file().zip(meta.line());
+        writer.write_str(&self.line(SystemTime::now(), *meta.level(), at, &fields))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at() -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(1_796_621_368_852)
+    }
+
+    fn fields(msg: &str, attrs: Vec<(&'static str, Value)>) -> Fields {
+        Fields {
+            message: msg.to_owned(),
+            attrs,
+        }
+    }
+
+    /// Lines of Litestream 0.5.17, copied from its output for the same event.
+    #[test]
+    fn text_lines_are_slogs() {
+        let f = SlogFormat {
+            format: LogFormat::Text,
+            source: false,
+        };
+        let l = f.line(
+            at(),
+            Level::INFO,
+            None,
+            &fields(
+                "initialized db",
+                vec![("path", Value::Str("/tmp/lslog/db.sqlite".into()))],
+            ),
+        );
+        assert_eq!(
+            l,
+            "time=2026-12-07T05:29:28.852Z level=INFO msg=\"initialized db\" path=/tmp/lslog/db.sqlite\n"
+        );
+        let l = f.line(
+            at(),
+            Level::INFO,
+            None,
+            &fields(
+                "compaction complete",
+                vec![
+                    ("system", Value::Str("store".into())),
+                    ("level", Value::I64(1)),
+                    ("txid.min", Value::Str("0000000000000001".into())),
+                    ("size", Value::U64(567)),
+                ],
+            ),
+        );
+        assert_eq!(l, "time=2026-12-07T05:29:28.852Z level=INFO msg=\"compaction complete\" system=store level=1 txid.min=0000000000000001 size=567\n");
+        // One word is not quoted; empty strings and quotes are.
+        let l = f.line(
+            at(),
+            Level::WARN,
+            Some(("engine/src/x.rs", 7)),
+            &fields(
+                "litestream",
+                vec![
+                    ("e", Value::Str("a \"b\"=c".into())),
+                    ("x", Value::Str(String::new())),
+                ],
+            ),
+        );
+        assert_eq!(
+            l,
+            "time=2026-12-07T05:29:28.852Z level=WARN msg=litestream e=\"a \\\"b\\\"=c\" x=\"\"\n"
+        );
+        let src = SlogFormat { source: true, ..f };
+        let l = src.line(
+            at(),
+            Level::ERROR,
+            Some(("engine/src/x.rs", 7)),
+            &fields("x", vec![]),
+        );
+        assert_eq!(
+            l,
+            "time=2026-12-07T05:29:28.852Z level=ERROR source=engine/src/x.rs:7 msg=x\n"
+        );
+    }
+
+    #[test]
+    fn json_lines_are_slogs() {
+        let f = SlogFormat {
+            format: LogFormat::Json,
+            source: false,
+        };
+        let l = f.line(
+            at(),
+            Level::INFO,
+            None,
+            &fields(
+                "compaction complete",
+                vec![
+                    ("db", Value::Str("db.sqlite".into())),
+                    ("txid.min", Value::Str("0000000000000001".into())),
+                    ("txid.max", Value::Str("0000000000000002".into())),
+                    ("size", Value::U64(567)),
+                ],
+            ),
+        );
+        assert_eq!(
+            l,
+            "{\"time\":\"2026-12-07T05:29:28.852Z\",\"level\":\"INFO\",\"msg\":\"compaction complete\",\"db\":\"db.sqlite\",\"txid\":{\"min\":\"0000000000000001\",\"max\":\"0000000000000002\"},\"size\":567}\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(&l).expect("valid JSON");
+        assert_eq!(v["txid"]["max"], "0000000000000002");
+        let l = SlogFormat { source: true, ..f }.line(
+            at(),
+            Level::DEBUG,
+            Some(("a.rs", 3)),
+            &fields("m\"x", vec![]),
+        );
+        let v: serde_json::Value = serde_json::from_str(&l).expect("valid JSON");
+        assert_eq!(
+            (
+                v["msg"].as_str(),
+                v["source"]["line"].as_u64(),
+                v["level"].as_str()
+            ),
+            (Some("m\"x"), Some(3), Some("DEBUG"))
+        );
+    }
+
+    #[test]
+    fn pretty_is_short() {
+        let f = SlogFormat {
+            format: LogFormat::Pretty,
+            source: false,
+        };
+        let l = f.line(
+            at(),
+            Level::INFO,
+            None,
+            &fields("initialized db", vec![("path", Value::Str("/x y".into()))]),
+        );
+        assert_eq!(l, "05:29:28 INF initialized db path=\"/x y\"\n");
+    }
+
+    #[test]
+    fn types_parse_as_litestream_names_them() {
+        assert_eq!(LogFormat::parse("text"), Some(LogFormat::Text));
+        assert_eq!(LogFormat::parse(""), Some(LogFormat::Text));
+        assert_eq!(LogFormat::parse("json"), Some(LogFormat::Json));
+        assert_eq!(LogFormat::parse("pretty"), Some(LogFormat::Pretty));
+        assert_eq!(LogFormat::parse("xml"), None);
+    }
+}

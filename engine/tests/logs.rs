@@ -1,0 +1,172 @@
+//! Log lines in Litestream 0.5.17's layouts (`logging.type: text | json`), checked against the
+//! real binary running the same config: the line layout, and the keys of the lines both write
+//! at start-up and shutdown.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use test_support::litestream;
+
+use crate::common::{litestream_cmd, ENGINE};
+
+/// `key=value` pairs of a text line, in order (values may be Go-quoted).
+fn text_pairs(line: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = line;
+    while let Some((k, after)) = rest.split_once('=') {
+        let (v, next) = if let Some(q) = after.strip_prefix('"') {
+            let mut end = 0;
+            let b = q.as_bytes();
+            while end < b.len() && b[end] != b'"' {
+                end += if b[end] == b'\\' { 2 } else { 1 };
+            }
+            (
+                q[..end.min(q.len())].to_owned(),
+                q.get(end + 1..).unwrap_or(""),
+            )
+        } else {
+            let end = after.find(' ').unwrap_or(after.len());
+            (after[..end].to_owned(), &after[end..])
+        };
+        out.push((k.trim().to_owned(), v));
+        rest = next.trim_start();
+    }
+    out
+}
+
+/// Runs `cmd` (replicating `db` with `logging.type: ty`) for a moment, stops it with SIGTERM
+/// and returns what it wrote on standard output.
+fn run(mut cmd: Command) -> String {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(2500));
+    // SAFETY: a signal to our own child, by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("wait");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn config(dir: &Path, name: &str, ty: &str) -> std::path::PathBuf {
+    let db = dir.join(format!("{name}.db"));
+    let c = rusqlite::Connection::open(&db).expect("open db");
+    c.execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .expect("create db");
+    let yml = dir.join(format!("{name}.yml"));
+    std::fs::write(
+        &yml,
+        format!(
+            "logging:\n  type: {ty}\ndbs:\n  - path: {}\n    replica:\n      url: file://{}\n",
+            db.display(),
+            dir.join(format!("{name}-replica")).display()
+        ),
+    )
+    .expect("write config");
+    yml
+}
+
+/// The messages both tools write, and their keys.
+const SHARED: [&str; 4] = [
+    "initialized db",
+    "replicating to",
+    "signal received, litestream shutting down",
+    "litestream shut down",
+];
+
+#[test]
+#[ignore = "needs the real Litestream"]
+fn text_lines_are_laid_out_as_litestreams() {
+    let ls = litestream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut theirs = litestream_cmd(&ls);
+    theirs
+        .args(["replicate", "-config"])
+        .arg(config(dir.path(), "theirs", "text"));
+    let mut ours = Command::new(ENGINE);
+    ours.args(["replicate", "-config"])
+        .arg(config(dir.path(), "ours", "text"));
+    let (t, o) = (run(theirs), run(ours));
+    for (who, text) in [("litestream", &t), ("ls-engine", &o)] {
+        assert!(!text.is_empty(), "{who} wrote nothing");
+        for line in text.lines() {
+            let keys: Vec<String> = text_pairs(line).into_iter().map(|p| p.0).collect();
+            assert_eq!(
+                keys.get(..3),
+                Some(&["time".to_owned(), "level".to_owned(), "msg".to_owned()][..]),
+                "{who}: {line}"
+            );
+            let time = &text_pairs(line)[0].1;
+            assert!(
+                time.len() == 24 && time.ends_with('Z') && &time[19..20] == ".",
+                "{who}: {line}"
+            );
+        }
+    }
+    let keys_of = |text: &str, msg: &str| -> Option<Vec<String>> {
+        text.lines()
+            .map(text_pairs)
+            .find(|p| p.get(2).is_some_and(|m| m.1 == msg))
+            .map(|p| p.into_iter().skip(3).map(|(k, _)| k).collect())
+    };
+    for msg in SHARED {
+        let (tk, ok) = (keys_of(&t, msg), keys_of(&o, msg));
+        assert!(tk.is_some(), "litestream did not log {msg:?}:\n{t}");
+        assert_eq!(tk, ok, "keys of {msg:?}:\n{t}\n{o}");
+    }
+}
+
+#[test]
+#[ignore = "needs the real Litestream"]
+fn json_lines_are_laid_out_as_litestreams() {
+    let ls = litestream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut theirs = litestream_cmd(&ls);
+    theirs
+        .args(["replicate", "-config"])
+        .arg(config(dir.path(), "theirs", "json"));
+    let mut ours = Command::new(ENGINE);
+    ours.args(["replicate", "-config"])
+        .arg(config(dir.path(), "ours", "json"));
+    let (t, o) = (run(theirs), run(ours));
+    let parse = |who: &str, text: &str| -> Vec<serde_json::Map<String, serde_json::Value>> {
+        assert!(!text.is_empty(), "{who} wrote nothing");
+        text.lines()
+            .map(|l| match serde_json::from_str(l) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => panic!("{who}: not a JSON object: {l}"),
+            })
+            .collect()
+    };
+    let (tl, ol) = (parse("litestream", &t), parse("ls-engine", &o));
+    for (who, lines, raw) in [("litestream", &tl, &t), ("ls-engine", &ol, &o)] {
+        for (m, l) in lines.iter().zip(raw.lines()) {
+            // slog's order: time, level, then the message.
+            assert!(l.starts_with("{\"time\":\""), "{who}: {l}");
+            let order: Vec<&str> = m.keys().map(String::as_str).collect();
+            assert!(
+                ["time", "level", "msg"].iter().all(|k| order.contains(k)),
+                "{who}: {l}"
+            );
+            assert!(l.find("\"level\"") < l.find("\"msg\""), "{who}: {l}");
+        }
+    }
+    let keys_of = |lines: &[serde_json::Map<String, serde_json::Value>], msg: &str| {
+        lines.iter().find(|m| m["msg"] == msg).map(|m| {
+            let mut k: Vec<String> = m
+                .keys()
+                .filter(|k| !["time", "level", "msg"].contains(&k.as_str()))
+                .cloned()
+                .collect();
+            k.sort();
+            k
+        })
+    };
+    for msg in SHARED {
+        let (tk, ok) = (keys_of(&tl, msg), keys_of(&ol, msg));
+        assert!(tk.is_some(), "litestream did not log {msg:?}:\n{t}");
+        assert_eq!(tk, ok, "keys of {msg:?}:\n{t}\n{o}");
+    }
+}
