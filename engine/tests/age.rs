@@ -102,6 +102,28 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `ls-restore -age-identity <id>` of the file replica `replica` into `out` succeeds and gives a
+/// sound database with `db`'s rows.
+fn restores_with_identity(id: &Path, replica: &Path, out: &Path, db: &Path) {
+    let url = file_url(replica);
+    let o = ls_restore(
+        &["-age-identity"],
+        &[id, Path::new("-o"), out, Path::new(&url)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    integrity_ok(out);
+    assert_same_rows(db, out);
+}
+
+/// A thread that writes 100 rows from `from` into `db` after half a second.
+fn rows_later(db: &Path, from: usize) -> std::thread::JoinHandle<()> {
+    let db = db.to_owned();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        write_rows(&db, from, 100);
+    })
+}
+
 fn ls_restore(args: &[&str], extra: &[&Path]) -> Output {
     Command::new(ls_restore_bin())
         .args(args)
@@ -342,13 +364,7 @@ fn age_tool_reads_engine_objects_and_restore_reads_age_tool_objects() {
         age_yaml(&[&rcpt], &[&id])
     );
     let cfg_dir = dir.path().join("cfg1");
-    let writer = {
-        let db = db.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(500));
-            write_rows(&db, 400, 100);
-        })
-    };
+    let writer = rows_later(&db, 400);
     replicate(&cfg_dir, &db, &yaml, &replica, writer);
     let objs = objects(&replica);
     assert!(objs.len() >= 2, "{objs:?}");
@@ -362,13 +378,7 @@ fn age_tool_reads_engine_objects_and_restore_reads_age_tool_objects() {
     // A plain replica encrypted by hand with `age -r` restores with the identity.
     let plain = dir.path().join("plain");
     let cfg_dir = dir.path().join("cfg2");
-    let writer = {
-        let db = db.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(500));
-            write_rows(&db, 500, 100);
-        })
-    };
+    let writer = rows_later(&db, 500);
     replicate(
         &cfg_dir,
         &db,
@@ -377,14 +387,7 @@ fn age_tool_reads_engine_objects_and_restore_reads_age_tool_objects() {
         writer,
     );
     encrypt_in_place(&plain, &rcpt);
-    let out = dir.path().join("restored.db");
-    let o = ls_restore(
-        &["-age-identity"],
-        &[&id, Path::new("-o"), &out, Path::new(&file_url(&plain))],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    integrity_ok(&out);
-    assert_same_rows(&db, &out);
+    restores_with_identity(&id, &plain, &dir.path().join("restored.db"), &db);
 }
 
 #[test]
@@ -442,14 +445,7 @@ fn litestream_replica_encrypted_by_hand_restores_and_litestream_cannot_read_ours
         "Litestream wrote no L0 file"
     );
     encrypt_in_place(&replica, &rcpt);
-    let out = dir.path().join("from-litestream.db");
-    let o = ls_restore(
-        &["-age-identity"],
-        &[&id, Path::new("-o"), &out, Path::new(&file_url(&replica))],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    integrity_ok(&out);
-    assert_same_rows(&db, &out);
+    restores_with_identity(&id, &replica, &dir.path().join("from-litestream.db"), &db);
 
     // Litestream cannot restore that replica, and publishes nothing.
     let lout = dir.path().join("lit-restored.db");

@@ -23,6 +23,12 @@ fn tried(what: &str) {
 }
 
 /// Runs `ls-engine` with `args` and a deadline; returns (exited, status success, output).
+/// `ls-engine replicate -config <cfg>` for 4 s: as [`engine_run`].
+fn replicate_for_4s(cfg: &Path) -> (bool, bool, String) {
+    let args = ["replicate", "-config", cfg.to_str().expect("utf8")];
+    engine_run(&args, &[], Duration::from_secs(4))
+}
+
 fn engine_run(args: &[&str], env: &[(&str, &str)], wait: Duration) -> (bool, bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("out.log");
@@ -151,11 +157,7 @@ fn unreachable_endpoint() {
     insert_rows(&c, 0, 10, 10);
     let cfg = dir.path().join("ls.yml");
     fs::write(&cfg, s3_config(&db, &endpoint, "b", "p", "ak", "sk")).expect("cfg");
-    let (exited, _, log) = engine_run(
-        &["replicate", "-config", cfg.to_str().expect("utf8")],
-        &[],
-        Duration::from_secs(4),
-    );
+    let (exited, _, log) = replicate_for_4s(&cfg);
     assert!(!exited, "the engine must keep retrying, not exit:\n{log}");
     assert!(
         log.contains(&format!("127.0.0.1:{port}")),
@@ -170,26 +172,14 @@ fn unreachable_endpoint() {
 #[ignore = "needs the S3 test server"]
 fn wrong_credentials() {
     let srv = s3_server();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    let c = app(&db, 4096);
-    setup_table(&c);
+    let OneDb {
+        dir, db, conn: c, ..
+    } = one_db();
     insert_rows(&c, 0, 50, 10);
     let prefix = unique("badcreds");
     // A good replica first, so the restore has something it is refused.
     let cfg = dir.path().join("good.yml");
-    fs::write(
-        &cfg,
-        s3_config(
-            &db,
-            &srv.endpoint,
-            &srv.bucket,
-            &prefix,
-            &srv.access_key,
-            &srv.secret_key,
-        ),
-    )
-    .expect("cfg");
+    fs::write(&cfg, srv_config(&srv, &db, &srv.endpoint, &prefix)).expect("cfg");
     let e = Engine::start(&cfg, &dir.path().join("good.log"));
     std::thread::sleep(Duration::from_millis(800));
     e.stop();
@@ -208,11 +198,7 @@ fn wrong_credentials() {
         ),
     )
     .expect("cfg");
-    let (exited, _, log) = engine_run(
-        &["replicate", "-config", bad.to_str().expect("utf8")],
-        &[],
-        Duration::from_secs(4),
-    );
+    let (exited, _, log) = replicate_for_4s(&bad);
     assert!(!exited, "the engine must keep retrying:\n{log}");
     assert!(
         log.contains("SignatureDoesNotMatch") || log.contains("403") || log.contains("denied"),
@@ -267,11 +253,7 @@ fn l0_path(replica: &Path, txid: u64) -> PathBuf {
 }
 
 fn restore_file(replica: &Path, out: &Path) -> (bool, String) {
-    let mut c = ls_restore();
-    c.arg("-o")
-        .arg(out)
-        .arg(format!("file://{}", replica.display()));
-    let o = run(c);
+    let o = restore_to(replica, out);
     (o.status.success(), text(&o))
 }
 
@@ -303,16 +285,8 @@ fn file_from_another_database() {
         tried(&format!(
             "L0 {txid} replaced by another database's L0 {foreign}"
         ));
-        let victim = l0_path(&a, txid);
-        let saved = fs::read(&victim).expect("read");
-        fs::copy(l0_path(&b, foreign), &victim).expect("swap in");
-        let name = victim
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
-        assert_clean_failure(&a, &out, &name);
-        fs::write(&victim, saved).expect("put back");
+        let foreign = fs::read(l0_path(&b, foreign)).expect("read");
+        fails_cleanly_with(&a, &out, txid, &foreign);
     }
     // Same TXID from another database with the same page size: Litestream 0.5.17 writes L0
     // files without pre/post-apply checksums, so nothing in the format ties a file to its
@@ -349,6 +323,21 @@ fn file_from_another_database() {
     }
 }
 
+/// Puts `bytes` in place of `a`'s L0 file `txid`, checks that a restore to `out` fails cleanly
+/// naming that file, and puts the file back.
+fn fails_cleanly_with(a: &Path, out: &Path, txid: u64, bytes: &[u8]) {
+    let victim = l0_path(a, txid);
+    let saved = fs::read(&victim).expect("read");
+    fs::write(&victim, bytes).expect("swap in");
+    let name = victim
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert_clean_failure(a, out, &name);
+    fs::write(&victim, saved).expect("put back");
+}
+
 #[test]
 fn garbage_in_place_of_ltx() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -382,16 +371,7 @@ fn garbage_in_place_of_ltx() {
     ];
     for (what, txid, bytes) in cases {
         tried(&format!("{what} in place of L0 {txid}"));
-        let victim = l0_path(&a, txid);
-        let saved = fs::read(&victim).expect("read");
-        fs::write(&victim, bytes).expect("garbage");
-        let name = victim
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
-        assert_clean_failure(&a, &out, &name);
-        fs::write(&victim, saved).expect("put back");
+        fails_cleanly_with(&a, &out, txid, &bytes);
     }
     tried("garbage file with a non-LTX name in the level directory");
     fs::write(a.join("ltx/0/not-an-ltx-file.txt"), b"junk").expect("junk");

@@ -11,24 +11,8 @@ use std::process::Output;
 
 use common::*;
 
-struct Case {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    db: PathBuf,
-    replica: PathBuf,
-    config: PathBuf,
-}
-
 fn case(extra_db: &str) -> Case {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_owned();
-    let c = Case {
-        db: root.join("app.db"),
-        replica: root.join("replica"),
-        config: root.join("litestream.yml"),
-        root,
-        _dir: dir,
-    };
+    let c = Case::empty();
     write_config(
         &c.config,
         &[(c.db.clone(), c.replica.clone())],
@@ -191,11 +175,10 @@ fn config_key_restores_but_never_overwrites() {
 fn empty_replica_starts_fresh() {
     let ls = litestream();
     let c = case("restore-if-db-not-exists: true\n");
-    let log = c.root.join("engine.log");
-    let e = Engine::start(&c.config, &log);
+    let e = Engine::start(&c.config, &c.log);
     let started = (0..100).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        fs::read_to_string(&log)
+        fs::read_to_string(&c.log)
             .unwrap_or_default()
             .contains("no backup found, starting fresh")
     });
@@ -241,11 +224,6 @@ fn damaged_replica_stops_startup_and_leaves_no_database() {
         "the error does not name the damaged file {name}: {err}"
     );
     assert!(!c.db.exists(), "a database was left behind");
-    let leftovers: Vec<_> = fs::read_dir(&c.root)
-        .expect("read dir")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("app.db"))
-        .collect();
+    let leftovers = names_starting(&c.root, "app.db");
     assert!(leftovers.is_empty(), "partial output left: {leftovers:?}");
 }

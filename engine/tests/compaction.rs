@@ -14,36 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use ltx_codec::LtxFile;
 
-pub(crate) struct Case {
-    _dir: tempfile::TempDir,
-    pub(crate) root: PathBuf,
-    pub(crate) db: PathBuf,
-    pub(crate) replica: PathBuf,
-    pub(crate) config: PathBuf,
-    pub(crate) log: PathBuf,
-}
-
-pub(crate) fn case(top: &str) -> Case {
-    let mut dir = tempfile::tempdir().expect("tempdir");
-    if std::env::var("LS_KEEP").is_ok_and(|v| v == "1") {
-        dir.disable_cleanup(true);
-        eprintln!("keeping {}", dir.path().display());
-    }
-    let root = dir.path().to_owned();
-    let c = Case {
-        db: root.join("app.db"),
-        replica: root.join("replica"),
-        config: root.join("litestream.yml"),
-        log: root.join("engine.log"),
-        root,
-        _dir: dir,
-    };
-    fast_config(&c.config, &[(c.db.clone(), c.replica.clone())]);
-    let body = fs::read_to_string(&c.config).expect("read config");
-    fs::write(&c.config, format!("{top}{body}")).expect("write config");
-    c
-}
-
 /// `(min, max)` of every LTX file at `level` of a file replica (or meta directory).
 pub(crate) fn files(root: &Path, level: u8) -> Vec<(u64, u64)> {
     let mut v: Vec<(u64, u64)> = fs::read_dir(level_dir(root, level))
@@ -255,6 +225,22 @@ pub(crate) fn workload(app: &rusqlite::Connection, secs: u64, mut tick: impl FnM
 
 pub(crate) const LEVELS: &str = "levels:\n  - interval: 1s\n  - interval: 3s\n";
 
+/// A [`Case`] with the [`LEVELS`] and then the top-level keys `rest`.
+pub(crate) fn levels_case(rest: &str) -> Case {
+    case_with(&format!("{LEVELS}{rest}"))
+}
+
+/// Runs the engine on `c` through a `secs`-second [`workload`] and until its levels caught up
+/// ([`wait_levels_caught_up`]); the workload's connection.
+pub(crate) fn replicate_workload(c: &Case, secs: u64) -> rusqlite::Connection {
+    let app = app(&c.db, 4096);
+    let e = Engine::start(&c.config, &c.log);
+    workload(&app, secs, || {});
+    wait_levels_caught_up(&c.replica, &e);
+    e.stop();
+    app
+}
+
 /// Waits until levels 1, 2 and 9 under `root` all end at the newest L0 TXID.
 pub(crate) fn wait_levels_caught_up(root: &Path, e: &Engine) {
     let caught_up = wait_until(Duration::from_secs(45), || {
@@ -267,25 +253,18 @@ pub(crate) fn wait_levels_caught_up(root: &Path, e: &Engine) {
     assert!(caught_up, "levels did not catch up; log:\n{}", e.tail());
 }
 
-#[test]
-#[ignore = "needs the real Litestream"]
-fn levels_and_snapshots_restore_at_every_boundary() {
-    let ls = litestream();
-    let lsr = ls_restore_bin();
-    let c = case(&format!(
-        "{LEVELS}snapshot:\n  interval: 4s\n  retention: 1h\nl0-retention: 0\n"
-    ));
-    let app = app(&c.db, 4096);
-    let e = Engine::start(&c.config, &c.log);
-    workload(&app, 9, || {});
-    wait_levels_caught_up(&c.replica, &e);
-    e.stop();
-
+/// Checks every file at levels 1, 2 and 9 of `c`'s replica against a replay of its L0 files
+/// (levels 1 and 2 a contiguous chain from TXID 1; with `each_level_has_files`, no level
+/// empty), then that `ls` and `lsr` both restore the latest state and the state at every level
+/// boundary.
+fn check_levels_and_restores(c: &Case, ls: &Path, lsr: &Path, each_level_has_files: bool) {
     let rp = replay(&c.replica);
     let mut boundaries = BTreeSet::new();
     for level in [1u8, 2, 9] {
         let fs_ = files(&c.replica, level);
-        assert!(!fs_.is_empty(), "no files at level {level}");
+        if each_level_has_files {
+            assert!(!fs_.is_empty(), "no files at level {level}");
+        }
         if level < 9 {
             // A level is a contiguous chain from TXID 1.
             let mut next = 1;
@@ -300,7 +279,7 @@ fn levels_and_snapshots_restore_at_every_boundary() {
         }
     }
     let out = c.root.join("out.db");
-    for bin in [&ls, &lsr] {
+    for bin in [ls, lsr] {
         restore(bin, &c.replica, &out, None);
         assert_eq!(dump(&out), dump(&c.db), "{} latest", bin.display());
         for t in &boundaries {
@@ -314,12 +293,22 @@ fn levels_and_snapshots_restore_at_every_boundary() {
     }
 }
 
+#[test]
+#[ignore = "needs the real Litestream"]
+fn levels_and_snapshots_restore_at_every_boundary() {
+    let (ls, lsr) = (litestream(), ls_restore_bin());
+    let c = levels_case("snapshot:\n  interval: 4s\n  retention: 1h\nl0-retention: 0\n");
+    let _app = replicate_workload(&c, 9);
+
+    check_levels_and_restores(&c, &ls, &lsr, true);
+}
+
 /// A scheduled snapshot is built off the follower's thread: while one is being read (held
 /// open by a test pause) new commits keep reaching the replica, checkpoints wait, and the
 /// snapshot still holds exactly the state at its TXID.
 #[test]
 fn snapshot_build_does_not_block_the_follower() {
-    let c = case("snapshot:\n  interval: 3s\n  retention: 1h\n");
+    let c = case_with("snapshot:\n  interval: 3s\n  retention: 1h\n");
     let cfg = fs::read_to_string(&c.config).expect("read config");
     let cfg = cfg.replace(
         "    replica:\n",
@@ -411,20 +400,13 @@ fn snapshot_build_does_not_block_the_follower() {
 #[ignore = "needs the S3 test server and the real Litestream"]
 fn levels_and_snapshots_on_s3() {
     let srv = s3_server();
-    let ls = litestream();
-    let lsr = ls_restore_bin();
+    let (ls, lsr) = (litestream(), ls_restore_bin());
     let data = srv
         .data_dir
         .clone()
         .expect("LS_S3_DATA_DIR: where s3s-fs keeps objects");
-    let c = case(&format!(
-        "{LEVELS}snapshot:\n  interval: 4s\n  retention: 1h\nl0-retention: 1h\n"
-    ));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let prefix = format!("compaction-{}-{nanos}", std::process::id());
+    let c = levels_case("snapshot:\n  interval: 4s\n  retention: 1h\nl0-retention: 1h\n");
+    let prefix = test_support::unique_name("compaction");
     let cfg = fs::read_to_string(&c.config).expect("read config");
     let file_replica = format!("      path: {}\n", c.replica.display());
     assert!(cfg.contains(&file_replica), "config layout changed: {cfg}");
@@ -489,20 +471,8 @@ struct Litestream(Option<std::process::Child>);
 
 impl Litestream {
     fn start(bin: &Path, config: &Path, log: &Path) -> Litestream {
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("log");
-        let err = out.try_clone().expect("clone log");
-        let child = litestream_cmd(bin)
-            .arg("replicate")
-            .arg("-config")
-            .arg(config)
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start litestream");
+        let mut cmd = litestream_cmd(bin);
+        let child = spawn_replicate(&mut cmd, config, log, true, "start litestream");
         Litestream(Some(child))
     }
 
@@ -532,11 +502,8 @@ impl Drop for Litestream {
 #[test]
 #[ignore = "needs the real Litestream"]
 fn takeover_both_directions_keeps_compacting() {
-    let ls = litestream();
-    let lsr = ls_restore_bin();
-    let c = case(&format!(
-        "{LEVELS}snapshot:\n  interval: 3s\n  retention: 1h\nl0-retention: 0\n"
-    ));
+    let (ls, lsr) = (litestream(), ls_restore_bin());
+    let c = levels_case("snapshot:\n  interval: 3s\n  retention: 1h\nl0-retention: 0\n");
     let app = app(&c.db, 4096);
     setup_table(&app);
     let ls_log = c.root.join("litestream.log");
@@ -579,30 +546,5 @@ fn takeover_both_directions_keeps_compacting() {
             );
         }
     }
-    let rp = replay(&c.replica);
-    let mut boundaries = BTreeSet::new();
-    for level in [1u8, 2, 9] {
-        let mut next = 1;
-        for f in files(&c.replica, level) {
-            if level < 9 {
-                assert_eq!(f.0, next, "level {level} chain");
-                next = f.1 + 1;
-            }
-            rp.check_file(&path_of(&c.replica, level, f), f.1, level == 9);
-            boundaries.insert(f.1);
-        }
-    }
-    let out = c.root.join("out.db");
-    for bin in [&ls, &lsr] {
-        restore(bin, &c.replica, &out, None);
-        assert_eq!(dump(&out), dump(&c.db), "{} latest", bin.display());
-        for t in &boundaries {
-            restore(bin, &c.replica, &out, Some(*t));
-            assert!(
-                fs::read(&out).expect("read") == rp.image(*t),
-                "{} -txid {t:x} differs from the L0 replay",
-                bin.display()
-            );
-        }
-    }
+    check_levels_and_restores(&c, &ls, &lsr, false);
 }

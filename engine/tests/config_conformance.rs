@@ -220,13 +220,12 @@ fn bad_configs_fail_the_same_way_naming_the_key() {
 #[test]
 fn unknown_keys_warn_with_their_line_and_do_not_fail() {
     // As Litestream's yaml.v2 reader: unknown keys are not an error; we also say where they are.
+    let text =
+        "dbs:\n  - path: /a.db\n    colour: blue\n    replica:\n      path: /r\n      bogus: 1\n\
+         whatever: 2\n";
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = tmp.path().join("l.yml");
-    std::fs::write(
-        &file,
-        "dbs:\n  - path: /a.db\n    colour: blue\n    replica:\n      path: /r\n      bogus: 1\nwhatever: 2\n",
-    )
-    .expect("write");
+    std::fs::write(&file, text).expect("write");
     let cfg = engine_config::load(&file, false).expect("engine reads it");
     let mut w = cfg.warnings.clone();
     w.sort();

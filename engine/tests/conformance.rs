@@ -55,45 +55,50 @@ fn host_port(url: &str) -> SocketAddr {
         .unwrap_or_else(|e| panic!("{url}: not http://ip:port: {e}"))
 }
 
-/// `url` with its host and port replaced by `to`.
+/// `url` (`http://ip:port[/path]` or `ip:port`) with its host and port replaced by `to`.
 fn rehost(url: &str, to: SocketAddr) -> String {
-    let rest = url.trim_start_matches("http://");
+    let (scheme, rest) = match url.strip_prefix("http://") {
+        Some(rest) => ("http://", rest),
+        None => ("", url),
+    };
     match rest.split_once('/') {
-        Some((_, path)) => format!("http://{to}/{path}"),
-        None => format!("http://{to}"),
+        Some((_, path)) => format!("{scheme}{to}/{path}"),
+        None => format!("{scheme}{to}"),
     }
 }
+
+/// [`Counted`] for the remote `$remote`, whose server listens at the address in its field
+/// `$addr`.
+macro_rules! counted {
+    ($remote:ident, $addr:ident) => {
+        impl Counted for $remote {
+            fn upstream(&self) -> SocketAddr {
+                host_port(&self.0.$addr)
+            }
+
+            fn through(&self, proxy: SocketAddr) -> Box<dyn Remote> {
+                let mut s = self.0.clone();
+                s.$addr = rehost(&s.$addr, proxy);
+                Box::new($remote(s))
+            }
+        }
+    };
+}
+
+counted!(S3, endpoint);
+counted!(Gcs, emulator_host);
+counted!(Abs, endpoint);
+counted!(WebDav, url);
 
 struct S3(S3Server);
 impl Remote for S3 {
     fn replica_keys(&self, name: &str) -> Vec<String> {
         let s = &self.0;
-        vec![
-            "type: s3".into(),
-            format!("bucket: {}", s.bucket),
-            format!("path: {}", s.unique_prefix(name)),
-            format!("endpoint: {}", s.endpoint),
-            "region: us-east-1".into(),
-            "force-path-style: true".into(),
-            format!("access-key-id: {}", s.access_key),
-            format!("secret-access-key: {}", s.secret_key),
-        ]
+        s.yaml_with_keys(&s.unique_prefix(name), &s.secret_key)
     }
 
     fn env(&self) -> Vec<(String, String)> {
         vec![("AWS_EC2_METADATA_DISABLED".into(), "true".into())]
-    }
-}
-
-impl Counted for S3 {
-    fn upstream(&self) -> SocketAddr {
-        host_port(&self.0.endpoint)
-    }
-
-    fn through(&self, proxy: SocketAddr) -> Box<dyn Remote> {
-        let mut s = self.0.clone();
-        s.endpoint = rehost(&s.endpoint, proxy);
-        Box::new(S3(s))
     }
 }
 
@@ -113,18 +118,6 @@ impl Remote for Gcs {
     }
 }
 
-impl Counted for Gcs {
-    fn upstream(&self) -> SocketAddr {
-        host_port(&self.0.emulator_host)
-    }
-
-    fn through(&self, proxy: SocketAddr) -> Box<dyn Remote> {
-        let mut s = self.0.clone();
-        s.emulator_host = proxy.to_string();
-        Box::new(Gcs(s))
-    }
-}
-
 /// The account key as a top-level default, as users share it between replicas.
 struct Abs(AbsServer);
 impl Remote for Abs {
@@ -140,18 +133,6 @@ impl Remote for Abs {
     }
 }
 
-impl Counted for Abs {
-    fn upstream(&self) -> SocketAddr {
-        host_port(&self.0.endpoint)
-    }
-
-    fn through(&self, proxy: SocketAddr) -> Box<dyn Remote> {
-        let mut s = self.0.clone();
-        s.endpoint = rehost(&s.endpoint, proxy);
-        Box::new(Abs(s))
-    }
-}
-
 struct Sftp(SftpServer);
 impl Remote for Sftp {
     fn replica_keys(&self, name: &str) -> Vec<String> {
@@ -163,18 +144,6 @@ struct WebDav(WebDavServer);
 impl Remote for WebDav {
     fn replica_keys(&self, name: &str) -> Vec<String> {
         self.0.yaml(&self.0.unique_path(name))
-    }
-}
-
-impl Counted for WebDav {
-    fn upstream(&self) -> SocketAddr {
-        host_port(&self.0.url)
-    }
-
-    fn through(&self, proxy: SocketAddr) -> Box<dyn Remote> {
-        let mut s = self.0.clone();
-        s.url = rehost(&s.url, proxy);
-        Box::new(WebDav(s))
     }
 }
 
@@ -290,25 +259,17 @@ pub fn idle_databases_make_no_requests(remote: &dyn Counted) {
     let dir = tempfile::tempdir().expect("tempdir");
     // Short levels so compaction of the start-up data finishes before the window; a short
     // checkpoint-interval so the one time-based checkpoint after the last write does too.
-    let mut cfg: String = via.globals().iter().map(|l| format!("{l}\n")).collect();
-    cfg.push_str("levels:\n  - interval: 1s\n  - interval: 2s\ndbs:\n");
-    let mut apps = Vec::new();
-    for i in 0..5 {
-        let db = dir.path().join(format!("db{i}.db"));
-        let c = app(&db, 4096);
-        setup_table(&c);
-        insert_rows(&c, 0, 50, 100);
-        cfg.push_str(&format!(
+    let globals: String = via.globals().iter().map(|l| format!("{l}\n")).collect();
+    let (config, apps) = idle_dbs(dir.path(), &globals, 5, |_, db| {
+        let mut entry = format!(
             "  - path: {}\n    checkpoint-interval: 3s\n    replica:\n",
             db.display()
-        ));
+        );
         for l in via.replica_keys("idle") {
-            cfg.push_str(&format!("      {l}\n"));
+            entry.push_str(&format!("      {l}\n"));
         }
-        apps.push(c);
-    }
-    let config = dir.path().join("litestream.yml");
-    std::fs::write(&config, cfg).expect("config");
+        entry
+    });
     let env = via.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let e = Engine::start_env(&config, &dir.path().join("engine.log"), &env);
@@ -342,14 +303,9 @@ pub fn idle_databases_make_no_requests(remote: &dyn Counted) {
         e.tail()
     );
 
-    insert_rows(&apps[3], 1000, 5, 100);
-    let shipped = wait_until(Duration::from_secs(10), || proxy.requests() > settled);
-    assert!(
-        shipped,
-        "a write after idle made no request; log:\n{}",
-        e.tail()
-    );
-    e.stop();
+    write_ships_at_once(&apps[3], e, "made no request", || {
+        proxy.requests() > settled
+    });
 }
 
 /// One module per backend, each with every scenario it takes as an ignored test (they need

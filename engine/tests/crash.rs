@@ -147,11 +147,7 @@ fn meta_root(db: &Path) -> PathBuf {
 /// `ls-restore -o out file://replica`, which must succeed.
 fn our_restore(replica: &Path, out: &Path) {
     let _ = std::fs::remove_file(out);
-    let mut c = ls_restore();
-    c.arg("-o")
-        .arg(out)
-        .arg(format!("file://{}", replica.display()));
-    let o = run(c);
+    let o = restore_to(replica, out);
     assert!(o.status.success(), "ls-restore failed: {}", text(&o));
 }
 
@@ -328,14 +324,10 @@ fn count_tag(db: &Path, tag: &str) -> i64 {
 #[ignore = "needs the real Litestream"]
 fn writer_killed_mid_transaction() {
     let ls = litestream();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let config = dir.path().join("litestream.yml");
-    fast_config(&config, &[(db.clone(), replica.clone())]);
-    drop(app(&db, 4096));
-    let e = Engine::start(&config, &dir.path().join("engine.log"));
-    let out = dir.path().join("check.db");
+    let k = case_with("");
+    drop(app(&k.db, 4096));
+    let e = Engine::start(&k.config, &k.log);
+    let out = k.root.join("check.db");
     let rounds = 3;
     for round in 1..=rounds {
         let mut child = Command::new(std::env::current_exe().expect("test exe"))
@@ -346,7 +338,7 @@ fn writer_killed_mid_transaction() {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env("LS_CRASH_WRITER_DB", &db)
+            .env("LS_CRASH_WRITER_DB", &k.db)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -369,25 +361,25 @@ fn writer_killed_mid_transaction() {
         let _ = child.kill();
         let _ = child.wait();
         std::thread::sleep(Duration::from_millis(500));
-        our_restore(&replica, &out);
+        our_restore(&k.replica, &out);
         integrity_ok(&out);
         assert_eq!(count_tag(&out, "UNCOMMITTED"), 0, "round {round}");
         assert_eq!(count_tag(&out, "committed"), committed, "round {round}");
     }
     // The next writer recovers the WAL (dropping the torn transaction) and carries on.
-    let c = app(&db, 4096);
+    let c = app(&k.db, 4096);
     c.execute("INSERT INTO w(tag, v) VALUES ('after', randomblob(10))", [])
         .expect("insert after");
     drop(c);
     std::thread::sleep(Duration::from_millis(500));
     e.stop();
-    our_restore(&replica, &out);
+    our_restore(&k.replica, &out);
     integrity_ok(&out);
     assert_eq!(count_tag(&out, "UNCOMMITTED"), 0);
     assert_eq!(count_tag(&out, "after"), 1);
-    assert_same_rows(&out, &db);
-    let theirs = dir.path().join("litestream.db");
-    litestream_restore(&ls, &replica, &theirs);
+    assert_same_rows(&out, &k.db);
+    let theirs = k.root.join("litestream.db");
+    litestream_restore(&ls, &k.replica, &theirs);
     assert_same_rows(&out, &theirs);
-    assert_chain(&replica);
+    assert_chain(&k.replica);
 }

@@ -127,13 +127,48 @@ fn restore_url(bin: &Path, replica: &Path, out: &Path) {
             &format!("file://{}", replica.display()),
         ],
     );
+    assert_ok(&o, &format!("{} restore failed", bin.display()));
+}
+
+/// `replica` must get its `n`th L0 file within `secs` seconds (the panic shows `e`'s log).
+fn l0_within(e: &Engine, replica: &Path, n: usize, secs: u64) {
+    let ok = wait_for_l0(replica, n, Duration::from_secs(secs));
+    let at = replica.display();
     assert!(
-        o.status.success(),
-        "{} restore failed: {}{}",
-        bin.display(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+        ok,
+        "{at}: not replicated (L0 file {n} within {secs} s); log:\n{}",
+        e.tail()
     );
+}
+
+/// A new database `rel` in `t`'s data directory, with a table and `rows` rows, which the
+/// running engine `e` must replicate within 5 s.
+fn new_db(t: &Tree, e: &Engine, rel: &str, rows: usize) -> rusqlite::Connection {
+    let c = app(&t.data.join(rel), 4096);
+    setup_table(&c);
+    insert_rows(&c, 0, rows, 40);
+    l0_within(e, &t.replica.join(rel), 1, 5);
+    c
+}
+
+impl Tree {
+    /// `ls-engine replicate` on the tree's config, logging to `engine.log` beside it.
+    fn engine(&self) -> Engine {
+        Engine::start(&self.config, &self.log())
+    }
+
+    /// Where [`Tree::engine`] logs.
+    fn log(&self) -> PathBuf {
+        self.root.join("engine.log")
+    }
+
+    /// Whether every database has an L0 file in the replica within `secs` seconds.
+    fn all_replicated(&self, secs: u64) -> bool {
+        wait_until(Duration::from_secs(secs), || {
+            let has_l0 = |r: &&str| !l0_names(&self.replica.join(r)).is_empty();
+            self.dbs.iter().all(has_l0)
+        })
+    }
 }
 
 /// A running `litestream replicate -config`.
@@ -141,17 +176,14 @@ struct Litestream(Child);
 
 impl Litestream {
     fn start(bin: &Path, config: &Path, log: &Path) -> Litestream {
-        let out = fs::File::create(log).expect("log");
-        let err = out.try_clone().expect("log");
-        let child = litestream_cmd(bin)
-            .arg("replicate")
-            .arg("-config")
-            .arg(config)
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("start litestream");
-        Litestream(child)
+        let mut cmd = litestream_cmd(bin);
+        Litestream(spawn_replicate(
+            &mut cmd,
+            config,
+            log,
+            false,
+            "start litestream",
+        ))
     }
 
     fn stop(mut self) {
@@ -187,17 +219,10 @@ fn assert_skipped_files(t: &Tree) {
 fn engine_replicates_a_directory_litestream_restores_each() {
     let ls = litestream();
     let t = tree("recursive: true");
-    let log = t.root.join("engine.log");
-    let e = Engine::start(&t.config, &log);
+    let e = t.engine();
     workload(&t, 8);
-    assert!(
-        wait_until(Duration::from_secs(10), || t
-            .dbs
-            .iter()
-            .all(|r| !l0_names(&t.replica.join(r)).is_empty())),
-        "not every database replicated; log:\n{}",
-        e.tail()
-    );
+    let all = t.all_replicated(10);
+    assert!(all, "not every database replicated; log:\n{}", e.tail());
     workload(&t, 4);
     e.stop();
     assert_skipped_files(&t);
@@ -215,13 +240,8 @@ fn engine_replicates_a_directory_litestream_restores_each() {
     }
     // Without `recursive`, only the top-level database.
     let t2 = tree("");
-    let log = t2.root.join("engine.log");
-    let e = Engine::start(&t2.config, &log);
-    assert!(
-        wait_for_l0(&t2.replica.join("a.db"), 1, Duration::from_secs(10)),
-        "{}",
-        e.tail()
-    );
+    let e = t2.engine();
+    l0_within(&e, &t2.replica.join("a.db"), 1, 10);
     e.stop();
     assert!(!t2.replica.join("sub").exists());
 }
@@ -240,13 +260,8 @@ fn litestream_replicates_a_directory_ls_restore_matches_and_engine_takes_over() 
     fs::write(&t.config, text.replace("META", &meta.to_string_lossy())).expect("config");
     let l = Litestream::start(&ls, &t.config, &t.root.join("litestream.log"));
     workload(&t, 6);
-    assert!(
-        wait_until(Duration::from_secs(15), || t
-            .dbs
-            .iter()
-            .all(|r| !l0_names(&t.replica.join(r)).is_empty())),
-        "litestream did not replicate every database"
-    );
+    let all = t.all_replicated(15);
+    assert!(all, "litestream did not replicate every database");
     l.stop();
     assert_skipped_files(&t);
     let ours = harden::ls_restore_bin();
@@ -303,7 +318,7 @@ fn litestream_replicates_a_directory_ls_restore_matches_and_engine_takes_over() 
         .iter()
         .map(|r| l0_names(&t.replica.join(r)).len())
         .collect();
-    let e = Engine::start(&t.config, &t.root.join("engine.log"));
+    let e = t.engine();
     workload(&t, 5);
     assert!(
         wait_until(Duration::from_secs(10), || t
@@ -334,59 +349,25 @@ fn litestream_replicates_a_directory_ls_restore_matches_and_engine_takes_over() 
 fn watch_picks_up_new_databases() {
     let ls = litestream();
     let t = tree("recursive: true\nwatch: true");
-    let log = t.root.join("engine.log");
-    let e = Engine::start(&t.config, &log);
-    assert!(
-        wait_for_l0(
-            &t.replica.join("sub/deeper/c.db"),
-            1,
-            Duration::from_secs(10)
-        ),
-        "{}",
-        e.tail()
-    );
+    let e = t.engine();
+    l0_within(&e, &t.replica.join("sub/deeper/c.db"), 1, 10);
     std::thread::sleep(Duration::from_millis(300));
 
     let fresh = t.data.join("fresh.db");
-    let c = app(&fresh, 4096);
-    setup_table(&c);
-    insert_rows(&c, 0, 30, 40);
     let started = Instant::now();
-    assert!(
-        wait_for_l0(&t.replica.join("fresh.db"), 1, Duration::from_secs(5)),
-        "new database not replicated; log:\n{}",
-        e.tail()
-    );
+    let c = new_db(&t, &e, "fresh.db", 30);
     eprintln!("fresh.db replicated after {:?}", started.elapsed());
 
     fs::create_dir_all(t.data.join("later/inner")).expect("mkdir");
     let late = t.data.join("later/inner/late.db");
-    let c2 = app(&late, 4096);
-    setup_table(&c2);
-    insert_rows(&c2, 0, 7, 40);
-    assert!(
-        wait_for_l0(
-            &t.replica.join("later/inner/late.db"),
-            1,
-            Duration::from_secs(5)
-        ),
-        "database in a new subdirectory not replicated; log:\n{}",
-        e.tail()
-    );
+    let c2 = new_db(&t, &e, "later/inner/late.db", 7);
 
     // Exists (empty) before it becomes a database; written a while later.
     let slow = t.data.join("slow.db");
     fs::write(&slow, b"").expect("create");
     std::thread::sleep(Duration::from_millis(800));
     assert!(!t.replica.join("slow.db").exists());
-    let c3 = app(&slow, 4096);
-    setup_table(&c3);
-    insert_rows(&c3, 0, 3, 40);
-    assert!(
-        wait_for_l0(&t.replica.join("slow.db"), 1, Duration::from_secs(5)),
-        "database written after its file appeared not replicated; log:\n{}",
-        e.tail()
-    );
+    let c3 = new_db(&t, &e, "slow.db", 3);
 
     // A matching non-database created while running stays unreplicated.
     fs::write(t.data.join("junk.db"), "still not sqlite").expect("write");
@@ -397,18 +378,14 @@ fn watch_picks_up_new_databases() {
         let _ = fs::remove_file(format!("{}{suffix}", late.display()));
     }
     assert!(
-        wait_until(Duration::from_secs(5), || fs::read_to_string(&log)
+        wait_until(Duration::from_secs(5), || fs::read_to_string(t.log())
             .is_ok_and(|s| s.contains("removed database from replication"))),
         "removal not noticed; log:\n{}",
         e.tail()
     );
     let n = l0_names(&t.replica.join("fresh.db")).len();
     insert_rows(&c, 100, 10, 40);
-    assert!(
-        wait_for_l0(&t.replica.join("fresh.db"), n + 1, Duration::from_secs(5)),
-        "{}",
-        e.tail()
-    );
+    l0_within(&e, &t.replica.join("fresh.db"), n + 1, 5);
     insert_rows(&c3, 100, 4, 40);
     std::thread::sleep(Duration::from_millis(500));
     e.stop();
@@ -434,11 +411,7 @@ fn s3_replicas_get_the_relative_path_appended() {
     let ls = litestream();
     let keyed = tree("");
     let by_url = tree("");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let prefix = format!("dir-{}-{nanos}", std::process::id());
+    let prefix = test_support::unique_name("dir");
     let query = format!(
         "endpoint={}&region=us-east-1&forcePathStyle=true",
         srv.endpoint
@@ -458,7 +431,7 @@ fn s3_replicas_get_the_relative_path_appended() {
         ep = srv.endpoint,
     );
     fs::write(&keyed.config, config).expect("config");
-    let e = Engine::start(&keyed.config, &keyed.root.join("engine.log"));
+    let e = keyed.engine();
     workload(&keyed, 4);
     workload(&by_url, 4);
     std::thread::sleep(Duration::from_millis(500));
@@ -474,11 +447,7 @@ fn s3_replicas_get_the_relative_path_appended() {
             let _ = fs::remove_file(&out);
             let url = format!("s3://{}/{prefix}/{sub}/{rel}?{query}", srv.bucket);
             let o = restore_cmd_env(&ls, &env, &["-o", &out.to_string_lossy(), &url]);
-            assert!(
-                o.status.success(),
-                "{sub}/{rel}: litestream restore failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+            assert_ok(&o, &format!("{sub}/{rel}: litestream restore failed"));
             integrity_ok(&out);
             assert_eq!(dump(&out), dump(&t.data.join(rel)), "{sub}/{rel}");
         }
@@ -515,15 +484,8 @@ fn watched_directory_is_idle_when_nothing_changes() {
     // Litestream's default monitor-interval (1 s) rather than the tests' 100 ms.
     let text = fs::read_to_string(&t.config).expect("config");
     fs::write(&t.config, text.replace("    monitor-interval: 100ms\n", "")).expect("config");
-    let e = Engine::start(&t.config, &t.root.join("engine.log"));
-    assert!(
-        wait_until(Duration::from_secs(10), || t
-            .dbs
-            .iter()
-            .all(|r| !l0_names(&t.replica.join(r)).is_empty())),
-        "{}",
-        e.tail()
-    );
+    let e = t.engine();
+    assert!(t.all_replicated(10), "{}", e.tail());
     std::thread::sleep(Duration::from_millis(1500));
     let files = l0_state(&t);
     let before = cpu_ticks(e.pid());

@@ -34,11 +34,7 @@ fn assert_all_ltx_valid(root: &Path) -> usize {
 
 fn ls_restore_equals(replica: &Path, src_dump: &str, out: &Path) -> bool {
     let _ = fs::remove_file(out);
-    let mut c = ls_restore();
-    c.arg("-o")
-        .arg(out)
-        .arg(format!("file://{}", replica.display()));
-    run(c).status.success() && dump(out) == src_dump
+    restore_to(replica, out).status.success() && dump(out) == src_dump
 }
 
 fn scenario(meta_on_tmpfs: bool) {

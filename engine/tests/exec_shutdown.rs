@@ -112,6 +112,21 @@ fn start(bin: &Path, s: &Setup, mode: &str, tag: &str) -> (Child, PathBuf, PathB
     (child, out, err)
 }
 
+/// [`start`], SIGTERM if `signal`, and the exit status; then the stdout and stderr files.
+fn run_exec(
+    bin: &Path,
+    s: &Setup,
+    mode: &str,
+    tag: &str,
+    signal: bool,
+) -> (ExitStatus, PathBuf, PathBuf) {
+    let (mut c, out, err) = start(bin, s, mode, tag);
+    if signal {
+        term(&c);
+    }
+    (wait_exit(&mut c, &out), out, err)
+}
+
 fn term(c: &Child) {
     // SAFETY: kill(2) on our own child.
     unsafe {
@@ -147,11 +162,7 @@ fn replicated_rows(s: &Setup) -> Vec<i64> {
         .arg(format!("file://{}", s.replica.display()))
         .output()
         .expect("restore");
-    assert!(
-        o.status.success(),
-        "restore: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o, "restore");
     integrity_ok(&out);
     let c = rusqlite::Connection::open(&out).expect("open restored");
     let mut st = c.prepare("SELECT k FROM t ORDER BY id").expect("select");
@@ -177,9 +188,7 @@ fn error_lines(err: &Path) -> Vec<String> {
 fn issue14_13_exec_child_gets_sigterm_and_its_last_row_is_replicated() {
     child_if_asked();
     let s = setup("");
-    let (mut c, out, err) = start(Path::new(ENGINE), &s, "trap0", "ours");
-    term(&c);
-    let st = wait_exit(&mut c, &out);
+    let (st, out, err) = run_exec(Path::new(ENGINE), &s, "trap0", "ours", true);
     let log = fs::read_to_string(&out).unwrap_or_default();
     assert!(st.success(), "exit {st}; log:\n{log}");
     assert!(error_lines(&err).is_empty(), "{:?}", error_lines(&err));
@@ -200,9 +209,7 @@ fn issue14_13_exec_child_gets_sigterm_and_its_last_row_is_replicated() {
 fn exec_failures_exit_1_with_litestreams_message() {
     child_if_asked();
     let s = setup("shutdown-sync-timeout: 2s\n");
-    let (mut c, out, err) = start(Path::new(ENGINE), &s, "trap3", "trap3");
-    term(&c);
-    let st = wait_exit(&mut c, &out);
+    let (st, _, err) = run_exec(Path::new(ENGINE), &s, "trap3", "trap3", true);
     assert_eq!(st.code(), Some(1));
     assert_eq!(
         error_lines(&err),
@@ -211,8 +218,7 @@ fn exec_failures_exit_1_with_litestreams_message() {
     // Litestream skips its final sync here; the application's last row is still replicated.
     assert_eq!(replicated_rows(&s), [1, 2]);
 
-    let (mut c, out, err) = start(Path::new(ENGINE), &s, "exit3", "exit3");
-    let st = wait_exit(&mut c, &out);
+    let (st, _, err) = run_exec(Path::new(ENGINE), &s, "exit3", "exit3", false);
     assert_eq!(st.code(), Some(1));
     assert_eq!(error_lines(&err), ["Error: exit status 3"]);
     assert_eq!(replicated_rows(&s), [1, 2, 1]);
@@ -241,11 +247,7 @@ fn exec_exit_status_matches_litestream() {
         let mut seen = Vec::new();
         for (who, bin) in [("ours", PathBuf::from(ENGINE)), ("litestream", ls.clone())] {
             let s = setup("");
-            let (mut c, out, err) = start(&bin, &s, mode, who);
-            if signal {
-                term(&c);
-            }
-            let st = wait_exit(&mut c, &out);
+            let (st, _, err) = run_exec(&bin, &s, mode, who, signal);
             seen.push((st.code(), error_lines(&err)));
         }
         assert_eq!(seen[0], seen[1], "{mode}: ours, then Litestream's");

@@ -56,18 +56,7 @@ fn replication_converges_through_faults() {
     let proxy = Proxy::start(&srv.endpoint, 3, &FAULTS, Duration::from_secs(3));
     let prefix = unique("faults-repl");
     let cfg = dir.path().join("ls.yml");
-    std::fs::write(
-        &cfg,
-        s3_config(
-            &db,
-            &proxy.endpoint(),
-            &srv.bucket,
-            &prefix,
-            &srv.access_key,
-            &srv.secret_key,
-        ),
-    )
-    .expect("cfg");
+    std::fs::write(&cfg, srv_config(&srv, &db, &proxy.endpoint(), &prefix)).expect("cfg");
     let c = app(&db, 4096);
     setup_table(&c);
     let log = dir.path().join("engine.log");
@@ -157,24 +146,12 @@ fn replication_converges_through_faults() {
 fn restore_through_faults_is_right_or_fails_cleanly() {
     let srv = s3_server();
     let t0 = Instant::now();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
+    let OneDb {
+        dir, db, conn: c, ..
+    } = one_db();
     let prefix = unique("faults-restore");
     let cfg = dir.path().join("ls.yml");
-    std::fs::write(
-        &cfg,
-        s3_config(
-            &db,
-            &srv.endpoint,
-            &srv.bucket,
-            &prefix,
-            &srv.access_key,
-            &srv.secret_key,
-        ),
-    )
-    .expect("cfg");
-    let c = app(&db, 4096);
-    setup_table(&c);
+    std::fs::write(&cfg, srv_config(&srv, &db, &srv.endpoint, &prefix)).expect("cfg");
     let e = Engine::start(&cfg, &dir.path().join("engine.log"));
     for r in 0..8 {
         insert_rows(&c, r * 300, 300, 300);
@@ -216,12 +193,7 @@ fn restore_through_faults_is_right_or_fails_cleanly() {
                 !out.exists(),
                 "every {every} {faults:?}: output left behind"
             );
-            let leftovers: Vec<String> = std::fs::read_dir(dir.path())
-                .expect("read")
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("out.db"))
-                .collect();
+            let leftovers = names_starting(dir.path(), "out.db");
             assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
             assert!(
                 msg.contains("127.0.0.1") || msg.contains(&srv.bucket),
@@ -286,14 +258,7 @@ fn behind_proxy(srv: &S3, name: &str, globals: &str) -> BehindProxy {
     let db = dir.path().join("app.db");
     let endpoint = format!("http://{}", proxy.addr);
     let cfg = dir.path().join("ls.yml");
-    let yaml = s3_config(
-        &db,
-        &endpoint,
-        &srv.bucket,
-        &unique(name),
-        &srv.access_key,
-        &srv.secret_key,
-    );
+    let yaml = srv_config(srv, &db, &endpoint, &unique(name));
     std::fs::write(&cfg, format!("{globals}{yaml}")).expect("cfg");
     BehindProxy {
         proxy,

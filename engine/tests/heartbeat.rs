@@ -65,9 +65,8 @@ const HOOK: (&str, &str) = ("LS_TEST_HEARTBEAT_INTERVAL", "1s");
 
 #[test]
 fn heartbeats_follow_sync_health() {
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let (tmp, pings) = (tempfile::tempdir().expect("tempdir"), Pings::start());
     let d = tmp.path();
-    let pings = Pings::start();
     let (a, rep_a) = (d.join("a.db"), d.join("rep-a"));
     let (b, rep_b) = (d.join("b.db"), d.join("rep-b"));
     let cfg = d.join("c.yml");
@@ -125,9 +124,8 @@ fn heartbeats_follow_sync_health() {
 
 #[test]
 fn no_heartbeat_without_url_and_config_limits() {
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let (tmp, pings) = (tempfile::tempdir().expect("tempdir"), Pings::start());
     let d = tmp.path();
-    let pings = Pings::start();
     let (a, rep_a) = (d.join("a.db"), d.join("rep-a"));
     let cfg = d.join("c.yml");
     // heartbeat-interval alone sends nothing.

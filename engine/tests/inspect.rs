@@ -8,17 +8,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{
-    app, assert_same_rows, insert_rows, integrity_ok, litestream, litestream_cmd, setup_table,
-    ENGINE,
+    app, assert_ok, assert_same_rows, insert_rows, integrity_ok, litestream, litestream_cmd,
+    setup_table, Case, ENGINE,
 };
 
 fn ok(o: Output, what: &str) -> (String, String) {
-    assert!(
-        o.status.success(),
-        "{what} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o, &format!("{what} failed"));
     (
         String::from_utf8(o.stdout).expect("utf-8 output"),
         String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -51,17 +46,15 @@ fn theirs(bin: &Path, args: &[&str]) -> (String, String) {
 #[ignore = "needs the real Litestream"]
 fn databases_ltx_and_restore_match_litestream() {
     let ls = litestream();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let cfg = dir.path().join("litestream.yml");
+    let k = Case::empty();
+    let (dir, db, replica, cfg) = (&k.root, &k.db, &k.replica, &k.config);
     fs::write(
-        &cfg,
+        cfg,
         format!(
             "dbs:\n  - path: {}\n    replica:\n      url: file://{}\n  - path: {}\n    replica:\n      type: s3\n      bucket: b\n      path: p\n      region: us-east-1\n",
             db.display(),
             replica.display(),
-            dir.path().join("other.db").display()
+            dir.join("other.db").display()
         ),
     )
     .expect("config");
@@ -69,12 +62,12 @@ fn databases_ltx_and_restore_match_litestream() {
     let db_s = db.to_str().expect("utf-8 path");
     let url = format!("file://{}", replica.display());
 
-    let c = app(&db, 4096);
+    let c = app(db, 4096);
     setup_table(&c);
     // Three syncs, the last with a snapshot, so levels 0 and 9 both have files of
     // different sizes and times. Only `db` is replicated: the s3 entry just gets listed.
-    let one = dir.path().join("one.yml");
-    let text = fs::read_to_string(&cfg).expect("read");
+    let one = dir.join("one.yml");
+    let text = fs::read_to_string(cfg).expect("read");
     fs::write(
         &one,
         text.split("  - path: ")
@@ -131,8 +124,8 @@ fn databases_ltx_and_restore_match_litestream() {
     );
 
     // `ls-engine restore` is ls-restore: same bytes as Litestream's restore.
-    let a = dir.path().join("ours.db");
-    let b = dir.path().join("theirs.db");
+    let a = dir.join("ours.db");
+    let b = dir.join("theirs.db");
     ours(&[
         "restore",
         "-o",
@@ -154,7 +147,7 @@ fn databases_ltx_and_restore_match_litestream() {
     );
     assert_eq!(fs::read(&a).expect("ours"), fs::read(&b).expect("theirs"));
     integrity_ok(&a);
-    assert_same_rows(&db, &a);
+    assert_same_rows(db, &a);
 
     // The status line is not vacuous either: it carries the replicated position.
     let st = ours(&["status", "-config", cfg_s, db_s]);
@@ -164,7 +157,7 @@ fn databases_ltx_and_restore_match_litestream() {
     );
 
     // A real reset removes the local LTX files and says what Litestream says.
-    let meta_ltx = dir.path().join(".app.db-litestream").join("ltx");
+    let meta_ltx = dir.join(".app.db-litestream").join("ltx");
     assert!(meta_ltx.is_dir());
     let said = ours(&["reset", "-config", cfg_s, db_s]);
     assert!(!meta_ltx.exists(), "reset left {}", meta_ltx.display());

@@ -3,39 +3,10 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-
-struct Case {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    db: PathBuf,
-    replica: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-fn case() -> Case {
-    let mut dir = tempfile::tempdir().expect("tempdir");
-    // LS_KEEP=1 keeps the files (database, replica, engine log) for a post-mortem.
-    if std::env::var("LS_KEEP").is_ok_and(|v| v == "1") {
-        dir.disable_cleanup(true);
-        eprintln!("keeping {}", dir.path().display());
-    }
-    let root = dir.path().to_owned();
-    let c = Case {
-        db: root.join("app.db"),
-        replica: root.join("replica"),
-        config: root.join("litestream.yml"),
-        log: root.join("engine.log"),
-        root,
-        _dir: dir,
-    };
-    fast_config(&c.config, &[(c.db.clone(), c.replica.clone())]);
-    c
-}
 
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
@@ -45,7 +16,7 @@ fn sleep_ms(ms: u64) {
 #[ignore = "needs the real Litestream"]
 fn many_small_transactions() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     let app = app(&c.db, 4096);
     setup_table(&app);
     let e = Engine::start(&c.config, &c.log);
@@ -83,7 +54,7 @@ fn many_small_transactions() {
 #[ignore = "needs the real Litestream"]
 fn restart_engine() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     let app = app(&c.db, 4096);
     setup_table(&app);
     let e = Engine::start(&c.config, &c.log);
@@ -109,7 +80,7 @@ fn restart_engine() {
 #[ignore = "needs the real Litestream"]
 fn sigkill_mid_write_then_restart() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     let db = c.db.clone();
     let app0 = app(&c.db, 4096);
     setup_table(&app0);
@@ -137,7 +108,7 @@ fn sigkill_mid_write_then_restart() {
 #[ignore = "needs the real Litestream"]
 fn application_truncate_checkpoint() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     let app = app(&c.db, 4096);
     setup_table(&app);
     // TRUNCATE waits for readers through the busy handler, and the engine's long read
@@ -184,7 +155,7 @@ fn application_truncate_checkpoint() {
 
 fn page_size_case(ps: u32) {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     let app = app(&c.db, ps);
     setup_table(&app);
     let got: u32 = app
@@ -222,7 +193,7 @@ fn page_size_65536() {
 #[ignore = "needs the real Litestream"]
 fn vacuum_shrinks_file() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     let app = app(&c.db, 4096);
     setup_table(&app);
     let e = Engine::start(&c.config, &c.log);
@@ -254,17 +225,14 @@ impl Drop for LsChild {
 }
 
 fn litestream_replicate(ls: &Path, config: &Path, log: &Path) -> LsChild {
-    let out = std::fs::File::create(log).expect("log");
-    let err = out.try_clone().expect("clone");
-    litestream_cmd(ls)
-        .arg("replicate")
-        .arg("-config")
-        .arg(config)
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map(|c| LsChild(Some(c)))
-        .expect("start litestream")
+    let mut cmd = litestream_cmd(ls);
+    LsChild(Some(spawn_replicate(
+        &mut cmd,
+        config,
+        log,
+        false,
+        "start litestream",
+    )))
 }
 
 fn stop_child(mut l: LsChild) {
@@ -281,7 +249,7 @@ fn stop_child(mut l: LsChild) {
 #[ignore = "needs the real Litestream"]
 fn takeover_from_litestream_and_back() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     let app = app(&c.db, 4096);
     setup_table(&app);
 
@@ -326,7 +294,7 @@ fn takeover_from_litestream_and_back() {
 #[ignore = "slow suite; needs the real Litestream"]
 fn large_transaction_over_64mib() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     let app = app(&c.db, 4096);
     setup_table(&app);
     let e = Engine::start(&c.config, &c.log);
@@ -437,10 +405,7 @@ fn same_l0_tree_as_litestream() {
     let ls = litestream();
     let dir = tempfile::tempdir().expect("tempdir");
     let seed = dir.path().join("seed.db");
-    {
-        let c = app(&seed, 4096);
-        setup_table(&c);
-    }
+    setup_table(&app(&seed, 4096));
     let mut shapes = Vec::new();
     for who in ["litestream", "ls-engine"] {
         let root = dir.path().join(who);
@@ -503,7 +468,7 @@ fn same_l0_tree_as_litestream() {
 #[ignore = "needs the real Litestream"]
 fn database_behind_replica_continues_numbering() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     let app = app(&c.db, 4096);
     setup_table(&app);
     let e = Engine::start(&c.config, &c.log);
@@ -575,7 +540,7 @@ fn one_failing_database_does_not_stop_the_others() {
 #[ignore = "needs the real Litestream"]
 fn once_flag_and_args_form() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     let app = app(&c.db, 4096);
     setup_table(&app);
     insert_rows(&app, 0, 100, 100);
@@ -595,7 +560,7 @@ fn once_flag_and_args_form() {
 #[ignore = "needs the real Litestream"]
 fn once_force_snapshot_writes_level_9() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     let app = app(&c.db, 4096);
     setup_table(&app);
     insert_rows(&app, 0, 300, 100);
@@ -678,7 +643,7 @@ fn deleted_database_is_reported_and_picked_up_again() {
 #[ignore = "needs the real Litestream"]
 fn emergency_truncate_threshold() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     // Regular checkpoints off in effect; the emergency threshold at 30 pages does the work.
     write_config(
         &c.config,
@@ -702,7 +667,7 @@ fn emergency_truncate_threshold() {
 #[ignore = "needs the real Litestream"]
 fn first_write_after_idle_ships_at_once_and_bursts_are_batched() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     // Litestream's defaults: 1 s monitor and sync intervals.
     write_config(&c.config, &[(c.db.clone(), c.replica.clone())], "");
     let app = app(&c.db, 4096);
@@ -738,7 +703,7 @@ fn first_write_after_idle_ships_at_once_and_bursts_are_batched() {
 #[ignore = "needs the real Litestream"]
 fn catch_up_in_max_sync_wal_bytes_chunks() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     write_config(
         &c.config,
         &[(c.db.clone(), c.replica.clone())],
@@ -775,7 +740,7 @@ fn catch_up_in_max_sync_wal_bytes_chunks() {
 #[ignore = "needs the real Litestream"]
 fn exec_subprocess_stops_replication_with_its_exit_code() {
     let ls = litestream();
-    let c = case();
+    let c = case_with("");
     let app = app(&c.db, 4096);
     setup_table(&app);
     insert_rows(&app, 0, 50, 50);

@@ -91,12 +91,8 @@ fn lock_page_case(ps: u32) {
     assert_chain(&replica);
 
     let ours = dir.path().join("ours.db");
-    let mut cmd = ls_restore();
-    cmd.arg("-o")
-        .arg(&ours)
-        .arg(format!("file://{}", replica.display()));
     let t = Instant::now();
-    let o = run(cmd);
+    let o = restore_to(&replica, &ours);
     assert!(o.status.success(), "ls-restore: {}", text(&o));
     let ours_time = t.elapsed();
     let theirs = dir.path().join("theirs.db");

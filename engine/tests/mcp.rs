@@ -233,12 +233,7 @@ impl Client {
 /// A CLI's combined output (the MCP tools answer with it).
 fn cli(mut cmd: Command) -> String {
     let o = cmd.output().expect("run CLI");
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o, &format!("{cmd:?}"));
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -434,6 +429,12 @@ fn error_answers(c: &Client, out: &str) -> Vec<(String, Value)> {
     v
 }
 
+/// `r` is an error answer whose text `says` what it should.
+fn error_says(r: &Value, says: impl Fn(&str) -> bool) {
+    assert_eq!(r["isError"], true, "{r}");
+    assert!(r["content"][0]["text"].as_str().is_some_and(says), "{r}");
+}
+
 #[test]
 #[ignore = "needs the real Litestream"]
 fn mcp_server_and_tools() {
@@ -522,24 +523,12 @@ fn mcp_server_and_tools() {
     // An existing output: refused before the command runs (Litestream's restore refuses it
     // too, as `<output>: exit status 1`).
     let r = ours.call("litestream_restore", json!({"path": s(&db), "o": s(&out)}));
-    assert_eq!(r["isError"], true, "{r}");
-    assert!(
-        r["content"][0]["text"]
-            .as_str()
-            .is_some_and(|t| t.contains("MCP restores never overwrite a file")),
-        "{r}"
-    );
+    error_says(&r, |t| t.contains("MCP restores never overwrite a file"));
     // A config other than the one replicate runs with is refused unread (Litestream reads any
     // file it is given, expanding $VARS); Litestream's answer is the CLI's "config file not
     // found" error.
     let r = ours.call("litestream_databases", json!({"config": "/nope.yml"}));
-    assert_eq!(r["isError"], true, "{r}");
-    assert!(
-        r["content"][0]["text"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("config \"/nope.yml\" refused")),
-        "{r}"
-    );
+    error_says(&r, |t| t.starts_with("config \"/nope.yml\" refused"));
 
     let never = dir.join("never.db");
     let our_errors = error_answers(&ours, s(&never));

@@ -50,6 +50,11 @@ struct Scrape {
 }
 
 impl Scrape {
+    /// The `# TYPE` of the metric `name`.
+    fn kind(&self, name: &str) -> Option<&str> {
+        self.types.get(name).map(String::as_str)
+    }
+
     fn value(&self, key: &str) -> Option<f64> {
         self.samples.get(key).copied()
     }
@@ -197,7 +202,7 @@ fn metrics_follow_replication() {
         s.text
     );
     for (name, kind) in PER_DB {
-        assert_eq!(s.types.get(name).map(String::as_str), Some(kind), "{name}");
+        assert_eq!(s.kind(name), Some(kind), "{name}");
         assert!(s.value(&key(name, db, "")).is_some(), "{name}:\n{}", s.text);
     }
     let v = |s: &Scrape, name: &str| s.value(&key(name, db, "")).unwrap_or(-1.0);
@@ -230,12 +235,7 @@ fn metrics_follow_replication() {
     let passive = key("litestream_checkpoint_count", db, ",mode=\"PASSIVE\"");
     let (ok, s) = scrape_until(port, 20, |s| s.value(&passive).is_some_and(|n| n > 0.0));
     assert!(ok, "no PASSIVE checkpoint counted:\n{}", s.text);
-    assert_eq!(
-        s.types
-            .get("litestream_checkpoint_count")
-            .map(String::as_str),
-        Some("counter")
-    );
+    assert_eq!(s.kind("litestream_checkpoint_count"), Some("counter"));
     assert!(s
         .value(&key(
             "litestream_checkpoint_seconds",
@@ -265,12 +265,7 @@ fn metrics_follow_replication() {
             })
     });
     assert!(ok, "no L0 retention gauges:\n{}", s.text);
-    assert_eq!(
-        s.types
-            .get("litestream_l0_retention_files_total")
-            .map(String::as_str),
-        Some("gauge")
-    );
+    assert_eq!(s.kind("litestream_l0_retention_files_total"), Some("gauge"));
 
     // Every family is a docs/config-and-cli.md#metrics name or one of the process collector's.
     let known: Vec<&str> = PER_DB
@@ -411,16 +406,7 @@ fn disk_full_gauge() {
 #[ignore = "needs the S3 test server"]
 fn s3_operations_are_counted() {
     let srv = s3_server();
-    let r = start_with(|_, db| {
-        s3_config(
-            db,
-            &srv.endpoint,
-            &srv.bucket,
-            &unique("metrics"),
-            &srv.access_key,
-            &srv.secret_key,
-        )
-    });
+    let r = start_with(|_, db| srv_config(&srv, db, &srv.endpoint, &unique("metrics")));
     let (db, port, c, e) = (&r.db, r.port, &r.app, &r.engine);
     insert_rows(c, 0, 20, 100);
 
@@ -435,11 +421,7 @@ fn s3_operations_are_counted() {
         ("litestream_replica_operation_bytes", "counter"),
         ("litestream_replica_operation_duration_seconds", "histogram"),
     ] {
-        assert_eq!(
-            first.types.get(name).map(String::as_str),
-            Some(kind),
-            "{name}"
-        );
+        assert_eq!(first.kind(name), Some(kind), "{name}");
     }
     assert!(first
         .value("litestream_replica_operation_bytes{operation=\"PUT\",replica_type=\"s3\"}")

@@ -90,24 +90,10 @@ fn idle_engine_sends_nothing_and_closes_its_connection() {
     let proxy = ByteProxy::start(srv.authority());
     let url = format!("nats://127.0.0.1:{}", proxy.port);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = String::from("levels:\n  - interval: 1s\n  - interval: 2s\ndbs:\n");
-    let mut apps = Vec::new();
-    for i in 0..2 {
-        let db = dir.path().join(format!("db{i}.db"));
-        let c = app(&db, 4096);
-        setup_table(&c);
-        insert_rows(&c, 0, 50, 100);
-        cfg.push_str(&db_entry(
-            &db,
-            &srv,
-            &url,
-            &srv.new_bucket(&format!("idle{i}")),
-        ));
-        cfg.push_str("    checkpoint-interval: 3s\n");
-        apps.push(c);
-    }
-    let config = dir.path().join("litestream.yml");
-    std::fs::write(&config, cfg).expect("config");
+    let (config, apps) = idle_dbs(dir.path(), "", 2, |i, db| {
+        let bucket = srv.new_bucket(&format!("idle{i}"));
+        db_entry(db, &srv, &url, &bucket) + "    checkpoint-interval: 3s\n"
+    });
     let e = Engine::start(&config, &dir.path().join("engine.log"));
 
     // Settled: no byte for 8 s in a row.
@@ -139,12 +125,5 @@ fn idle_engine_sends_nothing_and_closes_its_connection() {
     assert_eq!(proxy.bytes(), after_close, "bytes after the idle close");
 
     // A write is shipped at once over a new connection.
-    insert_rows(&apps[1], 1000, 5, 100);
-    let shipped = wait_until(Duration::from_secs(10), || proxy.bytes() > after_close);
-    assert!(
-        shipped,
-        "a write after idle sent nothing; log:\n{}",
-        e.tail()
-    );
-    e.stop();
+    write_ships_at_once(&apps[1], e, "sent nothing", || proxy.bytes() > after_close);
 }

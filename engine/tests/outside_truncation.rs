@@ -12,14 +12,11 @@ use common::*;
 
 #[test]
 fn issue14_5_truncating_its_files_from_outside_never_kills_the_engine() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let config = dir.path().join("litestream.yml");
-    write_config(&config, &[(db.clone(), replica.clone())], FAST);
-    let app = app(&db, 4096);
+    let k = Case::empty();
+    write_config(&k.config, &[(k.db.clone(), k.replica.clone())], FAST);
+    let app = app(&k.db, 4096);
     setup_table(&app);
-    let e = Engine::start(&config, &dir.path().join("engine.log"));
+    let e = Engine::start(&k.config, &k.log);
 
     // One transaction of ~12 MiB that does not compress: an L0 file over 8 MiB (the size the
     // old mapping began at).
@@ -29,7 +26,7 @@ fn issue14_5_truncating_its_files_from_outside_never_kills_the_engine() {
          INSERT INTO big SELECT randomblob(65536) FROM n;",
     )
     .expect("big transaction");
-    let l0_dir = dir.path().join(".app.db-litestream/ltx/0");
+    let l0_dir = k.root.join(".app.db-litestream/ltx/0");
     let big = || {
         fs::read_dir(&l0_dir).ok().and_then(|d| {
             d.filter_map(Result::ok)
@@ -50,7 +47,7 @@ fn issue14_5_truncating_its_files_from_outside_never_kills_the_engine() {
         .open(&big)
         .and_then(|f| f.set_len(100))
         .expect("truncate the L0 file");
-    let wal = dir.path().join("app.db-wal");
+    let wal = k.root.join("app.db-wal");
     let wal_len = fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     fs::OpenOptions::new()
         .write(true)

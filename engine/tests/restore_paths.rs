@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use common::*;
 use harden::*;
@@ -51,12 +51,7 @@ fn file_replica_junk_and_symlinks_are_never_written_through() {
         conn: c,
     } = one_db();
     fast_config(&cfg, &[(db.clone(), replica.clone())]);
-    let e = Engine::start(&cfg, &dir.path().join("engine.log"));
-    for r in 0..3 {
-        insert_rows(&c, r * 50, 50, 50);
-        assert!(wait_for_l0(&replica, r + 1, Duration::from_secs(20)));
-    }
-    e.stop();
+    replicate_batches(&cfg, &dir.path().join("engine.log"), &c, &replica, 3);
     let src = dump(&db);
 
     // The newest L0 file moves outside; the level dir keeps a symlink to it.
@@ -88,11 +83,7 @@ fn file_replica_junk_and_symlinks_are_never_written_through() {
 
     let before = snapshot(dir.path());
     let moved_bytes = fs::read(&moved).expect("moved");
-    let mut cmd = ls_restore();
-    cmd.arg("-o")
-        .arg(&out)
-        .arg(format!("file://{}", replica.display()));
-    let o = run(cmd);
+    let o = restore_to(&replica, &out);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(dump(&out), src, "restore through the symlinked LTX differs");
     integrity_ok(&out);

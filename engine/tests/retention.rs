@@ -4,8 +4,8 @@
 
 use crate::common;
 use crate::compaction::{
-    capture_l0, case, files, path_of, replay, restore, try_restore, wait_levels_caught_up,
-    workload, LEVELS,
+    capture_l0, files, levels_case, path_of, replay, replicate_workload, restore, try_restore,
+    workload,
 };
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,17 +28,9 @@ fn all_files(root: &Path) -> BTreeMap<u8, Vec<(u64, u64)>> {
 #[test]
 #[ignore = "needs the real Litestream"]
 fn once_enforce_retention_matches_litestream() {
-    let ls = litestream();
-    let lsr = ls_restore_bin();
-    let c = case(&format!(
-        "{LEVELS}snapshot:\n  interval: 2s\n  retention: 1h\nl0-retention: 1h\n"
-    ));
-    let app = app(&c.db, 4096);
-    let e = Engine::start(&c.config, &c.log);
-    workload(&app, 8, || {});
-    wait_levels_caught_up(&c.replica, &e);
-    e.stop();
-    drop(app);
+    let (ls, lsr) = (litestream(), ls_restore_bin());
+    let c = levels_case("snapshot:\n  interval: 2s\n  retention: 1h\nl0-retention: 1h\n");
+    drop(replicate_workload(&c, 8));
     let before = all_files(&c.replica);
     assert!(before[&9].len() >= 2, "need several snapshots: {before:?}");
     // Everything written so far is older than the 1 s retention used below.
@@ -69,21 +61,13 @@ fn once_enforce_retention_matches_litestream() {
         .arg(&ours_cfg)
         .output()
         .expect("run ls-engine");
-    assert!(
-        o.status.success(),
-        "ls-engine -once -enforce-retention: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o, "ls-engine -once -enforce-retention");
     let o = litestream_cmd(&ls)
         .args(["replicate", "-once", "-enforce-retention", "-config"])
         .arg(&theirs_cfg)
         .output()
         .expect("run litestream");
-    assert!(
-        o.status.success(),
-        "litestream -once -enforce-retention: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o, "litestream -once -enforce-retention");
 
     let ours = all_files(&c.replica);
     let theirs = all_files(&twin.path().join("replica"));
@@ -116,11 +100,10 @@ fn once_enforce_retention_matches_litestream() {
 #[test]
 #[ignore = "needs the real Litestream"]
 fn retention_deletes_on_schedule_and_keeps_restores() {
-    let ls = litestream();
-    let lsr = ls_restore_bin();
-    let c = case(&format!(
-        "{LEVELS}snapshot:\n  interval: 2s\n  retention: 3s\nl0-retention: 2s\nl0-retention-check-interval: 1s\n"
-    ));
+    let (ls, lsr) = (litestream(), ls_restore_bin());
+    let c = levels_case(
+        "snapshot:\n  interval: 2s\n  retention: 3s\nl0-retention: 2s\nl0-retention-check-interval: 1s\n",
+    );
     let keep = c.root.join("l0-copy");
     let app = app(&c.db, 4096);
     let e = Engine::start(&c.config, &c.log);
@@ -222,9 +205,9 @@ fn retention_deletes_on_schedule_and_keeps_restores() {
 #[ignore = "needs the real Litestream"]
 fn retention_disabled_deletes_nothing_remote() {
     let ls = litestream();
-    let c = case(&format!(
-        "{LEVELS}snapshot:\n  interval: 2s\n  retention: 2s\nl0-retention: 1s\nl0-retention-check-interval: 1s\nretention:\n  enabled: false\n"
-    ));
+    let c = levels_case(
+        "snapshot:\n  interval: 2s\n  retention: 2s\nl0-retention: 1s\nl0-retention-check-interval: 1s\nretention:\n  enabled: false\n",
+    );
     let app = app(&c.db, 4096);
     let e = Engine::start(&c.config, &c.log);
     let mut seen: BTreeSet<(u8, (u64, u64))> = BTreeSet::new();

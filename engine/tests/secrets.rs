@@ -22,9 +22,9 @@ use age::secrecy::ExposeSecret;
 use serde_json::json;
 use test_support::abs::abs_server;
 use test_support::gcs::gcs_server;
-use test_support::nats::nats_server;
+use test_support::nats::{nats_server, NatsServer};
 use test_support::sftp::password_login;
-use test_support::webdav::webdav_server;
+use test_support::webdav::{webdav_server, WebDavServer};
 use test_support::{s3_server, unique_name};
 
 /// Everything the commands printed, by what printed it.
@@ -188,6 +188,18 @@ fn issue14_3_secrets_never_leave_the_process() {
     };
     let nats_url = |pw: &str| format!("nats://{}:{pw}@{}/{bucket}", nats.user, nats.authority());
 
+    // The `abs` replica keys, with the credentials `auth` after the account name.
+    let abs_keys = |auth: &[String]| {
+        let mut keys = vec![
+            "type: abs".to_owned(),
+            format!("account-name: {}", abs.account),
+        ];
+        keys.extend_from_slice(auth);
+        keys.push(format!("bucket: {}", abs.container));
+        keys.push(format!("path: {tag}-abs"));
+        keys.push(format!("endpoint: {}", abs.endpoint));
+        keys
+    };
     let db = |name: &'static str, replica: Vec<String>| Db {
         name,
         path: root.join(format!("{name}.db")),
@@ -200,16 +212,7 @@ fn issue14_3_secrets_never_leave_the_process() {
         ),
         db(
             "s3keys",
-            vec![
-                "type: s3".into(),
-                format!("bucket: {}", s3.bucket),
-                format!("path: {tag}-s3keys"),
-                format!("endpoint: {}", s3.endpoint),
-                "region: us-east-1".into(),
-                "force-path-style: true".into(),
-                format!("access-key-id: {}", s3.access_key),
-                "secret-access-key: ${H8_S3_SECRET}".into(),
-            ],
+            s3.yaml_with_keys(&format!("{tag}-s3keys"), "${H8_S3_SECRET}"),
         ),
         db(
             "s3url",
@@ -225,16 +228,7 @@ fn issue14_3_secrets_never_leave_the_process() {
                 gcs.bucket
             )],
         ),
-        db(
-            "abs",
-            vec![
-                "type: abs".into(),
-                format!("account-name: {}", abs.account),
-                format!("bucket: {}", abs.container),
-                format!("path: {tag}-abs"),
-                format!("endpoint: {}", abs.endpoint),
-            ],
-        ),
+        db("abs", abs_keys(&[])),
         db("sftp", vec![format!("url: {}", sftp_url(&sftp_pw, "sftp"))]),
         db(
             "webdav",
@@ -502,6 +496,15 @@ fn issue14_3_secrets_never_leave_the_process() {
         seen.fails(&format!("ltx {name}, wrong"), engine(&["ltx", &url], &env));
     }
     // A config whose every secret is wrong: replicate once, restore, ltx.
+    // The WebDAV and NATS servers' keys, with the wrong password.
+    let wrong_dav = WebDavServer {
+        pass: wrong.clone(),
+        ..dav.clone()
+    };
+    let wrong_nats = NatsServer {
+        pass: wrong.clone(),
+        ..nats.clone()
+    };
     let wrong_dbs: Vec<Db> = vec![
         db(
             "s3keys",
@@ -512,36 +515,14 @@ fn issue14_3_secrets_never_leave_the_process() {
         ),
         db(
             "abs",
-            vec![
-                "type: abs".into(),
-                format!("account-name: {}", abs.account),
+            abs_keys(&[
                 "account-key: V1JPTkc=".into(),
                 format!("sas-token: sv=2021&sig={wrong}"),
-                format!("bucket: {}", abs.container),
-                format!("path: {tag}-abs"),
-                format!("endpoint: {}", abs.endpoint),
-            ],
+            ]),
         ),
         db("sftp", vec![format!("url: {}", sftp_url(&wrong, "sftp"))]),
-        db(
-            "webdav",
-            vec![
-                "type: webdav".into(),
-                format!("webdav-url: {}", dav.url),
-                format!("webdav-username: {}", dav.user),
-                format!("webdav-password: {wrong}"),
-                format!("path: {tag}-webdav"),
-            ],
-        ),
-        db(
-            "nats",
-            vec![
-                "type: nats".into(),
-                format!("url: {}/{bucket}", nats.url),
-                format!("username: {}", nats.user),
-                format!("password: {wrong}"),
-            ],
-        ),
+        db("webdav", wrong_dav.yaml(&format!("{tag}-webdav"))),
+        db("nats", wrong_nats.yaml(&bucket)),
         db("age", age_replica(&wrong_age_id)),
     ];
     let wrong_cfg = root.join("wrong.yml");

@@ -133,12 +133,7 @@ fn created_files_are_no_more_permissive_than_the_database() {
     fs::set_permissions(&db, fs::Permissions::from_mode(0o600)).expect("chmod");
     let cfg = dir.path().join("ls.yml");
     fast_config(&cfg, &[(db.clone(), replica.clone())]);
-    let e = Engine::start(&cfg, &dir.path().join("engine.log"));
-    for r in 0..3 {
-        insert_rows(&c, r * 50, 50, 50);
-        assert!(wait_for_l0(&replica, r + 1, Duration::from_secs(20)));
-    }
-    e.stop();
+    replicate_batches(&cfg, &dir.path().join("engine.log"), &c, &replica, 3);
     let dbmode = mode(&db);
     let mut checked = 0;
     let mut bad = Vec::new();
@@ -167,11 +162,7 @@ fn created_files_are_no_more_permissive_than_the_database() {
     walk_dirs(&replica, &mut check_dir);
     assert!(checked > 0);
     let out = dir.path().join("out.db");
-    let mut cmd = ls_restore();
-    cmd.arg("-o")
-        .arg(&out)
-        .arg(format!("file://{}", replica.display()));
-    let o = run(cmd);
+    let o = restore_to(&replica, &out);
     assert!(o.status.success(), "{}", text(&o));
     // Issue 14 item 7: the restored database gets the source's mode (the file replica's files
     // carry it), never 0666 minus umask.

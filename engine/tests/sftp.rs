@@ -40,19 +40,9 @@ fn idle_databases_send_nothing_over_sftp() {
     let host = proxy.addr.to_string();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = srv.unique_path("idle");
-    let mut cfg = String::from("levels:\n  - interval: 1s\n  - interval: 2s\ndbs:\n");
-    let mut apps = Vec::new();
-    for i in 0..3 {
-        let db = dir.path().join(format!("db{i}.db"));
-        let c = app(&db, 4096);
-        setup_table(&c);
-        insert_rows(&c, 0, 50, 100);
-        cfg.push_str(&db_entry(&db, &srv, &host, &path.join(format!("db{i}"))));
-        cfg.push_str("    checkpoint-interval: 3s\n");
-        apps.push(c);
-    }
-    let config = dir.path().join("litestream.yml");
-    std::fs::write(&config, cfg).expect("config");
+    let (config, apps) = idle_dbs(dir.path(), "", 3, |i, db| {
+        db_entry(db, &srv, &host, &path.join(format!("db{i}"))) + "    checkpoint-interval: 3s\n"
+    });
     let e = Engine::start(&config, &dir.path().join("engine.log"));
 
     // Settled: nothing sent for 8 s in a row (within 90 s).
@@ -74,12 +64,6 @@ fn idle_databases_send_nothing_over_sftp() {
         e.tail()
     );
 
-    insert_rows(&apps[1], 1000, 5, 100);
-    assert!(
-        wait_until(Duration::from_secs(10), || proxy.sent() > settled),
-        "a write after idle sent nothing; log:\n{}",
-        e.tail()
-    );
-    e.stop();
+    write_ships_at_once(&apps[1], e, "sent nothing", || proxy.sent() > settled);
     std::fs::remove_dir_all(&path).expect("cleanup");
 }

@@ -12,7 +12,7 @@ use crate::common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use common::*;
@@ -106,13 +106,7 @@ fn run(bin: &Path, args: &[&str]) -> Output {
 
 fn ok_stdout(bin: &Path, args: &[&str]) -> String {
     let o = run(bin, args);
-    assert!(
-        o.status.success(),
-        "{} {args:?} failed: {}{}",
-        bin.display(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o, &format!("{} {args:?} failed", bin.display()));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -346,21 +340,13 @@ fn litestream_cli_drives_our_socket() {
 
 /// A Litestream 0.5.17 `replicate` with the socket enabled.
 fn start_litestream(ls: &Path, cfg: &Path, log: &Path) -> Child {
-    let out = fs::File::create(log).expect("log");
-    litestream_cmd(ls)
-        .args(["replicate", "-config"])
-        .arg(cfg)
-        .stdout(Stdio::from(out.try_clone().expect("clone")))
-        .stderr(Stdio::from(out))
-        .spawn()
-        .expect("start litestream")
+    spawn_replicate(&mut litestream_cmd(ls), cfg, log, false, "start litestream")
 }
 
 #[test]
 #[ignore = "needs the real Litestream"]
 fn our_cli_drives_litestreams_socket() {
-    let ls = litestream();
-    let eng = Path::new(ENGINE);
+    let (ls, eng) = (litestream(), Path::new(ENGINE));
     let t = Setup::new(None);
     let (d, rep_a, b, rep_b, sock) = (&t.dir, &t.rep_a, &t.b, &t.rep_b, &t.sock);
     let (cfg, ca) = (&t.cfg, &t.ca);

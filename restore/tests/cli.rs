@@ -8,10 +8,8 @@ use common::*;
 
 #[test]
 fn config_mode_restores_to_the_db_path() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let replica = dir.path().join("replica");
+    let (dir, replica, db) = replica_and_output("app.db");
     let expected = synthetic_replica(&replica, 4096);
-    let db = dir.path().join("app.db");
     let cfg = dir.path().join("litestream.yml");
     std::env::set_var("LS_RESTORE_CLI_TEST_REPLICA", &replica);
     fs::write(
@@ -27,8 +25,7 @@ fn config_mode_restores_to_the_db_path() {
         .arg("-config")
         .arg(&cfg)
         .arg(&db);
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(c, "");
     assert_eq!(fs::read(&db).expect("read"), expected);
 
     // Second run: the database exists.
@@ -39,8 +36,7 @@ fn config_mode_restores_to_the_db_path() {
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
     let mut c = ls_restore();
     c.args(["--if-db-not-exists", "-config"]).arg(&cfg).arg(&db);
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(c, "");
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         "database already exists, skipping"
@@ -54,8 +50,7 @@ fn config_mode_restores_to_the_db_path() {
         .arg("-config")
         .arg(&cfg)
         .arg(&db);
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(c, "");
     let mut c = ls_restore();
     c.arg("-config").arg(&cfg).arg(dir.path().join("nope.db"));
     let o = run(c);
@@ -119,8 +114,7 @@ fn dry_run_and_json_result() {
     let out = dir.path().join("o.db");
     let mut c = ls_restore();
     c.args(["-json", "-o"]).arg(&out).arg(&url);
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(c, "");
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(j["txid"], "0000000000000006");
     assert_eq!(j["db_path"], out.display().to_string());

@@ -41,10 +41,16 @@ fn restore_to(c: &Case, out: &Path, extra: &[&str]) -> (bool, String) {
     (o.status.success(), stderr(&o))
 }
 
+/// The error of a restore of `c` to `out` with `extra`, which must fail.
+fn refused(c: &Case, out: &Path, extra: &[&str]) -> String {
+    let (ok, err) = restore_to(c, out, extra);
+    assert!(!ok, "restore should fail");
+    err
+}
+
 fn assert_fails_clean(c: &Case, want: &[&str]) -> String {
     let out = c.dir.path().join("out.db");
-    let (ok, err) = restore_to(c, &out, &[]);
-    assert!(!ok, "restore should fail");
+    let err = refused(c, &out, &[]);
     assert!(err.starts_with("Error: "), "{err}");
     for w in want {
         assert!(err.contains(w), "stderr {err:?} lacks {w:?}");
@@ -165,8 +171,7 @@ fn wrong_page_size() {
 fn no_matching_backup() {
     let c = case(4096);
     let out = c.dir.path().join("out.db");
-    let (ok, err) = restore_to(&c, &out, &["-txid", "00000000000000ff"]);
-    assert!(!ok);
+    let err = refused(&c, &out, &["-txid", "00000000000000ff"]);
     assert_eq!(err.trim(), "Error: no matching backup files available");
     let (ok, _) = restore_to(
         &c,
@@ -182,8 +187,7 @@ fn existing_output_needs_force() {
     let c = case(4096);
     let out = c.dir.path().join("out.db");
     fs::write(&out, b"precious").expect("write");
-    let (ok, err) = restore_to(&c, &out, &[]);
-    assert!(!ok);
+    let err = refused(&c, &out, &[]);
     assert!(err.contains("already exists and is not empty"), "{err}");
     assert_eq!(fs::read(&out).expect("read"), b"precious");
 
@@ -221,8 +225,7 @@ fn check_reports_damage() {
     let c = case(4096);
     let mut cmd = ls_restore();
     cmd.args(["-check", "-json"]).arg(file_url(&c.replica));
-    let o = run(cmd);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(cmd, "");
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(j["latest"]["txid"], "0000000000000006");
     assert_eq!(j["files_checked"], 4);
@@ -280,8 +283,7 @@ fn corrupted_litestream_replica() {
     let plan = {
         let mut cmd = ls_restore();
         cmd.args(["-dry-run", "-json", "-o", "/x"]).arg(r.url());
-        let o = run(cmd);
-        assert!(o.status.success(), "{}", stderr(&o));
+        let o = run_ok(cmd, "");
         let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
         j["files"].as_array().cloned().unwrap_or_default()
     };
@@ -309,8 +311,7 @@ fn failed_integrity_check_leaves_nothing() {
     // Valid LTX files whose pages are not a SQLite database.
     let c = case(4096);
     let out = c.dir.path().join("out.db");
-    let (ok, err) = restore_to(&c, &out, &["-integrity-check", "quick"]);
-    assert!(!ok);
+    let err = refused(&c, &out, &["-integrity-check", "quick"]);
     assert!(err.contains("post-restore integrity check"), "{err}");
     assert!(!out.exists());
     for s in [".tmp", ".tmp-wal", ".tmp-shm", "-wal", "-shm"] {

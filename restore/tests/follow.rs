@@ -8,50 +8,11 @@ use crate::common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 use rusqlite::{Connection, OpenFlags};
-
-/// A child we started, stopped by its pid with SIGTERM (then SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Proc {
-    fn term(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-        unsafe {
-            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.0.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            if self.term(Duration::from_secs(20)).is_none() {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn max_txid(replica: &Path) -> u64 {
     (0..=9)
@@ -64,36 +25,42 @@ fn max_txid(replica: &Path) -> u64 {
 /// Schema and every row, in a form two databases can be compared by.
 fn contents(path: &Path) -> Vec<String> {
     let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open");
-    let mut out: Vec<String> = Vec::new();
-    let mut st = c
-        .prepare("SELECT type, name, sql FROM sqlite_master ORDER BY name")
-        .expect("schema");
-    let rows = st
-        .query_map([], |r| {
+    let mut out = strings(
+        &c,
+        "SELECT type, name, sql FROM sqlite_master ORDER BY name",
+        |r| {
+            let sql: Option<String> = r.get(2)?;
             Ok(format!(
-                "{}|{}|{:?}",
+                "{}|{}|{sql:?}",
                 r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?
+                r.get::<_, String>(1)?
             ))
-        })
-        .expect("query");
-    out.extend(rows.map(|r| r.expect("row")));
-    let mut st = c
-        .prepare("SELECT id, v, hex(b) FROM t ORDER BY id")
-        .expect("rows");
-    let rows = st
-        .query_map([], |r| {
+        },
+    );
+    out.extend(strings(
+        &c,
+        "SELECT id, v, hex(b) FROM t ORDER BY id",
+        |r| {
+            let id: i64 = r.get(0)?;
             Ok(format!(
-                "{}|{}|{}",
-                r.get::<_, i64>(0)?,
+                "{id}|{}|{}",
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?
             ))
-        })
-        .expect("query");
-    out.extend(rows.map(|r| r.expect("row")));
+        },
+    ));
     out
+}
+
+/// Every row `sql` gives, each as `row` formats it.
+fn strings(
+    c: &Connection,
+    sql: &str,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<String>,
+) -> Vec<String> {
+    let mut st = c.prepare(sql).expect("prepare");
+    let rows = st.query_map([], row).expect("query");
+    rows.map(|r| r.expect("row")).collect()
 }
 
 #[test]
@@ -101,9 +68,7 @@ fn contents(path: &Path) -> Vec<String> {
 fn follow_tracks_litestream_replicate() {
     let lit = litestream();
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("src.db");
-    let replica = dir.path().join("replica");
-    let out = dir.path().join("follower.db");
+    let [db, replica, out] = ["src.db", "replica", "follower.db"].map(|n| dir.path().join(n));
     let conn = Connection::open(&db).expect("open");
     conn.execute_batch(
         "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;
@@ -134,17 +99,7 @@ fn follow_tracks_litestream_replicate() {
         ),
     )
     .expect("config");
-    let log = fs::File::create(dir.path().join("litestream.log")).expect("log");
-    let _rep = Proc(
-        lit_cmd(&lit)
-            .args(["replicate", "-config"])
-            .arg(&cfg)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("litestream replicate"),
-    );
+    let _rep = lit_replicate(&lit, &cfg, &dir.path().join("litestream.log"), &[]);
     wait_for("the first L0 file", Duration::from_secs(120), || {
         max_txid(&replica) >= 1
     });
@@ -248,9 +203,7 @@ fn follow_tracks_litestream_replicate() {
 #[test]
 fn follow_fills_gaps_and_skips_corrupt_files() {
     use ltx_codec::{Header, TxId};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let replica = dir.path().join("replica");
-    let out = dir.path().join("f.db");
+    let (dir, replica, out) = replica_and_output("f.db");
     let ps = 4096u32;
     let mut want = synthetic_replica(&replica, ps);
     let mut follower = Proc(

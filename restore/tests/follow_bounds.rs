@@ -140,9 +140,7 @@ fn set_commit(bytes: &mut [u8], commit: u32) {
 /// pages, skips the truncate for a Commit of 0, and grows the file to Commit pages.)
 #[test]
 fn issue14_9_follow_refuses_pages_and_commits_the_file_cannot_back() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let replica = dir.path().join("replica");
-    let out = dir.path().join("f.db");
+    let (dir, replica, out) = replica_and_output("f.db");
     let ps = 4096u32;
     let want = synthetic_replica(&replica, ps);
     let mut f = Follower::start(&out, &replica, dir.path().join("follow.log"));
@@ -159,35 +157,44 @@ fn issue14_9_follow_refuses_pages_and_commits_the_file_cannot_back() {
         );
     };
 
-    // Page 9 in a file whose Commit is 8.
-    put_patched(
-        &replica,
-        Header::new(ps, 9, TxId(7), TxId(7), T0),
-        &[(9, page(ps, 9, 7))],
-        |b| set_commit(b, 8),
-    );
-    f.wait_log("0/0000000000000007-0000000000000007.ltx: at offset 12: page 9 is beyond Commit 8");
-    check_unchanged(&f);
-
-    // A Commit of 0.
-    put_patched(
-        &replica,
-        Header::new(ps, 8, TxId(7), TxId(7), T0),
-        &[(2, page(ps, 2, 7))],
-        |b| set_commit(b, 0),
-    );
-    f.wait_log("Commit 0 is not a database size");
-    check_unchanged(&f);
-
-    // A Commit of a million pages (4 GB) backed by one page: a sparse file, once.
-    put_patched(
-        &replica,
-        Header::new(ps, 1_000_000, TxId(7), TxId(7), T0),
-        &[(1_000_000, page(ps, 7, 7))],
-        |_| {},
-    );
-    f.wait_log("would grow the database from 8 pages");
-    check_unchanged(&f);
+    // (Commit in the header, the one page, the Commit patched in, the error.)
+    let cases = [
+        // Page 9 in a file whose Commit is 8.
+        (
+            9,
+            (9, page(ps, 9, 7)),
+            Some(8),
+            "0/0000000000000007-0000000000000007.ltx: at offset 12: page 9 is beyond Commit 8",
+        ),
+        // A Commit of 0.
+        (
+            8,
+            (2, page(ps, 2, 7)),
+            Some(0),
+            "Commit 0 is not a database size",
+        ),
+        // A Commit of a million pages (4 GB) backed by one page: a sparse file, once.
+        (
+            1_000_000,
+            (1_000_000, page(ps, 7, 7)),
+            None,
+            "would grow the database from 8 pages",
+        ),
+    ];
+    for (commit, one_page, patched, error) in cases {
+        put_patched(
+            &replica,
+            Header::new(ps, commit, TxId(7), TxId(7), T0),
+            &[one_page],
+            |b| {
+                if let Some(c) = patched {
+                    set_commit(b, c);
+                }
+            },
+        );
+        f.wait_log(error);
+        check_unchanged(&f);
+    }
     assert_eq!(fs::metadata(&out).expect("stat").len(), want.len() as u64);
     f.kill();
 }
@@ -196,9 +203,7 @@ fn issue14_9_follow_refuses_pages_and_commits_the_file_cannot_back() {
 /// puts the lock page at 1 GiB; the database there is a sparse file the follower resumes on.
 #[test]
 fn issue14_9_follow_skips_the_lock_page() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let replica = dir.path().join("replica");
-    let out = dir.path().join("f.db");
+    let (dir, replica, out) = replica_and_output("f.db");
     let ps = 512u32;
     let lock = lock_pgno(ps);
     put_ltx(
@@ -285,9 +290,7 @@ fn issue14_9_follow_applies_a_10_gib_file_in_bounded_memory() {
 }
 
 fn follow_big_file(size: u64) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let replica = dir.path().join("replica");
-    let out = dir.path().join("big.db");
+    let (dir, replica, out) = replica_and_output("big.db");
     let ps = 4096u32;
     put_ltx(
         &replica,
@@ -343,9 +346,7 @@ fn follow_big_file(size: u64) {
 /// mode and change counter aside, which follow mode sets).
 #[test]
 fn issue17_3_killed_follower_resumes_from_its_txid_file() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let replica = dir.path().join("replica");
-    let out = dir.path().join("f.db");
+    let (dir, replica, out) = replica_and_output("f.db");
     let ps = 4096u32;
     synthetic_replica(&replica, ps);
     let mut f = Follower::start(&out, &replica, dir.path().join("follow1.log"));
@@ -396,8 +397,7 @@ fn issue17_3_killed_follower_resumes_from_its_txid_file() {
     let fresh = dir.path().join("fresh.db");
     let mut c = ls_restore();
     c.arg("-o").arg(&fresh).arg(file_url(&replica));
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(c, "");
     let (mut a, mut b) = (
         fs::read(&out).expect("followed"),
         fs::read(&fresh).expect("fresh"),

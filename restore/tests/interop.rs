@@ -82,8 +82,7 @@ fn interop(page_size: u32) {
     c.args(["-integrity-check", "full", "-json", "-o"])
         .arg(&checked)
         .arg(r.url());
-    let o = run(c);
-    assert!(o.status.success(), "integrity: {}", stderr(&o));
+    let o = run_ok(c, "integrity");
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(j["integrity_check"], "full");
     assert_eq!(j["replica"], "file");
@@ -153,8 +152,7 @@ fn interop(page_size: u32) {
     // `-check` on an intact replica passes and reaches the newest TXID.
     let mut c = ls_restore();
     c.args(["-check", "-json"]).arg(r.url());
-    let o = run(c);
-    assert!(o.status.success(), "check: {}", stderr(&o));
+    let o = run_ok(c, "check");
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(j["latest"]["txid"], format!("{max:016x}"));
 }

@@ -50,8 +50,7 @@ fn restores_legacy_frame_pages() {
     let out = dir.path().join("out.db");
     let mut c = ls_restore();
     c.arg("-o").arg(&out).arg(file_url(&replica));
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(c, "");
     assert_eq!(fs::read(&out).expect("read"), expected);
 
     // Damage inside the legacy LZ4 frame is caught and named.
@@ -75,7 +74,6 @@ fn restores_legacy_frame_pages() {
     let a = dir.path().join("lit.db");
     let mut c = lit_cmd(&lit);
     c.arg("restore").arg("-o").arg(&a).arg(file_url(&replica));
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(c, "");
     assert_eq!(fs::read(&a).expect("read"), expected);
 }

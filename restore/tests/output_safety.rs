@@ -115,18 +115,15 @@ fn issue14_6_publish_keeps_a_database_created_during_the_restore() {
 /// before the rename; an empty output found at the check is replaced without `-force`.
 #[test]
 fn issue14_6_force_replaces_output_and_sidecars() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let replica = dir.path().join("replica");
+    let (dir, replica, out) = replica_and_output("old.db");
     let want = synthetic_replica(&replica, 4096);
-    let out = dir.path().join("old.db");
     fs::write(&out, b"old database").expect("old");
     for s in ["-wal", "-shm", "-journal"] {
         fs::write(with_suffix(&out, s), b"stale").expect("sidecar");
     }
     let mut c = ls_restore();
     c.arg("-force").arg("-o").arg(&out).arg(file_url(&replica));
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(c, "");
     assert!(fs::read(&out).expect("db") == want);
     for s in ["-wal", "-shm", "-journal"] {
         assert!(!with_suffix(&out, s).exists(), "{s} left behind");
@@ -136,8 +133,7 @@ fn issue14_6_force_replaces_output_and_sidecars() {
     fs::write(&empty, b"").expect("empty");
     let mut c = ls_restore();
     c.arg("-o").arg(&empty).arg(file_url(&replica));
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(c, "");
     assert!(fs::read(&empty).expect("db") == want);
 }
 
@@ -172,7 +168,6 @@ fn issue14_7_restored_database_gets_the_source_mode() {
     fs::set_permissions(&kept, fs::Permissions::from_mode(0o604)).expect("chmod");
     let mut c = ls_restore();
     c.arg("-force").arg("-o").arg(&kept).arg(file_url(&replica));
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(c, "");
     assert_eq!(mode(&kept), 0o604, "existing output's mode");
 }

@@ -28,8 +28,7 @@ fn restores_v03x_replica_like_litestream() {
     let out = dir.path().join("ls.db");
     let mut c = ls_restore();
     c.arg("-o").arg(&out).arg(file_url(&root));
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(c, "");
     assert_eq!(count(&out), rows);
 
     // Point in time: the snapshot plus WAL index 0 only.
@@ -39,8 +38,7 @@ fn restores_v03x_replica_like_litestream() {
     c.args(["-timestamp", &ts, "-o"])
         .arg(&early)
         .arg(file_url(&root));
-    let o = run(c);
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(c, "");
     assert_eq!(count(&early), 700);
 
     let lit = litestream();
@@ -53,12 +51,10 @@ fn restores_v03x_replica_like_litestream() {
             .arg("-o")
             .arg(&a)
             .arg(file_url(&root));
-        let o = run(c);
-        assert!(o.status.success(), "litestream: {}", stderr(&o));
+        run_ok(c, "litestream");
         let mut c = ls_restore();
         c.args(&args).arg("-o").arg(&b).arg(file_url(&root));
-        let o = run(c);
-        assert!(o.status.success(), "{}", stderr(&o));
+        run_ok(c, "");
         assert!(
             fs::read(&a).expect("a") == fs::read(&b).expect("b"),
             "v0.3.x {tag}: bytes differ"

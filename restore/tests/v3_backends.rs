@@ -116,8 +116,7 @@ fn restore_both_from(t: &Target, litestream_reads_it: bool) {
             .arg("-o")
             .arg(&remote)
             .arg(&db);
-        let o = run(c);
-        assert!(o.status.success(), "litestream: {}", stderr(&o));
+        run_ok(c, "litestream");
         assert!(
             fs::read(&remote).expect("remote") == fs::read(&a).expect("a"),
             "litestream restored different bytes from the server and from the local tree"
@@ -130,8 +129,7 @@ fn restore_both_from(t: &Target, litestream_reads_it: bool) {
         .arg("-o")
         .arg(&b)
         .arg(&db);
-    let o = run(c);
-    assert!(o.status.success(), "ls-restore: {}", stderr(&o));
+    run_ok(c, "ls-restore");
     assert_eq!(count(&b), rows);
     assert!(
         fs::read(&a).expect("a") == fs::read(&b).expect("b"),
@@ -152,16 +150,7 @@ fn restore_from_yaml(yaml: Vec<String>) {
 #[ignore = "needs the S3 test server and the real Litestream"]
 fn s3() {
     let srv = s3_server();
-    let yaml = vec![
-        "type: s3".to_owned(),
-        format!("bucket: {}", srv.bucket),
-        format!("path: {}", unique_name("v3")),
-        format!("endpoint: {}", srv.endpoint),
-        "region: us-east-1".to_owned(),
-        format!("access-key-id: {}", srv.access_key),
-        format!("secret-access-key: {}", srv.secret_key),
-        "force-path-style: true".to_owned(),
-    ];
+    let yaml = srv.yaml_with_keys(&unique_name("v3"), &srv.secret_key);
     let client = client_from_yaml(&yaml);
     let env = vec![("AWS_EC2_METADATA_DISABLED".into(), "true".into())];
     restore_both_from(&Target { yaml, env, client }, true);
@@ -190,34 +179,23 @@ fn gcs() {
     );
 }
 
-#[test]
-#[ignore = "needs the Azurite test server and the real Litestream"]
-fn abs() {
-    let srv = abs::abs_server();
-    let yaml = srv.yaml(&srv.unique_prefix("v3"));
-    restore_from_yaml(yaml);
+/// One test per backend, `$name`: [`restore_from_yaml`] with the `replica:` keys of a fresh
+/// place (`$place("v3")`) on the test server `$server`.
+macro_rules! from_yaml {
+    ($($name:ident: $server:expr, $place:ident, $needs:literal;)*) => {$(
+        #[test]
+        #[ignore = $needs]
+        fn $name() {
+            let srv = $server;
+            let yaml = srv.yaml(&srv.$place("v3"));
+            restore_from_yaml(yaml);
+        }
+    )*};
 }
 
-#[test]
-#[ignore = "needs the SFTP test server and the real Litestream"]
-fn sftp() {
-    let srv = sftp::sftp_server();
-    let yaml = srv.yaml(&srv.unique_path("v3"));
-    restore_from_yaml(yaml);
-}
-
-#[test]
-#[ignore = "needs the WebDAV test server and the real Litestream"]
-fn webdav() {
-    let srv = webdav::webdav_server();
-    let yaml = srv.yaml(&srv.unique_path("v3"));
-    restore_from_yaml(yaml);
-}
-
-#[test]
-#[ignore = "needs the NATS test server and the real Litestream"]
-fn nats() {
-    let srv = nats::nats_server();
-    let yaml = srv.yaml(&srv.new_bucket("v3"));
-    restore_from_yaml(yaml);
+from_yaml! {
+    abs: abs::abs_server(), unique_prefix, "needs the Azurite test server and the real Litestream";
+    sftp: sftp::sftp_server(), unique_path, "needs the SFTP test server and the real Litestream";
+    webdav: webdav::webdav_server(), unique_path, "needs the WebDAV test server and the real Litestream";
+    nats: nats::nats_server(), new_bucket, "needs the NATS test server and the real Litestream";
 }

@@ -7,23 +7,14 @@
 use crate::common;
 use test_support::abs as support;
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
-use storage::abs::{AbsReplica, AbsSettings, RetryPolicy};
+use storage::abs::{AbsReplica, AbsSettings};
 use storage::{Body, ReplicaClient, StorageError};
 
 use support::{abs_server, AbsServer};
-
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 5,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(100),
-    }
-}
 
 fn settings(srv: &AbsServer, endpoint: &str, prefix: &str) -> AbsSettings {
     let mut pairs = srv.pairs(prefix);
@@ -37,7 +28,7 @@ fn settings(srv: &AbsServer, endpoint: &str, prefix: &str) -> AbsSettings {
 }
 
 fn replica(srv: &AbsServer, prefix: &str) -> AbsReplica {
-    AbsReplica::with_retry_policy(settings(srv, &srv.endpoint, prefix), fast_retry())
+    AbsReplica::with_retry_policy(settings(srv, &srv.endpoint, prefix), common::fast_retry())
         .expect("replica")
 }
 
@@ -67,27 +58,9 @@ async fn proxy(srv: &AbsServer) -> (common::Proxy, String) {
 async fn proxied_replica(srv: &AbsServer, name: &str) -> (common::Proxy, AbsReplica) {
     let (p, endpoint) = proxy(srv).await;
     let prefix = srv.unique_prefix(name);
-    let r = AbsReplica::with_retry_policy(settings(srv, &endpoint, &prefix), fast_retry())
+    let r = AbsReplica::with_retry_policy(settings(srv, &endpoint, &prefix), common::fast_retry())
         .expect("replica");
     (p, r)
-}
-
-/// Writes one L0..L9 file `txid-txid` from memory.
-async fn put(
-    r: &AbsReplica,
-    level: u8,
-    txid: u64,
-    body: Bytes,
-    created_at: SystemTime,
-) -> Result<storage::LtxFileInfo, StorageError> {
-    r.write_ltx(
-        Level(level),
-        TxId(txid),
-        TxId(txid),
-        Body::Bytes(body),
-        created_at,
-    )
-    .await
 }
 
 fn data(n: usize, seed: u8) -> Vec<u8> {
@@ -104,17 +77,7 @@ async fn write_list_read_delete() {
     let r = replica(&srv, &prefix).with_block_size(64 * 1024);
     // Nanoseconds survive the metadata round trip (RFC 3339 with nine digits at most).
     let t = UNIX_EPOCH + Duration::new(1_795_665_906, 229_000_123);
-    for i in [3u64, 1, 2] {
-        put(
-            &r,
-            0,
-            i,
-            Bytes::from(data(1000 + i as usize, i as u8)),
-            t + Duration::from_secs(i),
-        )
-        .await
-        .expect("write");
-    }
+    common::write_l0s(&r, t, |i| data(1000 + i as usize, i as u8)).await;
     // Larger than a block: Put Block x4 + Put Block List, streamed from the file.
     let dir = tempfile::tempdir().expect("tempdir");
     let big = data(200_000, 7);
@@ -129,13 +92,7 @@ async fn write_list_read_delete() {
     // A fresh replica (no cache) sees what was written.
     let fresh = replica(&srv, &prefix);
     let files = fresh.ltx_files(Level(0)).await.expect("list");
-    assert_eq!(
-        files
-            .iter()
-            .map(|f| (f.min_txid.0, f.size))
-            .collect::<Vec<_>>(),
-        vec![(1, 1001), (2, 1002), (3, 1003)]
-    );
+    assert_eq!(common::sizes(&files), vec![(1, 1001), (2, 1002), (3, 1003)]);
     for f in &files {
         assert_eq!(f.created_at, t + Duration::from_secs(f.min_txid.0), "{f:?}");
     }
@@ -148,13 +105,7 @@ async fn write_list_read_delete() {
         .is_empty());
 
     // Litestream's layout exactly, and its metadata as Get Blob Properties shows it.
-    let names: Vec<String> = fresh
-        .list_prefix(&format!("{prefix}/"))
-        .await
-        .expect("list prefix")
-        .into_iter()
-        .map(|b| b.name)
-        .collect();
+    let names = common::listed!(fresh, prefix, name);
     assert_eq!(
         names,
         vec![
@@ -171,31 +122,16 @@ async fn write_list_read_delete() {
     assert_eq!(props, Some((200_000, Some(t))));
 
     // Reads: whole, ranges, across block boundaries, empty at the end, past the end.
-    let whole = fresh
-        .read_range(Level(9), TxId(1), TxId(3), 0, None)
-        .await
-        .expect("read whole");
+    let whole = common::fetch(&fresh, (9, 1, 3), (0, None)).await;
     assert!(whole[..] == big[..], "big blob differs");
-    let mid = fresh
-        .read_range(Level(9), TxId(1), TxId(3), 65_000, Some(70_000))
-        .await
-        .expect("read mid");
+    let mid = common::fetch(&fresh, (9, 1, 3), (65_000, Some(70_000))).await;
     assert_eq!(&mid[..], &big[65_000..135_000]);
-    let tail = fresh
-        .read_range(Level(0), TxId(2), TxId(2), 1000, None)
-        .await
-        .expect("tail");
+    let tail = common::fetch(&fresh, (0, 2, 2), (1000, None)).await;
     assert_eq!(&tail[..], &data(1002, 2)[1000..]);
-    let end = fresh
-        .read_range(Level(0), TxId(2), TxId(2), 1002, None)
-        .await
-        .expect("at end");
+    let end = common::fetch(&fresh, (0, 2, 2), (1002, None)).await;
     assert!(end.is_empty());
     for (off, len) in [(1000u64, Some(5u64)), (1003, Some(1)), (5000, None)] {
-        let e = fresh
-            .read_range(Level(0), TxId(2), TxId(2), off, len)
-            .await
-            .expect_err("past the end");
+        let e = common::fetch_err(&fresh, (0, 2, 2), (off, len)).await;
         assert!(!e.is_not_found(), "{e}");
         assert!(
             e.to_string()
@@ -203,10 +139,7 @@ async fn write_list_read_delete() {
             "{e}"
         );
     }
-    let missing = fresh
-        .read_range(Level(0), TxId(9), TxId(9), 0, None)
-        .await
-        .expect_err("missing");
+    let missing = common::fetch_err(&fresh, (0, 9, 9), (0, None)).await;
     assert!(missing.is_not_found(), "{missing}");
 
     // Deletes: listed files, a file already gone, then everything.
@@ -236,11 +169,11 @@ async fn listing_follows_markers_across_pages() {
     for i in 1..=n {
         let r = r.clone();
         set.spawn(async move {
-            put(
-                &r,
+            common::write(
+                &*r,
                 1,
-                i,
-                Bytes::from(vec![i as u8; 10]),
+                (i, i),
+                vec![i as u8; 10],
                 UNIX_EPOCH + Duration::from_secs(i),
             )
             .await
@@ -282,7 +215,7 @@ async fn errors_name_the_problem() {
     let (p, endpoint) = proxy(&srv).await;
     let mut s = settings(&srv, &endpoint, "bad-key");
     s.account_key = Some("d3Jvbmcga2V5IHdyb25nIGtleQ==".into());
-    let r = AbsReplica::with_retry_policy(s, fast_retry()).expect("replica");
+    let r = AbsReplica::with_retry_policy(s, common::fast_retry()).expect("replica");
     let e = r.ltx_files(Level(0)).await.expect_err("wrong key");
     let msg = e.to_string();
     assert!(
@@ -297,7 +230,7 @@ async fn errors_name_the_problem() {
         "{msg}"
     );
     assert_eq!(p.state.request_count(), 1, "a refused key was retried");
-    let e = put(&r, 0, 1, Bytes::from_static(b"x"), SystemTime::now())
+    let e = common::write(&r, 0, (1, 1), b"x", SystemTime::now())
         .await
         .expect_err("wrong key write");
     assert!(
@@ -309,7 +242,7 @@ async fn errors_name_the_problem() {
     // Missing container: named, with a hint.
     let mut s = settings(&srv, &srv.endpoint, "p");
     s.container = "no-such-container".into();
-    let r = AbsReplica::with_retry_policy(s, fast_retry()).expect("replica");
+    let r = AbsReplica::with_retry_policy(s, common::fast_retry()).expect("replica");
     let e = r.ltx_files(Level(0)).await.expect_err("no container");
     let msg = e.to_string();
     assert!(
@@ -324,7 +257,7 @@ async fn errors_name_the_problem() {
         let (p, endpoint) = proxy(&srv).await;
         let mut s = settings(&srv, &endpoint, "p");
         s.account_key = None;
-        let r = AbsReplica::with_retry_policy(s, fast_retry()).expect("open needs no key");
+        let r = AbsReplica::with_retry_policy(s, common::fast_retry()).expect("open needs no key");
         let msg = r.ltx_files(Level(0)).await.expect_err("no key").to_string();
         assert!(
             msg.contains("account-key") && msg.contains("sas-token"),
@@ -343,13 +276,11 @@ async fn errors_name_the_problem() {
             &format!("http://127.0.0.1:{port}/devstoreaccount1"),
             "p",
         ),
-        fast_retry(),
+        common::fast_retry(),
     )
     .expect("replica");
-    let msg = r
-        .read_range(Level(0), TxId(1), TxId(1), 0, None)
+    let msg = common::fetch_err(&r, (0, 1, 1), (0, None))
         .await
-        .expect_err("refused")
         .to_string();
     assert!(msg.contains("connect") && msg.contains("abs://"), "{msg}");
 }
@@ -361,33 +292,25 @@ async fn transient_failures_are_retried() {
     let (p, r) = proxied_replica(&srv, "retry").await;
     let body = data(50_000, 3);
     // Two 503s, then the upload goes through.
-    p.state.fail_next_with_503.store(2, Ordering::SeqCst);
-    put(&r, 0, 1, Bytes::from(body.clone()), SystemTime::now())
+    p.state.fail_next(2);
+    common::write(&r, 0, (1, 1), body.clone(), SystemTime::now())
         .await
         .expect("write after 503s");
     assert_eq!(p.state.request_count(), 3);
     // A response cut mid-body: the read is sent again.
-    p.state
-        .cut_next_response_after
-        .store(20_000, Ordering::SeqCst);
-    let got = r
-        .read_range(Level(0), TxId(1), TxId(1), 0, None)
-        .await
-        .expect("read after a dropped connection");
+    p.state.cut_next_response(20_000);
+    let got = common::fetch(&r, (0, 1, 1), (0, None)).await;
     assert!(got[..] == body[..]);
     // More 503s than attempts: reported, naming the blob.
-    p.state.fail_next_with_503.store(100, Ordering::SeqCst);
-    let e = r
-        .read_range(Level(0), TxId(1), TxId(1), 0, Some(10))
-        .await
-        .expect_err("persistent 503");
+    p.state.fail_next(100);
+    let e = common::fetch_err(&r, (0, 1, 1), (0, Some(10))).await;
     assert!(
         e.to_string()
             .contains("ltx/0/0000000000000001-0000000000000001.ltx")
             && e.to_string().contains("503"),
         "{e}"
     );
-    p.state.fail_next_with_503.store(0, Ordering::SeqCst);
+    p.state.fail_next(0);
     r.delete_all().await.expect("cleanup");
 }
 
@@ -398,7 +321,7 @@ async fn unchanged_listings_make_no_requests() {
     let (p, r) = proxied_replica(&srv, "idle").await;
     assert_eq!(p.state.request_count(), 0, "opening made requests");
     r.ltx_files(Level(0)).await.expect("list");
-    let info = put(&r, 0, 1, Bytes::from_static(b"abc"), SystemTime::now())
+    let info = common::write(&r, 0, (1, 1), b"abc", SystemTime::now())
         .await
         .expect("write");
     let n = p.state.request_count();
@@ -413,7 +336,7 @@ async fn unchanged_listings_make_no_requests() {
     assert_eq!(p.state.request_count(), n + 1);
     // Another writer's files show after invalidate_cache.
     let other = replica(&srv, r.path());
-    put(&other, 0, 2, Bytes::from_static(b"de"), SystemTime::now())
+    common::write(&other, 0, (2, 2), b"de", SystemTime::now())
         .await
         .expect("write");
     r.invalidate_cache();
@@ -488,25 +411,22 @@ async fn sas_tokens_authenticate() {
         s.account_key = None;
         s.account_name = None;
         s.sas_token = Some(token.into());
-        AbsReplica::with_retry_policy(s, fast_retry()).expect("replica")
+        AbsReplica::with_retry_policy(s, common::fast_retry()).expect("replica")
     };
     let r = with_sas(format!("?{}", account_sas(&srv, "rwdlac")));
     let t = UNIX_EPOCH + Duration::from_millis(1_795_665_906_229);
-    put(&r, 0, 1, Bytes::from(data(3000, 1)), t)
+    common::write(&r, 0, (1, 1), data(3000, 1), t)
         .await
         .expect("write with SAS");
     let files = r.ltx_files(Level(0)).await.expect("list with SAS");
     assert_eq!((files.len(), files[0].created_at), (1, t));
-    let got = r
-        .read_range(Level(0), TxId(1), TxId(1), 100, Some(200))
-        .await
-        .expect("read with SAS");
+    let got = common::fetch(&r, (0, 1, 1), (100, Some(200))).await;
     assert_eq!(&got[..], &data(3000, 1)[100..300]);
 
     // Read-only: listing works, a write is refused once and names the blob.
     let ro = with_sas(account_sas(&srv, "rl"));
     assert_eq!(ro.ltx_files(Level(0)).await.expect("list").len(), 1);
-    let e = put(&ro, 0, 2, Bytes::from_static(b"x"), t)
+    let e = common::write(&ro, 0, (2, 2), b"x", t)
         .await
         .expect_err("read-only SAS");
     let msg = e.to_string();
@@ -552,7 +472,7 @@ async fn streamed_reads_resume_and_stop_at_the_end() {
     let srv = abs_server();
     let (p, r) = proxied_replica(&srv, "stream").await;
     let body = data(300_000, 9);
-    put(&r, 0, 1, Bytes::from(body.clone()), SystemTime::now())
+    common::write(&r, 0, (1, 1), body.clone(), SystemTime::now())
         .await
         .expect("write");
     let before = p.state.request_count();
@@ -560,9 +480,7 @@ async fn streamed_reads_resume_and_stop_at_the_end() {
     assert!(got[..] == body[1000..251_000]);
     assert_eq!(p.state.request_count() - before, 1, "one GET for the range");
     // A connection cut mid-body: the rest is asked for from where it broke.
-    p.state
-        .cut_next_response_after
-        .store(100_000, Ordering::SeqCst);
+    p.state.cut_next_response(100_000);
     let before = p.state.request_count();
     let got = collect(&r, 1, 0, 300_000, 1 << 20).await.expect("resumed");
     assert!(got[..] == body[..], "resumed stream differs");
@@ -651,34 +569,26 @@ async fn reconnects_after_the_server_restarts() {
     };
     let server = OwnAzurite::start(dir.path(), port);
     let endpoint = format!("http://127.0.0.1:{port}/{}", srv.account);
-    let r = AbsReplica::with_retry_policy(settings(&srv, &endpoint, "restart"), fast_retry())
-        .expect("replica");
+    let r =
+        AbsReplica::with_retry_policy(settings(&srv, &endpoint, "restart"), common::fast_retry())
+            .expect("replica");
     r.create_container().await.expect("create container");
     let body = Bytes::from(data(20_000, 5));
-    put(&r, 0, 1, body.clone(), SystemTime::now())
+    common::write(&r, 0, (1, 1), body.clone(), SystemTime::now())
         .await
         .expect("write");
-    let got = r
-        .read_range(Level(0), TxId(1), TxId(1), 0, None)
-        .await
-        .expect("read");
+    let got = common::fetch(&r, (0, 1, 1), (0, None)).await;
     assert_eq!(got, body);
 
     // Restarted between two requests: the pooled connection is dead, a new one is made.
     drop(server);
     let server = OwnAzurite::start(dir.path(), port);
-    let got = r
-        .read_range(Level(0), TxId(1), TxId(1), 0, None)
-        .await
-        .expect("read after a restart");
+    let got = common::fetch(&r, (0, 1, 1), (0, None)).await;
     assert_eq!(got, body);
 
     // Down: reported (after retries) as a connection failure naming the blob.
     drop(server);
-    let e = r
-        .read_range(Level(0), TxId(1), TxId(1), 0, None)
-        .await
-        .expect_err("server down");
+    let e = common::fetch_err(&r, (0, 1, 1), (0, None)).await;
     assert!(
         e.to_string()
             .contains("restart/ltx/0/0000000000000001-0000000000000001.ltx"),
@@ -687,12 +597,9 @@ async fn reconnects_after_the_server_restarts() {
 
     // Back up on the same port.
     let _server = OwnAzurite::start(dir.path(), port);
-    let got = r
-        .read_range(Level(0), TxId(1), TxId(1), 0, None)
-        .await
-        .expect("read after restart");
+    let got = common::fetch(&r, (0, 1, 1), (0, None)).await;
     assert_eq!(got, body);
-    put(&r, 0, 2, Bytes::from_static(b"after"), SystemTime::now())
+    common::write(&r, 0, (2, 2), b"after", SystemTime::now())
         .await
         .expect("write after restart");
     r.invalidate_cache();

@@ -2,6 +2,8 @@
 //! name succeeds, a second one fails with an error for which `is_already_exists` holds, and
 //! the first file's bytes stay. Backends that cannot promise it (NATS) refuse, writing nothing.
 
+use crate::common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -128,10 +130,7 @@ async fn file_race_has_one_winner() {
         }
     }
     assert_eq!(winners.len(), 1, "{winners:?}");
-    let got = r
-        .read_range(Level(0), TxId(7), TxId(7), 0, None)
-        .await
-        .expect("read");
+    let got = common::fetch(&*r, (0, 7, 7), (0, None)).await;
     assert_eq!(got, vec![winners[0]; 4096]);
 }
 
@@ -139,18 +138,7 @@ async fn file_race_has_one_winner() {
 #[ignore = "needs the S3 test server"]
 async fn s3() {
     let srv = s3_server();
-    let path = unique_name("create-only");
-    let pairs = [
-        ("bucket", srv.bucket.as_str()),
-        ("path", path.as_str()),
-        ("endpoint", srv.endpoint.as_str()),
-        ("region", "us-east-1"),
-        ("access-key-id", srv.access_key.as_str()),
-        ("secret-access-key", srv.secret_key.as_str()),
-        ("force-path-style", "true"),
-    ];
-    let r = open_replica_from_config("s3", None, pairs).expect("replica");
-    second_create_fails(r.as_ref()).await;
+    check_config("s3", &srv.pairs(&unique_name("create-only"))).await;
 }
 
 #[tokio::test]

@@ -3,26 +3,20 @@
 //! listings, idle listings served from the cache, and errors that name the bucket.
 //!
 
+use crate::common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use sha2::{Digest, Sha256};
-use storage::gcs::{GcsReplica, GcsSettings, RetryPolicy};
+use storage::gcs::{GcsReplica, GcsSettings};
 use storage::{Body, ReplicaClient};
 
 use test_support::gcs as gcs_env;
 use test_support::proxy;
 
 use gcs_env::{gcs_server, GcsServer};
-
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 4,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(100),
-    }
-}
 
 fn settings(endpoint: &str, bucket: &str, path: &str) -> GcsSettings {
     GcsSettings {
@@ -34,8 +28,11 @@ fn settings(endpoint: &str, bucket: &str, path: &str) -> GcsSettings {
 }
 
 fn replica(srv: &GcsServer, path: &str) -> GcsReplica {
-    GcsReplica::with_retry_policy(settings(&srv.endpoint, &srv.bucket, path), fast_retry())
-        .expect("replica")
+    GcsReplica::with_retry_policy(
+        settings(&srv.endpoint, &srv.bucket, path),
+        common::retry(4, 100),
+    )
+    .expect("replica")
 }
 
 /// A time with millisecond precision, as Litestream's header timestamps have.
@@ -58,17 +55,7 @@ async fn write_list_read_delete_round_trip() {
     let prefix = srv.unique_prefix("rt");
     let r = replica(&srv, &prefix);
     let t = ms_time(1_795_665_906_229);
-    for (min, max) in [(3u64, 3u64), (1, 1), (2, 2)] {
-        r.write_ltx(
-            Level(0),
-            TxId(min),
-            TxId(max),
-            Body::Bytes(data(1000 + min as usize, min as u8)),
-            t + Duration::from_secs(min),
-        )
-        .await
-        .expect("write");
-    }
+    common::write_l0s(&r, t, |i| data(1000 + i as usize, i as u8)).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let snap = dir.path().join("snap.ltx");
     std::fs::write(&snap, data(70_000, 9)).expect("write file");
@@ -96,30 +83,15 @@ async fn write_list_read_delete_round_trip() {
     assert_eq!((l9[0].min_txid, l9[0].max_txid), (TxId(1), TxId(3)));
     assert!(fresh.ltx_files(Level(5)).await.expect("empty").is_empty());
 
-    let all = fresh
-        .read_range(Level(0), TxId(2), TxId(2), 0, None)
-        .await
-        .expect("read");
+    let all = common::fetch(&fresh, (0, 2, 2), (0, None)).await;
     assert_eq!(all, data(1002, 2));
-    let part = fresh
-        .read_range(Level(0), TxId(2), TxId(2), 100, Some(50))
-        .await
-        .expect("read part");
+    let part = common::fetch(&fresh, (0, 2, 2), (100, Some(50))).await;
     assert_eq!(part, data(1002, 2).slice(100..150));
-    let tail = fresh
-        .read_range(Level(0), TxId(2), TxId(2), 1000, None)
-        .await
-        .expect("read tail");
+    let tail = common::fetch(&fresh, (0, 2, 2), (1000, None)).await;
     assert_eq!(&tail[..], &data(1002, 2)[1000..]);
-    let nothing = fresh
-        .read_range(Level(0), TxId(2), TxId(2), 1002, Some(0))
-        .await
-        .expect("empty read at the end");
+    let nothing = common::fetch(&fresh, (0, 2, 2), (1002, Some(0))).await;
     assert!(nothing.is_empty());
-    let snap_part = fresh
-        .read_range(Level(9), TxId(1), TxId(3), 65_000, Some(5000))
-        .await
-        .expect("read file body back");
+    let snap_part = common::fetch(&fresh, (9, 1, 3), (65_000, Some(5000))).await;
     assert_eq!(snap_part, data(70_000, 9).slice(65_000..70_000));
     // Past the end: an error, never a short read.
     for (off, len) in [
@@ -128,17 +100,11 @@ async fn write_list_read_delete_round_trip() {
         (2000, None),
         (1003, Some(0)),
     ] {
-        let e = fresh
-            .read_range(Level(0), TxId(2), TxId(2), off, len)
-            .await
-            .expect_err("past the end");
+        let e = common::fetch_err(&fresh, (0, 2, 2), (off, len)).await;
         assert!(!e.is_not_found(), "{e}");
         assert!(e.to_string().contains(&prefix), "{e}");
     }
-    let missing = fresh
-        .read_range(Level(0), TxId(9), TxId(9), 0, None)
-        .await
-        .expect_err("missing");
+    let missing = common::fetch_err(&fresh, (0, 9, 9), (0, None)).await;
     assert!(missing.is_not_found(), "{missing}");
     assert!(missing.to_string().contains("gs://"), "{missing}");
 
@@ -158,8 +124,7 @@ async fn write_list_read_delete_round_trip() {
 
     // delete_all takes everything under the path, and nothing beside it.
     let neighbour = replica(&srv, &format!("{prefix}-other"));
-    neighbour
-        .write_ltx(Level(0), TxId(1), TxId(1), Body::Bytes(data(10, 1)), t)
+    common::write(&neighbour, 0, (1, 1), data(10, 1), t)
         .await
         .expect("write neighbour");
     fresh.delete_all().await.expect("delete all");
@@ -191,15 +156,9 @@ async fn streamed_reads() {
     let prefix = srv.unique_prefix("stream");
     let r = replica(&srv, &prefix);
     let body = data(3 << 20, 5);
-    r.write_ltx(
-        Level(9),
-        TxId(1),
-        TxId(9),
-        Body::Bytes(body.clone()),
-        ms_time(0),
-    )
-    .await
-    .expect("write");
+    common::write(&r, 9, (1, 9), body.clone(), ms_time(0))
+        .await
+        .expect("write");
     let mut s = r
         .read_range_stream(Level(9), TxId(1), TxId(9), 100, body.len() as u64 - 105)
         .await
@@ -246,25 +205,13 @@ async fn layout_and_metadata_match_litestream() {
     let nested = format!("{prefix}/sub");
     let r = replica(&srv, &nested);
     let t = ms_time(1_795_665_906_229);
-    r.write_ltx(
-        Level(0),
-        TxId(0x1a),
-        TxId(0x2b),
-        Body::Bytes(data(10, 0)),
-        t,
-    )
-    .await
-    .expect("write");
-    r.write_ltx(Level(10), TxId(1), TxId(0xff), Body::Bytes(data(10, 1)), t)
+    common::write(&r, 0, (0x1a, 0x2b), data(10, 0), t)
         .await
         .expect("write");
-    let names: Vec<String> = r
-        .list_prefix(&format!("{prefix}/"))
+    common::write(&r, 10, (1, 0xff), data(10, 1), t)
         .await
-        .expect("list")
-        .into_iter()
-        .map(|o| o.name)
-        .collect();
+        .expect("write");
+    let names = common::listed!(r, prefix, name);
     assert_eq!(
         names,
         vec![
@@ -373,7 +320,7 @@ async fn large_bodies_go_up_in_resumable_chunks() {
     let proxy = proxy::CountingProxy::start(upstream).expect("proxy");
     let mut r = GcsReplica::with_retry_policy(
         settings(&format!("http://{}", proxy.addr), &srv.bucket, &prefix),
-        fast_retry(),
+        common::retry(4, 100),
     )
     .expect("replica");
     r.set_chunk_size(256 * 1024);
@@ -391,24 +338,18 @@ async fn large_bodies_go_up_in_resumable_chunks() {
     // One request opens the session, then one per chunk.
     assert_eq!(proxy.requests() - before, 1 + 5);
     assert_eq!(info.size, body.len() as u64);
-    let back = r
-        .read_range(Level(9), TxId(1), TxId(40), 0, None)
-        .await
-        .expect("read");
+    let back = common::fetch(&r, (9, 1, 40), (0, None)).await;
     assert_eq!(Sha256::digest(&back), Sha256::digest(&body));
     // From memory too, with an exact multiple of the chunk size.
     let exact = data(2 * 256 * 1024, 3);
-    r.write_ltx(Level(9), TxId(41), TxId(50), Body::Bytes(exact.clone()), t)
+    common::write(&r, 9, (41, 50), exact.clone(), t)
         .await
         .expect("upload bytes");
     let fresh = replica(&srv, &prefix);
     let files = fresh.ltx_files(Level(9)).await.expect("list");
     assert_eq!(files.len(), 2);
     assert!(files.iter().all(|f| f.created_at == t), "{files:?}");
-    let back = fresh
-        .read_range(Level(9), TxId(41), TxId(50), 0, None)
-        .await
-        .expect("read");
+    let back = common::fetch(&fresh, (9, 41, 50), (0, None)).await;
     assert_eq!(back, exact);
     fresh.delete_all().await.expect("clean up");
 }
@@ -434,11 +375,11 @@ async fn listings_follow_page_tokens() {
         let w = writer.clone();
         set.spawn(async move {
             for i in (1..=n).filter(|i| i % 8 == chunk) {
-                w.write_ltx(
-                    Level(1),
-                    TxId(i),
-                    TxId(i),
-                    Body::Bytes(Bytes::from(i.to_le_bytes().to_vec())),
+                common::write(
+                    &*w,
+                    1,
+                    (i, i),
+                    i.to_le_bytes().to_vec(),
                     ms_time(1_700_000_000_000 + i),
                 )
                 .await
@@ -449,8 +390,11 @@ async fn listings_follow_page_tokens() {
     while let Some(r) = set.join_next().await {
         r.expect("writer task");
     }
-    let r = GcsReplica::with_retry_policy(settings(&endpoint, &srv.bucket, &prefix), fast_retry())
-        .expect("replica");
+    let r = GcsReplica::with_retry_policy(
+        settings(&endpoint, &srv.bucket, &prefix),
+        common::retry(4, 100),
+    )
+    .expect("replica");
     let before = proxy.requests();
     let files = r.ltx_files(Level(1)).await.expect("list");
     assert_eq!(proxy.requests() - before, 2, "1000 per page");
@@ -462,9 +406,11 @@ async fn listings_follow_page_tokens() {
             && f.created_at == ms_time(1_700_000_000_000 + i as u64 + 1)));
 
     // Small pages: every page is followed.
-    let mut small =
-        GcsReplica::with_retry_policy(settings(&endpoint, &srv.bucket, &prefix), fast_retry())
-            .expect("replica");
+    let mut small = GcsReplica::with_retry_policy(
+        settings(&endpoint, &srv.bucket, &prefix),
+        common::retry(4, 100),
+    )
+    .expect("replica");
     small.set_page_size(7);
     let before = proxy.requests();
     let files = small.ltx_files(Level(1)).await.expect("list");
@@ -481,14 +427,7 @@ async fn listings_follow_page_tokens() {
     }
     assert_eq!(proxy.requests(), before);
     // ... and kept current by our own writes and deletes.
-    small
-        .write_ltx(
-            Level(1),
-            TxId(n + 1),
-            TxId(n + 1),
-            Body::Bytes(data(5, 0)),
-            ms_time(1),
-        )
+    common::write(&small, 1, (n + 1, n + 1), data(5, 0), ms_time(1))
         .await
         .expect("write");
     let first = small.ltx_files(Level(1)).await.expect("list")[..3].to_vec();
@@ -517,7 +456,7 @@ async fn errors_name_the_bucket_and_object() {
     let r = replica(&srv, "db");
     let missing_bucket = GcsReplica::with_retry_policy(
         settings(&srv.endpoint, "no-such-bucket-ls", "db"),
-        fast_retry(),
+        common::retry(4, 100),
     )
     .expect("replica");
     let e = missing_bucket
@@ -530,14 +469,7 @@ async fn errors_name_the_bucket_and_object() {
         "{msg}"
     );
     assert!(!e.is_not_found(), "a missing bucket is not an empty level");
-    let e = missing_bucket
-        .write_ltx(
-            Level(0),
-            TxId(1),
-            TxId(1),
-            Body::Bytes(data(3, 0)),
-            ms_time(0),
-        )
+    let e = common::write(&missing_bucket, 0, (1, 1), data(3, 0), ms_time(0))
         .await
         .expect_err("upload to a missing bucket");
     assert!(
@@ -551,7 +483,7 @@ async fn errors_name_the_bucket_and_object() {
     drop(dead);
     let down = GcsReplica::with_retry_policy(
         settings(&format!("http://127.0.0.1:{port}"), &srv.bucket, "db"),
-        fast_retry(),
+        common::retry(4, 100),
     )
     .expect("replica");
     let e = down.ltx_files(Level(0)).await.expect_err("refused");
@@ -640,16 +572,15 @@ async fn carries_on_after_the_server_restarts() {
     let server = start_own_server(port, &root);
     let r = GcsReplica::with_retry_policy(
         settings(&format!("http://127.0.0.1:{port}"), "restart-bkt", "db"),
-        fast_retry(),
+        common::retry(4, 100),
     )
     .expect("replica");
     let t = ms_time(1_795_665_906_229);
-    r.write_ltx(Level(0), TxId(1), TxId(1), Body::Bytes(data(5000, 1)), t)
+    common::write(&r, 0, (1, 1), data(5000, 1), t)
         .await
         .expect("write before the restart");
     drop(server);
-    let down = r
-        .write_ltx(Level(0), TxId(2), TxId(2), Body::Bytes(data(10, 2)), t)
+    let down = common::write(&r, 0, (2, 2), data(10, 2), t)
         .await
         .expect_err("server is down");
     assert!(
@@ -657,22 +588,11 @@ async fn carries_on_after_the_server_restarts() {
         "{down}"
     );
     let _server = start_own_server(port, &root);
-    r.write_ltx(Level(0), TxId(2), TxId(2), Body::Bytes(data(6000, 2)), t)
+    common::write(&r, 0, (2, 2), data(6000, 2), t)
         .await
         .expect("write after the restart");
     r.invalidate_cache();
     let files = r.ltx_files(Level(0)).await.expect("list after the restart");
-    assert_eq!(
-        files
-            .iter()
-            .map(|f| (f.min_txid.0, f.size))
-            .collect::<Vec<_>>(),
-        vec![(1, 5000), (2, 6000)]
-    );
-    assert_eq!(
-        r.read_range(Level(0), TxId(1), TxId(1), 0, None)
-            .await
-            .expect("read what was written before"),
-        data(5000, 1)
-    );
+    assert_eq!(common::sizes(&files), vec![(1, 5000), (2, 6000)]);
+    assert_eq!(common::fetch(&r, (0, 1, 1), (0, None)).await, data(5000, 1));
 }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::object_store::ObjectStore;
-use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use nats_env::{nats_server, NatsServer};
 use sha2::{Digest, Sha256};
@@ -22,14 +21,14 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// `len` bytes that differ with `seed` and do not repeat within a 128 KiB chunk.
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = u64::from(seed) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
+    let step = |x: u64| {
+        let x = x ^ (x << 13);
+        let x = x ^ (x >> 7);
+        x ^ (x << 17)
+    };
+    std::iter::successors(Some(step(u64::from(seed) | 1)), |&x| Some(step(x)))
+        .take(len)
+        .map(|x| x as u8)
         .collect()
 }
 
@@ -81,15 +80,9 @@ async fn raw_names(store: &ObjectStore) -> Vec<String> {
 }
 
 async fn write(r: &NatsReplica, level: u8, min: u64, max: u64, data: Vec<u8>, at: SystemTime) {
-    r.write_ltx(
-        Level(level),
-        TxId(min),
-        TxId(max),
-        Body::Bytes(Bytes::from(data)),
-        at,
-    )
-    .await
-    .expect("write");
+    common::write(r, level, (min, max), data, at)
+        .await
+        .expect("write");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,10 +183,7 @@ async fn write_list_read_delete() {
             "{msg}"
         );
     }
-    let small_read = fresh
-        .read_range(Level(0), TxId(1), TxId(1), 0, None)
-        .await
-        .expect("small");
+    let small_read = common::fetch(&fresh, (0, 1, 1), (0, None)).await;
     assert_eq!(small_read, small[..]);
 
     // Streamed reads hand over bounded pieces of one object read.
@@ -217,10 +207,7 @@ async fn write_list_read_delete() {
         .is_err());
 
     // A missing object is NotFound, naming it.
-    let e = fresh
-        .read_range(Level(0), TxId(7), TxId(7), 0, None)
-        .await
-        .expect_err("missing");
+    let e = common::fetch_err(&fresh, (0, 7, 7), (0, None)).await;
     assert!(e.is_not_found(), "{e}");
     assert!(
         e.to_string()
@@ -231,10 +218,7 @@ async fn write_list_read_delete() {
     // Overwrites replace the object.
     write(&r, 0, 1, 1, pattern(33, 9), t1).await;
     assert_eq!(
-        fresh
-            .read_range(Level(0), TxId(1), TxId(1), 0, None)
-            .await
-            .expect("new"),
+        common::fetch(&fresh, (0, 1, 1), (0, None)).await,
         pattern(33, 9)[..]
     );
 
@@ -308,14 +292,7 @@ async fn url_and_config_keys_open_the_same_replica() {
     let bucket = srv.new_bucket("url");
     let by_url = open_replica(&srv.replica_url(&bucket)).expect("url");
     assert_eq!(by_url.kind(), "nats");
-    by_url
-        .write_ltx(
-            Level(0),
-            TxId(1),
-            TxId(1),
-            Body::Bytes(Bytes::from_static(b"hello")),
-            SystemTime::now(),
-        )
+    common::write(&*by_url, 0, (1, 1), b"hello", SystemTime::now())
         .await
         .expect("write");
     let by_keys = open_replica_from_config(
@@ -329,10 +306,7 @@ async fn url_and_config_keys_open_the_same_replica() {
         ],
     )
     .expect("keys");
-    let got = by_keys
-        .read_range(Level(0), TxId(1), TxId(1), 0, None)
-        .await
-        .expect("read");
+    let got = common::fetch(&*by_keys, (0, 1, 1), (0, None)).await;
     assert_eq!(&got[..], b"hello");
 }
 
@@ -361,14 +335,7 @@ async fn wrong_credentials_and_missing_bucket_are_clear_errors() {
     assert!(start.elapsed() < Duration::from_secs(2));
 
     let r = replica(&srv, "no-such-bucket");
-    let e = r
-        .write_ltx(
-            Level(0),
-            TxId(1),
-            TxId(1),
-            Body::Bytes(Bytes::from_static(b"x")),
-            SystemTime::now(),
-        )
+    let e = common::write(&r, 0, (1, 1), b"x", SystemTime::now())
         .await
         .expect_err("missing bucket");
     let msg = e.to_string();
@@ -406,9 +373,7 @@ async fn open_is_lazy_and_refused_connections_are_retried() {
     write(&r, 0, 1, 1, pattern(5000, 4), SystemTime::now()).await;
     assert!(proxy.refused() >= 1, "no connection was refused");
     assert_eq!(
-        r.read_range(Level(0), TxId(1), TxId(1), 0, None)
-            .await
-            .expect("read"),
+        common::fetch(&r, (0, 1, 1), (0, None)).await,
         pattern(5000, 4)[..]
     );
     assert_eq!(r.connects(), 1);
@@ -420,10 +385,7 @@ async fn open_is_lazy_and_refused_connections_are_retried() {
         common::fast_retry(),
         Duration::from_secs(60),
     );
-    let e = r
-        .read_range(Level(0), TxId(1), TxId(1), 0, None)
-        .await
-        .expect_err("down");
+    let e = common::fetch_err(&r, (0, 1, 1), (0, None)).await;
     let msg = e.to_string();
     assert!(
         msg.contains("ltx/0/0000000000000001-0000000000000001.ltx"),
@@ -477,9 +439,7 @@ async fn idle_replica_closes_its_connection_and_sends_nothing() {
     write(&r, 0, 2, 2, pattern(100, 6), SystemTime::now()).await;
     assert_eq!(r.connects(), 2);
     assert_eq!(
-        r.read_range(Level(0), TxId(2), TxId(2), 0, None)
-            .await
-            .expect("read"),
+        common::fetch(&r, (0, 2, 2), (0, None)).await,
         pattern(100, 6)[..]
     );
 }

@@ -1,6 +1,7 @@
 //! The NATS backend while its server restarts (a server of the test's own: the other NATS tests
 //! share theirs and must not see it go away).
 
+use crate::common;
 use test_support::nats as nats_env;
 
 use std::time::{Duration, SystemTime};
@@ -77,10 +78,7 @@ async fn writes_and_reads_survive_server_restarts() {
         [1, 2, 3]
     );
     for txid in 1..=3 {
-        let got = r
-            .read_range(Level(0), TxId(txid), TxId(txid), 0, None)
-            .await
-            .expect("read");
+        let got = common::fetch(&r, (0, txid, txid), (0, None)).await;
         assert_eq!(got, data(txid));
     }
 }

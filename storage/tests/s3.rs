@@ -38,14 +38,7 @@ async fn write_list_read_delete() {
 
     let created = ts(1_795_665_906_229);
     for i in [3u64, 1, 2] {
-        let info = r
-            .write_ltx(
-                Level(0),
-                TxId(i),
-                TxId(i),
-                Body::Bytes(Bytes::from(pattern(100 + i as usize, i as u8))),
-                created,
-            )
+        let info = common::write(&r, 0, (i, i), pattern(100 + i as usize, i as u8), created)
             .await
             .expect("write");
         assert_eq!(info.size, 100 + i);
@@ -60,13 +53,7 @@ async fn write_list_read_delete() {
     // Layout (docs/replica-layout.md#paths-and-timestamps-per-backend):
     // <path>/<level %04x>/<min>-<max>.ltx
     let fresh = replica(&srv, &prefix);
-    let keys: Vec<String> = fresh
-        .list_prefix(&format!("{prefix}/"))
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let keys = common::listed!(fresh, prefix, key);
     assert_eq!(
         keys,
         vec![
@@ -77,13 +64,7 @@ async fn write_list_read_delete() {
         ]
     );
     let files = fresh.ltx_files(Level(0)).await.expect("list level");
-    assert_eq!(
-        files
-            .iter()
-            .map(|f| (f.min_txid.0, f.size))
-            .collect::<Vec<_>>(),
-        vec![(1, 101), (2, 102), (3, 103)]
-    );
+    assert_eq!(common::sizes(&files), vec![(1, 101), (2, 102), (3, 103)]);
     let l9 = fresh.ltx_files(Level(9)).await.expect("list l9");
     assert_eq!(l9.len(), 1);
     assert_eq!(l9[0].size, 70_000);
@@ -99,25 +80,13 @@ async fn write_list_read_delete() {
     let with_meta = fresh.ltx_files_with_metadata(Level(0)).await.expect("meta");
     assert!(with_meta.iter().all(|f| f.created_at == created));
 
-    let whole = fresh
-        .read_range(Level(9), TxId(1), TxId(3), 0, None)
-        .await
-        .expect("read");
+    let whole = common::fetch(&fresh, (9, 1, 3), (0, None)).await;
     assert_eq!(&whole[..], &pattern(70_000, 9)[..]);
-    let part = fresh
-        .read_range(Level(9), TxId(1), TxId(3), 1000, Some(50))
-        .await
-        .expect("range");
+    let part = common::fetch(&fresh, (9, 1, 3), (1000, Some(50))).await;
     assert_eq!(&part[..], &pattern(70_000, 9)[1000..1050]);
-    let tail = fresh
-        .read_range(Level(9), TxId(1), TxId(3), 69_990, None)
-        .await
-        .expect("tail");
+    let tail = common::fetch(&fresh, (9, 1, 3), (69_990, None)).await;
     assert_eq!(tail.len(), 10);
-    let at_end = fresh
-        .read_range(Level(9), TxId(1), TxId(3), 70_000, None)
-        .await
-        .expect("empty read at the end");
+    let at_end = common::fetch(&fresh, (9, 1, 3), (70_000, None)).await;
     assert!(at_end.is_empty());
     assert!(fresh
         .read_range(Level(9), TxId(1), TxId(3), 69_990, Some(20))
@@ -164,15 +133,7 @@ async fn idle_replica_sends_no_requests() {
         "listing is cached"
     );
     let t = ts(1_700_000_000_000);
-    r.write_ltx(
-        Level(0),
-        TxId(1),
-        TxId(1),
-        Body::Bytes(Bytes::from_static(b"x")),
-        t,
-    )
-    .await
-    .expect("write");
+    common::write(&r, 0, (1, 1), b"x", t).await.expect("write");
     assert_eq!(p.state.request_count(), after_first_list + 1, "one PUT");
     let files = r.ltx_files(Level(0)).await.expect("list after write");
     assert_eq!(files.len(), 1, "our own write is in the cached listing");
@@ -227,10 +188,7 @@ async fn multipart_upload_above_part_size() {
     let l9 = fresh.ltx_files(Level(9)).await.expect("list");
     assert_eq!(l9.len(), 1);
     assert_eq!(l9[0].size, size as u64);
-    let back = fresh
-        .read_range(Level(9), TxId(1), TxId(42), 0, None)
-        .await
-        .expect("read back");
+    let back = common::fetch(&fresh, (9, 1, 42), (0, None)).await;
     assert!(back[..] == data[..], "multipart object differs");
     assert_eq!(
         fresh
@@ -241,21 +199,11 @@ async fn multipart_upload_above_part_size() {
     );
 
     // The same from memory.
-    let info = r
-        .write_ltx(
-            Level(9),
-            TxId(1),
-            TxId(43),
-            Body::Bytes(Bytes::from(data.clone())),
-            created,
-        )
+    let info = common::write(&r, 9, (1, 43), data.clone(), created)
         .await
         .expect("multipart from bytes");
     assert_eq!(info.size, size as u64);
-    let back = fresh
-        .read_range(Level(9), TxId(1), TxId(43), size as u64 - 100, None)
-        .await
-        .expect("tail");
+    let back = common::fetch(&fresh, (9, 1, 43), (size as u64 - 100, None)).await;
     assert_eq!(&back[..], &data[size - 100..]);
     fresh.delete_all().await.expect("cleanup");
 }
@@ -326,25 +274,14 @@ async fn ranged_reads_resume_after_dropped_connection() {
     let r = S3Replica::with_retry_policy(settings(&srv, &p.endpoint, &prefix), fast_retry())
         .expect("replica");
     let data = pattern(600_000, 5);
-    r.write_ltx(
-        Level(0),
-        TxId(5),
-        TxId(5),
-        Body::Bytes(Bytes::from(data.clone())),
-        ts(1_700_000_000_000),
-    )
-    .await
-    .expect("write");
+    common::write(&r, 0, (5, 5), data.clone(), ts(1_700_000_000_000))
+        .await
+        .expect("write");
 
     // Whole-file read, cut after ~200 KB of the response.
     let before = p.state.request_count();
-    p.state
-        .cut_next_response_after
-        .store(200_000, std::sync::atomic::Ordering::SeqCst);
-    let got = r
-        .read_range(Level(0), TxId(5), TxId(5), 0, None)
-        .await
-        .expect("resumed read");
+    p.state.cut_next_response(200_000);
+    let got = common::fetch(&r, (0, 5, 5), (0, None)).await;
     assert!(got[..] == data[..], "resumed read differs");
     let gets: Vec<String> = p.state.heads()[before..].to_vec();
     assert_eq!(gets.len(), 2, "{gets:?}");
@@ -354,13 +291,8 @@ async fn ranged_reads_resume_after_dropped_connection() {
 
     // A bounded range, cut in the middle too.
     let before = p.state.request_count();
-    p.state
-        .cut_next_response_after
-        .store(50_000, std::sync::atomic::Ordering::SeqCst);
-    let got = r
-        .read_range(Level(0), TxId(5), TxId(5), 100_000, Some(300_000))
-        .await
-        .expect("resumed range");
+    p.state.cut_next_response(50_000);
+    let got = common::fetch(&r, (0, 5, 5), (100_000, Some(300_000))).await;
     assert!(got[..] == data[100_000..400_000], "resumed range differs");
     assert_eq!(p.state.request_count() - before, 2);
 
@@ -374,9 +306,7 @@ async fn ranged_reads_resume_after_dropped_connection() {
 
     // Cut mid-body: resumed from the last byte received, pinned to the ETag.
     let before = p.state.request_count();
-    p.state
-        .cut_next_response_after
-        .store(100_000, std::sync::atomic::Ordering::SeqCst);
+    p.state.cut_next_response(100_000);
     let got = drain(&r, (Level(0), 5), 0, 600_000, 1 << 20)
         .await
         .expect("resumed stream");
@@ -430,9 +360,7 @@ async fn slowdown_is_retried() {
     let prefix = unique_prefix("slowdown");
     let r = S3Replica::with_retry_policy(settings(&srv, &p.endpoint, &prefix), fast_retry())
         .expect("replica");
-    p.state
-        .fail_next_with_503
-        .store(2, std::sync::atomic::Ordering::SeqCst);
+    p.state.fail_next(2);
     assert!(r
         .ltx_files(Level(0))
         .await
@@ -449,10 +377,7 @@ async fn non_retryable_errors_are_reported_once_and_clearly() {
     let mut s = settings(&srv, &p.endpoint, "db");
     s.secret_access_key = Some("wrong-secret".into());
     let r = S3Replica::with_retry_policy(s, fast_retry()).expect("replica");
-    let err = r
-        .read_range(Level(0), TxId(1), TxId(1), 0, None)
-        .await
-        .expect_err("bad signature");
+    let err = common::fetch_err(&r, (0, 1, 1), (0, None)).await;
     let msg = err.to_string();
     assert!(
         msg.contains(&format!(
@@ -489,23 +414,14 @@ async fn open_replica_from_url_with_env_credentials() {
     );
     let r = open_replica(&url).expect("open");
     assert_eq!(r.kind(), "s3");
-    r.write_ltx(
-        Level(0),
-        TxId(1),
-        TxId(1),
-        Body::Bytes(Bytes::from_static(b"hello")),
-        ts(1_700_000_000_000),
-    )
-    .await
-    .expect("write via URL replica");
+    common::write(&*r, 0, (1, 1), b"hello", ts(1_700_000_000_000))
+        .await
+        .expect("write via URL replica");
     let again = open_replica(&url).expect("open");
     let files = again.ltx_files(Level(0)).await.expect("list");
     assert_eq!(files.len(), 1);
     assert_eq!(
-        &again
-            .read_range(Level(0), TxId(1), TxId(1), 0, None)
-            .await
-            .expect("read")[..],
+        &common::fetch(&*again, (0, 1, 1), (0, None)).await[..],
         b"hello"
     );
     again.delete_all().await.expect("cleanup");
@@ -523,15 +439,9 @@ async fn unsigned_payload_and_no_md5_also_work() {
     s.sign_payload = Some(false);
     s.require_content_md5 = Some(false);
     let r = S3Replica::with_retry_policy(s, fast_retry()).expect("replica");
-    r.write_ltx(
-        Level(2),
-        TxId(1),
-        TxId(9),
-        Body::Bytes(Bytes::from(pattern(1000, 1))),
-        ts(1_700_000_000_000),
-    )
-    .await
-    .expect("unsigned put");
+    common::write(&r, 2, (1, 9), pattern(1000, 1), ts(1_700_000_000_000))
+        .await
+        .expect("unsigned put");
     assert_eq!(r.ltx_files(Level(2)).await.expect("list").len(), 1);
     r.delete_all().await.expect("delete without md5");
 }
@@ -540,8 +450,7 @@ async fn unsigned_payload_and_no_md5_also_work() {
 #[ignore = "needs the S3 test server"]
 async fn https_endpoint_with_ca_file_and_skip_verify() {
     let srv = server();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (ca, cert, key) = common::test_certificates(dir.path());
+    let (_dir, ca, cert, key) = common::test_certificates();
     let port = common::tls_proxy(&srv, &cert, &key).await;
     let endpoint = format!("https://localhost:{port}");
     let prefix = unique_prefix("tls");
@@ -550,19 +459,10 @@ async fn https_endpoint_with_ca_file_and_skip_verify() {
     let mut s = settings(&srv, &endpoint, &prefix);
     s.ca_file = Some(ca);
     let r = S3Replica::with_retry_policy(s, fast_retry()).expect("replica");
-    r.write_ltx(
-        Level(0),
-        TxId(1),
-        TxId(1),
-        Body::Bytes(Bytes::from(pattern(5000, 2))),
-        ts(1_700_000_000_000),
-    )
-    .await
-    .expect("write over TLS");
-    let back = r
-        .read_range(Level(0), TxId(1), TxId(1), 0, None)
+    common::write(&r, 0, (1, 1), pattern(5000, 2), ts(1_700_000_000_000))
         .await
-        .expect("read over TLS");
+        .expect("write over TLS");
+    let back = common::fetch(&r, (0, 1, 1), (0, None)).await;
     assert_eq!(&back[..], &pattern(5000, 2)[..]);
 
     // Unknown issuer (the test CA is not trusted here): refused, verified by default, and reported without retrying.
@@ -613,15 +513,9 @@ async fn open_from_yaml_style_settings() {
         ],
     )
     .expect("open from settings");
-    r.write_ltx(
-        Level(3),
-        TxId(1),
-        TxId(2),
-        Body::Bytes(Bytes::from_static(b"yaml")),
-        ts(1_700_000_000_000),
-    )
-    .await
-    .expect("write");
+    common::write(&*r, 3, (1, 2), b"yaml", ts(1_700_000_000_000))
+        .await
+        .expect("write");
     let fresh = replica(&srv, &prefix);
     assert_eq!(fresh.ltx_files(Level(3)).await.expect("list").len(), 1);
     fresh.delete_all().await.expect("cleanup");

@@ -9,25 +9,17 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use ltx_codec::{Encoder, Header, Level, LtxFile, TxId};
 use storage::s3::S3Replica;
 use storage::{Body, LtxFileInfo, ReplicaClient};
 
+use test_support::env::output_ok;
+
 use common::{fast_retry, server, settings, unique_prefix, Server};
 
 fn python(script: &str, args: &[&str]) {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut c = Command::new("python3");
+    output_ok(c.arg("-c").arg(script).args(args), "python3");
 }
 
 /// Litestream as users run it against S3, with our server's keys in its environment.
@@ -48,6 +40,25 @@ fn replica_url(srv: &Server, prefix: &str) -> String {
         "s3://{}/{prefix}?endpoint={}&region=us-east-1&forcePathStyle=true",
         srv.bucket, srv.endpoint
     )
+}
+
+/// `litestream restore -o out` of the replica at `prefix`, which must succeed; the restored
+/// file's bytes.
+fn litestream_restore(srv: &Server, prefix: &str, out: &Path) -> Vec<u8> {
+    let mut c = litestream(srv);
+    let restore = c
+        .args(["restore", "-o"])
+        .arg(out)
+        .arg(replica_url(srv, prefix));
+    output_ok(restore, "litestream restore");
+    std::fs::read(out).expect("restored db")
+}
+
+/// The S3 test server and a temporary directory; panics if the real Litestream is missing.
+fn server_and_litestream() -> (Server, tempfile::TempDir) {
+    let srv = server();
+    test_support::litestream();
+    (srv, tempfile::tempdir().expect("tempdir"))
 }
 
 struct KillOnDrop(Child);
@@ -108,9 +119,7 @@ fn rebuild_from_l0(files: &[(LtxFileInfo, Vec<u8>)]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the S3 test server and the real Litestream"]
 async fn litestream_writes_we_read() {
-    let srv = server();
-    test_support::litestream();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (srv, dir) = server_and_litestream();
     let db = dir.path().join("app.db");
     let db_s = db.to_str().expect("utf-8 path");
     python(
@@ -183,13 +192,7 @@ async fn litestream_writes_we_read() {
 
     let files = all_files(&r).await;
     assert!(!files.is_empty(), "log:\n{}", dump_log());
-    let keys: Vec<String> = r
-        .list_prefix(&format!("{prefix}/"))
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let keys = common::listed!(r, prefix, key);
     for f in &files {
         let key = r.ltx_key(f.level, f.min_txid, f.max_txid);
         assert!(
@@ -224,18 +227,7 @@ async fn litestream_writes_we_read() {
     let rebuilt = rebuild_from_l0(&l0);
 
     let out = dir.path().join("restored.db");
-    let st = litestream(&srv)
-        .args(["restore", "-o"])
-        .arg(&out)
-        .arg(replica_url(&srv, &prefix))
-        .output()
-        .expect("litestream restore");
-    assert!(
-        st.status.success(),
-        "litestream restore failed: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let restored = std::fs::read(&out).expect("restored db");
+    let restored = litestream_restore(&srv, &prefix, &out);
     python(
         "import sqlite3,sys\n\
          c=sqlite3.connect(sys.argv[1])\n\
@@ -318,32 +310,15 @@ async fn write_and_restore(
     std::fs::write(&ltx_path, &ltx).expect("ltx file");
     let created = UNIX_EPOCH + Duration::from_millis(now_ms as u64);
     // Bytes and file bodies both: L0 from memory, the same snapshot at L9 streamed from disk.
-    r.write_ltx(
-        Level(0),
-        TxId(1),
-        TxId(1),
-        Body::Bytes(Bytes::from(ltx.clone())),
-        created,
-    )
-    .await
-    .expect("write L0");
+    common::write(&r, 0, (1, 1), ltx.clone(), created)
+        .await
+        .expect("write L0");
     r.write_ltx(Level(9), TxId(1), TxId(1), Body::File(ltx_path), created)
         .await
         .expect("write L9");
 
     let out = dir.join(format!("restored-{page_size}.db"));
-    let st = litestream(srv)
-        .args(["restore", "-o"])
-        .arg(&out)
-        .arg(replica_url(srv, &prefix))
-        .output()
-        .expect("litestream restore");
-    assert!(
-        st.status.success(),
-        "litestream restore failed: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let restored = std::fs::read(&out).expect("restored");
+    let restored = litestream_restore(srv, &prefix, &out);
     assert!(
         restored == bytes,
         "litestream restored {} bytes, source has {}",
@@ -373,9 +348,7 @@ async fn write_and_restore(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the S3 test server and the real Litestream"]
 async fn we_write_litestream_restores() {
-    let srv = server();
-    test_support::litestream();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (srv, dir) = server_and_litestream();
     write_and_restore(&srv, dir.path(), 4096, 300, None).await;
     write_and_restore(&srv, dir.path(), 512, 100, None).await;
     // A snapshot above part-size goes up as a multipart upload and must restore all the same.

@@ -2,6 +2,8 @@
 //! Litestream's layout and mtimes, paged listings, errors that name what failed, the listing
 //! cache, and both write modes.
 
+use crate::common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,14 +17,6 @@ use storage::{Body, ReplicaClient};
 use sftp_env::{password_login, sftp_server, unique_name, ByteCountingProxy, SftpServer};
 use test_support::sftp as sftp_env;
 
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(50),
-    }
-}
-
 fn settings(srv: &SftpServer, path: &Path, extra: &[(&str, &str)]) -> SftpSettings {
     let pairs = srv.pairs(path);
     let mut all: Vec<(&str, &str)> = pairs
@@ -34,7 +28,7 @@ fn settings(srv: &SftpServer, path: &Path, extra: &[(&str, &str)]) -> SftpSettin
 }
 
 fn replica(srv: &SftpServer, path: &Path) -> SftpReplica {
-    SftpReplica::with_retry_policy(settings(srv, path, &[]), fast_retry())
+    SftpReplica::with_retry_policy(settings(srv, path, &[]), common::retry(3, 50))
 }
 
 fn at_ms(ms: u64) -> SystemTime {
@@ -133,13 +127,7 @@ async fn round_trip_layout_and_times() {
     // Listing from a fresh client (no cache).
     let fresh = replica(&srv, &root);
     let files = fresh.ltx_files(Level(0)).await.expect("list");
-    assert_eq!(
-        files
-            .iter()
-            .map(|f| (f.min_txid.0, f.size))
-            .collect::<Vec<_>>(),
-        vec![(1, 1001), (2, 1002), (3, 1003)]
-    );
+    assert_eq!(common::sizes(&files), vec![(1, 1001), (2, 1002), (3, 1003)]);
     assert!(files
         .iter()
         .all(|f| f.created_at == at_ms(1_795_665_906_000)));
@@ -151,30 +139,15 @@ async fn round_trip_layout_and_times() {
     );
 
     // Ranged reads: whole, middle, to the end, past the end, missing file.
-    let whole = fresh
-        .read_range(Level(9), TxId(1), TxId(0x2a), 0, None)
-        .await
-        .expect("read all");
+    let whole = common::fetch(&fresh, (9, 1, 0x2a), (0, None)).await;
     assert_eq!(&whole[..], &big[..]);
-    let mid = fresh
-        .read_range(Level(9), TxId(1), TxId(0x2a), 1_000_000, Some(70_000))
-        .await
-        .expect("read mid");
+    let mid = common::fetch(&fresh, (9, 1, 0x2a), (1_000_000, Some(70_000))).await;
     assert_eq!(&mid[..], &big[1_000_000..1_070_000]);
-    let tail = fresh
-        .read_range(Level(0), TxId(2), TxId(2), 1000, None)
-        .await
-        .expect("tail");
+    let tail = common::fetch(&fresh, (0, 2, 2), (1000, None)).await;
     assert_eq!(&tail[..], &data(2, 1002)[1000..]);
-    let past = fresh
-        .read_range(Level(0), TxId(2), TxId(2), 1000, Some(3))
-        .await
-        .expect_err("past the end");
+    let past = common::fetch_err(&fresh, (0, 2, 2), (1000, Some(3))).await;
     assert!(past.to_string().contains("past the end"), "{past}");
-    let missing = fresh
-        .read_range(Level(0), TxId(7), TxId(7), 0, None)
-        .await
-        .expect_err("missing");
+    let missing = common::fetch_err(&fresh, (0, 7, 7), (0, None)).await;
     assert!(missing.is_not_found(), "{missing}");
     assert!(
         missing
@@ -356,11 +329,11 @@ async fn errors_name_the_host_and_file() {
         l.local_addr().expect("addr").port()
     };
     let host = format!("127.0.0.1:{closed}");
-    let r = SftpReplica::with_retry_policy(settings(&srv, &root, &[("host", &host)]), fast_retry());
-    let e = r
-        .read_range(Level(0), TxId(1), TxId(1), 0, None)
-        .await
-        .expect_err("closed port");
+    let r = SftpReplica::with_retry_policy(
+        settings(&srv, &root, &[("host", &host)]),
+        common::retry(3, 50),
+    );
+    let e = common::fetch_err(&r, (0, 1, 1), (0, None)).await;
     let msg = e.to_string();
     assert!(msg.contains(&host), "{msg}");
     assert!(
@@ -380,7 +353,10 @@ async fn cached_listings_send_nothing() {
     let proxy = ByteCountingProxy::start(&srv.host);
     let root = srv.unique_path("cache");
     let addr = proxy.addr.to_string();
-    let r = SftpReplica::with_retry_policy(settings(&srv, &root, &[("host", &addr)]), fast_retry());
+    let r = SftpReplica::with_retry_policy(
+        settings(&srv, &root, &[("host", &addr)]),
+        common::retry(3, 50),
+    );
     assert_eq!(proxy.sent(), 0, "opening connects lazily");
     assert!(r.ltx_files(Level(0)).await.expect("list").is_empty());
     let after_first = proxy.sent();
@@ -415,7 +391,7 @@ async fn parallel_writes_in_both_modes() {
         let root = srv.unique_path(&format!("par-{concurrent}"));
         let r = Arc::new(SftpReplica::with_retry_policy(
             settings(&srv, &root, &[("concurrent-writes", concurrent)]),
-            fast_retry(),
+            common::retry(3, 50),
         ));
         assert_eq!(r.settings().concurrent_writes, concurrent == "true");
         let mut set = tokio::task::JoinSet::new();
@@ -461,8 +437,10 @@ async fn password_login_from_a_url() {
         srv.host,
         home.join(&rel).display()
     );
-    let r =
-        SftpReplica::with_retry_policy(SftpSettings::from_url(&url).expect("url"), fast_retry());
+    let r = SftpReplica::with_retry_policy(
+        SftpSettings::from_url(&url).expect("url"),
+        common::retry(3, 50),
+    );
     put_l0(&r, 1, data(1, 4000), at_ms(1_760_000_000_000))
         .await
         .expect("write");
@@ -480,13 +458,9 @@ async fn password_login_from_a_url() {
         ],
     )
     .expect("keys");
-    let relative = SftpReplica::with_retry_policy(keys, fast_retry());
+    let relative = SftpReplica::with_retry_policy(keys, common::retry(3, 50));
     assert_eq!(
-        relative
-            .read_range(Level(0), TxId(1), TxId(1), 0, None)
-            .await
-            .expect("read")
-            .len(),
+        common::fetch(&relative, (0, 1, 1), (0, None)).await.len(),
         4000
     );
 
@@ -536,7 +510,7 @@ async fn silent_server_times_out() {
     });
     let mut s = settings(&srv, &srv.unique_path("silent"), &[("host", &host)]);
     s.io_timeout = Duration::from_millis(500);
-    let r = SftpReplica::with_retry_policy(s, fast_retry());
+    let r = SftpReplica::with_retry_policy(s, common::retry(3, 50));
     let start = Instant::now();
     let e = r.ltx_files(Level(0)).await.expect_err("silent server");
     assert!(

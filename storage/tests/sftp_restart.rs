@@ -3,6 +3,8 @@
 //! the next operation reconnects, and one issued while the server is down succeeds once it is
 //! back. Its own test binary, so no other test shares the restarted server.
 
+use crate::common;
+
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -67,9 +69,7 @@ async fn reconnects_after_the_server_restarts() {
     r.invalidate_cache();
     assert_eq!(r.ltx_files(Level(0)).await.expect("list").len(), 2);
     assert_eq!(
-        r.read_range(Level(0), TxId(1), TxId(1), 10, Some(5))
-            .await
-            .expect("read"),
+        common::fetch(&r, (0, 1, 1), (10, Some(5))).await,
         Bytes::from(vec![1u8; 5])
     );
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
-use storage::webdav::{RetryPolicy, WebDavReplica, WebDavSettings};
+use storage::webdav::{WebDavReplica, WebDavSettings};
 use storage::{open_replica, open_replica_from_config, Body, ReplicaClient};
 use webdav_env::{webdav_server, WebDavServer};
 
@@ -23,14 +23,6 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
                 >> 7) as u8
         })
         .collect()
-}
-
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 5,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(100),
-    }
 }
 
 fn settings(srv: &WebDavServer, url: &str, path: &str) -> WebDavSettings {
@@ -47,7 +39,8 @@ fn settings(srv: &WebDavServer, url: &str, path: &str) -> WebDavSettings {
 }
 
 fn replica(srv: &WebDavServer, path: &str) -> WebDavReplica {
-    WebDavReplica::with_retry_policy(settings(srv, &srv.url, path), fast_retry()).expect("replica")
+    WebDavReplica::with_retry_policy(settings(srv, &srv.url, path), common::fast_retry())
+        .expect("replica")
 }
 
 /// A proxy in front of the server (the S3 tests' one: it counts requests, answers 503 and
@@ -86,16 +79,15 @@ fn secs(t: SystemTime) -> u64 {
 }
 
 async fn write(r: &WebDavReplica, level: u8, min: u64, max: u64, data: Vec<u8>) {
-    let info = r
-        .write_ltx(
-            Level(level),
-            TxId(min),
-            TxId(max),
-            Body::Bytes(Bytes::from(data)),
-            UNIX_EPOCH + Duration::from_millis(1_795_665_906_229),
-        )
-        .await
-        .expect("write");
+    let info = common::write(
+        r,
+        level,
+        (min, max),
+        data,
+        UNIX_EPOCH + Duration::from_millis(1_795_665_906_229),
+    )
+    .await
+    .expect("write");
     assert_eq!((info.min_txid, info.max_txid), (TxId(min), TxId(max)));
 }
 
@@ -160,13 +152,7 @@ async fn write_list_read_delete() {
     // A fresh replica lists what the server says.
     let fresh = replica(&srv, &path);
     let files = fresh.ltx_files(Level(0)).await.expect("list level");
-    assert_eq!(
-        files
-            .iter()
-            .map(|f| (f.min_txid.0, f.size))
-            .collect::<Vec<_>>(),
-        vec![(1, 101), (2, 102), (3, 103)]
-    );
+    assert_eq!(common::sizes(&files), vec![(1, 101), (2, 102), (3, 103)]);
     // created_at is the server's modification time, as Litestream reads it (getlastmodified,
     // whole seconds), not the header timestamp we passed.
     for f in &files {
@@ -186,20 +172,11 @@ async fn write_list_read_delete() {
     }
 
     // Reads: ranges, to the end, whole, and past the end (an error, not a short read).
-    let b = fresh
-        .read_range(Level(0), TxId(2), TxId(2), 10, Some(20))
-        .await
-        .expect("range");
+    let b = common::fetch(&fresh, (0, 2, 2), (10, Some(20))).await;
     assert_eq!(&b[..], &pattern(102, 2)[10..30]);
-    let b = fresh
-        .read_range(Level(0), TxId(2), TxId(2), 90, None)
-        .await
-        .expect("to the end");
+    let b = common::fetch(&fresh, (0, 2, 2), (90, None)).await;
     assert_eq!(&b[..], &pattern(102, 2)[90..]);
-    let b = fresh
-        .read_range(Level(0), TxId(2), TxId(2), 102, None)
-        .await
-        .expect("nothing at the end");
+    let b = common::fetch(&fresh, (0, 2, 2), (102, None)).await;
     assert!(b.is_empty());
     for (off, len) in [
         (100u64, Some(5u64)),
@@ -207,16 +184,10 @@ async fn write_list_read_delete() {
         (500, Some(1)),
         (500, None),
     ] {
-        let e = fresh
-            .read_range(Level(0), TxId(2), TxId(2), off, len)
-            .await
-            .expect_err("past the end");
+        let e = common::fetch_err(&fresh, (0, 2, 2), (off, len)).await;
         assert!(e.to_string().contains("past the end"), "{off}+{len:?}: {e}");
     }
-    let b = fresh
-        .read_range(Level(9), TxId(1), TxId(3), 0, None)
-        .await
-        .expect("whole snapshot");
+    let b = common::fetch(&fresh, (9, 1, 3), (0, None)).await;
     assert!(b[..] == snap[..], "snapshot read back differs");
     let mut s = fresh
         .read_range_stream(Level(9), TxId(1), TxId(3), 1000, 2_000_000)
@@ -248,10 +219,7 @@ async fn write_list_read_delete() {
             .is_some_and(|e| e.to_string().contains("past the end")),
         "{err:?}"
     );
-    let missing = fresh
-        .read_range(Level(0), TxId(9), TxId(9), 0, None)
-        .await
-        .expect_err("missing");
+    let missing = common::fetch_err(&fresh, (0, 9, 9), (0, None)).await;
     assert!(missing.is_not_found(), "{missing}");
     assert!(missing
         .to_string()
@@ -337,8 +305,9 @@ async fn long_listing_in_one_request() {
     }
     srv.settle();
     let p = proxy(&srv).await;
-    let r = WebDavReplica::with_retry_policy(settings(&srv, &p.endpoint, &path), fast_retry())
-        .expect("replica");
+    let r =
+        WebDavReplica::with_retry_policy(settings(&srv, &p.endpoint, &path), common::fast_retry())
+            .expect("replica");
     let files = r.ltx_files(Level(1)).await.expect("list");
     assert_eq!(files.len(), 1500);
     for (k, f) in files.iter().enumerate() {
@@ -377,10 +346,7 @@ async fn url_and_config_keys_open_the_same_replica() {
     for r in [&by_keys, &mixed] {
         let files = r.ltx_files(Level(0)).await.expect("list");
         assert_eq!(files.len(), 1, "{r:?}");
-        let b = r
-            .read_range(Level(0), TxId(7), TxId(7), 0, None)
-            .await
-            .expect("read");
+        let b = common::fetch(r.as_ref(), (0, 7, 7), (0, None)).await;
         assert_eq!(&b[..], b"hello webdav");
     }
     // Without credentials the server refuses, and the error says where and what to check.
@@ -421,7 +387,7 @@ async fn wrong_password_is_a_clear_error() {
     let path = srv.unique_path("badpass");
     let mut s = settings(&srv, &p.endpoint, &path);
     s.password = "wrong".into();
-    let r = WebDavReplica::with_retry_policy(s, fast_retry()).expect("replica");
+    let r = WebDavReplica::with_retry_policy(s, common::fast_retry()).expect("replica");
     let e = r.ltx_files(Level(0)).await.expect_err("401");
     let msg = e.to_string();
     assert!(
@@ -444,7 +410,7 @@ async fn missing_base_directory_is_reported() {
     let srv = webdav_server();
     let p = proxy(&srv).await;
     let base = format!("{}/{}", p.endpoint, srv.unique_path("no-such-dir"));
-    let r = WebDavReplica::with_retry_policy(settings(&srv, &base, "db"), fast_retry())
+    let r = WebDavReplica::with_retry_policy(settings(&srv, &base, "db"), common::fast_retry())
         .expect("replica");
     assert!(r.ltx_files(Level(0)).await.expect("list").is_empty());
     let e = try_write(&r, 1, b"x").await.expect_err("no base directory");
@@ -464,27 +430,16 @@ async fn transient_failures_are_retried() {
     let srv = webdav_server();
     let p = proxy(&srv).await;
     let path = srv.unique_path("retry");
-    let r = WebDavReplica::with_retry_policy(settings(&srv, &p.endpoint, &path), fast_retry())
-        .expect("replica");
-    p.state
-        .fail_next_with_503
-        .store(2, std::sync::atomic::Ordering::SeqCst);
+    let r =
+        WebDavReplica::with_retry_policy(settings(&srv, &p.endpoint, &path), common::fast_retry())
+            .expect("replica");
+    p.state.fail_next(2);
     let data = pattern(600_000, 3);
     write(&r, 0, 1, 1, data.clone()).await;
-    assert_eq!(
-        p.state
-            .fail_next_with_503
-            .load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert_eq!(p.state.failures_left(), 0);
     let before = p.state.request_count();
-    p.state
-        .cut_next_response_after
-        .store(100_000, std::sync::atomic::Ordering::SeqCst);
-    let b = r
-        .read_range(Level(0), TxId(1), TxId(1), 5, Some(590_000))
-        .await
-        .expect("read across a cut");
+    p.state.cut_next_response(100_000);
+    let b = common::fetch(&r, (0, 1, 1), (5, Some(590_000))).await;
     assert!(b[..] == data[5..590_005], "resumed read differs");
     let heads = p.state.heads();
     let gets: Vec<&String> = heads[before..]
@@ -499,22 +454,15 @@ async fn transient_failures_are_retried() {
     );
 
     // A 503 that never ends is reported after the retries, naming the file.
-    p.state
-        .fail_next_with_503
-        .store(100, std::sync::atomic::Ordering::SeqCst);
-    let e = r
-        .read_range(Level(0), TxId(1), TxId(1), 0, Some(10))
-        .await
-        .expect_err("503s");
+    p.state.fail_next(100);
+    let e = common::fetch_err(&r, (0, 1, 1), (0, Some(10))).await;
     assert!(
         e.to_string().contains("503")
             && e.to_string()
                 .contains("0000000000000001-0000000000000001.ltx"),
         "{e}"
     );
-    p.state
-        .fail_next_with_503
-        .store(0, std::sync::atomic::Ordering::SeqCst);
+    p.state.fail_next(0);
 }
 
 /// Listings are cached and kept current by our own changes: repeating them costs nothing.
@@ -524,8 +472,9 @@ async fn idle_replica_makes_no_requests() {
     let srv = webdav_server();
     let p = proxy(&srv).await;
     let path = srv.unique_path("idle");
-    let r = WebDavReplica::with_retry_policy(settings(&srv, &p.endpoint, &path), fast_retry())
-        .expect("replica");
+    let r =
+        WebDavReplica::with_retry_policy(settings(&srv, &p.endpoint, &path), common::fast_retry())
+            .expect("replica");
     for level in [0u8, 1, 9] {
         r.ltx_files(Level(level)).await.expect("list");
     }

@@ -3,11 +3,11 @@
 //! down are retried, and the pooled connections it closed are replaced. The server is the test's
 //! own, so no other test sees the restart.
 
+use crate::common;
 use test_support::webdav as webdav_env;
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use storage::webdav::{RetryPolicy, WebDavReplica, WebDavSettings};
 use storage::{Body, ReplicaClient};
@@ -87,20 +87,11 @@ async fn server_restart_mid_read_and_while_idle() {
         .expect("list across the restart");
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].size, data.len() as u64);
-    r.write_ltx(
-        Level(0),
-        TxId(10),
-        TxId(10),
-        Body::Bytes(Bytes::from_static(b"after")),
-        SystemTime::now(),
-    )
-    .await
-    .expect("write after the restart");
-    restart.await.expect("restart");
-    let b = r
-        .read_range(Level(0), TxId(10), TxId(10), 0, None)
+    common::write(&r, 0, (10, 10), b"after", SystemTime::now())
         .await
-        .expect("read");
+        .expect("write after the restart");
+    restart.await.expect("restart");
+    let b = common::fetch(&r, (0, 10, 10), (0, None)).await;
     assert_eq!(&b[..], b"after");
     r.delete_all().await.expect("clean up");
 }

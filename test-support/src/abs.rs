@@ -1,6 +1,6 @@
 //! The Azurite server of `tests/abs/start.sh`, for the abs backend's tests in every crate.
 
-use crate::env::{server_vars, unique_name};
+use crate::env::{server_vars, unique_name, yaml_lines, yaml_pairs};
 
 /// The Azurite blob service of `tests/abs/start.sh`.
 #[derive(Clone, Debug)]
@@ -42,25 +42,20 @@ impl AbsServer {
     /// per line, without indentation. The account key is in the file too: Litestream and our
     /// tools then need no environment.
     pub fn yaml(&self, prefix: &str) -> Vec<String> {
-        vec![
-            "type: abs".into(),
-            format!("account-name: {}", self.account),
-            format!("account-key: {}", self.key),
-            format!("bucket: {}", self.container),
-            format!("path: {prefix}"),
-            format!("endpoint: {}", self.endpoint),
-        ]
+        let AbsServer {
+            endpoint,
+            account,
+            key,
+            container,
+        } = self;
+        yaml_lines(&format!(
+            "type: abs\naccount-name: {account}\naccount-key: {key}\nbucket: {container}\n\
+             path: {prefix}\nendpoint: {endpoint}"
+        ))
     }
 
     /// The same entry as (key, value) pairs, for `AbsSettings::from_config`.
     pub fn pairs(&self, prefix: &str) -> Vec<(String, String)> {
-        self.yaml(prefix)
-            .into_iter()
-            .skip(1)
-            .filter_map(|l| {
-                l.split_once(": ")
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            })
-            .collect()
+        yaml_pairs(self.yaml(prefix))
     }
 }

@@ -36,6 +36,34 @@ pub fn unique_name(name: &str) -> String {
     format!("{name}-{}-{nanos}", std::process::id())
 }
 
+/// The lines of `text` (a litestream.yml replica entry, one key a line), as the servers'
+/// `yaml()` give them.
+pub fn yaml_lines(text: &str) -> Vec<String> {
+    text.lines().map(str::to_owned).collect()
+}
+
+/// The `key: value` lines of a replica entry after its first (`type: ...`) as `(key, value)`
+/// pairs, as a config hands them to the backend.
+pub fn yaml_pairs(lines: Vec<String>) -> Vec<(String, String)> {
+    lines
+        .into_iter()
+        .skip(1)
+        .filter_map(|l| {
+            let (k, v) = l.split_once(": ")?;
+            Some((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// Runs `c`, which must exit 0 (else the panic says "`what` failed" and what it printed on
+/// stderr); its output.
+pub fn output_ok(c: &mut std::process::Command, what: &str) -> std::process::Output {
+    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what} failed: {err}");
+    out
+}
+
 /// The program `name` as `PATH` finds it.
 pub fn on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -89,6 +117,29 @@ impl S3Server {
     /// A key prefix no other test or earlier run uses.
     pub fn unique_prefix(&self, name: &str) -> String {
         unique_name(name)
+    }
+
+    /// The `replica:` keys of a litestream.yml entry at `path` in the test bucket (path-style
+    /// addressing), one per line, without indentation; without credentials.
+    pub fn yaml(&self, path: &str) -> Vec<String> {
+        let (bucket, endpoint) = (&self.bucket, &self.endpoint);
+        yaml_lines(&format!(
+            "type: s3\nbucket: {bucket}\npath: {path}\nendpoint: {endpoint}\n\
+             region: us-east-1\nforce-path-style: true"
+        ))
+    }
+
+    /// [`S3Server::yaml`], then the access key and `secret` as the secret key.
+    pub fn yaml_with_keys(&self, path: &str, secret: &str) -> Vec<String> {
+        let mut keys = self.yaml(path);
+        keys.push(format!("access-key-id: {}", self.access_key));
+        keys.push(format!("secret-access-key: {secret}"));
+        keys
+    }
+
+    /// [`S3Server::yaml_with_keys`] (the server's own secret) as `(key, value)` pairs.
+    pub fn pairs(&self, path: &str) -> Vec<(String, String)> {
+        yaml_pairs(self.yaml_with_keys(path, &self.secret_key))
     }
 
     /// The replica URL both restore tools take.

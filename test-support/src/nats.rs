@@ -7,11 +7,10 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::env::{server_vars, unique_name, var};
-use crate::private::PrivateServer;
+use crate::env::{server_vars, unique_name, var, yaml_lines};
+use crate::private::{relaunch, stop_pid, PrivateServer};
 
 #[derive(Clone, Debug)]
 pub struct NatsServer {
@@ -23,35 +22,32 @@ pub struct NatsServer {
     pub state_dir: Option<PathBuf>,
 }
 
+const VARS: [&str; 3] = ["LS_NATS_URL", "LS_NATS_USER", "LS_NATS_PASS"];
+
 /// The server from the `LS_NATS_*` variables; panics if they are unset.
 pub fn nats_server() -> NatsServer {
-    let [url, user, pass] = server_vars("nats", ["LS_NATS_URL", "LS_NATS_USER", "LS_NATS_PASS"]);
-    NatsServer {
-        url: url.trim_end_matches('/').to_owned(),
-        user,
-        pass,
-        state_dir: var("LS_NATS_STATE_DIR").map(PathBuf::from),
-    }
+    let state_dir = var("LS_NATS_STATE_DIR").map(PathBuf::from);
+    NatsServer::new(server_vars("nats", VARS), state_dir)
 }
 
 /// A NATS server of the calling test's own (same script and settings as the shared one), for
 /// tests that stop or restart it; it stops when the returned guard is dropped.
 pub fn private_nats_server() -> (PrivateServer, NatsServer) {
     let p = PrivateServer::start("nats", "LS_NATS_STATE_DIR");
-    let var = |k: &str| {
-        p.var(k)
-            .unwrap_or_else(|| panic!("tests/nats/start.sh exported no {k}"))
-    };
-    let srv = NatsServer {
-        url: var("LS_NATS_URL"),
-        user: var("LS_NATS_USER"),
-        pass: var("LS_NATS_PASS"),
-        state_dir: Some(p.state_dir().to_owned()),
-    };
+    let srv = NatsServer::new(p.exported(VARS), Some(p.state_dir().to_owned()));
     (p, srv)
 }
 
 impl NatsServer {
+    fn new([url, user, pass]: [String; 3], state_dir: Option<PathBuf>) -> NatsServer {
+        NatsServer {
+            url: url.trim_end_matches('/').to_owned(),
+            user,
+            pass,
+            state_dir,
+        }
+    }
+
     /// `127.0.0.1:<port>`
     pub fn authority(&self) -> &str {
         self.url.trim_start_matches("nats://")
@@ -64,22 +60,16 @@ impl NatsServer {
 
     /// The `nats://user:pass@host:port/<bucket>` replica URL.
     pub fn replica_url(&self, bucket: &str) -> String {
-        format!(
-            "nats://{}:{}@{}/{bucket}",
-            self.user,
-            self.pass,
-            self.authority()
-        )
+        let (user, pass, at) = (&self.user, &self.pass, self.authority());
+        format!("nats://{user}:{pass}@{at}/{bucket}")
     }
 
     /// The `replica:` keys of a litestream.yml for `bucket`, one per line, without indentation.
     pub fn yaml(&self, bucket: &str) -> Vec<String> {
-        vec![
-            "type: nats".into(),
-            format!("url: {}/{bucket}", self.url),
-            format!("username: {}", self.user),
-            format!("password: {}", self.pass),
-        ]
+        let (url, user, pass) = (&self.url, &self.user, &self.pass);
+        yaml_lines(&format!(
+            "type: nats\nurl: {url}/{bucket}\nusername: {user}\npassword: {pass}"
+        ))
     }
 
     /// One request to the server: sends `subject` with `payload` and returns the reply.
@@ -178,51 +168,19 @@ impl NatsServer {
             eprintln!("cannot restart the NATS server: LS_NATS_STATE_DIR is unset");
             return false;
         };
-        let pid = std::fs::read_to_string(state.join("pid")).expect("pid file");
-        let pid = pid.trim();
-        let _ = Command::new("kill").arg(pid).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Command::new("kill")
-            .args(["-0", pid])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            assert!(Instant::now() < deadline, "the NATS server did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        stop_pid(state, "the NATS server");
         true
     }
 
     /// Starts the server again after [`NatsServer::stop`] and waits until JetStream answers.
     pub fn start(&self) {
         let state = self.state_dir.as_ref().expect("LS_NATS_STATE_DIR");
-        let log = std::fs::File::options()
-            .append(true)
-            .create(true)
-            .open(state.join("server.log"))
-            .expect("log");
-        let child = Command::new("setsid")
-            .arg("bash")
-            .arg(state.join("cmd"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("restart the NATS server");
-        std::fs::write(state.join("pid"), child.id().to_string()).expect("pid file");
-        // The server outlives this test (stop.sh ends it); reap it if it exits before.
-        std::thread::spawn(move || {
-            let mut child = child;
-            let _ = child.wait();
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.request("$JS.API.INFO", "").is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the NATS server did not come back"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        relaunch(
+            state,
+            "the NATS server",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || self.request("$JS.API.INFO", "").is_ok(),
+        );
     }
 }

@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The workspace root (this crate's parent directory).
 pub fn workspace_root() -> PathBuf {
@@ -57,6 +58,15 @@ impl PrivateServer {
         self.vars.get(name).cloned()
     }
 
+    /// The variables `names` the start script exported, in the order asked; panics naming the
+    /// script when one is missing.
+    pub fn exported<const N: usize>(&self, names: [&str; N]) -> [String; N] {
+        names.map(|k| {
+            self.var(k)
+                .unwrap_or_else(|| panic!("tests/{}/start.sh exported no {k}", self.backend))
+        })
+    }
+
     pub fn state_dir(&self) -> &Path {
         self.state.path()
     }
@@ -74,6 +84,54 @@ impl Drop for PrivateServer {
             c.env(k, v);
         }
         let _ = c.status();
+    }
+}
+
+/// Stops the server whose pid start.sh wrote to `<state>/pid` and waits (10 s at most) until it
+/// is gone. `what` names it in the panic ("the NATS server").
+pub fn stop_pid(state: &Path, what: &str) {
+    let pid = std::fs::read_to_string(state.join("pid")).expect("pid file");
+    let pid = pid.trim();
+    let _ = Command::new("kill").arg(pid).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Command::new("kill")
+        .args(["-0", pid])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(Instant::now() < deadline, "{what} did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts the server again from start.sh's `<state>/cmd` (same port, same data), appending to
+/// its log and writing the new pid; then waits (`wait` at most, polling every `poll`) until
+/// `up` says it answers. `what` names it in the panics ("the NATS server").
+pub fn relaunch(state: &Path, what: &str, wait: Duration, poll: Duration, up: impl Fn() -> bool) {
+    let log = std::fs::File::options()
+        .append(true)
+        .create(true)
+        .open(state.join("server.log"))
+        .expect("log");
+    let child = Command::new("setsid")
+        .arg("bash")
+        .arg(state.join("cmd"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("restart {what}: {e:?}"));
+    std::fs::write(state.join("pid"), child.id().to_string()).expect("pid file");
+    // The server outlives this test (stop.sh ends it); reap it if it exits before.
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = child.wait();
+    });
+    let deadline = Instant::now() + wait;
+    while !up() {
+        assert!(Instant::now() < deadline, "{what} did not come back");
+        std::thread::sleep(poll);
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::env::unique_name;
-use crate::env::{server_vars, var};
+use crate::env::{server_vars, var, yaml_pairs};
 
 /// The server from the `LS_SFTP_*` variables.
 #[derive(Clone, Debug)]
@@ -73,14 +73,7 @@ impl SftpServer {
 
     /// The same keys as `(key, value)` pairs, as a config hands them to the backend.
     pub fn pairs(&self, path: &Path) -> Vec<(String, String)> {
-        self.yaml(path)
-            .into_iter()
-            .skip(1)
-            .filter_map(|l| {
-                let (k, v) = l.split_once(": ")?;
-                Some((k.to_owned(), v.to_owned()))
-            })
-            .collect()
+        yaml_pairs(self.yaml(path))
     }
 }
 

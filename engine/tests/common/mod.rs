@@ -82,12 +82,7 @@ pub fn litestream_restore_from(
         .args(source)
         .output()
         .expect("run litestream restore");
-    assert!(
-        o.status.success(),
-        "litestream restore failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o, "litestream restore failed");
     integrity_ok(out);
 }
 
@@ -116,6 +111,137 @@ pub fn fast_config(path: &Path, dbs: &[(PathBuf, PathBuf)]) {
     fs::write(path, s).expect("write");
 }
 
+/// Asserts that the command whose output is `o` exited 0; the panic names `what` and holds
+/// everything the command printed.
+pub fn assert_ok(o: &std::process::Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The names in `dir` that start with `prefix`.
+pub fn names_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    fs::read_dir(dir)
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// A database (`app.db`), its file replica, a config and an engine log in a new temporary
+/// directory. LS_KEEP=1 keeps the files for a post-mortem.
+pub struct Case {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub db: PathBuf,
+    pub replica: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Case {
+    /// The paths only: no config written yet.
+    pub fn empty() -> Case {
+        let mut dir = tempfile::tempdir().expect("tempdir");
+        if std::env::var("LS_KEEP").is_ok_and(|v| v == "1") {
+            dir.disable_cleanup(true);
+            eprintln!("keeping {}", dir.path().display());
+        }
+        let root = dir.path().to_owned();
+        Case {
+            db: root.join("app.db"),
+            replica: root.join("replica"),
+            config: root.join("litestream.yml"),
+            log: root.join("engine.log"),
+            root,
+            _dir: dir,
+        }
+    }
+}
+
+/// A [`Case`] with the [`fast_config`] of its database, after the top-level keys `top`.
+pub fn case_with(top: &str) -> Case {
+    let c = Case::empty();
+    fast_config(&c.config, &[(c.db.clone(), c.replica.clone())]);
+    let body = fs::read_to_string(&c.config).expect("read config");
+    fs::write(&c.config, format!("{top}{body}")).expect("write config");
+    c
+}
+
+/// Runs the engine on `cfg` (logging to `log`) while `batches` batches of 50 rows go into `c`,
+/// each waiting (20 s at most) for its L0 file in `replica`; then stops it.
+pub fn replicate_batches(cfg: &Path, log: &Path, c: &Connection, replica: &Path, batches: usize) {
+    let e = Engine::start(cfg, log);
+    for r in 0..batches {
+        insert_rows(c, r * 50, 50, 50);
+        assert!(wait_for_l0(replica, r + 1, Duration::from_secs(20)));
+    }
+    e.stop();
+}
+
+/// Starts `cmd replicate -config <config>` with its stdout and stderr in `log` (appended to,
+/// or truncated first); panics with `what` if it does not start.
+pub fn spawn_replicate(
+    cmd: &mut Command,
+    config: &Path,
+    log: &Path,
+    append: bool,
+    what: &str,
+) -> Child {
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log)
+        .expect("log file");
+    let err = out.try_clone().expect("clone log");
+    cmd.arg("replicate")
+        .arg("-config")
+        .arg(config)
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"))
+}
+
+/// `n` databases `dir/db<i>.db`, each with a table of 50 rows, and a config for them at
+/// `dir/litestream.yml`: the top-level lines `globals`, short levels (1 s, 2 s), and per
+/// database the entry `entry(i, db)`. The config's path and the databases' connections.
+pub fn idle_dbs(
+    dir: &Path,
+    globals: &str,
+    n: usize,
+    mut entry: impl FnMut(usize, &Path) -> String,
+) -> (PathBuf, Vec<Connection>) {
+    let mut cfg = format!("{globals}levels:\n  - interval: 1s\n  - interval: 2s\ndbs:\n");
+    let mut apps = Vec::new();
+    for i in 0..n {
+        let db = dir.join(format!("db{i}.db"));
+        let c = app(&db, 4096);
+        setup_table(&c);
+        insert_rows(&c, 0, 50, 100);
+        cfg.push_str(&entry(i, &db));
+        apps.push(c);
+    }
+    let config = dir.join("litestream.yml");
+    fs::write(&config, cfg).expect("config");
+    (config, apps)
+}
+
+/// After an idle spell: a write to `app` must reach the remote within 10 s (`sent` turns true;
+/// else the panic says the write `failed` and shows `e`'s log); then `e` stops.
+pub fn write_ships_at_once(app: &Connection, e: Engine, failed: &str, sent: impl FnMut() -> bool) {
+    insert_rows(app, 1000, 5, 100);
+    let shipped = wait_until(Duration::from_secs(10), sent);
+    assert!(shipped, "a write after idle {failed}; log:\n{}", e.tail());
+    e.stop();
+}
+
 /// A running `ls-engine replicate`; killed if dropped without `stop`.
 pub struct Engine {
     child: Option<Child>,
@@ -129,22 +255,9 @@ impl Engine {
 
     /// Like [`Engine::start`], with extra environment variables (test hooks).
     pub fn start_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Engine {
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("log file");
-        let err = out.try_clone().expect("clone log");
-        let child = Command::new(ENGINE)
-            .arg("replicate")
-            .arg("-config")
-            .arg(config)
-            .env("LOG_LEVEL", "debug")
-            .envs(env.iter().copied())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("start ls-engine");
+        let mut cmd = Command::new(ENGINE);
+        cmd.env("LOG_LEVEL", "debug").envs(env.iter().copied());
+        let child = spawn_replicate(&mut cmd, config, log, true, "start ls-engine");
         Engine {
             child: Some(child),
             log: log.to_owned(),
@@ -296,11 +409,7 @@ pub fn restore_file_replica(replica: &Path, out: &Path) {
         .arg(format!("file://{}", replica.display()))
         .output()
         .expect("run ls-restore");
-    assert!(
-        o.status.success(),
-        "ls-restore failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_ok(&o, "ls-restore failed");
     integrity_ok(out);
 }
 

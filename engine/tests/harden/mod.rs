@@ -21,6 +21,15 @@ pub fn ls_restore() -> Command {
     c
 }
 
+/// `ls-restore -o <out> file://<replica>`: what it printed and how it exited.
+pub fn restore_to(replica: &Path, out: &Path) -> Output {
+    let mut c = ls_restore();
+    c.arg("-o")
+        .arg(out)
+        .arg(format!("file://{}", replica.display()));
+    run(c)
+}
+
 pub fn run(mut c: Command) -> Output {
     c.output().expect("run command")
 }
@@ -38,11 +47,7 @@ pub fn text(o: &Output) -> String {
 pub use crate::common::{s3_server, S3Server as S3};
 
 pub fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!("{tag}-{}-{nanos}", std::process::id())
+    test_support::unique_name(tag)
 }
 
 /// An `s3` replica block (indented for `write_s3_config`).
@@ -60,6 +65,19 @@ pub fn s3_config(
          region: us-east-1\n      force-path-style: true\n      access-key-id: {ak}\n      \
          secret-access-key: {sk}\n      sync-interval: 100ms\n",
         db.display()
+    )
+}
+
+/// [`s3_config`] for `db` on the test server `srv` (its bucket and keys), reached at `endpoint`,
+/// under `prefix`.
+pub fn srv_config(srv: &S3, db: &Path, endpoint: &str, prefix: &str) -> String {
+    s3_config(
+        db,
+        endpoint,
+        &srv.bucket,
+        prefix,
+        &srv.access_key,
+        &srv.secret_key,
     )
 }
 

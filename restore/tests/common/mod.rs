@@ -30,6 +30,13 @@ pub fn run(mut c: Command) -> Output {
     c.output().expect("spawn")
 }
 
+/// Runs `c`, which must succeed (else the panic says `what` and what it printed on stderr).
+pub fn run_ok(c: Command, what: &str) -> Output {
+    let o = run(c);
+    assert!(o.status.success(), "{what}: {}", stderr(&o));
+    o
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -86,28 +93,65 @@ pub fn ltx_names(dir: &Path) -> Vec<(u64, u64)> {
     v
 }
 
-struct Replicator(Child);
+/// A child we started, stopped by its pid with SIGTERM (then SIGKILL) when dropped: SIGTERM
+/// lets Litestream finish its shutdown sync.
+pub struct Proc(pub Child);
 
-impl Drop for Replicator {
-    fn drop(&mut self) {
-        // SIGTERM lets Litestream finish its shutdown sync; kill only our own child by pid.
-        // SAFETY: kill(2) on a pid we spawned and have not yet reaped.
+impl Proc {
+    /// SIGTERM, then its exit status if it exits within `timeout`.
+    pub fn term(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
         unsafe {
             libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        None
     }
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            if self.term(Duration::from_secs(20)).is_none() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+}
+
+/// `litestream replicate -config <cfg>` with `env`, logging to `log`, until dropped.
+pub fn lit_replicate(lit: &Path, cfg: &Path, log: &Path, env: &[(String, String)]) -> Proc {
+    let log = fs::File::create(log).expect("log");
+    let child = lit_cmd(lit)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["replicate", "-config"])
+        .arg(cfg)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn litestream replicate");
+    Proc(child)
+}
+
+/// A new temporary directory with the paths of a replica (`replica`) and an output
+/// (`out_name`) in it.
+pub fn replica_and_output(out_name: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let replica = dir.path().join("replica");
+    let out = dir.path().join(out_name);
+    (dir, replica, out)
+}
+
+/// Waits (polling every 50 ms) until `f` holds; panics naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -190,18 +234,8 @@ pub fn replicate_to(
         ),
     )
     .expect("config");
-    let log = fs::File::create(dir.path().join("litestream.log")).expect("log");
-    let child = lit_cmd(lit)
-        .envs(spec.lit_env.iter().map(|(k, v)| (k, v)))
-        .args(["replicate", "-config"])
-        .arg(&cfg)
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn litestream replicate");
+    let rep = lit_replicate(lit, &cfg, &dir.path().join("litestream.log"), &spec.lit_env);
     let started = Instant::now();
-    let rep = Replicator(child);
     let l0_max = &spec.l0_max;
     // Litestream's first L0 file is the whole database: over 1 GiB it can take minutes on a
     // loaded 2-core machine, and the run's own timeout still bounds a hang.
@@ -476,14 +510,7 @@ impl S3ServerExt for S3Server {
     fn spec(&self, prefix: &str) -> ReplicaSpec {
         let r = storage::s3::S3Replica::new(self.settings(prefix)).expect("s3 replica");
         ReplicaSpec {
-            yaml: vec![
-                "type: s3".into(),
-                format!("bucket: {}", self.bucket),
-                format!("path: {prefix}"),
-                format!("endpoint: {}", self.endpoint),
-                "region: us-east-1".into(),
-                "force-path-style: true".into(),
-            ],
+            yaml: self.yaml(prefix),
             url: self.url(prefix),
             lit_env: self.lit_env(),
             ls_env: self.ls_env(),

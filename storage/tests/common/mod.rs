@@ -5,9 +5,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use ltx_codec::{Level, TxId};
 use storage::s3::{RetryPolicy, S3Replica, S3Settings};
+use storage::{Body, LtxFileInfo, ReplicaClient, StorageError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -18,11 +21,109 @@ pub use env::{s3_server as server, S3Server as Server};
 
 /// A prefix no other test (or earlier run) uses.
 pub fn unique_prefix(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
+    test_support::unique_name(name)
+}
+
+/// `r.read_range(Level(level), TxId(min), TxId(max), offset, len)`.
+pub async fn read(
+    r: &dyn ReplicaClient,
+    level: u8,
+    min: u64,
+    max: u64,
+    offset: u64,
+    len: Option<u64>,
+) -> Result<Bytes, StorageError> {
+    r.read_range(Level(level), TxId(min), TxId(max), offset, len)
+        .await
+}
+
+/// Bytes `offset..` (`len` of them, or to the end) of the file `(level, min, max)`; panics on
+/// an error.
+pub async fn fetch(
+    r: &dyn ReplicaClient,
+    (level, min, max): (u8, u64, u64),
+    (offset, len): (u64, Option<u64>),
+) -> Bytes {
+    let got = read(r, level, min, max, offset, len).await;
+    got.unwrap_or_else(|e| panic!("read {level}/{min}-{max} at {offset}+{len:?}: {e}"))
+}
+
+/// The error of [`fetch`]ing what is not there; panics if the read succeeds.
+pub async fn fetch_err(
+    r: &dyn ReplicaClient,
+    key: (u8, u64, u64),
+    range: (u64, Option<u64>),
+) -> StorageError {
+    let ((level, min, max), (offset, len)) = (key, range);
+    let got = read(r, level, min, max, offset, len).await;
+    got.expect_err("a read that must fail")
+}
+
+/// `r.write_ltx(Level(level), TxId(min), TxId(max), Body::Bytes(body), at)` (`body` copied).
+pub async fn write(
+    r: &dyn ReplicaClient,
+    level: u8,
+    (min, max): (u64, u64),
+    body: impl AsRef<[u8]>,
+    at: SystemTime,
+) -> Result<LtxFileInfo, StorageError> {
+    let body = Body::Bytes(Bytes::copy_from_slice(body.as_ref()));
+    r.write_ltx(Level(level), TxId(min), TxId(max), body, at)
+        .await
+}
+
+/// Writes the L0 files 3-3, 1-1 and 2-2 (in that order, so a listing must sort them), each
+/// `body(txid)` created at `t + txid` seconds.
+pub async fn write_l0s<B: AsRef<[u8]>>(
+    r: &dyn ReplicaClient,
+    t: SystemTime,
+    body: impl Fn(u64) -> B,
+) {
+    for i in [3u64, 1, 2] {
+        let at = t + Duration::from_secs(i);
+        write(r, 0, (i, i), body(i), at).await.expect("write");
+    }
+}
+
+/// The names (`$field` of each object: `key`, `name`) that the replica `$r` lists under
+/// `$prefix/`, with its backend's own `list_prefix`.
+macro_rules! listed {
+    ($r:expr, $prefix:expr, $field:ident) => {
+        $r.list_prefix(&format!("{}/", $prefix))
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|o| o.$field)
+            .collect::<Vec<String>>()
+    };
+}
+pub(crate) use listed;
+
+/// What listing `r` fails with (a certificate it does not trust), which must come at once
+/// (within 5 s: not retried).
+pub async fn refused_at_once(r: &dyn ReplicaClient) -> String {
+    let start = std::time::Instant::now();
+    let e = r.ltx_files(Level(0)).await.expect_err("unknown issuer");
+    assert!(start.elapsed() < Duration::from_secs(5), "retried: {e}");
+    e.to_string()
+}
+
+/// Writes L0 1-2 ("over tls") through `r`, which must then list that one L0 file and read it
+/// back from `offset`.
+pub async fn round_trip_over_tls(r: &dyn ReplicaClient, offset: u64) {
+    let body = b"over tls";
+    write(r, 0, (1, 2), body, SystemTime::now())
+        .await
+        .expect("write over TLS");
+    let files = r.ltx_files(Level(0)).await.expect("list over TLS");
+    assert_eq!(files.len(), 1);
+    let got = read(r, 0, 1, 2, offset, None).await.expect("read over TLS");
+    assert_eq!(&got[..], &body[offset as usize..]);
+}
+
+/// `(min TXID, size)` of each file, in order.
+pub fn sizes(files: &[LtxFileInfo]) -> Vec<(u64, u64)> {
+    files.iter().map(|f| (f.min_txid.0, f.size)).collect()
 }
 
 pub fn settings(s: &Server, endpoint: &str, path: &str) -> S3Settings {
@@ -39,10 +140,15 @@ pub fn settings(s: &Server, endpoint: &str, path: &str) -> S3Settings {
 
 /// Quick retries so fault tests stay fast.
 pub fn fast_retry() -> RetryPolicy {
+    retry(5, 100)
+}
+
+/// `max_attempts` attempts, 10 ms to `max_delay_ms` apart.
+pub fn retry(max_attempts: u32, max_delay_ms: u64) -> RetryPolicy {
     RetryPolicy {
-        max_attempts: 5,
+        max_attempts,
         base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(max_delay_ms),
     }
 }
 
@@ -64,6 +170,21 @@ pub struct ProxyState {
 impl ProxyState {
     pub fn request_count(&self) -> usize {
         self.requests.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// Cuts the next response after `bytes` bytes.
+    pub fn cut_next_response(&self, bytes: usize) {
+        self.cut_next_response_after.store(bytes, Ordering::SeqCst);
+    }
+
+    /// Answers the next `n` requests with 503 SlowDown (0: stops doing so).
+    pub fn fail_next(&self, n: usize) {
+        self.fail_next_with_503.store(n, Ordering::SeqCst);
+    }
+
+    /// How many of the 503s asked for are still to be sent.
+    pub fn failures_left(&self) -> usize {
+        self.fail_next_with_503.load(Ordering::SeqCst)
     }
 
     pub fn heads(&self) -> Vec<String> {
@@ -185,10 +306,16 @@ async fn handle(client: TcpStream, upstream: &str, st: Arc<ProxyState>) -> std::
 }
 
 /// A test CA and a `localhost`/127.0.0.1 server certificate it signed, made with the
-/// `openssl` CLI: `(ca, cert, key)`. `None` (test skipped) where there is no openssl.
-pub fn test_certificates(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+/// `openssl` CLI in a new temporary directory: `(dir, ca, cert, key)`. Panics where there is
+/// no openssl.
+pub fn test_certificates() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
     let p = |n: &str| dir.join(n);
     let ext = p("leaf.ext");
     std::fs::write(
@@ -204,6 +331,9 @@ pub fn test_certificates(
             .is_ok_and(|o| o.status.success())
     };
     let os = |s: &str| std::ffi::OsString::from(s);
+    // `-keyout <dir>/<key> -out <dir>/<out>`
+    let key_and_out =
+        |key: &str, out: &str| [os("-keyout"), p(key).into(), os("-out"), p(out).into()];
     let ec = [
         os("-newkey"),
         os("ec"),
@@ -220,20 +350,10 @@ pub fn test_certificates(
         os("/CN=ls-test-ca"),
     ];
     ca_args.extend(ec.iter().cloned());
-    ca_args.extend([
-        os("-keyout"),
-        p("ca.key").into(),
-        os("-out"),
-        p("ca.pem").into(),
-    ]);
+    ca_args.extend(key_and_out("ca.key", "ca.pem"));
     let mut csr_args = vec![os("req"), os("-subj"), os("/CN=localhost")];
     csr_args.extend(ec.iter().cloned());
-    csr_args.extend([
-        os("-keyout"),
-        p("key.pem").into(),
-        os("-out"),
-        p("leaf.csr").into(),
-    ]);
+    csr_args.extend(key_and_out("key.pem", "leaf.csr"));
     let sign_args = vec![
         os("x509"),
         os("-req"),
@@ -255,7 +375,8 @@ pub fn test_certificates(
         run(&ca_args) && run(&csr_args) && run(&sign_args),
         "openssl could not make the test certificates"
     );
-    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+    let (ca, cert, key) = (p("ca.pem"), p("cert.pem"), p("key.pem"));
+    (tmp, ca, cert, key)
 }
 
 /// A TLS-terminating proxy on 127.0.0.1 in front of the plain-HTTP server.
