@@ -136,10 +136,18 @@ fn go_quote(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// A string as the text handler writes it: as is, or quoted when it must be.
+fn text_str(s: &str, out: &mut String) {
+    if needs_quoting(s) {
+        go_quote(s, out);
+    } else {
+        out.push_str(s);
+    }
+}
+
 fn text_value(v: &Value, out: &mut String) {
     match v {
-        Value::Str(s) if needs_quoting(s) => go_quote(s, out),
-        Value::Str(s) => out.push_str(s),
+        Value::Str(s) => text_str(s, out),
         Value::I64(n) => {
             let _ = write!(out, "{n}");
         }
@@ -246,7 +254,7 @@ impl SlogFormat {
                     out.push_str(&f.message);
                 } else {
                     out.push_str(" msg=");
-                    text_value(&Value::Str(f.message.clone()), &mut out);
+                    text_str(&f.message, &mut out);
                 }
                 for (k, v) in &f.attrs {
                     out.push(' ');
