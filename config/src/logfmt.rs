@@ -57,13 +57,19 @@ enum Value {
 #[derive(Default)]
 struct Fields {
     message: String,
+    /// The event's message was recorded: `tracing` records it first, so a later field named
+    /// `message` (Litestream's `validation error detected` line has one) is an attribute.
+    has_message: bool,
     attrs: Vec<(&'static str, Value)>,
 }
 
 impl Fields {
     fn push(&mut self, field: &Field, v: Value) {
         match (field.name(), v) {
-            ("message", Value::Str(s)) => self.message = s,
+            ("message", Value::Str(s)) if !self.has_message => {
+                self.message = s;
+                self.has_message = true;
+            }
             // The `log` crate's bridge fields say where a line came from, not what happened.
             (n, _) if n.starts_with("log.") => {}
             (n, v) => self.attrs.push((n, v)),
@@ -315,6 +321,7 @@ mod tests {
     fn fields(msg: &str, attrs: Vec<(&'static str, Value)>) -> Fields {
         Fields {
             message: msg.to_owned(),
+            has_message: true,
             attrs,
         }
     }
@@ -440,6 +447,48 @@ mod tests {
             &fields("initialized db", vec![("path", Value::Str("/x y".into()))]),
         );
         assert_eq!(l, "05:29:28 INF initialized db path=\"/x y\"\n");
+    }
+
+    /// Through `tracing` itself: the event's message is `msg`, and a field named `message`
+    /// after it stays an attribute.
+    #[test]
+    fn a_message_field_is_an_attribute() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .map_err(|_| std::io::ErrorKind::Other)?
+                    .extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .event_format(SlogFormat {
+                format: LogFormat::Text,
+                source: false,
+            })
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            tracing::warn!(level = 1, r#type = "gap", message = %"TXID gap: a", "validation error detected");
+        });
+        let out = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
+        let line = out
+            .split_once(" level=WARN ")
+            .map(|x| x.1)
+            .expect("a WARN line");
+        assert_eq!(
+            line,
+            "msg=\"validation error detected\" level=1 type=gap message=\"TXID gap: a\"\n"
+        );
     }
 
     #[test]
