@@ -151,45 +151,37 @@ fn text_str(s: &str, out: &mut String) {
     }
 }
 
+/// A number or boolean, written the same way in every layout.
+fn bare(v: &Value, out: &mut String) {
+    let _ = match v {
+        Value::Str(s) => write!(out, "{s}"),
+        Value::I64(n) => write!(out, "{n}"),
+        Value::U64(n) => write!(out, "{n}"),
+        Value::F64(n) => write!(out, "{n}"),
+        Value::Bool(b) => write!(out, "{b}"),
+    };
+}
+
 fn text_value(v: &Value, out: &mut String) {
     match v {
         Value::Str(s) => text_str(s, out),
-        Value::I64(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::U64(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::F64(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::Bool(b) => {
-            let _ = write!(out, "{b}");
-        }
+        v => bare(v, out),
     }
 }
 
 fn json_str(s: &str, out: &mut String) {
-    out.push_str(&serde_json::Value::from(s).to_string());
+    // A string always serialises.
+    if let Ok(j) = serde_json::to_string(s) {
+        out.push_str(&j);
+    }
 }
 
 fn json_value(v: &Value, out: &mut String) {
     match v {
         Value::Str(s) => json_str(s, out),
-        Value::I64(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::U64(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::F64(n) if n.is_finite() => {
-            let _ = write!(out, "{n}");
-        }
         // `slog` writes what JSON cannot hold as a string.
-        Value::F64(n) => json_str(&n.to_string(), out),
-        Value::Bool(b) => {
-            let _ = write!(out, "{b}");
-        }
+        Value::F64(n) if !n.is_finite() => json_str(&n.to_string(), out),
+        v => bare(v, out),
     }
 }
 
@@ -314,76 +306,76 @@ mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
 
-    fn at() -> SystemTime {
+    fn now() -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(1_796_621_368_852)
     }
 
-    fn fields(msg: &str, attrs: Vec<(&'static str, Value)>) -> Fields {
-        Fields {
+    /// The line `format` gives for `msg` and `attrs`, logged at `level` from `at`.
+    fn line(
+        format: LogFormat,
+        source: bool,
+        level: Level,
+        at: Option<(&str, u32)>,
+        msg: &str,
+        attrs: Vec<(&'static str, Value)>,
+    ) -> String {
+        let f = Fields {
             message: msg.to_owned(),
             has_message: true,
             attrs,
-        }
+        };
+        SlogFormat { format, source }.line(now(), level, at, &f)
+    }
+
+    fn s(v: &str) -> Value {
+        Value::Str(v.to_owned())
     }
 
     /// Lines of Litestream 0.5.17, copied from its output for the same event.
     #[test]
     fn text_lines_are_slogs() {
-        let f = SlogFormat {
-            format: LogFormat::Text,
-            source: false,
-        };
-        let l = f.line(
-            at(),
+        use LogFormat::Text;
+        let l = line(
+            Text,
+            false,
             Level::INFO,
             None,
-            &fields(
-                "initialized db",
-                vec![("path", Value::Str("/tmp/lslog/db.sqlite".into()))],
-            ),
+            "initialized db",
+            vec![("path", s("/tmp/lslog/db.sqlite"))],
         );
         assert_eq!(
             l,
             "time=2026-12-07T05:29:28.852Z level=INFO msg=\"initialized db\" path=/tmp/lslog/db.sqlite\n"
         );
-        let l = f.line(
-            at(),
-            Level::INFO,
-            None,
-            &fields(
-                "compaction complete",
-                vec![
-                    ("system", Value::Str("store".into())),
-                    ("level", Value::I64(1)),
-                    ("txid.min", Value::Str("0000000000000001".into())),
-                    ("size", Value::U64(567)),
-                ],
-            ),
-        );
+        let attrs = vec![
+            ("system", s("store")),
+            ("level", Value::I64(1)),
+            ("txid.min", s("0000000000000001")),
+            ("size", Value::U64(567)),
+        ];
+        let l = line(Text, false, Level::INFO, None, "compaction complete", attrs);
         assert_eq!(l, "time=2026-12-07T05:29:28.852Z level=INFO msg=\"compaction complete\" system=store level=1 txid.min=0000000000000001 size=567\n");
         // One word is not quoted; empty strings and quotes are.
-        let l = f.line(
-            at(),
+        let attrs = vec![("e", s("a \"b\"=c")), ("x", s(""))];
+        let l = line(
+            Text,
+            false,
             Level::WARN,
             Some(("engine/src/x.rs", 7)),
-            &fields(
-                "litestream",
-                vec![
-                    ("e", Value::Str("a \"b\"=c".into())),
-                    ("x", Value::Str(String::new())),
-                ],
-            ),
+            "litestream",
+            attrs,
         );
         assert_eq!(
             l,
             "time=2026-12-07T05:29:28.852Z level=WARN msg=litestream e=\"a \\\"b\\\"=c\" x=\"\"\n"
         );
-        let src = SlogFormat { source: true, ..f };
-        let l = src.line(
-            at(),
+        let l = line(
+            Text,
+            true,
             Level::ERROR,
             Some(("engine/src/x.rs", 7)),
-            &fields("x", vec![]),
+            "x",
+            vec![],
         );
         assert_eq!(
             l,
@@ -393,36 +385,21 @@ mod tests {
 
     #[test]
     fn json_lines_are_slogs() {
-        let f = SlogFormat {
-            format: LogFormat::Json,
-            source: false,
-        };
-        let l = f.line(
-            at(),
-            Level::INFO,
-            None,
-            &fields(
-                "compaction complete",
-                vec![
-                    ("db", Value::Str("db.sqlite".into())),
-                    ("txid.min", Value::Str("0000000000000001".into())),
-                    ("txid.max", Value::Str("0000000000000002".into())),
-                    ("size", Value::U64(567)),
-                ],
-            ),
-        );
+        use LogFormat::Json;
+        let attrs = vec![
+            ("db", s("db.sqlite")),
+            ("txid.min", s("0000000000000001")),
+            ("txid.max", s("0000000000000002")),
+            ("size", Value::U64(567)),
+        ];
+        let l = line(Json, false, Level::INFO, None, "compaction complete", attrs);
         assert_eq!(
             l,
             "{\"time\":\"2026-12-07T05:29:28.852Z\",\"level\":\"INFO\",\"msg\":\"compaction complete\",\"db\":\"db.sqlite\",\"txid\":{\"min\":\"0000000000000001\",\"max\":\"0000000000000002\"},\"size\":567}\n"
         );
         let v: serde_json::Value = serde_json::from_str(&l).expect("valid JSON");
         assert_eq!(v["txid"]["max"], "0000000000000002");
-        let l = SlogFormat { source: true, ..f }.line(
-            at(),
-            Level::DEBUG,
-            Some(("a.rs", 3)),
-            &fields("m\"x", vec![]),
-        );
+        let l = line(Json, true, Level::DEBUG, Some(("a.rs", 3)), "m\"x", vec![]);
         let v: serde_json::Value = serde_json::from_str(&l).expect("valid JSON");
         assert_eq!(
             (
@@ -436,15 +413,13 @@ mod tests {
 
     #[test]
     fn pretty_is_short() {
-        let f = SlogFormat {
-            format: LogFormat::Pretty,
-            source: false,
-        };
-        let l = f.line(
-            at(),
+        let l = line(
+            LogFormat::Pretty,
+            false,
             Level::INFO,
             None,
-            &fields("initialized db", vec![("path", Value::Str("/x y".into()))]),
+            "initialized db",
+            vec![("path", s("/x y"))],
         );
         assert_eq!(l, "05:29:28 INF initialized db path=\"/x y\"\n");
     }

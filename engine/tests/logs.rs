@@ -68,6 +68,21 @@ fn config(dir: &Path, name: &str, ty: &str) -> std::path::PathBuf {
     yml
 }
 
+/// What Litestream and ls-engine each write on standard output, running one config each with
+/// `logging.type: ty`.
+fn run_both(ty: &str) -> (String, String) {
+    let ls = litestream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut theirs = litestream_cmd(&ls);
+    theirs
+        .args(["replicate", "-config"])
+        .arg(config(dir.path(), "theirs", ty));
+    let mut ours = Command::new(ENGINE);
+    ours.args(["replicate", "-config"])
+        .arg(config(dir.path(), "ours", ty));
+    (run(theirs), run(ours))
+}
+
 /// The messages both tools write, and their keys.
 const SHARED: [&str; 4] = [
     "initialized db",
@@ -79,16 +94,7 @@ const SHARED: [&str; 4] = [
 #[test]
 #[ignore = "needs the real Litestream"]
 fn text_lines_are_laid_out_as_litestreams() {
-    let ls = litestream();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut theirs = litestream_cmd(&ls);
-    theirs
-        .args(["replicate", "-config"])
-        .arg(config(dir.path(), "theirs", "text"));
-    let mut ours = Command::new(ENGINE);
-    ours.args(["replicate", "-config"])
-        .arg(config(dir.path(), "ours", "text"));
-    let (t, o) = (run(theirs), run(ours));
+    let (t, o) = run_both("text");
     for (who, text) in [("litestream", &t), ("ls-engine", &o)] {
         assert!(!text.is_empty(), "{who} wrote nothing");
         for line in text.lines() {
@@ -121,16 +127,7 @@ fn text_lines_are_laid_out_as_litestreams() {
 #[test]
 #[ignore = "needs the real Litestream"]
 fn json_lines_are_laid_out_as_litestreams() {
-    let ls = litestream();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut theirs = litestream_cmd(&ls);
-    theirs
-        .args(["replicate", "-config"])
-        .arg(config(dir.path(), "theirs", "json"));
-    let mut ours = Command::new(ENGINE);
-    ours.args(["replicate", "-config"])
-        .arg(config(dir.path(), "ours", "json"));
-    let (t, o) = (run(theirs), run(ours));
+    let (t, o) = run_both("json");
     let parse = |who: &str, text: &str| -> Vec<serde_json::Map<String, serde_json::Value>> {
         assert!(!text.is_empty(), "{who} wrote nothing");
         text.lines()

@@ -343,7 +343,8 @@ impl DbTask {
 
     /// One pass, its `/sync` replies, and what its result means for the next one.
     async fn pass(&mut self, r: &mut Run) -> Flow {
-        let path = self.cfg.path.display().to_string();
+        // Only for log lines, which are rare: no string is built per pass.
+        let path = self.cfg.path.display();
         // Re-armed before the step: a write landing during it wakes us again, and the step
         // reads whatever was written before.
         r.watched = self.notify.as_ref().is_some_and(DbWatch::arm);
