@@ -37,6 +37,13 @@ if ! command -v s3s-fs >/dev/null 2>&1; then
   cargo install --quiet s3s-fs --version 0.14.1 --features binary --locked
 fi
 
+# The version is checked, not just the command: an older moto may come with the machine.
+if ! python3 -c 'import importlib.metadata as m, flask_cors, sys; sys.exit(m.version("moto") != "5.2.6")' \
+  >/dev/null 2>&1; then
+  log "moto[server] 5.2.6 (AWS STS test server)"
+  pip install --quiet 'moto[server]==5.2.6'
+fi
+
 if ! command -v age >/dev/null 2>&1; then
   log "age (the encrypted-replica interop tests)"
   apt-get install -y -qq age >/dev/null

@@ -43,7 +43,7 @@ phase "cargo clippy" cargo clippy --profile ci --workspace --all-targets -- -D w
 
 start_servers() {
   local s
-  for s in s3 gcs abs sftp webdav nats; do
+  for s in s3 gcs abs sftp webdav nats sts; do
     if [ -f "tests/$s/start.sh" ]; then
       # shellcheck disable=SC1090
       source "tests/$s/start.sh"

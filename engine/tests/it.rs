@@ -38,6 +38,7 @@ mod secrets;
 mod security;
 mod sftp;
 mod socket;
+mod sts;
 mod two_writers;
 mod uploads;
 mod write_path;

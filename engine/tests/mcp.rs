@@ -86,11 +86,23 @@ pub(crate) fn http(
     body: &str,
     headers_only: bool,
 ) -> Answer {
+    http_at(addr, method, "/mcp", headers, body, headers_only)
+}
+
+/// [`http`] to any path.
+pub(crate) fn http_at(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    headers_only: bool,
+) -> Answer {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(120)))
         .expect("timeout");
     let mut req = format!(
-        "{method} /mcp HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {

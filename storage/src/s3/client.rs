@@ -141,6 +141,12 @@ impl S3Client {
             (true, false) => Trust::Roots(cfg.ca_file.clone()),
         };
         let pool = HttpPool::shared(trust)?;
+        // STS and SSO speak TLS whatever the endpoint does, with the replica's trust.
+        let sts_trust = if cfg.skip_verify {
+            Trust::SkipVerify
+        } else {
+            Trust::Roots(cfg.ca_file.clone())
+        };
         let configured = match (&cfg.access_key_id, &cfg.secret_access_key) {
             (Some(id), Some(secret)) => Some(Credentials {
                 access_key_id: id.clone(),
@@ -158,7 +164,7 @@ impl S3Client {
                 kind,
                 hint,
             },
-            creds: CredentialChain::new(configured, HttpPool::shared(Trust::PlainOnly)?),
+            creds: CredentialChain::new(configured, HttpPool::shared(Trust::PlainOnly)?, sts_trust),
             region: tokio::sync::OnceCell::new(),
             endpoint,
             layout: Layout::hex(format!("{}/", cfg.path)),
@@ -413,7 +419,7 @@ impl S3Client {
         dest: &Dest,
         digests: &Digests,
     ) -> Result<Sent, HttpError> {
-        let creds = self.creds.get().await.map_err(|e| {
+        let creds = self.creds.get(&dest.region).await.map_err(|e| {
             self.error(req, None, "", String::new())
                 .with_fault(Fault::Auth(e))
         })?;

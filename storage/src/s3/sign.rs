@@ -23,6 +23,18 @@ pub(crate) fn sign_request<B>(
     payload_sha256: Option<&str>,
     now: SystemTime,
 ) -> Result<(), String> {
+    sign_for(req, url, creds, (region, "s3"), payload_sha256, now)
+}
+
+/// [`sign_request`] for another AWS service (`sts` for roles), named with its region.
+pub(crate) fn sign_for<B>(
+    req: &mut http::Request<B>,
+    url: &str,
+    creds: &Credentials,
+    (region, service): (&str, &str),
+    payload_sha256: Option<&str>,
+    now: SystemTime,
+) -> Result<(), String> {
     let identity: Identity = aws_credential_types::Credentials::new(
         creds.access_key_id.clone(),
         creds.secret_access_key.expose().to_owned(),
@@ -38,7 +50,7 @@ pub(crate) fn sign_request<B>(
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
-        .name("s3")
+        .name(service)
         .time(now)
         .settings(settings)
         .build()
