@@ -120,6 +120,8 @@ fn aws_clean(bin: &Path, home: &Path, sts: &Sts) -> Command {
     for v in [
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY",
+        "AWS_SECRET_KEY",
         "AWS_SESSION_TOKEN",
         "LITESTREAM_ACCESS_KEY_ID",
         "LITESTREAM_SECRET_ACCESS_KEY",

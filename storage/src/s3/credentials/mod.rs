@@ -80,11 +80,12 @@ fn json_str(v: &serde_json::Value, k: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Credentials from variables: `AWS_*` first, then Litestream's own names.
+/// Credentials from variables: `AWS_*` first (with the SDK's older `AWS_ACCESS_KEY` and
+/// `AWS_SECRET_KEY` spellings), then Litestream's own names.
 pub(crate) fn from_env() -> Option<Credentials> {
     pair(
-        env("AWS_ACCESS_KEY_ID"),
-        env("AWS_SECRET_ACCESS_KEY"),
+        env("AWS_ACCESS_KEY_ID").or_else(|| env("AWS_ACCESS_KEY")),
+        env("AWS_SECRET_ACCESS_KEY").or_else(|| env("AWS_SECRET_KEY")),
         env("AWS_SESSION_TOKEN"),
     )
     .or_else(|| {
