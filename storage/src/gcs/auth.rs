@@ -1,8 +1,10 @@
 //! OAuth2 access tokens for GCS, found the way Google's Go client finds them (Application
-//! Default Credentials): the JSON file named by `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's
-//! `application_default_credentials.json`, else the GCE metadata server. Service-account keys
-//! are exchanged with an RS256-signed JWT, user credentials with their refresh token. Tokens
-//! are cached until shortly before they expire; nothing is looked up before the first request.
+//! Default Credentials, docs/storage.md#gcs-credentials): the JSON file named by
+//! `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's `application_default_credentials.json`, else
+//! the GCE metadata server. Service-account keys are exchanged with an RS256-signed JWT, user
+//! credentials with their refresh token; workload identity federation and impersonation are in
+//! `federation`. Tokens are cached until shortly before they expire; nothing is looked up before
+//! the first request.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use serde::Deserialize;
 
+use super::federation;
 use crate::transport::pool::parse_http_url;
 use crate::transport::{exchange, Fault, HttpPool as Pool, Payload};
 
@@ -52,6 +55,10 @@ pub(crate) enum Credentials {
     },
     /// The metadata server at this base URL (`http://metadata.google.internal`).
     Metadata(String),
+    /// Workload identity federation (`external_account`).
+    External(Box<federation::External>),
+    /// A service account impersonated with other credentials (`impersonated_service_account`).
+    Impersonated(Box<federation::Impersonated>),
 }
 
 impl std::fmt::Debug for Credentials {
@@ -60,6 +67,8 @@ impl std::fmt::Debug for Credentials {
             Credentials::ServiceAccount { email, .. } => write!(f, "service account {email}"),
             Credentials::AuthorizedUser { client_id, .. } => write!(f, "user ({client_id})"),
             Credentials::Metadata(u) => write!(f, "metadata server {u}"),
+            Credentials::External(e) => f.write_str(&e.describe()),
+            Credentials::Impersonated(i) => f.write_str(&i.describe()),
         }
     }
 }
@@ -103,9 +112,25 @@ pub(crate) fn parse_private_key(pem: &str) -> Result<RsaKeyPair, String> {
 }
 
 impl Credentials {
-    /// Parses an ADC JSON file (`service_account` or `authorized_user`).
+    /// Parses an ADC JSON file (`service_account`, `authorized_user`, `external_account` or
+    /// `impersonated_service_account`).
     pub(crate) fn from_json(text: &[u8], origin: &str) -> Result<Credentials, String> {
-        let f: CredentialsFile = serde_json::from_slice(text)
+        let v: serde_json::Value = serde_json::from_slice(text)
+            .map_err(|e| format!("{origin}: not a Google credentials file: {e}"))?;
+        match v.get("type").and_then(serde_json::Value::as_str) {
+            Some("external_account") => {
+                return Ok(Credentials::External(Box::new(federation::parse_external(
+                    &v, origin,
+                )?)))
+            }
+            Some("impersonated_service_account") => {
+                return Ok(Credentials::Impersonated(Box::new(
+                    federation::parse_impersonated(&v, origin)?,
+                )))
+            }
+            _ => {}
+        }
+        let f: CredentialsFile = serde_json::from_value(v)
             .map_err(|e| format!("{origin}: not a Google credentials file: {e}"))?;
         let token_uri = if f.token_uri.is_empty() {
             DEFAULT_TOKEN_URI.to_owned()
@@ -141,8 +166,8 @@ impl Credentials {
                 })
             }
             other => Err(format!(
-                "{origin}: credentials of type {other:?} are not supported (use a service \
-                 account key or `gcloud auth application-default login`)"
+                "{origin}: credentials of type {other:?} are not supported (service_account, \
+                 authorized_user, external_account and impersonated_service_account are)"
             )),
         }
     }
@@ -173,21 +198,46 @@ impl Credentials {
         Ok(Credentials::Metadata(format!("http://{host}")))
     }
 
-    /// Fetches a new token and its lifetime.
+    /// Fetches a new token for the storage scope, and its lifetime.
     async fn fetch(&self, pool: &Pool) -> Result<(String, Duration), AuthError> {
-        let (url, form) = match self {
+        self.fetch_scoped(pool, SCOPE).await
+    }
+
+    /// Fetches a new token and its lifetime; `scope` is what a service account key asks for
+    /// (impersonation needs cloud-platform).
+    pub(crate) async fn fetch_scoped(
+        &self,
+        pool: &Pool,
+        scope: &str,
+    ) -> Result<(String, Duration), AuthError> {
+        let form_post = |pairs: &[(&str, &str)]| {
+            let mut f = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in pairs {
+                f.append_pair(k, v);
+            }
+            let headers = vec![(
+                "content-type",
+                "application/x-www-form-urlencoded".to_owned(),
+            )];
+            (
+                Method::POST,
+                headers,
+                Payload::Bytes(Bytes::from(f.finish())),
+            )
+        };
+        let ((method, headers, payload), url, unreachable) = match self {
             Credentials::ServiceAccount {
                 email,
                 key,
                 token_uri,
             } => {
-                let jwt =
-                    sign_jwt(email, key, token_uri, SystemTime::now()).map_err(AuthError::Fatal)?;
-                let form = url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
-                    .append_pair("assertion", &jwt)
-                    .finish();
-                (token_uri.clone(), Some(form))
+                let jwt = sign_jwt(email, key, token_uri, scope, SystemTime::now())
+                    .map_err(AuthError::Fatal)?;
+                let post = form_post(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", &jwt),
+                ]);
+                (post, token_uri.clone(), None)
             }
             Credentials::AuthorizedUser {
                 client_id,
@@ -195,88 +245,109 @@ impl Credentials {
                 refresh_token,
                 token_uri,
             } => {
-                let form = url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("grant_type", "refresh_token")
-                    .append_pair("client_id", client_id)
-                    .append_pair("client_secret", client_secret)
-                    .append_pair("refresh_token", refresh_token)
-                    .finish();
-                (token_uri.clone(), Some(form))
+                let post = form_post(&[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", client_id),
+                    ("client_secret", client_secret),
+                    ("refresh_token", refresh_token),
+                ]);
+                (post, token_uri.clone(), None)
             }
-            Credentials::Metadata(base) => (format!("{base}{TOKEN_PATH}"), None),
-        };
-        let (target, path) = parse_http_url(&url)
-            .ok_or_else(|| AuthError::Fatal(format!("bad token URL {url:?}")))?;
-        let (method, headers, payload) = match form {
-            Some(f) => (
-                Method::POST,
-                vec![(
-                    "content-type",
-                    "application/x-www-form-urlencoded".to_owned(),
-                )],
-                Payload::Bytes(Bytes::from(f)),
+            // Off GCE the metadata server does not even resolve: that is a missing
+            // configuration, not an outage.
+            Credentials::Metadata(base) => (
+                (
+                    Method::GET,
+                    vec![("metadata-flavor", "Google".to_owned())],
+                    Payload::Empty,
+                ),
+                format!("{base}{TOKEN_PATH}"),
+                Some(
+                    "no Google credentials: GOOGLE_APPLICATION_CREDENTIALS is unset, there is \
+                     no gcloud application_default_credentials.json, and the metadata server \
+                     is unreachable",
+                ),
             ),
-            None => (
-                Method::GET,
-                vec![("metadata-flavor", "Google".to_owned())],
-                Payload::Empty,
-            ),
+            Credentials::External(e) => return e.fetch(pool).await,
+            Credentials::Impersonated(i) => return i.fetch(pool).await,
         };
-        let sent = tokio::time::timeout(TOKEN_TIMEOUT, async {
-            exchange(pool, &target, &method, &path, &headers, &payload)
-                .await?
-                .read(pool)
-                .await
-        })
-        .await;
-        let resp = match sent {
-            Err(_) => {
-                return Err(AuthError::Transient(format!(
-                    "token request to {url} timed out"
-                )))
-            }
-            Ok(Err(Fault::Transport(e))) => {
-                let msg = format!("token request to {url} ({self:?}): {e}");
-                // Off GCE the metadata server does not even resolve: that is a missing
-                // configuration, not an outage.
-                return Err(match self {
-                    Credentials::Metadata(_) => AuthError::Fatal(format!(
-                        "no Google credentials: GOOGLE_APPLICATION_CREDENTIALS is unset, there \
-                         is no gcloud application_default_credentials.json, and the metadata \
-                         server is unreachable ({msg})"
-                    )),
-                    _ => AuthError::Transient(msg),
-                });
-            }
-            Ok(Err(f)) => return Err(AuthError::Fatal(f.message())),
-            Ok(Ok(r)) => r,
-        };
-        let status = resp.status.as_u16();
-        if status != 200 {
-            let body = String::from_utf8_lossy(&resp.body);
-            let msg = format!(
-                "token request to {url} ({self:?}) answered HTTP {status}: {}",
-                body.trim()
-            );
-            return Err(if status >= 500 || status == 429 {
-                AuthError::Transient(msg)
-            } else {
-                AuthError::Fatal(msg)
+        let what = format!("{self:?}");
+        let body = call(pool, method, &url, headers, payload, &what, unreachable).await?;
+        parse_token_answer(&body, &url)
+    }
+}
+
+/// The OAuth token endpoints' answer: the token and its lifetime (an hour if not said).
+pub(crate) fn parse_token_answer(body: &[u8], url: &str) -> Result<(String, Duration), AuthError> {
+    #[derive(Deserialize)]
+    struct TokenResponse {
+        access_token: String,
+        #[serde(default)]
+        expires_in: Option<u64>,
+    }
+    let t: TokenResponse = serde_json::from_slice(body)
+        .map_err(|e| AuthError::Fatal(format!("token answer from {url} unreadable: {e}")))?;
+    Ok((
+        t.access_token,
+        Duration::from_secs(t.expires_in.unwrap_or(3600)),
+    ))
+}
+
+/// What an error quotes of a token endpoint's answer at most: it is the server's text.
+const MAX_QUOTED: usize = 300;
+
+/// One request to a token endpoint (`what` names the credentials in errors); the answer's body
+/// on HTTP 200. Unreachable, 5xx and 429 are worth another try, other refusals are not;
+/// `unreachable`, when given, makes an unreachable endpoint final with that explanation.
+pub(crate) async fn call(
+    pool: &Pool,
+    method: Method,
+    url: &str,
+    headers: Vec<(&str, String)>,
+    payload: Payload,
+    what: &str,
+    unreachable: Option<&str>,
+) -> Result<Bytes, AuthError> {
+    let (target, path) =
+        parse_http_url(url).ok_or_else(|| AuthError::Fatal(format!("bad token URL {url:?}")))?;
+    let sent = tokio::time::timeout(TOKEN_TIMEOUT, async {
+        exchange(pool, &target, &method, &path, &headers, &payload)
+            .await?
+            .read(pool)
+            .await
+    })
+    .await;
+    let resp = match sent {
+        Err(_) => {
+            return Err(AuthError::Transient(format!(
+                "token request to {url} timed out"
+            )))
+        }
+        Ok(Err(Fault::Transport(e))) => {
+            let msg = format!("token request to {url} ({what}): {e}");
+            return Err(match unreachable {
+                Some(why) => AuthError::Fatal(format!("{why} ({msg})")),
+                None => AuthError::Transient(msg),
             });
         }
-        #[derive(Deserialize)]
-        struct TokenResponse {
-            access_token: String,
-            #[serde(default)]
-            expires_in: Option<u64>,
+        Ok(Err(f)) => return Err(AuthError::Fatal(f.message())),
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status.as_u16();
+    if status != 200 {
+        let body = String::from_utf8_lossy(&resp.body);
+        let mut quoted: String = body.trim().chars().take(MAX_QUOTED).collect();
+        if body.trim().chars().count() > MAX_QUOTED {
+            quoted.push('…');
         }
-        let t: TokenResponse = serde_json::from_slice(&resp.body)
-            .map_err(|e| AuthError::Fatal(format!("token answer from {url} unreadable: {e}")))?;
-        Ok((
-            t.access_token,
-            Duration::from_secs(t.expires_in.unwrap_or(3600)),
-        ))
+        let msg = format!("token request to {url} ({what}) answered HTTP {status}: {quoted}");
+        return Err(if status >= 500 || status == 429 {
+            AuthError::Transient(msg)
+        } else {
+            AuthError::Fatal(msg)
+        });
     }
+    Ok(resp.body)
 }
 
 fn b64url(data: &[u8]) -> String {
@@ -288,13 +359,14 @@ pub(crate) fn sign_jwt(
     email: &str,
     key: &RsaKeyPair,
     audience: &str,
+    scope: &str,
     now: SystemTime,
 ) -> Result<String, String> {
     let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let header = b64url(br#"{"alg":"RS256","typ":"JWT"}"#);
     let claims = serde_json::json!({
         "iss": email,
-        "scope": SCOPE,
+        "scope": scope,
         "aud": audience,
         "iat": iat,
         "exp": iat + 3600,

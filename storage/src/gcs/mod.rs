@@ -9,6 +9,7 @@
 
 mod auth;
 mod client;
+mod federation;
 mod settings;
 #[cfg(test)]
 mod tests;

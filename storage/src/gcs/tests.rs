@@ -15,6 +15,9 @@ use super::auth::{parse_private_key, Credentials, TokenSource};
 use super::*;
 use crate::{ReplicaClient, ReplicaUrl};
 
+/// `external_account` and `impersonated_service_account` credentials.
+mod federation;
+
 #[test]
 fn urls_parse_as_litestream_parses_them() {
     let s = GcsSettings::from_url("gs://bkt/a/b").expect("url");
@@ -416,7 +419,7 @@ async fn refused_credentials_are_reported_once() {
 #[test]
 fn credential_files() {
     for (json, want) in [
-        (r#"{"type":"external_account"}"#, "not supported"),
+        (r#"{"type":"gdch_service_account"}"#, "not supported"),
         (
             r#"{"type":"service_account","client_email":"x"}"#,
             "private_key",
