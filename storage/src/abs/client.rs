@@ -163,12 +163,8 @@ impl AbsClient {
             (None, Some(_), None) => Auth::Missing(
                 "abs: account-key needs account-name (or abs://ACCOUNT@container/path)".into(),
             ),
-            (None, None, _) => Auth::Missing(format!(
-                "abs: no credentials for container {:?}: set account-key (or \
-                 {ENV_ACCOUNT_KEY}) with account-name, or sas-token (or {ENV_SAS_TOKEN}); \
-                 Azure AD / managed identity is not supported by this build",
-                s.container
-            )),
+            // Litestream's default credential chain (docs/storage.md#azure-credentials).
+            (None, None, _) => Auth::Bearer,
         };
         let trust = if target.https {
             Trust::Roots(None)
@@ -252,10 +248,12 @@ impl AbsClient {
         p
     }
 
+    /// The request, signed; `token` is the bearer token when the auth is [`Auth::Bearer`].
     pub(crate) fn build(
         &self,
         req: &Request,
         body: ReqBody,
+        token: Option<&str>,
     ) -> Result<http::Request<ReqBody>, String> {
         let path = self.path(req.blob.as_deref());
         let mut query: Vec<String> = req
@@ -293,6 +291,10 @@ impl AbsClient {
                 };
                 b = b.header("authorization", shared_key(account, key, &signed)?);
             }
+            Auth::Bearer => {
+                let t = token.ok_or("abs: no token for a bearer-authenticated request")?;
+                b = b.header("authorization", format!("Bearer {t}"));
+            }
             Auth::Missing(why) => return Err(why.clone()),
         }
         for (k, v) in &headers {
@@ -306,7 +308,14 @@ impl AbsClient {
         let body = open_payload(&req.payload)
             .await
             .map_err(|f| self.error(req, None, "", String::new()).with_fault(f))?;
-        let http_req = self.build(req, body).map_err(|e| {
+        let token = match self.auth {
+            Auth::Bearer => Some(super::identity::token().await.map_err(|e| {
+                self.error(req, None, "", String::new())
+                    .with_fault(e.into_fault())
+            })?),
+            _ => None,
+        };
+        let http_req = self.build(req, body, token.as_deref()).map_err(|e| {
             let f = match self.auth {
                 Auth::Missing(_) => Fault::Auth(e),
                 _ => Fault::Local(e),

@@ -8,6 +8,7 @@
 //! REST operations (`client`) and block uploads (here); the rest is the generic [`Replica`].
 
 mod client;
+mod identity;
 pub mod settings;
 mod sign;
 

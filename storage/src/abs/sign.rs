@@ -17,6 +17,9 @@ pub(crate) enum Auth {
         account: String,
         key: Vec<u8>,
     },
+    /// A Microsoft Entra ID token of the process's identity (`identity`), when neither a key
+    /// nor a SAS token is configured.
+    Bearer,
     /// Why no request can be made (reported by every operation, as Litestream's `Init` is).
     Missing(String),
 }

@@ -18,8 +18,8 @@ use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use serde::Deserialize;
 
 use super::federation;
-use crate::transport::pool::parse_http_url;
-use crate::transport::{exchange, Fault, HttpPool as Pool, Payload};
+pub(crate) use crate::transport::token::{call, TokenError as AuthError};
+use crate::transport::{HttpPool as Pool, Payload};
 
 /// What Google's storage client asks for (`storage.ScopeFullControl`).
 pub(crate) const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.full_control";
@@ -28,17 +28,8 @@ const METADATA_HOST: &str = "metadata.google.internal";
 const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 /// A token is renewed when less than this is left of it.
 const REFRESH_MARGIN: Duration = Duration::from_secs(4 * 60);
-const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a token is kept, whatever the endpoint says.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
-
-#[derive(Debug)]
-pub(crate) enum AuthError {
-    /// The token endpoint could not be reached or failed: worth another try.
-    Transient(String),
-    /// No credentials, unreadable credentials, or credentials the endpoint refused.
-    Fatal(String),
-}
 
 /// Where tokens come from.
 pub(crate) enum Credentials {
@@ -291,63 +282,6 @@ pub(crate) fn parse_token_answer(body: &[u8], url: &str) -> Result<(String, Dura
         t.access_token,
         Duration::from_secs(t.expires_in.unwrap_or(3600)),
     ))
-}
-
-/// What an error quotes of a token endpoint's answer at most: it is the server's text.
-const MAX_QUOTED: usize = 300;
-
-/// One request to a token endpoint (`what` names the credentials in errors); the answer's body
-/// on HTTP 200. Unreachable, 5xx and 429 are worth another try, other refusals are not;
-/// `unreachable`, when given, makes an unreachable endpoint final with that explanation.
-pub(crate) async fn call(
-    pool: &Pool,
-    method: Method,
-    url: &str,
-    headers: Vec<(&str, String)>,
-    payload: Payload,
-    what: &str,
-    unreachable: Option<&str>,
-) -> Result<Bytes, AuthError> {
-    let (target, path) =
-        parse_http_url(url).ok_or_else(|| AuthError::Fatal(format!("bad token URL {url:?}")))?;
-    let sent = tokio::time::timeout(TOKEN_TIMEOUT, async {
-        exchange(pool, &target, &method, &path, &headers, &payload)
-            .await?
-            .read(pool)
-            .await
-    })
-    .await;
-    let resp = match sent {
-        Err(_) => {
-            return Err(AuthError::Transient(format!(
-                "token request to {url} timed out"
-            )))
-        }
-        Ok(Err(Fault::Transport(e))) => {
-            let msg = format!("token request to {url} ({what}): {e}");
-            return Err(match unreachable {
-                Some(why) => AuthError::Fatal(format!("{why} ({msg})")),
-                None => AuthError::Transient(msg),
-            });
-        }
-        Ok(Err(f)) => return Err(AuthError::Fatal(f.message())),
-        Ok(Ok(r)) => r,
-    };
-    let status = resp.status.as_u16();
-    if status != 200 {
-        let body = String::from_utf8_lossy(&resp.body);
-        let mut quoted: String = body.trim().chars().take(MAX_QUOTED).collect();
-        if body.trim().chars().count() > MAX_QUOTED {
-            quoted.push('…');
-        }
-        let msg = format!("token request to {url} ({what}) answered HTTP {status}: {quoted}");
-        return Err(if status >= 500 || status == 429 {
-            AuthError::Transient(msg)
-        } else {
-            AuthError::Fatal(msg)
-        });
-    }
-    Ok(resp.body)
 }
 
 fn b64url(data: &[u8]) -> String {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 
-use super::auth::{AuthError, TokenSource};
+use super::auth::TokenSource;
 use crate::backend::Layout;
 use crate::error::ErrorKind;
 use crate::transport::pool::parse_http_url;
@@ -254,8 +254,7 @@ impl GcsClient {
         match self.auth.token(&self.http.pool).await {
             Ok(Some(t)) => headers.push(("authorization", format!("Bearer {t}"))),
             Ok(None) => {}
-            Err(AuthError::Transient(e)) => return Err(Fault::Transport(e)),
-            Err(AuthError::Fatal(e)) => return Err(Fault::Auth(e)),
+            Err(e) => return Err(e.into_fault()),
         }
         Ok(headers)
     }

@@ -13,6 +13,7 @@ pub(crate) mod range;
 pub mod retry;
 #[cfg(test)]
 pub(crate) mod test_server;
+pub(crate) mod token;
 
 use std::time::Duration;
 

@@ -25,7 +25,7 @@ pub(crate) async fn serve(
             };
             let mut buf = vec![0u8; 16 * 1024];
             let mut len = 0;
-            // Read the head (and a small body) until the blank line.
+            // Read the head, then as much body as its content-length says.
             while len < buf.len() {
                 let Ok(k) = sock.read(&mut buf[len..]).await else {
                     break;
@@ -34,8 +34,16 @@ pub(crate) async fn serve(
                     break;
                 }
                 len += k;
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
+                if let Some(end) = buf[..len].windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let body: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if len >= end + 4 + body {
+                        break;
+                    }
                 }
             }
             let req = String::from_utf8_lossy(&buf[..len]).to_string();

@@ -23,7 +23,7 @@ fn credentials_and_errors() {
     .expect("client");
     assert!(matches!(&c.auth, Auth::Sas(t) if t == "sv=1&sig=x"));
     let req = Request::new("get blob", Method::GET, Some("db/ltx/0/x.ltx"));
-    let r = c.build(&req, ReqBody::Empty).expect("build");
+    let r = c.build(&req, ReqBody::Empty, None).expect("build");
     assert_eq!(
         r.uri().to_string(),
         "/devstoreaccount1/cont/db/ltx/0/x.ltx?sv=1&sig=x"
@@ -36,16 +36,18 @@ fn credentials_and_errors() {
         1,
     )
     .expect("client");
-    let r = c.build(&req, ReqBody::Empty).expect("build");
+    let r = c.build(&req, ReqBody::Empty, None).expect("build");
     let auth = r.headers().get("authorization").expect("auth");
     assert!(auth
         .to_str()
         .is_ok_and(|a| a.starts_with("SharedKey devstoreaccount1:")));
 
     if std::env::var_os(ENV_ACCOUNT_KEY).is_none() && std::env::var_os(ENV_SAS_TOKEN).is_none() {
+        // Neither: the process's Entra ID identity signs with a bearer token.
         let c = AbsClient::new(&settings(&[]), RetryPolicy::default(), 1).expect("client");
-        let e = c.build(&req, ReqBody::Empty).expect_err("no credentials");
-        assert!(e.contains("account-key") && e.contains("sas-token"), "{e}");
+        let r = c.build(&req, ReqBody::Empty, Some("tok")).expect("build");
+        assert_eq!(r.headers()["authorization"], "Bearer tok");
+        assert!(c.build(&req, ReqBody::Empty, None).is_err());
     }
 
     let e = c.status_error(
