@@ -1,6 +1,7 @@
 //! The integration tests of `engine`: one test binary, one module per area (linking one
 //! binary instead of one per file is most of what building the tests costs).
 
+mod abs_entra;
 mod age;
 mod bad_inputs;
 mod bootstrap;

@@ -6,13 +6,13 @@
 //! are cached for all its replicas) gets the same ones. `ls-restore` does the same.
 
 use crate::common::*;
+use crate::harden::text;
 use crate::mcp::{free_port, http_at};
 
 use std::fs;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output};
-use std::time::Duration;
+use std::process::Command;
 
 use test_support::env::server_vars;
 
@@ -78,7 +78,7 @@ impl Sts {
 
 /// An s3s-fs of this test's own that accepts only `keys`, with bucket `ls-sts`.
 struct OwnS3 {
-    child: Child,
+    _server: OwnServer,
     endpoint: String,
 }
 
@@ -87,67 +87,45 @@ impl OwnS3 {
         let data = dir.join("s3data");
         fs::create_dir_all(data.join("ls-sts")).expect("bucket dir");
         let port = free_port();
-        let child = Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        let mut cmd = Command::new("s3s-fs");
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", id, "--secret-key", secret])
-            .arg(&data)
-            .stdout(fs::File::create(dir.join("s3s.log")).expect("log"))
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("s3s-fs (tests/s3/start.sh installs it)");
-        let up = wait_until(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        assert!(up, "s3s-fs did not start on port {port}");
+            .arg(&data);
+        let server = OwnServer::start(&mut cmd, port, "s3s-fs (tests/s3/start.sh)");
         OwnS3 {
-            child,
+            _server: server,
             endpoint: format!("http://127.0.0.1:{port}"),
         }
-    }
-}
-
-impl Drop for OwnS3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
 /// A command with none of the machine's AWS settings: `HOME` is `home`, so `~/.aws` is the
 /// test's, and STS is moto.
 fn aws_clean(bin: &Path, home: &Path, sts: &Sts) -> Command {
-    let mut c = Command::new(bin);
-    for v in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_ACCESS_KEY",
-        "AWS_SECRET_KEY",
-        "AWS_SESSION_TOKEN",
-        "LITESTREAM_ACCESS_KEY_ID",
-        "LITESTREAM_SECRET_ACCESS_KEY",
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_CONFIG_FILE",
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_ROLE_ARN",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    ] {
-        c.env_remove(v);
-    }
+    let mut c = command_without(
+        bin,
+        &[
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ACCESS_KEY",
+            "AWS_SECRET_KEY",
+            "AWS_SESSION_TOKEN",
+            "LITESTREAM_ACCESS_KEY_ID",
+            "LITESTREAM_SECRET_ACCESS_KEY",
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_ROLE_ARN",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        ],
+    );
     c.env("HOME", home)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ENDPOINT_URL_STS", sts.url());
     c
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// How one scenario gets its credentials: variables, and files written under `home`.

@@ -554,3 +554,39 @@ pub fn small_dbs(dir: &Path, n: usize, rows: usize, width: usize) -> Vec<(PathBu
         })
         .collect()
 }
+
+/// A server a test runs on its own (a private s3s-fs, an Azurite with TLS): `cmd`, which must
+/// listen on `port`, waited for until it accepts connections, and killed when dropped.
+pub struct OwnServer(Child);
+
+impl OwnServer {
+    pub fn start(cmd: &mut Command, port: u16, what: &str) -> OwnServer {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let server = OwnServer(child);
+        let up = wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "{what} did not start on port {port}");
+        server
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `bin` with the variables `vars` removed from the environment it inherits.
+pub fn command_without(bin: &Path, vars: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    for v in vars {
+        c.env_remove(v);
+    }
+    c
+}
