@@ -90,13 +90,7 @@ impl Daemon {
         // as a redacted URL where Litestream lists each backend's settings).
         for db in cfg.dbs.iter().chain(found) {
             info!(path = %db.path.display(), "initialized db");
-            let r = &db.replica;
-            let interval = storage::value::format_duration(r.sync_interval);
-            if r.kind == crate::config::ReplicaKind::File {
-                info!("type" = %r.kind, "sync-interval" = %interval, path = %r.url, "replicating to");
-            } else {
-                info!("type" = %r.kind, "sync-interval" = %interval, url = %storage::redact_url(&r.url), "replicating to");
-            }
+            log_replica(&db.replica);
         }
         let local = |key, srv: std::io::Result<SocketAddr>| {
             srv.map_err(|source| StartError::LocalAddr { key, source })
@@ -252,4 +246,38 @@ async fn replicate_all(
         t.abort();
     }
     ok
+}
+
+/// Litestream's `replicating to` line: the replica type, its sync interval, and per backend the
+/// settings Litestream lists (none for WebDAV); never a secret.
+fn log_replica(r: &crate::config::ReplicaConfig) {
+    use storage::ReplicaUrl as U;
+    let (t, interval) = (&r.kind, storage::value::format_duration(r.sync_interval));
+    let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+    match r.location() {
+        Ok(U::File(p)) => {
+            info!("type" = %t, "sync-interval" = %interval, path = %p.display(), "replicating to");
+        }
+        Ok(U::S3(s)) if s.flavor == storage::s3::Flavor::Oss => {
+            info!("type" = %t, "sync-interval" = %interval, bucket = %s.bucket, path = %s.path, region = %opt(&s.region), "replicating to");
+        }
+        Ok(U::S3(s)) => {
+            info!("type" = %t, "sync-interval" = %interval, bucket = %s.bucket, path = %s.path, region = %opt(&s.region), endpoint = %opt(&s.endpoint), "replicating to");
+        }
+        Ok(U::Gcs(s)) => {
+            info!("type" = %t, "sync-interval" = %interval, bucket = %s.bucket, path = %s.path, "replicating to");
+        }
+        Ok(U::Abs(s)) => {
+            info!("type" = %t, "sync-interval" = %interval, bucket = %s.container, path = %s.path, endpoint = %opt(&s.endpoint), "replicating to");
+        }
+        Ok(U::Sftp(s)) => {
+            info!("type" = %t, "sync-interval" = %interval, host = %s.host, user = %s.user, path = %s.path, "replicating to");
+        }
+        Ok(U::Nats(s)) => {
+            info!("type" = %t, "sync-interval" = %interval, bucket = %s.bucket, url = %s.server, "replicating to");
+        }
+        Ok(U::WebDav(_)) | Err(_) => {
+            info!("type" = %t, "sync-interval" = %interval, "replicating to");
+        }
+    }
 }

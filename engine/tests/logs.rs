@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use test_support::litestream;
 
-use crate::common::{litestream_cmd, ENGINE};
+use crate::common::{litestream_cmd, s3_server, ENGINE};
 
 /// `key=value` pairs of a text line, in order (values may be Go-quoted).
 fn text_pairs(line: &str) -> Vec<(String, String)> {
@@ -50,36 +50,51 @@ fn run(mut cmd: Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn config(dir: &Path, name: &str, ty: &str) -> std::path::PathBuf {
+/// A config replicating a new database `name` with `logging.type: ty` to the replica whose
+/// `replica:` keys `replica` gives for `name` (one a line, unindented).
+fn config(dir: &Path, name: &str, ty: &str, replica: &Replica) -> std::path::PathBuf {
     let db = dir.join(format!("{name}.db"));
     let c = rusqlite::Connection::open(&db).expect("open db");
     c.execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
         .expect("create db");
+    let keys: String = replica(dir, name)
+        .iter()
+        .map(|l| format!("      {l}\n"))
+        .collect();
     let yml = dir.join(format!("{name}.yml"));
     std::fs::write(
         &yml,
         format!(
-            "logging:\n  type: {ty}\ndbs:\n  - path: {}\n    replica:\n      url: file://{}\n",
-            db.display(),
-            dir.join(format!("{name}-replica")).display()
+            "logging:\n  type: {ty}\ndbs:\n  - path: {}\n    replica:\n{keys}",
+            db.display()
         ),
     )
     .expect("write config");
     yml
 }
 
+/// The `replica:` keys for a database name in a directory.
+type Replica = dyn Fn(&Path, &str) -> Vec<String>;
+
+fn file_replica(dir: &Path, name: &str) -> Vec<String> {
+    vec![format!(
+        "url: file://{}",
+        dir.join(format!("{name}-replica")).display()
+    )]
+}
+
 /// What Litestream and ls-engine each write on standard output, running one config each with
 /// `logging.type: ty`.
-fn run_both(ty: &str) -> (String, String) {
+fn run_both(ty: &str, replica: &Replica) -> (String, String) {
     let ls = litestream();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut theirs = litestream_cmd(&ls);
     theirs
         .args(["replicate", "-config"])
-        .arg(config(dir.path(), "theirs", ty));
+        .arg(config(dir.path(), "theirs", ty, replica));
     let mut ours = Command::new(ENGINE);
     ours.args(["replicate", "-config"])
-        .arg(config(dir.path(), "ours", ty));
+        .arg(config(dir.path(), "ours", ty, replica));
     (run(theirs), run(ours))
 }
 
@@ -94,8 +109,49 @@ const SHARED: [&str; 4] = [
 #[test]
 #[ignore = "needs the real Litestream"]
 fn text_lines_are_laid_out_as_litestreams() {
-    let (t, o) = run_both("text");
-    for (who, text) in [("litestream", &t), ("ls-engine", &o)] {
+    let (t, o) = run_both("text", &file_replica);
+    same_text_layout_and_keys(&t, &o);
+}
+
+/// The start-up line of an object-store replica lists Litestream's settings for it
+/// (`bucket`, `path`, `region`, `endpoint` for S3), not a URL.
+#[test]
+#[ignore = "needs the real Litestream and tests/s3 (s3s-fs)"]
+fn object_store_start_lines_carry_litestreams_keys() {
+    let srv = s3_server();
+    let prefix = srv.unique_prefix("logs");
+    let (t, o) = run_both("text", &move |_, name| {
+        srv.yaml_with_keys(&format!("{prefix}/{name}"), &srv.secret_key)
+    });
+    same_text_layout_and_keys(&t, &o);
+    let start = |text: &str| {
+        text.lines()
+            .map(text_pairs)
+            .find(|p| p.get(2).is_some_and(|m| m.1 == "replicating to"))
+            .expect("a replicating to line")
+    };
+    let ours = start(&o);
+    let keys: Vec<&str> = ours.iter().skip(3).map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "type",
+            "sync-interval",
+            "bucket",
+            "path",
+            "region",
+            "endpoint"
+        ]
+    );
+    assert!(
+        ours.iter().any(|(k, v)| k == "region" && v == "us-east-1"),
+        "{ours:?}"
+    );
+}
+
+/// Every line of both has slog's text layout, and the lines both write carry the same keys.
+fn same_text_layout_and_keys(t: &str, o: &str) {
+    for (who, text) in [("litestream", t), ("ls-engine", o)] {
         assert!(!text.is_empty(), "{who} wrote nothing");
         for line in text.lines() {
             let keys: Vec<String> = text_pairs(line).into_iter().map(|p| p.0).collect();
@@ -118,7 +174,7 @@ fn text_lines_are_laid_out_as_litestreams() {
             .map(|p| p.into_iter().skip(3).map(|(k, _)| k).collect())
     };
     for msg in SHARED {
-        let (tk, ok) = (keys_of(&t, msg), keys_of(&o, msg));
+        let (tk, ok) = (keys_of(t, msg), keys_of(o, msg));
         assert!(tk.is_some(), "litestream did not log {msg:?}:\n{t}");
         assert_eq!(tk, ok, "keys of {msg:?}:\n{t}\n{o}");
     }
@@ -127,7 +183,7 @@ fn text_lines_are_laid_out_as_litestreams() {
 #[test]
 #[ignore = "needs the real Litestream"]
 fn json_lines_are_laid_out_as_litestreams() {
-    let (t, o) = run_both("json");
+    let (t, o) = run_both("json", &file_replica);
     let parse = |who: &str, text: &str| -> Vec<serde_json::Map<String, serde_json::Value>> {
         assert!(!text.is_empty(), "{who} wrote nothing");
         text.lines()
