@@ -4,7 +4,7 @@
 //! a bearer token is enforced when set, and `mcp-addr` without a host listens on loopback.
 
 use crate::common;
-use crate::mcp::{free_port, http, s, setup, Client};
+use crate::mcp::{http, s, setup, Client};
 
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
@@ -31,20 +31,15 @@ fn serve(top: &str, mcp_addr: Option<&str>, env: &[(&str, &str)]) -> Server {
     let text = fs::read_to_string(&cfg).expect("cfg");
     let rest: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
     let first = match mcp_addr {
-        Some(a) => {
-            addr = SocketAddr::from((
-                [127, 0, 0, 1],
-                a.rsplit(':')
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .expect("port"),
-            ));
-            format!("mcp-addr: \"{a}\"\n")
-        }
+        Some(a) => format!("mcp-addr: \"{a}\"\n"),
         None => format!("mcp-addr: {addr}\n"),
     };
     fs::write(&cfg, format!("{top}{first}{rest}")).expect("cfg");
     let engine = Engine::start_env(&cfg, &dir.path().join("engine.log"), env);
+    if mcp_addr.is_some() {
+        // Port 0: the engine binds a free port and logs it (no other test can take it first).
+        addr = bound_mcp_addr(&engine);
+    }
     assert!(
         wait_until(Duration::from_secs(30), || TcpStream::connect(addr).is_ok()),
         "MCP not listening; log:\n{}",
@@ -63,6 +58,28 @@ fn serve(top: &str, mcp_addr: Option<&str>, env: &[(&str, &str)]) -> Server {
         addr,
         engine,
     }
+}
+
+/// The address the engine's MCP server bound, from its start-up log line.
+fn bound_mcp_addr(engine: &Engine) -> SocketAddr {
+    let mut found = None;
+    let ok = wait_until(Duration::from_secs(30), || {
+        let log = fs::read_to_string(&engine.log).unwrap_or_default();
+        found = log
+            .lines()
+            .filter(|l| l.contains("starting MCP Streamable HTTP server"))
+            .find_map(|l| {
+                l.split(" addr=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            });
+        found.is_some()
+    });
+    assert!(ok, "no MCP start-up line; log:\n{}", engine.tail());
+    found.expect("address")
 }
 
 fn error_text(r: &Value) -> &str {
@@ -175,13 +192,13 @@ fn init_status(addr: SocketAddr, headers: &[(&str, &str)]) -> u16 {
 
 #[test]
 fn issue14_1_mcp_checks_host_origin_and_bearer_token() {
-    let port = free_port();
     let srv = serve(
         "mcp-token: from-config-41\nmcp-allowed-hosts: [mcp.example]\n",
-        Some(&format!("127.0.0.1:{port}")),
+        Some("127.0.0.1:0"),
         &[("LS_MCP_TOKEN", "from-env-42")],
     );
     let a = srv.addr;
+    let port = a.port();
     let auth = ("Authorization", "Bearer from-env-42");
     // DNS rebinding: a name the operator did not allow, in Host or Origin.
     assert_eq!(init_status(a, &[("Host", "evil.example:80"), auth]), 403);
@@ -234,8 +251,8 @@ fn non_loopback_ip() -> Option<std::net::IpAddr> {
 
 #[test]
 fn issue14_1_mcp_addr_without_host_listens_on_loopback_only() {
-    let port = free_port();
-    let srv = serve("", Some(&format!(":{port}")), &[]);
+    let srv = serve("", Some(":0"), &[]);
+    let port = srv.addr.port();
     let (c, _) = Client::connect(srv.addr);
     assert!(c
         .text("litestream_version", json!({}))
