@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::client::{Request, S3Client};
+use super::settings::Flavor;
 use crate::error::ErrorKind;
 use crate::transport::body::Digests;
 use crate::transport::range::{Get, Ranged};
@@ -168,8 +169,17 @@ impl S3Client {
         req.headers = self.sse_c_headers();
         match self.execute(&req).await {
             Ok(resp) => {
-                let meta = "x-amz-meta-litestream-timestamp";
-                Ok(Some(size_and_created(&resp.headers, meta)))
+                let (size, created) =
+                    size_and_created(&resp.headers, "x-amz-meta-litestream-timestamp");
+                // Litestream's OSS client writes the timestamp through OSS's own API, where user
+                // metadata is `x-oss-meta-` (docs/storage.md#oss).
+                let oss = || {
+                    (self.cfg.flavor == Flavor::Oss)
+                        .then(|| header(&resp.headers, "x-oss-meta-litestream-timestamp"))
+                        .flatten()
+                        .and_then(crate::timefmt::parse_rfc3339)
+                };
+                Ok(Some((size, created.or_else(oss))))
             }
             Err(e) if e.status == Some(404) && e.code != "NoSuchBucket" => Ok(None),
             Err(e) => Err(e),

@@ -57,3 +57,48 @@ async fn issue14_11_an_unreadable_last_modified_is_an_error_naming_the_object() 
     assert!(e.to_string().contains(key), "{e}");
     assert!(e.to_string().contains("yesterday"), "{e}");
 }
+
+#[tokio::test]
+async fn oss_timestamps_are_read_from_either_metadata_prefix() {
+    let (url, _seen) = test_server::serve(3, |req| {
+        let h = if req.contains("/0000000000000001-") {
+            "x-oss-meta-litestream-timestamp: 2026-01-02T03:04:05.5Z"
+        } else {
+            "x-amz-meta-litestream-timestamp: 2026-01-02T03:04:06Z"
+        };
+        (200, format!("HDRS:{h}\n\n"))
+    })
+    .await;
+    let open = |scheme: &str| {
+        let mut s = S3Settings::from_url(&format!(
+            "{scheme}://bkt/db?endpoint={url}&region=us-east-1"
+        ))
+        .expect("url");
+        s.access_key_id = Some("AKIDTEST".into());
+        s.secret_access_key = Some("secret".into());
+        S3Replica::new(s).expect("replica")
+    };
+    let (oss, s3) = (open("oss"), open("s3"));
+    let at = |secs: u64, ms: u64| {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(secs * 1000 + ms)
+    };
+    let one = (Level(0), TxId(1), TxId(1));
+    let two = (Level(0), TxId(2), TxId(2));
+    // Litestream's OSS client's prefix, then ours.
+    let got = oss
+        .metadata_timestamp(one.0, one.1, one.2)
+        .await
+        .expect("oss");
+    assert_eq!(got, Some(at(1_767_323_045, 500)));
+    let got = oss
+        .metadata_timestamp(two.0, two.1, two.2)
+        .await
+        .expect("amz");
+    assert_eq!(got, Some(at(1_767_323_046, 0)));
+    // An S3 replica reads only its own.
+    let got = s3
+        .metadata_timestamp(one.0, one.1, one.2)
+        .await
+        .expect("s3");
+    assert_eq!(got, None);
+}

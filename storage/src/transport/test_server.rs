@@ -51,8 +51,16 @@ pub(crate) async fn serve(
             if let Ok(mut v) = s.lock() {
                 v.push(req);
             }
+            // "HDRS:<lines>\n\n" before a body adds those header lines to the answer.
+            let (extra, body) = match body.strip_prefix("HDRS:") {
+                Some(rest) => {
+                    let (h, b) = rest.split_once("\n\n").unwrap_or((rest, ""));
+                    (format!("{}\r\n", h.replace('\n', "\r\n")), b.to_owned())
+                }
+                None => (String::new(), body),
+            };
             let resp = format!(
-                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status} X\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = sock.write_all(resp.as_bytes()).await;
