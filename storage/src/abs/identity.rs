@@ -13,7 +13,7 @@ use http::Method;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::transport::token::{call, TokenError};
+use crate::transport::token::{call, json_str, TokenError};
 use crate::transport::{HttpPool as Pool, Payload, Trust};
 
 /// The resource (v1 endpoints) and scope (v2) of Azure Storage.
@@ -147,8 +147,7 @@ fn parse_answer(body: &[u8], what: &str) -> Result<(String, Duration), TokenErro
         .map_err(|e| TokenError::Fatal(format!("{what}: answer is not JSON: {e}")))?;
     let token = ["access_token", "accessToken"]
         .iter()
-        .find_map(|k| v.get(*k).and_then(Value::as_str))
-        .filter(|t| !t.is_empty())
+        .find_map(|k| json_str(&v, k))
         .ok_or_else(|| TokenError::Fatal(format!("{what}: answer has no access_token")))?;
     let lifetime = seconds(&v, "expires_in")
         .map(Duration::from_secs)
@@ -158,7 +157,7 @@ fn parse_answer(body: &[u8], what: &str) -> Result<(String, Duration), TokenErro
                 .duration_since(SystemTime::now())
                 .ok()
         });
-    Ok((token.to_owned(), lifetime.unwrap_or(UNKNOWN_LIFETIME)))
+    Ok((token, lifetime.unwrap_or(UNKNOWN_LIFETIME)))
 }
 
 fn form(pairs: &[(&str, &str)]) -> Payload {

@@ -15,6 +15,7 @@ use http::Method;
 use serde_json::Value;
 
 use super::auth::{call, AuthError, Credentials, SCOPE};
+use crate::transport::token::json_str;
 use crate::transport::{HttpPool as Pool, Payload};
 
 /// A token and its lifetime.
@@ -64,13 +65,6 @@ pub(crate) struct Impersonated {
     impersonation: Impersonation,
 }
 
-fn str_field(v: &Value, k: &str) -> Option<String> {
-    v.get(k)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
 fn impersonation(v: &Value, url: Option<String>) -> Option<Impersonation> {
     let lifetime_secs = v
         .get("service_account_impersonation")
@@ -96,16 +90,16 @@ fn impersonation(v: &Value, url: Option<String>) -> Option<Impersonation> {
 /// An `external_account` file.
 pub(crate) fn parse_external(v: &Value, origin: &str) -> Result<External, String> {
     let need = |k: &str| {
-        str_field(v, k).ok_or_else(|| format!("{origin}: external_account credentials need {k}"))
+        json_str(v, k).ok_or_else(|| format!("{origin}: external_account credentials need {k}"))
     };
     let audience = need("audience")?;
     let subject_token_type = need("subject_token_type")?;
     let src = v
         .get("credential_source")
         .ok_or_else(|| format!("{origin}: external_account credentials need credential_source"))?;
-    let subject = if let Some(f) = str_field(src, "file") {
+    let subject = if let Some(f) = json_str(src, "file") {
         Subject::File(PathBuf::from(f))
-    } else if let Some(u) = str_field(src, "url") {
+    } else if let Some(u) = json_str(src, "url") {
         let headers = src
             .get("headers")
             .and_then(Value::as_object)
@@ -131,22 +125,22 @@ pub(crate) fn parse_external(v: &Value, origin: &str) -> Result<External, String
     };
     let format = match src.get("format") {
         Some(f) if f.get("type").and_then(Value::as_str) == Some("json") => SubjectFormat {
-            json_field: Some(str_field(f, "subject_token_field_name").ok_or_else(|| {
+            json_field: Some(json_str(f, "subject_token_field_name").ok_or_else(|| {
                 format!("{origin}: a json credential_source format needs subject_token_field_name")
             })?),
         },
         _ => SubjectFormat { json_field: None },
     };
     let client =
-        str_field(v, "client_id").map(|id| (id, str_field(v, "client_secret").unwrap_or_default()));
+        json_str(v, "client_id").map(|id| (id, json_str(v, "client_secret").unwrap_or_default()));
     Ok(External {
         audience,
         subject_token_type,
-        token_url: str_field(v, "token_url").unwrap_or_else(|| DEFAULT_STS_URL.to_owned()),
+        token_url: json_str(v, "token_url").unwrap_or_else(|| DEFAULT_STS_URL.to_owned()),
         subject,
         format,
         client,
-        impersonation: impersonation(v, str_field(v, "service_account_impersonation_url")),
+        impersonation: impersonation(v, json_str(v, "service_account_impersonation_url")),
     })
 }
 
@@ -154,7 +148,7 @@ pub(crate) fn parse_external(v: &Value, origin: &str) -> Result<External, String
 /// --impersonate-service-account`).
 pub(crate) fn parse_impersonated(v: &Value, origin: &str) -> Result<Impersonated, String> {
     let imp =
-        impersonation(v, str_field(v, "service_account_impersonation_url")).ok_or_else(|| {
+        impersonation(v, json_str(v, "service_account_impersonation_url")).ok_or_else(|| {
             format!(
                 "{origin}: impersonated_service_account credentials need \
                  service_account_impersonation_url"
@@ -221,7 +215,7 @@ impl External {
                 let v: Value = serde_json::from_str(&raw).map_err(|e| {
                     AuthError::Fatal(format!("subject token source: not JSON: {e}"))
                 })?;
-                str_field(&v, field).ok_or_else(|| {
+                json_str(&v, field).ok_or_else(|| {
                     AuthError::Fatal(format!("subject token source has no field {field:?}"))
                 })?
             }
@@ -330,13 +324,13 @@ impl Impersonation {
                 self.url
             ))
         })?;
-        let token = str_field(&v, "accessToken").ok_or_else(|| {
+        let token = json_str(&v, "accessToken").ok_or_else(|| {
             AuthError::Fatal(format!(
                 "impersonation answer from {} has no accessToken",
                 self.url
             ))
         })?;
-        let lifetime = str_field(&v, "expireTime")
+        let lifetime = json_str(&v, "expireTime")
             .and_then(|t| crate::timefmt::parse_rfc3339(&t))
             .and_then(|t| t.duration_since(SystemTime::now()).ok())
             .unwrap_or(Duration::from_secs(self.lifetime_secs));

@@ -10,6 +10,14 @@ use http::Method;
 use super::pool::parse_http_url;
 use super::{exchange, Fault, HttpPool as Pool, Payload};
 
+/// A JSON answer's string field, if there and not empty (credential answers of every cloud).
+pub(crate) fn json_str(v: &serde_json::Value, k: &str) -> Option<String> {
+    v.get(k)
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]

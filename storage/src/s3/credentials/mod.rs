@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 
 use self::profile::{Base, Files, Plan, WebIdentity};
 use crate::transport::pool::parse_http_url;
+use crate::transport::token::json_str;
 use crate::transport::{HttpPool as Pool, Trust};
 use crate::Secret;
 
@@ -70,14 +71,6 @@ fn from_fields(
         session_token: field(names[2]).and_then(Secret::non_empty),
         expires,
     })
-}
-
-/// A JSON object's string field, if there and not empty.
-fn json_str(v: &serde_json::Value, k: &str) -> Option<String> {
-    v.get(k)
-        .and_then(|x| x.as_str())
-        .filter(|x| !x.is_empty())
-        .map(str::to_owned)
 }
 
 /// Credentials from variables: `AWS_*` first (with the SDK's older `AWS_ACCESS_KEY` and
