@@ -32,6 +32,18 @@ if ! command -v litestream >/dev/null 2>&1; then
 fi
 env -u AWS_CA_BUNDLE litestream version
 
+# Litestream's VFS extension, which the ls-vfs tests answer the same queries with; they load
+# both extensions into Debian's sqlite3 shell.
+if ! python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("litestream-vfs") != "0.5.17")' \
+  >/dev/null 2>&1; then
+  log "litestream-vfs 0.5.17 (PyPI; Litestream's SQLite VFS extension)"
+  pip install --quiet 'litestream-vfs==0.5.17'
+fi
+if ! command -v sqlite3 >/dev/null 2>&1; then
+  log "sqlite3 (Debian's shell, which loads both VFS extensions)"
+  apt-get install -y -qq sqlite3 >/dev/null
+fi
+
 if ! command -v s3s-fs >/dev/null 2>&1; then
   log "s3s-fs 0.14.1 (S3 test server that checks SigV4)"
   cargo install --quiet s3s-fs --version 0.14.1 --features binary --locked

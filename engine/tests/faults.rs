@@ -247,13 +247,7 @@ struct BehindProxy {
 }
 
 fn behind_proxy(srv: &S3, name: &str, globals: &str) -> BehindProxy {
-    let proxy = proxy::CountingProxy::start(
-        srv.endpoint
-            .trim_start_matches("http://")
-            .parse()
-            .expect("endpoint is http://ip:port"),
-    )
-    .expect("proxy");
+    let proxy = proxy::CountingProxy::in_front_of(&srv.endpoint).expect("proxy");
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
     let endpoint = format!("http://{}", proxy.addr);

@@ -42,4 +42,5 @@ mod socket;
 mod sts;
 mod two_writers;
 mod uploads;
+mod vfs;
 mod write_path;

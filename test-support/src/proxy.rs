@@ -45,6 +45,16 @@ impl CountingProxy {
         Ok(Self { addr, count, hold })
     }
 
+    /// [`CountingProxy::start`] in front of an HTTP test server's `http://ip:port` endpoint.
+    pub fn in_front_of(endpoint: &str) -> Result<Self> {
+        let addr = endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        Self::start(addr)
+    }
+
     /// From now on, bytes sent to the server are held, never forwarded: connections stay open
     /// and no request gets an answer.
     pub fn hold(&self) {
