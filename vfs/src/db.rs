@@ -2,7 +2,7 @@
 //! latest view current, time travel, and the PRAGMA and SQL function answers
 //! (docs/vfs.md#consistency).
 
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use restore::Target;
@@ -12,7 +12,8 @@ use crate::global::Global;
 use crate::log;
 use crate::view::{View, ViewError};
 
-/// What a database shares with its follower task.
+/// The newest view of the replica and when it was last read, shared by every database the
+/// process has open (there is one replica URL per process) and by their one follower task.
 struct Latest {
     view: RwLock<Arc<View>>,
     /// When the replica was last read without an error.
@@ -26,7 +27,6 @@ pub struct Database {
     pinned: Option<Arc<View>>,
     /// Time travel: the instant asked for and its view; following is ignored while set.
     travel: Option<(SystemTime, Arc<View>)>,
-    follower: tokio::task::AbortHandle,
 }
 
 /// A PRAGMA's outcome: not one of ours, an answer (or none, for a setting), or an error.
@@ -37,8 +37,20 @@ pub enum Pragma {
 }
 
 impl Database {
-    /// Opens the replica's latest state and starts following it.
+    /// Opens the replica's latest state: the one the process's other open databases follow,
+    /// else a new view, with a follower of its own.
     pub fn open(g: &'static Global) -> Result<Database, ViewError> {
+        static SHARED: Mutex<Weak<Latest>> = Mutex::new(Weak::new());
+        // Held while a new view is built, so that connections opened together build one.
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(latest) = shared.upgrade() {
+            return Ok(Database {
+                g,
+                latest,
+                pinned: None,
+                travel: None,
+            });
+        }
         let view = g.block_on(View::build(g.client.as_ref(), Target::Latest))?;
         log::debug(&format!(
             "opened replica at TXID {} ({} pages of {} bytes, {} files)",
@@ -51,16 +63,14 @@ impl Database {
             view: RwLock::new(Arc::new(view)),
             read_at: RwLock::new(Instant::now()),
         });
-        let follower = g
-            .runtime
-            .spawn(follow(g, Arc::downgrade(&latest)))
-            .abort_handle();
+        // The follower ends at its first tick after the last database holding `latest` closes.
+        g.runtime.spawn(follow(g, Arc::downgrade(&latest)));
+        *shared = Arc::downgrade(&latest);
         Ok(Database {
             g,
             latest,
             pinned: None,
             travel: None,
-            follower,
         })
     }
 
@@ -203,12 +213,6 @@ impl Database {
             .map_err(|e| format!("cannot travel to {value}: {e}"))?;
         self.travel = Some((t, Arc::new(view)));
         Ok(())
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        self.follower.abort();
     }
 }
 
