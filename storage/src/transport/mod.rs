@@ -193,12 +193,15 @@ pub(crate) struct Response {
 }
 
 impl Sent {
-    /// Reads the whole body; the connection goes back to the pool only when it was read to
-    /// its end.
+    /// Reads the whole body (at most [`MAX_WHOLE_BODY`]); the connection goes back to the
+    /// pool only when it was read to its end.
     pub async fn read(self, pool: &HttpPool) -> Result<Response, Fault> {
-        let body = read_body(self.body)
-            .await
-            .map_err(|e| Fault::Transport(format!("connection lost mid-body: {e}")))?;
+        self.read_within(pool, MAX_WHOLE_BODY).await
+    }
+
+    /// [`Sent::read`] with a bound of `limit` bytes.
+    pub async fn read_within(self, pool: &HttpPool, limit: usize) -> Result<Response, Fault> {
+        let body = read_body(self.body, limit).await?;
         pool.checkin(self.conn);
         Ok(Response {
             status: self.parts.status,
@@ -220,10 +223,22 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Reads a whole response body.
-pub(crate) async fn read_body(mut body: Incoming) -> Result<Bytes, String> {
+/// The most a body read whole may hold: listings, error documents, tokens. Object data is
+/// streamed ([`next_data`]) or read in ranges of a size the caller chose.
+pub(crate) const MAX_WHOLE_BODY: usize = 64 << 20;
+
+/// Reads a whole response body of at most `limit` bytes: a server, or anything pretending to
+/// be one, cannot make us allocate without bound. A longer body is a local fault (asking again
+/// gets the same answer); its connection must not go back to the pool.
+pub(crate) async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Fault> {
     let mut out = BytesMut::new();
-    while let Some(data) = next_data(&mut body).await? {
+    while let Some(data) = next_data(&mut body)
+        .await
+        .map_err(|e| Fault::Transport(format!("connection lost mid-body: {e}")))?
+    {
+        if out.len() + data.len() > limit {
+            return Err(Fault::Local(format!("answer longer than {limit} bytes")));
+        }
         out.extend_from_slice(&data);
     }
     Ok(out.freeze())
@@ -262,4 +277,29 @@ pub(crate) fn size_and_created(
 /// A header's value as text, when it is there and is text.
 pub(crate) fn header<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body read whole stops at its bound instead of growing with what the server sends.
+    #[tokio::test]
+    async fn a_whole_body_is_read_within_its_bound() {
+        let big = "x".repeat(4096);
+        let (url, _) = test_server::serve(2, move |_| (200, big.clone())).await;
+        let pool = HttpPool::new(None);
+        let (target, path) = pool::parse_http_url(&url).expect("url");
+        for (limit, ok) in [(4096, true), (4095, false)] {
+            let sent = exchange(&pool, &target, &Method::GET, &path, &[], &Payload::Empty)
+                .await
+                .map_err(Fault::message)
+                .expect("answer");
+            match (sent.read_within(&pool, limit).await, ok) {
+                (Ok(r), true) => assert_eq!(r.body.len(), 4096),
+                (Err(Fault::Local(e)), false) => assert!(e.contains("longer than 4095"), "{e}"),
+                (r, _) => panic!("limit {limit}: {:?}", r.map(|r| r.body.len())),
+            }
+        }
+    }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use hyper::body::Incoming;
 
-use super::{header, next_data, read_body, Conn, Http, HttpError, Sent};
+use super::{header, next_data, read_body, Conn, Http, HttpError, Sent, MAX_WHOLE_BODY};
 use crate::backend::{Span, Stream};
 use crate::error::ErrorKind;
 use crate::{RangeStream, Result};
@@ -220,7 +220,7 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
                 Ok(())
             }
             StatusCode::RANGE_NOT_SATISFIABLE => {
-                if read_body(body).await.is_ok() {
+                if read_body(body, MAX_WHOLE_BODY).await.is_ok() {
                     self.http.pool.checkin(conn);
                 }
                 self.done = true;
@@ -235,8 +235,14 @@ impl<'a, R: Ranged + ?Sized> RangedGet<'a, R> {
                 }
             }
             status => {
-                let bytes = read_body(body).await.unwrap_or_default();
-                self.http.pool.checkin(conn);
+                // The error document, if it comes whole; the connection is reused only then.
+                let bytes = match read_body(body, MAX_WHOLE_BODY).await {
+                    Ok(b) => {
+                        self.http.pool.checkin(conn);
+                        b
+                    }
+                    Err(_) => Bytes::new(),
+                };
                 let mut e = self
                     .client
                     .status_error(&self.key, status, &parts.headers, &bytes);

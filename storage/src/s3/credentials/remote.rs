@@ -5,13 +5,12 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 
 use super::profile::Sso;
 use super::{env, from_fields, json_str, Credentials, Pools};
 use crate::transport::pool::parse_http_url;
-use crate::transport::HttpPool as Pool;
 use crate::transport::ReqBody;
+use crate::transport::{Fault, HttpPool as Pool};
 
 pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 const ECS_HOST: &str = "http://169.254.170.2";
@@ -42,27 +41,23 @@ pub(super) async fn send(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
+    let len = body.as_ref().map_or(0, |b| b.len() as u64);
     let body = match body {
         Some(b) => ReqBody::Full(Some(b)),
         None => ReqBody::Empty,
     };
     let mut req = req.body(body).map_err(|e| e.to_string())?;
     sign(&mut req)?;
+    // The transport's one request path, with the answer bounded by MAX_ANSWER.
     let fut = async {
-        let mut conn = pool.checkout(&target).await.map_err(|e| e.to_string())?;
-        let resp = conn
-            .sender
-            .send_request(req)
+        let sent = crate::transport::send(pool, &target, req, len)
             .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_ANSWER)
-            .collect()
+            .map_err(Fault::message)?;
+        let resp = sent
+            .read_within(pool, MAX_ANSWER)
             .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        pool.checkin(conn);
-        Ok((status, body))
+            .map_err(|f| format!("reading the answer: {}", f.message()))?;
+        Ok((resp.status.as_u16(), resp.body))
     };
     tokio::time::timeout(timeout, fut)
         .await
