@@ -451,3 +451,48 @@ fn vfs_loads_into_python_sqlite3() {
     assert_eq!(n, "250");
     assert_eq!(txid.len(), 16, "{text}");
 }
+
+#[test]
+fn vfs_hydrates_a_local_copy_follows_the_primary_and_reads_from_it() {
+    let ours = ls_vfs();
+    let one = one_db();
+    fast_config(&one.cfg, &[(one.db.clone(), one.replica.clone())]);
+    let e = Engine::start(&one.cfg, &one.dir.path().join("engine.log"));
+    batch(&one.conn, 0, 2000);
+    let url = file_url(&one.replica);
+    settled_txid(&ours, &url, &[], 2000);
+    let copy = one.dir.path().join("hydrated.db");
+    let away = one.dir.path().join("replica-away");
+    let env = vec![
+        ("LITESTREAM_HYDRATION_ENABLED".to_owned(), "true".to_owned()),
+        ("LITESTREAM_HYDRATION_PATH".to_owned(), copy.display().to_string()),
+    ];
+    // The shell reads, waits while the primary commits 500 more rows and the copy catches up,
+    // then moves the replica away: what it reads after that can only come from the copy.
+    let sql = format!(
+        "select count(*) from t;\n.system sleep 4\n\
+         pragma litestream_hydration_progress;\npragma litestream_hydration_file;\n\
+         .system mv {} {}\n\
+         select count(*), sum(k) from t;\npragma integrity_check;",
+        one.replica.display(),
+        away.display()
+    );
+    let reader = std::thread::spawn({
+        let (ours, url, env) = (ours.clone(), url.clone(), env.clone());
+        move || shell(&ours, &url, &env, &sql)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    batch(&one.conn, 2000, 500);
+    let (out, err) = reader.join().expect("reader");
+    e.stop();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}{err}");
+    assert_eq!(lines[1], "100.0", "{out}");
+    assert_eq!(lines[2], copy.display().to_string());
+    let sum: usize = (0..2500).sum();
+    assert_eq!(lines[3], format!("2500|{sum}"), "{out}{err}");
+    assert_eq!(lines[4], "ok");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&copy).expect("copy").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the copy is readable by others");
+}

@@ -81,15 +81,8 @@ impl PageCache {
             )
             .await
             .map_err(|e| format!("{label}: {e}"))?;
-        let entry = PageIndexEntry {
-            pgno,
-            offset: frame.offset,
-            size: u64::from(frame.size),
-        };
         let mut page = vec![0u8; page_size as usize];
-        PageFrame::for_entry(&bytes, &entry, page_size as usize)
-            .and_then(|f| f.decompress(&mut page))
-            .map_err(|e| format!("{label}: {e}"))?;
+        decode(&bytes, pgno, frame, page_size, &mut page).map_err(|e| format!("{label}: {e}"))?;
         let page: Arc<[u8]> = page.into();
         self.insert(key, Arc::clone(&page));
         Ok(page)
@@ -118,4 +111,21 @@ impl PageCache {
         // matters: at worst the byte count is off until entries are evicted.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Decodes the frame `bytes` (exactly the frame `frame` points at) into `page`, checking that
+/// it holds page `pgno` at the length the page index gave.
+pub fn decode(
+    bytes: &[u8],
+    pgno: u32,
+    frame: FrameRef,
+    page_size: u32,
+    page: &mut [u8],
+) -> ltx_codec::Result<()> {
+    let entry = PageIndexEntry {
+        pgno,
+        offset: frame.offset,
+        size: u64::from(frame.size),
+    };
+    PageFrame::for_entry(bytes, &entry, page_size as usize)?.decompress(page)
 }

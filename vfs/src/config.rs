@@ -18,6 +18,8 @@ pub struct Settings {
     pub cache_bytes: u64,
     pub debug: bool,
     pub log_file: Option<PathBuf>,
+    /// Hydration on, and the copy's path if one was given.
+    pub hydration: Option<Option<PathBuf>>,
 }
 
 impl Settings {
@@ -27,29 +29,23 @@ impl Settings {
         let var = |k: &str| var(k).filter(|v| !v.is_empty());
         let replica_url = var("LITESTREAM_REPLICA_URL")
             .ok_or("LITESTREAM_REPLICA_URL environment variable required")?;
-        // Both are refused rather than ignored: a user who asks for them must not be left
-        // believing writes reach the replica or that reads come from a local copy.
-        for (k, why) in [
-            (
-                "LITESTREAM_WRITE_ENABLED",
-                "write mode is not supported by ls-vfs: a second writer on a replica that a \
-                 primary also writes needs a conditional write on every backend to stay safe \
-                 (docs/vfs.md#what-is-not-supported)",
-            ),
-            (
-                "LITESTREAM_HYDRATION_ENABLED",
-                "hydration is not supported by ls-vfs yet; reads come from the replica and \
-                 the page cache (docs/vfs.md#what-is-not-supported)",
-            ),
-        ] {
-            if let Some(v) = var(k) {
-                match parse_bool(&v) {
-                    Some(false) => {}
-                    Some(true) => return Err(format!("{k}={v}: {why}")),
-                    None => return Err(format!("{k}={v}: not a boolean")),
-                }
-            }
+        let flag = |k: &str| match var(k) {
+            None => Ok(false),
+            Some(v) => parse_bool(&v).ok_or_else(|| format!("{k}={v}: not a boolean")),
+        };
+        // Refused rather than ignored: a user who asks for it must not be left believing
+        // writes reach the replica.
+        if flag("LITESTREAM_WRITE_ENABLED")? {
+            return Err(
+                "LITESTREAM_WRITE_ENABLED=true: write mode is not supported by ls-vfs: \
+                        a second writer on a replica that a primary also writes needs a \
+                        conditional write on every backend to stay safe \
+                        (docs/vfs.md#what-is-not-supported)"
+                    .into(),
+            );
         }
+        let hydration = flag("LITESTREAM_HYDRATION_ENABLED")?
+            .then(|| var("LITESTREAM_HYDRATION_PATH").map(PathBuf::from));
         let poll = match var("LITESTREAM_SYNC_INTERVAL") {
             None => DEFAULT_POLL,
             Some(v) => parse_duration(&v)
@@ -70,6 +66,7 @@ impl Settings {
             cache_bytes,
             debug,
             log_file: var("LITESTREAM_LOG_FILE").map(PathBuf::from),
+            hydration,
         })
     }
 }
@@ -131,10 +128,23 @@ mod tests {
     }
 
     #[test]
-    fn write_mode_hydration_and_bad_values_are_refused_by_name() {
+    fn hydration_with_and_without_a_path() {
+        let url = ("LITESTREAM_REPLICA_URL", "file:///r");
+        let on = ("LITESTREAM_HYDRATION_ENABLED", "true");
+        let path = ("LITESTREAM_HYDRATION_PATH", "/data/h.db");
+        assert_eq!(settings(&[url, path]).expect("off").hydration, None);
+        assert_eq!(settings(&[url, on]).expect("on").hydration, Some(None));
+        assert_eq!(
+            settings(&[url, on, path]).expect("path").hydration,
+            Some(Some(PathBuf::from("/data/h.db")))
+        );
+    }
+
+    #[test]
+    fn write_mode_and_bad_values_are_refused_by_name() {
         for (k, v) in [
             ("LITESTREAM_WRITE_ENABLED", "true"),
-            ("LITESTREAM_HYDRATION_ENABLED", "true"),
+            ("LITESTREAM_HYDRATION_ENABLED", "yes please"),
             ("LITESTREAM_WRITE_ENABLED", "maybe"),
             ("LITESTREAM_SYNC_INTERVAL", "0s"),
             ("LITESTREAM_SYNC_INTERVAL", "soon"),

@@ -9,6 +9,7 @@ use restore::Target;
 use storage::timefmt::{format_rfc3339_nano, parse_rfc3339};
 
 use crate::global::Global;
+use crate::hydrate::{FrameKey, Hydration};
 use crate::log;
 use crate::view::{View, ViewError};
 
@@ -18,6 +19,8 @@ struct Latest {
     view: RwLock<Arc<View>>,
     /// When the replica was last read without an error.
     read_at: RwLock<Instant>,
+    /// The local copy, when hydration is on.
+    hydration: Option<Hydration>,
 }
 
 pub struct Database {
@@ -59,12 +62,21 @@ impl Database {
             view.page_size,
             view.files.len()
         ));
+        let hydration = match &g.settings.hydration {
+            Some(path) => Some(Hydration::create(path.as_deref())?),
+            None => None,
+        };
         let latest = Arc::new(Latest {
             view: RwLock::new(Arc::new(view)),
             read_at: RwLock::new(Instant::now()),
+            hydration,
         });
-        // The follower ends at its first tick after the last database holding `latest` closes.
+        // The follower ends at its first tick after the last database holding `latest` closes;
+        // so does the hydration.
         g.runtime.spawn(follow(g, Arc::downgrade(&latest)));
+        if latest.hydration.is_some() {
+            g.runtime.spawn(hydrate(g, Arc::downgrade(&latest)));
+        }
         *shared = Arc::downgrade(&latest);
         Ok(Database {
             g,
@@ -116,13 +128,21 @@ impl Database {
             match view.frame(pgno)? {
                 None => out.fill(0),
                 Some((info, frame)) => {
-                    let page = self.g.block_on(self.g.cache.page(
-                        self.g.client.as_ref(),
-                        info,
-                        frame,
-                        pgno,
-                        view.page_size,
-                    ))?;
+                    let local = self
+                        .latest
+                        .hydration
+                        .as_ref()
+                        .and_then(|h| h.page(pgno, FrameKey::of(info, frame)));
+                    let page: Arc<[u8]> = match local {
+                        Some(p) => p.into(),
+                        None => self.g.block_on(self.g.cache.page(
+                            self.g.client.as_ref(),
+                            info,
+                            frame,
+                            pgno,
+                            view.page_size,
+                        ))?,
+                    };
                     if pgno == 1 {
                         let mut p = page.to_vec();
                         present_header(&mut p, &view);
@@ -158,11 +178,22 @@ impl Database {
             },
             "litestream_hydration_progress" => match value {
                 Some(_) => read_only("litestream_hydration_progress"),
-                None => Pragma::Answer(Some("0".into())),
+                None => Pragma::Answer(Some(
+                    self.latest
+                        .hydration
+                        .as_ref()
+                        .map_or_else(|| "0".into(), Hydration::progress),
+                )),
             },
             "litestream_hydration_file" => match value {
                 Some(_) => read_only("litestream_hydration_file"),
-                None => Pragma::Answer(Some(String::new())),
+                None => Pragma::Answer(Some(
+                    self.latest
+                        .hydration
+                        .as_ref()
+                        .map(|h| h.path.display().to_string())
+                        .unwrap_or_default(),
+                )),
             },
             "litestream_write_enabled" => match value.map(str::to_ascii_lowercase).as_deref() {
                 None => Pragma::Answer(Some("0".into())),
@@ -249,6 +280,26 @@ async fn follow(g: &'static Global, latest: Weak<Latest>) {
             }
             Err(e) => log::error(&format!("cannot fetch new ltx files: {e}")),
         }
+    }
+}
+
+/// Keeps the hydration copy at the latest view, every poll interval, until the last database
+/// closes (docs/vfs.md#hydration).
+async fn hydrate(g: &'static Global, latest: Weak<Latest>) {
+    loop {
+        let Some(l) = latest.upgrade() else {
+            return;
+        };
+        let Some(h) = &l.hydration else {
+            return;
+        };
+        let view = Arc::clone(&l.view.read().unwrap_or_else(|p| p.into_inner()));
+        match h.catch_up(g.client.as_ref(), &view).await {
+            Ok(()) => log::debug(&format!("hydrated to TXID {}", view.txid)),
+            Err(e) => log::error(&format!("hydration: {e}")),
+        }
+        drop(l);
+        tokio::time::sleep(g.settings.poll).await;
     }
 }
 

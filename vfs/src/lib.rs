@@ -19,6 +19,7 @@ pub mod config;
 mod db;
 mod functions;
 mod global;
+mod hydrate;
 mod log;
 mod vfs;
 mod view;

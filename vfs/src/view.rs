@@ -149,6 +149,15 @@ impl View {
         Ok(Some((&self.files[r.file as usize], r)))
     }
 
+    /// Every stored page: its number, the index of its file in [`View::files`], its frame.
+    pub fn frames(&self) -> impl Iterator<Item = (u32, usize, FrameRef)> + '_ {
+        self.pages
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r != ABSENT)
+            .map(|(i, r)| (i as u32 + 1, r.file as usize, *r))
+    }
+
     pub fn size_bytes(&self) -> u64 {
         u64::from(self.commit) * u64::from(self.page_size)
     }

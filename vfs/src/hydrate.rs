@@ -1,0 +1,199 @@
+//! Hydration (`LITESTREAM_HYDRATION_ENABLED`): a local copy of the database, filled in the
+//! background and kept at the latest view, from which reads are served once their page is
+//! there (docs/vfs.md#hydration).
+//!
+//! Each page of the copy remembers which frame of the replica it holds. A read takes the page
+//! from the copy only if that is the frame its own view points at, so a read transaction on an
+//! older view (or a time-travel view) never sees a newer page: it falls back to the replica for
+//! the pages that changed since.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use storage::{LtxFileInfo, ReplicaClient};
+
+use crate::view::{FrameRef, View, ViewError};
+
+/// A frame of the replica, independent of any view: level, last TXID and offset of its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameKey {
+    level: u8,
+    max_txid: u64,
+    offset: u64,
+}
+
+impl FrameKey {
+    pub fn of(info: &LtxFileInfo, frame: FrameRef) -> FrameKey {
+        FrameKey {
+            level: info.level.0,
+            max_txid: info.max_txid.0,
+            offset: frame.offset,
+        }
+    }
+
+    const NONE: FrameKey = FrameKey {
+        level: u8::MAX,
+        max_txid: u64::MAX,
+        offset: u64::MAX,
+    };
+}
+
+/// Bytes of consecutive frames fetched with one ranged read while hydrating.
+const RUN_BYTES: u64 = 4 << 20;
+
+pub struct Hydration {
+    /// What `litestream_hydration_file` answers.
+    pub path: PathBuf,
+    file: File,
+    state: RwLock<State>,
+}
+
+struct State {
+    page_size: u32,
+    /// Indexed by page number - 1: the frame each page of the copy holds.
+    keys: Vec<FrameKey>,
+    /// Pages of the latest view the copy holds, and how many it has.
+    have: u64,
+    total: u64,
+}
+
+impl Hydration {
+    /// Creates the copy at `path` (its directory must exist), or, without a path, as a file
+    /// in the temporary directory unlinked at once, so that nothing is left behind. Readable
+    /// by its owner only; an existing file is started over.
+    pub fn create(path: Option<&Path>) -> Result<Hydration, String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let (path, temporary) = match path {
+            Some(p) => (p.to_owned(), false),
+            None => (
+                std::env::temp_dir().join(format!("ls-vfs-{}-hydration.db", std::process::id())),
+                true,
+            ),
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot create hydration file {}: {e}", path.display()))?;
+        if temporary {
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok(Hydration {
+            path,
+            file,
+            state: RwLock::new(State {
+                page_size: 0,
+                keys: Vec::new(),
+                have: 0,
+                total: 0,
+            }),
+        })
+    }
+
+    /// Page `pgno` from the copy, if the copy holds `key` there.
+    pub fn page(&self, pgno: u32, key: FrameKey) -> Option<Vec<u8>> {
+        let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+        if s.keys.get(pgno as usize - 1) != Some(&key) {
+            return None;
+        }
+        let mut page = vec![0u8; s.page_size as usize];
+        let at = u64::from(pgno - 1) * u64::from(s.page_size);
+        // Read under the lock: the page cannot be overwritten meanwhile.
+        self.file.read_exact_at(&mut page, at).ok()?;
+        Some(page)
+    }
+
+    /// Percent of the latest view's pages the copy holds, one decimal (`100.0` when done).
+    pub fn progress(&self) -> String {
+        let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let pct = if s.total == 0 {
+            0.0
+        } else {
+            s.have as f64 * 100.0 / s.total as f64
+        };
+        format!("{pct:.1}")
+    }
+
+    /// Brings the copy to `view`: the pages whose frame differs are fetched (consecutive frames
+    /// of a file in one ranged read) and written; the file takes the view's size.
+    pub async fn catch_up(&self, client: &dyn ReplicaClient, view: &View) -> Result<(), ViewError> {
+        let want: Vec<(u32, usize, FrameRef)> = {
+            let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+            if s.page_size != view.page_size {
+                s.keys.clear();
+                s.page_size = view.page_size;
+            }
+            s.keys.resize(view.commit as usize, FrameKey::NONE);
+            self.file
+                .set_len(view.size_bytes())
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            let want: Vec<_> = view
+                .frames()
+                .filter(|&(pgno, file, f)| {
+                    s.keys[pgno as usize - 1] != FrameKey::of(&view.files[file], f)
+                })
+                .collect();
+            s.total = view.frames().count() as u64;
+            s.have = s.total - want.len() as u64;
+            want
+        };
+        let mut i = 0;
+        while i < want.len() {
+            // A run: frames of one file that follow each other, up to RUN_BYTES.
+            let (_, file, first) = want[i];
+            let mut end = i + 1;
+            let mut len = u64::from(first.size);
+            while end < want.len() {
+                let (_, f, fr) = want[end];
+                if f != file || fr.offset != first.offset + len || len >= RUN_BYTES {
+                    break;
+                }
+                len += u64::from(fr.size);
+                end += 1;
+            }
+            self.fetch_run(client, view, &view.files[file], &want[i..end], len)
+                .await?;
+            i = end;
+        }
+        Ok(())
+    }
+
+    async fn fetch_run(
+        &self,
+        client: &dyn ReplicaClient,
+        view: &View,
+        info: &LtxFileInfo,
+        run: &[(u32, usize, FrameRef)],
+        len: u64,
+    ) -> Result<(), ViewError> {
+        let start = run[0].2.offset;
+        let label = restore::fetch::file_label(info);
+        let bytes = client
+            .read_range(info.level, info.min_txid, info.max_txid, start, Some(len))
+            .await
+            .map_err(|e| format!("{label}: {e}"))?;
+        let mut page = vec![0u8; view.page_size as usize];
+        for &(pgno, _, f) in run {
+            let at = (f.offset - start) as usize;
+            let frame = bytes
+                .get(at..at + f.size as usize)
+                .ok_or_else(|| format!("{label}: short read at {}", f.offset))?;
+            crate::cache::decode(frame, pgno, f, view.page_size, &mut page)
+                .map_err(|e| format!("{label}: {e}"))?;
+            let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+            self.file
+                .write_all_at(&page, u64::from(pgno - 1) * u64::from(view.page_size))
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            if let Some(k) = s.keys.get_mut(pgno as usize - 1) {
+                *k = FrameKey::of(info, f);
+                s.have += 1;
+            }
+        }
+        Ok(())
+    }
+}
