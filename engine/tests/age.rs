@@ -608,3 +608,34 @@ fn ltx_and_follow_read_an_encrypted_replica() {
     integrity_ok(&out);
     assert_eq!(dump(&out), want);
 }
+
+/// The VFS extension reads an encrypted replica with `$LS_AGE_IDENTITY`, as `ls-restore` does,
+/// and without it says the replica is encrypted.
+#[test]
+fn the_vfs_reads_an_encrypted_replica_with_the_identity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = encrypted_replica(dir.path(), 300, 2);
+    let lib = crate::vfs::ls_vfs();
+    let url = format!("file://{}", e.replica.display());
+    let want: i64 = rusqlite::Connection::open(&e.db)
+        .expect("db")
+        .query_row("select count(*) from t", [], |r| r.get(0))
+        .expect("count");
+    let id = vec![("LS_AGE_IDENTITY".to_owned(), e.id.display().to_string())];
+    let (out, err) = crate::vfs::shell(
+        &lib,
+        &url,
+        &id,
+        "select count(*) from t;\npragma integrity_check;",
+    );
+    assert_eq!(out, format!("{want}\nok\n"), "{err}");
+    let (out, err) = crate::vfs::shell(&lib, &url, &[], "select count(*) from t;");
+    assert!(
+        out.is_empty() && err.contains("unable to open database"),
+        "{out}{err}"
+    );
+    assert!(
+        err.contains("encrypted with age"),
+        "the log does not say why: {err}"
+    );
+}

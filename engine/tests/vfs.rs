@@ -17,7 +17,7 @@ use crate::common::{
 
 /// `libls_vfs.so` of the profile under test: the engine's tests depend on `ls-vfs`, so Cargo
 /// builds it, into `deps/` (or beside the binaries when it was built on its own).
-fn ls_vfs() -> PathBuf {
+pub(crate) fn ls_vfs() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let deps = exe.parent().expect("deps dir");
     [deps.join("libls_vfs.so"), deps.join("../libls_vfs.so")]
@@ -51,7 +51,12 @@ fn litestream_vfs() -> PathBuf {
 
 /// Runs `sql` in Debian's `sqlite3` shell on `file:x.db?vfs=litestream` of `url`, with the
 /// extension `lib` loaded; returns (stdout, stderr).
-fn shell(lib: &Path, url: &str, env: &[(String, String)], sql: &str) -> (String, String) {
+pub(crate) fn shell(
+    lib: &Path,
+    url: &str,
+    env: &[(String, String)],
+    sql: &str,
+) -> (String, String) {
     let script = format!(
         ".bail on\n.load {}\n.open file:x.db?vfs=litestream\n{sql}\n",
         lib.display()
@@ -465,7 +470,10 @@ fn vfs_hydrates_a_local_copy_follows_the_primary_and_reads_from_it() {
     let away = one.dir.path().join("replica-away");
     let env = vec![
         ("LITESTREAM_HYDRATION_ENABLED".to_owned(), "true".to_owned()),
-        ("LITESTREAM_HYDRATION_PATH".to_owned(), copy.display().to_string()),
+        (
+            "LITESTREAM_HYDRATION_PATH".to_owned(),
+            copy.display().to_string(),
+        ),
     ];
     // The shell reads, waits while the primary commits 500 more rows and the copy catches up,
     // then moves the replica away: what it reads after that can only come from the copy.

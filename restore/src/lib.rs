@@ -23,6 +23,7 @@ pub use error::{RestoreError, Result};
 pub use execute::{execute, ExecOptions, Restored};
 pub use output::{prepare_output, PreparedOutput};
 pub use plan::{calc_plan, Listing, Target};
+pub use source::AGE_IDENTITY_ENV;
 
 /// `-integrity-check`: what SQLite check runs on the restored file before it is published.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

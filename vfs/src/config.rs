@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use restore::AGE_IDENTITY_ENV;
 use storage::value::{parse_bool, parse_duration};
 
 /// How often an open database looks for new LTX files, unless `LITESTREAM_SYNC_INTERVAL` says.
@@ -20,6 +21,8 @@ pub struct Settings {
     pub log_file: Option<PathBuf>,
     /// Hydration on, and the copy's path if one was given.
     pub hydration: Option<Option<PathBuf>>,
+    /// An age identity file for an encrypted replica (`LS_AGE_IDENTITY`, as `ls-restore`).
+    pub age_identity: Option<PathBuf>,
 }
 
 impl Settings {
@@ -67,6 +70,7 @@ impl Settings {
             debug,
             log_file: var("LITESTREAM_LOG_FILE").map(PathBuf::from),
             hydration,
+            age_identity: var(AGE_IDENTITY_ENV).map(PathBuf::from),
         })
     }
 }

@@ -42,6 +42,15 @@ impl Global {
             storage::open_replica(&settings.replica_url)
                 .map_err(|e| format!("failed to create replica client: {e}"))?
         };
+        // An encrypted replica is read through the age layer (docs/encryption.md).
+        let client = match &settings.age_identity {
+            None => client,
+            Some(id) => {
+                let mut keys = storage::age::AgeKeys::default();
+                keys.add_identity_file(id).map_err(|e| e.to_string())?;
+                storage::age::AgeReplica::wrap(client, keys)
+            }
+        };
         let global: &'static Global = Box::leak(Box::new(Global {
             cache: PageCache::new(settings.cache_bytes),
             settings,
