@@ -17,6 +17,10 @@ fail() { printf '[package] FAILED: %s\n' "$*" >&2; exit 1; }
 command -v cargo-deb >/dev/null || cargo install --quiet cargo-deb --locked
 
 rm -rf target/debian
+# The test build leaves the VFS extension among the dependencies' outputs (the engine's tests
+# depend on it); cargo-deb takes it from beside the binaries.
+vfs=target/$profile/libls_vfs.so
+[ -f "$vfs" ] || cp "target/$profile/deps/libls_vfs.so" "$vfs"
 cargo deb -p engine --profile "$profile" --no-build --no-strip >/dev/null
 deb=$(ls target/debian/${pkg}_*.deb)
 log "built $deb"
@@ -60,9 +64,17 @@ PY
 got=$(python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute("PRAGMA integrity_check").fetchone()[0], c.execute("SELECT count(*) FROM t").fetchone()[0])' "$work/restored.db")
 [ "$got" = "ok 1000" ] || fail "restored database: $got, want 'ok 1000'"
 log "replicate -once and ls-restore from /usr/bin: integrity ok, 1000 rows"
+if command -v sqlite3 >/dev/null; then
+  got=$(printf '.load /usr/lib/ls-replication/libls_vfs\n.open file:x.db?vfs=litestream\nselect count(*) from t;\n' |
+    LITESTREAM_REPLICA_URL="file://$work/replica" sqlite3 -batch)
+  [ "$got" = "1000" ] || fail "the installed VFS extension read: $got, want 1000"
+  log "the installed VFS extension reads the replica: 1000 rows"
+else
+  log "sqlite3 not installed: the installed VFS extension was not loaded (SKIPPED)"
+fi
 
 dpkg --purge "$pkg"
-for f in /usr/bin/ls-engine /usr/bin/ls-restore /etc/ls-engine.yml "$unit"; do
+for f in /usr/bin/ls-engine /usr/bin/ls-restore /usr/lib/ls-replication /etc/ls-engine.yml "$unit"; do
   [ ! -e "$f" ] || fail "$f left after purge"
 done
 ! getent passwd ls-engine >/dev/null || fail "ls-engine user left after purge"
