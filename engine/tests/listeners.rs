@@ -92,9 +92,9 @@ fn send_big(
 
 #[test]
 fn issue14_2_socket_and_metrics_request_bodies_are_bounded() {
-    let port = crate::mcp::free_port();
-    let s = setup("0600", &format!("addr: 127.0.0.1:{port}\n"));
+    let s = setup("0600", "addr: 127.0.0.1:0\n");
     let e = Engine::start(&s.cfg, &s.dir.path().join("engine.log"));
+    let port = e.logged_addr("serving metrics on", "url").port();
     wait_socket(&s.sock, &e);
     let len = 32 << 20;
     let head = format!(

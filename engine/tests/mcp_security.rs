@@ -38,7 +38,7 @@ fn serve(top: &str, mcp_addr: Option<&str>, env: &[(&str, &str)]) -> Server {
     let engine = Engine::start_env(&cfg, &dir.path().join("engine.log"), env);
     if mcp_addr.is_some() {
         // Port 0: the engine binds a free port and logs it (no other test can take it first).
-        addr = bound_mcp_addr(&engine);
+        addr = engine.logged_addr("starting MCP Streamable HTTP server", "addr");
     }
     assert!(
         wait_until(Duration::from_secs(30), || TcpStream::connect(addr).is_ok()),
@@ -58,28 +58,6 @@ fn serve(top: &str, mcp_addr: Option<&str>, env: &[(&str, &str)]) -> Server {
         addr,
         engine,
     }
-}
-
-/// The address the engine's MCP server bound, from its start-up log line.
-fn bound_mcp_addr(engine: &Engine) -> SocketAddr {
-    let mut found = None;
-    let ok = wait_until(Duration::from_secs(30), || {
-        let log = fs::read_to_string(&engine.log).unwrap_or_default();
-        found = log
-            .lines()
-            .filter(|l| l.contains("starting MCP Streamable HTTP server"))
-            .find_map(|l| {
-                l.split(" addr=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            });
-        found.is_some()
-    });
-    assert!(ok, "no MCP start-up line; log:\n{}", engine.tail());
-    found.expect("address")
 }
 
 fn error_text(r: &Value) -> &str {

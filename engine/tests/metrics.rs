@@ -16,13 +16,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use harden::*;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// One plain HTTP/1.1 request; (status, body).
 fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
@@ -126,13 +119,15 @@ struct Running {
 fn start_with(config: impl FnOnce(&Path, &Path) -> String) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("app.db");
-    let port = free_port();
     let cfg = dir.path().join("ls.yml");
     let body = config(dir.path(), &db);
-    std::fs::write(&cfg, format!("addr: 127.0.0.1:{port}\n{body}")).expect("config");
+    // Port 0: the engine binds a free port and logs it; a port picked here beforehand could
+    // be taken by another test before the engine binds it.
+    std::fs::write(&cfg, format!("addr: 127.0.0.1:0\n{body}")).expect("config");
     let app = app(&db, 4096);
     setup_table(&app);
     let engine = Engine::start(&cfg, &dir.path().join("engine.log"));
+    let port = engine.logged_addr("serving metrics on", "url").port();
     wait_serving(port, &engine);
     Running {
         dir,

@@ -310,6 +310,28 @@ impl Engine {
     pub fn tail(&self) -> String {
         tail_of(&self.log)
     }
+
+    /// The address one of the engine's servers bound (configured with port 0), from its
+    /// start-up log line: the first line holding `marker`, the value of its `key=` (an address
+    /// or a URL holding one). Waits for the line.
+    pub fn logged_addr(&self, marker: &str, key: &str) -> std::net::SocketAddr {
+        let mut found = None;
+        let ok = wait_until(Duration::from_secs(30), || {
+            let log = fs::read_to_string(&self.log).unwrap_or_default();
+            found = log.lines().filter(|l| l.contains(marker)).find_map(|l| {
+                let v = l
+                    .split(&format!(" {key}="))
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?;
+                let v = v.trim_matches('"').trim_start_matches("http://");
+                v.split('/').next()?.parse().ok()
+            });
+            found.is_some()
+        });
+        assert!(ok, "no {marker:?} line with {key}=; log:\n{}", self.tail());
+        found.expect("address")
+    }
 }
 
 /// The last 60 lines of a log file.
