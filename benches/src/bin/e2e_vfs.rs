@@ -93,9 +93,19 @@ for _ in range(20):
     for k in hot:
         db.execute("select length(v) from t where id = ?", (k,)).fetchone()
 secs = time.perf_counter() - t
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
-say(phase="warm", queries=2000, secs=secs, hwm_kib=int(hwm))
+def status(field):
+    return int([l for l in open("/proc/self/status") if l.startswith(field + ":")][0].split()[1])
+say(phase="warm", queries=2000, secs=secs, hwm_kib=status("VmHWM"))
+rss0 = status("VmRSS")
+t = time.perf_counter()
+conns = [sqlite3.connect("file:bench.db?vfs=litestream", uri=True) for _ in range(CONNS)]
+for i, c in enumerate(conns):
+    c.execute("select length(v) from t where id = ?", (keys[i % len(keys)],)).fetchone()
+say(phase="many", secs=time.perf_counter() - t, kib_per_conn=(status("VmRSS") - rss0) / CONNS)
 "#;
+
+/// Connections the last phase opens beside the first, each answering one point query.
+const CONNS: usize = 100;
 
 #[derive(Default, Clone)]
 struct Run {
@@ -106,6 +116,10 @@ struct Run {
     warm_qps: f64,
     warm_requests_per_query: f64,
     hwm_mib: f64,
+    /// Seconds to open CONNS more connections and answer one query on each.
+    many_secs: f64,
+    /// RSS each of them added.
+    kib_per_conn: f64,
 }
 
 fn run_reader(
@@ -115,8 +129,9 @@ fn run_reader(
     rows: u64,
     proxy: &CountingProxy,
 ) -> Result<Run> {
+    let script = READER.replace("CONNS", &CONNS.to_string());
     let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", READER])
+        .args(["-c", &script])
         .arg(lib)
         .arg(rows.to_string())
         .env("LITESTREAM_REPLICA_URL", url)
@@ -131,7 +146,7 @@ fn run_reader(
     let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
     let mut run = Run::default();
     let mut before = proxy.requests();
-    for phase in ["first", "cold", "warm"] {
+    for phase in ["first", "cold", "warm", "many"] {
         let line = lines
             .next()
             .with_context(|| format!("{} stopped before phase {phase}", lib.display()))??;
@@ -153,10 +168,14 @@ fn run_reader(
                 run.cold_qps = f("queries") / f("secs");
                 run.cold_requests_per_query = n as f64 / f("queries");
             }
-            _ => {
+            "warm" => {
                 run.warm_qps = f("queries") / f("secs");
                 run.warm_requests_per_query = n as f64 / f("queries");
                 run.hwm_mib = f("hwm_kib") / 1024.0;
+            }
+            _ => {
+                run.many_secs = f("secs");
+                run.kib_per_conn = f("kib_per_conn");
             }
         }
         writeln!(stdin, "next")?;
@@ -281,7 +300,9 @@ fn report(
          into Debian's python3, reading through a counting proxy, alternating; medians with the \
          (min-max) of the repetitions. First query: from loading the extension to the answer of \
          one point query by primary key. Cold: 200 point queries at random keys. Warm: 20 rounds \
-         over 100 of those keys. Requests include each extension's background polling.\n",
+         over 100 of those keys. Many: {CONNS} more connections opened in the same process, one \
+         point query on each: the time, and the RSS each added. Requests include each \
+         extension's background polling.\n",
         a.db_mib,
         a.reps,
         db_bytes as f64 / (1u64 << 30) as f64
@@ -291,13 +312,13 @@ fn report(
         let _ = writeln!(s, "| {k} | {v} |");
     }
     s.push_str(
-        "\n| | first query ms | requests to first answer | cold queries/s | requests per cold query | warm queries/s | requests per warm query | peak RSS MiB |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "\n| | first query ms | requests to first answer | cold queries/s | requests per cold query | warm queries/s | requests per warm query | peak RSS MiB | open + query 100 more connections s | RSS per connection KiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for ((name, _), r) in tools.iter().zip(runs) {
         let _ = writeln!(
             s,
-            "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(r, |r| r.first_ms, 0),
             cell(r, |r| r.first_requests as f64, 0),
             cell(r, |r| r.cold_qps, 0),
@@ -305,6 +326,8 @@ fn report(
             cell(r, |r| r.warm_qps, 0),
             cell(r, |r| r.warm_requests_per_query, 3),
             cell(r, |r| r.hwm_mib, 1),
+            cell(r, |r| r.many_secs, 2),
+            cell(r, |r| r.kib_per_conn, 0),
         );
     }
     let ours: Vec<f64> = runs[1].iter().map(|r| r.first_ms).collect();
