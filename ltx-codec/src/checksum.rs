@@ -16,10 +16,12 @@ impl Default for Crc64 {
 }
 
 impl Crc64 {
+    /// A digest with nothing fed yet.
     pub fn new() -> Self {
         Crc64(Digest::new(CrcAlgorithm::Crc64GoIso))
     }
 
+    /// Feeds `bytes` into the CRC.
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use crate::{Encoder, Error, Header, Result, StreamDecoder};
 
 #[derive(Clone, Copy, Debug, Default)]
+/// Options for [`compact`].
 pub struct CompactOptions {
     /// Skip the contiguity check between inputs. Litestream never sets it.
     pub allow_non_contiguous: bool,

@@ -12,11 +12,15 @@ use crate::{Error, Header, Result, HEADER_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE
 /// A page header: pgno and flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageHeader {
+    /// Page number; never 0 (a 0 marks the end of the pages and parses as `None`).
     pub pgno: u32,
+    /// Page flags: 0 for a legacy LZ4 frame, [`PAGE_FLAG_SIZE`] for a size-prefixed LZ4 block.
     pub flags: u16,
 }
 
 impl PageHeader {
+    /// Parses the 6 bytes of a page header found at file `offset`. Returns `None` for the
+    /// end-of-pages marker, and an error for page number 0 with flags or for unknown flags.
     pub fn parse(b: &[u8; PAGE_HEADER_SIZE], offset: u64) -> Result<Option<PageHeader>> {
         let pgno = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         let flags = u16::from_be_bytes([b[4], b[5]]);
@@ -51,6 +55,7 @@ impl PageHeader {
 /// One page frame, borrowed from the file bytes: its header, the hashed prefix and payload.
 #[derive(Clone, Copy, Debug)]
 pub struct PageFrame<'a> {
+    /// Page number of the frame.
     pub pgno: u32,
     /// File offset of the frame's header.
     pub offset: u64,
@@ -209,22 +214,27 @@ impl<'a> LtxFile<'a> {
         Ok(f)
     }
 
+    /// The decoded header.
     pub fn header(&self) -> &Header {
         &self.header
     }
 
+    /// The decoded trailer (its file checksum is not verified until [`LtxFile::verify`]).
     pub fn trailer(&self) -> &Trailer {
         &self.trailer
     }
 
+    /// The decoded page index.
     pub fn index(&self) -> &PageIndex {
         &self.index
     }
 
+    /// Length of the whole file in bytes.
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
 
+    /// True when the file has no bytes (never the case for an opened file).
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
@@ -404,6 +414,7 @@ impl<R: Read> StreamDecoder<R> {
         })
     }
 
+    /// The decoded header.
     pub fn header(&self) -> &Header {
         &self.header
     }
@@ -593,6 +604,7 @@ impl<R: Read> StreamDecoder<R> {
             .ok_or_else(|| Error::truncated(self.offset, 1, "trailer"))
     }
 
+    /// Gives back the underlying reader.
     pub fn into_inner(self) -> R {
         self.r
     }

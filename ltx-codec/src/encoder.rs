@@ -52,6 +52,7 @@ impl<W: Write> Encoder<W> {
         })
     }
 
+    /// The header being written.
     pub fn header(&self) -> &Header {
         &self.header
     }

@@ -12,19 +12,33 @@ const MAGIC: [u8; 4] = *b"LTX1";
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct RawHeader {
+    /// The magic, `LTX1`.
     pub magic: [u8; 4],
+    /// Header flags; only `0x2` (NoChecksum) is defined.
     pub flags: U32,
+    /// SQLite page size in bytes.
     pub page_size: U32,
+    /// Database size in pages after this file is applied.
     pub commit: U32,
+    /// First TXID the file covers; 1 for a snapshot.
     pub min_txid: U64,
+    /// Last TXID the file covers.
     pub max_txid: U64,
+    /// Milliseconds since the Unix epoch.
     pub timestamp: I64,
+    /// Rolling database checksum before this file is applied; 0 with NoChecksum.
     pub pre_apply_checksum: U64,
+    /// Byte offset in the SQLite WAL where this file's frames start; 0 for compacted files.
     pub wal_offset: I64,
+    /// Number of WAL bytes this file covers; 0 for compacted files.
     pub wal_size: I64,
+    /// Salt 1 of the WAL header that was read; 0 for compacted files.
     pub wal_salt1: U32,
+    /// Salt 2 of the WAL header that was read; 0 for compacted files.
     pub wal_salt2: U32,
+    /// Node ID; Litestream writes 0.
     pub node_id: U64,
+    /// 20 reserved bytes at offset 80, written as zeros.
     pub reserved: [u8; 20],
 }
 
@@ -32,26 +46,39 @@ pub struct RawHeader {
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct RawTrailer {
+    /// Rolling database checksum after this file is applied; 0 with NoChecksum.
     pub post_apply_checksum: U64,
+    /// CRC-64/GO-ISO of everything before it, pages taken uncompressed, with bit 63 set
+    /// (docs/ltx.md#file-checksum).
     pub file_checksum: U64,
 }
 
 /// A decoded, validated LTX header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// Header flags; only [`HEADER_FLAG_NO_CHECKSUM`] is defined.
     pub flags: u32,
+    /// SQLite page size in bytes.
     pub page_size: u32,
     /// Database size in pages after this file is applied.
     pub commit: u32,
+    /// First TXID the file covers; 1 marks a snapshot.
     pub min_txid: TxId,
+    /// Last TXID the file covers.
     pub max_txid: TxId,
     /// Unix epoch milliseconds.
     pub timestamp: i64,
+    /// Rolling database checksum before this file is applied; 0 for a snapshot or with NoChecksum.
     pub pre_apply_checksum: u64,
+    /// Byte offset in the SQLite WAL where this file's frames start; 0 for compacted files.
     pub wal_offset: i64,
+    /// Number of WAL bytes this file covers (whole frames); 0 for compacted files.
     pub wal_size: i64,
+    /// Salt 1 of the WAL header that was read; 0 for compacted files.
     pub wal_salt1: u32,
+    /// Salt 2 of the WAL header that was read; 0 for compacted files.
     pub wal_salt2: u32,
+    /// Node ID; Litestream writes 0.
     pub node_id: u64,
 }
 
@@ -85,10 +112,12 @@ impl Header {
         self.min_txid == TxId(1)
     }
 
+    /// True when the NoChecksum flag is set (rolling database checksums are not tracked).
     pub fn no_checksum(&self) -> bool {
         self.flags & HEADER_FLAG_NO_CHECKSUM != 0
     }
 
+    /// The page size as a [`PageSize`].
     pub fn page_size(&self) -> PageSize {
         // Validation guarantees a legal size; fall back to the minimum rather than panic.
         PageSize::new(self.page_size).unwrap_or(PageSize::MIN)
@@ -202,11 +231,15 @@ impl Header {
 /// The decoded trailer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Trailer {
+    /// Rolling database checksum after this file is applied; 0 with NoChecksum.
     pub post_apply_checksum: u64,
+    /// CRC-64/GO-ISO of everything before it, pages taken uncompressed, with bit 63 set
+    /// (docs/ltx.md#file-checksum).
     pub file_checksum: u64,
 }
 
 impl Trailer {
+    /// Decodes the 16 on-disk bytes.
     pub fn decode(bytes: &[u8; TRAILER_SIZE]) -> Trailer {
         let raw = RawTrailer::ref_from_bytes(&bytes[..]).unwrap_or_else(|_| unreachable!());
         Trailer {

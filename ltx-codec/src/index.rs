@@ -23,6 +23,7 @@ pub fn max_frame_size(page_size: u32) -> u64 {
 /// Where one page's frame lies in an LTX file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageIndexEntry {
+    /// Page number.
     pub pgno: u32,
     /// Absolute file offset of the page's 6-byte header.
     pub offset: u64,
@@ -54,6 +55,7 @@ impl PageIndexEntry {
 /// A decoded page index, sorted by pgno.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PageIndex {
+    /// The entries, one per page, in ascending pgno.
     pub entries: Vec<PageIndexEntry>,
 }
 
@@ -146,6 +148,7 @@ impl PageIndex {
         Ok(PageIndex { entries })
     }
 
+    /// The entry for `pgno`, if the index has one.
     pub fn find(&self, pgno: u32) -> Option<&PageIndexEntry> {
         self.entries
             .binary_search_by_key(&pgno, |e| e.pgno)
@@ -153,10 +156,12 @@ impl PageIndex {
             .map(|i| &self.entries[i])
     }
 
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// True when the index has no entries.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

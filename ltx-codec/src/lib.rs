@@ -4,6 +4,8 @@
 //! [`ReadAt`] positional-read trait. Every malformed input is a typed [`Error`] that names what is
 //! wrong and at which byte offset; nothing panics on input.
 
+#![deny(missing_docs)]
+
 pub mod checksum;
 pub mod compactor;
 pub mod decoder;

@@ -75,6 +75,7 @@ fn le32(src: &[u8], at: usize) -> u32 {
 }
 
 impl Compressor {
+    /// A compressor with an empty hash table.
     pub fn new() -> Self {
         Compressor {
             table: vec![0; TABLE_SIZE]

@@ -10,6 +10,7 @@ use crate::{Error, Header, Result, HEADER_SIZE, TRAILER_SIZE};
 
 /// "Read these bytes at this offset". Implementations fill `buf` completely or fail.
 pub trait ReadAt {
+    /// Fills `buf` with the bytes at `offset`; a read past the end fails with `UnexpectedEof`.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
 }
 
@@ -128,22 +129,27 @@ impl<S: ReadAt> PageReader<S> {
         })
     }
 
+    /// The decoded header.
     pub fn header(&self) -> &Header {
         &self.header
     }
 
+    /// The decoded trailer (its file checksum is not verified).
     pub fn trailer(&self) -> &Trailer {
         &self.trailer
     }
 
+    /// The decoded page index.
     pub fn index(&self) -> &PageIndex {
         &self.index
     }
 
+    /// Size of the file in bytes, as given to [`PageReader::open`].
     pub fn size(&self) -> u64 {
         self.size
     }
 
+    /// The source the file is read from.
     pub fn source(&self) -> &S {
         &self.src
     }

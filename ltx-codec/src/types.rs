@@ -8,8 +8,10 @@ use std::str::FromStr;
 pub struct TxId(pub u64);
 
 impl TxId {
+    /// TXID 0, which no LTX file carries (TXIDs start at 1).
     pub const ZERO: TxId = TxId(0);
 
+    /// The TXID after this one.
     pub fn next(self) -> TxId {
         TxId(self.0 + 1)
     }
@@ -58,16 +60,20 @@ impl fmt::Display for PageNo {
 pub struct PageSize(u32);
 
 impl PageSize {
+    /// The smallest page size, 512 bytes.
     pub const MIN: PageSize = PageSize(512);
 
+    /// `Some` when `size` is a power of two from 512 to 65536.
     pub fn new(size: u32) -> Option<PageSize> {
         ((512..=65536).contains(&size) && size.is_power_of_two()).then_some(PageSize(size))
     }
 
+    /// The size in bytes.
     pub fn get(self) -> u32 {
         self.0
     }
 
+    /// The size in bytes, as a `usize`.
     pub fn bytes(self) -> usize {
         self.0 as usize
     }
@@ -111,7 +117,9 @@ impl fmt::Display for Checksum {
 /// A replication position: TXID plus the post-apply checksum (`<txid>/<checksum>`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pos {
+    /// The last TXID reached.
     pub txid: TxId,
+    /// Post-apply checksum at that TXID.
     pub post_apply_checksum: Checksum,
 }
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::{Error, Result};
 
+/// Size of the WAL header in bytes.
 pub const WAL_HEADER_SIZE: usize = 32;
+/// Size of a WAL frame header in bytes (the page follows it).
 pub const WAL_FRAME_HEADER_SIZE: usize = 24;
 const MAGIC_LE: u32 = 0x377f_0682;
 const MAGIC_BE: u32 = 0x377f_0683;
@@ -20,11 +22,17 @@ fn be32(b: &[u8], at: usize) -> u32 {
 pub struct WalHeader {
     /// Checksum words are big-endian (magic 0x377f0683).
     pub big_endian: bool,
+    /// Database page size in bytes (a stored 1 means 65536).
     pub page_size: u32,
+    /// Checkpoint sequence number.
     pub checkpoint_seq: u32,
+    /// Salt 1; SQLite changes it each time the WAL restarts.
     pub salt1: u32,
+    /// Salt 2; SQLite picks a new random value each time the WAL restarts.
     pub salt2: u32,
+    /// Checksum 1 of header bytes 0..24.
     pub checksum1: u32,
+    /// Checksum 2 of header bytes 0..24.
     pub checksum2: u32,
 }
 
@@ -65,6 +73,7 @@ impl WalHeader {
         Ok(((c1, c2) == (h.checksum1, h.checksum2)).then_some(h))
     }
 
+    /// Size of one frame in bytes: its 24-byte header plus one page.
     pub fn frame_size(&self) -> usize {
         WAL_FRAME_HEADER_SIZE + self.page_size as usize
     }
@@ -105,13 +114,16 @@ pub fn checksum(big_endian: bool, seed: (u32, u32), data: &[u8]) -> (u32, u32) {
 pub struct WalFrame<'a> {
     /// Byte offset of the frame header in the WAL.
     pub offset: u64,
+    /// Page number the frame holds.
     pub pgno: u32,
     /// Database size in pages for a commit frame, 0 otherwise.
     pub commit: u32,
+    /// The page bytes (PageSize long).
     pub data: &'a [u8],
 }
 
 impl WalFrame<'_> {
+    /// True for a commit frame, the last frame of a SQLite transaction.
     pub fn is_commit(&self) -> bool {
         self.commit != 0
     }
@@ -178,6 +190,7 @@ impl FrameCursor {
         Ok(Some(c))
     }
 
+    /// The WAL header.
     pub fn header(&self) -> &WalHeader {
         &self.header
     }
@@ -246,6 +259,7 @@ impl<'a> WalReader<'a> {
         )
     }
 
+    /// The WAL header.
     pub fn header(&self) -> &WalHeader {
         self.cursor.header()
     }
@@ -301,6 +315,8 @@ pub struct CommittedBuilder {
 }
 
 impl CommittedBuilder {
+    /// Starts collecting at WAL offset `start`; `frame_size` is the WAL's frame size and
+    /// `max_bytes` the optional byte limit described above.
     pub fn new(start: u64, frame_size: u64, max_bytes: Option<u64>) -> Self {
         CommittedBuilder {
             out: Committed {

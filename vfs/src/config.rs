@@ -12,12 +12,18 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 /// Bytes of decompressed pages kept for all open databases of the process together.
 pub const DEFAULT_CACHE: u64 = 32 << 20;
 
+/// What the environment asks of the extension.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// `LITESTREAM_REPLICA_URL`: the replica every database of the process is read from.
     pub replica_url: String,
+    /// `LITESTREAM_SYNC_INTERVAL`: how often the replica is looked at for new files.
     pub poll: Duration,
+    /// `LITESTREAM_CACHE_SIZE`: the page cache's budget for the whole process, in bytes.
     pub cache_bytes: u64,
+    /// `LITESTREAM_LOG_LEVEL=DEBUG`.
     pub debug: bool,
+    /// `LITESTREAM_LOG_FILE`: where the log goes instead of standard error.
     pub log_file: Option<PathBuf>,
     /// Hydration on, and the copy's path if one was given.
     pub hydration: Option<Option<PathBuf>>,

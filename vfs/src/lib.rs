@@ -13,6 +13,8 @@
 //! the whole process shares; every read transaction sees one TXID; new files are followed at
 //! the poll interval and become visible to the next transaction.
 
+#![deny(missing_docs)]
+
 mod api;
 mod cache;
 pub mod config;
