@@ -15,6 +15,7 @@ use crate::node::Node;
 /// The control socket (`socket.path`, `socket.permissions`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketConfig {
+    /// `socket.path`, expanded (default [`DEFAULT_SOCKET_PATH`]).
     pub path: PathBuf,
     /// File mode of the socket (default 0600).
     pub permissions: u32,
@@ -26,6 +27,7 @@ pub const DEFAULT_SOCKET_PATH: &str = "/var/run/litestream.sock";
 /// Heartbeat pings (`heartbeat-url`, `heartbeat-interval`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct HeartbeatConfig {
+    /// `heartbeat-url`: the HTTP or HTTPS URL to send a GET to.
     pub url: String,
     /// At least one minute (default five).
     pub interval: Duration,
@@ -41,11 +43,14 @@ impl std::fmt::Debug for HeartbeatConfig {
     }
 }
 
+/// The `logging:` section (docs/config-and-cli.md#top-level-keys).
 #[derive(Clone, Debug, Default)]
 pub struct LoggingConfig {
+    /// `level`: `trace`, `debug`, `info`, `warn` or `error`, checked (`None` when unset or empty).
     pub level: Option<String>,
     /// `type`: `text`, `json` or `pretty`.
     pub format: crate::logfmt::LogFormat,
+    /// `stderr`: log to standard error instead of standard output (default false).
     pub stderr: bool,
     /// `source`: each line says where it was logged.
     pub source: bool,

@@ -17,27 +17,37 @@ use crate::replica::{read_replica, ReplicaConfig, ReplicaFields};
 /// One database and its replica.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DbConfig {
+    /// `path`: the database file, expanded and made absolute.
     pub path: PathBuf,
     /// The local meta directory (`<dir>/.<name>-litestream` unless `meta-path` is set).
     pub meta_path: PathBuf,
+    /// `monitor-interval`: the fallback timer for checking the database for changes (default 1s;
+    /// 0 turns monitoring off).
     pub monitor_interval: Duration,
+    /// `checkpoint-interval`: how often a checkpoint is attempted (default 1m).
     pub checkpoint_interval: Duration,
+    /// `busy-timeout`: SQLite's busy timeout on the database connection (default 1s).
     pub busy_timeout: Duration,
+    /// `min-checkpoint-page-count`: WAL size in pages that triggers a PASSIVE checkpoint (default
+    /// 1000, must be > 0).
     pub min_checkpoint_page_n: u64,
     /// 0 means the default; negative disables the emergency TRUNCATE.
     pub truncate_page_n: i64,
+    /// `max-sync-wal-bytes`: a pass stops reading the WAL at the first commit past this (default
+    /// 64 MiB).
     pub max_sync_wal_bytes: u64,
     /// `restore-if-db-not-exists`: restore from the replica before replicating when the
     /// database file is missing.
     pub restore_if_missing: bool,
+    /// `replica` (or the one entry of the deprecated `replicas` list).
     pub replica: ReplicaConfig,
 }
 
 /// A database entry's own `snapshot.interval` and `snapshot.retention`.
 pub(crate) type DbSnapshot = (Option<Duration>, Option<Duration>);
 
-/// One `dbs` entry; returns it with its unknown keys and its snapshot settings. Settings this
-/// implementation does not act on yet go to `unsupported`.
+/// One `dbs` entry; returns it with its unknown keys and its snapshot settings. Settings that
+/// stop `replicate` but not a restore go to `unsupported`.
 pub(crate) fn read_db(
     n: &mut Node<'_>,
     global: &ReplicaFields,

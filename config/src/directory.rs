@@ -28,10 +28,15 @@ pub enum MetaBase {
 pub struct DirConfig {
     /// `dbs[i]`, for messages.
     pub key: String,
+    /// `dir`: the directory searched for databases, expanded.
     pub dir: PathBuf,
+    /// `pattern`: the glob a database's base name must match.
     pub pattern: String,
+    /// `recursive`: also search subdirectories of `dir` (default false).
     pub recursive: bool,
+    /// `watch`: pick up databases created under `dir` while running (default false).
     pub watch: bool,
+    /// Where each database's meta directory goes (`meta-dir`, `meta-path` or the default).
     pub meta: MetaBase,
     /// `restore-if-db-not-exists` as written on the entry. Litestream 0.5.17 only restores
     /// entries with a `path`, so it is not acted on (a warning says so).

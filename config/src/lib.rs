@@ -9,6 +9,8 @@
 //! its key path ([`ConfigError`]). The command-line form (`DB_PATH REPLICA_URL`) goes through
 //! the same reader ([`from_args`]).
 
+#![deny(missing_docs)]
+
 pub mod daemon;
 pub mod database;
 pub mod defaults;
@@ -66,18 +68,28 @@ pub struct Config {
     pub mcp: McpConfig,
     /// Compaction intervals of levels 1..=n (`levels:`); stored for the compactor.
     pub levels: Vec<Duration>,
+    /// `snapshot.interval`: how often a full snapshot is taken (default 24h, must be > 0).
     pub snapshot_interval: Duration,
+    /// `snapshot.retention`: how long snapshots are kept (default 24h, must be > 0).
     pub snapshot_retention: Duration,
+    /// `l0-retention`: how long an L0 file is kept once L1 covers it (default 5m).
     /// Zero disables L0 retention.
     pub l0_retention: Duration,
+    /// `l0-retention-check-interval`: how often L0 retention is enforced (default 15s).
     pub l0_retention_check_interval: Duration,
+    /// `retention.enabled`: whether old files are deleted from replicas (default true).
     pub retention_enabled: bool,
+    /// `verify-compaction`: check a level's TXID chain after each compaction (default false).
     pub verify_compaction: bool,
     /// `validation.interval`: how often every level's TXID chain is checked (logging only).
     pub validation_interval: Option<Duration>,
+    /// `shutdown-sync-timeout`: how long the final upload at shutdown is retried (default 30s).
     pub shutdown_sync_timeout: Duration,
+    /// `shutdown-sync-interval`: the wait between those retries (default 500ms).
     pub shutdown_sync_interval: Duration,
+    /// `exec`: a command to run; replication stops when it exits (`None` when unset or empty).
     pub exec: Option<String>,
+    /// `logging.level`, `.type`, `.stderr` and `.source`.
     pub logging: LoggingConfig,
     /// `socket:` with `enabled: true`: where to serve the control socket.
     pub socket: Option<SocketConfig>,
@@ -85,10 +97,10 @@ pub struct Config {
     pub heartbeat: Option<HeartbeatConfig>,
     /// Unknown keys, with their line, for the caller to log once logging is set up.
     pub warnings: Vec<String>,
-    /// Problems that stop `replicate` but not a restore: settings this implementation does not act
-    /// on yet (`auto-recover`), listen addresses that cannot be bound, and
-    /// an empty `mcp-token`. Kept apart so that `ls-restore -config` reads every config
-    /// Litestream's restore reads; `ls-engine` refuses the config on the first one.
+    /// Problems that stop `replicate` but not a restore: an `age` block `replicate` cannot use,
+    /// listen addresses that cannot be bound, and an empty `mcp-token`. Kept apart so that
+    /// `ls-restore -config` reads every config Litestream's restore reads; `ls-engine` refuses
+    /// the config on the first one.
     pub replicate_errors: Vec<ConfigError>,
 }
 

@@ -40,6 +40,7 @@ impl LogFormat {
 /// A `tracing` event formatter giving Litestream's line layouts.
 #[derive(Clone, Copy, Debug)]
 pub struct SlogFormat {
+    /// `logging.type`: which layout to write.
     pub format: LogFormat,
     /// `logging.source`: add the file and line the event was logged from.
     pub source: bool,

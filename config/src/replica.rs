@@ -88,10 +88,16 @@ impl PartialEq<&str> for ReplicaKind {
 /// one was given (else empty) and `settings` holds the backend keys, `path` included.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReplicaConfig {
+    /// `type`, else the URL's scheme (default `file`).
     pub kind: ReplicaKind,
+    /// `url` for remote replicas (empty if none); for `file`, the absolute directory from `url` or
+    /// `path`.
     pub url: String,
+    /// `sync-interval`: how often new LTX files are uploaded (default 1s, must be > 0).
     pub sync_interval: Duration,
+    /// `max-sync-ltx-files`: the most LTX files uploaded in one sync (default 256).
     pub max_sync_ltx_files: u64,
+    /// `auto-recover`: reset damaged local state and snapshot again (default false).
     pub auto_recover: bool,
     /// Backend settings (`region`, `endpoint`, ...), passed through unchanged.
     pub settings: BTreeMap<String, String>,

@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use crate::config::defaults;
 
+/// The settings the checkpoint policy compares WAL sizes against (docs/wal.md#checkpoint-policy).
 #[derive(Clone, Copy, Debug)]
 pub struct Thresholds {
+    /// The database page size in bytes; 0 (no database open) means no checkpoint.
     pub page_size: u32,
+    /// `min-checkpoint-page-count`: WAL frames at which a PASSIVE checkpoint runs.
     pub min_checkpoint_page_n: u64,
     /// 0 = default, negative = emergency TRUNCATE disabled.
     pub truncate_page_n: i64,
@@ -29,20 +32,27 @@ impl Thresholds {
         }
     }
 
+    /// The WAL size in bytes at which the emergency TRUNCATE checkpoint is due.
     pub fn truncate_threshold(&self) -> u64 {
         wal_bytes(self.page_size, self.truncate_n().max(0) as u64)
     }
 
+    /// Whether a WAL of `wal_size` bytes is at or over the emergency threshold (never when it is
+    /// disabled or the page size is unknown).
     pub fn exceeds_truncate(&self, wal_size: u64) -> bool {
         self.truncate_n() > 0 && self.page_size != 0 && wal_size >= self.truncate_threshold()
     }
 }
 
+/// Which checkpoint, if any, [`decide`] asks for after a pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
+    /// No checkpoint.
     None,
     /// Try PASSIVE, then TRUNCATE unless PASSIVE restarted the WAL under the threshold.
     Emergency,
+    /// A PASSIVE checkpoint: the WAL reached `min-checkpoint-page-count` frames, or the time-based
+    /// rule fired.
     Passive,
 }
 

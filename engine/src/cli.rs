@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The parsed command line of `ls-engine`.
 #[derive(Debug, Parser)]
 #[command(
     name = "ls-engine",
@@ -12,10 +13,12 @@ use clap::{Args, Parser, Subcommand};
     about = "Litestream-compatible SQLite replication"
 )]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands (docs/config-and-cli.md#commands).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Continuously replicate databases (like `litestream replicate`).
@@ -50,6 +53,7 @@ pub enum Command {
     Version(VersionArgs),
 }
 
+/// The flags of `version`.
 #[derive(Debug, Args)]
 pub struct VersionArgs {
     /// Also print the Litestream version this one is compatible with, the SQLite linked in and
@@ -76,6 +80,7 @@ pub struct CtlArgs {
 }
 
 impl CtlArgs {
+    /// The options for [`crate::ctl`], with `default_timeout` seconds when `-timeout` is not given.
     pub fn opts(&self, default_timeout: i64) -> crate::ctl::Opts<'_> {
         crate::ctl::Opts {
             socket: &self.socket,
@@ -85,8 +90,10 @@ impl CtlArgs {
     }
 }
 
+/// The flags and arguments of `sync`.
 #[derive(Debug, Args)]
 pub struct SyncArgs {
+    /// The control socket flags and the database path.
     #[command(flatten)]
     pub ctl: CtlArgs,
     /// Block until the replica has the sync too.
@@ -94,8 +101,10 @@ pub struct SyncArgs {
     pub wait: bool,
 }
 
+/// The flags and arguments of `register`.
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
+    /// The control socket flags and the database path.
     #[command(flatten)]
     pub ctl: CtlArgs,
     /// Replica URL (e.g. s3://bucket/prefix, file:///backup/path).
@@ -103,8 +112,10 @@ pub struct RegisterArgs {
     pub replica: Option<String>,
 }
 
+/// The flags and arguments of `unregister`.
 #[derive(Debug, Args)]
 pub struct UnregisterArgs {
+    /// The control socket flags and the database path.
     #[command(flatten)]
     pub ctl: CtlArgs,
     /// Print what would be unregistered without asking the daemon.
@@ -112,8 +123,10 @@ pub struct UnregisterArgs {
     pub dry_run: bool,
 }
 
+/// The flags and argument of `status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// The config file flags.
     #[command(flatten)]
     pub cfg: ConfigArgs,
     /// Print JSON instead of a table.
@@ -124,8 +137,10 @@ pub struct StatusArgs {
     pub db: Option<String>,
 }
 
+/// The flags and argument of `reset`.
 #[derive(Debug, Args)]
 pub struct ResetArgs {
+    /// The config file flags.
     #[command(flatten)]
     pub cfg: ConfigArgs,
     /// Only list the local files that would be removed.
@@ -147,6 +162,7 @@ pub struct ConfigArgs {
     pub no_expand_env: bool,
 }
 
+/// The arguments of `restore`, which parses them itself.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// Arguments of `litestream restore`, passed through unchanged.
@@ -158,8 +174,10 @@ pub struct RestoreArgs {
     pub args: Vec<String>,
 }
 
+/// The flags of `databases`.
 #[derive(Debug, Args)]
 pub struct DatabasesArgs {
+    /// The config file flags.
     #[command(flatten)]
     pub cfg: ConfigArgs,
     /// Print JSON instead of a table.
@@ -167,8 +185,10 @@ pub struct DatabasesArgs {
     pub json: bool,
 }
 
+/// The flags and argument of `ltx` (alias `wal`).
 #[derive(Debug, Args)]
 pub struct LtxArgs {
+    /// The config file flags.
     #[command(flatten)]
     pub cfg: ConfigArgs,
     /// Compaction level to list: 0-9 or "all".
@@ -183,6 +203,7 @@ pub struct LtxArgs {
     pub target: Option<String>,
 }
 
+/// The flags and arguments of `replicate`.
 #[derive(Debug, Args)]
 pub struct ReplicateArgs {
     /// Config file (default $LITESTREAM_CONFIG, else /etc/litestream.yml).
@@ -317,6 +338,7 @@ pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString
     out
 }
 
+/// Parses the command line after [`normalize_args`] has rewritten Litestream's single-dash flags.
 pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(normalize_args(args))
 }

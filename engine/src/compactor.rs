@@ -43,6 +43,7 @@ pub fn newest(files: &[LtxFileInfo]) -> Option<&LtxFileInfo> {
 /// Why a level was left alone; both are normal outcomes, not errors.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// The source level was merged into this new file, now uploaded to the destination level.
     Compacted(LtxFileInfo),
     /// The destination already has a file created after the current period began.
     TooEarly,

@@ -15,7 +15,9 @@ use storage::value::format_duration;
 /// A failure, printed as `Error: <msg>` (and `Try: <hint>` for usage errors).
 #[derive(Debug)]
 pub struct CtlError {
+    /// The message printed after `Error: `.
     pub msg: String,
+    /// For usage errors, the command printed after `Try: `.
     pub hint: Option<String>,
 }
 
@@ -46,8 +48,11 @@ type Result<T> = std::result::Result<T, CtlError>;
 /// `-socket`, `-timeout` (seconds) and `-json`.
 #[derive(Clone, Copy, Debug)]
 pub struct Opts<'a> {
+    /// Path to the control socket.
     pub socket: &'a str,
+    /// Maximum time to wait for the answer, in seconds.
     pub timeout: i64,
+    /// Print raw JSON instead of human-readable text.
     pub json: bool,
 }
 

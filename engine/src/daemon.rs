@@ -34,18 +34,24 @@ pub struct Options {
 /// Why the daemon did not start; nothing it started is left running.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The metrics listener's `addr` is malformed or cannot be bound.
     #[error(transparent)]
     Addr(#[from] AddrError),
+    /// The MCP server could not be started on `mcp-addr`.
     #[error(transparent)]
     Mcp(#[from] McpError),
+    /// A bound listener could not tell its local address.
     #[error("config key {key}: listener address: {source}")]
     LocalAddr {
+        /// The config key of the listener (`addr` or `mcp-addr`).
         key: &'static str,
+        /// The error from asking the listener for its address.
         source: std::io::Error,
     },
     /// `restore-if-db-not-exists` failed for a database.
     #[error(transparent)]
     Restore(#[from] crate::error::Error),
+    /// The control socket could not be set up; the message says why.
     #[error("{0}")]
     Socket(String),
 }

@@ -2,29 +2,42 @@
 
 use std::path::PathBuf;
 
+/// An engine error: a failed SQLite, file, LTX or replica operation, or a replication conflict.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A SQLite call failed.
     #[error("{what}: {source}")]
     Sqlite {
+        /// What was being done.
         what: String,
+        /// The SQLite error.
         #[source]
         source: rusqlite::Error,
     },
+    /// A file system operation failed.
     #[error("{what} {path}: {source}")]
     Io {
+        /// The operation (`stat`, `open WAL`, ...).
         what: &'static str,
+        /// The file or directory it was applied to.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// Encoding or decoding an LTX file failed.
     #[error("{what}: {source}")]
     Ltx {
+        /// What was being done, naming the file.
         what: String,
+        /// The LTX codec's error.
         #[source]
         source: ltx_codec::Error,
     },
+    /// A replica (storage backend) operation failed.
     #[error("replica: {0}")]
     Storage(#[from] storage::StorageError),
+    /// Verify could not decide how the next L0 file continues (docs/wal.md#verify).
     #[error("verify: {0}")]
     Verify(#[from] crate::verify::VerifyError),
     /// The replica holds a file at a TXID of ours that this database did not write: another
@@ -36,20 +49,31 @@ pub enum Error {
         db.display()
     )]
     Conflict {
+        /// The database path.
         db: PathBuf,
+        /// The other writer's file, as its path under the replica.
         file: String,
+        /// This database's position: its highest local L0 TXID.
         local: ltx_codec::TxId,
+        /// The max TXID of that file.
         replica: ltx_codec::TxId,
     },
     /// A local L0 file that is missing or does not decode: the local state is damaged, and
     /// `auto-recover` resets it (docs/wal.md#auto-recover).
     #[error("local L0 file {}: {reason}", path.display())]
-    LocalL0 { path: PathBuf, reason: String },
+    LocalL0 {
+        /// The local L0 file.
+        path: PathBuf,
+        /// What is wrong with it: `<what>: missing` or `corrupt: <error>`.
+        reason: String,
+    },
+    /// Any other failure, as its message.
     #[error("{0}")]
     Other(String),
 }
 
 impl Error {
+    /// An [`Error::Io`] for `what` on `path`.
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             what,
@@ -58,6 +82,7 @@ impl Error {
         }
     }
 
+    /// An [`Error::Sqlite`] for `what`.
     pub fn sqlite(what: impl Into<String>, source: rusqlite::Error) -> Self {
         Error::Sqlite {
             what: what.into(),
@@ -84,6 +109,7 @@ impl Error {
         }
     }
 
+    /// An [`Error::Ltx`] for `what`.
     pub fn ltx(what: impl Into<String>, source: ltx_codec::Error) -> Self {
         Error::Ltx {
             what: what.into(),
@@ -133,6 +159,7 @@ impl Error {
     }
 }
 
+/// A result whose error is an engine [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub struct StopSignals {
 }
 
 impl StopSignals {
+    /// Installs the SIGTERM and SIGINT handlers.
     pub fn install() -> std::io::Result<StopSignals> {
         Ok(StopSignals {
             term: signal(SignalKind::terminate())?,

@@ -25,16 +25,24 @@ const MAX_METRICS_BODY: usize = 64 << 10;
 /// A problem with a listen-address key (`addr`, `mcp-addr`): its form, or binding it.
 #[derive(Debug, thiserror::Error)]
 pub enum AddrError {
+    /// The address does not parse as `host:port` or `[ipv6]:port`.
     #[error("config key {key}: {addr:?}: {msg}")]
     Invalid {
+        /// The config key (`addr` or `mcp-addr`).
         key: &'static str,
+        /// The address as configured.
         addr: String,
+        /// What is wrong with it.
         msg: &'static str,
     },
+    /// Listening on the address failed.
     #[error("config key {key}: cannot listen on {addr:?}: {source}")]
     Bind {
+        /// The config key (`addr` or `mcp-addr`).
         key: &'static str,
+        /// The address as configured.
         addr: String,
+        /// The error from binding it.
         #[source]
         source: std::io::Error,
     },
@@ -100,6 +108,7 @@ impl MetricsServer {
         Ok(MetricsServer { listener })
     }
 
+    /// The address the listener is bound to (with the actual port when `addr` asked for 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }

@@ -15,7 +15,9 @@ use crate::config::Config;
 /// Which levels `ltx -level` lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LevelSel {
+    /// Only this level.
     One(Level),
+    /// Every level, 0 to 9.
     All,
 }
 

@@ -13,10 +13,13 @@ use crate::walread::WalFile;
 /// Where page contents come from: the latest committed WAL frame if there is one, else the DB
 /// file.
 pub struct PageSource<'a> {
+    /// The WAL the frames are read from.
     pub wal: &'a WalFile,
     /// pgno -> WAL offset of its frame header.
     pub wal_pages: &'a BTreeMap<u32, u64>,
+    /// The database file, for pages no WAL frame holds.
     pub db: &'a File,
+    /// The page size in bytes.
     pub page_size: u32,
 }
 
@@ -47,12 +50,19 @@ impl PageSource<'_> {
 /// it.
 #[derive(Clone, Copy, Debug)]
 pub struct L0Params {
+    /// The file's TXID: both its min and max TXID.
     pub txid: TxId,
+    /// The database page size in bytes.
     pub page_size: u32,
+    /// The database size in pages after the last commit the file holds.
     pub commit: u32,
+    /// When the file was encoded, in milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+    /// The WAL offset this read started at (32 or later).
     pub wal_offset: u64,
+    /// The WAL bytes read from `wal_offset`; 0 when nothing was read.
     pub wal_size: u64,
+    /// The salts (salt 1, salt 2) of the WAL generation read.
     pub salts: (u32, u32),
 }
 
@@ -64,6 +74,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The LTX header of an L0 file with the values of `p`.
 pub fn header(p: &L0Params) -> Header {
     let mut h = Header::new(p.page_size, p.commit, p.txid, p.txid, p.timestamp_ms);
     h.wal_offset = p.wal_offset as i64;

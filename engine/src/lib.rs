@@ -24,6 +24,8 @@
 //! - [`metrics`] holds Litestream's Prometheus series (atomics bumped by the follower and
 //!   retention); [`http`] serves them on `addr` at `/metrics`.
 
+#![deny(missing_docs)]
+
 pub mod bootstrap;
 pub mod checkpoint;
 pub mod cli;

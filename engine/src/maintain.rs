@@ -20,12 +20,16 @@ use crate::schedule::{jitter, next_at, JobPermits};
 use crate::snapshot;
 use crate::validate;
 
+/// The maintenance schedules and retention policy, from the config.
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// Intervals of levels 1..=n.
     pub levels: Vec<Duration>,
+    /// `snapshot.interval`: how often a level-9 snapshot is due.
     pub snapshot_interval: Duration,
+    /// `l0-retention-check-interval`: how often L0 retention runs (0 turns it off).
     pub l0_check_interval: Duration,
+    /// What retention may delete.
     pub policy: Policy,
     /// `verify-compaction`: check the level's TXID chain after each compaction.
     pub verify_compaction: bool,
@@ -41,16 +45,26 @@ enum Job {
     Validate,
 }
 
+/// The background maintenance loop of one database: compactions, snapshots, retention and
+/// validation.
 pub struct Maintainer {
+    /// The database's replica.
     pub replica: SharedReplica,
+    /// The database's local meta directory.
     pub meta: MetaDir,
+    /// The database path.
     pub db: PathBuf,
+    /// Its schedules and retention policy.
     pub settings: Settings,
+    /// The permits shared by every database's jobs.
     pub pool: JobPermits,
+    /// The follower's position (highest local L0 TXID).
     pub pos: watch::Receiver<TxId>,
     /// Highest TXID the replica holds: level 1's input.
     pub replicated: watch::Receiver<TxId>,
+    /// Asks the database task for a snapshot job.
     pub snap_tx: mpsc::Sender<snapshot::Request>,
+    /// Changes when the database's task is told to stop (shutdown, `stop` or `unregister`).
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -117,6 +131,7 @@ impl Maintainer {
         }
     }
 
+    /// Runs the jobs on their schedules until shutdown.
     pub async fn run(mut self) {
         let mut jobs: Vec<Job> = (1..=self.settings.levels.len() as u8)
             .map(Job::Level)

@@ -11,6 +11,8 @@ use ltx_codec::{Header, Level, TxId};
 
 use crate::error::{Error, Result};
 
+/// A database's local meta directory (by default `.<db file name>-litestream` beside it), which
+/// holds its L0 files under `ltx/0` (docs/replica-layout.md#local-meta-directory).
 #[derive(Clone, Debug)]
 pub struct MetaDir {
     root: PathBuf,
@@ -18,6 +20,7 @@ pub struct MetaDir {
 }
 
 impl MetaDir {
+    /// The meta directory at `root`; nothing is created yet.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         MetaDir {
             root: root.into(),
@@ -46,18 +49,22 @@ impl MetaDir {
             .map_err(|e| Error::io("create directory", dir, e))
     }
 
+    /// The meta directory itself.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// `<meta>/ltx`, the parent of the level directories.
     pub fn ltx_dir(&self) -> PathBuf {
         self.root.join("ltx")
     }
 
+    /// `<meta>/ltx/<level>`.
     pub fn level_dir(&self, level: Level) -> PathBuf {
         self.ltx_dir().join(level.0.to_string())
     }
 
+    /// The path of the L0 file for `txid`: `<meta>/ltx/0/<txid>-<txid>.ltx`.
     pub fn l0_path(&self, txid: TxId) -> PathBuf {
         self.level_dir(Level(0)).join(ltx_file_name(txid, txid))
     }
@@ -144,7 +151,10 @@ impl MetaDir {
 /// the one verify compares with the WAL. Other pages are read from the file when asked for.
 #[derive(Clone, Debug)]
 pub struct LastL0 {
+    /// The file's LTX header.
     pub header: Header,
+    /// The page number and contents of the WAL frame just before the file's end, when this process
+    /// wrote the file.
     pub last_page: Option<(u32, Arc<Vec<u8>>)>,
 }
 
@@ -197,10 +207,12 @@ impl StagedFile {
         self.off + self.buf.len() as u64
     }
 
+    /// Whether nothing has been written yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The final path the file gets on `commit`.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -81,6 +81,9 @@ impl DbMetrics {
         self.compaction_verify_errors.fetch_add(1, Relaxed);
     }
 
+    /// A checkpoint in `mode` ended after `took`: counts it in `litestream_checkpoint_count`, adds
+    /// its time to `litestream_checkpoint_seconds`, and a failure to
+    /// `litestream_checkpoint_error_count`.
     pub fn checkpoint_done(&self, mode: CheckpointMode, took: Duration, failed: bool) {
         let c = &self.checkpoints[mode as usize];
         c.count.fetch_add(1, Relaxed);

@@ -67,6 +67,8 @@ fn check_fd_limit(dbs: usize) -> std::result::Result<(), String> {
 /// Longest wait between retries of a failing database (Litestream's `DefaultSyncBackoffMax`).
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// The `replicate` flags that change how every database runs (`-once`, `-force-snapshot`,
+/// `-enforce-retention`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     /// Sync every database once, upload, and return.

@@ -67,7 +67,10 @@ pub fn level_victims(files: &[LtxFileInfo], floor: TxId) -> Vec<LtxFileInfo> {
 /// What retention may touch.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {
+    /// `l0-retention`: how old an L0 file covered by L1 must be before it is deleted (0 turns L0
+    /// retention off).
     pub l0_retention: Duration,
+    /// `snapshot.retention`: how long level-9 snapshots are kept (the newest always is).
     pub snapshot_retention: Duration,
     /// `retention.enabled`; false skips every remote deletion, local cleanup still runs.
     pub remote: bool,
@@ -80,8 +83,11 @@ pub struct Policy {
 /// than the retention period on (where the scan stops).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct L0Scan {
+    /// L0 files old enough and covered by L1: the ones deleted (status `eligible`).
     pub eligible: usize,
+    /// L0 files old enough but not yet covered by L1 (status `not_compacted`).
     pub not_compacted: usize,
+    /// L0 files from the first one newer than the retention period on (status `too_recent`).
     pub too_recent: usize,
     /// When the first too-recent file gets old enough (its creation + the retention period):
     /// until then, and unless L0 or L1 change, another scan would find the same.

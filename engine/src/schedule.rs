@@ -43,6 +43,7 @@ pub fn jitter(db: &Path, interval: Duration) -> Duration {
 #[derive(Clone, Debug)]
 pub struct JobPermits(Arc<Semaphore>);
 
+/// How many permits [`JobPermits`] holds: jobs that may run at once across all databases.
 pub const JOB_PERMITS: usize = 2;
 
 impl Default for JobPermits {

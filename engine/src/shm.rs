@@ -33,6 +33,7 @@ pub struct ShmPeek {
 }
 
 impl ShmPeek {
+    /// The peek at `<db>-shm` for database `db`; the file is not opened yet.
     pub fn new(db: &Path) -> ShmPeek {
         let mut p = db.as_os_str().to_owned();
         p.push("-shm");

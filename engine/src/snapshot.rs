@@ -39,6 +39,8 @@ pub struct ReadHold {
 }
 
 impl ReadHold {
+    /// Records that the follower lost its read transaction: a snapshot read under it is thrown
+    /// away.
     pub fn mark_broken(&self) {
         self.broken.store(true, Ordering::Release);
     }
@@ -51,16 +53,23 @@ impl ReadHold {
 /// Everything needed to write `9/1-<txid>` from the database file and the WAL up to the offset
 /// the follower had synced when it was taken.
 pub struct Job {
+    /// The database path.
     pub db_path: PathBuf,
+    /// The database's WAL path.
     pub wal_path: PathBuf,
     /// The follower's own handle on the database file, shared rather than duplicated: closing
     /// any descriptor of the file would drop the locks SQLite holds on it for this process.
     pub db: Arc<File>,
+    /// The database page size in bytes.
     pub page_size: u32,
+    /// The follower's position, which becomes the snapshot's max TXID.
     pub txid: TxId,
     /// End of the WAL bytes `txid` covers.
     pub wal_end: u64,
+    /// The meta directory the snapshot is staged in.
     pub meta: MetaDir,
+    /// The claim on the follower's read transaction that holds checkpoints off while the job
+    /// lives.
     pub hold: Arc<ReadHold>,
 }
 

@@ -102,6 +102,7 @@ impl Access {
         self.mode & 0o020 != 0 && (gid == self.gid || pid.is_some_and(|p| in_group(p, self.gid)))
     }
 
+    /// The socket file's permission bits (`socket.permissions`).
     pub fn mode(&self) -> u32 {
         self.mode
     }

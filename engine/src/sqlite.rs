@@ -18,11 +18,14 @@ use crate::error::{Error, Result};
 /// Checkpoint modes Litestream uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckpointMode {
+    /// PASSIVE: copies the frames it can without waiting for readers or writers.
     Passive,
+    /// TRUNCATE: copies every frame into the database, then restarts the WAL and truncates it.
     Truncate,
 }
 
 impl CheckpointMode {
+    /// The mode as SQLite spells it in `PRAGMA wal_checkpoint(<mode>)`.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckpointMode::Passive => "PASSIVE",
@@ -31,6 +34,9 @@ impl CheckpointMode {
     }
 }
 
+/// The SQLite connections of one followed database: one that holds the long read transaction,
+/// and a spare one opened only when needed (checkpoints, `_litestream_seq` bumps, the write lock,
+/// moving the read transaction).
 pub struct Conns {
     path: PathBuf,
     busy: Duration,
@@ -205,6 +211,7 @@ impl Conns {
         unsafe { ffi::sqlite3_db_release_memory(self.held.handle()) };
     }
 
+    /// The database page size in bytes (`PRAGMA page_size`); an error below 512.
     pub fn page_size(&self) -> Result<u32> {
         let n: i64 = self
             .held
@@ -253,6 +260,7 @@ impl Conns {
         r
     }
 
+    /// Ends the long read transaction, if held.
     pub fn release_read_lock(&mut self) -> Result<()> {
         if !self.in_read_txn {
             return Ok(());
@@ -263,6 +271,7 @@ impl Conns {
             .map_err(|e| Error::sqlite("release read lock", e))
     }
 
+    /// Whether the long read transaction is held.
     pub fn has_read_lock(&self) -> bool {
         self.in_read_txn
     }
@@ -284,6 +293,7 @@ impl Conns {
         Ok(())
     }
 
+    /// Releases the write lock of [`Conns::begin_write_lock`] by rolling its transaction back.
     pub fn end_write_lock(&mut self) -> Result<()> {
         if !self.in_lock_txn {
             return Ok(());

@@ -11,7 +11,9 @@ use serde::Serialize;
 /// A sync pass, or a checkpoint run outside one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
+    /// A sync pass (`sync`).
     Sync,
+    /// A checkpoint run outside a sync pass (`checkpoint`).
     Checkpoint,
 }
 
@@ -27,16 +29,24 @@ impl Operation {
 /// Where an operation is; the step that blocks is the one a stuck sync reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
+    /// The operation has just begun (`starting`).
     Starting,
+    /// Making sure a WAL with a header exists (`ensure_wal`).
     EnsureWal,
+    /// Verifying and copying committed frames into an L0 file (`verify_and_sync`).
     VerifyAndSync,
+    /// Applying the checkpoint policy (`checkpoint_if_needed`).
     CheckpointIfNeeded,
     /// The copy into the database file without the write lock (docs/checkpoints.md).
     CheckpointCopyBefore,
     /// Waiting for, and holding, the write lock.
     CheckpointLock,
+    /// Running the checkpoint under the write lock (`checkpoint_exec`).
     CheckpointExec,
+    /// Restarting the WAL with the `_litestream_seq` write and checking that it restarted
+    /// (`checkpoint_verify_restart`).
     CheckpointVerifyRestart,
+    /// Writing the snapshot that follows a TRUNCATE checkpoint (`checkpoint_snapshot_boundary`).
     CheckpointSnapshotBoundary,
     /// The pass's last step: where an idle database's status stays, as in Litestream.
     UpdateMetrics,
@@ -85,28 +95,41 @@ pub struct SyncStatus {
 /// are left out as Go's `omitempty` leaves them out.
 #[derive(Debug, Serialize)]
 pub struct Diagnostic {
+    /// The database path.
     pub path: String,
+    /// Whether an operation is under way.
     pub active: bool,
+    /// The current or last operation: `sync` or `checkpoint`.
     #[serde(skip_serializing_if = "str::is_empty")]
     pub operation: &'static str,
+    /// The current or last phase, such as `update_metrics`.
     #[serde(skip_serializing_if = "str::is_empty")]
     pub phase: &'static str,
+    /// When the operation began, RFC 3339 with nanoseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
+    /// When the status last changed, RFC 3339 with nanoseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
+    /// Seconds since the operation began: up to now while active, else up to its end.
     #[serde(skip_serializing_if = "is_zero_f64")]
     pub elapsed_seconds: f64,
+    /// The local position (highest L0 TXID) when the last operation ended.
     #[serde(skip_serializing_if = "is_zero")]
     pub txid: u64,
+    /// The WAL file's size in bytes when the last operation ended.
     #[serde(skip_serializing_if = "is_zero")]
     pub wal_size: u64,
+    /// The end of the WAL bytes the last L0 file covered, in bytes.
     #[serde(skip_serializing_if = "is_zero")]
     pub last_synced_wal_offset: u64,
+    /// Whether a level-9 snapshot was reading under the read transaction when the operation began.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub snapshotting: bool,
+    /// The mode of the checkpoint in this operation, if any: `PASSIVE` or `TRUNCATE`.
     #[serde(skip_serializing_if = "str::is_empty")]
     pub checkpoint_mode: &'static str,
+    /// The error of the last operation, if it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -143,6 +166,7 @@ impl SyncStatus {
         self.with(|s| s.start(op, snapshotting));
     }
 
+    /// The operation under way enters phase `p`.
     pub fn phase(&self, p: Phase) {
         self.with(|s| s.phase = Some(p));
     }
@@ -177,6 +201,7 @@ impl SyncStatus {
         });
     }
 
+    /// The `/debug/sync-status` entry for the database at `path`, as it stands now.
     pub fn report(&self, path: String) -> Diagnostic {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let fmt = storage::timefmt::format_rfc3339_nano;

@@ -21,6 +21,8 @@ use crate::meta::{MetaDir, KEEP_IN_MEMORY};
 use crate::replicate::{next_backoff, DbHandle};
 use storage::value::format_duration;
 
+/// Copies one database's local L0 files to its replica in TXID order, remembering the replica
+/// position between uploads (docs/wal.md#uploading).
 pub struct Uploader {
     replica: SharedReplica,
     meta: MetaDir,
@@ -136,6 +138,8 @@ async fn read_for_upload(path: &std::path::Path) -> Result<(Vec<u8>, Body)> {
 }
 
 impl Uploader {
+    /// An uploader from the meta directory `meta` of database `db` to `replica`, with the replica
+    /// position not yet known and no batch limit.
     pub fn new(replica: SharedReplica, meta: MetaDir, db: PathBuf) -> Self {
         Uploader {
             replica,

@@ -11,9 +11,11 @@ use crate::error::Result;
 /// One break in a level's chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Break {
+    /// The level whose chain breaks.
     pub level: Level,
     /// Litestream's names: `gap`, `overlap` or `unsorted`.
     pub kind: &'static str,
+    /// What was found, in Litestream's words, with the TXIDs involved.
     pub message: String,
 }
 

@@ -11,10 +11,13 @@ const HDR: u64 = WAL_HEADER_SIZE as u64;
 pub struct LastSync {
     /// `WALOffset + WALSize` of the last L0 file.
     pub end_offset: u64,
+    /// The WAL salts (salt 1, salt 2) in its header: the generation it was read from.
     pub salts: (u32, u32),
+    /// Its commit (the database size in pages), the next file's previous commit for growth pages.
     pub commit: u32,
 }
 
+/// What [`decide`] needs besides the two WAL inspections.
 #[derive(Clone, Copy, Debug)]
 pub struct VerifyInput {
     /// `None` before the first L0 file (TXID 0).
@@ -25,6 +28,7 @@ pub struct VerifyInput {
     pub wal_salts: (u32, u32),
     /// The previous pass read up to exactly the end of the WAL file.
     pub synced_to_wal_end: bool,
+    /// Bytes per WAL frame: 24 plus the page size.
     pub frame_size: u64,
     /// No pass since the database was opened: a WAL restart found now happened while we were
     /// not running, and the old generation may have held committed frames after our last
@@ -35,9 +39,13 @@ pub struct VerifyInput {
 /// Where and how the next pass reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncPlan {
+    /// The WAL offset to read from (32 or later).
     pub offset: u64,
+    /// The salts the frames read must carry.
     pub salts: (u32, u32),
+    /// The last L0 file's commit in pages; growth pages start after it (0 before the first file).
     pub prev_commit: u32,
+    /// Whether the next L0 file must hold every page of the database.
     pub snapshot: bool,
     /// Why a snapshot is needed (Litestream's wording), for the log.
     pub reason: Option<&'static str>,
@@ -45,10 +53,13 @@ pub struct SyncPlan {
     pub clear_synced_to_wal_end: bool,
 }
 
+/// Why verify could not decide.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// The frame before the last L0 file's end would start inside the 32-byte WAL header.
     #[error("prev WAL offset {0} is less than the header size")]
     BadOffset(u64),
+    /// Inspecting the WAL failed; the message says how.
     #[error("{0}")]
     Inspect(String),
 }

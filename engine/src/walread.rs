@@ -49,7 +49,9 @@ fn read_full(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
 
 /// The outcome of a scan: the committed pages and the salts of the generation read.
 pub struct Scan {
+    /// The latest committed frame of each page read, the last commit and where the read ended.
     pub committed: Committed,
+    /// The salts (salt 1, salt 2) of the WAL generation read.
     pub salts: (u32, u32),
     /// The offset the scan really started at (the WAL start when resuming failed).
     pub start: u64,
@@ -82,10 +84,12 @@ impl WalFile {
         })
     }
 
+    /// The bytes of the WAL this pass may read: its size when opened, or the limit if smaller.
     pub fn len(&self) -> u64 {
         self.len
     }
 
+    /// Whether there is nothing to read (a WAL of zero bytes, or a limit of 0).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -36,8 +36,11 @@ const DB_DIR_EVENTS: EventMask = EventMask::CREATE
 /// (`IN_DELETE_SELF`, `IN_MOVE_SELF`, `IN_IGNORED`).
 #[derive(Debug)]
 pub struct DirEvent {
+    /// The directory watched.
     pub dir: PathBuf,
+    /// The name of the entry the event is about; `None` for the directory itself.
     pub name: Option<OsString>,
+    /// What happened (inotify's event bits).
     pub mask: EventMask,
 }
 
@@ -60,6 +63,8 @@ enum Target {
 
 type Targets = HashMap<WatchDescriptor, Target>;
 
+/// The process's one inotify instance and its reader thread, which wakes the databases and
+/// directory listeners that events concern.
 pub struct Watcher {
     watches: Mutex<Watches>,
     targets: Arc<Mutex<Targets>>,
@@ -69,6 +74,7 @@ pub struct Watcher {
 pub struct DbWatch {
     watcher: Arc<Watcher>,
     files: [PathBuf; 2],
+    /// Gets a permit when the database or its WAL changes.
     pub notify: Arc<Notify>,
 }
 

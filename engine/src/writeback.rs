@@ -30,6 +30,8 @@ pub struct Trickle {
 }
 
 impl Trickle {
+    /// Starts the thread that begins the write-back of `file` every `every` (a hint: if the
+    /// thread cannot be spawned, nothing is written back early).
     pub fn start(file: Arc<File>, every: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();

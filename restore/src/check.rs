@@ -18,17 +18,25 @@ use crate::plan::{calc_plan, Listing, Target};
 use crate::progress::Progress;
 use crate::{RestoreError, Result};
 
+/// A replica file that failed verification.
 #[derive(Debug, Serialize)]
 pub struct Problem {
+    /// The file, as `<level>/<name>`.
     pub file: String,
+    /// Why it failed (the error's message).
     pub error: String,
 }
 
+/// What the check found in one level of the replica.
 #[derive(Debug, Serialize)]
 pub struct LevelReport {
+    /// The level number.
     pub level: u8,
+    /// How many files the level holds.
     pub files: usize,
+    /// The MinTXID of the level's first file.
     pub min_txid: String,
+    /// The MaxTXID of the level's last file.
     pub max_txid: String,
     /// TXID ranges missing between consecutive files of the level.
     pub gaps: Vec<String>,
@@ -36,23 +44,37 @@ pub struct LevelReport {
     pub reachable: bool,
 }
 
+/// A restore that verified files alone can complete.
 #[derive(Debug, Serialize)]
 pub struct Reach {
+    /// The TXID the restored database would be at.
     pub txid: String,
+    /// The database page size, in bytes.
     pub page_size: u32,
+    /// The database size in pages (the last file's Commit).
     pub commit: u32,
+    /// The database size in bytes (`commit × page_size`).
     pub db_size: u64,
+    /// The planned files, in order, as `<level>/<name>`.
     pub files: Vec<String>,
 }
 
+/// The result of `-check`, printed as text or JSON.
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
+    /// Whether every file verified and the latest restore would succeed.
     pub ok: bool,
+    /// How many files were verified.
     pub files_checked: usize,
+    /// The total size of the verified files, in bytes.
     pub bytes_checked: u64,
+    /// The files that failed verification.
     pub problems: Vec<Problem>,
+    /// One report per non-empty level.
     pub levels: Vec<LevelReport>,
+    /// The newest restore that verified files alone can complete, if any.
     pub latest: Option<Reach>,
+    /// Why a plain latest restore of the whole replica would fail, if it would.
     pub latest_error: Option<String>,
 }
 
@@ -180,6 +202,8 @@ pub async fn check_replica(client: &SharedReplica, parallelism: usize) -> Result
     })
 }
 
+/// Runs `-check`: verifies the replica, writes the report to `out` (JSON if `json`), and
+/// fails if any problem was found.
 pub async fn run(
     client: &SharedReplica,
     parallelism: usize,

@@ -18,6 +18,7 @@ pub trait PageSink {
     fn page_buf(&mut self, pgno: u32) -> Result<Option<&mut [u8]>>;
     /// Called after the page returned by `page_buf` is complete.
     fn commit(&mut self);
+    /// Writes out any pages still buffered; called once the chunk is done.
     fn flush(&mut self) -> Result<()>;
 }
 
@@ -37,8 +38,11 @@ impl PageSink for Discard {
 /// CRC of one chunk's share of the hashed stream, and that share's length.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChunkCrc {
+    /// CRC-64 of the chunk's share, computed from the initial state.
     pub crc: u64,
+    /// Length of the chunk's share of the hashed stream, in bytes.
     pub len: u64,
+    /// How many pages of the chunk were handed to the sink.
     pub pages: u64,
 }
 

@@ -21,24 +21,41 @@ use storage::timefmt::parse_rfc3339;
 /// Parsed flags and the one positional argument.
 #[derive(Clone)]
 pub struct Args {
+    /// `-config PATH`: the config file to look the database up in.
     pub config: Option<PathBuf>,
+    /// `-no-expand-env`: do not expand `$VAR`s in the config file.
     pub no_expand_env: bool,
+    /// `-o PATH`: the output path (required with a replica URL).
     pub output: Option<PathBuf>,
+    /// `-txid TXID`: restore up to and including this TXID.
     pub txid: Option<TxId>,
+    /// `-timestamp TIME`: restore only files created strictly before this time.
     pub timestamp: Option<SystemTime>,
+    /// `-parallelism NUM`: ranged reads in flight (default 8, at least 1).
     pub parallelism: usize,
+    /// `-if-db-not-exists`: succeed without restoring if the output already exists.
     pub if_db_not_exists: bool,
+    /// `-if-replica-exists`: succeed if the replica has no matching backup.
     pub if_replica_exists: bool,
+    /// `-dry-run`: print the restore plan and stop.
     pub dry_run: bool,
+    /// `-json`: machine-readable output on stdout.
     pub json: bool,
+    /// `-force`: replace an existing output database and its sidecars.
     pub force: bool,
+    /// `-f`: follow mode, keep applying new replica files after the restore.
     pub follow: bool,
+    /// `-follow-interval DUR`: how often follow mode polls the replica.
     pub follow_interval: Duration,
+    /// `-integrity-check MODE`: the SQLite check run before the database is published.
     pub integrity: IntegrityCheck,
+    /// `-check`: verify the replica instead of restoring it.
     pub check: bool,
+    /// `-h` or `-help`: print the usage text and stop.
     pub help: bool,
     /// `-age-identity FILE`, repeatable: identities that decrypt an encrypted replica.
     pub age_identities: Vec<PathBuf>,
+    /// The positional argument: a replica URL, or a database path to look up in the config.
     pub source: Option<String>,
 }
 
@@ -237,6 +254,7 @@ pub fn is_url(s: &str) -> bool {
     }
 }
 
+/// The help text printed by `-h` and `-help`.
 pub const USAGE: &str = "\
 ls-restore recovers a database from a Litestream replica, verifying every file.
 

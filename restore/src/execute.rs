@@ -21,9 +21,13 @@ use crate::{integrity, IntegrityCheck, RestoreError, Result};
 /// buffer per core, the page indexes and a 4-byte winner entry per page.
 #[derive(Clone, Debug)]
 pub struct ExecOptions {
+    /// Streamed ranged reads in flight at once (`-parallelism`).
     pub parallelism: usize,
+    /// Target size, in bytes, of the chunks page data is cut into for decoding.
     pub chunk_size: u64,
+    /// Size, in bytes, of each decode task's buffer of winning pages before it is written.
     pub write_batch: usize,
+    /// The SQLite check run on the result before it is published (`-integrity-check`).
     pub integrity: IntegrityCheck,
 }
 
@@ -41,11 +45,17 @@ impl Default for ExecOptions {
 /// What a successful restore produced.
 #[derive(Clone, Debug)]
 pub struct Restored {
+    /// The TXID the database was restored to (the last file's MaxTXID).
     pub txid: TxId,
+    /// The database page size, in bytes.
     pub page_size: u32,
+    /// The database size in pages (the last file's Commit).
     pub commit: u32,
+    /// How many replica files the plan used.
     pub files: usize,
+    /// Bytes of page data fetched from the replica.
     pub bytes_fetched: u64,
+    /// Pages written to the output.
     pub pages_written: u64,
 }
 

@@ -25,9 +25,13 @@ pub fn file_label(info: &LtxFileInfo) -> String {
 /// What restore needs to know about one file before fetching its pages.
 #[derive(Clone, Debug)]
 pub struct FileLayout {
+    /// The file as the replica listed it.
     pub info: LtxFileInfo,
+    /// The file's name in errors, as `<level>/<name>` (see [`file_label`]).
     pub label: String,
+    /// The file's decoded header.
     pub header: Header,
+    /// The FileChecksum stored in the file's trailer.
     pub file_checksum: u64,
     /// The page index in file order (the only copy kept: for a large database it is most of
     /// restore's memory). The entries tile `HEADER_SIZE..pages_end` exactly.
@@ -39,6 +43,7 @@ pub struct FileLayout {
     /// CRC and length of the bytes from the end marker through PostApplyChecksum (the end of
     /// the file checksum).
     pub tail_crc: u64,
+    /// Length of the bytes `tail_crc` covers.
     pub tail_len: u64,
 }
 
@@ -208,10 +213,13 @@ fn be8(b: &[u8]) -> [u8; 8] {
 /// A run of whole frames of one file, fetched with one ranged read.
 #[derive(Clone, Debug)]
 pub struct Chunk {
+    /// Position of the file in the plan (an index into the layouts).
     pub file: usize,
     /// Position among the file's chunks (CRCs are combined in this order).
     pub seq: usize,
+    /// File offset of the chunk's first frame.
     pub start: u64,
+    /// Length of the chunk, in bytes.
     pub len: u64,
     /// Indexes into the file's `frames`.
     pub frames: Range<usize>,

@@ -7,6 +7,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::{IntegrityCheck, RestoreError, Result};
 
+/// Runs `mode`'s pragma on the database at `path`, read-only, and fails unless SQLite reports
+/// `ok` (nothing is run for [`IntegrityCheck::None`]).
 pub fn check(path: &Path, mode: IntegrityCheck) -> Result<()> {
     let pragma = match mode {
         IntegrityCheck::None => return Ok(()),

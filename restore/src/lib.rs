@@ -3,6 +3,8 @@
 //! indexes first, fetches in parallel, decompresses on all cores, and verifies every file's
 //! checksum before the database appears.
 
+#![deny(missing_docs)]
+
 pub mod check;
 pub mod checksum;
 pub mod cli;
@@ -28,13 +30,17 @@ pub use source::AGE_IDENTITY_ENV;
 /// `-integrity-check`: what SQLite check runs on the restored file before it is published.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IntegrityCheck {
+    /// No check.
     #[default]
     None,
+    /// `PRAGMA quick_check`.
     Quick,
+    /// `PRAGMA integrity_check`.
     Full,
 }
 
 impl IntegrityCheck {
+    /// The flag value for this check: `none`, `quick` or `full`.
     pub fn as_str(self) -> &'static str {
         match self {
             IntegrityCheck::None => "none",

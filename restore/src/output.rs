@@ -27,6 +27,7 @@ pub const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
 /// The mode of a restored database when nothing better is known.
 pub const DEFAULT_MODE: u32 = 0o600;
 
+/// `path` with `suffix` appended to its last component (e.g. `db` and `-wal` give `db-wal`).
 pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
@@ -132,6 +133,7 @@ fn existing_sidecar(path: &Path) -> Result<Option<PathBuf>> {
 }
 
 impl PreparedOutput {
+    /// The checked output path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -268,6 +270,7 @@ pub fn create_private(path: &Path) -> Result<File> {
         .map_err(|e| RestoreError::io(path, e))
 }
 
+/// The directory holding `path`, `.` for a bare file name.
 pub fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),

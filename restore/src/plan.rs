@@ -14,6 +14,7 @@ use storage::timefmt::format_rfc3339;
 /// What to restore to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// The newest state the replica holds.
     Latest,
     /// Up to and including this TXID.
     Txid(TxId),
@@ -45,6 +46,7 @@ impl Target {
 /// Every level's files (0..=9), each in name order.
 #[derive(Clone, Debug, Default)]
 pub struct Listing {
+    /// The files of each level, indexed by level number.
     pub levels: [Vec<LtxFileInfo>; 10],
 }
 
@@ -72,6 +74,7 @@ impl Listing {
         Ok(listing)
     }
 
+    /// Builds a listing from files of any levels (files of levels above 9 are dropped).
     pub fn from_files(files: impl IntoIterator<Item = LtxFileInfo>) -> Listing {
         let mut listing = Listing::default();
         for f in files {
@@ -101,6 +104,7 @@ impl Listing {
         }
     }
 
+    /// Whether no level holds any file.
     pub fn is_empty(&self) -> bool {
         self.levels.iter().all(Vec::is_empty)
     }
@@ -227,25 +231,40 @@ pub fn calc_plan(listing: &Listing, target: Target) -> Result<Vec<LtxFileInfo>> 
 /// The plan as `litestream restore -dry-run -json` prints it.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlanReport {
+    /// The source argument (database path or replica URL), with any password redacted.
     pub source: String,
+    /// The output path.
     pub target_path: String,
+    /// The replica's kind (e.g. `file`, `s3`).
     pub replica: String,
+    /// The MinTXID of the plan's first file (empty for an empty plan).
     pub min_txid: String,
+    /// The MaxTXID of the plan's last file (empty for an empty plan).
     pub max_txid: String,
+    /// The planned files, in order.
     pub files: Vec<PlanReportFile>,
 }
 
+/// One file of a [`PlanReport`].
 #[derive(Clone, Debug, Serialize)]
 pub struct PlanReportFile {
+    /// The file's level.
     pub level: u8,
+    /// The file's name, `<min>-<max>.ltx`.
     pub name: String,
+    /// The file's MinTXID.
     pub min_txid: String,
+    /// The file's MaxTXID.
     pub max_txid: String,
+    /// The file's size in bytes, as listed.
     pub size: u64,
+    /// The file's CreatedAt, in RFC 3339.
     pub timestamp: String,
 }
 
 impl PlanReport {
+    /// The report for `plan`, restored from `source` (a replica of kind `replica`) to
+    /// `target_path`.
     pub fn new(source: &str, target_path: &str, replica: &str, plan: &[LtxFileInfo]) -> Self {
         PlanReport {
             source: storage::redact_url(source),

@@ -13,6 +13,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Counts pages but draws nothing.
     pub fn hidden() -> Progress {
         Progress {
             bar: None,
@@ -38,6 +39,7 @@ impl Progress {
         }
     }
 
+    /// Sets the totals: bytes to fetch and pages to write.
     pub fn start(&self, total_bytes: u64, total_pages: u64) {
         self.total_pages.store(total_pages, Ordering::Relaxed);
         if let Some(b) = &self.bar {
@@ -46,12 +48,14 @@ impl Progress {
         }
     }
 
+    /// Records `bytes` more fetched.
     pub fn fetched(&self, bytes: u64) {
         if let Some(b) = &self.bar {
             b.inc(bytes);
         }
     }
 
+    /// Records `pages` more written.
     pub fn written(&self, pages: u64) {
         let done = self.pages.fetch_add(pages, Ordering::Relaxed) + pages;
         if let Some(b) = &self.bar {
@@ -60,10 +64,12 @@ impl Progress {
         }
     }
 
+    /// Pages written so far.
     pub fn pages_written(&self) -> u64 {
         self.pages.load(Ordering::Relaxed)
     }
 
+    /// Clears the bar, if any.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();

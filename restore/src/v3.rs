@@ -20,30 +20,44 @@ use crate::writer::TempOutput;
 use crate::{integrity, IntegrityCheck, RestoreError, Result};
 use storage::timefmt::format_rfc3339;
 
+/// A 0.3.x snapshot: `generations/<gen>/snapshots/<index>.snapshot.lz4`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotV3 {
+    /// The generation the snapshot belongs to.
     pub generation: String,
+    /// The WAL index the snapshot was taken at.
     pub index: u32,
+    /// The object's size in bytes (compressed).
     pub size: u64,
+    /// When the replica says the object was created.
     pub created_at: SystemTime,
     /// The object's name below the replica's directory.
     pub name: String,
 }
 
+/// A 0.3.x WAL segment: `generations/<gen>/wal/<index>_<offset>.wal.lz4`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentV3 {
+    /// The generation the segment belongs to.
     pub generation: String,
+    /// The WAL index the segment is part of.
     pub index: u32,
+    /// Byte offset of the segment within its WAL index.
     pub offset: u64,
+    /// The object's size in bytes (compressed).
     pub size: u64,
+    /// When the replica says the object was created.
     pub created_at: SystemTime,
+    /// The object's name below the replica's directory.
     pub name: String,
 }
 
 /// Every 0.3.x snapshot and WAL segment of a replica.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
+    /// The snapshots, ordered by generation and index.
     pub snapshots: Vec<SnapshotV3>,
+    /// The WAL segments, ordered by generation, index and offset.
     pub segments: Vec<SegmentV3>,
 }
 
@@ -144,10 +158,12 @@ impl Catalog {
         Ok(c)
     }
 
+    /// Whether the replica holds no 0.3.x files.
     pub fn is_empty(&self) -> bool {
         self.snapshots.is_empty() && self.segments.is_empty()
     }
 
+    /// Oldest and newest CreatedAt over every snapshot and segment.
     pub fn time_bounds(&self) -> Option<(SystemTime, SystemTime)> {
         let mut it = self
             .snapshots
@@ -205,13 +221,17 @@ impl Catalog {
     }
 }
 
+/// What a 0.3.x restore applies (docs/restore.md#legacy-replicas).
 #[derive(Clone, Debug)]
 pub struct PlanV3 {
+    /// The snapshot the restore starts from.
     pub snapshot: SnapshotV3,
+    /// The snapshot generation's WAL segments applied after it, in order.
     pub segments: Vec<SegmentV3>,
 }
 
 impl PlanV3 {
+    /// The plan as `-dry-run` prints it for restoring to `output`: text, or JSON if `json`.
     pub fn describe(&self, output: &Path, json: bool) -> String {
         if json {
             let v = serde_json::json!({

@@ -69,10 +69,12 @@ impl TempOutput {
         Ok(out)
     }
 
+    /// A shared handle to the file being written.
     pub fn file(&self) -> Arc<OutputFile> {
         Arc::clone(&self.file)
     }
 
+    /// The temporary file's path, `<out>.tmp`.
     pub fn tmp_path(&self) -> &Path {
         &self.tmp
     }
@@ -134,6 +136,7 @@ pub struct OutputFile {
 }
 
 impl OutputFile {
+    /// Wraps `file`, with `direct` as its `O_DIRECT` descriptor if there is one.
     pub fn new(file: File, direct: Option<File>) -> OutputFile {
         OutputFile {
             file,
@@ -246,6 +249,8 @@ pub struct PageWriter<'a> {
 }
 
 impl<'a> PageWriter<'a> {
+    /// A writer into `out` for pages of `page_size` bytes that keeps the pages `is_winner`
+    /// accepts, buffering about `batch_bytes` (at least one page) before each write.
     pub fn new(
         out: &'a OutputFile,
         page_size: usize,

@@ -52,6 +52,7 @@ impl Layout {
         self
     }
 
+    /// The prefix of every level directory: empty, or ending in `/`.
     pub fn root(&self) -> &str {
         &self.root
     }
@@ -116,7 +117,9 @@ impl Layout {
 /// One object as a listing reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {
+    /// Full key of the object.
     pub key: String,
+    /// Size in bytes.
     pub size: u64,
     /// The creation time the backend stores (metadata, modification time), when it has one.
     pub created_at: Option<SystemTime>,
@@ -125,7 +128,10 @@ pub struct Listed {
 /// An object as a replica's `list_prefix` reports it (`gs` and `abs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
+    /// Object name: the full key from `list_prefix`, the key below the replica's directory from
+    /// [`ReplicaClient::legacy_objects`](crate::ReplicaClient::legacy_objects).
     pub name: String,
+    /// Size in bytes.
     pub size: u64,
     /// The creation time kept in metadata, else the object's own creation time.
     pub created_at: Option<SystemTime>,
@@ -144,13 +150,16 @@ impl From<Listed> for ObjectInfo {
 /// One page of a listing, and the token of the next one.
 #[derive(Clone, Debug, Default)]
 pub struct Page {
+    /// The objects on this page.
     pub entries: Vec<Listed>,
+    /// Continuation token of the next page; `None` on the last one.
     pub next: Option<String>,
 }
 
 /// Whether a write may replace an existing object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PutMode {
+    /// Replace any object already stored under the key.
     Overwrite,
     /// Fail with [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists) when the key
     /// exists; two writers racing for one key: exactly one wins.
@@ -161,13 +170,18 @@ pub enum PutMode {
 /// time.
 #[derive(Clone, Copy, Debug)]
 pub struct Upload<'a> {
+    /// The content to store.
     pub body: &'a Body,
+    /// Size of the content in bytes.
     pub size: u64,
+    /// Creation time to record with the object.
     pub created_at: SystemTime,
+    /// Whether an existing object may be replaced.
     pub mode: PutMode,
 }
 
 impl Upload<'_> {
+    /// Whether the write must fail when the key already exists.
     pub fn create_only(&self) -> bool {
         self.mode == PutMode::CreateOnly
     }
@@ -176,7 +190,9 @@ impl Upload<'_> {
 /// A byte range of an object: `len` bytes at `offset`, or to its end with `None`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
+    /// Start of the range, in bytes from the start of the object.
     pub offset: u64,
+    /// Length of the range in bytes; `None` reads to the end.
     pub len: Option<u64>,
 }
 
@@ -210,6 +226,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     const WHOLE_LISTING: bool = false;
     /// Keys per [`Backend::delete_batch`] call, and calls in flight at once.
     const DELETE_BATCH: usize = 1;
+    /// [`Backend::delete_batch`] calls in flight at once.
     const DELETE_PARALLEL: usize = 1;
 
     /// The name, when it depends on the settings (`s3` or `oss`).

@@ -171,22 +171,27 @@ impl StorageError {
         self
     }
 
+    /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
+    /// Whether the object (or file) does not exist ([`ErrorKind::NotFound`]).
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound
     }
 
+    /// Whether a create-only write found the object already there ([`ErrorKind::AlreadyExists`]).
     pub fn is_already_exists(&self) -> bool {
         self.kind == ErrorKind::AlreadyExists
     }
 
+    /// Whether the credentials were refused ([`ErrorKind::Auth`]).
     pub fn is_auth(&self) -> bool {
         self.kind == ErrorKind::Auth
     }
 
+    /// Whether the service asked us to slow down ([`ErrorKind::Throttled`]).
     pub fn is_throttled(&self) -> bool {
         self.kind == ErrorKind::Throttled
     }
@@ -196,10 +201,12 @@ impl StorageError {
         self.kind.is_retryable()
     }
 
+    /// Whether the settings are wrong ([`ErrorKind::InvalidConfig`]).
     pub fn is_invalid_config(&self) -> bool {
         self.kind == ErrorKind::InvalidConfig
     }
 
+    /// Whether asking again will not cure it ([`ErrorKind::Fatal`]).
     pub fn is_fatal(&self) -> bool {
         self.kind == ErrorKind::Fatal
     }
@@ -234,6 +241,7 @@ impl std::error::Error for StorageError {
     }
 }
 
+/// The result of a storage operation; errors are [`StorageError`]s.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 #[cfg(test)]

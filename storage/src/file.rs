@@ -28,6 +28,7 @@ pub struct FileBackend {
 pub type FileReplica = Replica<FileBackend>;
 
 impl Replica<FileBackend> {
+    /// A replica in the directory `root`; nothing is created until the first write.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Replica::from_backend(FileBackend {
             root: root.into(),
@@ -46,14 +47,17 @@ impl Replica<FileBackend> {
         Replica::from_backend(b)
     }
 
+    /// The replica's directory.
     pub fn root(&self) -> &Path {
         &self.backend().root
     }
 
+    /// The directory of one level: `<root>/ltx/<level>`.
     pub fn level_dir(&self, level: Level) -> PathBuf {
         self.root().join("ltx").join(level.0.to_string())
     }
 
+    /// The path of one LTX file: `<root>/ltx/<level>/<min>-<max>.ltx`.
     pub fn ltx_path(&self, level: Level, min: TxId, max: TxId) -> PathBuf {
         self.backend()
             .path(&self.backend().layout.ltx_key(level, min, max))

@@ -8,6 +8,8 @@
 //! implements [`ReplicaClient`] once on top of any backend. Backends: [`file`], [`s3`] (also
 //! `oss://`), [`gcs`], [`abs`], [`sftp`], [`webdav`] and [`nats`].
 
+#![deny(missing_docs)]
+
 pub mod abs;
 pub mod age;
 pub mod backend;
@@ -108,9 +110,13 @@ pub fn inherited_from_top_level(key: &str) -> bool {
 /// One LTX file in a replica level.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LtxFileInfo {
+    /// Compaction level the file sits in.
     pub level: Level,
+    /// First transaction ID the file covers.
     pub min_txid: TxId,
+    /// Last transaction ID the file covers.
     pub max_txid: TxId,
+    /// File size in bytes.
     pub size: u64,
     /// Creation time as the backend stores it (file mtime, object metadata), which Litestream
     /// sets from the LTX header timestamp.
@@ -118,6 +124,7 @@ pub struct LtxFileInfo {
 }
 
 impl LtxFileInfo {
+    /// File name within its level: `<min>-<max>.ltx`.
     pub fn name(&self) -> String {
         ltx_codec::types::ltx_file_name(self.min_txid, self.max_txid)
     }
@@ -141,7 +148,9 @@ pub fn ltx_relative_path(level: Level, min: TxId, max: TxId) -> String {
 /// (snapshots and compactions, which must not be held in memory whole).
 #[derive(Clone, Debug)]
 pub enum Body {
+    /// The whole file, already in memory.
     Bytes(Bytes),
+    /// Path of a local file to stream from disk.
     File(PathBuf),
 }
 
@@ -258,6 +267,7 @@ fn legacy_unsupported(kind: &str) -> StorageError {
     ))
 }
 
+/// A replica client shared between tasks.
 pub type SharedReplica = Arc<dyn ReplicaClient>;
 
 /// A ranged read in progress (see [`ReplicaClient::read_range_stream`]).

@@ -23,11 +23,14 @@ use io_uring::{opcode, squeue, types, IoUring};
 /// Which I/O path this process uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoKind {
+    /// io_uring, one small ring per thread.
     Uring,
+    /// Plain pread/pwrite (io_uring unavailable or disabled).
     Sync,
 }
 
 impl IoKind {
+    /// Name of the I/O path, for logs: "io_uring" or "pread/pwrite".
     pub fn as_str(self) -> &'static str {
         match self {
             IoKind::Uring => "io_uring",

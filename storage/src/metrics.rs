@@ -10,13 +10,18 @@ use std::time::Duration;
 /// Litestream's operation label values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Operation {
+    /// A read of an object (or part of one): `GET`.
     Get,
+    /// A write of an object: `PUT`.
     Put,
+    /// A deletion: `DELETE`.
     Delete,
+    /// A listing: `LIST`.
     List,
 }
 
 impl Operation {
+    /// The `operation` label value: "GET", "PUT", "DELETE" or "LIST".
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Get => "GET",
@@ -30,13 +35,18 @@ impl Operation {
 /// Histogram buckets of `litestream_replica_operation_duration_seconds`.
 pub const DURATION_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0];
 
+/// What has been recorded for one replica type and operation.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OperationStats {
+    /// Operations performed (`litestream_replica_operation_total`).
     pub total: u64,
+    /// Bytes moved by them (`litestream_replica_operation_bytes`).
     pub bytes: u64,
     /// Cumulative counts per bucket of [`DURATION_BUCKETS`].
     pub buckets: [u64; 9],
+    /// Operations whose duration was observed.
     pub duration_count: u64,
+    /// Sum of the observed durations, in seconds.
     pub duration_sum: f64,
 }
 
@@ -62,6 +72,7 @@ pub fn record(replica_type: &'static str, op: Operation, n: u64, bytes: u64) {
     });
 }
 
+/// Records how long one operation took, in the duration histogram.
 pub fn observe_duration(replica_type: &'static str, op: Operation, d: Duration) {
     let secs = d.as_secs_f64();
     with(|r| {
@@ -112,6 +123,7 @@ pub fn record_error(replica_type: &'static str, op: Operation, code: &str) {
     });
 }
 
+/// What has been recorded so far for `replica_type` and `op` (zeros when nothing).
 pub fn stats(replica_type: &str, op: Operation) -> OperationStats {
     with(|r| {
         r.ops
@@ -122,6 +134,7 @@ pub fn stats(replica_type: &str, op: Operation) -> OperationStats {
     })
 }
 
+/// How many errors of `op` with `code` were counted for `replica_type`.
 pub fn errors(replica_type: &str, op: Operation, code: &str) -> u64 {
     with(|r| {
         r.errors

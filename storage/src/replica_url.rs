@@ -16,6 +16,7 @@ use crate::{Result, SharedReplica, StorageError};
 /// A parsed replica URL or config entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplicaUrl {
+    /// `file://` or a plain path: the replica's local directory.
     File(PathBuf),
     /// `s3://` and `oss://` (see [`S3Settings::flavor`]).
     S3(Box<S3Settings>),
@@ -97,6 +98,8 @@ impl ReplicaUrl {
         })
     }
 
+    /// Backend name as Litestream reports it: "file", "s3", "oss", "gs", "abs", "sftp",
+    /// "webdav" or "nats".
     pub fn kind(&self) -> &'static str {
         match self {
             ReplicaUrl::File(_) => "file",

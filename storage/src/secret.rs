@@ -25,6 +25,7 @@ pub const REDACTED: &str = "[redacted]";
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps `value`, which may be empty.
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }
@@ -40,6 +41,7 @@ impl Secret {
         &self.0
     }
 
+    /// Whether the value is empty (unset).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

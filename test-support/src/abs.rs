@@ -7,7 +7,9 @@ use crate::env::{server_vars, unique_name, yaml_lines, yaml_pairs};
 pub struct AbsServer {
     /// `http://127.0.0.1:<port>/<account>` (path-style, the account in the path).
     pub endpoint: String,
+    /// The storage account name (`LS_ABS_ACCOUNT`).
     pub account: String,
+    /// The account's shared key (`LS_ABS_KEY`).
     pub key: String,
     /// A container that exists.
     pub container: String,

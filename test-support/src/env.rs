@@ -90,9 +90,13 @@ pub fn litestream() -> PathBuf {
 /// The S3 test server of `tests/s3/start.sh`.
 #[derive(Clone, Debug)]
 pub struct S3Server {
+    /// `http://127.0.0.1:<port>` (`LS_S3_ENDPOINT`).
     pub endpoint: String,
+    /// The access key ID (`LS_S3_ACCESS_KEY`).
     pub access_key: String,
+    /// The secret access key (`LS_S3_SECRET_KEY`).
     pub secret_key: String,
+    /// A bucket that exists (`LS_S3_BUCKET`, default `ls-test`).
     pub bucket: String,
     /// Where s3s-fs keeps the objects, for tests that inspect or damage them.
     pub data_dir: Option<PathBuf>,
@@ -160,6 +164,7 @@ impl S3Server {
         ]
     }
 
+    /// The keys as `LITESTREAM_*`, for ls-restore (see [`S3Server::lit_env`]).
     pub fn ls_env(&self) -> Vec<(String, String)> {
         vec![
             ("LITESTREAM_ACCESS_KEY_ID".into(), self.access_key.clone()),

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use crate::env::{server_vars, unique_name, var};
 
+/// The fake-gcs-server of `tests/gcs/start.sh`.
 #[derive(Clone, Debug)]
 pub struct GcsServer {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
     /// `127.0.0.1:PORT`, the `STORAGE_EMULATOR_HOST` value for Litestream and our binaries.
     pub emulator_host: String,
+    /// A bucket that exists (`LS_GCS_BUCKET`, default `ls-test`).
     pub bucket: String,
 }
 

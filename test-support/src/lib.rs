@@ -6,6 +6,8 @@
 //!
 //! It depends on no crate of the workspace, so any of them (ltx-codec included) can use it.
 
+#![deny(missing_docs)]
+
 pub mod abs;
 pub mod env;
 pub mod gcs;

@@ -12,11 +12,14 @@ use std::time::{Duration, Instant};
 use crate::env::{server_vars, unique_name, var, yaml_lines};
 use crate::private::{relaunch, stop_pid, PrivateServer};
 
+/// The nats-server of `tests/nats/start.sh`, with JetStream.
 #[derive(Clone, Debug)]
 pub struct NatsServer {
     /// `nats://127.0.0.1:<port>`
     pub url: String,
+    /// The user name the server accepts (`LS_NATS_USER`).
     pub user: String,
+    /// That user's password (`LS_NATS_PASS`).
     pub pass: String,
     /// start.sh's state directory (`pid`, `cmd`), for tests that restart the server.
     pub state_dir: Option<PathBuf>,

@@ -67,6 +67,7 @@ impl PrivateServer {
         })
     }
 
+    /// The temporary state directory the start script was given.
     pub fn state_dir(&self) -> &Path {
         self.state.path()
     }

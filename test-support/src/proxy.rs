@@ -13,7 +13,9 @@ use std::io::Result;
 /// Every request line of HTTP/1.1 ends with this; bodies (compressed LTX) almost never hold it.
 const MARK: &[u8] = b" HTTP/1.1\r\n";
 
+/// A request-counting proxy in front of one upstream server (see the module docs).
 pub struct CountingProxy {
+    /// Where the proxy listens (`127.0.0.1:<ephemeral port>`).
     pub addr: SocketAddr,
     count: Arc<AtomicU64>,
     hold: Arc<AtomicBool>,

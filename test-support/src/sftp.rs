@@ -18,6 +18,7 @@ use crate::env::{server_vars, var, yaml_pairs};
 pub struct SftpServer {
     /// `127.0.0.1:port`
     pub host: String,
+    /// The login user (`LS_SFTP_USER`).
     pub user: String,
     /// The client's private key (authorized on the server).
     pub key: PathBuf,
@@ -119,12 +120,14 @@ fn children_of(pid: u32) -> Vec<u32> {
 /// kill (with every session it forked) and start again on the same port.
 pub struct PrivateSshd {
     config: PathBuf,
+    /// The port this sshd listens on, kept across restarts.
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
 }
 
 impl PrivateSshd {
+    /// Starts a second sshd for `srv`; `None` if `srv` has no `sshd_config`.
     pub fn start(srv: &SftpServer) -> Option<PrivateSshd> {
         let config = srv.sshd_config.clone()?;
         let mut s = PrivateSshd {
@@ -137,6 +140,7 @@ impl PrivateSshd {
         Some(s)
     }
 
+    /// `127.0.0.1:<port>`, the `host` for a replica on this sshd.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -217,12 +221,14 @@ impl Drop for PrivateSshd {
 /// A TCP proxy on 127.0.0.1 that counts the connections and the bytes clients send to
 /// `upstream`.
 pub struct ByteCountingProxy {
+    /// Where the proxy listens (`127.0.0.1:<ephemeral port>`).
     pub addr: SocketAddr,
     sent: Arc<AtomicU64>,
     accepted: Arc<AtomicU64>,
 }
 
 impl ByteCountingProxy {
+    /// Listens on an ephemeral port and forwards every connection to `upstream` (`host:port`).
     pub fn start(upstream: &str) -> ByteCountingProxy {
         let upstream: SocketAddr = upstream.parse().expect("upstream host:port");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");

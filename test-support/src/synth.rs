@@ -6,6 +6,7 @@
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -19,6 +20,7 @@ impl Rng {
         self.next_u64() % n
     }
 
+    /// Fills `out` with random bytes.
     pub fn fill(&mut self, out: &mut [u8]) {
         for chunk in out.chunks_mut(8) {
             let v = self.next_u64().to_le_bytes();
@@ -162,16 +164,22 @@ pub fn sqlite_leaf_page(rng: &mut Rng, page_size: usize, fill: u64) -> Vec<u8> {
 /// what sits in between.
 #[derive(Clone, Copy, Debug)]
 pub enum PageKind {
+    /// All zeros.
     Zero,
+    /// Every byte the given value.
     Byte(u8),
+    /// Random bytes throughout.
     Random,
+    /// A table b-tree leaf page of `orders` rows ([`sqlite_leaf_page`]).
     Leaf {
+        /// The percentage (0..=100) of the page the cells may use.
         fill: u8,
     },
     /// Random bytes in the first half, zeros after (a half-written overflow page).
     HalfRandom,
 }
 
+/// A page of `page_size` bytes of the given kind, generated from `seed`.
 pub fn make_page(kind: PageKind, seed: u64, page_size: usize) -> Vec<u8> {
     let mut rng = Rng(seed);
     match kind {
@@ -213,14 +221,19 @@ fn wal_sum(big_endian: bool, mut s: (u32, u32), data: &[u8]) -> (u32, u32) {
 
 /// Writes valid SQLite WAL bytes frame by frame.
 pub struct WalBuilder {
+    /// The WAL so far: the 32-byte header, then every frame appended.
     pub bytes: Vec<u8>,
+    /// The page size in bytes; every frame's page must be this long.
     pub page_size: usize,
+    /// Whether checksums read big-endian words (WAL magic `0x377f0683`).
     pub big_endian: bool,
+    /// Salt-1 and salt-2 of the header, repeated in every frame header.
     pub salts: (u32, u32),
     sum: (u32, u32),
 }
 
 impl WalBuilder {
+    /// Starts a WAL with its header (format 3007000, `checkpoint_seq`, `salts`, checksum).
     pub fn new(page_size: u32, big_endian: bool, salts: (u32, u32), checkpoint_seq: u32) -> Self {
         let mut h = Vec::with_capacity(32);
         h.extend_from_slice(&(0x377f_0682u32 | u32::from(big_endian)).to_be_bytes());

@@ -6,11 +6,14 @@ use std::time::Duration;
 use crate::env::{server_vars, unique_name, var, yaml_lines};
 use crate::private::{relaunch, stop_pid, PrivateServer};
 
+/// The `rclone serve webdav` server of `tests/webdav/start.sh`.
 #[derive(Clone, Debug)]
 pub struct WebDavServer {
     /// `http://127.0.0.1:<port>`
     pub url: String,
+    /// The user name the server accepts (`LS_WEBDAV_USER`).
     pub user: String,
+    /// That user's password (`LS_WEBDAV_PASS`).
     pub pass: String,
     /// The directory rclone serves, for tests that inspect what was written.
     pub data_dir: Option<PathBuf>,

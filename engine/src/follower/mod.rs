@@ -36,8 +36,13 @@ const HDR: u64 = WAL_HEADER_SIZE as u64;
 pub struct SyncState {
     /// End of the WAL bytes the last L0 covered; the logical WAL size for checkpoint decisions.
     pub last_synced_wal_offset: u64,
+    /// The last pass copied the WAL to exactly its end (verify's "truncated after we had
+    /// everything" case).
     pub synced_to_wal_end: bool,
+    /// Something was synced since the last checkpoint (a condition of the time-based checkpoint).
     pub synced_since_checkpoint: bool,
+    /// The PASSIVE checkpoint tried first in an emergency was busy or did not restart the WAL, so
+    /// while the WAL stays over the threshold the next emergency goes straight to TRUNCATE.
     pub truncate_passive_failed: bool,
     /// A pass ran since the database was opened. Before that, whatever another process did to
     /// the WAL while we were not running (a RESTART/TRUNCATE checkpoint of frames we never
@@ -152,6 +157,7 @@ fn file_size(path: &Path) -> Result<u64> {
 }
 
 impl Follower {
+    /// A follower of the database `cfg` describes; nothing is opened yet.
     pub fn new(cfg: Arc<DbConfig>) -> Follower {
         let mut wal = cfg.path.as_os_str().to_owned();
         wal.push("-wal");
@@ -169,18 +175,22 @@ impl Follower {
         }
     }
 
+    /// The database path.
     pub fn path(&self) -> &Path {
         &self.cfg.path
     }
 
+    /// The WAL path: the database path plus `-wal`.
     pub fn wal_path(&self) -> &Path {
         &self.wal_path
     }
 
+    /// The database's local meta directory.
     pub fn meta(&self) -> &MetaDir {
         &self.meta
     }
 
+    /// Whether the database and its SQLite connections are open.
     pub fn is_open(&self) -> bool {
         self.db.is_some()
     }
@@ -190,6 +200,7 @@ impl Follower {
         self.pos
     }
 
+    /// What the follower remembers between passes.
     pub fn state(&self) -> SyncState {
         self.state
     }

@@ -77,11 +77,15 @@ pub(crate) struct Ctx {
 /// A problem setting up the MCP server, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum McpError {
+    /// `mcp-addr` is malformed or cannot be listened on.
     #[error(transparent)]
     Addr(#[from] AddrError),
+    /// `mcp-restore-dir` could not be resolved to a canonical path (for example, it is missing).
     #[error("config key mcp-restore-dir: {}: {source}", path.display())]
     RestoreDir {
+        /// The configured `mcp-restore-dir`.
         path: PathBuf,
+        /// The error from resolving it.
         #[source]
         source: std::io::Error,
     },
@@ -147,6 +151,7 @@ impl McpServer {
         })
     }
 
+    /// The address the listener is bound to (with the actual port when `mcp-addr` asked for 0).
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.listener.local_addr()
     }
@@ -164,7 +169,9 @@ impl McpServer {
 
 /// A whole response body, or the never-ending one of the `GET` event stream.
 pub enum McpBody {
+    /// The whole body, taken as its only frame; `None` once sent or when empty.
     Full(Option<Bytes>),
+    /// The `GET` event stream's body: it never yields a frame.
     Silent,
 }
 

@@ -28,8 +28,11 @@ struct Running {
 /// What the registry knows of one database, for `/list`, `/txid` and the heartbeat.
 #[derive(Clone, Debug)]
 pub struct DbView {
+    /// The database path.
     pub path: PathBuf,
+    /// Whether its task is running (not stopped, and not ended on its own).
     pub running: bool,
+    /// What its task shares: positions, health and a way to ask for a sync.
     pub handle: DbHandle,
 }
 

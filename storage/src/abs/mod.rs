@@ -52,6 +52,7 @@ impl Replica<Arc<AbsClient>> {
         Self::with_retry_policy(settings, RetryPolicy::default())
     }
 
+    /// Builds the replica with `retry` for its requests, without any network traffic.
     pub fn with_retry_policy(settings: AbsSettings, retry: RetryPolicy) -> Result<AbsReplica> {
         let client = AbsClient::new(&settings, retry, DEFAULT_BLOCK_SIZE)?;
         Ok(Replica::from_backend(Arc::new(client)))
@@ -77,10 +78,12 @@ impl Replica<Arc<AbsClient>> {
         self
     }
 
+    /// The container the replica lives in.
     pub fn container(&self) -> &str {
         &self.backend().container
     }
 
+    /// Blob name prefix of the replica ("" for the container's root).
     pub fn path(&self) -> &str {
         &self.backend().path
     }
@@ -90,6 +93,7 @@ impl Replica<Arc<AbsClient>> {
         self.backend().layout.level_prefix(level)
     }
 
+    /// Blob name of one LTX file: `<path>/ltx/<level>/<min>-<max>.ltx`.
     pub fn ltx_blob(&self, level: Level, min: TxId, max: TxId) -> String {
         self.backend().layout.ltx_key(level, min, max)
     }

@@ -7,6 +7,7 @@ use crate::{Result, Secret, StorageError};
 
 /// Environment fallbacks Litestream reads when the config has no key or token.
 pub const ENV_ACCOUNT_KEY: &str = "LITESTREAM_AZURE_ACCOUNT_KEY";
+/// Environment fallback for the SAS token (`sas-token`).
 pub const ENV_SAS_TOKEN: &str = "LITESTREAM_AZURE_SAS_TOKEN";
 
 /// Where an abs replica lives and how to reach it.
@@ -16,7 +17,9 @@ pub struct AbsSettings {
     pub source: String,
     /// Storage account; also the host of the default endpoint.
     pub account_name: Option<String>,
+    /// Base64 account key for Shared Key signing (`account-key`); needs `account_name`.
     pub account_key: Option<Secret>,
+    /// SAS token (`sas-token`); preferred over the account key when both are set.
     pub sas_token: Option<Secret>,
     /// The container (`bucket` in the config).
     pub container: String,

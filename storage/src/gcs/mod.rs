@@ -49,6 +49,7 @@ impl Replica<Arc<GcsClient>> {
         Self::with_retry_policy(settings, RetryPolicy::default())
     }
 
+    /// Builds the replica with `retry` for its requests, without any network traffic.
     pub fn with_retry_policy(settings: GcsSettings, retry: RetryPolicy) -> Result<GcsReplica> {
         let (endpoint, anonymous) = settings.resolve_endpoint();
         let auth = if anonymous {
@@ -98,10 +99,12 @@ impl Replica<Arc<GcsClient>> {
         }
     }
 
+    /// The bucket the replica lives in.
     pub fn bucket(&self) -> &str {
         &self.backend().bucket
     }
 
+    /// The replica path as written in its settings.
     pub fn path(&self) -> &str {
         &self.backend().path
     }

@@ -14,6 +14,7 @@ pub(crate) const GOOGLE_ENDPOINT: &str = "https://storage.googleapis.com";
 pub struct GcsSettings {
     /// The URL or config entry it was made from, for messages.
     pub source: String,
+    /// The bucket (the host of a `gs://` URL).
     pub bucket: String,
     /// The replica path as written (Litestream joins it with `path.Join`).
     pub path: String,

@@ -180,6 +180,7 @@ async fn read_piece(obj: &mut Object, left: &mut u64, max: usize) -> Result<Byte
 }
 
 impl Replica<NatsBackend> {
+    /// A replica with the default retry policy and idle close; it connects on first use.
     pub fn new(settings: NatsSettings) -> NatsReplica {
         Self::with_options(settings, RetryPolicy::default(), IDLE_CLOSE)
     }
@@ -204,6 +205,7 @@ impl Replica<NatsBackend> {
         })
     }
 
+    /// The settings the replica was made from.
     pub fn settings(&self) -> &NatsSettings {
         self.backend().conn.settings()
     }

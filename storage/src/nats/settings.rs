@@ -22,22 +22,31 @@ pub struct NatsSettings {
     pub server: String,
     /// The object store bucket (JetStream stream `OBJ_<bucket>`).
     pub bucket: String,
+    /// User JWT; used with `seed` as inline credentials.
     pub jwt: Secret,
+    /// NKey seed that signs for `jwt`.
     pub seed: Secret,
     /// Path of a `.creds` file.
     pub creds: String,
     /// An NKey seed (`SU...`).
     pub nkey: Secret,
+    /// User name for user/password authentication.
     pub username: String,
+    /// Password that goes with `username`.
     pub password: Secret,
+    /// Authentication token.
     pub token: Secret,
+    /// Whether TLS is required.
     pub tls: bool,
     /// PEM files of the CAs the server certificate must chain to.
     pub root_cas: Vec<String>,
+    /// Path of a PEM client certificate (with `client_key`).
     pub client_cert: String,
+    /// Path of the PEM private key of `client_cert`.
     pub client_key: String,
     /// Reconnect attempts after a lost connection; negative is unlimited (Litestream's -1).
     pub max_reconnects: i64,
+    /// Wait between reconnect attempts.
     pub reconnect_wait: Duration,
     /// Connect timeout.
     pub timeout: Duration,

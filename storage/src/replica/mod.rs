@@ -48,6 +48,7 @@ async fn body_size(body: &Body) -> Result<u64> {
 }
 
 impl<B: Backend> Replica<B> {
+    /// A replica in `backend`, with an empty listing cache.
     pub fn from_backend(backend: B) -> Replica<B> {
         Replica {
             backend: Arc::new(backend),
@@ -55,6 +56,7 @@ impl<B: Backend> Replica<B> {
         }
     }
 
+    /// The backend the replica lives in.
     pub fn backend(&self) -> &B {
         &self.backend
     }

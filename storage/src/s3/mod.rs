@@ -37,8 +37,11 @@ pub type S3Replica = Replica<Arc<S3Client>>;
 /// One object under the replica path, as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
+    /// Full key of the object in the bucket.
     pub key: String,
+    /// Size in bytes.
     pub size: u64,
+    /// LastModified as the listing reports it, when it does.
     pub last_modified: Option<SystemTime>,
 }
 
@@ -59,20 +62,24 @@ impl Replica<Arc<S3Client>> {
         Self::with_retry_policy(settings, RetryPolicy::default())
     }
 
+    /// Builds the replica with `retry` for its requests, without any network traffic.
     pub fn with_retry_policy(settings: S3Settings, retry: RetryPolicy) -> Result<S3Replica> {
         let resolved = settings.resolve()?;
         let client = S3Client::new(resolved, retry).map_err(StorageError::config)?;
         Ok(Replica::from_backend(Arc::new(client)))
     }
 
+    /// Builds the replica from an `s3://` or `oss://` URL (see [`S3Settings::from_url`]).
     pub fn from_url(url: &str) -> Result<S3Replica> {
         S3Replica::new(S3Settings::from_url(url)?)
     }
 
+    /// The bucket (or access point ARN) the replica lives in.
     pub fn bucket(&self) -> &str {
         &self.backend().cfg.bucket
     }
 
+    /// The key prefix of the replica (see [`S3Settings::path`]).
     pub fn path(&self) -> &str {
         &self.backend().cfg.path
     }
@@ -82,6 +89,7 @@ impl Replica<Arc<S3Client>> {
         self.backend().layout.level_prefix(level)
     }
 
+    /// Key of one LTX file: `<path>/<level %04x>/<min>-<max>.ltx`.
     pub fn ltx_key(&self, level: Level, min: TxId, max: TxId) -> String {
         self.backend().layout.ltx_key(level, min, max)
     }

@@ -14,6 +14,7 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub const OSS_DEFAULT_REGION: &str = "cn-hangzhou";
 /// The AWS SDK uploader's default and minimum part size.
 pub const DEFAULT_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// The smallest `part-size` accepted, in bytes.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// The AWS SDK uploader's default parts in flight.
 pub const DEFAULT_CONCURRENCY: usize = 5;
@@ -24,12 +25,15 @@ const R2_CONCURRENCY: usize = 2;
 /// differs in its default endpoint and region.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Flavor {
+    /// Amazon S3 or an S3-compatible service (`s3://`).
     #[default]
     S3,
+    /// Alibaba Cloud OSS (`oss://`).
     Oss,
 }
 
 impl Flavor {
+    /// Backend name as Litestream reports it: "s3" or "oss".
     pub fn kind(self) -> &'static str {
         match self {
             Flavor::S3 => "s3",
@@ -42,27 +46,48 @@ impl Flavor {
 /// so that URL query values, YAML keys and provider defaults can be layered like Litestream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct S3Settings {
+    /// Which dialect: S3 or OSS.
     pub flavor: Flavor,
+    /// Access key ID; without it the default credential chain is used
+    /// (docs/s3-credentials.md#the-order).
     pub access_key_id: Option<String>,
+    /// Secret access key that goes with `access_key_id`.
     pub secret_access_key: Option<Secret>,
+    /// Signing region; unset, it comes from the endpoint's defaults or is asked of S3
+    /// (GetBucketLocation).
     pub region: Option<String>,
+    /// The bucket (or access point ARN).
     pub bucket: String,
     /// Key prefix: objects are `<path>/<level %04x>/<file>` exactly as Litestream joins them,
     /// so an empty path gives keys that start with `/` (and `s3://bucket` without a slash gives
     /// `.`, as Go's `path.Clean("")` does); replicas at a bucket root stay shared with Litestream.
     pub path: String,
+    /// Service URL of an S3-compatible store; `None` for AWS (or OSS) itself.
     pub endpoint: Option<String>,
+    /// Whether the bucket goes in the URL path instead of the host name; `None` decides from
+    /// the endpoint (path style for custom endpoints).
     pub force_path_style: Option<bool>,
+    /// Whether TLS certificates go unchecked.
     pub skip_verify: bool,
+    /// Whether request bodies are hashed into the signature (default: yes).
     pub sign_payload: Option<bool>,
+    /// Whether uploads carry a Content-MD5 header (default: yes, except for Tigris).
     pub require_content_md5: Option<bool>,
+    /// Storage class of uploaded objects (`x-amz-storage-class`).
     pub storage_class: Option<String>,
+    /// Multipart upload part size in bytes; [`DEFAULT_PART_SIZE`] when unset.
     pub part_size: Option<u64>,
+    /// Multipart parts uploaded at once; [`DEFAULT_CONCURRENCY`] when unset (2 for R2).
     pub concurrency: Option<usize>,
+    /// SSE-C algorithm; only `AES256` (the default) is accepted.
     pub sse_customer_algorithm: Option<String>,
+    /// SSE-C key: 32 bytes, base64-encoded.
     pub sse_customer_key: Option<Secret>,
+    /// File holding the SSE-C key, read when `sse_customer_key` is unset.
     pub sse_customer_key_path: Option<PathBuf>,
+    /// Base64 MD5 of the SSE-C key; computed from the key when unset.
     pub sse_customer_key_md5: Option<String>,
+    /// KMS key ID for SSE-KMS; cannot be combined with an SSE-C key.
     pub sse_kms_key_id: Option<String>,
     /// Extra PEM CA certificates trusted besides the webpki roots (`AWS_CA_BUNDLE` is read too).
     pub ca_file: Option<PathBuf>,

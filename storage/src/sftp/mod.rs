@@ -127,10 +127,12 @@ impl std::fmt::Display for Fail {
 const SSH_FX_PERMISSION_DENIED: i32 = 3;
 
 impl Replica<SftpBackend> {
+    /// A replica with the default retry policy; it connects on first use.
     pub fn new(settings: SftpSettings) -> SftpReplica {
         Self::with_retry_policy(settings, RetryPolicy::default())
     }
 
+    /// A replica with `retry` for its operations; it connects on first use.
     pub fn with_retry_policy(settings: SftpSettings, retry: RetryPolicy) -> SftpReplica {
         let slots = if settings.concurrent_writes {
             CONCURRENT_CONNECTIONS
@@ -150,6 +152,7 @@ impl Replica<SftpBackend> {
         })
     }
 
+    /// The settings the replica was made from.
     pub fn settings(&self) -> &SftpSettings {
         &self.backend().settings
     }

@@ -24,7 +24,9 @@ pub struct SftpSettings {
     pub source: String,
     /// `host` or `host:port` as written; port 22 when none is given.
     pub host: String,
+    /// User name to log in as.
     pub user: String,
+    /// Password for password authentication.
     pub password: Option<Secret>,
     /// The replica directory, relative to the login directory unless absolute.
     pub path: String,
@@ -35,6 +37,7 @@ pub struct SftpSettings {
     pub host_key: Option<String>,
     /// Litestream's `concurrent-writes`: pipelined writes and several connections at once.
     pub concurrent_writes: bool,
+    /// Longest wait for the TCP connection to the server.
     pub dial_timeout: Duration,
     /// Longest wait for the server within one operation (handshake included).
     pub io_timeout: Duration,

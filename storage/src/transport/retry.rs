@@ -4,11 +4,14 @@
 
 use std::time::Duration;
 
+/// How many times to try an operation and how long to wait between attempts.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
     /// Total attempts per operation, the first included.
     pub max_attempts: u32,
+    /// Upper bound of the first backoff, doubled for each further attempt.
     pub base_delay: Duration,
+    /// Cap on the backoff before any one attempt.
     pub max_delay: Duration,
 }
 

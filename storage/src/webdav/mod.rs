@@ -41,10 +41,12 @@ pub fn open(s: WebDavSettings) -> Result<SharedReplica> {
 }
 
 impl Replica<DavClient> {
+    /// Builds the replica with the default retry policy, without any network traffic.
     pub fn new(settings: WebDavSettings) -> Result<WebDavReplica> {
         Self::with_retry_policy(settings, RetryPolicy::default())
     }
 
+    /// Builds the replica with `retry` for its requests, without any network traffic.
     pub fn with_retry_policy(
         settings: WebDavSettings,
         retry: RetryPolicy,

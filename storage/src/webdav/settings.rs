@@ -13,7 +13,9 @@ pub struct WebDavSettings {
     pub source: String,
     /// The server: `http[s]://host[:port][/base]`, as Litestream's `URL` field holds it.
     pub url: String,
+    /// User name for Basic authentication (`webdav-username`); empty for none.
     pub username: String,
+    /// Password that goes with `username` (`webdav-password`).
     pub password: Secret,
     /// The replica directory below `url`, as written (`db`, `/a/b/`); cleaned when used.
     pub path: String,

@@ -26,11 +26,16 @@ use crate::transport::token::json_str;
 use crate::transport::{HttpPool as Pool, Trust};
 use crate::Secret;
 
+/// One set of S3 credentials, static or temporary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credentials {
+    /// Access key ID.
     pub access_key_id: String,
+    /// Secret access key.
     pub secret_access_key: Secret,
+    /// Session token of temporary credentials.
     pub session_token: Option<Secret>,
+    /// When temporary credentials expire; `None` for static ones.
     pub expires: Option<SystemTime>,
 }
 
