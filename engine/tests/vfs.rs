@@ -503,4 +503,23 @@ fn vfs_hydrates_a_local_copy_follows_the_primary_and_reads_from_it() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&copy).expect("copy").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the copy is readable by others");
+
+    // The next process resumes the copy: nothing changed on the replica, nothing is fetched.
+    std::fs::rename(&away, &one.replica).expect("move the replica back");
+    let log = one.dir.path().join("vfs.log");
+    let mut env2 = env.clone();
+    env2.push(("LITESTREAM_LOG_LEVEL".into(), "DEBUG".into()));
+    env2.push(("LITESTREAM_LOG_FILE".into(), log.display().to_string()));
+    let (out, err) = shell(
+        &ours,
+        &url,
+        &env2,
+        ".system sleep 1.5
+pragma litestream_hydration_progress;
+select count(*) from t;",
+    );
+    assert_eq!(out, "100.0\n2500\n", "{err}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("resuming the hydration copy"), "{text}");
+    assert!(text.contains(": 0 pages fetched"), "{text}");
 }

@@ -63,7 +63,7 @@ impl Database {
             view.files.len()
         ));
         let hydration = match &g.settings.hydration {
-            Some(path) => Some(Hydration::create(path.as_deref())?),
+            Some(path) => Some(Hydration::create(path.as_deref(), &g.settings.replica_url)?),
             None => None,
         };
         let latest = Arc::new(Latest {
@@ -295,7 +295,10 @@ async fn hydrate(g: &'static Global, latest: Weak<Latest>) {
         };
         let view = Arc::clone(&l.view.read().unwrap_or_else(|p| p.into_inner()));
         match h.catch_up(g.client.as_ref(), &view).await {
-            Ok(()) => log::debug(&format!("hydrated to TXID {}", view.txid)),
+            Ok(n) => log::debug(&format!(
+                "hydrated to TXID {}: {n} pages fetched",
+                view.txid
+            )),
             Err(e) => log::error(&format!("hydration: {e}")),
         }
         drop(l);

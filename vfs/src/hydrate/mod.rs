@@ -16,19 +16,25 @@ use storage::{LtxFileInfo, ReplicaClient};
 
 use crate::view::{FrameRef, View, ViewError};
 
-/// A frame of the replica, independent of any view: level, last TXID and offset of its file.
+mod saved;
+
+/// A frame of the replica, independent of any view: the level, last TXID and size of its file
+/// (the size tells a file apart from one written again under the same name), and its offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameKey {
     level: u8,
     max_txid: u64,
+    file_size: u64,
     offset: u64,
 }
 
 impl FrameKey {
+    /// The key of `frame` of the file `info`.
     pub fn of(info: &LtxFileInfo, frame: FrameRef) -> FrameKey {
         FrameKey {
             level: info.level.0,
             max_txid: info.max_txid.0,
+            file_size: info.size,
             offset: frame.offset,
         }
     }
@@ -36,8 +42,33 @@ impl FrameKey {
     const NONE: FrameKey = FrameKey {
         level: u8::MAX,
         max_txid: u64::MAX,
+        file_size: u64::MAX,
         offset: u64::MAX,
     };
+
+    /// Bytes of [`FrameKey::encode`].
+    const ENCODED: usize = 25;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.level);
+        out.extend_from_slice(&self.max_txid.to_le_bytes());
+        out.extend_from_slice(&self.file_size.to_le_bytes());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+    }
+
+    fn decode(b: &[u8]) -> FrameKey {
+        let u = |i: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(x)
+        };
+        FrameKey {
+            level: b[0],
+            max_txid: u(1),
+            file_size: u(9),
+            offset: u(17),
+        }
+    }
 }
 
 /// Bytes of consecutive frames fetched with one ranged read while hydrating.
@@ -47,6 +78,10 @@ pub struct Hydration {
     /// What `litestream_hydration_file` answers.
     pub path: PathBuf,
     file: File,
+    /// A copy at a path the user gave, resumed by the next process (see [`saved`]).
+    persistent: bool,
+    /// The replica the copy is of, recorded with it.
+    replica_url: String,
     state: RwLock<State>,
 }
 
@@ -60,38 +95,60 @@ struct State {
 }
 
 impl Hydration {
-    /// Creates the copy at `path` (its directory must exist), or, without a path, as a file
-    /// in the temporary directory unlinked at once, so that nothing is left behind. Readable
-    /// by its owner only; an existing file is started over.
-    pub fn create(path: Option<&Path>) -> Result<Hydration, String> {
+    /// Opens the copy at `path` (its directory must exist) and resumes it if the record
+    /// beside it says which frames it holds and that it is of `replica_url`; otherwise starts
+    /// it over. Without a path, the copy is a file in the temporary directory unlinked at once,
+    /// so that nothing is left behind. Readable by its owner only.
+    pub fn create(path: Option<&Path>, replica_url: &str) -> Result<Hydration, String> {
         use std::os::unix::fs::OpenOptionsExt;
-        let (path, temporary) = match path {
-            Some(p) => (p.to_owned(), false),
+        let (path, persistent) = match path {
+            Some(p) => (p.to_owned(), true),
             None => (
                 std::env::temp_dir().join(format!("ls-vfs-{}-hydration.db", std::process::id())),
-                true,
+                false,
             ),
         };
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(!persistent)
             .mode(0o600)
             .open(&path)
             .map_err(|e| format!("cannot create hydration file {}: {e}", path.display()))?;
-        if temporary {
+        let fail = |e: std::io::Error| format!("hydration file {}: {e}", path.display());
+        let mut state = State {
+            page_size: 0,
+            keys: Vec::new(),
+            have: 0,
+            total: 0,
+        };
+        if persistent {
+            let len = file.metadata().map_err(fail)?.len();
+            match saved::load(&path, replica_url, len) {
+                Some((page_size, keys)) => {
+                    crate::log::debug(&format!(
+                        "resuming the hydration copy {} ({} pages)",
+                        path.display(),
+                        keys.len()
+                    ));
+                    state.page_size = page_size;
+                    state.keys = keys;
+                }
+                None => {
+                    saved::remove(&path);
+                    file.set_len(0).map_err(fail)?;
+                }
+            }
+        } else {
             let _ = std::fs::remove_file(&path);
         }
         Ok(Hydration {
             path,
             file,
-            state: RwLock::new(State {
-                page_size: 0,
-                keys: Vec::new(),
-                have: 0,
-                total: 0,
-            }),
+            persistent,
+            replica_url: replica_url.to_owned(),
+            state: RwLock::new(state),
         })
     }
 
@@ -120,24 +177,35 @@ impl Hydration {
     }
 
     /// Brings the copy to `view`: the pages whose frame differs are fetched (consecutive frames
-    /// of a file in one ranged read) and written; the file takes the view's size.
-    pub async fn catch_up(&self, client: &dyn ReplicaClient, view: &View) -> Result<(), ViewError> {
+    /// of a file in one ranged read) and written; the file takes the view's size. Returns how
+    /// many pages were fetched.
+    pub async fn catch_up(
+        &self,
+        client: &dyn ReplicaClient,
+        view: &View,
+    ) -> Result<usize, ViewError> {
+        let fail = |e: std::io::Error| format!("{}: {e}", self.path.display());
         let want: Vec<(u32, usize, FrameRef)> = {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+            let resized = s.page_size != view.page_size || s.keys.len() != view.commit as usize;
+            let want: Vec<_> = view
+                .frames()
+                .filter(|&(pgno, file, f)| {
+                    s.page_size != view.page_size
+                        || s.keys.get(pgno as usize - 1)
+                            != Some(&FrameKey::of(&view.files[file], f))
+                })
+                .collect();
+            if self.persistent && (resized || !want.is_empty()) {
+                // The record must never describe a copy being rewritten.
+                saved::remove(&self.path);
+            }
             if s.page_size != view.page_size {
                 s.keys.clear();
                 s.page_size = view.page_size;
             }
             s.keys.resize(view.commit as usize, FrameKey::NONE);
-            self.file
-                .set_len(view.size_bytes())
-                .map_err(|e| format!("{}: {e}", self.path.display()))?;
-            let want: Vec<_> = view
-                .frames()
-                .filter(|&(pgno, file, f)| {
-                    s.keys[pgno as usize - 1] != FrameKey::of(&view.files[file], f)
-                })
-                .collect();
+            self.file.set_len(view.size_bytes()).map_err(fail)?;
             s.total = view.frames().count() as u64;
             s.have = s.total - want.len() as u64;
             want
@@ -160,7 +228,13 @@ impl Hydration {
                 .await?;
             i = end;
         }
-        Ok(())
+        if self.persistent && !saved::exists(&self.path) {
+            // Everything written is on disk before the record says so.
+            self.file.sync_data().map_err(fail)?;
+            let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+            saved::store(&self.path, &self.replica_url, s.page_size, &s.keys).map_err(fail)?;
+        }
+        Ok(want.len())
     }
 
     async fn fetch_run(
