@@ -31,24 +31,6 @@ pub(crate) fn ls_vfs() -> PathBuf {
         })
 }
 
-/// The real litestream-vfs 0.5.17 (PyPI `litestream-vfs`, which tests/install.sh installs).
-fn litestream_vfs() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import litestream_vfs; print(litestream_vfs.loadable_path())",
-        ])
-        .output()
-        .expect("python3");
-    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    assert!(
-        out.status.success() && p.is_file(),
-        "these tests need litestream-vfs 0.5.17: pip install litestream-vfs==0.5.17 \
-         (tests/install.sh does)"
-    );
-    p
-}
-
 /// Runs `sql` in Debian's `sqlite3` shell on `file:x.db?vfs=litestream` of `url`, with the
 /// extension `lib` loaded; returns (stdout, stderr).
 pub(crate) fn shell(
@@ -122,28 +104,30 @@ fn settled_txid(lib: &Path, url: &str, env: &[(String, String)], rows: usize) ->
     last.lines().nth(1).unwrap_or_default().to_owned()
 }
 
-/// A database of `rows` rows in one transaction, replicated by `ls-engine` to a file replica
-/// (the engine stopped once `lib` reads every row there), and the replica's URL.
-fn replicated_by_engine(lib: &Path, rows: usize) -> (crate::common::OneDb, String) {
+/// A database `ls-engine` replicates to a file replica, with `rows` rows written in one
+/// transaction once the engine runs; returned once `lib` reads every row there, with the
+/// running engine and the replica's URL.
+fn engine_replica(lib: &Path, rows: usize) -> (crate::common::OneDb, Engine, String) {
     let one = one_db();
-    batch(&one.conn, 0, rows);
     fast_config(&one.cfg, &[(one.db.clone(), one.replica.clone())]);
     let e = Engine::start(&one.cfg, &one.dir.path().join("engine.log"));
+    batch(&one.conn, 0, rows);
     let url = file_url(&one.replica);
     settled_txid(lib, &url, &[], rows);
+    (one, e, url)
+}
+
+/// [`engine_replica`] with the engine stopped.
+fn replicated_by_engine(lib: &Path, rows: usize) -> (crate::common::OneDb, String) {
+    let (one, e, url) = engine_replica(lib, rows);
     e.stop();
     (one, url)
 }
 
 #[test]
 fn vfs_answers_like_litestream_vfs_on_an_ls_engine_replica_while_the_primary_writes() {
-    let (ours, theirs) = (ls_vfs(), litestream_vfs());
-    let one = one_db();
-    fast_config(&one.cfg, &[(one.db.clone(), one.replica.clone())]);
-    let e = Engine::start(&one.cfg, &one.dir.path().join("engine.log"));
-    batch(&one.conn, 0, 500);
-    let url = file_url(&one.replica);
-    settled_txid(&ours, &url, &[], 500);
+    let (ours, theirs) = (ls_vfs(), test_support::env::litestream_vfs());
+    let (one, e, url) = engine_replica(&ours, 500);
 
     // One connection of each extension follows the primary for a few seconds; every answer
     // is a whole number of 100-row transactions, never fewer rows than the one before, and a
@@ -225,7 +209,7 @@ fn vfs_answers_like_litestream_vfs_on_an_ls_engine_replica_while_the_primary_wri
 
 #[test]
 fn vfs_answers_like_litestream_vfs_on_a_litestream_replica() {
-    let (ours, theirs) = (ls_vfs(), litestream_vfs());
+    let (ours, theirs) = (ls_vfs(), test_support::env::litestream_vfs());
     let one = one_db();
     batch(&one.conn, 0, 2000);
     let cfg = one.dir.path().join("lit.yml");
@@ -266,13 +250,8 @@ fn vfs_answers_like_litestream_vfs_on_a_litestream_replica() {
 
 #[test]
 fn vfs_time_travel_reads_an_earlier_state_and_comes_back() {
-    let (ours, theirs) = (ls_vfs(), litestream_vfs());
-    let one = one_db();
-    fast_config(&one.cfg, &[(one.db.clone(), one.replica.clone())]);
-    let e = Engine::start(&one.cfg, &one.dir.path().join("engine.log"));
-    batch(&one.conn, 0, 100);
-    let url = file_url(&one.replica);
-    settled_txid(&ours, &url, &[], 100);
+    let (ours, theirs) = (ls_vfs(), test_support::env::litestream_vfs());
+    let (one, e, url) = engine_replica(&ours, 100);
     // File creation times have whole-millisecond precision or better; leave room both sides.
     std::thread::sleep(Duration::from_millis(1200));
     let between = storage::timefmt::format_rfc3339(SystemTime::now());
@@ -460,12 +439,7 @@ fn vfs_loads_into_python_sqlite3() {
 #[test]
 fn vfs_hydrates_a_local_copy_follows_the_primary_and_reads_from_it() {
     let ours = ls_vfs();
-    let one = one_db();
-    fast_config(&one.cfg, &[(one.db.clone(), one.replica.clone())]);
-    let e = Engine::start(&one.cfg, &one.dir.path().join("engine.log"));
-    batch(&one.conn, 0, 2000);
-    let url = file_url(&one.replica);
-    settled_txid(&ours, &url, &[], 2000);
+    let (one, e, url) = engine_replica(&ours, 2000);
     let copy = one.dir.path().join("hydrated.db");
     let away = one.dir.path().join("replica-away");
     let env = vec![

@@ -87,6 +87,25 @@ pub fn litestream() -> PathBuf {
         })
 }
 
+/// The real litestream-vfs 0.5.17 extension (PyPI `litestream-vfs`, which tests/install.sh
+/// installs), where its Python package says it is; panics if there is none.
+pub fn litestream_vfs() -> PathBuf {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import litestream_vfs; print(litestream_vfs.loadable_path())",
+        ])
+        .output()
+        .expect("python3");
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(
+        out.status.success() && p.is_file(),
+        "this needs litestream-vfs 0.5.17: pip install litestream-vfs==0.5.17 \
+         (tests/install.sh does)"
+    );
+    p
+}
+
 /// The S3 test server of `tests/s3/start.sh`.
 #[derive(Clone, Debug)]
 pub struct S3Server {

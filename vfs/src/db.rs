@@ -128,27 +128,22 @@ impl Database {
             match view.frame(pgno)? {
                 None => out.fill(0),
                 Some((info, frame)) => {
-                    let local = self
-                        .latest
-                        .hydration
-                        .as_ref()
-                        .and_then(|h| h.page(pgno, FrameKey::of(info, frame)));
-                    let page: Arc<[u8]> = match local {
-                        Some(p) => p.into(),
-                        None => self.g.block_on(self.g.cache.page(
+                    // Straight into SQLite's buffer: from the copy, else the cache.
+                    let local = self.latest.hydration.as_ref().is_some_and(|h| {
+                        h.read_into(pgno, FrameKey::of(info, frame), in_page, out)
+                    });
+                    if !local {
+                        let page = self.g.block_on(self.g.cache.page(
                             self.g.client.as_ref(),
                             info,
                             frame,
                             pgno,
                             view.page_size,
-                        ))?,
-                    };
-                    if pgno == 1 {
-                        let mut p = page.to_vec();
-                        present_header(&mut p, &view);
-                        out.copy_from_slice(&p[in_page..in_page + n]);
-                    } else {
+                        ))?;
                         out.copy_from_slice(&page[in_page..in_page + n]);
+                    }
+                    if pgno == 1 {
+                        present_header(out, in_page, &view);
                     }
                 }
             }
@@ -250,11 +245,17 @@ impl Database {
 /// Page 1 as SQLite must see it: a rollback-journal database (bytes 18-19; the VFS has no
 /// WAL), with a change counter (bytes 24-27) that differs between views, so that SQLite drops
 /// its page cache when a new transaction starts on a newer view and keeps it otherwise.
-fn present_header(page: &mut [u8], view: &View) {
-    if page.len() >= 28 {
-        page[18] = 1;
-        page[19] = 1;
-        page[24..28].copy_from_slice(&(view.txid.0 as u32).to_be_bytes());
+///
+/// `out` holds the bytes of page 1 from offset `at`; only the header bytes within it change.
+fn present_header(out: &mut [u8], at: usize, view: &View) {
+    let counter = (view.txid.0 as u32).to_be_bytes();
+    let header = [(18usize, 1u8), (19, 1)]
+        .into_iter()
+        .chain((24..28).zip(counter));
+    for (offset, byte) in header {
+        if let Some(b) = offset.checked_sub(at).and_then(|i| out.get_mut(i)) {
+            *b = byte;
+        }
     }
 }
 
@@ -338,6 +339,20 @@ fn parse_time(value: &str, now: SystemTime) -> Result<SystemTime, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ltx_codec::TxId;
+
+    /// SQLite reads page 1 whole and bytes 24-39 alone; both see the same header.
+    #[test]
+    fn the_header_is_presented_in_any_slice_of_page_1() {
+        let view = View::empty_for_test(TxId(0x0102_0304_0506));
+        let mut page = vec![0xAAu8; 100];
+        present_header(&mut page, 0, &view);
+        assert_eq!((page[17], page[18], page[19], page[20]), (0xAA, 1, 1, 0xAA));
+        assert_eq!(&page[24..28], &[3, 4, 5, 6]);
+        let mut part = vec![0xAAu8; 16];
+        present_header(&mut part, 24, &view);
+        assert_eq!(&part[..5], &[3, 4, 5, 6, 0xAA]);
+    }
 
     #[test]
     fn times_absolute_and_relative() {

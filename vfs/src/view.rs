@@ -158,6 +158,19 @@ impl View {
             .map(|(i, r)| (i as u32 + 1, r.file as usize, *r))
     }
 
+    /// A view of no pages at `txid`, for tests.
+    #[cfg(test)]
+    pub fn empty_for_test(txid: TxId) -> View {
+        View {
+            txid,
+            page_size: 4096,
+            commit: 0,
+            newest_at: SystemTime::UNIX_EPOCH,
+            files: Arc::new(Vec::new()),
+            pages: Vec::new(),
+        }
+    }
+
     pub fn size_bytes(&self) -> u64 {
         u64::from(self.commit) * u64::from(self.page_size)
     }

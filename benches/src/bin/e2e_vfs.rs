@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use benches::e2e::host::machine_facts;
-use benches::e2e::median;
+use benches::e2e::{median, range};
 use test_support::proxy::CountingProxy;
 
 const TARGET_FIRST_MS: f64 = 200.0;
@@ -207,16 +207,7 @@ fn make_db(path: &Path, mib: u64) -> Result<u64> {
 fn main() -> Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let a = parse_args(&root)?;
-    let lit_vfs = PathBuf::from(benches::e2e::proc::output_of(
-        "python3",
-        &[
-            "-c",
-            "import litestream_vfs; print(litestream_vfs.loadable_path())",
-        ],
-    ));
-    if !lit_vfs.is_file() {
-        bail!("litestream-vfs is not installed: pip install litestream-vfs==0.5.17");
-    }
+    let lit_vfs = test_support::env::litestream_vfs();
     for p in [&a.engine, &a.vfs] {
         if !p.is_file() {
             bail!(
@@ -277,11 +268,7 @@ fn main() -> Result<()> {
 }
 
 fn cell(runs: &[Run], f: impl Fn(&Run) -> f64, digits: usize) -> String {
-    let v: Vec<f64> = runs.iter().map(f).collect();
-    let (lo, hi) = v
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(l, h), x| (l.min(*x), h.max(*x)));
-    format!("{:.digits$} ({lo:.digits$}-{hi:.digits$})", median(&v))
+    range(&runs.iter().map(f).collect::<Vec<_>>(), digits)
 }
 
 fn report(

@@ -36,6 +36,16 @@ pub fn percentile(v: &[f64], p: f64) -> f64 {
     s[rank.clamp(1, s.len()) - 1]
 }
 
+/// "median (min-max)" of the repetitions `v`, with `digits` decimals; "-" for none.
+pub fn range(v: &[f64], digits: usize) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.is_empty() {
+        return "-".into();
+    }
+    format!("{:.d$} ({:.d$}-{:.d$})", median(v), lo, hi, d = digits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

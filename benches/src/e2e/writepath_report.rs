@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::chart::{self, Bar};
-use super::median;
 use super::writepath::{Case, Eng, Run};
+use super::{median, range};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -31,15 +31,6 @@ impl Results {
     fn med(&self, case: &str, e: Eng, f: impl Fn(&Run) -> f64) -> f64 {
         median(&self.of(case, e).iter().map(|r| f(r)).collect::<Vec<_>>())
     }
-}
-
-fn range(v: &[f64], digits: usize) -> String {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if v.is_empty() {
-        return "-".into();
-    }
-    format!("{:.d$} ({:.d$}-{:.d$})", median(v), lo, hi, d = digits)
 }
 
 /// "PASSIVE 3,4,3 · TRUNCATE 1,1,1": the count of every run, so a run without a checkpoint

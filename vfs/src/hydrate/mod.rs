@@ -152,17 +152,16 @@ impl Hydration {
         })
     }
 
-    /// Page `pgno` from the copy, if the copy holds `key` there.
-    pub fn page(&self, pgno: u32, key: FrameKey) -> Option<Vec<u8>> {
+    /// Fills `out` from page `pgno` of the copy, from byte `in_page` of the page, if the copy
+    /// holds `key` there; false (nothing read) otherwise.
+    pub fn read_into(&self, pgno: u32, key: FrameKey, in_page: usize, out: &mut [u8]) -> bool {
         let s = self.state.read().unwrap_or_else(|p| p.into_inner());
         if s.keys.get(pgno as usize - 1) != Some(&key) {
-            return None;
+            return false;
         }
-        let mut page = vec![0u8; s.page_size as usize];
-        let at = u64::from(pgno - 1) * u64::from(s.page_size);
+        let at = u64::from(pgno - 1) * u64::from(s.page_size) + in_page as u64;
         // Read under the lock: the page cannot be overwritten meanwhile.
-        self.file.read_exact_at(&mut page, at).ok()?;
-        Some(page)
+        self.file.read_exact_at(out, at).is_ok()
     }
 
     /// Percent of the latest view's pages the copy holds, one decimal (`100.0` when done).
@@ -188,8 +187,10 @@ impl Hydration {
         let want: Vec<(u32, usize, FrameRef)> = {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
             let resized = s.page_size != view.page_size || s.keys.len() != view.commit as usize;
+            let mut total = 0u64;
             let want: Vec<_> = view
                 .frames()
+                .inspect(|_| total += 1)
                 .filter(|&(pgno, file, f)| {
                     s.page_size != view.page_size
                         || s.keys.get(pgno as usize - 1)
@@ -206,7 +207,7 @@ impl Hydration {
             }
             s.keys.resize(view.commit as usize, FrameKey::NONE);
             self.file.set_len(view.size_bytes()).map_err(fail)?;
-            s.total = view.frames().count() as u64;
+            s.total = total;
             s.have = s.total - want.len() as u64;
             want
         };
