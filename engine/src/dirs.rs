@@ -15,7 +15,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,9 +100,13 @@ pub fn scan_all(dirs: &mut [DirConfig]) -> Result<(), String> {
 
 /// A file starting with `SQLite format 3\0` (Litestream's `IsSQLiteDatabase`).
 pub fn is_sqlite(path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
     let mut head = [0u8; 16];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
+    // Through the process's shared descriptor (crate::held): if the file is a database we
+    // already replicate under another name, closing a descriptor of our own would drop the
+    // locks our connections hold on it.
+    crate::held::open(path)
+        .and_then(|f| f.read_exact_at(&mut head, 0))
         .is_ok()
         && &head == b"SQLite format 3\0"
 }

@@ -39,6 +39,7 @@ pub mod exec;
 pub mod fdlimit;
 pub mod follower;
 pub mod heartbeat;
+pub mod held;
 pub mod http;
 pub mod inspect;
 pub mod l0;

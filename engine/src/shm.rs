@@ -2,10 +2,20 @@
 //! (docs/checkpoints.md#the-wal-index). Only a hint for when to run the next pass: every pass
 //! still validates the WAL itself, so a torn or stale read costs at most an early or a late
 //! pass, never a wrong byte.
+//!
+//! The descriptor is the one thing here that can do harm. POSIX record locks belong to a process
+//! and an inode, not to a descriptor, and closing *any* descriptor of a file drops every lock the
+//! process holds on it. SQLite's connections in this process hold their read marks as such locks
+//! on the `-shm` file, so closing a descriptor we opened on it would silently end the read mark
+//! that keeps other processes' checkpoints from copying, and their next commit from restarting
+//! the WAL over, frames we have not read yet (docs/checkpoints.md#never-close-the-wal-index).
+//! So a [`ShmPeek`] takes the process's one descriptor of the file ([`crate::held`]) and keeps it
+//! for as long as it lives, and the follower's threads share that peek ([`ShmPeek`] is `Clone`).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The bytes read: both copies of the index header and the checkpoint info up to
 /// `nBackfillAttempted`.
@@ -26,10 +36,12 @@ pub struct WalIndex {
     pub n_backfill: u32,
 }
 
-/// The `-shm` file of one database, opened on first use and kept.
+/// The `-shm` file of one database, opened on first use and never closed before the last clone
+/// is dropped (see the module's comment for why).
+#[derive(Clone)]
 pub struct ShmPeek {
-    path: PathBuf,
-    file: Option<File>,
+    path: Arc<PathBuf>,
+    file: Arc<Mutex<Option<Arc<File>>>>,
 }
 
 impl ShmPeek {
@@ -38,27 +50,31 @@ impl ShmPeek {
         let mut p = db.as_os_str().to_owned();
         p.push("-shm");
         ShmPeek {
-            path: PathBuf::from(p),
-            file: None,
+            path: Arc::new(PathBuf::from(p)),
+            file: Arc::default(),
         }
+    }
+
+    /// Runs `f` on the descriptor, opened if it is not yet (the file may not exist yet); `None`
+    /// when it cannot be opened. Once open it is kept even when a read fails: the `-shm` file is
+    /// only removed when every connection to the database has closed, ours included, and the
+    /// follower that owns this peek is then done. Opened under the lock, so no clone ever opens
+    /// a second descriptor it would then have to close.
+    fn with_file<T>(&self, f: impl FnOnce(&File) -> Option<T>) -> Option<T> {
+        let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = crate::held::open(self.path.as_ref()).ok();
+        }
+        f(slot.as_ref()?)
     }
 
     /// The index now, or `None` when there is none to read (no `-shm` file, not yet
     /// initialised, or caught mid-update).
-    pub fn read(&mut self) -> Option<WalIndex> {
-        if self.file.is_none() {
-            self.file = File::open(&self.path).ok();
-        }
+    pub fn read(&self) -> Option<WalIndex> {
         let mut buf = [0u8; PEEK];
-        let f = self.file.as_ref()?;
-        match f.read_at(&mut buf, 0) {
-            Ok(n) if n == PEEK => parse(&buf),
-            Ok(_) => None,
-            Err(_) => {
-                // Removed and recreated (the last connection closed): open again next time.
-                self.file = None;
-                None
-            }
+        match self.with_file(|f| f.read_at(&mut buf, 0).ok())? {
+            n if n == PEEK => parse(&buf),
+            _ => None,
         }
     }
 }
@@ -76,24 +92,21 @@ impl ShmPeek {
     /// do not conflict within a process), which is what the caller wants: such a reader is what
     /// keeps a checkpoint from copying everything and the WAL from restarting. `None` when
     /// there is no `-shm` file to ask.
-    pub fn readers_elsewhere(&mut self) -> Option<bool> {
+    pub fn readers_elsewhere(&self) -> Option<bool> {
         use std::os::fd::AsRawFd;
-        if self.file.is_none() {
-            self.file = File::open(&self.path).ok();
-        }
-        let f = self.file.as_ref()?;
-        // SAFETY: `flock` is a plain C struct for which all zeroes is a valid value.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        fl.l_start = READ_MARK_1_LOCK;
-        fl.l_len = READ_MARKS_AFTER_0;
-        // SAFETY: F_GETLK only fills `fl`, which lives for the call, on a descriptor we own.
-        if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) } != 0 {
-            self.file = None;
-            return None;
-        }
-        Some(fl.l_type != libc::F_UNLCK as libc::c_short)
+        self.with_file(|f| {
+            // SAFETY: `flock` is a plain C struct for which all zeroes is a valid value.
+            let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+            fl.l_type = libc::F_WRLCK as libc::c_short;
+            fl.l_whence = libc::SEEK_SET as libc::c_short;
+            fl.l_start = READ_MARK_1_LOCK;
+            fl.l_len = READ_MARKS_AFTER_0;
+            // SAFETY: F_GETLK only fills `fl`, which lives for the call, on a descriptor we own.
+            if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) } != 0 {
+                return None;
+            }
+            Some(fl.l_type != libc::F_UNLCK as libc::c_short)
+        })
     }
 }
 
@@ -126,7 +139,7 @@ mod tests {
             .expect("test setup");
         c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
             .expect("test setup");
-        let mut peek = ShmPeek::new(&db);
+        let peek = ShmPeek::new(&db);
         let before = peek.read().expect("index");
         assert!(before.mx_frame >= 2, "{before:?}");
         assert_eq!(before.n_backfill, 0);
@@ -158,7 +171,7 @@ mod tests {
              CREATE TABLE t(x); INSERT INTO t VALUES (1);",
         )
         .expect("test setup");
-        let mut peek = ShmPeek::new(&db);
+        let peek = ShmPeek::new(&db);
         c.execute_batch("BEGIN; SELECT COUNT(*) FROM t;")
             .expect("our read transaction");
         assert_eq!(

@@ -44,6 +44,9 @@ pub struct Conns {
     held: Connection,
     /// Opened on demand, closed by [`Conns::release_idle`]; never holds the read transaction.
     spare: Option<Connection>,
+    /// A third connection, opened on demand for the checkpoint under the write lock (which the
+    /// spare one holds) and closed by [`Conns::release_idle`].
+    third: Option<Connection>,
     in_read_txn: bool,
     /// The write lock is held on `spare`.
     in_lock_txn: bool,
@@ -181,6 +184,7 @@ impl Conns {
             busy,
             held,
             spare: None,
+            third: None,
             in_read_txn: false,
             in_lock_txn: false,
         })
@@ -206,6 +210,7 @@ impl Conns {
         if !self.in_lock_txn {
             self.spare = None;
         }
+        self.third = None;
         // SAFETY: the handle is valid and used by this thread only (the connection is owned
         // here); no statement is running, so every cached page is unpinned.
         unsafe { ffi::sqlite3_db_release_memory(self.held.handle()) };
@@ -248,16 +253,28 @@ impl Conns {
                 "cannot move the read transaction while holding the write lock".into(),
             ));
         }
-        begin_read(self.spare()?)?;
-        let Some(next) = self.spare.take() else {
-            return Err(Error::Other("no spare connection".into()));
+        let next = match self.spare.take() {
+            Some(c) => c,
+            None => open_one(&self.path, self.busy)?,
         };
+        let (free, r) = self.move_read_to(next);
+        self.spare = Some(free);
+        r
+    }
+
+    /// Begins the read transaction on `next` (a connection in no transaction), then ends the
+    /// one held, so that one is held at every moment. Returns the connection left without a
+    /// transaction (`next` itself when it could not begin one: the old transaction is then
+    /// still held) and whether it all went well.
+    fn move_read_to(&mut self, next: Connection) -> (Connection, Result<()>) {
+        if let Err(e) = begin_read(&next) {
+            return (next, Err(e));
+        }
         let old = std::mem::replace(&mut self.held, next);
         let r = old
             .execute_batch("ROLLBACK;")
             .map_err(|e| Error::sqlite("release read lock", e));
-        self.spare = Some(old);
-        r
+        (old, r)
     }
 
     /// Ends the long read transaction, if held.
@@ -338,21 +355,56 @@ impl Conns {
             .map_err(|e| Error::sqlite("checkpoint PASSIVE", e))
     }
 
-    /// Runs `PRAGMA wal_checkpoint(MODE)` with our read lock released (it would block the
-    /// checkpoint), on the connection that held it, re-acquiring it afterwards even on
-    /// failure. The spare connection may hold the write lock meanwhile. Returns SQLite's
-    /// (busy, log frames, checkpointed frames).
+    /// Runs `PRAGMA wal_checkpoint(MODE)` under the write lock (held by the spare connection),
+    /// with our read mark first moved to the WAL's end so that it does not hold the checkpoint
+    /// back, and moved again afterwards so that, once every frame is copied, it no longer pins the
+    /// WAL and the next write can restart it. A read transaction is held at every moment: were
+    /// there a moment without one, and were the read lock then not retaken, another process's
+    /// checkpoint could copy, and its next commit restart the WAL over, frames committed after
+    /// the write lock is let go and not yet in an L0 file. Returns SQLite's (busy, log frames,
+    /// checkpointed frames).
     pub fn checkpoint(&mut self, mode: CheckpointMode) -> Result<(i64, i64, i64)> {
-        self.release_read_lock()?;
+        if !self.in_lock_txn {
+            return Err(Error::Other(
+                "the checkpoint that moves the read mark needs the write lock".into(),
+            ));
+        }
+        let next = match self.third.take() {
+            Some(c) => c,
+            None => open_one(&self.path, self.busy)?,
+        };
+        let (free, moved) = if self.in_read_txn {
+            self.move_read_to(next)
+        } else {
+            (next, Ok(()))
+        };
+        if let Err(e) = moved {
+            self.third = Some(free);
+            return Err(e);
+        }
         let sql = format!("PRAGMA wal_checkpoint({});", mode.as_str());
-        let res = self
-            .held
+        let res = free
             .query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(|e| Error::sqlite(format!("checkpoint {}", mode.as_str()), e));
-        let relock = self.acquire_read_lock();
-        let res = res?;
-        relock?;
-        Ok(res)
+        // Begun on a WAL copied to its end, the read transaction takes read mark 0, which does
+        // not keep the next write from restarting the WAL. Failing that, the one held stays,
+        // and the WAL restarts at a later checkpoint.
+        let (free, again) = if self.in_read_txn {
+            self.move_read_to(free)
+        } else {
+            let r = begin_read(&free);
+            if r.is_ok() {
+                self.in_read_txn = true;
+                (std::mem::replace(&mut self.held, free), Ok(()))
+            } else {
+                (free, r)
+            }
+        };
+        self.third = Some(free);
+        if let Err(e) = again {
+            tracing::debug!(db = %self.path.display(), error = %e, "read mark not moved after the checkpoint; the WAL restarts at a later one");
+        }
+        res
     }
 }
 
@@ -389,5 +441,49 @@ mod tests {
             "bundled SQLite {v} is older than 3.51.3"
         );
         assert_eq!(v, super::sqlite_version());
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+
+    fn salts(wal: &Path) -> Vec<u8> {
+        std::fs::read(wal).expect("read WAL")[16..24].to_vec()
+    }
+
+    /// The checkpoint under the write lock copies every frame although our read transaction
+    /// began before the last ones were committed, ends with a read transaction still held, and
+    /// leaves the WAL for our next write to restart.
+    #[test]
+    fn checkpoint_under_the_write_lock_keeps_reading_and_lets_the_wal_restart() {
+        let dir = tempfile::tempdir().expect("test setup");
+        let db = dir.path().join("a.db");
+        let wal = dir.path().join("a.db-wal");
+        let app = Connection::open(&db).expect("test setup");
+        app.execute_batch(
+            "PRAGMA journal_mode = wal; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t(x);
+             INSERT INTO t VALUES (randomblob(5000));",
+        )
+        .expect("test setup");
+        let mut c = Conns::open(&db, Duration::from_secs(1)).expect("open");
+        c.acquire_read_lock().expect("read");
+        app.execute("INSERT INTO t VALUES (randomblob(5000))", [])
+            .expect("test setup");
+        c.begin_write_lock().expect("write lock");
+        let (busy, log, done) = c.checkpoint(CheckpointMode::Passive).expect("checkpoint");
+        assert_eq!((busy, done), (0, log), "not every frame was copied");
+        assert!(
+            c.has_read_lock() && !c.held.is_autocommit(),
+            "no read transaction held"
+        );
+        c.end_write_lock().expect("unlock");
+        let before = salts(&wal);
+        c.bump_seq().expect("write");
+        assert_ne!(salts(&wal), before, "the write did not restart the WAL");
+        // Outside the write lock it refuses, rather than leave a moment without a read mark
+        // while writers commit.
+        assert!(c.checkpoint(CheckpointMode::Passive).is_err());
+        assert!(c.has_read_lock());
     }
 }

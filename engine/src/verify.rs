@@ -53,6 +53,10 @@ pub struct SyncPlan {
     pub clear_synced_to_wal_end: bool,
 }
 
+/// The snapshot reason when the WAL restarted over a transaction no L0 file holds: another
+/// connection copied it into the database and restarted the WAL before we read it.
+pub const LOST_TO_RESTART: &str = "wal restarted over frames not yet replicated, snapshotting";
+
 /// Why verify could not decide.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -67,11 +71,14 @@ pub enum VerifyError {
 /// Decides per docs/wal.md#verify. `last_page_match(prev_frame_offset)` answers whether the WAL
 /// frame just before the last synced offset still carries the old salts and equals that page in the
 /// last L0 file; `full_checkpoint(new, old)` answers whether frames with a salt other than those
-/// two appear before the old salt (a FULL/RESTART checkpoint we may have missed).
+/// two appear before the old salt (a FULL/RESTART checkpoint we may have missed);
+/// `committed_past_end(prev_frame_offset)` answers whether the old generation goes on after the
+/// last synced offset with a committed transaction (one the restart wrote over before we read it).
 pub fn decide(
     input: &VerifyInput,
     last_page_match: impl FnOnce(u64) -> Result<bool, String>,
     full_checkpoint: impl FnOnce((u32, u32), (u32, u32)) -> Result<bool, String>,
+    committed_past_end: impl FnOnce(u64) -> Result<bool, String>,
 ) -> Result<SyncPlan, VerifyError> {
     let Some(last) = input.last else {
         return Ok(SyncPlan {
@@ -141,6 +148,8 @@ pub fn decide(
         }
         if full_checkpoint(input.wal_salts, last.salts).map_err(VerifyError::Inspect)? {
             plan.reason = Some("full or restart checkpoint detected, snapshotting");
+        } else if committed_past_end(prev).map_err(VerifyError::Inspect)? {
+            plan.reason = Some(LOST_TO_RESTART);
         } else {
             plan.snapshot = false;
         }
@@ -179,6 +188,12 @@ mod tests {
     fn never_full(_: (u32, u32), _: (u32, u32)) -> Result<bool, String> {
         panic!("full checkpoint detection must not be consulted")
     }
+    fn nothing_past(_: u64) -> Result<bool, String> {
+        Ok(false)
+    }
+    fn never_past(_: u64) -> Result<bool, String> {
+        panic!("the frames past the end must not be consulted")
+    }
     fn yes(_: u64) -> Result<bool, String> {
         Ok(true)
     }
@@ -188,7 +203,7 @@ mod tests {
 
     #[test]
     fn first_sync_is_a_snapshot_from_the_header() {
-        let p = decide(&input(None, 0, NEW, false), never, never_full).expect("plan");
+        let p = decide(&input(None, 0, NEW, false), never, never_full, never_past).expect("plan");
         assert!(p.snapshot);
         assert_eq!(p.offset, 32);
         assert_eq!(p.prev_commit, 0);
@@ -200,6 +215,7 @@ mod tests {
             &input(Some(32 + 3 * FS), 32 + FS, NEW, true),
             never,
             never_full,
+            never_past,
         )
         .expect("plan");
         assert!(!p.snapshot);
@@ -213,6 +229,7 @@ mod tests {
             &input(Some(32 + 3 * FS), 32 + FS, NEW, false),
             never,
             never_full,
+            never_past,
         )
         .expect("plan");
         assert!(p.snapshot);
@@ -226,6 +243,7 @@ mod tests {
                 &input(Some(end), 32 + 5 * FS, OLD, false),
                 never,
                 never_full,
+                never_past,
             )
             .expect("plan");
             assert!(!p.snapshot);
@@ -234,6 +252,7 @@ mod tests {
                 &input(Some(end), 32 + 5 * FS, NEW, false),
                 never,
                 never_full,
+                never_past,
             )
             .expect("plan");
             assert!(p.snapshot);
@@ -247,6 +266,7 @@ mod tests {
             &input(Some(32 + 3 * FS), 32 + 5 * FS, OLD, false),
             no,
             never_full,
+            never_past,
         )
         .expect("plan");
         assert!(p.snapshot);
@@ -263,6 +283,7 @@ mod tests {
                 Ok(true)
             },
             never_full,
+            never_past,
         )
         .expect("plan");
         assert_eq!(asked, 32 + 2 * FS);
@@ -279,6 +300,7 @@ mod tests {
                 assert_eq!((new, old), (NEW, OLD));
                 Ok(false)
             },
+            nothing_past,
         )
         .expect("plan");
         assert!(!p.snapshot);
@@ -288,6 +310,7 @@ mod tests {
             &input(Some(32 + 3 * FS), 32 + 5 * FS, NEW, false),
             yes,
             |_, _| Ok(true),
+            never_past,
         )
         .expect("plan");
         assert!(p.snapshot);
@@ -298,6 +321,29 @@ mod tests {
         );
     }
 
+    /// Regression (compaction tests under load): the application's own checkpoint copied a
+    /// transaction committed after our last L0 file into the database, and its next commit
+    /// restarted the WAL over it. Continuing from the new header would leave that transaction out
+    /// of every L0 file, so the next file is a snapshot.
+    #[test]
+    fn restart_over_unreplicated_commit_snapshots() {
+        let mut asked = 0;
+        let p = decide(
+            &input(Some(32 + 3 * FS), 32 + 5 * FS, NEW, false),
+            yes,
+            |_, _| Ok(false),
+            |prev| {
+                asked = prev;
+                Ok(true)
+            },
+        )
+        .expect("plan");
+        assert_eq!(asked, 32 + 2 * FS);
+        assert!(p.snapshot);
+        assert_eq!((p.offset, p.salts), (32, NEW));
+        assert_eq!(p.reason, Some(LOST_TO_RESTART));
+    }
+
     /// Regression (crash suite): killed, then the application ran a RESTART checkpoint of
     /// frames the engine never copied. On the first pass after opening, a restarted WAL must
     /// snapshot rather than continue from the new header.
@@ -305,7 +351,7 @@ mod tests {
     fn wal_restarted_while_not_running_snapshots() {
         let mut i = input(Some(32 + 3 * FS), 32 + 5 * FS, NEW, false);
         i.unwitnessed = true;
-        let p = decide(&i, yes, never_full).expect("plan");
+        let p = decide(&i, yes, never_full, never_past).expect("plan");
         assert!(p.snapshot);
         assert_eq!((p.offset, p.salts), (32, NEW));
         assert_eq!(
@@ -315,11 +361,21 @@ mod tests {
         // Same salts: nothing was restarted, the pass continues incrementally.
         let mut i = input(Some(32 + 3 * FS), 32 + 5 * FS, OLD, false);
         i.unwitnessed = true;
-        assert!(!decide(&i, yes, never_full).expect("plan").snapshot);
+        assert!(
+            !decide(&i, yes, never_full, never_past)
+                .expect("plan")
+                .snapshot
+        );
     }
 
     #[test]
     fn misaligned_offset_is_an_error() {
-        assert!(decide(&input(Some(40), 32 + 5 * FS, OLD, false), never, never_full).is_err());
+        assert!(decide(
+            &input(Some(40), 32 + 5 * FS, OLD, false),
+            never,
+            never_full,
+            never_past
+        )
+        .is_err());
     }
 }

@@ -238,8 +238,12 @@ impl Follower {
                 .thresholds()
                 .exceeds_truncate(file_size(&self.wal_path).unwrap_or(0))
             {
-                self.shrink
-                    .start(&self.cfg, &self.wal_path, self.frame_size());
+                self.shrink.start(
+                    &self.cfg,
+                    &self.wal_path,
+                    self.frame_size(),
+                    self.app.peek(),
+                );
             }
             return Ok(true);
         }
@@ -259,8 +263,12 @@ impl Follower {
         let r = self.sync_pass(plan, 0, true)?;
         self.apply(&r);
         self.state.synced_since_checkpoint = false;
-        self.shrink
-            .start(&self.cfg, &self.wal_path, self.frame_size());
+        self.shrink.start(
+            &self.cfg,
+            &self.wal_path,
+            self.frame_size(),
+            self.app.peek(),
+        );
         Ok(true)
     }
 

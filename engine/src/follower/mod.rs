@@ -277,13 +277,15 @@ impl Follower {
         let mut conns = Conns::open(&self.cfg.path, self.cfg.busy_timeout)?;
         conns.acquire_read_lock()?;
         let page_size = conns.page_size()?;
-        let file = File::open(&self.cfg.path)
+        // The process's one descriptor of the file (crate::held): closing a second one would
+        // drop the locks our connections hold on it.
+        let file = crate::held::open(&self.cfg.path)
             .map_err(|e| Error::io("open database", &self.cfg.path, e))?;
         let l0 = self.meta.level_dir(ltx_codec::Level(0));
         self.meta.create_dir(&l0)?;
         self.db = Some(OpenDb {
             conns,
-            file: Arc::new(file),
+            file,
             page_size,
             hold: Arc::default(),
         });
@@ -417,6 +419,11 @@ impl Follower {
     fn pass(&mut self, max_bytes: u64) -> Result<PassResult> {
         self.check_same_file()?;
         self.note_pass_start();
+        if !self.open_db()?.conns.has_read_lock() {
+            // No read mark of ours held the WAL since the last pass (an error let it go): a
+            // restart found now may have written over frames we never read.
+            self.state.passed_since_open = false;
+        }
         self.open_db()?.conns.acquire_read_lock()?;
         self.metrics.sync_status.phase(Phase::EnsureWal);
         self.ensure_wal_exists()?;
@@ -539,7 +546,17 @@ impl Follower {
                 inspect::last_page_match(&self.wal_path, last.as_ref(), &l0_path, prev, frame_size)
             },
             |new, old| inspect::detect_full_checkpoint(&self.wal_path, frame_size, new, old),
+            |prev| {
+                let old = last_sync.map_or((0, 0), |l| l.salts);
+                inspect::committed_past_end(&self.wal_path, &hdr, prev, frame_size, old)
+            },
         )?;
+        if plan.reason == Some(verify::LOST_TO_RESTART) {
+            // Not the application's fault nor ours to hide: our read mark should have held its
+            // checkpoint back. The snapshot carries the lost transaction's pages; no restore
+            // point is wrong, one is missing.
+            warn!(db = %self.cfg.path.display(), txid = %self.pos, wal_offset = last_sync.map_or(0, |l| l.end_offset), "the WAL restarted over a transaction committed after the last L0 file; the next L0 file is a snapshot");
+        }
         Ok(plan)
     }
 

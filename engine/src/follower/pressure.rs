@@ -58,6 +58,11 @@ impl AppCheckpoints {
         }
     }
 
+    /// The follower's one peek at the wal-index, for its other threads to share.
+    pub(super) fn peek(&self) -> &ShmPeek {
+        &self.shm
+    }
+
     /// Reads the wal-index and notes a checkpoint that was not ours.
     fn look(&mut self) -> Option<WalIndex> {
         let now = self.shm.read()?;

@@ -37,16 +37,19 @@ pub(super) struct Shrink {
 impl Shrink {
     /// Starts cutting `wal` down to its frames, unless a cut is already going on (it reads
     /// the WAL's end afresh at each step, so it also covers this restart).
-    pub(super) fn start(&self, cfg: &DbConfig, wal: &Path, frame: u64) {
+    pub(super) fn start(&self, cfg: &DbConfig, wal: &Path, frame: u64, shm: &ShmPeek) {
         if self.running.swap(true, Ordering::AcqRel) {
             return;
         }
         let running = self.running.clone();
         let (db, wal, busy) = (cfg.path.clone(), wal.to_owned(), cfg.busy_timeout);
+        // The follower's own peek: a descriptor of our own on the `-shm` file would drop the
+        // follower's read mark when closed (crate::shm).
+        let shm = shm.clone();
         let spawned = std::thread::Builder::new()
             .name("wal-shrink".into())
             .spawn(move || {
-                match shrink(&db, &wal, frame, busy) {
+                match shrink(&db, &wal, frame, busy, &shm) {
                     Ok(Shrunk {
                         cuts,
                         from,
@@ -78,9 +81,8 @@ struct Shrunk {
 }
 
 /// Cuts `wal` down to the frames the wal-index says it holds, [`STEP`] at a time.
-fn shrink(db: &Path, wal: &Path, frame: u64, busy: Duration) -> Result<Shrunk> {
+fn shrink(db: &Path, wal: &Path, frame: u64, busy: Duration, shm: &ShmPeek) -> Result<Shrunk> {
     let conn = crate::sqlite::open_connection(db, busy)?;
-    let mut shm = ShmPeek::new(db);
     let from = super::file_size(wal)?;
     let mut cuts = 0;
     let mut longest = Duration::ZERO;
@@ -88,7 +90,7 @@ fn shrink(db: &Path, wal: &Path, frame: u64, busy: Duration) -> Result<Shrunk> {
         conn.execute_batch("BEGIN IMMEDIATE;")
             .map_err(|e| Error::sqlite("take the write lock to cut the wal", e))?;
         let held = std::time::Instant::now();
-        let cut = cut(&mut shm, wal, frame);
+        let cut = cut(shm, wal, frame);
         let end = conn
             .execute_batch("ROLLBACK;")
             .map_err(|e| Error::sqlite("let go of the write lock", e));
@@ -117,7 +119,7 @@ fn shrink(db: &Path, wal: &Path, frame: u64, busy: Duration) -> Result<Shrunk> {
 /// One cut, with the write lock held: no writer appends meanwhile, and everything past the
 /// wal-index's `mxFrame` is an earlier generation's. None when there is nothing to cut (or the
 /// wal-index is unreadable); else whether more is left.
-fn cut(shm: &mut ShmPeek, wal: &Path, frame: u64) -> Result<Option<bool>> {
+fn cut(shm: &ShmPeek, wal: &Path, frame: u64) -> Result<Option<bool>> {
     let Some(idx) = shm.read() else {
         return Ok(None);
     };
@@ -133,4 +135,68 @@ fn cut(shm: &mut ShmPeek, wal: &Path, frame: u64) -> Result<Option<bool>> {
         .and_then(|f| f.set_len(target))
         .map_err(|e| Error::io("cut the WAL down", wal, e))?;
     Ok(Some(target > end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// Whether this process holds a lock on one of the read-mark bytes of the `-shm` file
+    /// (bytes 123 to 127: SQLite's Unix VFS), as the kernel lists it in /proc/locks.
+    fn holds_read_mark(shm: &Path) -> bool {
+        let ino = std::fs::metadata(shm).expect("stat -shm").ino().to_string();
+        let pid = std::process::id().to_string();
+        let locks = std::fs::read_to_string("/proc/locks").expect("read /proc/locks");
+        locks.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().filter(|w| *w != "->").collect();
+            f.len() >= 8
+                && f[4] == pid
+                && f[5].rsplit(':').next() == Some(ino.as_str())
+                && f[6].parse::<u64>().is_ok_and(|b| (123..=127).contains(&b))
+        })
+    }
+
+    /// Regression: the cut opened a descriptor of its own on the `-shm` file and closed it when
+    /// done, which dropped every lock of the process on that file, the follower's read mark
+    /// among them, so another process could then checkpoint and restart the WAL over frames not
+    /// yet in an L0 file.
+    #[test]
+    fn cutting_keeps_the_read_mark_of_the_process() {
+        let dir = tempfile::tempdir().expect("test setup");
+        let db = dir.path().join("a.db");
+        let wal = dir.path().join("a.db-wal");
+        let app = rusqlite::Connection::open(&db).expect("test setup");
+        app.execute_batch(
+            "PRAGMA page_size = 4096; PRAGMA journal_mode = wal; PRAGMA wal_autocheckpoint = 0;
+             CREATE TABLE t(x);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO t SELECT randomblob(3500) FROM n;",
+        )
+        .expect("test setup");
+        app.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .expect("test setup");
+        // Restarts the WAL: a few frames at its start, megabytes of the old generation after.
+        app.execute("INSERT INTO t VALUES (1)", [])
+            .expect("test setup");
+        let held = crate::sqlite::open_connection(&db, Duration::from_secs(1)).expect("open");
+        held.execute_batch("BEGIN; SELECT COUNT(*) FROM t;")
+            .expect("read transaction");
+        let shm = dir.path().join("a.db-shm");
+        assert!(
+            holds_read_mark(&shm),
+            "the read transaction holds no read mark"
+        );
+        let peek = ShmPeek::new(&db);
+        assert!(peek.read().is_some(), "the follower's peek reads the index");
+        let frame = 24 + 4096;
+        let before = super::super::file_size(&wal).expect("size");
+        let done = shrink(&db, &wal, frame, Duration::from_secs(1), &peek).expect("shrink");
+        assert!(done.cuts > 0 && done.to < before, "nothing was cut");
+        assert!(
+            holds_read_mark(&shm),
+            "cutting the WAL dropped the read mark of the follower's connection"
+        );
+        held.execute_batch("COMMIT;").expect("end read");
+    }
 }
