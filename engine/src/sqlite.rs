@@ -355,6 +355,19 @@ impl Conns {
             .map_err(|e| Error::sqlite("checkpoint PASSIVE", e))
     }
 
+    /// Opens the connection [`Conns::checkpoint`] moves the read transaction to, and reads the
+    /// schema into it, so that the work done under the write lock is only the move itself.
+    pub fn prepare_checkpoint(&mut self) -> Result<()> {
+        if self.third.is_none() {
+            let c = open_one(&self.path, self.busy)?;
+            begin_read(&c)?;
+            c.execute_batch("ROLLBACK;")
+                .map_err(|e| Error::sqlite("prepare checkpoint connection", e))?;
+            self.third = Some(c);
+        }
+        Ok(())
+    }
+
     /// Runs `PRAGMA wal_checkpoint(MODE)` under the write lock (held by the spare connection),
     /// with our read mark first moved to the WAL's end so that it does not hold the checkpoint
     /// back, and moved again afterwards so that, once every frame is copied, it no longer pins the
@@ -388,7 +401,12 @@ impl Conns {
             .map_err(|e| Error::sqlite(format!("checkpoint {}", mode.as_str()), e));
         // Begun on a WAL copied to its end, the read transaction takes read mark 0, which does
         // not keep the next write from restarting the WAL. Failing that, the one held stays,
-        // and the WAL restarts at a later checkpoint.
+        // and the WAL restarts at a later checkpoint. A WAL not copied to its end cannot be
+        // restarted anyway: the mark stays where it is.
+        if self.in_read_txn && !matches!(res, Ok((0, log, done)) if log == done) {
+            self.third = Some(free);
+            return res;
+        }
         let (free, again) = if self.in_read_txn {
             self.move_read_to(free)
         } else {

@@ -148,6 +148,7 @@ impl Follower {
             self.flush_wal()?;
             // The barrier holds the write lock so the WAL is sealed between our last copy and
             // the checkpoint: nothing can be committed that we have not copied.
+            self.open_db()?.conns.prepare_checkpoint()?;
             let asked = Instant::now();
             status.phase(Phase::CheckpointLock);
             self.open_db()?.conns.begin_write_lock()?;

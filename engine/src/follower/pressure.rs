@@ -113,6 +113,13 @@ impl Follower {
             (true, true) => after + min,
             (true, false) => 2 * after,
         };
+        // Not yet known to checkpoint on its own: our read mark, taken before the writer began,
+        // may be what keeps its checkpoints from copying anything we could see. A backlog of
+        // several checkpoints' worth runs the pass, whose checkpoint moves the mark on.
+        let undecided = !self.app.seen && self.app.quiet < UNDECIDED;
+        if undecided && frames >= KEEPS_UP * min && frames > synced {
+            return true;
+        }
         self.app.seen && frames >= floor && frames > synced
     }
 
