@@ -59,13 +59,13 @@ fn objects(replica: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 /// Runs the engine on `db` with the replica block `replica_yaml` while `writer` writes, until
-/// it has written an L0 file, then once more with a forced snapshot, so levels 0 and 9 exist
+/// it has written an L0 file (counted in `l0_dir`, where the replica keeps level 0), then once more with a forced snapshot, so levels 0 and 9 exist
 /// and the replica holds every transaction.
 fn replicate(
     dir: &Path,
     db: &Path,
     replica_yaml: &str,
-    replica: &Path,
+    l0_dir: &Path,
     writer: std::thread::JoinHandle<()>,
 ) {
     fs::create_dir_all(dir).expect("config dir");
@@ -79,11 +79,18 @@ fn replicate(
     )
     .expect("config");
     let log = dir.join("engine.log");
-    let before = l0_names(replica).len();
+    let l0s = || {
+        fs::read_dir(l0_dir).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".ltx"))
+                .count()
+        })
+    };
+    let before = l0s();
     let e = Engine::start(&cfg, &log);
     writer.join().expect("writer");
     // A new L0 file: the engine is up and synced at least once.
-    let ok = wait_for_l0(replica, before + 1, Duration::from_secs(60));
+    let ok = wait_until(Duration::from_secs(60), || l0s() > before);
     assert!(ok, "no L0 files; log:\n{}", e.tail());
     e.stop();
     let o = Command::new(ENGINE)
@@ -181,7 +188,7 @@ fn encrypted_replica(dir: &Path, rows: usize, batches: usize) -> Encrypted {
         })
     };
     let cfg_dir = dir.join("cfg");
-    replicate(&cfg_dir, &db, &yaml, &replica, writer);
+    replicate(&cfg_dir, &db, &yaml, &replica.join("ltx/0"), writer);
     Encrypted {
         id,
         db,
@@ -190,21 +197,50 @@ fn encrypted_replica(dir: &Path, rows: usize, batches: usize) -> Encrypted {
     }
 }
 
-#[test]
-fn engine_writes_only_age_files_and_restore_needs_the_identity() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (other, _) = key(dir.path(), "other");
-    let Encrypted {
-        id, db, replica, ..
-    } = encrypted_replica(dir.path(), 300, 5);
+/// Where an encrypted replica is, for [`holds_no_plaintext_and_refuses_clearly`].
+struct Target {
+    /// A directory holding the replica's objects as files: the file replica itself, or the
+    /// prefix's directory in s3s-fs's data directory for the S3 test server.
+    objects_at: PathBuf,
+    /// Where, under it, the level-9 snapshots are.
+    snapshots: PathBuf,
+    /// The replica URL ls-restore takes.
+    url: String,
+    /// The credentials ls-restore needs.
+    env: Vec<(String, String)>,
+}
 
-    // No object holds page data in the clear; every one is an age file.
-    let objs = objects(&replica);
-    assert!(
-        objs.iter()
-            .any(|(p, _)| p.starts_with(replica.join("ltx/9"))),
-        "no snapshot: {objs:?}"
-    );
+impl Target {
+    fn restore(&self, args: &[&str], extra: &[&Path]) -> Output {
+        Command::new(ls_restore_bin())
+            .args(args)
+            .args(extra)
+            .env_remove("LS_AGE_IDENTITY")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run ls-restore")
+    }
+}
+
+/// What an encrypted replica of `db` (`rows` rows, encrypted to `id`'s recipient) must show on
+/// any backend: no object holds page data in the clear; with the identity, restore gives the
+/// same rows and `-check` passes; without it, with another one (`other`), with a chunk of the
+/// snapshot tampered with or the snapshot cut short, restore fails naming the object and
+/// publishes nothing.
+fn holds_no_plaintext_and_refuses_clearly(
+    t: &Target,
+    dir: &Path,
+    (id, other): (&Path, &Path),
+    db: &Path,
+    rows: i64,
+) {
+    let objs = objects(&t.objects_at);
+    let snapshot = objs
+        .iter()
+        .filter(|(p, _)| p.starts_with(&t.snapshots))
+        .max_by_key(|(_, b)| b.len())
+        .map(|(p, _)| p.clone())
+        .unwrap_or_else(|| panic!("no snapshot: {objs:?}"));
     for (p, b) in &objs {
         assert!(
             b.starts_with(b"age-encryption.org/v1\n"),
@@ -220,52 +256,112 @@ fn engine_writes_only_age_files_and_restore_needs_the_identity() {
     }
 
     // With the identity: the same rows, integrity ok.
-    let out = dir.path().join("restored.db");
-    let o = ls_restore(
+    let out = dir.join("restored.db");
+    let o = t.restore(
         &["-integrity-check", "full", "-age-identity"],
-        &[&id, Path::new("-o"), &out, Path::new(&file_url(&replica))],
+        &[id, Path::new("-o"), &out, Path::new(&t.url)],
     );
     assert!(o.status.success(), "{}", text(&o));
     integrity_ok(&out);
-    assert_same_rows(&db, &out);
+    assert_same_rows(db, &out);
     let n: i64 = rusqlite::Connection::open(&out)
         .expect("open")
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
         .expect("count");
-    assert_eq!(n, 550);
+    assert_eq!(n, rows);
 
-    // Without it, and with the wrong one: an error naming a file, nothing published.
-    for (ids, what) in [
-        (vec![], "is encrypted with age"),
-        (vec![other.as_path()], "can decrypt it"),
-    ] {
-        let out = dir.path().join(format!("fail-{}.db", ids.len()));
+    // `-check` verifies every file through the age layer.
+    let o = t.restore(&["-check", "-age-identity"], &[id, Path::new(&t.url)]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Without it, with the wrong one, and with the snapshot damaged: an error naming a file,
+    // nothing published.
+    let fails = |n: usize, ids: &[&Path], what: &str| {
+        let out = dir.join(format!("fail-{n}.db"));
         let mut args: Vec<&Path> = Vec::new();
-        for i in &ids {
+        for i in ids {
             args.extend([Path::new("-age-identity"), i]);
         }
-        let url = file_url(&replica);
-        args.extend([Path::new("-o"), out.as_path(), Path::new(&url)]);
-        let o = ls_restore(&[], &args);
-        let t = text(&o);
-        assert!(!o.status.success(), "{t}");
-        assert!(t.contains(what) && t.contains(".ltx"), "{t}");
-        assert!(!t.contains("AGE-SECRET-KEY"), "{t}");
-        assert!(!out.exists(), "output published: {t}");
-        let sidecars = fs::read_dir(dir.path())
+        args.extend([Path::new("-o"), out.as_path(), Path::new(&t.url)]);
+        let o = t.restore(&[], &args);
+        let text = text(&o);
+        assert!(!o.status.success(), "{text}");
+        assert!(text.contains(what) && text.contains(".ltx"), "{text}");
+        assert!(!text.contains("AGE-SECRET-KEY"), "{text}");
+        assert!(!out.exists(), "output published: {text}");
+        let sidecars = fs::read_dir(dir)
             .expect("dir")
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with("fail-"))
             .count();
-        assert_eq!(sidecars, 0, "{t}");
-    }
+        assert_eq!(sidecars, 0, "{text}");
+    };
+    fails(0, &[], "is encrypted with age");
+    fails(1, &[other], "can decrypt it");
+    let good = fs::read(&snapshot).expect("read snapshot");
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    fs::write(&snapshot, &bad).expect("tamper");
+    fails(2, &[id], "authenticate");
+    fs::write(&snapshot, &good[..good.len() - 1]).expect("truncate");
+    fails(3, &[id], "");
+    fs::write(&snapshot, &good).expect("repair");
+    let o = t.restore(&["-check", "-age-identity"], &[id, Path::new(&t.url)]);
+    assert!(o.status.success(), "repaired: {}", text(&o));
+}
 
-    // `-check` verifies every file through the age layer.
-    let o = ls_restore(
-        &["-check", "-age-identity"],
-        &[&id, Path::new(&file_url(&replica))],
+#[test]
+fn engine_writes_only_age_files_and_restore_needs_the_identity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (other, _) = key(dir.path(), "other");
+    let Encrypted {
+        id, db, replica, ..
+    } = encrypted_replica(dir.path(), 300, 5);
+    let t = Target {
+        snapshots: replica.join("ltx/9"),
+        objects_at: replica.clone(),
+        url: file_url(&replica),
+        env: Vec::new(),
+    };
+    holds_no_plaintext_and_refuses_clearly(&t, dir.path(), (&id, &other), &db, 550);
+}
+
+/// The same on the S3 test server, whose objects s3s-fs keeps as files.
+#[test]
+#[ignore = "needs the S3 test server"]
+fn an_encrypted_s3_replica_holds_no_plaintext_and_refuses_clearly() {
+    let srv = s3_server();
+    let data = srv
+        .data_dir
+        .clone()
+        .expect("LS_S3_DATA_DIR: where s3s-fs keeps objects");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (id, rcpt) = key(dir.path(), "key");
+    let (other, _) = key(dir.path(), "other");
+    let db = dir.path().join("app.db");
+    write_rows(&db, 0, 300);
+    let prefix = test_support::unique_name("age");
+    let mut yaml = String::new();
+    for l in srv.yaml_with_keys(&prefix, &srv.secret_key) {
+        yaml.push_str(&format!("      {l}\n"));
+    }
+    yaml.push_str(&age_yaml(&[&rcpt], &[&id]));
+    let remote = data.join(&srv.bucket).join(&prefix);
+    replicate(
+        &dir.path().join("cfg"),
+        &db,
+        &yaml,
+        &remote.join("0000"),
+        rows_later(&db, 300),
     );
-    assert!(o.status.success(), "{}", text(&o));
+    let t = Target {
+        snapshots: remote.join("0009"),
+        objects_at: remote,
+        url: srv.url(&prefix),
+        env: srv.ls_env(),
+    };
+    holds_no_plaintext_and_refuses_clearly(&t, dir.path(), (&id, &other), &db, 400);
 }
 
 #[test]
@@ -365,7 +461,7 @@ fn age_tool_reads_engine_objects_and_restore_reads_age_tool_objects() {
     );
     let cfg_dir = dir.path().join("cfg1");
     let writer = rows_later(&db, 400);
-    replicate(&cfg_dir, &db, &yaml, &replica, writer);
+    replicate(&cfg_dir, &db, &yaml, &replica.join("ltx/0"), writer);
     let objs = objects(&replica);
     assert!(objs.len() >= 2, "{objs:?}");
     for (p, _) in &objs {
@@ -383,7 +479,7 @@ fn age_tool_reads_engine_objects_and_restore_reads_age_tool_objects() {
         &cfg_dir,
         &db,
         &format!("      path: {}\n", plain.display()),
-        &plain,
+        &plain.join("ltx/0"),
         writer,
     );
     encrypt_in_place(&plain, &rcpt);
@@ -475,7 +571,7 @@ fn a_plain_replica_migrates_to_encryption_only_when_configured() {
         &dir.path().join("plain"),
         &db,
         &plain_yaml,
-        &replica,
+        &replica.join("ltx/0"),
         writer,
     );
     assert!(objects(&replica)
@@ -515,7 +611,13 @@ fn a_plain_replica_migrates_to_encryption_only_when_configured() {
         let db = db.clone();
         move || write_rows(&db, 300, 50)
     });
-    replicate(&dir.path().join("migrate"), &db, &yaml, &replica, writer);
+    replicate(
+        &dir.path().join("migrate"),
+        &db,
+        &yaml,
+        &replica.join("ltx/0"),
+        writer,
+    );
     let objs = objects(&replica);
     let sealed = objs
         .iter()
