@@ -3,8 +3,8 @@
 //! lock, checkpoints and `_litestream_seq` bumps); we keep one, which holds the read transaction,
 //! and open a second only while a checkpoint or a bump needs it. The second one also lets the read
 //! transaction move forward without a moment where none is held, and takes the write lock during
-//! the sealed step of a checkpoint, when the first one runs the checkpoint itself
-//! (docs/checkpoints.md#the-procedure). An idle database thus costs one connection, with no
+//! the sealed step of a checkpoint, when a third takes the read transaction over so that the first
+//! can run the checkpoint itself (docs/checkpoints.md#the-procedure). An idle database thus costs one connection, with no
 //! lookaside buffer and no preallocated page cache (docs/many-databases.md).
 
 use std::path::{Path, PathBuf};
