@@ -8,7 +8,7 @@
 
 use crate::common::*;
 use crate::harden::{ls_restore, text};
-use crate::mcp::{free_port, row_count, s, Client};
+use crate::mcp::{row_count, s, Client};
 
 use std::fmt::Write as _;
 use std::fs;
@@ -243,13 +243,12 @@ fn issue14_3_secrets_never_leave_the_process() {
         insert_rows(&c, 0, 40, 50);
     }
 
-    let metrics_port = free_port();
-    let mcp_port = free_port();
+    // Both listeners on ports the system picks; the engine logs where they are.
+    const LISTENERS: &str = "addr: 127.0.0.1:0\nmcp-addr: 127.0.0.1:0\n";
     let sock = root.join("ctl.sock");
     let config = |dbs: &[Db]| {
         let mut y = format!(
-            "addr: 127.0.0.1:{metrics_port}\nmcp-addr: 127.0.0.1:{mcp_port}\n\
-             mcp-token: ${{H8_MCP_TOKEN}}\nsocket:\n  enabled: true\n  path: {}\n\
+            "{LISTENERS}mcp-token: ${{H8_MCP_TOKEN}}\nsocket:\n  enabled: true\n  path: {}\n\
              heartbeat-url: http://hb:{hb_pw}@127.0.0.1:9/ping?token={hb_token}\n\
              shutdown-sync-timeout: 2s\ndbs:\n",
             sock.display()
@@ -276,6 +275,8 @@ fn issue14_3_secrets_never_leave_the_process() {
     let log = root.join("engine.log");
     let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let e = Engine::start_env(&cfg, &log, &envs);
+    let metrics_port = e.logged_addr("serving metrics on", "url").port();
+    let mcp_addr = e.logged_addr("starting MCP Streamable HTTP server", "addr");
     let sock_s = s(&sock).to_owned();
     assert!(
         wait_until(Duration::from_secs(60), || {
@@ -348,8 +349,7 @@ fn issue14_3_secrets_never_leave_the_process() {
     );
 
     // MCP: every tool, by config and by URL, with the token.
-    let addr = format!("127.0.0.1:{mcp_port}").parse().expect("addr");
-    let (mcp, init) = Client::connect_with(addr, Some(format!("Bearer {mcp_token}")));
+    let (mcp, init) = Client::connect_with(mcp_addr, Some(format!("Bearer {mcp_token}")));
     seen.add("mcp initialize", init.to_string());
     seen.add(
         "mcp tools/list",
@@ -527,8 +527,7 @@ fn issue14_3_secrets_never_leave_the_process() {
     ];
     let wrong_cfg = root.join("wrong.yml");
     let text_cfg = config(&wrong_dbs)
-        .replace(&format!("addr: 127.0.0.1:{metrics_port}\n"), "")
-        .replace(&format!("mcp-addr: 127.0.0.1:{mcp_port}\n"), "")
+        .replace(LISTENERS, "")
         .replace("  enabled: true", "  enabled: false");
     fs::write(&wrong_cfg, text_cfg).expect("wrong config");
     let wrong_s = s(&wrong_cfg).to_owned();
