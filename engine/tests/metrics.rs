@@ -86,8 +86,11 @@ fn scrape_until(port: u16, secs: u64, f: impl Fn(&Scrape) -> bool) -> (bool, Scr
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let s = scrape(port);
-        if f(&s) || Instant::now() > deadline {
-            return (f(&s), s);
+        // Asked once per scrape: the condition may read a replica that moves on meanwhile, and
+        // a second answer could then contradict the first.
+        let ok = f(&s);
+        if ok || Instant::now() > deadline {
+            return (ok, s);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
