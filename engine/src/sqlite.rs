@@ -190,6 +190,11 @@ impl Conns {
         })
     }
 
+    /// `slot`'s connection, or a new one.
+    fn opened(&self, slot: Option<Connection>) -> Result<Connection> {
+        slot.map_or_else(|| open_one(&self.path, self.busy), Ok)
+    }
+
     /// The second connection, opened if it is not.
     fn spare(&mut self) -> Result<&Connection> {
         if self.spare.is_none() {
@@ -253,10 +258,8 @@ impl Conns {
                 "cannot move the read transaction while holding the write lock".into(),
             ));
         }
-        let next = match self.spare.take() {
-            Some(c) => c,
-            None => open_one(&self.path, self.busy)?,
-        };
+        let slot = self.spare.take();
+        let next = self.opened(slot)?;
         let (free, r) = self.move_read_to(next);
         self.spare = Some(free);
         r
@@ -382,10 +385,8 @@ impl Conns {
                 "the checkpoint that moves the read mark needs the write lock".into(),
             ));
         }
-        let next = match self.third.take() {
-            Some(c) => c,
-            None => open_one(&self.path, self.busy)?,
-        };
+        let slot = self.third.take();
+        let next = self.opened(slot)?;
         let (free, moved) = if self.in_read_txn {
             self.move_read_to(next)
         } else {

@@ -132,10 +132,17 @@ fn rows_later(db: &Path, from: usize) -> std::thread::JoinHandle<()> {
 }
 
 fn ls_restore(args: &[&str], extra: &[&Path]) -> Output {
+    ls_restore_with(args, extra, &[])
+}
+
+/// `ls-restore` with `args`, then `extra`, never with an identity from the environment; `env`
+/// adds what the replica needs (credentials).
+fn ls_restore_with(args: &[&str], extra: &[&Path], env: &[(String, String)]) -> Output {
     Command::new(ls_restore_bin())
         .args(args)
         .args(extra)
         .env_remove("LS_AGE_IDENTITY")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("run ls-restore")
 }
@@ -212,13 +219,7 @@ struct Target {
 
 impl Target {
     fn restore(&self, args: &[&str], extra: &[&Path]) -> Output {
-        Command::new(ls_restore_bin())
-            .args(args)
-            .args(extra)
-            .env_remove("LS_AGE_IDENTITY")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("run ls-restore")
+        ls_restore_with(args, extra, &self.env)
     }
 }
 
