@@ -150,12 +150,13 @@ fn writes_stay_local(c: &rusqlite::Connection, from: usize, replica: &Path, txid
 fn raw(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut c = std::os::unix::net::UnixStream::connect(sock).expect("connect");
-    write!(
-        c,
+    // One write: `write!` sends each piece apart, and a server that answers (405) once the
+    // header block is in may close before the body's piece is sent (EPIPE, seen in CI).
+    let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )
-    .expect("write");
+    );
+    c.write_all(req.as_bytes()).expect("write");
     let mut s = String::new();
     c.read_to_string(&mut s).expect("read");
     let code = s[9..12].parse().expect("status");
