@@ -27,7 +27,7 @@ impl PageSource<'_> {
     fn read(&self, pgno: u32, buf: &mut [u8]) -> Result<()> {
         let ps = self.page_size as usize;
         if let Some(&off) = self.wal_pages.get(&pgno) {
-            return self.wal.read_page(off, &mut buf[..ps]);
+            return self.wal.read_page(off, pgno, &mut buf[..ps]);
         }
         // A page inside Commit but past the end of the DB file reads as zeros in SQLite too
         // (its WAL copy was dropped by a later shrink-then-grow, or the file is sparse).

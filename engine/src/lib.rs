@@ -61,6 +61,7 @@ pub mod uploader;
 pub mod validate;
 pub mod verify;
 pub mod wake;
+pub mod walindex;
 pub mod walread;
 pub mod watch;
 pub mod writeback;

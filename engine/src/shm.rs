@@ -68,6 +68,12 @@ impl ShmPeek {
         f(slot.as_ref()?)
     }
 
+    /// Reads as much of `buf` as the file holds at `offset` (one call: the wal-index is a local
+    /// file in the page cache); `None` when it cannot be opened or read.
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> Option<usize> {
+        self.with_file(|f| f.read_at(buf, offset).ok())
+    }
+
     /// The index now, or `None` when there is none to read (no `-shm` file, not yet
     /// initialised, or caught mid-update).
     pub fn read(&self) -> Option<WalIndex> {

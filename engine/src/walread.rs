@@ -2,22 +2,26 @@
 //! grow with the WAL (a mapping of the whole file would put every page the pass touches in our
 //! resident set: hundreds of MiB on a write-heavy database).
 //!
-//! Nothing read here is trusted before it is validated: frames by their salts and checksum chain
-//! ([`ltx_codec::wal::FrameCursor`]); pages copied out afterwards by [`WalFile::unchanged`], which
-//! re-reads the header. SQLite rewrites the WAL header with a new salt whenever it restarts or
-//! truncates the WAL, and that header is written before any frame of the new generation, while
-//! committed frames of one generation are never rewritten; so an unchanged header after the
-//! copy means every frame read was still the one validated (docs/checkpoints.md#reading-the-wal).
+//! Frames are found either by reading them, validated by their salts and checksum chain
+//! ([`ltx_codec::wal::FrameCursor`]), or through SQLite's wal-index as its own readers find them
+//! ([`WalFile::scan_indexed`]). Each page copied out is checked against its frame's header, and
+//! all of them afterwards by [`WalFile::unchanged`], which re-reads the WAL header. SQLite
+//! rewrites that header with a new salt whenever it restarts or truncates the WAL, before any
+//! frame of the new generation, while committed frames of one generation are never rewritten; so
+//! an unchanged header after the copy means every frame read was still the one found
+//! (docs/checkpoints.md#reading-the-wal).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ltx_codec::wal::{
-    Committed, CommittedBuilder, FrameCursor, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE,
+    Committed, CommittedBuilder, FrameCursor, WalHeader, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE,
 };
 
 use crate::error::{Error, Result};
+use crate::shm::ShmPeek;
+use crate::walindex;
 
 const HDR: u64 = WAL_HEADER_SIZE as u64;
 
@@ -57,6 +61,16 @@ pub struct Scan {
     pub start: u64,
     /// The WAL header was valid (else the WAL is empty and `salts` are its raw bytes').
     pub header_valid: bool,
+    /// SQLite transactions read; `None` when the frames were found through the wal-index,
+    /// which does not say where each transaction ended.
+    pub transactions: Option<u64>,
+}
+
+/// What a frame's header says, its checksum apart.
+struct FrameHeader {
+    pgno: u32,
+    commit: u32,
+    salts: (u32, u32),
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -145,6 +159,7 @@ impl WalFile {
                 salts,
                 start,
                 header_valid: false,
+                transactions: Some(0),
             });
         };
         let fs = cursor.header().frame_size();
@@ -171,12 +186,146 @@ impl WalFile {
                 break;
             }
         }
+        let committed = b.finish();
         Ok(Scan {
-            committed: b.finish(),
+            transactions: Some(committed.transactions),
+            committed,
             salts: cursor.salts(),
             start,
             header_valid: true,
         })
+    }
+
+    /// [`WalFile::scan`] through the wal-index (docs/wal.md#finding-frames-through-the-wal-index):
+    /// the same committed pages, found without reading the frames. `None` whenever the index
+    /// cannot stand for this WAL (none, another generation or page size, past the bound opened,
+    /// changed while read); the caller then scans. A frame the index names is checked against
+    /// its own header when its page is copied ([`WalFile::read_page`]).
+    pub fn scan_indexed(
+        &self,
+        offset: u64,
+        salts: (u32, u32),
+        max_bytes: Option<u64>,
+        shm: &ShmPeek,
+    ) -> Result<Option<Scan>> {
+        let Some(h) = WalHeader::parse(self.hdr_bytes()).ok().flatten() else {
+            return Ok(None);
+        };
+        let Some(ix) = walindex::header(shm) else {
+            return Ok(None);
+        };
+        let fs = h.frame_size() as u64;
+        if ix.salts != (h.salt1, h.salt2) || ix.page_size != h.page_size {
+            return Ok(None);
+        }
+        // Go on from the last L0 file if it is of this generation, else from the start (what
+        // `scan` does when the frame before `offset` is not of the last file's generation).
+        let resumes = offset > HDR && salts == ix.salts && (offset - HDR).is_multiple_of(fs);
+        let start = if resumes { offset } else { HDR };
+        let Ok(from) = u32::try_from((start - HDR) / fs) else {
+            return Ok(None);
+        };
+        let end_of = |frame: u32| HDR + u64::from(frame) * fs;
+        if from > ix.mx_frame || end_of(ix.mx_frame) > self.len {
+            return Ok(None);
+        }
+        let mut committed = Committed {
+            end_offset: start,
+            last_commit_end: start,
+            ..Committed::default()
+        };
+        // With a limit, stop at the first commit at or past it, as `scan` does.
+        let to = match max_bytes {
+            Some(m) if end_of(ix.mx_frame) - start > m => {
+                let first = u32::try_from((start + m - HDR).div_ceil(fs)).unwrap_or(u32::MAX);
+                match self.first_commit(first.max(from + 1), ix.mx_frame, ix.salts)? {
+                    Some(f) => f,
+                    None => return Ok(None),
+                }
+            }
+            _ => ix.mx_frame,
+        };
+        if to > from {
+            let mut last = 0;
+            let listed = walindex::pages(shm, from, to, |frame, pgno| {
+                committed.pages.insert(pgno, end_of(frame - 1));
+                last = pgno;
+            });
+            // The frame ending the read must be a commit of this generation holding what the
+            // index says, and the index must still be of this generation (not restarted while
+            // read).
+            let commit = self.commit_at(end_of(to - 1), last, ix.salts)?;
+            let still = walindex::header(shm).is_some_and(|now| now.salts == ix.salts);
+            let (Some(()), Some(commit), true) = (listed, commit, still) else {
+                return Ok(None);
+            };
+            committed.commit = commit;
+            committed.end_offset = end_of(to);
+            committed.last_commit_end = end_of(to);
+        }
+        // SQLite writes a transaction's frames, and only then moves the index's last commit
+        // past them: a pass woken by that write can find the index one commit behind. The few
+        // frames past the index's end are read as the frame scan reads them (their checksums
+        // chained from the last indexed frame's), so no commit in the file waits for a later
+        // wake-up.
+        if to == ix.mx_frame && end_of(to) < self.len {
+            let rest = max_bytes.map(|m| m.saturating_sub(end_of(to) - start).max(1));
+            let tail = self.scan(end_of(to), ix.salts, rest)?;
+            if tail.start != end_of(to) {
+                return Ok(None);
+            }
+            if !tail.committed.pages.is_empty() {
+                committed.pages.extend(tail.committed.pages);
+                committed.commit = tail.committed.commit;
+                committed.end_offset = tail.committed.end_offset;
+                committed.last_commit_end = tail.committed.last_commit_end;
+            }
+        }
+        Ok(Some(Scan {
+            committed,
+            salts: ix.salts,
+            start,
+            header_valid: true,
+            transactions: None,
+        }))
+    }
+
+    /// The header of the frame at `at`, if the WAL holds one there.
+    fn frame_header(&self, at: u64) -> Result<Option<FrameHeader>> {
+        let mut b = [0u8; WAL_FRAME_HEADER_SIZE];
+        let n = read_full(&self.file, &mut b, at)
+            .map_err(|e| Error::io("read WAL frame", &self.path, e))?;
+        Ok((n == b.len()).then(|| FrameHeader {
+            pgno: be32(&b, 0),
+            commit: be32(&b, 4),
+            salts: (be32(&b, 8), be32(&b, 12)),
+        }))
+    }
+
+    /// The database size the commit frame at `at` records, if it is a commit frame of the
+    /// generation with `salts` holding page `pgno`.
+    fn commit_at(&self, at: u64, pgno: u32, salts: (u32, u32)) -> Result<Option<u32>> {
+        Ok(self.frame_header(at)?.and_then(|h| {
+            (h.pgno == pgno && h.salts == salts && h.commit != 0).then_some(h.commit)
+        }))
+    }
+
+    /// The first commit frame among frames `first..=last` (1-based), reading only their
+    /// headers; frames up to the index's last commit are all committed, so their headers can
+    /// be taken as they are. `None` if one is not of this generation.
+    fn first_commit(&self, first: u32, last: u32, salts: (u32, u32)) -> Result<Option<u32>> {
+        let fs = self.frame_size_hint().unwrap_or(0);
+        for frame in first..=last {
+            match self.frame_header(HDR + u64::from(frame - 1) * fs)? {
+                Some(h) if h.salts == salts && h.pgno != 0 => {
+                    if h.commit != 0 {
+                        return Ok(Some(frame));
+                    }
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// The frame size the header announces, if the header is valid.
@@ -187,18 +336,59 @@ impl WalFile {
             .map(|h| h.frame_size() as u64)
     }
 
-    /// Copies the page of the frame whose header is at `frame_offset` into `buf`.
-    pub fn read_page(&self, frame_offset: u64, buf: &mut [u8]) -> Result<()> {
-        let at = frame_offset + WAL_FRAME_HEADER_SIZE as u64;
-        let n = if at + buf.len() as u64 <= self.len {
-            read_full(&self.file, buf, at).map_err(|e| Error::io("read WAL", &self.path, e))?
-        } else {
-            0
-        };
-        if n < buf.len() {
+    /// Copies the page of the frame whose header is at `frame_offset` into `buf`, after checking
+    /// that the frame's own header names page `pgno` and carries the salts of the generation
+    /// this pass opened: a frame found through the wal-index is thereby checked against the
+    /// WAL, and one found by the scan is read again as it was validated.
+    pub fn read_page(&self, frame_offset: u64, pgno: u32, buf: &mut [u8]) -> Result<()> {
+        let end = frame_offset + (WAL_FRAME_HEADER_SIZE + buf.len()) as u64;
+        let mut head = [0u8; WAL_FRAME_HEADER_SIZE];
+        if end > self.len || self.read_frame(frame_offset, &mut head, buf)? < end - frame_offset {
+            return Err(self.changed());
+        }
+        let salts = (be32(&self.hdr, 16), be32(&self.hdr, 20));
+        if be32(&head, 0) != pgno || (be32(&head, 8), be32(&head, 12)) != salts {
             return Err(self.changed());
         }
         Ok(())
+    }
+
+    /// Reads a frame's header and page with one call (`preadv`); the count read.
+    fn read_frame(&self, at: u64, head: &mut [u8], page: &mut [u8]) -> Result<u64> {
+        use std::os::fd::AsRawFd;
+        let want = (head.len() + page.len()) as u64;
+        let off = libc::off_t::try_from(at).map_err(|_| self.changed())?;
+        let iov = [
+            libc::iovec {
+                iov_base: head.as_mut_ptr().cast(),
+                iov_len: head.len(),
+            },
+            libc::iovec {
+                iov_base: page.as_mut_ptr().cast(),
+                iov_len: page.len(),
+            },
+        ];
+        loop {
+            // SAFETY: both buffers outlive the call and the iovecs give their exact lengths.
+            let n = unsafe { libc::preadv(self.file.as_raw_fd(), iov.as_ptr(), 2, off) };
+            if n >= 0 && n as u64 == want {
+                return Ok(want);
+            }
+            if n >= 0 {
+                // Short (the end of the file, or a rare partial read): read both plainly.
+                let io = |e| Error::io("read WAL", &self.path, e);
+                let h = read_full(&self.file, head, at).map_err(io)?;
+                if h < head.len() {
+                    return Ok(h as u64);
+                }
+                let p = read_full(&self.file, page, at + h as u64).map_err(io)?;
+                return Ok((h + p) as u64);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::io("read WAL", &self.path, e));
+            }
+        }
     }
 
     /// Whether the WAL still has the header it had when opened (see the module comment): if so,
@@ -230,12 +420,17 @@ impl WalFile {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ltx_codec::wal::{read_committed, WalReader};
 
-    /// A WAL made by SQLite itself: several transactions, one spanning many frames.
-    fn sqlite_wal(dir: &Path) -> PathBuf {
+    /// `dir/a.db` with 1 KiB pages in WAL mode, no auto-checkpoint, and `rows` one-row
+    /// transactions of blobs from 100 bytes to 100 + `spread`.
+    pub(crate) fn wal_db(
+        dir: &Path,
+        rows: usize,
+        spread: usize,
+    ) -> (PathBuf, rusqlite::Connection) {
         let db = dir.join("a.db");
         let c = rusqlite::Connection::open(&db).expect("open");
         c.execute_batch(
@@ -243,13 +438,19 @@ mod tests {
              CREATE TABLE t(x BLOB);",
         )
         .expect("setup");
-        for i in 0..600 {
+        for i in 0..rows {
             c.execute(
                 "INSERT INTO t VALUES (randomblob(?1))",
-                [100 + (i * 7) % 900],
+                [(100 + (i * 7) % spread) as i64],
             )
             .expect("insert");
         }
+        (db, c)
+    }
+
+    /// A WAL made by SQLite itself: several transactions, one spanning many frames.
+    fn sqlite_wal(dir: &Path) -> PathBuf {
+        let (_, c) = wal_db(dir, 600, 900);
         c.execute_batch(
             "BEGIN; INSERT INTO t SELECT randomblob(900) FROM t;
              INSERT INTO t SELECT randomblob(900) FROM t; COMMIT;",
@@ -298,7 +499,11 @@ mod tests {
         // Pages come back as the frames hold them.
         let (&pgno, &off) = expect.pages.iter().next().expect("page");
         let mut page = vec![0u8; 1024];
-        w.read_page(off, &mut page).expect("page");
+        w.read_page(off, pgno, &mut page).expect("page");
+        assert!(
+            w.read_page(off, pgno + 1, &mut page).is_err(),
+            "another page's frame"
+        );
         let at = off as usize + WAL_FRAME_HEADER_SIZE;
         assert_eq!(page[..], bytes[at..at + 1024], "page {pgno}");
         assert!(w.unchanged().expect("header"));
@@ -319,7 +524,7 @@ mod tests {
         );
         assert_eq!(w.scan(HDR, (0, 0), None).expect("scan").committed, expect);
         let mut page = vec![0u8; 1024];
-        assert!(w.read_page(bound, &mut page).is_err(), "past the bound");
+        assert!(w.read_page(bound, 1, &mut page).is_err(), "past the bound");
     }
 
     #[test]
@@ -342,6 +547,101 @@ mod tests {
         f.set_len(0).expect("truncate");
         assert!(!w.unchanged().expect("truncated"));
         let mut page = vec![0u8; 1024];
-        assert!(w.read_page(HDR, &mut page).is_err());
+        assert!(w.read_page(HDR, 1, &mut page).is_err());
+    }
+
+    /// Through the wal-index, a scan finds what reading the frames finds: from the start, from
+    /// the middle with the last file's salts, with a limit, and from the start again when the
+    /// salts are another generation's.
+    #[test]
+    fn an_indexed_scan_equals_the_frame_scan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db, c) = wal_db(dir.path(), 1500, 2500);
+        let shm = ShmPeek::new(&db);
+        let w = WalFile::open(&dir.path().join("a.db-wal"), None).expect("open");
+        let full = w.scan(HDR, (0, 0), None).expect("scan");
+        let ix = w
+            .scan_indexed(HDR, (0, 0), None, &shm)
+            .expect("indexed")
+            .expect("the index stands for the WAL");
+        assert_eq!(ix.committed.pages, full.committed.pages);
+        assert_eq!(ix.committed.commit, full.committed.commit);
+        assert_eq!(ix.committed.end_offset, full.committed.end_offset);
+        assert_eq!(
+            (ix.salts, ix.start, ix.transactions),
+            (full.salts, HDR, None)
+        );
+        let mid = *full
+            .committed
+            .pages
+            .values()
+            .nth(full.committed.pages.len() / 3)
+            .expect("page");
+        for limit in [None, Some(1), Some(50_000), Some(400_000)] {
+            let a = w.scan(mid, full.salts, limit).expect("scan");
+            let b = w
+                .scan_indexed(mid, full.salts, limit, &shm)
+                .expect("indexed")
+                .expect("index");
+            assert_eq!(b.committed.pages, a.committed.pages, "{limit:?}");
+            assert_eq!(b.committed.end_offset, a.committed.end_offset, "{limit:?}");
+            assert_eq!(b.committed.last_commit_end, a.committed.last_commit_end);
+            assert_eq!(b.committed.commit, a.committed.commit, "{limit:?}");
+            assert_eq!(b.start, mid);
+        }
+        let other = w
+            .scan_indexed(mid, (1, 2), None, &shm)
+            .expect("indexed")
+            .expect("index");
+        assert_eq!(
+            (other.start, &other.committed.pages),
+            (HDR, &full.committed.pages)
+        );
+        // Every page the index names is the one its frame holds.
+        let mut page = vec![0u8; 1024];
+        for (&pgno, &off) in &ix.committed.pages {
+            w.read_page(off, pgno, &mut page).expect("page");
+        }
+        // An index a few commits behind the WAL (caught between SQLite's frame writes and its
+        // index update): the frames past its end are read, from the start and from its end.
+        std::fs::copy(dir.path().join("a.db-shm"), dir.path().join("b.db-shm")).expect("copy");
+        let lagging = ShmPeek::new(&dir.path().join("b.db"));
+        let old_end = ix.committed.end_offset;
+        for i in 0..5 {
+            c.execute("INSERT INTO t VALUES (randomblob(?1))", [3000 + i])
+                .expect("insert");
+        }
+        let w2 = WalFile::open(&dir.path().join("a.db-wal"), None).expect("open");
+        for at in [HDR, old_end] {
+            let a = w2.scan(at, full.salts, None).expect("scan");
+            let b = w2
+                .scan_indexed(at, full.salts, None, &lagging)
+                .expect("indexed")
+                .expect("index");
+            assert!(a.committed.end_offset > old_end);
+            assert_eq!(b.committed.pages, a.committed.pages);
+            assert_eq!(b.committed.end_offset, a.committed.end_offset);
+            assert_eq!(b.committed.commit, a.committed.commit);
+        }
+        // A WAL that is not the index's generation is left to the frame scan.
+        let copy = dir.path().join("other-wal");
+        let mut bytes = std::fs::read(dir.path().join("a.db-wal")).expect("read");
+        bytes[16] ^= 1;
+        std::fs::write(&copy, &bytes).expect("write");
+        let stale = WalFile::open(&copy, None).expect("open");
+        assert!(stale
+            .scan_indexed(HDR, (0, 0), None, &shm)
+            .expect("indexed")
+            .is_none());
+        // Nor does it stand for more than the pass opened.
+        let short = WalFile::open(
+            &dir.path().join("a.db-wal"),
+            Some(full.committed.end_offset / 2),
+        )
+        .expect("open");
+        assert!(short
+            .scan_indexed(HDR, (0, 0), None, &shm)
+            .expect("indexed")
+            .is_none());
     }
 }

@@ -82,7 +82,8 @@ struct SyncedLog {
     commit: u32,
     wal_offset: u64,
     wal_size: u64,
-    transactions: u64,
+    /// Not known when the frames were found through the wal-index (then not logged).
+    transactions: Option<u64>,
     size: u64,
 }
 
@@ -604,7 +605,11 @@ impl Follower {
         } else {
             Some(max_bytes)
         };
-        let scan = wal.scan(plan.offset, plan.salts, limit)?;
+        let scan = match wal.scan_indexed(plan.offset, plan.salts, limit, self.app.peek())? {
+            Some(scan) => scan,
+            None => wal.scan(plan.offset, plan.salts, limit)?,
+        };
+        let transactions = scan.transactions;
         let (committed, salts, offset) = (scan.committed, scan.salts, scan.start);
         result.limited =
             limit.is_some_and(|m| committed.last_commit_end.saturating_sub(offset) >= m);
@@ -646,7 +651,7 @@ impl Follower {
         let last_page = match committed.pages.iter().max_by_key(|(_, &off)| off) {
             Some((&pgno, &off)) if pgno != ltx_codec::lock_pgno(page_size) => {
                 let mut page = vec![0u8; page_size as usize];
-                wal.read_page(off, &mut page)?;
+                wal.read_page(off, pgno, &mut page)?;
                 Some((pgno, Arc::new(page)))
             }
             _ => None,
@@ -685,7 +690,7 @@ impl Follower {
                     commit,
                     wal_offset: offset,
                     wal_size: sz,
-                    transactions: committed.transactions,
+                    transactions,
                     size: staged.len(),
                 },
                 staged,
