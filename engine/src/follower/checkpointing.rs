@@ -25,6 +25,9 @@ const SEAL_BUSY_RETRY: Duration = Duration::from_micros(200);
 /// is not run: the lock is let go and the copy goes on without it, at most [`SEAL_TRIES`]
 /// times; then the checkpoint is left to the next pass.
 pub(super) const SEAL_BACKLOG: u64 = 32 << 20;
+/// The same limit for an ordinary checkpoint (WAL under the truncate threshold): about what
+/// encoding and copying take a few milliseconds for.
+const SEAL_HOLD: u64 = 4 << 20;
 const SEAL_TRIES: u32 = 3;
 /// Bytes of WAL to copy above which an unlocked checkpoint writes the database back as it goes,
 /// every [`TRICKLE_EVERY`] (docs/checkpoints.md#writing-the-database-back-during-a-long-copy).
@@ -124,6 +127,22 @@ impl Follower {
         let before = self.read_wal_header()?;
         let mut spent = Duration::ZERO;
         let mut tries = 0;
+        // What writers may wait on while we hold their lock. An application that leaves
+        // checkpoints to us waits on nothing else: a few milliseconds of copying while the WAL
+        // is small, and as it grows (a writer faster than the unlocked rounds) up to 1/16 of
+        // it, so it stays bounded. One that checkpoints on its own already copies in its
+        // commits what our read mark let through, and restarting the WAL soon is what keeps
+        // those copies short: the larger limit. Past the truncate threshold, bounding the WAL
+        // comes first (docs/checkpoints.md#the-procedure).
+        let wal = self.state.last_synced_wal_offset;
+        let hold = if mode == CheckpointMode::Truncate
+            || self.thresholds().exceeds_truncate(wal)
+            || self.app_checkpoints()
+        {
+            SEAL_BACKLOG
+        } else {
+            (wal / 16).clamp(SEAL_HOLD, SEAL_BACKLOG)
+        };
         let (res, unlock) = loop {
             tries += 1;
             // After a try let go for another reader's backlog, the rounds run whatever the
@@ -132,7 +151,7 @@ impl Follower {
             // A reader still holds the copy back: the lock would be let go at once, after a
             // flush of the WAL that competes with the writer for the disk.
             let backlog = self.wal_backlog();
-            if backlog > SEAL_BACKLOG {
+            if backlog > hold {
                 // Still in its transaction, the reader holds it back until that ends: the
                 // next pass runs in the reader's gap instead. Gone, the next round copies it.
                 let reader = self.reader_elsewhere();
@@ -153,6 +172,24 @@ impl Follower {
             status.phase(Phase::CheckpointLock);
             self.open_db()?.conns.begin_write_lock()?;
             let locked = Instant::now();
+            // With the lock held nothing more is committed: what is not yet in the database
+            // file now is what writers would wait for us to encode and copy. A writer faster
+            // than the unlocked rounds (or another reader holding their copy back) leaves more
+            // than that: the lock is let go at once and the copy goes on without it
+            // (docs/checkpoints.md#the-procedure).
+            let backlog = self.wal_backlog();
+            if backlog > hold {
+                let unlock = self.open_db()?.conns.end_write_lock();
+                debug!(db = %self.cfg.path.display(), mode = mode.as_str(), backlog, hold, tries, "too much to copy under the write lock; let go at once");
+                if tries >= SEAL_TRIES {
+                    if self.reader_elsewhere() {
+                        self.want_reader_gap();
+                    }
+                    break (Ok((1, -1, -1)), unlock);
+                }
+                unlock?;
+                continue;
+            }
             // The last frames are copied out under the lock; making their L0 file durable waits
             // until writers are let go (docs/checkpoints.md#the-procedure says why that loses
             // nothing).
@@ -165,17 +202,8 @@ impl Follower {
             };
             let t = Instant::now();
             let synced_ms = (t - locked).as_secs_f64() * 1e3;
-            // Another reader held the unlocked copy back until just now: its backlog is for
-            // the next unlocked rounds, not for writers to wait on
-            // (docs/checkpoints.md#a-reader-that-held-the-copy-back).
-            let backlog = self.wal_backlog();
-            let copy = backlog <= SEAL_BACKLOG;
-            let res = if copy {
-                status.phase(Phase::CheckpointExec);
-                self.sealed_checkpoint()
-            } else {
-                Ok((1, -1, -1))
-            };
+            status.phase(Phase::CheckpointExec);
+            let res = self.sealed_checkpoint();
             spent += t.elapsed();
             let unlock = self.open_db()?.conns.end_write_lock();
             self.finish(sealed)?;
@@ -186,16 +214,9 @@ impl Follower {
                 synced_ms,
                 held_ms = locked.elapsed().as_secs_f64() * 1e3,
                 backlog,
-                copied = copy,
                 "write lock released"
             );
-            if copy || tries >= SEAL_TRIES {
-                if !copy {
-                    self.want_reader_gap();
-                }
-                break (res, unlock);
-            }
-            unlock?;
+            break (res, unlock);
         };
         self.metrics.checkpoint_done(mode, spent, res.is_err());
         let (busy, log, done) = res?;

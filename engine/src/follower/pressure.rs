@@ -159,6 +159,11 @@ impl Follower {
             })
     }
 
+    /// Whether the application was seen checkpointing on its own.
+    pub(super) fn app_checkpoints(&self) -> bool {
+        self.app.seen
+    }
+
     /// Bytes of WAL not yet copied into the database file, as the wal-index says; 0 if it
     /// cannot be read.
     pub(super) fn wal_backlog(&mut self) -> u64 {
