@@ -18,6 +18,7 @@ use ltx_codec::{
     compact, crc64, CompactOptions, Encoder, Header, Level, LtxFile, StreamDecoder, TxId,
 };
 use restore::checksum::{process_chunk, PageSink};
+use storage::LtxName;
 
 const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;
@@ -316,9 +317,7 @@ fn age_decrypt(c: &mut Criterion) {
         .expect("runtime");
     let (lo, hi) = (TxId(1), TxId(1));
     rt.block_on(replica.write_ltx(
-        Level(9),
-        lo,
-        hi,
+        LtxName::new(Level(9), lo, hi),
         Body::Bytes(Bytes::from(file.clone())),
         std::time::SystemTime::now(),
     ))
@@ -328,7 +327,7 @@ fn age_decrypt(c: &mut Criterion) {
     g.bench_function("read_decrypt_4MiB", |b| {
         b.iter(|| {
             let got = rt
-                .block_on(replica.read_range(Level(9), lo, hi, 0, None))
+                .block_on(replica.read_range(LtxName::new(Level(9), lo, hi), 0, None))
                 .expect("read");
             assert_eq!(got.len(), file.len());
             got

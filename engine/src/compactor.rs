@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ltx_codec::{CompactOptions, Level, StreamDecoder, TxId};
-use storage::{LtxFileInfo, SharedReplica};
+use storage::{LtxFileInfo, LtxName, SharedReplica};
 
 use crate::error::{Error, Result};
 use crate::meta::MetaDir;
@@ -151,7 +151,11 @@ pub async fn merge_into(
     // Litestream backend derives it (docs/replica-layout.md#paths-and-timestamps-per-backend).
     let created = UNIX_EPOCH + Duration::from_millis(u64::try_from(timestamp).unwrap_or(0));
     let info = replica
-        .write_ltx(dst, min, max, storage::Body::File(out.clone()), created)
+        .write_ltx(
+            LtxName::new(dst, min, max),
+            storage::Body::File(out.clone()),
+            created,
+        )
         .await?;
     drop(out_guard);
     drop(temps);
@@ -172,9 +176,7 @@ async fn download(
     let mut off = 0;
     while off < f.size {
         let len = FETCH_CHUNK.min(f.size - off);
-        let bytes = replica
-            .read_range(f.level, f.min_txid, f.max_txid, off, Some(len))
-            .await?;
+        let bytes = replica.read_range(f.ltx_name(), off, Some(len)).await?;
         if bytes.is_empty() {
             return Err(Error::Other(format!(
                 "{}: short read at offset {off}",
@@ -216,6 +218,7 @@ fn merge_files(inputs: &[PathBuf], out: &Path, mode: Option<u32>) -> Result<i64>
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use storage::LtxName;
 
     /// The inputs' read buffers stay within [`READ_BUFFERS`] together up to 1,024 inputs, and
     /// a few inputs still get large buffers.
@@ -243,9 +246,7 @@ mod tests {
             let t = TxId(round + 1);
             let info = replica
                 .write_ltx(
-                    Level(1),
-                    t,
-                    t,
+                    LtxName::new(Level(1), t, t),
                     storage::Body::Bytes(body.clone().into()),
                     SystemTime::now(),
                 )

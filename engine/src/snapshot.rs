@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ltx_codec::wal::{WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
 use ltx_codec::{Header, TxId, SNAPSHOT_LEVEL};
-use storage::{LtxFileInfo, SharedReplica};
+use storage::{LtxFileInfo, LtxName, SharedReplica};
 use tokio::sync::oneshot;
 use tracing::debug;
 
@@ -182,9 +182,7 @@ pub async fn upload(
     let created = UNIX_EPOCH + Duration::from_millis(u64::try_from(ts_ms).unwrap_or(0));
     let r = replica
         .write_ltx(
-            SNAPSHOT_LEVEL,
-            TxId(1),
-            txid,
+            LtxName::new(SNAPSHOT_LEVEL, TxId(1), txid),
             storage::Body::File(path.clone()),
             created,
         )

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use ltx_codec::{Header, Level, TxId, HEADER_SIZE, SNAPSHOT_LEVEL, TRAILER_SIZE};
-use storage::{Body, LtxFileInfo, SharedReplica};
+use storage::{Body, LtxFileInfo, LtxName, SharedReplica};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -97,13 +97,11 @@ async fn same_as_local(
     }
     let (head, tail) = local_ends(path, len).await?;
     let rhead = replica
-        .read_range(Level(0), txid, txid, 0, Some(HEADER_SIZE as u64))
+        .read_range(LtxName::l0(txid), 0, Some(HEADER_SIZE as u64))
         .await?;
     let rtail = replica
         .read_range(
-            Level(0),
-            txid,
-            txid,
+            LtxName::l0(txid),
             len - TRAILER_SIZE as u64,
             Some(TRAILER_SIZE as u64),
         )
@@ -214,11 +212,11 @@ impl Uploader {
                 + Duration::from_millis(u64::try_from(header.timestamp).unwrap_or(0));
             let written = if self.replica.supports_create_only() {
                 self.replica
-                    .create_ltx(Level(0), txid, txid, body, created)
+                    .create_ltx(LtxName::l0(txid), body, created)
                     .await
             } else {
                 self.replica
-                    .write_ltx(Level(0), txid, txid, body, created)
+                    .write_ltx(LtxName::l0(txid), body, created)
                     .await
             };
             let size = match written {

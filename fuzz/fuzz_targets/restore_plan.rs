@@ -17,7 +17,7 @@ use ltx_codec::{Encoder, Header, Level, TxId};
 use restore::progress::Progress;
 use restore::{calc_plan, execute, prepare_output, ExecOptions, Listing, Target};
 use storage::file::FileReplica;
-use storage::{Body, LtxFileInfo, ReplicaClient, SharedReplica};
+use storage::{Body, LtxFileInfo, LtxName, ReplicaClient, SharedReplica};
 
 /// Reads the input front to back; zeros once it runs out.
 struct Input<'a>(&'a [u8]);
@@ -125,26 +125,20 @@ impl ReplicaClient for Lying {
 
     async fn read_range(
         &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         offset: u64,
         len: Option<u64>,
     ) -> storage::Result<Bytes> {
-        self.inner.read_range(level, min, max, offset, len).await
+        self.inner.read_range(name, offset, len).await
     }
 
     async fn write_ltx(
         &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         body: Body,
         created_at: SystemTime,
     ) -> storage::Result<LtxFileInfo> {
-        self.inner
-            .write_ltx(level, min, max, body, created_at)
-            .await
+        self.inner.write_ltx(name, body, created_at).await
     }
 
     async fn delete_ltx(&self, files: &[LtxFileInfo]) -> storage::Result<()> {

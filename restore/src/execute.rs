@@ -298,7 +298,7 @@ async fn fetch_segment(
     let start = first.start;
     let len = last.start + last.len - start;
     let mut stream = client
-        .read_range_stream(l.info.level, l.info.min_txid, l.info.max_txid, start, len)
+        .read_range_stream(l.info.ltx_name(), start, len)
         .await?;
     let mut out = Vec::with_capacity(segment.len());
     let mut decoding = std::collections::VecDeque::new();

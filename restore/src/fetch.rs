@@ -65,7 +65,7 @@ pub async fn read_layout(client: &dyn ReplicaClient, info: &LtxFileInfo) -> Resu
         let label = &label;
         async move {
             let b: Bytes = client
-                .read_range(info.level, info.min_txid, info.max_txid, offset, Some(len))
+                .read_range(info.ltx_name(), offset, Some(len))
                 .await?;
             if b.len() as u64 != len {
                 return Err(RestoreError::corrupt(

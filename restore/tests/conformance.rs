@@ -260,11 +260,7 @@ pub fn restore_matches_litestream(remote: &dyn Remote) {
             .expect("list");
         for f in &files {
             let bytes = rt
-                .block_on(
-                    place
-                        .ours
-                        .read_range(f.level, f.min_txid, f.max_txid, 0, None),
-                )
+                .block_on(place.ours.read_range(f.ltx_name(), 0, None))
                 .expect("read");
             assert_eq!(bytes.len() as u64, f.size, "size of {}", f.name());
             let ltx = LtxFile::open_verified(&bytes).expect("Litestream's LTX verifies");

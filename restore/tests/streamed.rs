@@ -13,7 +13,7 @@ use common::*;
 use ltx_codec::{Header, TxId};
 use restore::progress::Progress;
 use restore::{calc_plan, execute, ExecOptions, Listing, Target};
-use storage::{Body, ReplicaClient, SharedReplica};
+use storage::{Body, LtxName, ReplicaClient, SharedReplica};
 
 /// Page content that compresses to varying sizes, so frames do not line up with anything.
 fn varied_page(ps: u32, pgno: u32, version: u8) -> Vec<u8> {
@@ -116,12 +116,16 @@ async fn s3_replica_many_segments() {
             let lv = ltx_codec::Level(level);
             for f in file.ltx_files(lv).await.expect("list local") {
                 let bytes = file
-                    .read_range(lv, f.min_txid, f.max_txid, 0, None)
+                    .read_range(LtxName::new(lv, f.min_txid, f.max_txid), 0, None)
                     .await
                     .expect("read local");
-                s3.write_ltx(lv, f.min_txid, f.max_txid, Body::Bytes(bytes), f.created_at)
-                    .await
-                    .expect("upload");
+                s3.write_ltx(
+                    LtxName::new(lv, f.min_txid, f.max_txid),
+                    Body::Bytes(bytes),
+                    f.created_at,
+                )
+                .await
+                .expect("upload");
             }
         }
         let client: SharedReplica = Arc::new(s3);

@@ -259,7 +259,7 @@ impl Backend for FileBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ReplicaClient;
+    use crate::{LtxName, ReplicaClient};
     use std::time::Duration;
 
     #[tokio::test]
@@ -269,9 +269,7 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_665_906_229);
         for i in [3u64, 1, 2] {
             r.write_ltx(
-                Level(0),
-                TxId(i),
-                TxId(i),
+                LtxName::l0(TxId(i)),
                 Body::Bytes(Bytes::from(vec![i as u8; 10])),
                 t,
             )
@@ -289,15 +287,15 @@ mod tests {
             .ltx_path(Level(0), TxId(1), TxId(1))
             .ends_with("ltx/0/0000000000000001-0000000000000001.ltx"));
         let b = r
-            .read_range(Level(0), TxId(2), TxId(2), 8, None)
+            .read_range(LtxName::l0(TxId(2)), 8, None)
             .await
             .expect("read");
         assert_eq!(&b[..], &[2, 2]);
         assert!(r
-            .read_range(Level(0), TxId(2), TxId(2), 8, Some(5))
+            .read_range(LtxName::l0(TxId(2)), 8, Some(5))
             .await
             .is_err());
-        let missing = r.read_range(Level(0), TxId(9), TxId(9), 0, None).await;
+        let missing = r.read_range(LtxName::l0(TxId(9)), 0, None).await;
         assert!(missing.is_err_and(|e| e.is_not_found()));
         r.delete_ltx(&files[..2]).await.expect("delete");
         assert_eq!(r.ltx_files(Level(0)).await.expect("list").len(), 1);

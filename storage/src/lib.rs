@@ -133,6 +133,47 @@ impl LtxFileInfo {
     pub fn relative_path(&self) -> String {
         ltx_relative_path(self.level, self.min_txid, self.max_txid)
     }
+
+    /// Which file this is.
+    pub fn ltx_name(&self) -> LtxName {
+        LtxName::new(self.level, self.min_txid, self.max_txid)
+    }
+}
+
+/// Which LTX file of a replica: its level and TXID range. On a replica it is
+/// `ltx/<level>/<min>-<max>.ltx` ([`LtxName::relative_path`]); shown as `<level>/<min>-<max>.ltx`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LtxName {
+    /// Compaction level the file sits in.
+    pub level: Level,
+    /// First transaction ID the file covers.
+    pub min: TxId,
+    /// Last transaction ID the file covers.
+    pub max: TxId,
+}
+
+impl LtxName {
+    /// The file of `level` covering `min..=max`.
+    pub fn new(level: Level, min: TxId, max: TxId) -> LtxName {
+        LtxName { level, min, max }
+    }
+
+    /// The L0 file of transaction `txid` (the engine writes one per sync).
+    pub fn l0(txid: TxId) -> LtxName {
+        LtxName::new(Level(0), txid, txid)
+    }
+
+    /// Where the file sits under a replica's root: `ltx/<level>/<min>-<max>.ltx`.
+    pub fn relative_path(&self) -> String {
+        ltx_relative_path(self.level, self.min, self.max)
+    }
+}
+
+impl std::fmt::Display for LtxName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = ltx_codec::types::ltx_file_name(self.min, self.max);
+        write!(f, "{}/{name}", self.level.0)
+    }
 }
 
 /// Where an LTX file sits under a replica's root: `ltx/<level>/<min>-<max>.ltx`.
@@ -169,29 +210,19 @@ pub trait ReplicaClient: Send + Sync + std::fmt::Debug {
 
     /// `len` bytes at `offset` of one file, or to its end with `None`. A range past the end is
     /// an error, not a short read.
-    async fn read_range(
-        &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Bytes>;
+    async fn read_range(&self, name: LtxName, offset: u64, len: Option<u64>) -> Result<Bytes>;
 
     /// `len` bytes at `offset` of one file, handed over piece by piece as they arrive, so a
     /// long range can be consumed in bounded memory. A range past the end is an error. The
     /// default makes one `read_range` per piece; the object stores stream one GET.
     async fn read_range_stream<'a>(
         &'a self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         offset: u64,
         len: u64,
     ) -> Result<Box<dyn RangeStream + 'a>> {
-        let s = replica::Piecewise::new(offset, len, move |at, n| {
-            self.read_range(level, min, max, at, Some(n))
-        })?;
+        let s =
+            replica::Piecewise::new(offset, len, move |at, n| self.read_range(name, at, Some(n)))?;
         Ok(Box::new(s))
     }
 
@@ -199,9 +230,7 @@ pub trait ReplicaClient: Send + Sync + std::fmt::Debug {
     /// as its creation time.
     async fn write_ltx(
         &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         body: Body,
         created_at: SystemTime,
     ) -> Result<LtxFileInfo>;
@@ -212,13 +241,11 @@ pub trait ReplicaClient: Send + Sync + std::fmt::Debug {
     /// (see [`ReplicaClient::supports_create_only`]).
     async fn create_ltx(
         &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         body: Body,
         created_at: SystemTime,
     ) -> Result<LtxFileInfo> {
-        let _ = (level, min, max, body, created_at);
+        let _ = (name, body, created_at);
         Err(StorageError::fatal(format!(
             "{}: create-only writes are not supported by this backend",
             self.kind()
@@ -289,16 +316,14 @@ mod tests {
         let r = file::FileReplica::new(dir.path());
         let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
         r.write_ltx(
-            Level(0),
-            TxId(1),
-            TxId(1),
+            LtxName::l0(TxId(1)),
             Body::Bytes(Bytes::from(data.clone())),
             SystemTime::UNIX_EPOCH,
         )
         .await
         .expect("write");
         let mut s = r
-            .read_range_stream(Level(0), TxId(1), TxId(1), 100, 850)
+            .read_range_stream(LtxName::l0(TxId(1)), 100, 850)
             .await
             .expect("stream");
         let mut sizes = Vec::new();
@@ -315,7 +340,7 @@ mod tests {
         assert_eq!(sizes, vec![300, 1, 549, 0]);
         assert_eq!(got[..], data[100..950]);
         let mut past = r
-            .read_range_stream(Level(0), TxId(1), TxId(1), 900, 200)
+            .read_range_stream(LtxName::l0(TxId(1)), 900, 200)
             .await
             .expect("stream");
         assert!(past.next_piece(1000).await.is_err());

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use storage::abs::{AbsReplica, AbsSettings};
-use storage::{Body, ReplicaClient, StorageError};
+use storage::{Body, LtxName, ReplicaClient, StorageError};
 
 use support::{abs_server, AbsServer};
 
@@ -84,7 +84,11 @@ async fn write_list_read_delete() {
     let big_path = dir.path().join("big.ltx");
     std::fs::write(&big_path, &big).expect("write big");
     let info = r
-        .write_ltx(Level(9), TxId(1), TxId(3), Body::File(big_path), t)
+        .write_ltx(
+            LtxName::new(Level(9), TxId(1), TxId(3)),
+            Body::File(big_path),
+            t,
+        )
         .await
         .expect("write big");
     assert_eq!(info.size, 200_000);
@@ -456,7 +460,7 @@ async fn collect(
     max: u64,
 ) -> Result<Vec<u8>, StorageError> {
     let mut s = r
-        .read_range_stream(Level(0), TxId(min), TxId(min), offset, len)
+        .read_range_stream(LtxName::l0(TxId(min)), offset, len)
         .await?;
     let mut out = Vec::new();
     while let Some(p) = s.next_piece(max).await? {

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
-use storage::{open_replica, open_replica_from_config, Body, ReplicaClient, SharedReplica};
+use storage::{
+    open_replica, open_replica_from_config, Body, LtxName, ReplicaClient, SharedReplica,
+};
 use test_support::abs::abs_server;
 use test_support::gcs::gcs_server;
 use test_support::sftp::sftp_server;
@@ -30,15 +32,16 @@ async fn put(
 ) -> storage::Result<storage::LtxFileInfo> {
     let (level, min, max) = (Level(level), TxId(1), TxId(max));
     if overwrite {
-        r.write_ltx(level, min, max, body, t0()).await
+        r.write_ltx(LtxName::new(level, min, max), body, t0()).await
     } else {
-        r.create_ltx(level, min, max, body, t0()).await
+        r.create_ltx(LtxName::new(level, min, max), body, t0())
+            .await
     }
 }
 
 /// The bytes of L0 file 1-1.
 async fn read_l0(r: &dyn ReplicaClient) -> Bytes {
-    let read = r.read_range(Level(0), TxId(1), TxId(1), 0, None);
+    let read = r.read_range(LtxName::l0(TxId(1)), 0, None);
     read.await.expect("read")
 }
 
@@ -119,7 +122,7 @@ async fn file_race_has_one_winner() {
         let r = r.clone();
         tasks.push(tokio::spawn(async move {
             let body = Body::Bytes(Bytes::from(vec![i; 4096]));
-            r.create_ltx(Level(0), TxId(7), TxId(7), body, t0()).await
+            r.create_ltx(LtxName::l0(TxId(7)), body, t0()).await
         }));
     }
     let mut winners = Vec::new();
@@ -189,9 +192,7 @@ async fn nats_refuses() {
     assert!(!r.supports_create_only());
     let e = r
         .create_ltx(
-            Level(0),
-            TxId(1),
-            TxId(1),
+            LtxName::l0(TxId(1)),
             Body::Bytes(Bytes::from_static(b"x")),
             t0(),
         )

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use sha2::{Digest, Sha256};
 use storage::gcs::{GcsReplica, GcsSettings};
-use storage::{Body, ReplicaClient};
+use storage::{Body, LtxName, ReplicaClient};
 
 use test_support::gcs as gcs_env;
 use test_support::proxy;
@@ -60,7 +60,11 @@ async fn write_list_read_delete_round_trip() {
     let snap = dir.path().join("snap.ltx");
     std::fs::write(&snap, data(70_000, 9)).expect("write file");
     let info = r
-        .write_ltx(Level(9), TxId(1), TxId(3), Body::File(snap.clone()), t)
+        .write_ltx(
+            LtxName::new(Level(9), TxId(1), TxId(3)),
+            Body::File(snap.clone()),
+            t,
+        )
         .await
         .expect("write file body");
     assert_eq!(info.size, 70_000);
@@ -160,7 +164,11 @@ async fn streamed_reads() {
         .await
         .expect("write");
     let mut s = r
-        .read_range_stream(Level(9), TxId(1), TxId(9), 100, body.len() as u64 - 105)
+        .read_range_stream(
+            LtxName::new(Level(9), TxId(1), TxId(9)),
+            100,
+            body.len() as u64 - 105,
+        )
         .await
         .expect("stream");
     let mut got = Vec::new();
@@ -176,11 +184,11 @@ async fn streamed_reads() {
     // Past the end: an error, at the start or when the bytes run out.
     let len = body.len() as u64;
     assert!(r
-        .read_range_stream(Level(9), TxId(1), TxId(9), len + 10, 5)
+        .read_range_stream(LtxName::new(Level(9), TxId(1), TxId(9)), len + 10, 5)
         .await
         .is_err());
     let mut s = r
-        .read_range_stream(Level(9), TxId(1), TxId(9), len - 10, 20)
+        .read_range_stream(LtxName::new(Level(9), TxId(1), TxId(9)), len - 10, 20)
         .await
         .expect("open");
     let mut res = Ok(Some(Bytes::new()));
@@ -189,7 +197,7 @@ async fn streamed_reads() {
     }
     assert!(res.is_err(), "short range must fail: {res:?}");
     let missing = r
-        .read_range_stream(Level(9), TxId(2), TxId(9), 0, 10)
+        .read_range_stream(LtxName::new(Level(9), TxId(2), TxId(9)), 0, 10)
         .await
         .err()
         .expect("missing");
@@ -332,7 +340,11 @@ async fn large_bodies_go_up_in_resumable_chunks() {
     let t = ms_time(1_700_000_000_123);
     let before = proxy.requests();
     let info = r
-        .write_ltx(Level(9), TxId(1), TxId(40), Body::File(path), t)
+        .write_ltx(
+            LtxName::new(Level(9), TxId(1), TxId(40)),
+            Body::File(path),
+            t,
+        )
         .await
         .expect("upload");
     // One request opens the session, then one per chunk.
@@ -491,9 +503,7 @@ async fn errors_name_the_bucket_and_object() {
     // A file body that vanished is reported with its path.
     let e = r
         .write_ltx(
-            Level(0),
-            TxId(1),
-            TxId(1),
+            LtxName::l0(TxId(1)),
             Body::File("/nonexistent/x.ltx".into()),
             ms_time(0),
         )

@@ -15,7 +15,7 @@ use ltx_codec::{Level, TxId};
 use nats_env::{nats_server, NatsServer};
 use sha2::{Digest, Sha256};
 use storage::nats::{NatsReplica, NatsSettings, RetryPolicy, HEADER_TIMESTAMP};
-use storage::{open_replica, open_replica_from_config, Body, ReplicaClient};
+use storage::{open_replica, open_replica_from_config, Body, LtxName, ReplicaClient};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -104,7 +104,11 @@ async fn write_list_read_delete() {
     std::fs::write(&path, &big).expect("file");
     let t2 = UNIX_EPOCH + Duration::from_nanos(1_700_000_100_456_789_123);
     let info = r
-        .write_ltx(Level(9), TxId(1), TxId(5), Body::File(path), t2)
+        .write_ltx(
+            LtxName::new(Level(9), TxId(1), TxId(5)),
+            Body::File(path),
+            t2,
+        )
         .await
         .expect("write file");
     assert_eq!(info.size, big.len() as u64);
@@ -165,7 +169,9 @@ async fn write_list_read_delete() {
     assert_eq!(r.ltx_files(Level(0)).await.expect("cached"), l0);
 
     // Ranges: whole, inside, across chunk boundaries, to the end, empty at the end.
-    let rd = |off: u64, len: Option<u64>| fresh.read_range(Level(9), TxId(1), TxId(5), off, len);
+    let rd = |off: u64, len: Option<u64>| {
+        fresh.read_range(LtxName::new(Level(9), TxId(1), TxId(5)), off, len)
+    };
     assert_eq!(rd(0, None).await.expect("all"), big[..]);
     assert_eq!(rd(5, Some(10)).await.expect("inside"), big[5..15]);
     assert_eq!(
@@ -188,7 +194,7 @@ async fn write_list_read_delete() {
 
     // Streamed reads hand over bounded pieces of one object read.
     let mut s = fresh
-        .read_range_stream(Level(9), TxId(1), TxId(5), 100_000, 500_000)
+        .read_range_stream(LtxName::new(Level(9), TxId(1), TxId(5)), 100_000, 500_000)
         .await
         .expect("stream");
     let mut got = Vec::new();
@@ -202,7 +208,7 @@ async fn write_list_read_delete() {
     assert!(pieces >= 8, "{pieces} pieces");
     drop(s);
     assert!(fresh
-        .read_range_stream(Level(9), TxId(1), TxId(5), 700_000, 2)
+        .read_range_stream(LtxName::new(Level(9), TxId(1), TxId(5)), 700_000, 2)
         .await
         .is_err());
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use nats_env::nats_server;
 use storage::nats::{NatsReplica, NatsSettings, RetryPolicy};
-use storage::{Body, ReplicaClient};
+use storage::{Body, LtxName, ReplicaClient};
 
 fn data(txid: u64) -> Bytes {
     Bytes::from(format!("ltx file {txid} ").repeat(5000))
@@ -18,9 +18,7 @@ fn data(txid: u64) -> Bytes {
 
 async fn write(r: &NatsReplica, txid: u64) {
     r.write_ltx(
-        Level(0),
-        TxId(txid),
-        TxId(txid),
+        LtxName::l0(TxId(txid)),
         Body::Bytes(data(txid)),
         SystemTime::now(),
     )

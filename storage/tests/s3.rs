@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use storage::s3::{S3Replica, S3Settings};
-use storage::{open_replica, Body, ReplicaClient};
+use storage::{open_replica, Body, LtxName, ReplicaClient};
 
 use common::{fast_retry, proxy, replica, server, settings, unique_prefix};
 
@@ -46,9 +46,13 @@ async fn write_list_read_delete() {
     let dir = tempfile::tempdir().expect("tempdir");
     let snap = dir.path().join("snap.ltx");
     std::fs::write(&snap, pattern(70_000, 9)).expect("write file");
-    r.write_ltx(Level(9), TxId(1), TxId(3), Body::File(snap), created)
-        .await
-        .expect("write file body");
+    r.write_ltx(
+        LtxName::new(Level(9), TxId(1), TxId(3)),
+        Body::File(snap),
+        created,
+    )
+    .await
+    .expect("write file body");
 
     // Layout (docs/replica-layout.md#paths-and-timestamps-per-backend):
     // <path>/<level %04x>/<min>-<max>.ltx
@@ -89,14 +93,14 @@ async fn write_list_read_delete() {
     let at_end = common::fetch(&fresh, (9, 1, 3), (70_000, None)).await;
     assert!(at_end.is_empty());
     assert!(fresh
-        .read_range(Level(9), TxId(1), TxId(3), 69_990, Some(20))
+        .read_range(LtxName::new(Level(9), TxId(1), TxId(3)), 69_990, Some(20))
         .await
         .is_err());
     assert!(fresh
-        .read_range(Level(9), TxId(1), TxId(3), 80_000, None)
+        .read_range(LtxName::new(Level(9), TxId(1), TxId(3)), 80_000, None)
         .await
         .is_err());
-    let missing = fresh.read_range(Level(0), TxId(7), TxId(7), 0, None).await;
+    let missing = fresh.read_range(LtxName::l0(TxId(7)), 0, None).await;
     assert!(missing.is_err_and(|e| e.is_not_found()));
 
     fresh.delete_ltx(&files[..2]).await.expect("delete");
@@ -164,7 +168,11 @@ async fn multipart_upload_above_part_size() {
     std::fs::write(&path, &data).expect("write");
     let created = ts(1_700_000_123_456);
     let info = r
-        .write_ltx(Level(9), TxId(1), TxId(42), Body::File(path), created)
+        .write_ltx(
+            LtxName::new(Level(9), TxId(1), TxId(42)),
+            Body::File(path),
+            created,
+        )
         .await
         .expect("multipart upload");
     assert_eq!(info.size, size as u64);
@@ -227,9 +235,7 @@ async fn listing_and_deleting_more_than_1000_objects() {
             let i = next;
             set.spawn(async move {
                 r.write_ltx(
-                    Level(1),
-                    TxId(i),
-                    TxId(i),
+                    LtxName::new(Level(1), TxId(i), TxId(i)),
                     Body::Bytes(Bytes::from(vec![i as u8; 8])),
                     ts(1_700_000_000_000),
                 )
@@ -338,7 +344,11 @@ async fn drain(
     max: u64,
 ) -> storage::Result<Vec<u8>> {
     let mut s = r
-        .read_range_stream(file.0, TxId(file.1), TxId(file.1), offset, len)
+        .read_range_stream(
+            LtxName::new(file.0, TxId(file.1), TxId(file.1)),
+            offset,
+            len,
+        )
         .await?;
     let mut out = Vec::new();
     while let Some(p) = s.next_piece(max).await? {

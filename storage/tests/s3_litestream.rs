@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ltx_codec::{Encoder, Header, Level, LtxFile, TxId};
 use storage::s3::S3Replica;
-use storage::{Body, LtxFileInfo, ReplicaClient};
+use storage::{Body, LtxFileInfo, LtxName, ReplicaClient};
 
 use test_support::env::output_ok;
 
@@ -203,10 +203,7 @@ async fn litestream_writes_we_read() {
     }
     let mut l0 = Vec::new();
     for f in &files {
-        let bytes = r
-            .read_range(f.level, f.min_txid, f.max_txid, 0, None)
-            .await
-            .expect("read");
+        let bytes = r.read_range(f.ltx_name(), 0, None).await.expect("read");
         assert_eq!(bytes.len() as u64, f.size, "size of {}", f.name());
         let ltx = LtxFile::open_verified(&bytes).expect("Litestream's LTX verifies");
         assert_eq!(
@@ -313,9 +310,13 @@ async fn write_and_restore(
     common::write(&r, 0, (1, 1), ltx.clone(), created)
         .await
         .expect("write L0");
-    r.write_ltx(Level(9), TxId(1), TxId(1), Body::File(ltx_path), created)
-        .await
-        .expect("write L9");
+    r.write_ltx(
+        LtxName::new(Level(9), TxId(1), TxId(1)),
+        Body::File(ltx_path),
+        created,
+    )
+    .await
+    .expect("write L9");
 
     let out = dir.join(format!("restored-{page_size}.db"));
     let restored = litestream_restore(srv, &prefix, &out);

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use storage::s3::RetryPolicy;
 use storage::sftp::{SftpReplica, SftpSettings};
-use storage::{Body, ReplicaClient};
+use storage::{Body, LtxName, ReplicaClient};
 
 use sftp_env::{password_login, sftp_server, unique_name, ByteCountingProxy, SftpServer};
 use test_support::sftp as sftp_env;
@@ -60,14 +60,8 @@ async fn put_l0(
     bytes: Vec<u8>,
     t: SystemTime,
 ) -> storage::Result<storage::LtxFileInfo> {
-    r.write_ltx(
-        Level(0),
-        TxId(i),
-        TxId(i),
-        Body::Bytes(Bytes::from(bytes)),
-        t,
-    )
-    .await
+    r.write_ltx(LtxName::l0(TxId(i)), Body::Bytes(Bytes::from(bytes)), t)
+        .await
 }
 
 #[tokio::test]
@@ -95,9 +89,7 @@ async fn round_trip_layout_and_times() {
     let t9 = at_ms(1_700_000_000_999);
     let info = r
         .write_ltx(
-            Level(9),
-            TxId(1),
-            TxId(0x2a),
+            LtxName::new(Level(9), TxId(1), TxId(0x2a)),
             Body::File(local.path().to_owned()),
             t9,
         )
@@ -157,7 +149,7 @@ async fn round_trip_layout_and_times() {
     );
     // The default streamed read, piece by piece.
     let mut s = fresh
-        .read_range_stream(Level(9), TxId(1), TxId(0x2a), 5, 300_000)
+        .read_range_stream(LtxName::new(Level(9), TxId(1), TxId(0x2a)), 5, 300_000)
         .await
         .expect("stream");
     let mut got = Vec::new();

@@ -12,16 +12,14 @@ use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use storage::s3::RetryPolicy;
 use storage::sftp::{SftpReplica, SftpSettings};
-use storage::{Body, ReplicaClient};
+use storage::{Body, LtxName, ReplicaClient};
 
 use sftp_env::{sftp_server, PrivateSshd};
 use test_support::sftp as sftp_env;
 
 async fn put(r: &SftpReplica, i: u64) -> storage::Result<storage::LtxFileInfo> {
     r.write_ltx(
-        Level(0),
-        TxId(i),
-        TxId(i),
+        LtxName::l0(TxId(i)),
         Body::Bytes(Bytes::from(vec![i as u8; 5000])),
         UNIX_EPOCH + Duration::from_secs(1_760_000_000 + i),
     )

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use storage::webdav::{WebDavReplica, WebDavSettings};
-use storage::{open_replica, open_replica_from_config, Body, ReplicaClient};
+use storage::{open_replica, open_replica_from_config, Body, LtxName, ReplicaClient};
 use webdav_env::{webdav_server, WebDavServer};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -111,9 +111,7 @@ async fn write_list_read_delete() {
     std::fs::write(&snap_path, &snap).expect("write file");
     let info = r
         .write_ltx(
-            Level(9),
-            TxId(1),
-            TxId(3),
+            LtxName::new(Level(9), TxId(1), TxId(3)),
             Body::File(snap_path),
             UNIX_EPOCH,
         )
@@ -190,7 +188,7 @@ async fn write_list_read_delete() {
     let b = common::fetch(&fresh, (9, 1, 3), (0, None)).await;
     assert!(b[..] == snap[..], "snapshot read back differs");
     let mut s = fresh
-        .read_range_stream(Level(9), TxId(1), TxId(3), 1000, 2_000_000)
+        .read_range_stream(LtxName::new(Level(9), TxId(1), TxId(3)), 1000, 2_000_000)
         .await
         .expect("stream");
     let mut got = Vec::new();
@@ -201,10 +199,7 @@ async fn write_list_read_delete() {
     assert!(got[..] == snap[1000..2_001_000], "streamed range differs");
     // Past the end: refused when the answer's size shows it, or at the latest when the body
     // ends early.
-    let err = match fresh
-        .read_range_stream(Level(0), TxId(1), TxId(1), 50, 100)
-        .await
-    {
+    let err = match fresh.read_range_stream(LtxName::l0(TxId(1)), 50, 100).await {
         Err(e) => Some(e),
         Ok(mut s) => loop {
             match s.next_piece(1000).await {
@@ -365,9 +360,7 @@ async fn try_write(
     data: &'static [u8],
 ) -> storage::Result<storage::LtxFileInfo> {
     r.write_ltx(
-        Level(0),
-        TxId(txid),
-        TxId(txid),
+        LtxName::l0(TxId(txid)),
         Body::Bytes(Bytes::from_static(data)),
         SystemTime::now(),
     )

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use ltx_codec::{Level, TxId};
 use storage::webdav::{RetryPolicy, WebDavReplica, WebDavSettings};
-use storage::{Body, ReplicaClient};
+use storage::{Body, LtxName, ReplicaClient};
 use webdav_env::webdav_server;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,9 +45,7 @@ async fn server_restart_mid_read_and_while_idle() {
     let file = dir.path().join("big.ltx");
     std::fs::write(&file, &data).expect("write");
     r.write_ltx(
-        Level(9),
-        TxId(1),
-        TxId(9),
+        LtxName::new(Level(9), TxId(1), TxId(9)),
         Body::File(file),
         SystemTime::now(),
     )
@@ -56,7 +54,7 @@ async fn server_restart_mid_read_and_while_idle() {
 
     let len = data.len() as u64 - 10;
     let mut s = r
-        .read_range_stream(Level(9), TxId(1), TxId(9), 10, len)
+        .read_range_stream(LtxName::new(Level(9), TxId(1), TxId(9)), 10, len)
         .await
         .expect("stream");
     let mut got = Vec::with_capacity(data.len());

@@ -72,13 +72,7 @@ impl PageCache {
         }
         let label = restore::fetch::file_label(info);
         let bytes = client
-            .read_range(
-                info.level,
-                info.min_txid,
-                info.max_txid,
-                frame.offset,
-                Some(u64::from(frame.size)),
-            )
+            .read_range(info.ltx_name(), frame.offset, Some(u64::from(frame.size)))
             .await
             .map_err(|e| format!("{label}: {e}"))?;
         let mut page = vec![0u8; page_size as usize];

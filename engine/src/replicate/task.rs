@@ -609,9 +609,7 @@ impl DbTask {
             });
         }
         info!(db = %self.cfg.path.display(), db_txid = %local, replica_txid = %remote.max_txid, "detected database behind replica");
-        let bytes = replica
-            .read_range(remote.level, remote.min_txid, remote.max_txid, 0, None)
-            .await?;
+        let bytes = replica.read_range(remote.ltx_name(), 0, None).await?;
         let txid = remote.max_txid;
         blocking(follower, &self.cfg, move |f| {
             f.adopt_replica_l0(txid, &bytes)

@@ -168,7 +168,7 @@ impl Target {
         let label = file_label(info);
         let spool = Spool::create(&self.path)?;
         let mut stream = client
-            .read_range_stream(info.level, info.min_txid, info.max_txid, 0, info.size)
+            .read_range_stream(info.ltx_name(), 0, info.size)
             .await?;
         let mut at = 0u64;
         while let Some(piece) = stream.next_piece(SPOOL_PIECE).await? {

@@ -88,13 +88,7 @@ pub async fn resume_point(client: &SharedReplica, out: &Path) -> Result<(TxId, u
     // restores (page 1 need not be a valid SQLite header); the database must hold whole
     // pages of it.
     let head = client
-        .read_range(
-            from.level,
-            from.min_txid,
-            from.max_txid,
-            0,
-            Some(HEADER_SIZE as u64),
-        )
+        .read_range(from.ltx_name(), 0, Some(HEADER_SIZE as u64))
         .await?;
     let page_size = Header::decode(&head)
         .map_err(|e| RestoreError::ltx(&file_label(&from), e))?

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ltx_codec::{Level, TxId};
+use ltx_codec::Level;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -15,12 +15,14 @@ use super::keys::AgeKeys;
 use super::layout::{sniff, AgeHead, Format, FIRST_READ, MAX_PREFIX};
 use super::open::{open_range, Opener};
 use super::seal::seal;
-use crate::{Body, LtxFileInfo, RangeStream, ReplicaClient, Result, SharedReplica, StorageError};
+use crate::{
+    Body, LtxFileInfo, LtxName, RangeStream, ReplicaClient, Result, SharedReplica, StorageError,
+};
 
 /// Files whose first bytes are read at once while listing.
 const SNIFF_PARALLEL: usize = 16;
 
-type FileKey = (Level, TxId, TxId);
+type FileKey = LtxName;
 
 /// A replica whose files are age files (see the [module docs](super)).
 pub struct AgeReplica {
@@ -41,10 +43,6 @@ impl std::fmt::Debug for AgeReplica {
     }
 }
 
-fn label(level: Level, min: TxId, max: TxId) -> String {
-    format!("{}/{}", level.0, ltx_codec::types::ltx_file_name(min, max))
-}
-
 fn stored_size(f: &Format) -> Option<u64> {
     match f {
         Format::Plain => None,
@@ -54,12 +52,10 @@ fn stored_size(f: &Format) -> Option<u64> {
 
 /// Reads the first bytes of `f` and says what it is.
 async fn look(inner: &SharedReplica, f: &LtxFileInfo) -> Result<Format> {
-    let label = label(f.level, f.min_txid, f.max_txid);
+    let label = f.ltx_name().to_string();
     let mut want = f.size.min(FIRST_READ);
     loop {
-        let first = inner
-            .read_range(f.level, f.min_txid, f.max_txid, 0, Some(want))
-            .await?;
+        let first = inner.read_range(f.ltx_name(), 0, Some(want)).await?;
         if let Some(fmt) = sniff(&first, f.size, &label)? {
             return Ok(fmt);
         }
@@ -102,7 +98,7 @@ impl AgeReplica {
                 .iter()
                 .map(|f| {
                     cache
-                        .get(&(f.level, f.min_txid, f.max_txid))
+                        .get(&f.ltx_name())
                         .filter(|fmt| stored_size(fmt).is_none_or(|s| s == f.size))
                         .cloned()
                 })
@@ -124,16 +120,14 @@ impl AgeReplica {
         }
         let mut cache = self.cached();
         if let Some(level) = files.first().map(|f| f.level) {
-            let keep: std::collections::HashSet<FileKey> = files
-                .iter()
-                .map(|f| (f.level, f.min_txid, f.max_txid))
-                .collect();
-            cache.retain(|k, _| k.0 != level || keep.contains(k));
+            let keep: std::collections::HashSet<FileKey> =
+                files.iter().map(|f| f.ltx_name()).collect();
+            cache.retain(|k, _| k.level != level || keep.contains(k));
         }
         let mut formats = Vec::with_capacity(files.len());
         for (f, fmt) in files.iter().zip(out) {
             let fmt = fmt.ok_or_else(|| StorageError::fatal("reading age headers: lost a file"))?;
-            cache.insert((f.level, f.min_txid, f.max_txid), fmt.clone());
+            cache.insert(f.ltx_name(), fmt.clone());
             formats.push(fmt);
         }
         Ok(formats)
@@ -143,7 +137,7 @@ impl AgeReplica {
     async fn list(&self, level: Level) -> Result<Vec<LtxFileInfo>> {
         let mut files = self.inner.ltx_files(level).await?;
         if files.is_empty() {
-            self.cached().retain(|k, _| k.0 != level);
+            self.cached().retain(|k, _| k.level != level);
         }
         let formats = self.formats_of(&files).await?;
         for (f, fmt) in files.iter_mut().zip(formats) {
@@ -155,7 +149,7 @@ impl AgeReplica {
                         "{}: not encrypted, in a replica configured for age encryption; a replica \
                          mixing plain and encrypted files is refused unless \
                          age.migrate-from-plaintext is set (docs/encryption.md#migrating-a-plain-replica)",
-                        label(f.level, f.min_txid, f.max_txid)
+                        f.ltx_name()
                     )))
                 }
             }
@@ -164,44 +158,38 @@ impl AgeReplica {
     }
 
     /// What one file is, from the cache or else from a listing of its level.
-    async fn format(&self, level: Level, min: TxId, max: TxId) -> Result<Format> {
-        if let Some(f) = self.cached().get(&(level, min, max)) {
+    async fn format(&self, name: LtxName) -> Result<Format> {
+        if let Some(f) = self.cached().get(&name) {
             return Ok(f.clone());
         }
-        self.list(level).await?;
+        self.list(name.level).await?;
         self.cached()
-            .get(&(level, min, max))
+            .get(&name)
             .cloned()
-            .ok_or_else(|| StorageError::not_found(label(level, min, max)))
+            .ok_or_else(|| StorageError::not_found(name.to_string()))
     }
 
     async fn write(
         &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         body: Body,
         created_at: SystemTime,
         create_only: bool,
     ) -> Result<LtxFileInfo> {
-        let name = label(level, min, max);
+        let label = name.to_string();
         let keys = Arc::clone(&self.keys);
-        let sealed = tokio::task::spawn_blocking(move || seal(&keys, &body, &name))
+        let sealed = tokio::task::spawn_blocking(move || seal(&keys, &body, &label))
             .await
             .map_err(|e| StorageError::fatal(format!("encrypting: {e}")))??;
         let body = sealed.body.clone();
         let mut info = if create_only {
-            self.inner
-                .create_ltx(level, min, max, body, created_at)
-                .await?
+            self.inner.create_ltx(name, body, created_at).await?
         } else {
-            self.inner
-                .write_ltx(level, min, max, body, created_at)
-                .await?
+            self.inner.write_ltx(name, body, created_at).await?
         };
         let head = sealed.head.clone();
         info.size = head.plain;
-        self.cached().insert((level, min, max), Format::Age(head));
+        self.cached().insert(name, Format::Age(head));
         Ok(info)
     }
 }
@@ -228,79 +216,58 @@ impl ReplicaClient for AgeReplica {
         self.list(level).await
     }
 
-    async fn read_range(
-        &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Bytes> {
-        let head = match self.format(level, min, max).await? {
-            Format::Plain => return self.inner.read_range(level, min, max, offset, len).await,
+    async fn read_range(&self, name: LtxName, offset: u64, len: Option<u64>) -> Result<Bytes> {
+        let head = match self.format(name).await? {
+            Format::Plain => return self.inner.read_range(name, offset, len).await,
             Format::Age(h) => h,
         };
-        let name = label(level, min, max);
-        let len = bounds(&head, offset, len, &name)?;
+        let label = name.to_string();
+        let len = bounds(&head, offset, len, &label)?;
         if len == 0 {
             return Ok(Bytes::new());
         }
         let (start, span) = head.sealed_span(&head.chunks_for(offset, len));
-        let sealed = self
-            .inner
-            .read_range(level, min, max, start, Some(span))
-            .await?;
+        let sealed = self.inner.read_range(name, start, Some(span)).await?;
         let keys = Arc::clone(&self.keys);
         let opened = tokio::task::spawn_blocking(move || {
-            open_range(&head, &keys, sealed, offset, len, &name)
+            open_range(&head, &keys, sealed, offset, len, &label)
         })
         .await
         .map_err(|e| StorageError::fatal(format!("decrypting: {e}")))?;
         if opened.is_err() {
-            self.forget((level, min, max));
+            self.forget(name);
         }
         opened
     }
 
     async fn read_range_stream<'a>(
         &'a self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         offset: u64,
         len: u64,
     ) -> Result<Box<dyn RangeStream + 'a>> {
-        let head = match self.format(level, min, max).await? {
-            Format::Plain => {
-                return self
-                    .inner
-                    .read_range_stream(level, min, max, offset, len)
-                    .await
-            }
+        let head = match self.format(name).await? {
+            Format::Plain => return self.inner.read_range_stream(name, offset, len).await,
             Format::Age(h) => h,
         };
-        let name = label(level, min, max);
-        let len = bounds(&head, offset, Some(len), &name)?;
+        let label = name.to_string();
+        let len = bounds(&head, offset, Some(len), &label)?;
         let chunks = head.chunks_for(offset, len.max(1));
         let opener = if len == 0 {
             None
         } else {
-            Some(Opener::new(&head, &self.keys, &name)?)
+            Some(Opener::new(&head, &self.keys, &label)?)
         };
         let (start, span) = head.sealed_span(&chunks);
         let inner = if len == 0 {
             None
         } else {
-            Some(
-                self.inner
-                    .read_range_stream(level, min, max, start, span)
-                    .await?,
-            )
+            Some(self.inner.read_range_stream(name, start, span).await?)
         };
         Ok(Box::new(AgeStream {
             owner: self,
-            key: (level, min, max),
-            label: name,
+            key: name,
+            label,
             inner,
             opener,
             next: chunks.start,
@@ -314,24 +281,20 @@ impl ReplicaClient for AgeReplica {
 
     async fn write_ltx(
         &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         body: Body,
         created_at: SystemTime,
     ) -> Result<LtxFileInfo> {
-        self.write(level, min, max, body, created_at, false).await
+        self.write(name, body, created_at, false).await
     }
 
     async fn create_ltx(
         &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         body: Body,
         created_at: SystemTime,
     ) -> Result<LtxFileInfo> {
-        self.write(level, min, max, body, created_at, true).await
+        self.write(name, body, created_at, true).await
     }
 
     fn supports_create_only(&self) -> bool {
@@ -342,7 +305,7 @@ impl ReplicaClient for AgeReplica {
         {
             let mut cache = self.cached();
             for f in files {
-                cache.remove(&(f.level, f.min_txid, f.max_txid));
+                cache.remove(&f.ltx_name());
             }
         }
         self.inner.delete_ltx(files).await

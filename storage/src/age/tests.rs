@@ -13,7 +13,7 @@ use ltx_codec::{Level, TxId};
 use super::layout::{CHUNK, SEALED};
 use super::{AgeConfig, AgeKeys, AgeReplica};
 use crate::file::FileReplica;
-use crate::{Body, LtxFileInfo, RangeStream, ReplicaClient, Result, SharedReplica};
+use crate::{Body, LtxFileInfo, LtxName, RangeStream, ReplicaClient, Result, SharedReplica};
 
 struct Key {
     identity: String,
@@ -58,15 +58,8 @@ impl ReplicaClient for Recording {
     async fn ltx_files(&self, level: Level) -> Result<Vec<LtxFileInfo>> {
         self.inner.ltx_files(level).await
     }
-    async fn read_range(
-        &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Bytes> {
-        let b = self.inner.read_range(level, min, max, offset, len).await?;
+    async fn read_range(&self, name: LtxName, offset: u64, len: Option<u64>) -> Result<Bytes> {
+        let b = self.inner.read_range(name, offset, len).await?;
         self.reads
             .lock()
             .expect("lock")
@@ -75,28 +68,20 @@ impl ReplicaClient for Recording {
     }
     async fn read_range_stream<'a>(
         &'a self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         offset: u64,
         len: u64,
     ) -> Result<Box<dyn RangeStream + 'a>> {
         self.reads.lock().expect("lock").push((offset, len));
-        self.inner
-            .read_range_stream(level, min, max, offset, len)
-            .await
+        self.inner.read_range_stream(name, offset, len).await
     }
     async fn write_ltx(
         &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         body: Body,
         created_at: SystemTime,
     ) -> Result<LtxFileInfo> {
-        self.inner
-            .write_ltx(level, min, max, body, created_at)
-            .await
+        self.inner.write_ltx(name, body, created_at).await
     }
     async fn delete_ltx(&self, files: &[LtxFileInfo]) -> Result<()> {
         self.inner.delete_ltx(files).await
@@ -118,7 +103,7 @@ async fn stream_all(
     piece: u64,
 ) -> Result<Vec<u8>> {
     let mut s = r
-        .read_range_stream(Level(0), TxId(txid), TxId(txid), offset, len)
+        .read_range_stream(LtxName::l0(TxId(txid)), offset, len)
         .await?;
     let mut got = Vec::new();
     while let Some(p) = s.next_piece(piece).await? {
@@ -150,7 +135,7 @@ async fn every_range_round_trips_at_chunk_boundaries() {
             Body::Bytes(Bytes::from(plain.clone()))
         };
         let info = r
-            .write_ltx(Level(0), TxId(txid), TxId(txid), body, SystemTime::now())
+            .write_ltx(LtxName::l0(TxId(txid)), body, SystemTime::now())
             .await
             .expect("write");
         assert_eq!(info.size, n as u64);
@@ -188,7 +173,7 @@ async fn every_range_round_trips_at_chunk_boundaries() {
                     continue;
                 }
                 let got = r
-                    .read_range(Level(0), TxId(txid), TxId(txid), a, Some(b - a))
+                    .read_range(LtxName::l0(TxId(txid)), a, Some(b - a))
                     .await
                     .expect("read");
                 assert_eq!(got[..], plain[a as usize..b as usize], "{n}: {a}..{b}");
@@ -203,12 +188,12 @@ async fn every_range_round_trips_at_chunk_boundaries() {
             }
         }
         let tail = r
-            .read_range(Level(0), TxId(txid), TxId(txid), n as u64 / 3, None)
+            .read_range(LtxName::l0(TxId(txid)), n as u64 / 3, None)
             .await
             .expect("to the end");
         assert_eq!(tail[..], plain[n / 3..]);
         assert!(r
-            .read_range(Level(0), TxId(txid), TxId(txid), n as u64, Some(1))
+            .read_range(LtxName::l0(TxId(txid)), n as u64, Some(1))
             .await
             .is_err());
     }
@@ -241,9 +226,7 @@ async fn a_range_fetches_only_its_chunks() {
     let r = AgeReplica::new(rec.clone(), keys(&[&k], &[&k], false));
     let plain = data(20 * CHUNK as usize + 123);
     r.write_ltx(
-        Level(0),
-        TxId(1),
-        TxId(1),
+        LtxName::l0(TxId(1)),
         Body::Bytes(Bytes::from(plain.clone())),
         SystemTime::now(),
     )
@@ -261,7 +244,7 @@ async fn a_range_fetches_only_its_chunks() {
     };
     let at = 5 * CHUNK + 10;
     let got = fresh
-        .read_range(Level(0), TxId(1), TxId(1), at, Some(CHUNK))
+        .read_range(LtxName::l0(TxId(1)), at, Some(CHUNK))
         .await
         .expect("read");
     assert_eq!(got[..], plain[at as usize..(at + CHUNK) as usize]);
@@ -288,9 +271,7 @@ async fn damage_and_wrong_keys_are_errors_naming_the_file() {
     let plain = data(4 * CHUNK as usize);
     for txid in 1..=4 {
         r.write_ltx(
-            Level(0),
-            TxId(txid),
-            TxId(txid),
+            LtxName::l0(TxId(txid)),
             Body::Bytes(Bytes::from(plain.clone())),
             SystemTime::now(),
         )
@@ -313,12 +294,12 @@ async fn damage_and_wrong_keys_are_errors_naming_the_file() {
     let fresh = AgeReplica::new(Arc::clone(&file), keys(&[], &[&k], false));
     fresh.ltx_files(Level(0)).await.expect("list");
     let ok = fresh
-        .read_range(Level(0), TxId(1), TxId(1), 0, Some(CHUNK))
+        .read_range(LtxName::l0(TxId(1)), 0, Some(CHUNK))
         .await
         .expect("chunk 0");
     assert_eq!(ok[..], plain[..CHUNK as usize]);
     let e = fresh
-        .read_range(Level(0), TxId(1), TxId(1), CHUNK, Some(10))
+        .read_range(LtxName::l0(TxId(1)), CHUNK, Some(10))
         .await
         .expect_err("tampered");
     err(e, 1, "chunk 1");
@@ -338,7 +319,7 @@ async fn damage_and_wrong_keys_are_errors_naming_the_file() {
     let listed = fresh.ltx_files(Level(0)).await.expect("list");
     for (t, f) in [(2u64, &listed[1]), (3, &listed[2])] {
         let e = fresh
-            .read_range(Level(0), TxId(t), TxId(t), f.size - 100, Some(100))
+            .read_range(LtxName::l0(TxId(t)), f.size - 100, Some(100))
             .await
             .expect_err("truncated");
         err(e, t, "does not authenticate");
@@ -351,22 +332,20 @@ async fn damage_and_wrong_keys_are_errors_naming_the_file() {
         .await
         .expect("listing needs no key");
     let e = wrong
-        .read_range(Level(0), TxId(4), TxId(4), 0, Some(10))
+        .read_range(LtxName::l0(TxId(4)), 0, Some(10))
         .await
         .expect_err("wrong identity");
     assert!(e.is_auth());
     err(e, 4, "other recipients");
     let none = AgeReplica::new(Arc::clone(&file), AgeKeys::default());
     let e = none
-        .read_range(Level(0), TxId(4), TxId(4), 0, Some(10))
+        .read_range(LtxName::l0(TxId(4)), 0, Some(10))
         .await
         .expect_err("no identity");
     err(e, 4, "needs an identity");
     let e = none
         .write_ltx(
-            Level(0),
-            TxId(5),
-            TxId(5),
+            LtxName::l0(TxId(5)),
             Body::Bytes(Bytes::from_static(b"x")),
             SystemTime::now(),
         )
@@ -376,9 +355,7 @@ async fn damage_and_wrong_keys_are_errors_naming_the_file() {
 
     // A plain file among encrypted ones: refused unless migrating, then read as it is.
     file.write_ltx(
-        Level(0),
-        TxId(6),
-        TxId(6),
+        LtxName::l0(TxId(6)),
         Body::Bytes(Bytes::from(b"LTX1 plain".to_vec())),
         SystemTime::now(),
     )
@@ -390,7 +367,7 @@ async fn damage_and_wrong_keys_are_errors_naming_the_file() {
     let listed = migrating.ltx_files(Level(0)).await.expect("migrating");
     assert_eq!(listed.last().map(|f| f.size), Some(10));
     let got = migrating
-        .read_range(Level(0), TxId(6), TxId(6), 0, None)
+        .read_range(LtxName::l0(TxId(6)), 0, None)
         .await
         .expect("plain read");
     assert_eq!(&got[..], b"LTX1 plain");

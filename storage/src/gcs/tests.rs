@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use super::auth::{parse_private_key, Credentials, TokenSource};
 use super::*;
-use crate::{ReplicaClient, ReplicaUrl};
+use crate::{LtxName, ReplicaClient, ReplicaUrl};
 
 /// `external_account` and `impersonated_service_account` credentials.
 mod federation;
@@ -474,7 +474,7 @@ async fn transient_failures_are_retried_others_reported_once() {
     let (url, seen) = serve(Arc::new(|_: &Seen| Some((500, "{}".into())))).await;
     let r = test_replica(&url, TokenSource::anonymous());
     let e = r
-        .read_range(Level(0), TxId(1), TxId(2), 0, None)
+        .read_range(LtxName::new(Level(0), TxId(1), TxId(2)), 0, None)
         .await
         .expect_err("500s");
     assert!(
@@ -513,7 +513,7 @@ async fn streamed_reads_resume_where_the_connection_broke() {
     .await;
     let r = test_replica(&url, TokenSource::anonymous());
     let mut s = r
-        .read_range_stream(Level(0), TxId(1), TxId(1), 100, 9000)
+        .read_range_stream(LtxName::l0(TxId(1)), 100, 9000)
         .await
         .expect("open");
     let mut got = Vec::new();
@@ -587,9 +587,13 @@ async fn resumable_uploads_ask_where_to_go_on_after_a_failed_chunk() {
     let path = dir.path().join("snap.ltx");
     std::fs::write(&path, &body).expect("write");
     let t = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-    r.write_ltx(Level(9), TxId(1), TxId(5), crate::Body::File(path), t)
-        .await
-        .expect("upload");
+    r.write_ltx(
+        LtxName::new(Level(9), TxId(1), TxId(5)),
+        crate::Body::File(path),
+        t,
+    )
+    .await
+    .expect("upload");
     assert_eq!(*stored.lock().expect("store"), body);
     let ranges: Vec<String> = seen
         .lock()

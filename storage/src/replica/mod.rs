@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::{Backend, Listed, Purge, PutMode, Span, Upload};
 use crate::metrics::{self, Operation};
-use crate::{Body, LtxFileInfo, RangeStream, ReplicaClient, Result, StorageError};
+use crate::{Body, LtxFileInfo, LtxName, RangeStream, ReplicaClient, Result, StorageError};
 use cache::LevelCache;
 
 pub(crate) use stream::{collect, piecewise, Piecewise};
@@ -228,16 +228,22 @@ impl<B: Backend> Replica<B> {
         Ok(stream::metered(inner, self.backend.kind(), B::METRICS))
     }
 
+    /// The backend's key of file `name`.
+    fn key(&self, name: LtxName) -> String {
+        self.backend
+            .layout()
+            .ltx_key(name.level, name.min, name.max)
+    }
+
     async fn write(
         &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         body: Body,
         created_at: SystemTime,
         mode: PutMode,
     ) -> Result<LtxFileInfo> {
-        let key = self.backend.layout().ltx_key(level, min, max);
+        let LtxName { level, min, max } = name;
+        let key = self.key(name);
         let size = body_size(&body).await?;
         // Whatever happens next, a cached listing of this level may be wrong.
         self.cache.begin_change();
@@ -270,15 +276,8 @@ impl<B: Backend> ReplicaClient for Replica<B> {
         self.list_level(level).await
     }
 
-    async fn read_range(
-        &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Bytes> {
-        let key = self.backend.layout().ltx_key(level, min, max);
+    async fn read_range(&self, name: LtxName, offset: u64, len: Option<u64>) -> Result<Bytes> {
+        let key = self.key(name);
         let read = self.backend.read(&key, Span { offset, len });
         self.measured(Operation::Get, read, |b| (1, b.len() as u64))
             .await
@@ -286,16 +285,14 @@ impl<B: Backend> ReplicaClient for Replica<B> {
 
     async fn read_range_stream<'a>(
         &'a self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         offset: u64,
         len: u64,
     ) -> Result<Box<dyn RangeStream + 'a>> {
         offset
             .checked_add(len)
             .ok_or_else(|| StorageError::fatal(format!("range {offset}+{len} overflows")))?;
-        let key = self.backend.layout().ltx_key(level, min, max);
+        let key = self.key(name);
         let span = Span {
             offset,
             len: Some(len),
@@ -305,21 +302,16 @@ impl<B: Backend> ReplicaClient for Replica<B> {
 
     async fn write_ltx(
         &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         body: Body,
         created_at: SystemTime,
     ) -> Result<LtxFileInfo> {
-        self.write(level, min, max, body, created_at, PutMode::Overwrite)
-            .await
+        self.write(name, body, created_at, PutMode::Overwrite).await
     }
 
     async fn create_ltx(
         &self,
-        level: Level,
-        min: TxId,
-        max: TxId,
+        name: LtxName,
         body: Body,
         created_at: SystemTime,
     ) -> Result<LtxFileInfo> {
@@ -327,10 +319,10 @@ impl<B: Backend> ReplicaClient for Replica<B> {
             return Err(StorageError::fatal(format!(
                 "{}: {}: create-only writes are not supported by this backend",
                 self.backend.kind(),
-                self.backend.layout().ltx_key(level, min, max)
+                self.key(name)
             )));
         }
-        self.write(level, min, max, body, created_at, PutMode::CreateOnly)
+        self.write(name, body, created_at, PutMode::CreateOnly)
             .await
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use ltx_codec::{Level, TxId};
 use storage::s3::{RetryPolicy, S3Replica, S3Settings};
-use storage::{Body, LtxFileInfo, ReplicaClient, StorageError};
+use storage::{Body, LtxFileInfo, LtxName, ReplicaClient, StorageError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -24,7 +24,7 @@ pub fn unique_prefix(name: &str) -> String {
     test_support::unique_name(name)
 }
 
-/// `r.read_range(Level(level), TxId(min), TxId(max), offset, len)`.
+/// `r.read_range` of file `(level, min, max)`.
 pub async fn read(
     r: &dyn ReplicaClient,
     level: u8,
@@ -33,8 +33,12 @@ pub async fn read(
     offset: u64,
     len: Option<u64>,
 ) -> Result<Bytes, StorageError> {
-    r.read_range(Level(level), TxId(min), TxId(max), offset, len)
-        .await
+    r.read_range(
+        LtxName::new(Level(level), TxId(min), TxId(max)),
+        offset,
+        len,
+    )
+    .await
 }
 
 /// Bytes `offset..` (`len` of them, or to the end) of the file `(level, min, max)`; panics on
@@ -59,7 +63,7 @@ pub async fn fetch_err(
     got.expect_err("a read that must fail")
 }
 
-/// `r.write_ltx(Level(level), TxId(min), TxId(max), Body::Bytes(body), at)` (`body` copied).
+/// `r.write_ltx` of `body` (copied) as file `(level, min, max)`, created at `at`.
 pub async fn write(
     r: &dyn ReplicaClient,
     level: u8,
@@ -68,7 +72,7 @@ pub async fn write(
     at: SystemTime,
 ) -> Result<LtxFileInfo, StorageError> {
     let body = Body::Bytes(Bytes::copy_from_slice(body.as_ref()));
-    r.write_ltx(Level(level), TxId(min), TxId(max), body, at)
+    r.write_ltx(LtxName::new(Level(level), TxId(min), TxId(max)), body, at)
         .await
 }
 

@@ -249,7 +249,7 @@ impl Hydration {
         let start = run[0].2.offset;
         let label = restore::fetch::file_label(info);
         let bytes = client
-            .read_range(info.level, info.min_txid, info.max_txid, start, Some(len))
+            .read_range(info.ltx_name(), start, Some(len))
             .await
             .map_err(|e| format!("{label}: {e}"))?;
         let mut page = vec![0u8; view.page_size as usize];
