@@ -260,7 +260,6 @@ impl WalFile {
                 return Ok(None);
             };
             committed.commit = commit;
-            committed.end_offset = end_of(to);
             committed.last_commit_end = end_of(to);
         }
         // SQLite writes a transaction's frames, and only then moves the index's last commit
@@ -274,12 +273,18 @@ impl WalFile {
             if tail.start != end_of(to) {
                 return Ok(None);
             }
-            if !tail.committed.pages.is_empty() {
+            if tail.committed.last_commit_end > end_of(to) {
                 committed.pages.extend(tail.committed.pages);
                 committed.commit = tail.committed.commit;
-                committed.end_offset = tail.committed.end_offset;
                 committed.last_commit_end = tail.committed.last_commit_end;
             }
+        }
+        // As the frame scan ends: pages past the last commit's size are gone (the database
+        // shrank), and the read ends after the last frame kept.
+        let commit = committed.commit;
+        committed.pages.retain(|&pgno, _| pgno <= commit);
+        if let Some(last) = committed.pages.values().max() {
+            committed.end_offset = last + fs;
         }
         Ok(Some(Scan {
             committed,
@@ -611,17 +616,32 @@ pub(crate) mod tests {
             c.execute("INSERT INTO t VALUES (randomblob(?1))", [3000 + i])
                 .expect("insert");
         }
-        let w2 = WalFile::open(&dir.path().join("a.db-wal"), None).expect("open");
-        for at in [HDR, old_end] {
-            let a = w2.scan(at, full.salts, None).expect("scan");
-            let b = w2
-                .scan_indexed(at, full.salts, None, &lagging)
+        // From `at`, the indexed scan finds what the frame scan finds; returns the latter.
+        let same = |shm: &ShmPeek, at: u64| -> Committed {
+            let w = WalFile::open(&dir.path().join("a.db-wal"), None).expect("open");
+            let a = w.scan(at, full.salts, None).expect("scan").committed;
+            let b = w
+                .scan_indexed(at, full.salts, None, shm)
                 .expect("indexed")
-                .expect("index");
-            assert!(a.committed.end_offset > old_end);
-            assert_eq!(b.committed.pages, a.committed.pages);
-            assert_eq!(b.committed.end_offset, a.committed.end_offset);
-            assert_eq!(b.committed.commit, a.committed.commit);
+                .expect("index")
+                .committed;
+            assert_eq!(b.pages, a.pages, "from {at}");
+            assert_eq!(
+                (b.end_offset, b.commit),
+                (a.end_offset, a.commit),
+                "from {at}"
+            );
+            a
+        };
+        for at in [HDR, old_end] {
+            assert!(same(&lagging, at).end_offset > old_end);
+        }
+        // A transaction that shrinks the database: pages past its size are dropped, as the
+        // frame scan drops them, from the start and from the middle.
+        c.execute_batch("DELETE FROM t WHERE rowid > 20; VACUUM;")
+            .expect("shrink");
+        for at in [HDR, old_end] {
+            assert!(same(&shm, at).commit < full.committed.commit, "it shrank");
         }
         // A WAL that is not the index's generation is left to the frame scan.
         let copy = dir.path().join("other-wal");
