@@ -196,12 +196,27 @@ impl WalFile {
         })
     }
 
+    /// The committed frames from `offset`, as [`WalFile::scan`] finds them, found through the
+    /// wal-index of `index` when it stands for this WAL, else by reading the frames.
+    pub fn scan_using(
+        &self,
+        offset: u64,
+        salts: (u32, u32),
+        max_bytes: Option<u64>,
+        index: &ShmPeek,
+    ) -> Result<Scan> {
+        match self.scan_indexed(offset, salts, max_bytes, index)? {
+            Some(scan) => Ok(scan),
+            None => self.scan(offset, salts, max_bytes),
+        }
+    }
+
     /// [`WalFile::scan`] through the wal-index (docs/wal.md#finding-frames-through-the-wal-index):
     /// the same committed pages, found without reading the frames. `None` whenever the index
     /// cannot stand for this WAL (none, another generation or page size, past the bound opened,
     /// changed while read); the caller then scans. A frame the index names is checked against
     /// its own header when its page is copied ([`WalFile::read_page`]).
-    pub fn scan_indexed(
+    fn scan_indexed(
         &self,
         offset: u64,
         salts: (u32, u32),
@@ -238,7 +253,7 @@ impl WalFile {
         let to = match max_bytes {
             Some(m) if end_of(ix.mx_frame) - start > m => {
                 let first = u32::try_from((start + m - HDR).div_ceil(fs)).unwrap_or(u32::MAX);
-                match self.first_commit(first.max(from + 1), ix.mx_frame, ix.salts)? {
+                match self.first_commit(first.max(from + 1), ix.mx_frame, ix.salts, fs)? {
                     Some(f) => f,
                     None => return Ok(None),
                 }
@@ -315,11 +330,16 @@ impl WalFile {
         }))
     }
 
-    /// The first commit frame among frames `first..=last` (1-based), reading only their
-    /// headers; frames up to the index's last commit are all committed, so their headers can
-    /// be taken as they are. `None` if one is not of this generation.
-    fn first_commit(&self, first: u32, last: u32, salts: (u32, u32)) -> Result<Option<u32>> {
-        let fs = self.frame_size_hint().unwrap_or(0);
+    /// The first commit frame among frames `first..=last` (1-based, `fs` bytes each), reading
+    /// only their headers; frames up to the index's last commit are all committed, so their
+    /// headers can be taken as they are. `None` if one is not of this generation.
+    fn first_commit(
+        &self,
+        first: u32,
+        last: u32,
+        salts: (u32, u32),
+        fs: u64,
+    ) -> Result<Option<u32>> {
         for frame in first..=last {
             match self.frame_header(HDR + u64::from(frame - 1) * fs)? {
                 Some(h) if h.salts == salts && h.pgno != 0 => {

@@ -605,10 +605,7 @@ impl Follower {
         } else {
             Some(max_bytes)
         };
-        let scan = match wal.scan_indexed(plan.offset, plan.salts, limit, self.app.peek())? {
-            Some(scan) => scan,
-            None => wal.scan(plan.offset, plan.salts, limit)?,
-        };
+        let scan = wal.scan_using(plan.offset, plan.salts, limit, self.app.peek())?;
         let transactions = scan.transactions;
         let (committed, salts, offset) = (scan.committed, scan.salts, scan.start);
         result.limited =
