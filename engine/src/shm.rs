@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 
 /// The bytes read: both copies of the index header and the checkpoint info up to
 /// `nBackfillAttempted`.
-const PEEK: usize = 136;
+pub(crate) const PEEK: usize = 136;
 /// One copy of the index header.
-const HDR: usize = 48;
+pub(crate) const HDR: usize = 48;
 /// Offsets inside a header copy, and of the checkpoint info.
 const MX_FRAME: usize = 16;
 const IS_INIT: usize = 12;
@@ -77,11 +77,13 @@ impl ShmPeek {
     /// The index now, or `None` when there is none to read (no `-shm` file, not yet
     /// initialised, or caught mid-update).
     pub fn read(&self) -> Option<WalIndex> {
+        parse(&self.read_headers()?)
+    }
+
+    /// The first [`PEEK`] bytes of the file: both header copies and the checkpoint info.
+    pub(crate) fn read_headers(&self) -> Option<[u8; PEEK]> {
         let mut buf = [0u8; PEEK];
-        match self.with_file(|f| f.read_at(&mut buf, 0).ok())? {
-            n if n == PEEK => parse(&buf),
-            _ => None,
-        }
+        (self.read_at(&mut buf, 0)? == PEEK).then_some(buf)
     }
 }
 
@@ -116,13 +118,17 @@ impl ShmPeek {
     }
 }
 
+/// The header, if its two copies are equal (a consistent header, see [`parse`]) and it is
+/// initialised.
+pub(crate) fn header_copy(buf: &[u8; PEEK]) -> Option<&[u8]> {
+    let (a, b) = (&buf[..HDR], &buf[HDR..2 * HDR]);
+    (a == b && a[IS_INIT] != 0).then_some(a)
+}
+
 /// The wal-index is in the machine's own byte order. A writer updates the second header copy
 /// and then the first, so two equal copies are a consistent header.
 fn parse(buf: &[u8; PEEK]) -> Option<WalIndex> {
-    let (a, b) = (&buf[..HDR], &buf[HDR..2 * HDR]);
-    if a != b || a[IS_INIT] == 0 {
-        return None;
-    }
+    header_copy(buf)?;
     let u32_at = |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
     Some(WalIndex {
         mx_frame: u32_at(MX_FRAME),

@@ -10,17 +10,14 @@
 //! rule SQLite's readers use for the header (both copies equal and its checksum right), and
 //! check every frame we then copy against its own header.
 
-use crate::shm::ShmPeek;
+use crate::shm::{header_copy, ShmPeek, PEEK};
 use ltx_codec::wal::checksum;
 
-/// One copy of the index header, and both copies with the checkpoint info after them.
-const HDR: usize = 48;
-const HDRS: usize = 136;
 /// Bytes of one wal-index page: 4096 page numbers (u32) then 8192 hash slots (u16).
 const INDEX_PAGE: u64 = 32_768;
 /// Frames listed per index page; the first page gives the room of its headers to them.
 const PER_PAGE: u32 = 4096;
-const PER_FIRST_PAGE: u32 = PER_PAGE - (HDRS / 4) as u32;
+const PER_FIRST_PAGE: u32 = PER_PAGE - (PEEK / 4) as u32;
 /// The only wal-index format SQLite has written (`WALINDEX_MAX_VERSION`).
 const VERSION: u32 = 3_007_000;
 
@@ -40,20 +37,16 @@ pub struct IndexHeader {
 /// The header now, or `None` when there is no index, it is not initialised, or it was caught
 /// mid-update (copies differ or its checksum is wrong): the caller then reads the WAL itself.
 pub fn header(shm: &ShmPeek) -> Option<IndexHeader> {
-    let mut buf = [0u8; HDRS];
-    if shm.read_at(&mut buf, 0)? != HDRS {
-        return None;
-    }
-    parse(&buf)
+    parse(&shm.read_headers()?)
 }
 
-fn parse(buf: &[u8; HDRS]) -> Option<IndexHeader> {
-    let (a, b) = (&buf[..HDR], &buf[HDR..2 * HDR]);
+fn parse(buf: &[u8; PEEK]) -> Option<IndexHeader> {
+    let a = header_copy(buf)?;
     let ne = |at: usize| u32::from_ne_bytes([a[at], a[at + 1], a[at + 2], a[at + 3]]);
     let be = |at: usize| u32::from_be_bytes([a[at], a[at + 1], a[at + 2], a[at + 3]]);
-    // isInit (byte 12) set, both copies equal, and the checksum SQLite keeps over the first 40
+    // Beyond a consistent copy: the version, and the checksum SQLite keeps over the first 40
     // bytes of a copy, computed in the machine's byte order.
-    if a != b || a[12] == 0 || ne(0) != VERSION {
+    if ne(0) != VERSION {
         return None;
     }
     if checksum(cfg!(target_endian = "big"), (0, 0), &a[..40]) != (ne(40), ne(44)) {
@@ -75,7 +68,7 @@ fn parse(buf: &[u8; HDRS]) -> Option<IndexHeader> {
 /// same index page lists.
 fn slot(frame: u32) -> (u64, u32) {
     if frame <= PER_FIRST_PAGE {
-        return (HDRS as u64 + u64::from(frame - 1) * 4, PER_FIRST_PAGE);
+        return (PEEK as u64 + u64::from(frame - 1) * 4, PER_FIRST_PAGE);
     }
     let k = frame - PER_FIRST_PAGE - 1;
     let page = u64::from(k / PER_PAGE) + 1;
@@ -114,6 +107,7 @@ pub fn pages(shm: &ShmPeek, from: u32, to: u32, mut f: impl FnMut(u32, u32)) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shm::HDR;
     use ltx_codec::wal::WalReader;
 
     /// The index lists, frame by frame, the pages the WAL's own frames hold: across the end of
@@ -156,7 +150,7 @@ mod tests {
     fn a_torn_or_uninitialised_header_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
         assert_eq!(header(&ShmPeek::new(&dir.path().join("none.db"))), None);
-        let mut a = [0u8; HDRS];
+        let mut a = [0u8; PEEK];
         a[..4].copy_from_slice(&VERSION.to_ne_bytes());
         a[12] = 1;
         a[16..20].copy_from_slice(&7u32.to_ne_bytes());
