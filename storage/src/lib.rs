@@ -131,7 +131,7 @@ impl LtxFileInfo {
 
     /// Where the file sits under a replica's root: `ltx/<level>/<min>-<max>.ltx`.
     pub fn relative_path(&self) -> String {
-        ltx_relative_path(self.level, self.min_txid, self.max_txid)
+        self.ltx_name().relative_path()
     }
 
     /// Which file this is.

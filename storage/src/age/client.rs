@@ -22,8 +22,6 @@ use crate::{
 /// Files whose first bytes are read at once while listing.
 const SNIFF_PARALLEL: usize = 16;
 
-type FileKey = LtxName;
-
 /// A replica whose files are age files (see the [module docs](super)).
 pub struct AgeReplica {
     inner: SharedReplica,
@@ -31,7 +29,7 @@ pub struct AgeReplica {
     /// What each file listed or written is, by name, with the stored size it was seen at: a
     /// file replaced by one of another size is looked at again. Bounded by the listings: a
     /// level's entries are pruned to the files its latest listing holds.
-    formats: Mutex<HashMap<FileKey, Format>>,
+    formats: Mutex<HashMap<LtxName, Format>>,
 }
 
 impl std::fmt::Debug for AgeReplica {
@@ -79,13 +77,13 @@ impl AgeReplica {
         Arc::new(AgeReplica::new(inner, keys))
     }
 
-    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<FileKey, Format>> {
+    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<LtxName, Format>> {
         self.formats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Forgets what a file is (after an error opening it, so that a file replaced under the
     /// same name and size is looked at afresh next time).
-    fn forget(&self, key: FileKey) {
+    fn forget(&self, key: LtxName) {
         self.cached().remove(&key);
     }
 
@@ -120,7 +118,7 @@ impl AgeReplica {
         }
         let mut cache = self.cached();
         if let Some(level) = files.first().map(|f| f.level) {
-            let keep: std::collections::HashSet<FileKey> =
+            let keep: std::collections::HashSet<LtxName> =
                 files.iter().map(|f| f.ltx_name()).collect();
             cache.retain(|k, _| k.level != level || keep.contains(k));
         }
@@ -341,7 +339,7 @@ impl ReplicaClient for AgeReplica {
 /// as its last byte arrives, so memory stays at one chunk, whatever the range.
 struct AgeStream<'a> {
     owner: &'a AgeReplica,
-    key: FileKey,
+    key: LtxName,
     label: String,
     head: AgeHead,
     inner: Option<Box<dyn RangeStream + 'a>>,
