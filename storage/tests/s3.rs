@@ -46,13 +46,9 @@ async fn write_list_read_delete() {
     let dir = tempfile::tempdir().expect("tempdir");
     let snap = dir.path().join("snap.ltx");
     std::fs::write(&snap, pattern(70_000, 9)).expect("write file");
-    r.write_ltx(
-        LtxName::new(Level(9), TxId(1), TxId(3)),
-        Body::File(snap),
-        created,
-    )
-    .await
-    .expect("write file body");
+    common::write_body(&r, 9, (1, 3), Body::File(snap), created)
+        .await
+        .expect("write file body");
 
     // Layout (docs/replica-layout.md#paths-and-timestamps-per-backend):
     // <path>/<level %04x>/<min>-<max>.ltx

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ltx_codec::{Encoder, Header, Level, LtxFile, TxId};
 use storage::s3::S3Replica;
-use storage::{Body, LtxFileInfo, LtxName, ReplicaClient};
+use storage::{Body, LtxFileInfo, ReplicaClient};
 
 use test_support::env::output_ok;
 
@@ -310,13 +310,9 @@ async fn write_and_restore(
     common::write(&r, 0, (1, 1), ltx.clone(), created)
         .await
         .expect("write L0");
-    r.write_ltx(
-        LtxName::new(Level(9), TxId(1), TxId(1)),
-        Body::File(ltx_path),
-        created,
-    )
-    .await
-    .expect("write L9");
+    common::write_body(&r, 9, (1, 1), Body::File(ltx_path), created)
+        .await
+        .expect("write L9");
 
     let out = dir.join(format!("restored-{page_size}.db"));
     let restored = litestream_restore(srv, &prefix, &out);

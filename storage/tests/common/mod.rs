@@ -72,6 +72,17 @@ pub async fn write(
     at: SystemTime,
 ) -> Result<LtxFileInfo, StorageError> {
     let body = Body::Bytes(Bytes::copy_from_slice(body.as_ref()));
+    write_body(r, level, (min, max), body, at).await
+}
+
+/// `r.write_ltx` of `body` (bytes or a file) as file `(level, min, max)`, created at `at`.
+pub async fn write_body(
+    r: &dyn ReplicaClient,
+    level: u8,
+    (min, max): (u64, u64),
+    body: Body,
+    at: SystemTime,
+) -> Result<LtxFileInfo, StorageError> {
     r.write_ltx(LtxName::new(Level(level), TxId(min), TxId(max)), body, at)
         .await
 }
