@@ -8,13 +8,15 @@ use crate::lz4::{self, Compressor};
 use crate::{Error, Header, Result, HEADER_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE};
 
 /// Writes one LTX file: header, then pages in the order docs/ltx.md#page-order-and-the-lock-page requires, then `finish`.
-/// Memory is the page index plus one compression buffer.
+/// Memory is one compression buffer and 8 bytes per page written (its number and frame size;
+/// frames are contiguous, so their offsets follow): 8 MB for a 4 GB snapshot of 4 KiB pages.
 pub struct Encoder<W: Write> {
     w: W,
     header: Header,
     crc: Crc64,
     offset: u64,
-    index: Vec<PageIndexEntry>,
+    /// Page number and frame size of each page written, in order.
+    index: Vec<(u32, u32)>,
     compressor: Compressor,
     scratch: Vec<u8>,
     lock_pgno: u32,
@@ -73,7 +75,7 @@ impl<W: Write> Encoder<W> {
         if pgno == self.lock_pgno {
             return bad(format!("page {pgno} is the lock page"));
         }
-        let prev = self.index.last().map(|e| e.pgno);
+        let prev = self.index.last().map(|e| e.0);
         if self.header.is_snapshot() {
             let want = match prev {
                 None => 1,
@@ -113,13 +115,11 @@ impl<W: Write> Encoder<W> {
         self.w.write_all(frame)?;
         self.crc.update(&frame[..framed]);
         self.crc.update(data);
-        let size = frame.len() as u64;
-        self.index.push(PageIndexEntry {
-            pgno,
-            offset: self.offset,
-            size,
-        });
-        self.offset += size;
+        // A frame is a header and one compressed page: far below 4 GiB.
+        let size32 =
+            u32::try_from(frame.len()).map_err(|_| Error::Encode("page too large".into()))?;
+        self.index.push((pgno, size32));
+        self.offset += u64::from(size32);
         Ok(())
     }
 
@@ -127,7 +127,7 @@ impl<W: Write> Encoder<W> {
     pub fn finish(mut self) -> Result<(W, u64)> {
         let post_apply = 0u64;
         if self.header.is_snapshot() {
-            let last = self.index.last().map_or(0, |e| e.pgno);
+            let last = self.index.last().map_or(0, |e| e.0);
             let complete = last == self.header.commit
                 || (last + 1 == self.lock_pgno && self.header.commit == self.lock_pgno);
             if !complete {
@@ -137,14 +137,26 @@ impl<W: Write> Encoder<W> {
                 )));
             }
         }
-        let mut tail = Vec::with_capacity(PAGE_HEADER_SIZE + self.index.len() * 8 + 32);
-        tail.extend_from_slice(&[0u8; PAGE_HEADER_SIZE]);
-        PageIndex::encode(&self.index, &mut tail);
-        tail.extend_from_slice(&post_apply.to_be_bytes());
-        self.crc.update(&tail);
+        let (w, crc) = (&mut self.w, &mut self.crc);
+        let mut put = |b: &[u8]| -> std::io::Result<()> {
+            crc.update(b);
+            w.write_all(b)
+        };
+        put(&[0u8; PAGE_HEADER_SIZE])?;
+        let mut offset = HEADER_SIZE as u64;
+        let entries = self.index.iter().map(|&(pgno, size)| {
+            let e = PageIndexEntry {
+                pgno,
+                offset,
+                size: u64::from(size),
+            };
+            offset += u64::from(size);
+            e
+        });
+        PageIndex::encode_to(entries, &mut put)?;
+        put(&post_apply.to_be_bytes())?;
         let checksum = self.crc.file_checksum();
-        tail.extend_from_slice(&checksum.to_be_bytes());
-        self.w.write_all(&tail)?;
+        self.w.write_all(&checksum.to_be_bytes())?;
         self.w.flush()?;
         Ok((self.w, checksum))
     }

@@ -20,6 +20,9 @@ pub fn max_frame_size(page_size: u32) -> u64 {
     (PAGE_HEADER_SIZE + 4 + 64 + lz4::compress_bound(page_size as usize)) as u64
 }
 
+/// About how many bytes of an encoded index [`PageIndex::encode_to`] hands over at a time.
+pub const ENCODE_PIECE: usize = 64 << 10;
+
 /// Where one page's frame lies in an LTX file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageIndexEntry {
@@ -100,15 +103,38 @@ pub fn read_uvarint<E>(mut next: impl FnMut() -> Result<Option<u8>, E>) -> Resul
 impl PageIndex {
     /// Encodes the triplets and terminator, followed by the u64 BE length.
     pub fn encode(entries: &[PageIndexEntry], out: &mut Vec<u8>) {
-        let start = out.len();
-        for e in entries {
-            put_uvarint(out, u64::from(e.pgno));
-            put_uvarint(out, e.offset);
-            put_uvarint(out, e.size);
+        let appended = Self::encode_to(entries.iter().copied(), |b| {
+            out.extend_from_slice(b);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        match appended {
+            Ok(()) => {}
+            Err(never) => match never {},
         }
-        put_uvarint(out, 0);
-        let len = (out.len() - start) as u64;
-        out.extend_from_slice(&len.to_be_bytes());
+    }
+
+    /// Encodes as [`PageIndex::encode`] does, handing the bytes to `sink` in pieces of about
+    /// [`ENCODE_PIECE`] bytes: the index of a large snapshot is never whole in memory.
+    pub fn encode_to<E>(
+        entries: impl IntoIterator<Item = PageIndexEntry>,
+        mut sink: impl FnMut(&[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let mut buf = Vec::with_capacity(ENCODE_PIECE + MAX_ENTRY_LEN as usize + 9);
+        let mut len = 0u64;
+        for e in entries {
+            put_uvarint(&mut buf, u64::from(e.pgno));
+            put_uvarint(&mut buf, e.offset);
+            put_uvarint(&mut buf, e.size);
+            if buf.len() >= ENCODE_PIECE {
+                len += buf.len() as u64;
+                sink(&buf)?;
+                buf.clear();
+            }
+        }
+        put_uvarint(&mut buf, 0);
+        len += buf.len() as u64;
+        buf.extend_from_slice(&len.to_be_bytes());
+        sink(&buf)
     }
 
     /// Decodes index bytes (triplets and terminator, without the u64 length). `base` is the
@@ -193,5 +219,40 @@ mod tests {
         assert!(PageIndex::decode(&[2, 100, 57, 1, 100, 57, 0], 0).is_err());
         assert!(PageIndex::decode(&[0, 0], 0).is_err());
         assert!(PageIndex::decode(&[0xff; 12], 0).is_err());
+    }
+
+    /// An index longer than one piece comes out whole: the pieces join to the triplets and
+    /// terminator, the length counts them all, and it decodes to the same entries.
+    #[test]
+    fn an_index_of_many_pieces_decodes_whole() {
+        let mut offset = 100;
+        let entries: Vec<PageIndexEntry> = (1..=40_000u32)
+            .map(|pgno| {
+                let e = PageIndexEntry {
+                    pgno,
+                    offset,
+                    size: u64::from(pgno % 4000 + 10),
+                };
+                offset += e.size;
+                e
+            })
+            .collect();
+        let mut pieces = 0;
+        let mut out = Vec::new();
+        PageIndex::encode_to(entries.iter().copied(), |b| {
+            pieces += 1;
+            out.extend_from_slice(b);
+            Ok::<(), ()>(())
+        })
+        .expect("encode");
+        assert!(pieces > 2, "{pieces} pieces");
+        let n = out.len();
+        let len = u64::from_be_bytes(out[n - 8..].try_into().expect("8 bytes"));
+        assert_eq!(len, (n - 8) as u64);
+        let index = PageIndex::decode(&out[..n - 8], 0).expect("decode");
+        assert_eq!(index.len(), entries.len());
+        for e in &entries {
+            assert_eq!(index.find(e.pgno), Some(e));
+        }
     }
 }
