@@ -207,7 +207,8 @@ fn merge_files(inputs: &[PathBuf], out: &Path, mode: Option<u32>) -> Result<i64>
         decs.push(d);
     }
     let f = storage::local::create_file_mode(out, mode).map_err(|e| Error::io("create", out, e))?;
-    let w = BufWriter::with_capacity(1 << 20, f);
+    // Paced: a merge of many inputs can write hundreds of MB, all of it dirty until uploaded.
+    let w = BufWriter::with_capacity(1 << 20, storage::local::PacedFile::new(f));
     let (mut w, header, _) = ltx_codec::compact(decs, w, CompactOptions::default())
         .map_err(|e| Error::ltx("compact", e))?;
     w.flush().map_err(|e| Error::io("write", out, e))?;

@@ -185,6 +185,9 @@ pub struct StagedFile {
     file: Option<fs::File>,
     buf: Vec<u8>,
     off: u64,
+    /// A large file (a snapshot, an L0 file of a long backlog) must not stay dirty in memory
+    /// whole until `commit`'s fsync. `None`: see [`StagedFile::unpaced`].
+    behind: Option<storage::local::WriteBehind>,
 }
 
 impl StagedFile {
@@ -199,7 +202,16 @@ impl StagedFile {
             // Grows up to CHUNK as it is written: most L0 files are a few KiB.
             buf: Vec::new(),
             off: 0,
+            behind: Some(storage::local::WriteBehind::new()),
         })
+    }
+
+    /// Never waits for the disk while written: for a file written under our write lock, which
+    /// writers would wait on too. It is made durable after the lock is let go, and is bounded
+    /// by what the lock may be held for (docs/checkpoints.md#how-much-writers-may-wait-for).
+    pub fn unpaced(mut self) -> Self {
+        self.behind = None;
+        self
     }
 
     /// Bytes written so far.
@@ -228,6 +240,9 @@ impl StagedFile {
         storage::local::write_all_at(f, &self.buf, self.off)?;
         self.off += self.buf.len() as u64;
         self.buf.clear();
+        if let Some(b) = &mut self.behind {
+            b.wrote(f, self.off);
+        }
         Ok(())
     }
 

@@ -296,6 +296,11 @@ impl Conns {
         self.in_read_txn
     }
 
+    /// Whether the write lock of [`Conns::begin_write_lock`] is held.
+    pub fn has_write_lock(&self) -> bool {
+        self.in_lock_txn
+    }
+
     /// Takes SQLite's write lock on the spare connection by inserting into `_litestream_lock`
     /// inside a transaction that is always rolled back.
     pub fn begin_write_lock(&mut self) -> Result<()> {

@@ -3,7 +3,6 @@
 //! (docs/checkpoints.md#writing-the-wal-back-early).
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -11,15 +10,7 @@ use std::time::Duration;
 
 /// Starts writing `len` bytes at `offset` back to disk without waiting for it (`len` 0: to the
 /// end of the file). A hint only: failure changes nothing.
-pub fn start(file: &File, offset: u64, len: u64) {
-    let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: a plain syscall on a descriptor the caller keeps open; it touches no memory of ours.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
+pub use storage::local::start_writeback as start;
 
 /// While it lives, a thread starts the write-back of the whole file every `every`: for a long
 /// copy into the file done by code we cannot pace (SQLite's checkpoint), which otherwise

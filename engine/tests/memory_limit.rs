@@ -85,6 +85,29 @@ impl MemCgroup {
             .unwrap_or(0)
     }
 
+    /// Anonymous, page cache, and dirty or in-write-back bytes the cgroup holds now.
+    fn usage(&self) -> Usage {
+        let stat = fs::read_to_string(self.dir.join("memory.stat")).unwrap_or_default();
+        let get = |key: &str| {
+            stat.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+                .unwrap_or(0u64)
+        };
+        if self.v2 {
+            Usage {
+                anon: get("anon"),
+                file: get("file"),
+                dirty: get("file_dirty") + get("file_writeback"),
+            }
+        } else {
+            Usage {
+                anon: get("rss"),
+                file: get("cache"),
+                dirty: get("dirty") + get("writeback"),
+            }
+        }
+    }
+
     /// The most memory the cgroup held (page cache included), where the kernel tells.
     fn peak(&self) -> Option<u64> {
         let file = if self.v2 {
@@ -97,6 +120,36 @@ impl MemCgroup {
             .trim()
             .parse()
             .ok()
+    }
+}
+
+/// What a cgroup holds, in bytes (see [`MemCgroup::usage`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    anon: u64,
+    file: u64,
+    dirty: u64,
+}
+
+impl Usage {
+    fn max(self, o: Usage) -> Usage {
+        Usage {
+            anon: self.anon.max(o.anon),
+            file: self.file.max(o.file),
+            dirty: self.dirty.max(o.dirty),
+        }
+    }
+}
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "anonymous {} MiB, page cache {} MiB, dirty or in write-back {} MiB",
+            self.anon >> 20,
+            self.file >> 20,
+            self.dirty >> 20
+        )
     }
 }
 
@@ -168,6 +221,8 @@ fn issue13_2_a_4_gb_wal_with_a_long_reader_in_64_mib() {
     let mut k: i64 = 0;
     let mut txns = 0u64;
     let mut wal_peak = 0;
+    // Sampled while the WAL grows, to say what a kill was for.
+    let mut held = Usage::default();
     while wal_peak < WAL_BYTES {
         let t = Instant::now();
         app.execute_batch("BEGIN").expect("begin");
@@ -186,9 +241,13 @@ fn issue13_2_a_4_gb_wal_with_a_long_reader_in_64_mib() {
             wal_peak = wal_peak.max(fs::metadata(&wal).map_or(0, |m| m.len()));
         }
         if txns.is_multiple_of(1000) {
+            if let Some(cg) = &cg {
+                held = held.max(cg.usage());
+            }
             assert!(
                 alive(eng.pid()),
-                "the engine died at {} MB of WAL (OOM kills in its cgroup: {:?}); log:\n{}",
+                "the engine died at {} MB of WAL (OOM kills in its cgroup: {:?}; most held: \
+                 {held}); log:\n{}",
                 fs::metadata(&wal).map_or(0, |m| m.len()) >> 20,
                 cg.as_ref().map(MemCgroup::oom_kills),
                 eng.tail()
@@ -220,7 +279,8 @@ fn issue13_2_a_4_gb_wal_with_a_long_reader_in_64_mib() {
             "the kernel killed in the engine's cgroup"
         );
         eprintln!(
-            "engine cgroup peak {} MiB (limit {} MiB, page cache included)",
+            "engine cgroup peak {} MiB (limit {} MiB, page cache included); sampled while \
+             writing: {held}",
             cg.peak().map_or(-1, |p| (p >> 20) as i64),
             LIMIT >> 20
         );

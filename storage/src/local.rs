@@ -20,6 +20,9 @@ use std::time::SystemTime;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+mod writeback;
+pub use writeback::{start as start_writeback, PacedFile, WriteBehind};
+
 /// Which I/O path this process uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IoKind {
@@ -469,8 +472,23 @@ pub fn copy_file_atomic(
     publish(dst, mtime, mode, Publish::Replace, |to| copy_into(src, to))
 }
 
-/// Writes `chunks` one after another from the start of `f`.
+/// Writes `chunks` one after another from the start of `f`: in one batch when they are small,
+/// else a window at a time with the write-back paced behind them ([`WriteBehind`]).
 pub fn write_chunks(f: &File, chunks: &[&[u8]]) -> io::Result<()> {
+    let total: usize = chunks.iter().map(|c| c.len()).sum();
+    if total as u64 > writeback::WINDOW {
+        let mut behind = WriteBehind::new();
+        let mut off = 0u64;
+        for piece in chunks
+            .iter()
+            .flat_map(|c| c.chunks(writeback::WINDOW as usize))
+        {
+            write_all_at(f, piece, off)?;
+            off += piece.len() as u64;
+            behind.wrote(f, off);
+        }
+        return Ok(());
+    }
     let mut off = 0u64;
     let writes: Vec<(u64, &[u8])> = chunks
         .iter()
@@ -483,17 +501,19 @@ pub fn write_chunks(f: &File, chunks: &[&[u8]]) -> io::Result<()> {
     write_batch(f, &writes)
 }
 
-/// Copies the file `src` into `to`, in 1 MiB chunks.
+/// Copies the file `src` into `to`, in 1 MiB chunks, with the write-back paced behind them.
 pub fn copy_into(src: &Path, to: &File) -> io::Result<()> {
     let from = File::open(src)?;
     let len = from.metadata()?.len();
     let mut buf = vec![0u8; (1 << 20).min(len as usize)];
     let mut off = 0u64;
+    let mut behind = WriteBehind::new();
     while off < len {
         let n = buf.len().min((len - off) as usize);
         read_exact_at(&from, &mut buf[..n], off)?;
         write_all_at(to, &buf[..n], off)?;
         off += n as u64;
+        behind.wrote(to, off);
     }
     Ok(())
 }

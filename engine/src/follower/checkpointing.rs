@@ -328,7 +328,7 @@ impl Follower {
         };
         for round in 0..rounds {
             let before = self.state.last_synced_wal_offset;
-            let r = self.verify_and_sync(true, 0)?;
+            let r = self.sync_through(true)?;
             let copied = r.new_wal_size.saturating_sub(before);
             // Round 0's copy is the ordinary pass's; from round 1 on it is what the writer
             // committed while we backfilled, which the write lock would have to wait for.

@@ -355,6 +355,19 @@ impl Follower {
         }
     }
 
+    /// Passes of at most `max-sync-wal-bytes` of WAL each until the WAL as long as it is now is
+    /// copied. One pass over a long backlog would hold the backlog's page list in memory and
+    /// write an L0 file as large as the backlog, all of it written before its fsync.
+    fn sync_through(&mut self, checkpointing: bool) -> Result<PassResult> {
+        let end = file_size(&self.wal_path)?;
+        loop {
+            let r = self.verify_and_sync(checkpointing, self.cfg.max_sync_wal_bytes)?;
+            if !r.limited || r.new_wal_size >= end {
+                return Ok(r);
+            }
+        }
+    }
+
     /// One unlimited pass, as Litestream does on close. Reopens the database if an earlier
     /// error closed it, so nothing committed before shutdown is left behind.
     pub fn final_sync(&mut self) -> Result<TxId> {
@@ -642,7 +655,10 @@ impl Follower {
             db: &od.file,
             page_size,
         };
-        let staged = self.meta.stage(self.meta.l0_path(txid))?;
+        let mut staged = self.meta.stage(self.meta.l0_path(txid))?;
+        if od.conns.has_write_lock() {
+            staged = staged.unpaced();
+        }
         let staged = l0::encode(&params, &pages, &src, staged)?;
         // The frame verify will compare with on the next pass (the one just before the end).
         let last_page = match committed.pages.iter().max_by_key(|(_, &off)| off) {
