@@ -219,7 +219,7 @@ impl Maintainer {
             Job::Level(l) => {
                 match compact_level(&self.replica, &self.meta, l, self.interval(job), at).await {
                     Ok(Outcome::Compacted(info)) => {
-                        info!(db = %db, level = l, min = %info.min_txid, max = %info.max_txid, size = info.size, "compaction complete");
+                        info!(system = "store", db = %db, level = l, txid.min = %info.min_txid, txid.max = %info.max_txid, size = info.size, "compaction complete");
                         compactions[usize::from(l)] += 1;
                         if self.settings.verify_compaction {
                             self.verify_compaction(&db, l).await;
@@ -299,7 +299,7 @@ impl Maintainer {
     /// gets old enough at a known time.
     async fn l0_retention(&self, db: &str) -> Done {
         let p = self.settings.policy;
-        match retention::enforce_l0(&self.replica, &self.meta, p, SystemTime::now()).await {
+        match retention::enforce_l0(&self.replica, &self.meta, db, p, SystemTime::now()).await {
             Ok(Some(s)) => {
                 metrics::l0_retention(&self.db, s.eligible, s.not_compacted, s.too_recent);
                 s.ages_out.map_or(Done::Settled, Done::NotBefore)
@@ -337,7 +337,7 @@ impl Maintainer {
         };
         if let Some((txid, ts, path)) = built {
             let info = snapshot::upload(&self.replica, txid, ts, path).await?;
-            info!(db = %self.db.display(), txid = %txid, size = info.size, "snapshot complete");
+            info!(system = "store", db = %self.db.display(), txid = %txid, size = info.size, "snapshot complete");
         }
         Ok(())
     }

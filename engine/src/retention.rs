@@ -123,6 +123,7 @@ pub fn l0_scan(
 pub async fn enforce_l0(
     replica: &SharedReplica,
     meta: &MetaDir,
+    db: &str,
     policy: Policy,
     now: SystemTime,
 ) -> Result<Option<L0Scan>> {
@@ -142,7 +143,8 @@ pub async fn enforce_l0(
         replica.delete_ltx(&victims).await?;
     }
     let n = delete_local_l0(meta, cutoff)?;
-    info!(deleted = victims.len(), local_deleted = n, max_l1_txid = %max_l1, remote = policy.remote, "l0 retention enforced");
+    // Litestream's keys first (`deleted_count`, `max_l1_txid`), then ours.
+    info!(system = "store", db = %db, deleted_count = victims.len(), max_l1_txid = %max_l1, local_deleted = n, remote = policy.remote, "l0 retention enforced");
     Ok(Some(scan))
 }
 

@@ -196,6 +196,7 @@ impl Uploader {
                 p
             }
         };
+        let before = pos;
         let mut n = 0;
         let mut limited = false;
         while pos < local_max {
@@ -240,10 +241,12 @@ impl Uploader {
             pos = txid;
             self.pos = Some(pos);
             n += 1;
-            tracing::debug!(db = %self.db.display(), txid = %txid, size, "ltx file uploaded");
+            tracing::debug!(system = "store", db = %self.db.display(), replica = self.replica.kind(), level = 0, minTXID = %txid, maxTXID = %txid, size, "ltx file uploaded");
         }
         if n > 0 {
-            info!(db = %self.db.display(), replica = self.replica.kind(), txid = %pos, files = n, "replica sync");
+            // Litestream's `txid` group: where the replica was, and the database's position it
+            // was synced to; then ours.
+            info!(system = "store", db = %self.db.display(), replica = self.replica.kind(), txid.replica = %before, txid.db = %pos, files = n, "replica sync");
         }
         Ok((n, limited))
     }

@@ -223,3 +223,82 @@ fn json_lines_are_laid_out_as_litestreams() {
         assert_eq!(tk, ok, "keys of {msg:?}:\n{t}\n{o}");
     }
 }
+
+/// The lines of the store's work (uploads, replica syncs, checkpoints, compactions, L0
+/// retention) carry Litestream's keys, in its order: both tools replicate a database being
+/// written, with short compaction and retention intervals and debug lines on, side by side.
+/// Ours may add keys of its own after Litestream's.
+#[test]
+#[ignore = "needs the real Litestream"]
+fn store_event_lines_carry_litestreams_keys() {
+    let ls = litestream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = |name: &str| {
+        let db = dir.path().join(format!("{name}.db"));
+        let c = rusqlite::Connection::open(&db).expect("open db");
+        c.execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x);")
+            .expect("create db");
+        let yml = dir.path().join(format!("{name}.yml"));
+        std::fs::write(
+            &yml,
+            format!(
+                "logging:\n  level: debug\nlevels:\n  - interval: 2s\nl0-retention: 1s\n\
+                 l0-retention-check-interval: 1s\ndbs:\n  - path: {}\n    \
+                 min-checkpoint-page-count: 10\n    replica:\n      url: file://{}\n",
+                db.display(),
+                dir.path().join(format!("{name}-replica")).display()
+            ),
+        )
+        .expect("write config");
+        (c, yml)
+    };
+    let (theirs_db, theirs_yml) = cfg("theirs");
+    let (ours_db, ours_yml) = cfg("ours");
+    let spawn = |mut cmd: Command, yml: &Path| {
+        cmd.args(["replicate", "-config"])
+            .arg(yml)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    let theirs = spawn(litestream_cmd(&ls), &theirs_yml);
+    let ours = spawn(Command::new(ENGINE), &ours_yml);
+    // Six seconds of commits: several uploads, checkpoints past 10 pages, two L1 compactions
+    // and the L0 retention that follows them.
+    for _ in 0..60 {
+        for c in [&theirs_db, &ours_db] {
+            c.execute("INSERT INTO t VALUES (randomblob(3000))", [])
+                .expect("insert");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let stop = |child: std::process::Child| {
+        // SAFETY: a signal to our own child, by its pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().expect("wait");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (t, o) = (stop(theirs), stop(ours));
+    let keys_of = |text: &str, msg: &str| -> Option<Vec<String>> {
+        text.lines()
+            .map(text_pairs)
+            .find(|p| p.get(2).is_some_and(|m| m.1 == msg))
+            .map(|p| p.into_iter().skip(3).map(|(k, _)| k).collect())
+    };
+    for msg in [
+        "ltx file uploaded",
+        "replica sync",
+        "checkpoint",
+        "compaction complete",
+        "l0 retention enforced",
+    ] {
+        let tk = keys_of(&t, msg).unwrap_or_else(|| panic!("litestream did not log {msg:?}:\n{t}"));
+        let ok = keys_of(&o, msg).unwrap_or_else(|| panic!("ls-engine did not log {msg:?}:\n{o}"));
+        assert!(
+            ok.starts_with(&tk),
+            "keys of {msg:?}: litestream {tk:?}, ls-engine {ok:?}"
+        );
+    }
+}

@@ -226,6 +226,7 @@ impl Follower {
         let short = u64::try_from(log.saturating_sub(done)).unwrap_or(u64::MAX);
         self.note_checkpoint_retry(busy != 0 || short <= self.cfg.min_checkpoint_page_n);
         info!(
+            system = "store",
             db = %self.cfg.path.display(),
             mode = mode.as_str(),
             result = %format!("{busy},{log},{done}"),
