@@ -49,11 +49,20 @@ pub struct SlogFormat {
 /// A field's value, kept typed so JSON gets numbers as numbers.
 enum Value {
     Str(String),
+    /// An integer field named `signal`: Litestream logs a Go `syscall.Signal`, which `slog`'s
+    /// text handler prints by its name (`terminated`) and its JSON handler as its number.
+    Signal(i32),
+    /// Nanoseconds in a field Litestream logs as a Go `time.Duration` ([`GO_DURATIONS`]): by
+    /// its `String` in text (`1s`), as the number of nanoseconds in JSON.
+    Duration(u64),
     I64(i64),
     U64(u64),
     F64(f64),
     Bool(bool),
 }
+
+/// Fields Litestream logs as a Go `time.Duration`: logged by us as whole nanoseconds (`u64`).
+pub const GO_DURATIONS: [&str; 1] = ["sync-interval"];
 
 #[derive(Default)]
 struct Fields {
@@ -73,6 +82,13 @@ impl Fields {
             }
             // The `log` crate's bridge fields say where a line came from, not what happened.
             (n, _) if n.starts_with("log.") => {}
+            ("signal", Value::I64(n)) => match i32::try_from(n) {
+                Ok(s) => self.attrs.push(("signal", Value::Signal(s))),
+                Err(_) => self.attrs.push(("signal", Value::I64(n))),
+            },
+            (n, Value::U64(ns)) if GO_DURATIONS.contains(&n) => {
+                self.attrs.push((n, Value::Duration(ns)));
+            }
             (n, v) => self.attrs.push((n, v)),
         }
     }
@@ -152,10 +168,27 @@ fn text_str(s: &str, out: &mut String) {
     }
 }
 
+/// Go's names of the common signals (`syscall.Signal.String`).
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGHUP => "hangup".into(),
+        libc::SIGINT => "interrupt".into(),
+        libc::SIGQUIT => "quit".into(),
+        libc::SIGABRT => "aborted".into(),
+        libc::SIGKILL => "killed".into(),
+        libc::SIGSEGV => "segmentation fault".into(),
+        libc::SIGPIPE => "broken pipe".into(),
+        libc::SIGTERM => "terminated".into(),
+        s => format!("signal {s}"),
+    }
+}
+
 /// A number or boolean, written the same way in every layout.
 fn bare(v: &Value, out: &mut String) {
     let _ = match v {
         Value::Str(s) => write!(out, "{s}"),
+        Value::Signal(n) => write!(out, "{n}"),
+        Value::Duration(n) => write!(out, "{n}"),
         Value::I64(n) => write!(out, "{n}"),
         Value::U64(n) => write!(out, "{n}"),
         Value::F64(n) => write!(out, "{n}"),
@@ -166,6 +199,11 @@ fn bare(v: &Value, out: &mut String) {
 fn text_value(v: &Value, out: &mut String) {
     match v {
         Value::Str(s) => text_str(s, out),
+        Value::Signal(n) => text_str(&signal_name(*n), out),
+        Value::Duration(n) => text_str(
+            &storage::value::format_duration(std::time::Duration::from_nanos(*n)),
+            out,
+        ),
         v => bare(v, out),
     }
 }
@@ -427,8 +465,8 @@ mod tests {
 
     /// Through `tracing` itself: the event's message is `msg`, and a field named `message`
     /// after it stays an attribute.
-    #[test]
-    fn a_message_field_is_an_attribute() {
+    /// What `log` writes through a `tracing` subscriber with our `format`.
+    fn capture(format: LogFormat, log: impl FnOnce()) -> String {
         use std::sync::{Arc, Mutex};
         #[derive(Clone, Default)]
         struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -449,14 +487,44 @@ mod tests {
         let sub = tracing_subscriber::fmt()
             .with_writer(move || w.clone())
             .event_format(SlogFormat {
-                format: LogFormat::Text,
+                format,
                 source: false,
             })
             .finish();
-        tracing::subscriber::with_default(sub, || {
+        tracing::subscriber::with_default(sub, log);
+        let out = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
+        out
+    }
+
+    /// A `signal` is a Go `syscall.Signal` in Litestream's lines and `sync-interval` a Go
+    /// `time.Duration`: a name and `1s` in text, numbers in JSON (as the real binary writes
+    /// `signal=terminated`, `"signal":15` and `"sync-interval":1000000000`).
+    #[test]
+    fn go_typed_values_are_named_in_text_and_numbered_in_json() {
+        let log = || {
+            tracing::info!(
+                signal = libc::SIGTERM,
+                "sync-interval" = 1_000_000_000u64,
+                "x"
+            );
+        };
+        let text = capture(LogFormat::Text, log);
+        assert!(
+            text.ends_with(" msg=x signal=terminated sync-interval=1s\n"),
+            "{text}"
+        );
+        let json = capture(LogFormat::Json, log);
+        assert!(
+            json.ends_with(",\"msg\":\"x\",\"signal\":15,\"sync-interval\":1000000000}\n"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn a_message_field_is_an_attribute() {
+        let out = capture(LogFormat::Text, || {
             tracing::warn!(level = 1, r#type = "gap", message = %"TXID gap: a", "validation error detected");
         });
-        let out = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
         let line = out
             .split_once(" level=WARN ")
             .map(|x| x.1)

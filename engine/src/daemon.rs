@@ -258,32 +258,36 @@ async fn replicate_all(
 /// settings Litestream lists (none for WebDAV); never a secret.
 fn log_replica(r: &crate::config::ReplicaConfig) {
     use storage::ReplicaUrl as U;
-    let (t, interval) = (&r.kind, storage::value::format_duration(r.sync_interval));
+    // Nanoseconds: the log layout writes a Go duration (`1s` in text, a number in JSON).
+    let (t, interval) = (
+        &r.kind,
+        u64::try_from(r.sync_interval.as_nanos()).unwrap_or(u64::MAX),
+    );
     let opt = |o: &Option<String>| o.clone().unwrap_or_default();
     match r.location() {
         Ok(U::File(p)) => {
-            info!("type" = %t, "sync-interval" = %interval, path = %p.display(), "replicating to");
+            info!("type" = %t, "sync-interval" = interval, path = %p.display(), "replicating to");
         }
         Ok(U::S3(s)) if s.flavor == storage::s3::Flavor::Oss => {
-            info!("type" = %t, "sync-interval" = %interval, bucket = %s.bucket, path = %s.path, region = %opt(&s.region), "replicating to");
+            info!("type" = %t, "sync-interval" = interval, bucket = %s.bucket, path = %s.path, region = %opt(&s.region), "replicating to");
         }
         Ok(U::S3(s)) => {
-            info!("type" = %t, "sync-interval" = %interval, bucket = %s.bucket, path = %s.path, region = %opt(&s.region), endpoint = %opt(&s.endpoint), "replicating to");
+            info!("type" = %t, "sync-interval" = interval, bucket = %s.bucket, path = %s.path, region = %opt(&s.region), endpoint = %opt(&s.endpoint), "replicating to");
         }
         Ok(U::Gcs(s)) => {
-            info!("type" = %t, "sync-interval" = %interval, bucket = %s.bucket, path = %s.path, "replicating to");
+            info!("type" = %t, "sync-interval" = interval, bucket = %s.bucket, path = %s.path, "replicating to");
         }
         Ok(U::Abs(s)) => {
-            info!("type" = %t, "sync-interval" = %interval, bucket = %s.container, path = %s.path, endpoint = %opt(&s.endpoint), "replicating to");
+            info!("type" = %t, "sync-interval" = interval, bucket = %s.container, path = %s.path, endpoint = %opt(&s.endpoint), "replicating to");
         }
         Ok(U::Sftp(s)) => {
-            info!("type" = %t, "sync-interval" = %interval, host = %s.host, user = %s.user, path = %s.path, "replicating to");
+            info!("type" = %t, "sync-interval" = interval, host = %s.host, user = %s.user, path = %s.path, "replicating to");
         }
         Ok(U::Nats(s)) => {
-            info!("type" = %t, "sync-interval" = %interval, bucket = %s.bucket, url = %s.server, "replicating to");
+            info!("type" = %t, "sync-interval" = interval, bucket = %s.bucket, url = %s.server, "replicating to");
         }
         Ok(U::WebDav(_)) | Err(_) => {
-            info!("type" = %t, "sync-interval" = %interval, "replicating to");
+            info!("type" = %t, "sync-interval" = interval, "replicating to");
         }
     }
 }

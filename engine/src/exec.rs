@@ -41,19 +41,7 @@ impl StopSignals {
 }
 
 /// Go's names of the common signals (`syscall.Signal.String`).
-pub fn signal_name(sig: i32) -> String {
-    match sig {
-        libc::SIGHUP => "hangup".into(),
-        libc::SIGINT => "interrupt".into(),
-        libc::SIGQUIT => "quit".into(),
-        libc::SIGABRT => "aborted".into(),
-        libc::SIGKILL => "killed".into(),
-        libc::SIGSEGV => "segmentation fault".into(),
-        libc::SIGPIPE => "broken pipe".into(),
-        libc::SIGTERM => "terminated".into(),
-        s => format!("signal {s}"),
-    }
-}
+pub use ls_config::logfmt::signal_name;
 
 /// A failed exit status as Go's `exec.ExitError` words it: `exit status 3`, `signal: killed`.
 pub fn exit_error(status: ExitStatus) -> String {
@@ -105,7 +93,7 @@ pub async fn stop_child(
         tokio::select! {
             s = child.wait() => break s,
             sig = signals.recv() => {
-                info!(signal = %signal_name(sig), "signal received again, forwarding it to the exec process");
+                info!(signal = sig, "signal received again, forwarding it to the exec process");
                 forward(sig);
             }
             _ = async {

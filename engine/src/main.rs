@@ -353,7 +353,11 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
         let mut daemon = engine::daemon::Daemon::start(cfg, opts).await?;
         if args.once {
             let ok = daemon.stopped().await;
-            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
 
         // Before the application starts, so a signal right after is forwarded, not fatal.
@@ -374,7 +378,7 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
         };
         let outcome = tokio::select! {
             sig = signals.recv() => {
-                info!(signal = %exec::signal_name(sig), "signal received, litestream shutting down");
+                info!(signal = sig, "signal received, litestream shutting down");
                 match child.as_mut() {
                     Some(c) => exec::stop_child(c, sig, &mut signals, shutdown_limit).await,
                     None => Ok(()),
@@ -394,7 +398,7 @@ fn replicate_cmd(args: ReplicateArgs) -> anyhow::Result<ExitCode> {
         let interrupted = tokio::select! {
             _ = daemon.stopped() => false,
             sig = signals.recv() => {
-                warn!(signal = %exec::signal_name(sig), "shutdown sync skipped, interrupted by signal");
+                warn!(signal = sig, "shutdown sync skipped, interrupted by signal");
                 true
             }
         };

@@ -217,10 +217,24 @@ fn json_lines_are_laid_out_as_litestreams() {
             k
         })
     };
+    // A value's JSON kind: a number stays a number (Litestream's `signal` is one).
+    let kinds_of = |lines: &[serde_json::Map<String, serde_json::Value>], msg: &str| {
+        lines.iter().find(|m| m["msg"] == msg).map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "time")
+                .map(|(k, v)| (k.clone(), v.is_number()))
+                .collect::<Vec<_>>()
+        })
+    };
     for msg in SHARED {
         let (tk, ok) = (keys_of(&tl, msg), keys_of(&ol, msg));
         assert!(tk.is_some(), "litestream did not log {msg:?}:\n{t}");
         assert_eq!(tk, ok, "keys of {msg:?}:\n{t}\n{o}");
+        assert_eq!(
+            kinds_of(&tl, msg),
+            kinds_of(&ol, msg),
+            "which values of {msg:?} are numbers:\n{t}\n{o}"
+        );
     }
 }
 
