@@ -56,6 +56,11 @@ if ! python3 -c 'import importlib.metadata as m, flask_cors, sys; sys.exit(m.ver
   pip install --quiet 'moto[server]==5.2.6'
 fi
 
+if [ ! -e /usr/share/zoneinfo/Asia/Kolkata ]; then
+  log "tzdata (the log tests compare local times in a zone east of UTC)"
+  apt-get install -y -qq tzdata >/dev/null
+fi
+
 if ! command -v age >/dev/null 2>&1; then
   log "age (the encrypted-replica interop tests)"
   apt-get install -y -qq age >/dev/null

@@ -6,7 +6,7 @@
 use std::fmt::{self, Write as _};
 use std::time::SystemTime;
 
-use storage::timefmt::{format_rfc3339_milli, format_rfc3339_nano};
+use storage::timefmt::{format_rfc3339_in, Fraction};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -59,6 +59,17 @@ enum Value {
     U64(u64),
     F64(f64),
     Bool(bool),
+}
+
+/// Seconds east of UTC of the local zone at `t` (`TZ`, else `/etc/localtime`): Go's `slog`
+/// writes local times, so a server whose zone is not UTC gets the same times from both tools.
+fn local_offset(t: SystemTime) -> i32 {
+    use chrono::{DateTime, Local, Offset, TimeZone, Utc};
+    let utc: DateTime<Utc> = t.into();
+    Local
+        .offset_from_utc_datetime(&utc.naive_utc())
+        .fix()
+        .local_minus_utc()
 }
 
 /// Fields Litestream logs as a Go `time.Duration`: logged by us as whole nanoseconds (`u64`).
@@ -263,22 +274,30 @@ fn json_attrs(attrs: &[(&str, Value)], out: &mut String) {
 }
 
 impl SlogFormat {
-    /// The line for an event with `fields`, logged at `level` from `file:line`, at `now`.
-    fn line(&self, now: SystemTime, level: Level, at: Option<(&str, u32)>, f: &Fields) -> String {
+    /// The line for an event with `fields`, logged at `level` from `file:line`, at `now` in a
+    /// zone `offset` seconds east of UTC.
+    fn line(
+        &self,
+        now: SystemTime,
+        offset: i32,
+        level: Level,
+        at: Option<(&str, u32)>,
+        f: &Fields,
+    ) -> String {
         let mut out = String::with_capacity(128);
         let at = at.filter(|_| self.source);
         match self.format {
             LogFormat::Text | LogFormat::Pretty => {
                 let pretty = self.format == LogFormat::Pretty;
                 if pretty {
-                    let t = format_rfc3339_milli(now);
+                    let t = format_rfc3339_in(now, offset, Fraction::Milli);
                     // `15:04:05`: the time of day only.
                     out.push_str(t.get(11..19).unwrap_or(&t));
                     out.push(' ');
                     out.push_str(level_name(level, true));
                 } else {
                     out.push_str("time=");
-                    out.push_str(&format_rfc3339_milli(now));
+                    out.push_str(&format_rfc3339_in(now, offset, Fraction::Milli));
                     out.push_str(" level=");
                     out.push_str(level_name(level, false));
                 }
@@ -302,7 +321,7 @@ impl SlogFormat {
             }
             LogFormat::Json => {
                 out.push_str("{\"time\":");
-                json_str(&format_rfc3339_nano(now), &mut out);
+                json_str(&format_rfc3339_in(now, offset, Fraction::Nano), &mut out);
                 out.push_str(",\"level\":");
                 json_str(level_name(level, false), &mut out);
                 if let Some((file, line)) = at {
@@ -336,7 +355,8 @@ where
         event.record(&mut fields);
         let meta = event.metadata();
         let at = meta.file().zip(meta.line());
-        writer.write_str(&self.line(SystemTime::now(), *meta.level(), at, &fields))
+        let now = SystemTime::now();
+        writer.write_str(&self.line(now, local_offset(now), *meta.level(), at, &fields))
     }
 }
 
@@ -363,7 +383,7 @@ mod tests {
             has_message: true,
             attrs,
         };
-        SlogFormat { format, source }.line(now(), level, at, &f)
+        SlogFormat { format, source }.line(now(), 0, level, at, &f)
     }
 
     fn s(v: &str) -> Value {

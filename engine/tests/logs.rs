@@ -84,8 +84,13 @@ fn file_replica(dir: &Path, name: &str) -> Vec<String> {
 }
 
 /// What Litestream and ls-engine each write on standard output, running one config each with
-/// `logging.type: ty`.
+/// `logging.type: ty`, in UTC.
 fn run_both(ty: &str, replica: &Replica) -> (String, String) {
+    run_both_in(ty, replica, Some("UTC"))
+}
+
+/// [`run_both`] with the time zone `tz` (`TZ`), if given.
+fn run_both_in(ty: &str, replica: &Replica, tz: Option<&str>) -> (String, String) {
     let ls = litestream();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut theirs = litestream_cmd(&ls);
@@ -95,7 +100,40 @@ fn run_both(ty: &str, replica: &Replica) -> (String, String) {
     let mut ours = Command::new(ENGINE);
     ours.args(["replicate", "-config"])
         .arg(config(dir.path(), "ours", ty, replica));
+    if let Some(tz) = tz {
+        theirs.env("TZ", tz);
+        ours.env("TZ", tz);
+    }
     (run(theirs), run(ours))
+}
+
+/// Go writes local times: in a zone east of UTC both tools give that zone's offset on every
+/// line, in both layouts.
+#[test]
+#[ignore = "needs the real Litestream and tzdata"]
+fn times_are_local_as_litestreams() {
+    assert!(
+        Path::new("/usr/share/zoneinfo/Asia/Kolkata").exists(),
+        "this test needs tzdata (tests/install.sh installs it)"
+    );
+    for ty in ["text", "json"] {
+        let (t, o) = run_both_in(ty, &file_replica, Some("Asia/Kolkata"));
+        for (who, text) in [("litestream", &t), ("ls-engine", &o)] {
+            assert!(!text.is_empty(), "{who} wrote nothing");
+            for line in text.lines() {
+                let time = match ty {
+                    "text" => text_pairs(line).first().map(|p| p.1.clone()),
+                    _ => serde_json::from_str::<serde_json::Value>(line)
+                        .ok()
+                        .and_then(|v| v["time"].as_str().map(str::to_owned)),
+                };
+                assert!(
+                    time.as_deref().is_some_and(|t| t.ends_with("+05:30")),
+                    "{who} ({ty}): {line}"
+                );
+            }
+        }
+    }
 }
 
 /// The messages both tools write, and their keys.

@@ -125,40 +125,64 @@ fn unix_secs(t: SystemTime) -> (i64, u32) {
     }
 }
 
-/// `2006-01-02T15:04:05Z` in UTC, whole seconds (Go's `Format(time.RFC3339)`).
-pub fn format_rfc3339(t: SystemTime) -> String {
-    let (secs, _) = unix_secs(t);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+/// Digits of the second's fraction in a formatted time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fraction {
+    /// Whole seconds (`RFC3339`).
+    None,
+    /// Always three digits (`2006-01-02T15:04:05.000Z07:00`, what `slog`'s text handler writes).
+    Milli,
+    /// Nanoseconds with trailing zeros dropped, none when whole (`RFC3339Nano`).
+    Nano,
+}
+
+/// `t` as Go formats it in a zone `offset_secs` east of UTC: that zone's date and time, then
+/// `Z` when the offset is 0, else `+hh:mm` or `-hh:mm` (Go's `Z07:00`).
+pub fn format_rfc3339_in(t: SystemTime, offset_secs: i32, fraction: Fraction) -> String {
+    let (secs, nanos) = unix_secs(t);
+    let local = secs + i64::from(offset_secs);
+    let (days, rem) = (local.div_euclid(86_400), local.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
-    )
+    );
+    match fraction {
+        Fraction::None => {}
+        Fraction::Milli => out.push_str(&format!(".{:03}", nanos / 1_000_000)),
+        Fraction::Nano if nanos == 0 => {}
+        Fraction::Nano => {
+            let frac = format!("{nanos:09}");
+            out.push('.');
+            out.push_str(frac.trim_end_matches('0'));
+        }
+    }
+    if offset_secs == 0 {
+        out.push('Z');
+    } else {
+        let sign = if offset_secs < 0 { '-' } else { '+' };
+        let abs = offset_secs.unsigned_abs();
+        out.push_str(&format!("{sign}{:02}:{:02}", abs / 3600, abs % 3600 / 60));
+    }
+    out
+}
+
+/// `2006-01-02T15:04:05Z` in UTC, whole seconds (Go's `Format(time.RFC3339)`).
+pub fn format_rfc3339(t: SystemTime) -> String {
+    format_rfc3339_in(t, 0, Fraction::None)
 }
 
 /// Like [`format_rfc3339`] with milliseconds, always three digits (`2006-01-02T15:04:05.000Z`,
 /// the time `slog`'s text handler writes).
 pub fn format_rfc3339_milli(t: SystemTime) -> String {
-    let (_, nanos) = unix_secs(t);
-    let base = format_rfc3339(t);
-    format!("{}.{:03}Z", &base[..base.len() - 1], nanos / 1_000_000)
+    format_rfc3339_in(t, 0, Fraction::Milli)
 }
 
 /// Like [`format_rfc3339`] with nanoseconds (Go's `RFC3339Nano`, trailing zeros dropped).
 pub fn format_rfc3339_nano(t: SystemTime) -> String {
-    let (_, nanos) = unix_secs(t);
-    let base = format_rfc3339(t);
-    if nanos == 0 {
-        return base;
-    }
-    let frac = format!("{nanos:09}");
-    format!(
-        "{}.{}Z",
-        &base[..base.len() - 1],
-        frac.trim_end_matches('0')
-    )
+    format_rfc3339_in(t, 0, Fraction::Nano)
 }
 
 #[cfg(test)]
@@ -212,5 +236,25 @@ mod tests {
         ] {
             assert!(parse_rfc3339(s).is_none(), "{s}");
         }
+    }
+
+    /// A zone east or west of UTC gives its own date and time and its offset, as Go's
+    /// `Z07:00` does; UTC gives `Z`.
+    #[test]
+    fn zoned_times_carry_their_offset() {
+        let t = parse_rfc3339("2026-12-07T21:10:00.123456789Z").expect("parse");
+        assert_eq!(
+            format_rfc3339_in(t, 5 * 3600 + 1800, Fraction::Milli),
+            "2026-12-08T02:40:00.123+05:30"
+        );
+        assert_eq!(
+            format_rfc3339_in(t, -8 * 3600, Fraction::Nano),
+            "2026-12-07T13:10:00.123456789-08:00"
+        );
+        assert_eq!(
+            format_rfc3339_in(t, 0, Fraction::None),
+            "2026-12-07T21:10:00Z"
+        );
+        assert_eq!(format_rfc3339_milli(t), "2026-12-07T21:10:00.123Z");
     }
 }
