@@ -13,6 +13,7 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use test_support::env::server_vars;
 
@@ -306,4 +307,79 @@ fn a_web_identity_that_cannot_be_used_is_a_clear_error() {
     assert!(t.contains("AWS_ROLE_ARN"), "names the missing role: {t}");
     let t = run(&[("AWS_PROFILE", "nowhere")]);
     assert!(t.contains("\"nowhere\""), "names the missing profile: {t}");
+}
+
+/// A replica that names no endpoint goes where the AWS SDKs' own configuration points S3:
+/// `AWS_ENDPOINT_URL_S3` for the engine; for `ls-restore`, the profile's `services` section,
+/// which wins over the profile's own `endpoint_url` (a port nobody listens on here). The
+/// restored rows prove both reached the test server.
+#[test]
+#[ignore = "needs the S3 test server"]
+fn an_endpoint_from_the_environment_or_the_profile() {
+    let srv = s3_server();
+    let OneDb {
+        dir, db, conn: c, ..
+    } = one_db();
+    insert_rows(&c, 0, 50, 10);
+    let prefix = test_support::unique_name("endpoint-env");
+    let cfg = dir.path().join("env.yml");
+    fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      type: s3\n      \
+             bucket: {}\n      path: {prefix}\n      region: us-east-1\n      \
+             access-key-id: {}\n      secret-access-key: {}\n      sync-interval: 100ms\n",
+            db.display(),
+            srv.bucket,
+            srv.access_key,
+            srv.secret_key
+        ),
+    )
+    .expect("config");
+    let none = dir.path().join("no-aws-config");
+    let e = Engine::start_env(
+        &cfg,
+        &dir.path().join("engine.log"),
+        &[
+            ("AWS_ENDPOINT_URL_S3", srv.endpoint.as_str()),
+            ("AWS_CONFIG_FILE", none.to_str().expect("utf-8")),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || e
+            .tail()
+            .contains("replica sync")),
+        "nothing reached the replica:\n{}",
+        e.tail()
+    );
+    insert_rows(&c, 50, 50, 10);
+    e.stop();
+
+    let aws = dir.path().join("aws-config");
+    fs::write(
+        &aws,
+        format!(
+            "[default]\nendpoint_url = http://127.0.0.1:1\nservices = local\n\n\
+             [services local]\ns3 =\n  endpoint_url = {}\n",
+            srv.endpoint
+        ),
+    )
+    .expect("aws config");
+    let out = dir.path().join("restored.db");
+    let o = command_without(
+        &ls_restore_bin(),
+        &["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"],
+    )
+    .env("AWS_CONFIG_FILE", &aws)
+    .env("AWS_ACCESS_KEY_ID", &srv.access_key)
+    .env("AWS_SECRET_ACCESS_KEY", &srv.secret_key)
+    .env("AWS_EC2_METADATA_DISABLED", "true")
+    .env("LS_S3_RETRY_MAX", "2")
+    .arg("-o")
+    .arg(&out)
+    .arg(format!("s3://{}/{prefix}?region=us-east-1", srv.bucket))
+    .output()
+    .expect("ls-restore");
+    assert!(o.status.success(), "restore: {}", text(&o));
+    assert_same_rows(&db, &out);
 }

@@ -186,6 +186,16 @@ fn endpoint_host(endpoint: &str) -> &str {
     rest.split('/').next().unwrap_or_default()
 }
 
+/// Whether an endpoint's host is an IP address (`127.0.0.1:9000`, `[::1]:9000`), not a name.
+fn host_is_address(endpoint: &str) -> bool {
+    let host = endpoint_host(endpoint);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    host.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// Provider presets Litestream applies when an endpoint names a known S3-compatible service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Provider {
@@ -544,10 +554,21 @@ impl S3Settings {
             return Err(config_error("bucket name is required"));
         }
         let endpoint = self.endpoint.as_deref().map(ensure_endpoint_scheme);
+        // Not named by the replica, the AWS SDKs' own configuration may name one (S3 only:
+        // OSS has its own endpoints). It does not make addresses path style, as in
+        // Litestream, except for an address host, which has no bucket subdomains.
+        let configured = match (&endpoint, self.flavor) {
+            (None, Flavor::S3) => {
+                super::credentials::configured_endpoint().map(|e| ensure_endpoint_scheme(&e))
+            }
+            _ => None,
+        };
+        let by_address = configured.as_deref().is_some_and(host_is_address);
         let provider = endpoint.as_deref().map(detect_provider).unwrap_or_default();
         let force_path_style = self
             .force_path_style
-            .unwrap_or(provider.path_style || endpoint.is_some());
+            .unwrap_or(provider.path_style || endpoint.is_some() || by_address);
+        let endpoint = endpoint.or(configured);
         let sign_payload = self.sign_payload.unwrap_or(true);
         let require_content_md5 = self.require_content_md5.unwrap_or(!provider.tigris);
         let part_size = self.part_size.unwrap_or(DEFAULT_PART_SIZE);

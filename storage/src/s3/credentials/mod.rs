@@ -95,6 +95,33 @@ pub(crate) fn from_env() -> Option<Credentials> {
     })
 }
 
+/// The S3 endpoint the AWS SDKs configure from outside the replica's settings, for a replica
+/// that names none (docs/s3-credentials.md#an-endpoint-from-the-environment):
+/// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`, else the profile's `services` section's
+/// `s3` `endpoint_url`, else the profile's own `endpoint_url`. None when
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` or the profile's `ignore_configured_endpoint_urls` is
+/// true.
+pub(crate) fn configured_endpoint() -> Option<String> {
+    let truthy = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if truthy(env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").as_deref()) {
+        return None;
+    }
+    if let Some(e) = env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL")) {
+        return Some(e);
+    }
+    let files = profile::Files::from_env();
+    let p = files.profile(&profile_name().0)?;
+    if truthy(p.get("ignore_configured_endpoint_urls").map(String::as_str)) {
+        return None;
+    }
+    p.get("services")
+        .and_then(|name| files.services(name))
+        .and_then(|s| s.get("s3.endpoint_url"))
+        .or_else(|| p.get("endpoint_url"))
+        .filter(|e| !e.is_empty())
+        .cloned()
+}
+
 /// The profile the shared files are read for, and whether it was named (then it must exist).
 fn profile_name() -> (String, bool) {
     match env("AWS_PROFILE").or_else(|| env("AWS_DEFAULT_PROFILE")) {

@@ -10,11 +10,15 @@ use super::{env, home, pair, Credentials};
 type Section = HashMap<String, String>;
 
 /// Sections of an INI file by their header, as written (`default`, `profile x`, `sso-session y`).
+/// An indented `key = value` under a `parent =` with no value is a sub-property, kept as
+/// `parent.key` (a `[services x]` section's `s3 =` then `  endpoint_url = ...`).
 fn parse_ini(text: &str) -> HashMap<String, Section> {
     let mut out: HashMap<String, Section> = HashMap::new();
     let mut section: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
+    let mut parent: Option<String> = None;
+    for raw in text.lines() {
+        let indented = raw.starts_with([' ', '\t']);
+        let line = raw.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
@@ -23,12 +27,19 @@ fn parse_ini(text: &str) -> HashMap<String, Section> {
             let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
             out.entry(name.clone()).or_default();
             section = Some(name);
+            parent = None;
             continue;
         }
         if let (Some(sec), Some((k, v))) = (&section, line.split_once('=')) {
-            out.entry(sec.clone())
-                .or_default()
-                .insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            let key = match &parent {
+                Some(p) if indented => format!("{p}.{k}"),
+                _ => {
+                    parent = v.is_empty().then(|| k.clone());
+                    k
+                }
+            };
+            out.entry(sec.clone()).or_default().insert(key, v);
         }
     }
     out
@@ -88,6 +99,11 @@ impl Files {
         merged.extend(from_credentials.cloned().unwrap_or_default());
         merged.retain(|_, v| !v.is_empty());
         Some(merged)
+    }
+
+    /// A `[services name]` section of the config file.
+    pub(crate) fn services(&self, name: &str) -> Option<&Section> {
+        self.config.get(&format!("services {name}"))
     }
 
     fn sso_session(&self, name: &str) -> Option<&Section> {
@@ -321,6 +337,38 @@ mod tests {
             Base::Static(c) => &c.access_key_id,
             other => panic!("not static keys: {other:?}"),
         }
+    }
+
+    /// A `services` section's indented sub-properties are kept under their parent, and an
+    /// unindented key after them is the section's own again.
+    #[test]
+    fn services_sections_keep_sub_properties() {
+        let (_d, f) = files(
+            "",
+            "[default]\nservices = local\nendpoint_url = http://global\n\
+             [services local]\ns3 =\n  endpoint_url = http://s3-only\n\tsignature_version = v4\n\
+             sts =\n  endpoint_url = http://sts-only\nother = x\n",
+        );
+        let p = f.profile("default").expect("default");
+        assert_eq!(
+            p.get("endpoint_url").map(String::as_str),
+            Some("http://global")
+        );
+        let s = f.services("local").expect("services local");
+        assert_eq!(
+            s.get("s3.endpoint_url").map(String::as_str),
+            Some("http://s3-only")
+        );
+        assert_eq!(
+            s.get("s3.signature_version").map(String::as_str),
+            Some("v4")
+        );
+        assert_eq!(
+            s.get("sts.endpoint_url").map(String::as_str),
+            Some("http://sts-only")
+        );
+        assert_eq!(s.get("other").map(String::as_str), Some("x"));
+        assert!(!s.contains_key("endpoint_url"));
     }
 
     #[test]
