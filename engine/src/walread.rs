@@ -432,7 +432,7 @@ impl WalFile {
     /// own writes wait behind that burst (docs/checkpoints.md#writing-the-wal-back-early). A
     /// hint only: failure changes nothing.
     pub fn start_writeback(&self, offset: u64, len: u64) {
-        crate::writeback::start(&self.file, offset, len);
+        storage::local::start_writeback(&self.file, offset, len);
     }
 
     /// The error a pass reports when the WAL changed under it (it is retried).

@@ -8,10 +8,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Starts writing `len` bytes at `offset` back to disk without waiting for it (`len` 0: to the
-/// end of the file). A hint only: failure changes nothing.
-pub use storage::local::start_writeback as start;
-
 /// While it lives, a thread starts the write-back of the whole file every `every`: for a long
 /// copy into the file done by code we cannot pace (SQLite's checkpoint), which otherwise
 /// leaves every page it wrote dirty until its fsync at the end. Dropping it stops the thread.
@@ -31,7 +27,7 @@ impl Trickle {
             .spawn(move || {
                 while !flag.load(Ordering::Acquire) {
                     std::thread::park_timeout(every);
-                    start(&file, 0, 0);
+                    storage::local::start_writeback(&file, 0, 0);
                 }
             })
             .ok();

@@ -111,17 +111,7 @@ fn malformed_yaml_config() {
 
 /// Restore from an S3 URL through `ls-restore`; returns (success, output).
 fn restore_s3(url: &str, out: &Path, ak: &str, sk: &str) -> (bool, String) {
-    let mut c = ls_restore();
-    c.env("LITESTREAM_ACCESS_KEY_ID", ak)
-        .env("LITESTREAM_SECRET_ACCESS_KEY", sk)
-        .env("AWS_ACCESS_KEY_ID", ak)
-        .env("AWS_SECRET_ACCESS_KEY", sk)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("LS_S3_RETRY_MAX", "2")
-        .arg("-o")
-        .arg(out)
-        .arg(url);
-    let o = run(c);
+    let o = run(restore_s3_cmd(url, out, ak, sk));
     (o.status.success(), text(&o))
 }
 

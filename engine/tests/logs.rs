@@ -37,17 +37,34 @@ fn text_pairs(line: &str) -> Vec<(String, String)> {
 
 /// Runs `cmd` (replicating `db` with `logging.type: ty`) for a moment, stops it with SIGTERM
 /// and returns what it wrote on standard output.
-fn run(mut cmd: Command) -> String {
-    let child = cmd
-        .stdout(Stdio::piped())
+fn run(cmd: Command) -> String {
+    let child = spawn(cmd);
+    std::thread::sleep(Duration::from_millis(2500));
+    stop(child)
+}
+
+/// Starts `cmd` with its standard output kept.
+fn spawn(mut cmd: Command) -> std::process::Child {
+    cmd.stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn");
-    std::thread::sleep(Duration::from_millis(2500));
+        .expect("spawn")
+}
+
+/// Stops `child` with SIGTERM and returns what it wrote on standard output.
+fn stop(child: std::process::Child) -> String {
     // SAFETY: a signal to our own child, by its pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().expect("wait");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The keys after `msg` of the first text line whose message is `msg`.
+fn text_keys_of(text: &str, msg: &str) -> Option<Vec<String>> {
+    text.lines()
+        .map(text_pairs)
+        .find(|p| p.get(2).is_some_and(|m| m.1 == msg))
+        .map(|p| p.into_iter().skip(3).map(|(k, _)| k).collect())
 }
 
 /// A config replicating a new database `name` with `logging.type: ty` to the replica whose
@@ -205,14 +222,8 @@ fn same_text_layout_and_keys(t: &str, o: &str) {
             );
         }
     }
-    let keys_of = |text: &str, msg: &str| -> Option<Vec<String>> {
-        text.lines()
-            .map(text_pairs)
-            .find(|p| p.get(2).is_some_and(|m| m.1 == msg))
-            .map(|p| p.into_iter().skip(3).map(|(k, _)| k).collect())
-    };
     for msg in SHARED {
-        let (tk, ok) = (keys_of(t, msg), keys_of(o, msg));
+        let (tk, ok) = (text_keys_of(t, msg), text_keys_of(o, msg));
         assert!(tk.is_some(), "litestream did not log {msg:?}:\n{t}");
         assert_eq!(tk, ok, "keys of {msg:?}:\n{t}\n{o}");
     }
@@ -306,16 +317,12 @@ fn store_event_lines_carry_litestreams_keys() {
     };
     let (theirs_db, theirs_yml) = cfg("theirs");
     let (ours_db, ours_yml) = cfg("ours");
-    let spawn = |mut cmd: Command, yml: &Path| {
-        cmd.args(["replicate", "-config"])
-            .arg(yml)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn")
+    let replicate = |mut cmd: Command, yml: &Path| {
+        cmd.args(["replicate", "-config"]).arg(yml);
+        spawn(cmd)
     };
-    let theirs = spawn(litestream_cmd(&ls), &theirs_yml);
-    let ours = spawn(Command::new(ENGINE), &ours_yml);
+    let theirs = replicate(litestream_cmd(&ls), &theirs_yml);
+    let ours = replicate(Command::new(ENGINE), &ours_yml);
     // Six seconds of commits: several uploads, checkpoints past 10 pages, two L1 compactions
     // and the L0 retention that follows them.
     for _ in 0..60 {
@@ -326,19 +333,7 @@ fn store_event_lines_carry_litestreams_keys() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let stop = |child: std::process::Child| {
-        // SAFETY: a signal to our own child, by its pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output().expect("wait");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let (t, o) = (stop(theirs), stop(ours));
-    let keys_of = |text: &str, msg: &str| -> Option<Vec<String>> {
-        text.lines()
-            .map(text_pairs)
-            .find(|p| p.get(2).is_some_and(|m| m.1 == msg))
-            .map(|p| p.into_iter().skip(3).map(|(k, _)| k).collect())
-    };
     for msg in [
         "ltx file uploaded",
         "replica sync",
@@ -346,8 +341,10 @@ fn store_event_lines_carry_litestreams_keys() {
         "compaction complete",
         "l0 retention enforced",
     ] {
-        let tk = keys_of(&t, msg).unwrap_or_else(|| panic!("litestream did not log {msg:?}:\n{t}"));
-        let ok = keys_of(&o, msg).unwrap_or_else(|| panic!("ls-engine did not log {msg:?}:\n{o}"));
+        let tk =
+            text_keys_of(&t, msg).unwrap_or_else(|| panic!("litestream did not log {msg:?}:\n{t}"));
+        let ok =
+            text_keys_of(&o, msg).unwrap_or_else(|| panic!("ls-engine did not log {msg:?}:\n{o}"));
         assert!(
             ok.starts_with(&tk),
             "keys of {msg:?}: litestream {tk:?}, ls-engine {ok:?}"

@@ -6,7 +6,7 @@
 //! are cached for all its replicas) gets the same ones. `ls-restore` does the same.
 
 use crate::common::*;
-use crate::harden::text;
+use crate::harden::{restore_s3_cmd, text};
 use crate::mcp::{free_port, http_at};
 
 use std::fs;
@@ -366,20 +366,14 @@ fn an_endpoint_from_the_environment_or_the_profile() {
     )
     .expect("aws config");
     let out = dir.path().join("restored.db");
-    let o = command_without(
-        &ls_restore_bin(),
-        &["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"],
-    )
-    .env("AWS_CONFIG_FILE", &aws)
-    .env("AWS_ACCESS_KEY_ID", &srv.access_key)
-    .env("AWS_SECRET_ACCESS_KEY", &srv.secret_key)
-    .env("AWS_EC2_METADATA_DISABLED", "true")
-    .env("LS_S3_RETRY_MAX", "2")
-    .arg("-o")
-    .arg(&out)
-    .arg(format!("s3://{}/{prefix}?region=us-east-1", srv.bucket))
-    .output()
-    .expect("ls-restore");
+    let url = format!("s3://{}/{prefix}?region=us-east-1", srv.bucket);
+    let o = restore_s3_cmd(&url, &out, &srv.access_key, &srv.secret_key)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", &aws)
+        .output()
+        .expect("ls-restore");
     assert!(o.status.success(), "restore: {}", text(&o));
     assert_same_rows(&db, &out);
 }

@@ -103,14 +103,10 @@ pub fn read_uvarint<E>(mut next: impl FnMut() -> Result<Option<u8>, E>) -> Resul
 impl PageIndex {
     /// Encodes the triplets and terminator, followed by the u64 BE length.
     pub fn encode(entries: &[PageIndexEntry], out: &mut Vec<u8>) {
-        let appended = Self::encode_to(entries.iter().copied(), |b| {
+        let Ok(()) = Self::encode_to(entries.iter().copied(), |b| {
             out.extend_from_slice(b);
             Ok::<(), std::convert::Infallible>(())
         });
-        match appended {
-            Ok(()) => {}
-            Err(never) => match never {},
-        }
     }
 
     /// Encodes as [`PageIndex::encode`] does, handing the bytes to `sink` in pieces of about

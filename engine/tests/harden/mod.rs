@@ -21,6 +21,22 @@ pub fn ls_restore() -> Command {
     c
 }
 
+/// `ls-restore -o <out> <url>` for an S3 `url`, with the keys `ak`/`sk` in the variables
+/// Litestream's and the AWS SDKs' readers take, no instance metadata, and few retries.
+pub fn restore_s3_cmd(url: &str, out: &Path, ak: &str, sk: &str) -> Command {
+    let mut c = ls_restore();
+    c.env("LITESTREAM_ACCESS_KEY_ID", ak)
+        .env("LITESTREAM_SECRET_ACCESS_KEY", sk)
+        .env("AWS_ACCESS_KEY_ID", ak)
+        .env("AWS_SECRET_ACCESS_KEY", sk)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("LS_S3_RETRY_MAX", "2")
+        .arg("-o")
+        .arg(out)
+        .arg(url);
+    c
+}
+
 /// `ls-restore -o <out> file://<replica>`: what it printed and how it exited.
 pub fn restore_to(replica: &Path, out: &Path) -> Output {
     let mut c = ls_restore();

@@ -12,7 +12,6 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 
 /// Bytes written between two starts of write-back.
 pub const WINDOW: u64 = 4 << 20;
@@ -103,10 +102,10 @@ impl PacedFile {
 
 impl io::Write for PacedFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write_at(buf, self.off)?;
-        self.off += n as u64;
+        super::write_all_at(&self.file, buf, self.off)?;
+        self.off += buf.len() as u64;
         self.behind.wrote(&self.file, self.off);
-        Ok(n)
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
