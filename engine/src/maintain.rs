@@ -37,6 +37,10 @@ pub struct Settings {
     pub validation_interval: Option<Duration>,
 }
 
+/// How long the first runs wait for the database's first sync (Litestream's wait for a
+/// database to be ready).
+const START_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Job {
     Level(u8),
@@ -144,10 +148,22 @@ impl Maintainer {
         if self.settings.validation_interval.is_some() {
             jobs.push(Job::Validate);
         }
+        // As in Litestream, the levels and the snapshot run once at start, then at their
+        // boundaries; the "too early" rules keep a restart from compacting or snapshotting
+        // twice in one period (docs/replica-layout.md#compaction-scheduling). A database not
+        // yet synced is waited for, up to [`START_WAIT`].
+        let ready = tokio::time::timeout(START_WAIT, self.pos.wait_for(|p| *p != TxId::ZERO));
+        tokio::select! {
+            _ = self.shutdown.changed() => return,
+            _ = ready => {}
+        }
         let now = SystemTime::now();
         let mut next: Vec<SystemTime> = jobs
             .iter()
-            .map(|j| next_at(now, self.interval(*j)))
+            .map(|j| match j {
+                Job::Level(_) | Job::Snapshot => now,
+                Job::L0Retention | Job::Validate => next_at(now, self.interval(*j)),
+            })
             .collect();
         let mut rest: Vec<Option<Rest>> = vec![None; jobs.len()];
         // Compactions made at each level (index 0 unused).
@@ -315,6 +331,7 @@ impl Maintainer {
     async fn snapshot(&mut self, at: SystemTime) -> crate::Result<()> {
         let pos = *self.pos.borrow();
         if !snapshot::due(&self.replica, self.settings.snapshot_interval, at, pos).await? {
+            debug!(db = %self.db.display(), level = 9, "no compaction: snapshot not due");
             return Ok(());
         }
         let (tx, rx) = oneshot::channel();

@@ -310,6 +310,44 @@ fn levels_and_snapshots_restore_at_every_boundary() {
     check_levels_and_restores(&c, &ls, &lsr, true);
 }
 
+/// As in Litestream, the snapshot schedule runs once at start: a process started with no
+/// snapshot in the current period writes one at once, and one restarted in the same period
+/// does not write a second.
+#[test]
+fn a_snapshot_at_start_once_per_period() {
+    let c = case_with("snapshot:\n  interval: 1h\n  retention: 24h\n");
+    let app = app(&c.db, 4096);
+    setup_table(&app);
+    insert_rows(&app, 0, 50, 100);
+    let hour = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 3600)
+    };
+    let period = hour();
+    let e = Engine::start(&c.config, &c.log);
+    assert!(
+        wait_until(Duration::from_secs(20), || files(&c.replica, 9).len() == 1),
+        "no snapshot at start; log:\n{}",
+        e.tail()
+    );
+    e.stop();
+    insert_rows(&app, 100, 50, 100);
+    let log = || fs::read_to_string(&c.log).unwrap_or_default();
+    let first_run = log().len();
+    let e = Engine::start(&c.config, &c.log);
+    assert!(
+        wait_until(Duration::from_secs(20), || log()[first_run..]
+            .contains("snapshot not due")),
+        "the snapshot schedule did not run at the second start; log:\n{}",
+        e.tail()
+    );
+    e.stop();
+    // An hour boundary crossed during the test makes a second snapshot right.
+    let want = if hour() == period { 1 } else { 2 };
+    assert_eq!(files(&c.replica, 9).len(), want, "log:\n{}", log());
+}
+
 /// A scheduled snapshot is built off the follower's thread: while one is being read (held
 /// open by a test pause) new commits keep reaching the replica, checkpoints wait, and the
 /// snapshot still holds exactly the state at its TXID.

@@ -324,7 +324,7 @@ fn store_event_lines_carry_litestreams_keys() {
     let theirs = replicate(litestream_cmd(&ls), &theirs_yml);
     let ours = replicate(Command::new(ENGINE), &ours_yml);
     // Six seconds of commits: several uploads, checkpoints past 10 pages, two L1 compactions
-    // and the L0 retention that follows them.
+    // and the L0 retention that follows them; the snapshot both write at start.
     for _ in 0..60 {
         for c in [&theirs_db, &ours_db] {
             c.execute("INSERT INTO t VALUES (randomblob(3000))", [])
@@ -340,6 +340,7 @@ fn store_event_lines_carry_litestreams_keys() {
         "checkpoint",
         "compaction complete",
         "l0 retention enforced",
+        "snapshot complete",
     ] {
         let tk =
             text_keys_of(&t, msg).unwrap_or_else(|| panic!("litestream did not log {msg:?}:\n{t}"));
