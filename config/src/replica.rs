@@ -170,9 +170,9 @@ pub(crate) fn read_replica_fields(n: &mut Node<'_>) -> Result<ReplicaFields, Con
             .map_err(|e| key_err(&n.key("age"), e.to_string()))?;
         f.age = Some(age).filter(AgeConfig::is_set);
     }
-    for k in storage::BACKEND_KEYS {
+    for k in storage::backend_keys() {
         // `root-cas` is a list in Litestream; backends take it one path per line.
-        if *k == "root-cas" {
+        if k == "root-cas" {
             if let Some(Value::Sequence(items)) = n.get(k) {
                 let mut paths = Vec::new();
                 for item in items {
@@ -182,12 +182,12 @@ pub(crate) fn read_replica_fields(n: &mut Node<'_>) -> Result<ReplicaFields, Con
                     }
                 }
                 f.settings
-                    .insert((*k).to_owned(), (n.key(k), paths.join("\n")));
+                    .insert(k.to_owned(), (n.key(k), paths.join("\n")));
                 continue;
             }
         }
         if let Some(v) = n.scalar(k)? {
-            f.settings.insert((*k).to_owned(), (n.key(k), v));
+            f.settings.insert(k.to_owned(), (n.key(k), v));
         }
     }
     Ok(f)

@@ -43,26 +43,9 @@ use ltx_codec::{Level, TxId};
 pub use replica_url::{open_replica, open_replica_from_config, ReplicaUrl};
 pub use secret::{redact_setting, redact_url, Secret};
 
-/// Backend keys of a replica entry that Litestream knows (S3, ABS, SFTP, WebDAV, NATS, OSS), `path`
-/// aside. Written at the top level of a config, they are defaults for every replica.
-pub const BACKEND_KEYS: &[&str] = &[
-    "access-key-id",
-    "secret-access-key",
-    "region",
-    "bucket",
-    "endpoint",
-    "force-path-style",
-    "sign-payload",
-    "sign-accept-encoding",
-    "require-content-md5",
-    "skip-verify",
-    "storage-class",
-    "part-size",
-    "concurrency",
-    "sse-customer-algorithm",
-    "sse-customer-key",
-    "sse-customer-key-path",
-    "sse-kms-key-id",
+/// Backend keys of a replica entry that Litestream knows besides S3's ([`s3::settings::S3_KEYS`]): ABS,
+/// SFTP, WebDAV and NATS.
+const OTHER_BACKEND_KEYS: &[&str] = &[
     "account-name",
     "account-key",
     "sas-token",
@@ -90,6 +73,16 @@ pub const BACKEND_KEYS: &[&str] = &[
     "timeout",
 ];
 
+/// Backend keys of a replica entry that Litestream knows (S3, ABS, SFTP, WebDAV, NATS, OSS), `path`
+/// aside. Written at the top level of a config, they are defaults for every replica.
+pub fn backend_keys() -> impl Iterator<Item = &'static str> {
+    s3::settings::S3_KEYS
+        .iter()
+        .chain(OTHER_BACKEND_KEYS)
+        .copied()
+        .filter(|k| *k != "path")
+}
+
 /// Backend keys that a top-level value does NOT set for every replica: Litestream 0.5.17's
 /// `ReplicaSettings.SetDefaults` leaves them out, so a top-level `part-size` or `webdav-url` is
 /// parsed and ignored there, and must be here too.
@@ -104,7 +97,7 @@ pub const NOT_INHERITED_KEYS: &[&str] = &[
 
 /// Whether a top-level `key` is a default for every replica (see [`NOT_INHERITED_KEYS`]).
 pub fn inherited_from_top_level(key: &str) -> bool {
-    key != "path" && BACKEND_KEYS.contains(&key) && !NOT_INHERITED_KEYS.contains(&key)
+    backend_keys().any(|k| k == key) && !NOT_INHERITED_KEYS.contains(&key)
 }
 
 /// One LTX file in a replica level.
@@ -215,12 +208,7 @@ pub trait ReplicaClient: Send + Sync + std::fmt::Debug {
     /// `len` bytes at `offset` of one file, handed over piece by piece as they arrive, so a
     /// long range can be consumed in bounded memory. A range past the end is an error. The
     /// default makes one `read_range` per piece; the object stores stream one GET.
-    async fn read_range_stream<'a>(
-        &'a self,
-        name: LtxName,
-        offset: u64,
-        len: u64,
-    ) -> Result<Box<dyn RangeStream + 'a>> {
+    async fn read_range_stream<'a>(&'a self, name: LtxName, offset: u64, len: u64) -> Ranged<'a> {
         let s =
             replica::Piecewise::new(offset, len, move |at, n| self.read_range(name, at, Some(n)))?;
         Ok(Box::new(s))
@@ -275,7 +263,7 @@ pub trait ReplicaClient: Send + Sync + std::fmt::Debug {
     }
 
     /// Reads a whole object [`ReplicaClient::legacy_objects`] listed, piece by piece.
-    async fn open_legacy<'a>(&'a self, name: &str) -> Result<Box<dyn RangeStream + 'a>> {
+    async fn open_legacy<'a>(&'a self, name: &str) -> Ranged<'a> {
         let _ = name;
         Err(legacy_unsupported(self.kind()))
     }
@@ -296,6 +284,10 @@ fn legacy_unsupported(kind: &str) -> StorageError {
 
 /// A replica client shared between tasks.
 pub type SharedReplica = Arc<dyn ReplicaClient>;
+
+/// What [`ReplicaClient::read_range_stream`] and [`ReplicaClient::open_legacy`] give: a ranged
+/// read in progress, which may borrow the client, or why it could not begin.
+pub type Ranged<'a> = Result<Box<dyn RangeStream + 'a>>;
 
 /// A ranged read in progress (see [`ReplicaClient::read_range_stream`]).
 #[async_trait]

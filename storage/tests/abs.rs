@@ -109,7 +109,7 @@ async fn write_list_read_delete() {
         .is_empty());
 
     // Litestream's layout exactly, and its metadata as Get Blob Properties shows it.
-    let names = common::listed!(fresh, prefix, name);
+    let names = common::listed!(fresh, prefix);
     assert_eq!(
         names,
         vec![

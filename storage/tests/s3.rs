@@ -53,7 +53,7 @@ async fn write_list_read_delete() {
     // Layout (docs/replica-layout.md#paths-and-timestamps-per-backend):
     // <path>/<level %04x>/<min>-<max>.ltx
     let fresh = replica(&srv, &prefix);
-    let keys = common::listed!(fresh, prefix, key);
+    let keys = common::listed!(fresh, prefix);
     assert_eq!(
         keys,
         vec![

@@ -16,7 +16,8 @@ use super::layout::{sniff, AgeHead, Format, FIRST_READ, MAX_PREFIX};
 use super::open::{open_range, Opener};
 use super::seal::seal;
 use crate::{
-    Body, LtxFileInfo, LtxName, RangeStream, ReplicaClient, Result, SharedReplica, StorageError,
+    Body, LtxFileInfo, LtxName, RangeStream, Ranged, ReplicaClient, Result, SharedReplica,
+    StorageError,
 };
 
 /// Files whose first bytes are read at once while listing.
@@ -238,12 +239,7 @@ impl ReplicaClient for AgeReplica {
         opened
     }
 
-    async fn read_range_stream<'a>(
-        &'a self,
-        name: LtxName,
-        offset: u64,
-        len: u64,
-    ) -> Result<Box<dyn RangeStream + 'a>> {
+    async fn read_range_stream<'a>(&'a self, name: LtxName, offset: u64, len: u64) -> Ranged<'a> {
         let head = match self.format(name).await? {
             Format::Plain => return self.inner.read_range_stream(name, offset, len).await,
             Format::Age(h) => h,
@@ -320,7 +316,7 @@ impl ReplicaClient for AgeReplica {
         self.inner.legacy_objects().await
     }
 
-    async fn open_legacy<'a>(&'a self, name: &str) -> Result<Box<dyn RangeStream + 'a>> {
+    async fn open_legacy<'a>(&'a self, name: &str) -> Ranged<'a> {
         self.inner.open_legacy(name).await
     }
 

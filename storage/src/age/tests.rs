@@ -13,7 +13,7 @@ use ltx_codec::{Level, TxId};
 use super::layout::{CHUNK, SEALED};
 use super::{AgeConfig, AgeKeys, AgeReplica};
 use crate::file::FileReplica;
-use crate::{Body, LtxFileInfo, LtxName, RangeStream, ReplicaClient, Result, SharedReplica};
+use crate::{Body, LtxFileInfo, LtxName, Ranged, ReplicaClient, Result, SharedReplica};
 
 struct Key {
     identity: String,
@@ -66,12 +66,7 @@ impl ReplicaClient for Recording {
             .push((offset, b.len() as u64));
         Ok(b)
     }
-    async fn read_range_stream<'a>(
-        &'a self,
-        name: LtxName,
-        offset: u64,
-        len: u64,
-    ) -> Result<Box<dyn RangeStream + 'a>> {
+    async fn read_range_stream<'a>(&'a self, name: LtxName, offset: u64, len: u64) -> Ranged<'a> {
         self.reads.lock().expect("lock").push((offset, len));
         self.inner.read_range_stream(name, offset, len).await
     }

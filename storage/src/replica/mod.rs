@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::{Backend, Listed, Purge, PutMode, Span, Upload};
 use crate::metrics::{self, Operation};
-use crate::{Body, LtxFileInfo, LtxName, RangeStream, ReplicaClient, Result, StorageError};
+use crate::{Body, LtxFileInfo, LtxName, RangeStream, Ranged, ReplicaClient, Result, StorageError};
 use cache::LevelCache;
 
 pub(crate) use stream::{collect, piecewise, Piecewise};
@@ -283,12 +283,7 @@ impl<B: Backend> ReplicaClient for Replica<B> {
             .await
     }
 
-    async fn read_range_stream<'a>(
-        &'a self,
-        name: LtxName,
-        offset: u64,
-        len: u64,
-    ) -> Result<Box<dyn RangeStream + 'a>> {
+    async fn read_range_stream<'a>(&'a self, name: LtxName, offset: u64, len: u64) -> Ranged<'a> {
         offset
             .checked_add(len)
             .ok_or_else(|| StorageError::fatal(format!("range {offset}+{len} overflows")))?;
@@ -369,7 +364,7 @@ impl<B: Backend> ReplicaClient for Replica<B> {
         self.list_legacy().await
     }
 
-    async fn open_legacy<'a>(&'a self, name: &str) -> Result<Box<dyn RangeStream + 'a>> {
+    async fn open_legacy<'a>(&'a self, name: &str) -> Ranged<'a> {
         let key = self.legacy_key(name)?;
         let whole = Span {
             offset: 0,

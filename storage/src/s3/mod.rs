@@ -23,6 +23,7 @@ use crate::transport::range;
 use crate::transport::{HttpError, Payload};
 use crate::{LtxFileInfo, ReplicaClient, Result, StorageError};
 
+pub use crate::backend::ObjectInfo;
 pub use crate::transport::RetryPolicy;
 pub use client::S3Client;
 pub use settings::{Flavor, S3Settings};
@@ -33,27 +34,6 @@ const MAX_PARTS: u64 = 10_000;
 
 /// An S3 replica.
 pub type S3Replica = Replica<Arc<S3Client>>;
-
-/// One object under the replica path, as listed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectInfo {
-    /// Full key of the object in the bucket.
-    pub key: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// LastModified as the listing reports it, when it does.
-    pub last_modified: Option<SystemTime>,
-}
-
-impl From<Listed> for ObjectInfo {
-    fn from(o: Listed) -> ObjectInfo {
-        ObjectInfo {
-            key: o.key,
-            size: o.size,
-            last_modified: o.created_at,
-        }
-    }
-}
 
 impl Replica<Arc<S3Client>> {
     /// Builds the replica without any network traffic; the first request resolves region and

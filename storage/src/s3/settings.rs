@@ -266,19 +266,6 @@ fn parse_s3_host(host: &str) -> (String, Option<String>, Option<String>, bool) {
             false,
         );
     }
-    if let Some(stem) = lower.strip_suffix(".backblazeb2.com") {
-        if let Some((bucket, region)) = stem
-            .rsplit_once(".s3.")
-            .or_else(|| stem.strip_prefix("s3.").map(|r| ("", r)))
-        {
-            return (
-                host[..bucket.len()].to_owned(),
-                non_empty(region),
-                Some(format!("https://s3.{region}.backblazeb2.com")),
-                true,
-            );
-        }
-    }
     if let Some(stem) = lower.strip_suffix("s3.filebase.com") {
         let bucket = stem.strip_suffix('.').unwrap_or(stem);
         return (
@@ -288,7 +275,12 @@ fn parse_s3_host(host: &str) -> (String, Option<String>, Option<String>, bool) {
             false,
         );
     }
-    if let Some(stem) = lower.strip_suffix(".scw.cloud") {
+    // Backblaze B2 and Scaleway: `<bucket>.s3.<region>.<domain>`, or `s3.<region>.<domain>`
+    // with the bucket in the path.
+    for (domain, path_style) in [("backblazeb2.com", true), ("scw.cloud", false)] {
+        let Some(stem) = lower.strip_suffix(domain).and_then(|s| s.strip_suffix('.')) else {
+            continue;
+        };
         if let Some((bucket, region)) = stem
             .rsplit_once(".s3.")
             .or_else(|| stem.strip_prefix("s3.").map(|r| ("", r)))
@@ -296,8 +288,8 @@ fn parse_s3_host(host: &str) -> (String, Option<String>, Option<String>, bool) {
             return (
                 host[..bucket.len()].to_owned(),
                 non_empty(region),
-                Some(format!("https://s3.{region}.scw.cloud")),
-                false,
+                Some(format!("https://s3.{region}.{domain}")),
+                path_style,
             );
         }
     }

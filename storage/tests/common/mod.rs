@@ -100,15 +100,15 @@ pub async fn write_l0s<B: AsRef<[u8]>>(
     }
 }
 
-/// The names (`$field` of each object: `key`, `name`) that the replica `$r` lists under
-/// `$prefix/`, with its backend's own `list_prefix`.
+/// The names that the replica `$r` lists under `$prefix/`, with its backend's own
+/// `list_prefix`.
 macro_rules! listed {
-    ($r:expr, $prefix:expr, $field:ident) => {
+    ($r:expr, $prefix:expr) => {
         $r.list_prefix(&format!("{}/", $prefix))
             .await
             .expect("list")
             .into_iter()
-            .map(|o| o.$field)
+            .map(|o| o.name)
             .collect::<Vec<String>>()
     };
 }

@@ -181,3 +181,44 @@ fn provider_presets() {
     };
     assert_eq!(s.resolve().expect("r2").concurrency, R2_CONCURRENCY);
 }
+
+#[test]
+fn backblaze_and_scaleway_hosts() {
+    let https = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        parse_s3_host("Bkt.s3.us-west-004.backblazeb2.com"),
+        (
+            "Bkt".to_owned(),
+            https("us-west-004"),
+            https("https://s3.us-west-004.backblazeb2.com"),
+            true
+        )
+    );
+    assert_eq!(
+        parse_s3_host("s3.us-west-004.backblazeb2.com"),
+        (
+            String::new(),
+            https("us-west-004"),
+            https("https://s3.us-west-004.backblazeb2.com"),
+            true
+        )
+    );
+    assert_eq!(
+        parse_s3_host("bkt.s3.fr-par.scw.cloud"),
+        (
+            "bkt".to_owned(),
+            https("fr-par"),
+            https("https://s3.fr-par.scw.cloud"),
+            false
+        )
+    );
+    assert_eq!(
+        parse_s3_host("s3.nl-ams.scw.cloud").2,
+        https("https://s3.nl-ams.scw.cloud")
+    );
+    // The bare domain names no region: taken as a bucket name, as any other host.
+    assert_eq!(
+        parse_s3_host("scw.cloud"),
+        ("scw.cloud".to_owned(), None, None, false)
+    );
+}
