@@ -1,6 +1,7 @@
 //! Microsoft Entra ID (Azure AD) tokens for Blob Storage, for a replica with neither an account
 //! key nor a SAS token: Litestream then uses the Azure SDK's `DefaultAzureCredential`, and this
-//! follows its order (docs/storage.md#azure-credentials): a client secret, a workload identity
+//! follows its order (docs/storage.md#azure-credentials): a client secret or certificate, a
+//! workload identity
 //! (federated token file), a managed identity (App Service's endpoint, else the instance
 //! metadata service), then the Azure CLI's login. A source the environment does not configure is
 //! skipped; one that is configured and fails is the answer, as in the SDK's chain.
@@ -42,6 +43,15 @@ pub(crate) enum Source {
         client_id: String,
         secret: crate::Secret,
     },
+    /// `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_CERTIFICATE_PATH` (a PEM file with
+    /// the certificate and its key, read at every refresh), `AZURE_CLIENT_SEND_CERTIFICATE_CHAIN`.
+    ClientCertificate {
+        authority: String,
+        tenant: String,
+        client_id: String,
+        path: String,
+        send_chain: bool,
+    },
     /// `AZURE_FEDERATED_TOKEN_FILE` (AKS workload identity), read at every refresh.
     Workload {
         authority: String,
@@ -82,6 +92,19 @@ pub(crate) fn sources() -> Vec<Source> {
             tenant: t.clone(),
             client_id: c.clone(),
             secret: crate::Secret::new(s),
+        });
+    }
+    // The SDK's environment credential takes a secret over a certificate.
+    let certificate = env("AZURE_CLIENT_CERTIFICATE_PATH").filter(|_| v.is_empty());
+    if let (Some(t), Some(c), Some(path)) = (&tenant, &client_id, certificate) {
+        let send_chain = env("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
+        v.push(Source::ClientCertificate {
+            authority: authority.clone(),
+            tenant: t.clone(),
+            client_id: c.clone(),
+            path,
+            send_chain,
         });
     }
     if let (Some(t), Some(c), Some(f)) = (&tenant, &client_id, env("AZURE_FEDERATED_TOKEN_FILE")) {
@@ -182,6 +205,9 @@ impl Source {
     fn name(&self) -> &'static str {
         match self {
             Source::ClientSecret { .. } => "client secret (AZURE_CLIENT_SECRET)",
+            Source::ClientCertificate { .. } => {
+                "client certificate (AZURE_CLIENT_CERTIFICATE_PATH)"
+            }
             Source::Workload { .. } => "workload identity (AZURE_FEDERATED_TOKEN_FILE)",
             Source::AppService { .. } => "managed identity (IDENTITY_ENDPOINT)",
             Source::Imds { .. } => "managed identity (instance metadata service)",
@@ -199,6 +225,31 @@ impl Source {
                 secret,
             } => {
                 let proof = [("client_secret", secret.expose())];
+                grant(authority, tenant, client_id, &proof, what).await
+            }
+            Source::ClientCertificate {
+                authority,
+                tenant,
+                client_id,
+                path,
+                send_chain,
+            } => {
+                let audience = token_url(authority, tenant);
+                let signed = certificate::assertion(
+                    path,
+                    client_id,
+                    &audience,
+                    *send_chain,
+                    SystemTime::now(),
+                )
+                .map_err(TokenError::Fatal)?;
+                let proof = [
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", signed.as_str()),
+                ];
                 grant(authority, tenant, client_id, &proof, what).await
             }
             Source::Workload {
@@ -302,7 +353,7 @@ async fn grant(
     proof: &[(&str, &str)],
     what: &str,
 ) -> Result<(String, Duration), Miss> {
-    let url = format!("{authority}{tenant}/oauth2/v2.0/token");
+    let url = token_url(authority, tenant);
     let mut pairs = vec![("client_id", client_id)];
     pairs.extend_from_slice(proof);
     pairs.extend([("grant_type", "client_credentials"), ("scope", SCOPE)]);
@@ -311,6 +362,11 @@ async fn grant(
         "application/x-www-form-urlencoded".to_owned(),
     )];
     fetch(Method::POST, &url, headers, form(&pairs), what).await
+}
+
+/// The tenant's token endpoint: where grants are posted, and the audience of an assertion.
+fn token_url(authority: &str, tenant: &str) -> String {
+    format!("{authority}{tenant}/oauth2/v2.0/token")
 }
 
 /// `az account get-access-token --output json --resource https://storage.azure.com`.
@@ -375,8 +431,8 @@ async fn first_token(sources: &[Source]) -> Result<(String, Duration), TokenErro
     }
     Err(TokenError::Fatal(format!(
         "abs: no credentials: no account-key or sas-token, and no Microsoft Entra ID credential \
-         is available (AZURE_CLIENT_SECRET and AZURE_FEDERATED_TOKEN_FILE are unset with \
-         AZURE_TENANT_ID/AZURE_CLIENT_ID; {})",
+         is available (AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH and \
+         AZURE_FEDERATED_TOKEN_FILE are unset with AZURE_TENANT_ID/AZURE_CLIENT_ID; {})",
         tried.join("; ")
     )))
 }
@@ -406,5 +462,6 @@ pub(crate) async fn token() -> Result<String, TokenError> {
     Ok(token)
 }
 
+mod certificate;
 #[cfg(test)]
 mod tests;

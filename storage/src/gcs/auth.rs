@@ -10,14 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http::Method;
-use ring::rand::SystemRandom;
-use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use ring::signature::RsaKeyPair;
 use serde::Deserialize;
 
 use super::federation;
+use crate::transport::jwt::{self, parse_private_key};
 pub(crate) use crate::transport::token::{call, TokenError as AuthError};
 use crate::transport::{HttpPool as Pool, Payload};
 
@@ -80,26 +79,6 @@ struct CredentialsFile {
     client_secret: String,
     #[serde(default)]
     refresh_token: String,
-}
-
-/// Parses a PEM private key (PKCS#8 `PRIVATE KEY`, as Google issues them, or PKCS#1 `RSA
-/// PRIVATE KEY`).
-pub(crate) fn parse_private_key(pem: &str) -> Result<RsaKeyPair, String> {
-    let pkcs1 = pem.contains("BEGIN RSA PRIVATE KEY");
-    let b64: String = pem
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64.as_bytes())
-        .map_err(|e| format!("private key is not valid PEM: {e}"))?;
-    let key = if pkcs1 {
-        RsaKeyPair::from_der(&der)
-    } else {
-        RsaKeyPair::from_pkcs8(&der)
-    };
-    key.map_err(|e| format!("private key is not a usable RSA key: {e}"))
 }
 
 impl Credentials {
@@ -284,10 +263,6 @@ pub(crate) fn parse_token_answer(body: &[u8], url: &str) -> Result<(String, Dura
     ))
 }
 
-fn b64url(data: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
-}
-
 /// The JWT a service account presents to the token endpoint (RFC 7523), valid for an hour.
 pub(crate) fn sign_jwt(
     email: &str,
@@ -297,7 +272,7 @@ pub(crate) fn sign_jwt(
     now: SystemTime,
 ) -> Result<String, String> {
     let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let header = b64url(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let header = serde_json::json!({ "alg": "RS256", "typ": "JWT" });
     let claims = serde_json::json!({
         "iss": email,
         "scope": scope,
@@ -305,16 +280,7 @@ pub(crate) fn sign_jwt(
         "iat": iat,
         "exp": iat + 3600,
     });
-    let signing_input = format!("{header}.{}", b64url(claims.to_string().as_bytes()));
-    let mut sig = vec![0u8; key.public().modulus_len()];
-    key.sign(
-        &RSA_PKCS1_SHA256,
-        &SystemRandom::new(),
-        signing_input.as_bytes(),
-        &mut sig,
-    )
-    .map_err(|_| "RS256 signing failed".to_owned())?;
-    Ok(format!("{signing_input}.{}", b64url(&sig)))
+    jwt::sign_rs256(&header, &claims, key)
 }
 
 struct Cached {

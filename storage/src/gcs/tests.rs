@@ -11,8 +11,9 @@ use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use super::auth::{parse_private_key, Credentials, TokenSource};
+use super::auth::{Credentials, TokenSource};
 use super::*;
+use crate::transport::jwt::parse_private_key;
 use crate::{LtxName, ReplicaClient, ReplicaUrl};
 
 /// `external_account` and `impersonated_service_account` credentials.

@@ -8,6 +8,7 @@
 pub(crate) mod body;
 pub(crate) mod encode;
 mod error;
+pub(crate) mod jwt;
 pub(crate) mod pool;
 pub(crate) mod range;
 pub mod retry;
