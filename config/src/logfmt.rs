@@ -73,7 +73,7 @@ fn local_offset(t: SystemTime) -> i32 {
 }
 
 /// Fields Litestream logs as a Go `time.Duration`: logged by us as whole nanoseconds (`u64`).
-const GO_DURATIONS: [&str; 1] = ["sync-interval"];
+const GO_DURATIONS: [&str; 3] = ["sync-interval", "interval", "retention"];
 
 #[derive(Default)]
 struct Fields {

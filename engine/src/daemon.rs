@@ -98,6 +98,9 @@ impl Daemon {
             info!(path = %db.path.display(), "initialized db");
             log_replica(&db.replica);
         }
+        if !opts.replicate.once {
+            log_monitors(&cfg);
+        }
         let local = |key, srv: std::io::Result<SocketAddr>| {
             srv.map_err(|source| StartError::LocalAddr { key, source })
         };
@@ -252,6 +255,35 @@ async fn replicate_all(
         t.abort();
     }
     ok
+}
+
+/// Litestream's lines as its store's monitors start (none with `-once`, which runs none): L0
+/// retention when it is on, then one per level and one for the snapshots (level 9). Durations
+/// in nanoseconds, written as Go durations.
+fn log_monitors(cfg: &Config) {
+    let ns = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    if !cfg.l0_retention.is_zero() && !cfg.l0_retention_check_interval.is_zero() {
+        info!(
+            system = "store",
+            interval = ns(cfg.l0_retention_check_interval),
+            retention = ns(cfg.l0_retention),
+            "starting L0 retention monitor"
+        );
+    }
+    for (level, every) in (1u64..).zip(&cfg.levels) {
+        info!(
+            system = "store",
+            level,
+            interval = ns(*every),
+            "starting compaction monitor"
+        );
+    }
+    info!(
+        system = "store",
+        level = 9u64,
+        interval = ns(cfg.snapshot_interval),
+        "starting compaction monitor"
+    );
 }
 
 /// Litestream's `replicating to` line: the replica type, its sync interval, and per backend the

@@ -37,8 +37,8 @@ pub struct Settings {
     pub validation_interval: Option<Duration>,
 }
 
-/// How long the first runs wait for the database's first sync (Litestream's wait for a
-/// database to be ready).
+/// How long the runs at start wait for the database's first upload (Litestream waits as long
+/// for a database to be ready).
 const START_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,19 +150,22 @@ impl Maintainer {
         }
         // As in Litestream, the levels and the snapshot run once at start, then at their
         // boundaries; the "too early" rules keep a restart from compacting or snapshotting
-        // twice in one period (docs/replica-layout.md#compaction-scheduling). A database not
-        // yet synced is waited for, up to [`START_WAIT`].
-        let ready = tokio::time::timeout(START_WAIT, self.pos.wait_for(|p| *p != TxId::ZERO));
-        tokio::select! {
+        // twice in one period (docs/replica-layout.md#compaction-scheduling). Only once this
+        // database's first upload succeeded, though: a replica that another writer holds (the
+        // upload finds its files) is left alone, and the database stops. Without one within
+        // [`START_WAIT`], the jobs keep to their boundaries.
+        let first =
+            tokio::time::timeout(START_WAIT, self.replicated.wait_for(|p| *p != TxId::ZERO));
+        let uploaded = tokio::select! {
             _ = self.shutdown.changed() => return,
-            _ = ready => {}
-        }
-        let now = SystemTime::now();
+            r = first => matches!(r, Ok(Ok(_))),
+        };
+        let started = SystemTime::now();
         let mut next: Vec<SystemTime> = jobs
             .iter()
             .map(|j| match j {
-                Job::Level(_) | Job::Snapshot => now,
-                Job::L0Retention | Job::Validate => next_at(now, self.interval(*j)),
+                Job::Level(_) | Job::Snapshot if uploaded => started,
+                _ => next_at(started, self.interval(*j)),
             })
             .collect();
         let mut rest: Vec<Option<Rest>> = vec![None; jobs.len()];
@@ -188,7 +191,12 @@ impl Maintainer {
                 return;
             };
             let job = jobs[i];
-            let wake = at + jitter(&self.db, self.interval(job));
+            // The runs at start are not spread, as Litestream's are not.
+            let wake = if at <= started {
+                at
+            } else {
+                at + jitter(&self.db, self.interval(job))
+            };
             let wait = wake
                 .duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO);

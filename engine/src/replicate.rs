@@ -145,6 +145,8 @@ struct HandleInner {
     upload_failing: AtomicBool,
     /// The uploader found a local L0 file missing or corrupt (for `auto-recover`).
     local_damage: AtomicBool,
+    /// Another writer holds the replica: nothing more may be written to it.
+    conflict: AtomicBool,
     /// The last successful upload (or caught-up check) of the replica.
     last_ok: Mutex<Option<SystemTime>>,
     sync_tx: mpsc::UnboundedSender<SyncReply>,
@@ -160,6 +162,7 @@ impl DbHandle {
             step_failing: AtomicBool::new(false),
             upload_failing: AtomicBool::new(false),
             local_damage: AtomicBool::new(false),
+            conflict: AtomicBool::new(false),
             last_ok: Mutex::new(None),
             sync_tx,
         };
@@ -221,6 +224,16 @@ impl DbHandle {
 
     fn take_local_damage(&self) -> bool {
         self.inner.local_damage.swap(false, Ordering::Relaxed)
+    }
+
+    /// Another writer's files were found on the replica (docs/replica-layout.md#one-writer-per-replica):
+    /// the database stops, and its maintenance with it, at once.
+    pub(crate) fn note_conflict(&self) {
+        self.inner.conflict.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn conflicted(&self) -> bool {
+        self.inner.conflict.load(Ordering::Relaxed)
     }
 
     pub(crate) fn upload_failed(&self) {

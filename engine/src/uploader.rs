@@ -14,7 +14,7 @@ use bytes::Bytes;
 use ltx_codec::{Header, Level, TxId, HEADER_SIZE, SNAPSHOT_LEVEL, TRAILER_SIZE};
 use storage::{Body, LtxFileInfo, LtxName, SharedReplica};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, warn};
 
 use crate::error::{Error, Result};
 use crate::meta::{MetaDir, KEEP_IN_MEMORY};
@@ -202,7 +202,7 @@ impl Uploader {
         while pos < local_max {
             if self.batch > 0 && n as u64 >= self.batch {
                 limited = true;
-                tracing::debug!(db = %self.db.display(), synced_files = n, db_txid = %local_max, replica_txid = %pos, "replica sync limited");
+                debug!(db = %self.db.display(), synced_files = n, db_txid = %local_max, replica_txid = %pos, "replica sync limited");
                 break;
             }
             let txid = pos.next();
@@ -241,12 +241,12 @@ impl Uploader {
             pos = txid;
             self.pos = Some(pos);
             n += 1;
-            tracing::debug!(system = "store", db = %self.db.display(), replica = self.replica.kind(), level = 0, minTXID = %txid, maxTXID = %txid, size, "ltx file uploaded");
+            debug!(system = "store", db = %self.db.display(), replica = self.replica.kind(), level = 0, minTXID = %txid, maxTXID = %txid, size, "ltx file uploaded");
         }
         if n > 0 {
             // Litestream's `txid` group: where the replica was, and the database's position it
             // was synced to; then ours.
-            info!(system = "store", db = %self.db.display(), replica = self.replica.kind(), txid.replica = %before, txid.db = %pos, files = n, "replica sync");
+            debug!(system = "store", db = %self.db.display(), replica = self.replica.kind(), txid.replica = %before, txid.db = %pos, files = n, "replica sync");
         }
         Ok((n, limited))
     }
@@ -325,6 +325,7 @@ pub(crate) async fn upload_loop(
                         handle.note_local_damage();
                     }
                     if matches!(e, Error::Conflict { .. }) {
+                        handle.note_conflict();
                         error!(error = %e, "replica sync stopped");
                         stop.send_replace(true);
                         return false;
@@ -369,6 +370,7 @@ pub(crate) async fn upload_loop(
                 return true;
             }
             Ok(Err(e @ Error::Conflict { .. })) => {
+                handle.note_conflict();
                 error!(error = %e, "replica sync stopped");
                 return false;
             }

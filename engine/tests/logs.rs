@@ -61,10 +61,18 @@ fn stop(child: std::process::Child) -> String {
 
 /// The keys after `msg` of the first text line whose message is `msg`.
 fn text_keys_of(text: &str, msg: &str) -> Option<Vec<String>> {
+    text_line_of(text, msg).map(|p| p.into_iter().skip(3).map(|(k, _)| k).collect())
+}
+
+/// The level of the first text line whose message is `msg`.
+fn text_level_of(text: &str, msg: &str) -> Option<String> {
+    text_line_of(text, msg).and_then(|p| p.into_iter().nth(1).map(|(_, v)| v))
+}
+
+fn text_line_of(text: &str, msg: &str) -> Option<Vec<(String, String)>> {
     text.lines()
         .map(text_pairs)
         .find(|p| p.get(2).is_some_and(|m| m.1 == msg))
-        .map(|p| p.into_iter().skip(3).map(|(k, _)| k).collect())
 }
 
 /// A config replicating a new database `name` with `logging.type: ty` to the replica whose
@@ -154,9 +162,11 @@ fn times_are_local_as_litestreams() {
 }
 
 /// The messages both tools write, and their keys.
-const SHARED: [&str; 4] = [
+const SHARED: [&str; 6] = [
     "initialized db",
     "replicating to",
+    "starting L0 retention monitor",
+    "starting compaction monitor",
     "signal received, litestream shutting down",
     "litestream shut down",
 ];
@@ -226,6 +236,8 @@ fn same_text_layout_and_keys(t: &str, o: &str) {
         let (tk, ok) = (text_keys_of(t, msg), text_keys_of(o, msg));
         assert!(tk.is_some(), "litestream did not log {msg:?}:\n{t}");
         assert_eq!(tk, ok, "keys of {msg:?}:\n{t}\n{o}");
+        let (tl, ol) = (text_level_of(t, msg), text_level_of(o, msg));
+        assert_eq!(tl, ol, "level of {msg:?}:\n{t}\n{o}");
     }
 }
 
@@ -279,6 +291,14 @@ fn json_lines_are_laid_out_as_litestreams() {
         let (tk, ok) = (keys_of(&tl, msg), keys_of(&ol, msg));
         assert!(tk.is_some(), "litestream did not log {msg:?}:\n{t}");
         assert_eq!(tk, ok, "keys of {msg:?}:\n{t}\n{o}");
+        // From the raw line: a `level` attribute (the monitors' lines) repeats the key.
+        let level_of = |text: &str| {
+            let tag = format!("\"msg\":{}", serde_json::Value::from(msg));
+            let line = text.lines().find(|l| l.contains(&tag))?;
+            let (_, rest) = line.split_once("\"level\":\"")?;
+            rest.split_once('"').map(|(l, _)| l.to_owned())
+        };
+        assert_eq!(level_of(&t), level_of(&o), "level of {msg:?}:\n{t}\n{o}");
         assert_eq!(
             kinds_of(&tl, msg),
             kinds_of(&ol, msg),
@@ -350,5 +370,7 @@ fn store_event_lines_carry_litestreams_keys() {
             ok.starts_with(&tk),
             "keys of {msg:?}: litestream {tk:?}, ls-engine {ok:?}"
         );
+        let (tl, ol) = (text_level_of(&t, msg), text_level_of(&o, msg));
+        assert_eq!(tl, ol, "level of {msg:?}");
     }
 }

@@ -167,7 +167,9 @@ pub fn two_engines_one_replica(remote: &dyn Remote) {
     };
     assert!(
         lost_list.contains("stopped") && !lost_list.contains("replicating"),
-        "the loser's database is not listed as stopped:\n{lost_list}"
+        "the loser's database is not listed as stopped:\n{lost_list}\nA:\n{}\nB:\n{}",
+        ea.tail(),
+        eb.tail()
     );
     assert!(
         won_list.contains("replicating"),

@@ -225,7 +225,7 @@ impl Follower {
         // its read before our lock): the next try can restart the WAL at once.
         let short = u64::try_from(log.saturating_sub(done)).unwrap_or(u64::MAX);
         self.note_checkpoint_retry(busy != 0 || short <= self.cfg.min_checkpoint_page_n);
-        info!(
+        debug!(
             system = "store",
             db = %self.cfg.path.display(),
             mode = mode.as_str(),

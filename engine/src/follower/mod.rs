@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ltx_codec::wal::{WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE};
 use ltx_codec::{LtxFile, TxId};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::checkpoint::Thresholds;
 use crate::config::DbConfig;
@@ -89,7 +89,8 @@ struct SyncedLog {
 
 impl SyncedLog {
     fn emit(&self, db: &Path) {
-        info!(
+        // Debug, like Litestream's per-sync lines: at info a busy database logs nothing per pass.
+        debug!(
             db = %db.display(),
             txid = %self.txid,
             kind = self.kind,

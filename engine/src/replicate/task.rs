@@ -409,6 +409,7 @@ impl DbTask {
             Err(e @ Error::Conflict { .. }) => {
                 // Another writer's replica: retrying cannot help (as in the uploader).
                 r.ok = false;
+                self.handle.note_conflict();
                 error!(db = %path, error = %e, "replica sync stopped");
                 self.stop.send_replace(true);
                 return Flow::Stop;
@@ -483,11 +484,19 @@ impl DbTask {
             // A compaction or snapshot upload in flight gets the shutdown window to finish; a
             // slow or stuck server must not hold the exit past it. An abandoned job leaves no
             // published file (uploads are whole objects) and is made again from the same inputs
-            // at the next start.
-            let grace = self.shared.shutdown_sync_timeout;
+            // at the next start. On a replica another writer holds, nothing more is written.
+            let grace = if self.handle.conflicted() {
+                Duration::ZERO
+            } else {
+                self.shared.shutdown_sync_timeout
+            };
             if within(grace, &mut m).await.is_none() {
                 m.abort();
-                warn!(db = %path, timeout = %format_go_duration(grace), "maintenance still running at shutdown-sync-timeout; abandoned");
+                if self.handle.conflicted() {
+                    warn!(db = %path, "maintenance stopped: another writer holds the replica");
+                } else {
+                    warn!(db = %path, timeout = %format_go_duration(grace), "maintenance still running at shutdown-sync-timeout; abandoned");
+                }
             }
         }
         if self.force_snapshot && ok {
