@@ -20,28 +20,9 @@ cd "$WORK"
 cargo build --release -q -p restore --manifest-path "$ROOT/Cargo.toml"
 LSR="$ROOT/target/release/ls-restore"
 
-if [ ! -f replica/ltx/0/0000000000000001-0000000000000001.ltx ]; then
-  rm -rf db.sqlite* replica
-  python3 "$ROOT/restore/bench/make_db.py" db.sqlite "$SIZE_MIB"
-  cat > litestream.yml <<YML
-dbs:
-  - path: $WORK/db.sqlite
-    monitor-interval: 200ms
-    replica:
-      type: file
-      path: $WORK/replica
-      sync-interval: 200ms
-YML
-  env -u AWS_CA_BUNDLE "$LIT" replicate -config litestream.yml > replicate.log 2>&1 &
-  PID=$!
-  for _ in $(seq 1 600); do
-    [ -f replica/ltx/0/0000000000000001-0000000000000001.ltx ] && break
-    sleep 0.5
-  done
-  sleep 1
-  kill -TERM "$PID"
-  wait "$PID" || true
-fi
+# shellcheck source=restore/bench/common.sh
+source "$ROOT/restore/bench/common.sh"
+make_file_replica "$ROOT" "$WORK" "$SIZE_MIB" "$LIT"
 
 # The floor reads exactly the files the restore plan reads.
 PLAN=$("$LSR" -dry-run -json -o x "file://$WORK/replica" | python3 -c '
@@ -51,8 +32,6 @@ print(" ".join("replica/ltx/%d/%s" % (f["level"], f["name"]) for f in p["files"]
 REPLICA_BYTES=$(cat $PLAN | wc -c)
 DB_BYTES=$(stat -c %s db.sqlite)
 
-# shellcheck source=restore/bench/common.sh
-source "$ROOT/restore/bench/common.sh"
 ROUNDS=${ROUNDS:-3}
 # The file system may be mounted with online discard, which makes writes right after a large
 # delete slow; so nothing is deleted until every round is done.
