@@ -61,17 +61,6 @@ enum Value {
     Bool(bool),
 }
 
-/// Seconds east of UTC of the local zone at `t` (`TZ`, else `/etc/localtime`): Go's `slog`
-/// writes local times, so a server whose zone is not UTC gets the same times from both tools.
-fn local_offset(t: SystemTime) -> i32 {
-    use chrono::{DateTime, Local, Offset, TimeZone, Utc};
-    let utc: DateTime<Utc> = t.into();
-    Local
-        .offset_from_utc_datetime(&utc.naive_utc())
-        .fix()
-        .local_minus_utc()
-}
-
 /// Fields Litestream logs as a Go `time.Duration`: logged by us as whole nanoseconds (`u64`).
 const GO_DURATIONS: [&str; 3] = ["sync-interval", "interval", "retention"];
 
@@ -356,7 +345,13 @@ where
         let meta = event.metadata();
         let at = meta.file().zip(meta.line());
         let now = SystemTime::now();
-        writer.write_str(&self.line(now, local_offset(now), *meta.level(), at, &fields))
+        writer.write_str(&self.line(
+            now,
+            storage::timefmt::local_offset(now),
+            *meta.level(),
+            at,
+            &fields,
+        ))
     }
 }
 

@@ -493,6 +493,8 @@ fn vfs_hydrates_a_local_copy_follows_the_primary_and_reads_from_it() {
     let mut env2 = env.clone();
     env2.push(("LITESTREAM_LOG_LEVEL".into(), "DEBUG".into()));
     env2.push(("LITESTREAM_LOG_FILE".into(), log.display().to_string()));
+    // A zone east of UTC: log times are local, as Litestream's VFS (Go) writes them.
+    env2.push(("TZ".into(), "Asia/Kolkata".into()));
     let (out, err) = shell(
         &ours,
         &url,
@@ -505,4 +507,11 @@ select count(*) from t;",
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("resuming the hydration copy"), "{text}");
     assert!(text.contains(": 0 pages fetched"), "{text}");
+    for line in text.lines() {
+        let time = line
+            .strip_prefix("time=")
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or_default();
+        assert!(time.ends_with("+05:30") && time.len() == 29, "{line}");
+    }
 }

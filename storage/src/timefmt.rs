@@ -180,6 +180,18 @@ pub fn format_rfc3339_milli(t: SystemTime) -> String {
     format_rfc3339_in(t, 0, Fraction::Milli)
 }
 
+/// Seconds east of UTC of the local zone at `t` (`TZ`, else `/etc/localtime`): Go's `slog`
+/// writes local times, so a server whose zone is not UTC gets the same times from our binaries and
+/// Litestream's (its daemon and its VFS).
+pub fn local_offset(t: SystemTime) -> i32 {
+    use chrono::{DateTime, Local, Offset, TimeZone, Utc};
+    let utc: DateTime<Utc> = t.into();
+    Local
+        .offset_from_utc_datetime(&utc.naive_utc())
+        .fix()
+        .local_minus_utc()
+}
+
 /// Like [`format_rfc3339`] with nanoseconds (Go's `RFC3339Nano`, trailing zeros dropped).
 pub fn format_rfc3339_nano(t: SystemTime) -> String {
     format_rfc3339_in(t, 0, Fraction::Nano)

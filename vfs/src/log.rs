@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use storage::timefmt::format_rfc3339_milli;
+use storage::timefmt::{format_rfc3339_in, local_offset, Fraction};
 
 struct Sink {
     debug: bool,
@@ -43,9 +43,11 @@ fn line(level: &str, msg: &str) {
     if level == "DEBUG" && !sink.debug {
         return;
     }
+    // Local times, as Go writes them (docs/config-and-cli.md#log-lines).
+    let now = SystemTime::now();
     let text = format!(
         "time={} level={level} msg={msg:?} vfs=ls-vfs\n",
-        format_rfc3339_milli(SystemTime::now())
+        format_rfc3339_in(now, local_offset(now), Fraction::Milli)
     );
     // A log line that cannot be written is dropped: a read must not fail for it.
     let _ = match sink.file.as_mut() {
