@@ -261,7 +261,7 @@ async fn replicate_all(
 /// retention when it is on, then one per level and one for the snapshots (level 9). Durations
 /// in nanoseconds, written as Go durations.
 fn log_monitors(cfg: &Config) {
-    let ns = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    use storage::value::nanos as ns;
     if !cfg.l0_retention.is_zero() && !cfg.l0_retention_check_interval.is_zero() {
         info!(
             system = "store",
@@ -291,10 +291,7 @@ fn log_monitors(cfg: &Config) {
 fn log_replica(r: &crate::config::ReplicaConfig) {
     use storage::ReplicaUrl as U;
     // Nanoseconds: the log layout writes a Go duration (`1s` in text, a number in JSON).
-    let (t, interval) = (
-        &r.kind,
-        u64::try_from(r.sync_interval.as_nanos()).unwrap_or(u64::MAX),
-    );
+    let (t, interval) = (&r.kind, storage::value::nanos(r.sync_interval));
     let opt = |o: &Option<String>| o.clone().unwrap_or_default();
     match r.location() {
         Ok(U::File(p)) => {

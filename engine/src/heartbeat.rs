@@ -54,7 +54,7 @@ pub async fn run(
 ) {
     let every = interval(&cfg);
     let check = every.min(CHECK_INTERVAL);
-    info!(url = %storage::redact_url(&cfg.url), interval = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX), "starting heartbeat monitor");
+    info!(url = %storage::redact_url(&cfg.url), interval = storage::value::nanos(every), "starting heartbeat monitor");
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + check, check);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_ping: Option<tokio::time::Instant> = None;

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use storage::value::nanos;
+
 use crate::sqlite::CheckpointMode;
 use storage::metrics::escape_label;
 
@@ -43,10 +45,6 @@ pub struct DbMetrics {
     compaction_verify_errors: AtomicU64,
     /// What the sync is doing now, for `/debug/sync-status`.
     pub sync_status: crate::sync_status::SyncStatus,
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl DbMetrics {

@@ -129,12 +129,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     Ok(Duration::from_nanos(total))
 }
 
+/// `d` in whole nanoseconds, as a Go `time.Duration` holds it (saturating): what the log
+/// layout writes as a Go duration, and what the metrics count.
+pub fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Go's `Duration.String` (`1m30s`, `500ms`, `1.5µs`, `0s`), for messages a Litestream user
 /// can read. Durations beyond Go's range (about 292 years) print as if clamped to it.
 pub fn format_duration(d: Duration) -> String {
-    let ns = u64::try_from(d.as_nanos())
-        .unwrap_or(u64::MAX)
-        .min(i64::MAX as u64);
+    let ns = nanos(d).min(i64::MAX as u64);
     if ns == 0 {
         return "0s".into();
     }

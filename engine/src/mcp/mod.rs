@@ -554,34 +554,15 @@ fn valid_session(id: &str) -> bool {
 
 /// A random (version 4) UUID.
 fn new_uuid() -> String {
-    let mut b = [0u8; 16];
-    let mut filled = 0;
-    while filled < b.len() {
-        // SAFETY: writes at most the remaining length of `b`.
-        let n = unsafe { libc::getrandom(b[filled..].as_mut_ptr().cast(), b.len() - filled, 0) };
-        if n <= 0 {
-            // No entropy source: fall back on the clock and PID; the ID is not a secret.
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-                ^ u128::from(std::process::id()) << 64;
-            b = t.to_le_bytes();
-            break;
-        }
-        filled += n as usize;
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    storage::transport::random_uuid().unwrap_or_else(|_| {
+        // No entropy source: fall back on the clock and PID; the ID is not a secret.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            ^ u128::from(std::process::id()) << 64;
+        storage::transport::uuid_v4(t.to_le_bytes())
+    })
 }
 
 #[cfg(test)]

@@ -44,23 +44,28 @@ pub(crate) fn sha1_thumbprint(cert: &CertificateDer<'_>) -> Vec<u8> {
         .to_vec()
 }
 
-/// A random version-4 UUID, for a token's `jti`.
-pub(crate) fn random_uuid() -> Result<String, String> {
+/// A random version-4 UUID: a token's `jti`, an MCP session's ID.
+pub fn random_uuid() -> Result<String, String> {
     let mut b = [0u8; 16];
     SystemRandom::new()
         .fill(&mut b)
-        .map_err(|_| "no randomness for a token id".to_owned())?;
+        .map_err(|_| "no randomness for an ID".to_owned())?;
+    Ok(uuid_v4(b))
+}
+
+/// `bytes` written as a version-4 UUID (its version and variant bits set).
+pub fn uuid_v4(mut b: [u8; 16]) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
+    format!(
         "{}-{}-{}-{}-{}",
         &h[..8],
         &h[8..12],
         &h[12..16],
         &h[16..20],
         &h[20..]
-    ))
+    )
 }
 
 /// `header` and `claims` signed with RS256: `<header>.<claims>.<signature>`, each base64url.

@@ -9,6 +9,7 @@ pub(crate) mod body;
 pub(crate) mod encode;
 mod error;
 pub(crate) mod jwt;
+pub use jwt::{random_uuid, uuid_v4};
 pub(crate) mod pool;
 pub(crate) mod range;
 pub mod retry;
